@@ -1,0 +1,1 @@
+"""The pure core: plain data and functions, no database, network or clock."""

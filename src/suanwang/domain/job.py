@@ -1,0 +1,145 @@
+"""Jobs: what a consumer asks for, and the strict lifecycle every job follows.
+
+Lifecycle (any other change raises ``IllegalTransition``)::
+
+    pending ──► placed ──► running ──► succeeded | failed
+       │          │           │
+       │          ├──────────►├──► lost        (lease expired, policy "fail")
+       │          └──────────►└──► requeued ──► placed ...  (lease expired or preempted)
+       └──────────┴───────────┴──► cancelled
+
+``pending`` and ``requeued`` both wait for placement; ``requeued`` says an
+earlier attempt existed.  ``placed`` may also go back to ``pending`` when the
+scheduler withdraws a placement before any agent took it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from suanwang.domain.grid import Capacity, SiteId
+from suanwang.domain.resources import LostPolicy, ResourceClass, ServiceLevel
+from suanwang.errors import IllegalTransition, InvalidSpec
+
+JobId = str
+
+
+@enum.unique
+class JobState(enum.StrEnum):
+    PENDING = "pending"  # accepted, waiting for a placement
+    PLACED = "placed"  # assigned to (site, pool); waiting for that site's agent
+    RUNNING = "running"  # an agent holds its lease and runs it
+    SUCCEEDED = "succeeded"  # exited 0
+    FAILED = "failed"  # exited non-zero, or the engine failed it
+    CANCELLED = "cancelled"  # the consumer or operator cancelled it
+    LOST = "lost"  # its agent vanished and its policy says not to retry
+    REQUEUED = "requeued"  # an attempt ended without a result; waits again
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+    @property
+    def is_waiting(self) -> bool:
+        return self in (JobState.PENDING, JobState.REQUEUED)
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
+
+_S = JobState
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    _S.PENDING: frozenset({_S.PLACED, _S.CANCELLED, _S.FAILED}),
+    _S.REQUEUED: frozenset({_S.PLACED, _S.CANCELLED, _S.FAILED}),
+    _S.PLACED: frozenset({_S.RUNNING, _S.PENDING, _S.REQUEUED, _S.CANCELLED, _S.LOST, _S.FAILED}),
+    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.LOST, _S.REQUEUED}),
+    _S.SUCCEEDED: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.CANCELLED: frozenset(),
+    _S.LOST: frozenset(),
+}
+
+
+def check_transition(current: JobState, new: JobState) -> JobState:
+    """Return ``new`` if the lifecycle allows ``current -> new``, else raise."""
+    if new not in TRANSITIONS[current]:
+        raise IllegalTransition(f"a {current} job cannot become {new}", current=current, new=new)
+    return new
+
+
+def state_after_lost_lease(policy: LostPolicy) -> JobState:
+    """Where a job goes when its agent's lease expires."""
+    return JobState.REQUEUED if policy is LostPolicy.REQUEUE else JobState.LOST
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What a job needs and what it runs.  Memory in GiB, times in seconds.
+
+    ``deadline`` and ``not_before`` are Unix seconds; ``max_price_fen`` bounds
+    the whole job's charge.  ``region`` pins the job to one data-sovereignty
+    region; ``latency_ms_max`` bounds the network latency from
+    ``consumer_site`` (算力路由).
+    """
+
+    command: tuple[str, ...]
+    resource_class: ResourceClass = ResourceClass.GENERAL
+    device_model: str = ""  # "" means any
+    devices: int = 0
+    cores: int = 1
+    memory_gb: float = 1.0
+    device_memory_gb_min: float = 0.0
+    duration_s: float = 3600.0  # expected run time on a reference device
+    data_site: SiteId = ""
+    data_gb: float = 0.0
+    deadline: float | None = None
+    not_before: float | None = None
+    max_price_fen: int | None = None
+    service_level: ServiceLevel = ServiceLevel.STANDARD
+    region: str = ""
+    consumer_site: SiteId = ""
+    latency_ms_max: float | None = None
+    on_lost: LostPolicy = LostPolicy.REQUEUE
+    priority: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = ""
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        problems = validate_spec(self)
+        if problems:
+            raise InvalidSpec("; ".join(problems), problems=problems)
+
+    @property
+    def demand(self) -> Capacity:
+        return Capacity(cores=self.cores, memory_gb=self.memory_gb, devices=self.devices)
+
+
+def validate_spec(spec: JobSpec) -> list[str]:
+    """Every problem with a spec, as messages a consumer can act on."""
+    problems: list[str] = []
+    if not spec.command or not all(isinstance(a, str) and a for a in spec.command):
+        problems.append("command must be a non-empty list of non-empty strings")
+    if spec.cores < 0:
+        problems.append(f"cores must not be negative (got {spec.cores})")
+    if spec.cores == 0 and spec.devices == 0 and spec.resource_class is not ResourceClass.QUANTUM:
+        problems.append("a job needs at least one core or one device")
+    if spec.memory_gb < 0:
+        problems.append(f"memory_gb must not be negative (got {spec.memory_gb})")
+    if spec.devices < 0:
+        problems.append(f"devices must not be negative (got {spec.devices})")
+    if spec.resource_class is ResourceClass.INTELLIGENT and spec.devices == 0:
+        problems.append("an intelligent-class job needs devices >= 1")
+    if spec.duration_s <= 0:
+        problems.append(f"duration_s must be positive (got {spec.duration_s})")
+    if spec.data_gb < 0:
+        problems.append(f"data_gb must not be negative (got {spec.data_gb})")
+    if spec.max_price_fen is not None and spec.max_price_fen < 0:
+        problems.append("max_price_fen must not be negative")
+    if spec.latency_ms_max is not None and spec.latency_ms_max <= 0:
+        problems.append("latency_ms_max must be positive")
+    if spec.latency_ms_max is not None and not spec.consumer_site:
+        problems.append("latency_ms_max needs consumer_site (where the traffic comes from)")
+    if spec.deadline is not None and spec.not_before is not None and spec.deadline <= spec.not_before:
+        problems.append("deadline must be after not_before")
+    return problems

@@ -1,0 +1,104 @@
+"""Placement: which (site, pool, start time) runs a job.
+
+This module owns the contract every scheduler fulfils and the hard rules
+that no score may override (class, device model, device memory, size,
+region).  ``first_fit`` is the simple policy of the foundation; the grid
+scheduler (``suanwang.domain.scheduler``) plugs in behind ``Scheduler``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from suanwang.domain.grid import Capacity, Pool, PoolId, SiteId
+from suanwang.domain.job import JobId, JobSpec
+from suanwang.errors import Unplaceable
+
+
+@dataclass(frozen=True, slots=True)
+class PoolState:
+    """A pool and what of it is free now."""
+
+    pool: Pool
+    free: Capacity
+    online: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A job waiting for placement, as the scheduler sees it."""
+
+    id: JobId
+    spec: JobSpec
+    tenant: str
+    submitted_at: float
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A decision: job -> (site, pool, start time), with its predictions."""
+
+    job_id: JobId
+    site: SiteId
+    pool: PoolId
+    start_at: float
+    terms: dict[str, float] = field(default_factory=dict)
+
+
+class Scheduler(Protocol):
+    """Anything that turns queued jobs and pool states into placements."""
+
+    def plan(self, jobs: Sequence[QueuedJob], pools: Sequence[PoolState], *, now: float) -> list[Placement]: ...
+
+
+def rule_out(spec: JobSpec, pool: Pool) -> str | None:
+    """Why ``pool`` can never run ``spec`` (whatever its load), or None if it could."""
+    if spec.resource_class is not pool.resource_class:
+        return f"class {pool.resource_class}, job needs {spec.resource_class}"
+    if spec.device_model and spec.device_model.lower() != pool.device_model.lower():
+        return f"device {pool.device_model or 'none'}, job needs {spec.device_model}"
+    if spec.device_memory_gb_min and pool.device_memory_gb < spec.device_memory_gb_min:
+        return f"device memory {pool.device_memory_gb:g} GB < {spec.device_memory_gb_min:g} GB needed"
+    if spec.region and pool.labels.get("region", spec.region) != spec.region:
+        return f"region {pool.labels.get('region')}, job must stay in {spec.region}"
+    if not spec.demand.fits_in(pool.largest_node):
+        node = pool.largest_node
+        return (
+            f"too small: node has {node.cores} cores, {node.memory_gb:g} GB, {node.devices} devices; "
+            f"job needs {spec.cores}, {spec.memory_gb:g} GB, {spec.devices}"
+        )
+    return None
+
+
+def check_placeable(spec: JobSpec, pools: Sequence[Pool]) -> None:
+    """Raise ``Unplaceable`` naming each pool's reason when no pool could ever run ``spec``."""
+    reasons = {f"{p.site}/{p.name}": rule_out(spec, p) for p in pools}
+    if not pools:
+        raise Unplaceable("no pools are registered yet; no site could run this job")
+    if all(reasons.values()):
+        detail = "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+        raise Unplaceable(f"no pool can run this job ({detail})", ruled_out=reasons)
+
+
+class FirstFit:
+    """Place each job, in queue order, on the first online pool with room now."""
+
+    def plan(self, jobs: Sequence[QueuedJob], pools: Sequence[PoolState], *, now: float) -> list[Placement]:
+        free: dict[tuple[SiteId, PoolId], Capacity] = {(s.pool.site, s.pool.name): s.free for s in pools}
+        order = sorted(jobs, key=lambda j: (-j.spec.priority, j.submitted_at, j.id))
+        placements: list[Placement] = []
+        for job in order:
+            if job.spec.not_before is not None and job.spec.not_before > now:
+                continue
+            for state in pools:
+                key = (state.pool.site, state.pool.name)
+                if not state.online or rule_out(job.spec, state.pool) is not None:
+                    continue
+                if job.spec.demand.fits_in(free[key]):
+                    free[key] = free[key] - job.spec.demand
+                    placements.append(Placement(job.id, state.pool.site, state.pool.name, now))
+                    break
+        return placements
