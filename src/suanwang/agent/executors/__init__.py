@@ -1,0 +1,1 @@
+"""Executors: one adapter per site engine behind the ``Executor`` protocol."""

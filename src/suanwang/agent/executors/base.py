@@ -1,0 +1,94 @@
+"""The executor contract: how the agent drives a site's engine.
+
+The agent owns leases, reporting and durability; an executor only starts,
+follows, cancels and measures work in its engine.  Usage is reported
+*cumulative per attempt*; the agent turns it into keyed deltas.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One attempt of a job, as handed to an executor."""
+
+    job_id: str
+    attempt: int
+    command: tuple[str, ...]
+    pool: str
+    cores: int = 1
+    memory_gb: float = 1.0
+    devices: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = ""
+    duration_s: float = 3600.0  # expected; engines may use it as a time limit hint
+
+
+@enum.unique
+class TaskPhase(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"  # the engine no longer knows the task
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Cumulative consumption of one attempt so far."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    peak_memory_bytes: int = 0
+    device_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    phase: TaskPhase
+    usage: Usage
+    exit_code: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolInfo:
+    """Capacity an engine reports for one pool (e.g. a Slurm partition)."""
+
+    name: str
+    resource_class: str  # a ResourceClass value
+    cores: int
+    memory_gb: float
+    devices: int = 0
+    device_model: str = ""
+    device_memory_gb: float = 0.0
+    cpu_model: str = ""
+    node_cores: int | None = None
+    node_memory_gb: float | None = None
+    node_devices: int | None = None
+
+
+class Executor(Protocol):
+    """What the agent needs from an engine.  ``handle`` is the engine's id for a task."""
+
+    engine: str
+
+    def detect_pools(self) -> list[PoolInfo]: ...
+
+    def start(self, task: Task) -> str: ...
+
+    def poll(self, handle: str) -> TaskStatus: ...
+
+    def cancel(self, handle: str) -> None: ...
+
+    def read_log(self, handle: str, offset: int) -> bytes:
+        """Combined stdout/stderr bytes from ``offset`` on."""
+        ...
+
+    def adopt(self, handle: str, task: Task) -> bool:
+        """After an agent restart, take back a task the engine still runs; False if gone."""
+        ...
