@@ -1,0 +1,65 @@
+"""The ASGI application: routers, error mapping, the minimal page at /, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from suanwang import __version__
+from suanwang.api.routes import admin, agent, jobs, sites
+from suanwang.errors import SuanwangError
+from suanwang.services.platform import Platform
+from suanwang.web.page import render_index
+
+API = "/api/v1"
+
+
+def _describe(error: dict[str, object]) -> str:
+    loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body")  # type: ignore[attr-defined]
+    return f"{loc}: {error.get('msg')}" if loc else str(error.get("msg"))
+
+
+def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_loop:
+            platform.start()
+        yield
+        platform.stop()
+
+    app = FastAPI(title="suanwang (算网)", version=__version__, lifespan=lifespan,
+                  description="An open computing power network: one access point to compute at many sites.")
+    app.state.platform = platform
+
+    @app.exception_handler(SuanwangError)
+    async def _domain_error(request: Request, exc: SuanwangError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [_describe(e) for e in exc.errors()]
+        return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems), "problems": problems},
+                            status_code=422)
+
+    for router in (jobs.router, sites.router, agent.router, admin.router):
+        app.include_router(router, prefix=API)
+
+    @app.get(f"{API}/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        with platform.db.sessions() as session:
+            return render_index(session)
+
+    return app

@@ -1,0 +1,58 @@
+"""Dependency aliases used by every route: the session, the caller, the platform."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from suanwang.errors import SuanwangError
+from suanwang.services.auth import Principal, authenticate, hash_token
+from suanwang.services.platform import Platform
+
+_CACHE_S = 10.0
+_cache: dict[str, tuple[float, Principal]] = {}
+
+
+class Unauthorized(SuanwangError):
+    status_code = 401
+    code = "unauthorized"
+
+
+def get_platform(request: Request) -> Platform:
+    return request.app.state.platform  # type: ignore[no-any-return]
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+def get_session(platform: PlatformDep) -> Iterator[Session]:
+    """One transaction per request: committed when the handler returns, rolled back on error."""
+    with platform.db.transaction() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_principal(platform: PlatformDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    token = authorization[7:].strip()
+    key = hash_token(token)
+    hit = _cache.get(key)
+    now = time.monotonic()
+    if hit and hit[0] > now:
+        return hit[1]
+    with platform.db.sessions() as session:
+        principal = authenticate(session, token)
+    if principal is None:
+        raise Unauthorized("unknown or revoked token")
+    _cache[key] = (now + _CACHE_S, principal)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,93 @@
+"""Jobs and usage for consumers and operators."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import PlainTextResponse
+
+from suanwang.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from suanwang.api.schemas import JobBatchIn, JobIn, JobListOut, JobOut, UsageOut
+from suanwang.services import jobs
+from suanwang.store.tables import JobRow, UsageRow
+
+router = APIRouter(tags=["jobs"])
+
+
+def job_out(row: JobRow) -> JobOut:
+    return JobOut.model_validate(row, from_attributes=True)
+
+
+def usage_out(row: UsageRow) -> UsageOut:
+    return UsageOut(
+        **{k: getattr(row, k) for k in UsageOut.model_fields if k != "units"},
+        units=f"{row.units_nano / 1_000_000_000:.9f}",
+    )
+
+
+@router.post("/jobs", status_code=201)
+def submit_job(
+    body: JobIn, session: SessionDep, actor: CurrentPrincipal, platform: PlatformDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> JobOut:
+    spec = jobs.spec_from_json(body.model_dump())
+    [row] = jobs.submit_jobs(session, actor, [spec], client_keys=[idempotency_key])
+    platform.wake()
+    return job_out(row)
+
+
+@router.post("/jobs/batch", status_code=201)
+def submit_batch(body: JobBatchIn, session: SessionDep, actor: CurrentPrincipal, platform: PlatformDep) -> list[JobOut]:
+    specs = [jobs.spec_from_json(j.model_dump()) for j in body.jobs]
+    rows = jobs.submit_jobs(session, actor, specs)
+    platform.wake()
+    return [job_out(r) for r in rows]
+
+
+@router.get("/jobs")
+def list_jobs(
+    session: SessionDep, actor: CurrentPrincipal, state: str | None = None, site: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100, before: str | None = None,
+) -> JobListOut:
+    rows = jobs.list_jobs(session, actor, state=state, site=site, limit=limit, before=before)
+    return JobListOut(jobs=[job_out(r) for r in rows], next=rows[-1].id if len(rows) == limit else None)
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: str, session: SessionDep, actor: CurrentPrincipal) -> JobOut:
+    return job_out(jobs.get_job(session, actor, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(job_id: str, session: SessionDep, actor: CurrentPrincipal) -> JobOut:
+    return job_out(jobs.cancel_job(session, actor, job_id))
+
+
+@router.get("/jobs/{job_id}/events")
+def job_events(job_id: str, session: SessionDep, actor: CurrentPrincipal) -> list[dict[str, object]]:
+    return [
+        {"at": e.at, "attempt": e.attempt, "from": e.from_state, "to": e.to_state, "reason": e.reason}
+        for e in jobs.job_events(session, actor, job_id)
+    ]
+
+
+@router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
+def job_logs(
+    job_id: str, session: SessionDep, actor: CurrentPrincipal, attempt: Annotated[int | None, Query(ge=1)] = None
+) -> PlainTextResponse:
+    used, data = jobs.read_logs(session, actor, job_id, attempt=attempt)
+    return PlainTextResponse(data.decode("utf-8", "replace"), headers={"X-Attempt": str(used)})
+
+
+@router.get("/jobs/{job_id}/usage")
+def job_usage(job_id: str, session: SessionDep, actor: CurrentPrincipal) -> list[UsageOut]:
+    return [usage_out(r) for r in jobs.list_usage(session, actor, job_id=job_id)]
+
+
+@router.get("/usage")
+def usage(
+    session: SessionDep, actor: CurrentPrincipal, job_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[UsageOut]:
+    return [usage_out(r) for r in jobs.list_usage(session, actor, job_id=job_id, limit=limit)]

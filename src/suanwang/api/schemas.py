@@ -1,0 +1,225 @@
+"""Request and response bodies: one schema per direction; the domain validates meaning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobIn(In):
+    command: list[str] = Field(min_length=1)
+    name: str = ""
+    resource_class: str = "general"
+    device_model: str = ""
+    devices: int = 0
+    cores: int = 1
+    memory_gb: float = 1.0
+    device_memory_gb_min: float = 0.0
+    duration_s: float = 3600.0
+    data_site: str = ""
+    data_gb: float = 0.0
+    deadline: float | None = None
+    not_before: float | None = None
+    max_price_fen: int | None = None
+    service_level: str = "standard"
+    region: str = ""
+    consumer_site: str = ""
+    latency_ms_max: float | None = None
+    on_lost: str = "requeue"
+    priority: int = 0
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str = ""
+
+
+class JobBatchIn(In):
+    jobs: list[JobIn] = Field(min_length=1, max_length=10_000)
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    tenant_id: str
+    state: str
+    resource_class: str
+    cores: int
+    memory_gb: float
+    devices: int
+    site: str | None
+    pool: str | None
+    attempt: int
+    submitted_at: float
+    placed_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    reason: str
+    spec: dict[str, Any]
+    placement: dict[str, Any]
+
+
+class JobListOut(BaseModel):
+    jobs: list[JobOut]
+    next: str | None
+
+
+class SiteIn(In):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    region: str = ""
+    province: str = ""
+    lat: float = 0.0
+    lon: float = 0.0
+    green_share: float = 0.0
+    carbon_kg_per_kwh: float = 0.0
+    owner: str | None = None
+
+
+class SiteOut(BaseModel):
+    name: str
+    tenant_id: str
+    region: str
+    province: str
+    lat: float
+    lon: float
+    green_share: float
+    carbon_kg_per_kwh: float
+    online: bool
+    last_seen: float
+    agent_info: dict[str, Any]
+
+
+class LinkIn(In):
+    a: str
+    b: str
+    latency_ms: float
+    bandwidth_gbps: float
+    direct: bool = False
+
+
+class PoolIn(In):
+    name: str = Field(min_length=1, max_length=100)
+    resource_class: str
+    engine: str = "local"
+    tier: str = "standard"
+    cores: int = Field(ge=0)
+    memory_gb: float = Field(ge=0)
+    devices: int = Field(default=0, ge=0)
+    device_model: str = ""
+    device_memory_gb: float = Field(default=0.0, ge=0)
+    cpu_model: str = ""
+    node_cores: int | None = None
+    node_memory_gb: float | None = None
+    node_devices: int | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class PoolOut(BaseModel):
+    site: str
+    name: str
+    resource_class: str
+    engine: str
+    tier: str
+    cores: int
+    memory_gb: float
+    devices: int
+    device_model: str
+    device_memory_gb: float
+    cpu_model: str
+    scu_per_hour: str
+
+
+class RegisterIn(In):
+    pools: list[PoolIn]
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class AttemptRef(In):
+    job_id: str
+    attempt: int
+
+
+class HeartbeatIn(In):
+    running: list[AttemptRef] = Field(default_factory=list)
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class LeaseIn(In):
+    max_jobs: int = Field(default=8, ge=1, le=1000)
+    wait_s: float = Field(default=0.0, ge=0, le=30)
+
+
+class TaskOut(BaseModel):
+    job_id: str
+    attempt: int
+    pool: str
+    command: list[str]
+    cores: int
+    memory_gb: float
+    devices: int
+    env: dict[str, str]
+    workdir: str
+    duration_s: float
+
+
+class StatusIn(In):
+    attempt: int
+    phase: str
+    exit_code: int | None = None
+    reason: str = ""
+
+
+class UsageIn(In):
+    job_id: str
+    attempt: int = Field(ge=1)
+    seq: int = Field(ge=0)
+    pool: str
+    start: float
+    end: float
+    wall_s: float = Field(ge=0)
+    cpu_s: float = Field(ge=0)
+    peak_memory_bytes: int = Field(ge=0)
+    device_s: float = Field(default=0.0, ge=0)
+
+
+class UsageBatchIn(In):
+    records: list[UsageIn] = Field(max_length=10_000)
+
+
+class UsageOut(BaseModel):
+    job_id: str
+    attempt: int
+    seq: int
+    site: str
+    pool: str
+    resource_class: str
+    start: float
+    end: float
+    wall_s: float
+    cpu_s: float
+    core_s: float
+    device_s: float
+    peak_memory_bytes: int
+    units: str
+
+
+class LogChunkIn(In):
+    job_id: str
+    attempt: int = Field(ge=1)
+    offset: int = Field(ge=0)
+    data: str  # UTF-8 text (agents replace undecodable bytes)
+
+
+class TenantIn(In):
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field(pattern="^(provider|consumer|auditor|operator)$")
+
+
+class TokenIn(In):
+    role: str = Field(pattern="^(operator|provider|consumer|auditor|agent)$")
+    tenant_id: str
+    site: str | None = None
+    name: str = ""

@@ -1,0 +1,1 @@
+"""Use cases: each public function is one database transaction around the pure core."""

@@ -1,0 +1,26 @@
+"""The audit trail: one row per mutation, written in the mutation's own transaction."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from suanwang.services.auth import Principal
+from suanwang.store.tables import AuditRow
+
+
+def record_audit(
+    session: Session, actor: Principal | None, action: str, obj: str = "", **detail: Any
+) -> None:
+    session.add(
+        AuditRow(
+            at=time.time(),
+            actor=actor.token_id if actor else "system",
+            tenant_id=actor.tenant_id if actor else "",
+            action=action,
+            object=obj,
+            detail=detail,
+        )
+    )

@@ -1,0 +1,206 @@
+"""Jobs: submit, read, list, cancel; every state change goes through ``move``."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from suanwang.domain.job import JobSpec, JobState, check_transition
+from suanwang.domain.placement import check_placeable
+from suanwang.domain.resources import LostPolicy, ResourceClass, ServiceLevel
+from suanwang.errors import InvalidSpec, NotFound
+from suanwang.services.audit import record_audit
+from suanwang.services.auth import Principal, Role, new_id, require
+from suanwang.services.sites import all_pools
+from suanwang.store.tables import JobEventRow, JobRow, LogChunkRow, UsageRow
+
+_ENUM_FIELDS = {"resource_class": ResourceClass, "service_level": ServiceLevel, "on_lost": LostPolicy}
+
+
+def spec_from_json(data: dict[str, Any]) -> JobSpec:
+    """Build a JobSpec from stored or submitted JSON; raise InvalidSpec with what is wrong."""
+    values = dict(data)
+    for key, enum_type in _ENUM_FIELDS.items():
+        if key in values:
+            try:
+                values[key] = enum_type(values[key])
+            except ValueError:
+                allowed = ", ".join(m.value for m in enum_type)
+                raise InvalidSpec(f"unknown {key} {values[key]!r} (one of: {allowed})") from None
+    values["command"] = tuple(values.get("command") or ())
+    try:
+        return JobSpec(**values)
+    except TypeError as exc:
+        raise InvalidSpec(f"bad job spec: {exc}") from exc
+
+
+def spec_to_json(spec: JobSpec) -> dict[str, Any]:
+    data = dataclasses.asdict(spec)
+    data["command"] = list(spec.command)
+    for key in _ENUM_FIELDS:
+        data[key] = str(data[key])
+    return data
+
+
+def move(session: Session, job: JobRow, new: JobState, reason: str = "", *, now: float | None = None) -> None:
+    """Change a job's state if the lifecycle allows it, and log the event."""
+    current = JobState(job.state)
+    check_transition(current, new)
+    at = now if now is not None else time.time()
+    job.state = new.value
+    if reason:
+        job.reason = reason[:2000]
+    if new.is_terminal:
+        job.finished_at = at
+        job.lease_expires_at = None
+    session.add(JobEventRow(job_id=job.id, at=at, attempt=job.attempt, from_state=current.value, to_state=new.value,
+                            reason=reason[:2000]))
+
+
+def submit_jobs(
+    session: Session, actor: Principal, specs: Sequence[JobSpec], *, client_keys: Sequence[str | None] | None = None
+) -> list[JobRow]:
+    """Accept jobs (all or none): each must be placeable on some registered pool."""
+    require(actor, Role.CONSUMER, Role.OPERATOR)
+    pools = all_pools(session)
+    keys = list(client_keys) if client_keys else [None] * len(specs)
+    now = time.time()
+    rows: list[JobRow] = []
+    for spec, key in zip(specs, keys, strict=True):
+        if key:
+            existing = session.scalar(select(JobRow).where(JobRow.tenant_id == actor.tenant_id, JobRow.client_key == key))
+            if existing is not None:
+                rows.append(existing)
+                continue
+        check_placeable(spec, pools)
+        row = JobRow(
+            id=new_id("j"),
+            tenant_id=actor.tenant_id,
+            name=spec.name,
+            state=JobState.PENDING.value,
+            spec=spec_to_json(spec),
+            resource_class=spec.resource_class.value,
+            cores=spec.cores,
+            memory_gb=spec.memory_gb,
+            devices=spec.devices,
+            priority=spec.priority,
+            attempt=0,
+            cancel_requested=False,
+            client_key=key,
+            submitted_at=now,
+            reason="",
+            placement={},
+        )
+        session.add(row)
+        session.add(JobEventRow(job_id=row.id, at=now, attempt=0, from_state="", to_state="pending", reason="submitted"))
+        rows.append(row)
+    record_audit(session, actor, "job.submit", ",".join(r.id for r in rows[:20]), count=len(rows))
+    session.flush()
+    return rows
+
+
+def visible(actor: Principal, job: JobRow) -> bool:
+    if actor.sees_all:
+        return True
+    if actor.role is Role.AGENT:
+        return job.site == actor.site
+    return job.tenant_id == actor.tenant_id
+
+
+def get_job(session: Session, actor: Principal, job_id: str, *, for_update: bool = False) -> JobRow:
+    query = select(JobRow).where(JobRow.id == job_id)
+    if for_update:
+        query = query.with_for_update()
+    job = session.scalar(query)
+    if job is None or not visible(actor, job):
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    actor: Principal,
+    *,
+    state: str | None = None,
+    site: str | None = None,
+    limit: int = 100,
+    before: str | None = None,
+) -> list[JobRow]:
+    """Newest first; ``before`` is the last id of the previous page (keyset pagination)."""
+    query = select(JobRow)
+    if not actor.sees_all:
+        query = query.where(JobRow.tenant_id == actor.tenant_id)
+    if state:
+        try:
+            JobState(state)
+        except ValueError:
+            raise InvalidSpec(f"unknown state {state!r} (one of: {', '.join(s.value for s in JobState)})") from None
+        query = query.where(JobRow.state == state)
+    if site:
+        query = query.where(JobRow.site == site)
+    if before:
+        anchor = get_job(session, actor, before)
+        query = query.where(
+            (JobRow.submitted_at < anchor.submitted_at)
+            | ((JobRow.submitted_at == anchor.submitted_at) & (JobRow.id < anchor.id))
+        )
+    query = query.order_by(JobRow.submitted_at.desc(), JobRow.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def cancel_job(session: Session, actor: Principal, job_id: str) -> JobRow:
+    """Cancel at once in the platform; a running attempt is killed by its agent on its next heartbeat."""
+    require(actor, Role.CONSUMER, Role.OPERATOR)
+    job = get_job(session, actor, job_id, for_update=True)
+    if JobState(job.state).is_terminal:
+        from suanwang.errors import Conflict
+
+        raise Conflict(f"job {job_id} is already {job.state}")
+    if job.state == JobState.RUNNING.value:
+        job.cancel_requested = True
+    move(session, job, JobState.CANCELLED, f"cancelled by {actor.role}")
+    record_audit(session, actor, "job.cancel", job_id)
+    return job
+
+
+def job_events(session: Session, actor: Principal, job_id: str) -> list[JobEventRow]:
+    get_job(session, actor, job_id)
+    return list(session.scalars(select(JobEventRow).where(JobEventRow.job_id == job_id).order_by(JobEventRow.id)))
+
+
+def read_logs(session: Session, actor: Principal, job_id: str, *, attempt: int | None = None) -> tuple[int, bytes]:
+    """The log of one attempt (default: the latest) as (attempt, bytes)."""
+    job = get_job(session, actor, job_id)
+    attempt = job.attempt if attempt is None else attempt
+    chunks = session.scalars(
+        select(LogChunkRow).where(LogChunkRow.job_id == job_id, LogChunkRow.attempt == attempt).order_by(LogChunkRow.offset)
+    )
+    out = bytearray()
+    for chunk in chunks:
+        if chunk.offset <= len(out):  # chunks may overlap after a retried upload
+            out[chunk.offset :] = chunk.data
+    return attempt, bytes(out)
+
+
+def list_usage(
+    session: Session, actor: Principal, *, job_id: str | None = None, limit: int = 1000
+) -> list[UsageRow]:
+    query = select(UsageRow)
+    if job_id:
+        get_job(session, actor, job_id)
+        query = query.where(UsageRow.job_id == job_id)
+    elif actor.role is Role.AGENT:
+        query = query.where(UsageRow.site == actor.site)
+    elif not actor.sees_all:
+        query = query.where(UsageRow.tenant_id == actor.tenant_id)
+    return list(session.scalars(query.order_by(UsageRow.id).limit(limit)))
+
+
+def count_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
+    return {state: n for state, n in rows}

@@ -1,0 +1,71 @@
+"""The platform process: database, scheduler and the background control loop.
+
+The loop requeues lapsed leases, marks silent sites offline and places
+waiting jobs.  A submit wakes it at once, so placement latency is not bound
+to the tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from suanwang.domain.placement import FirstFit, Scheduler
+from suanwang.services import scheduling
+from suanwang.store.db import Database
+
+log = logging.getLogger("suanwang.platform")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    lease_s: float = 15.0  # an agent that misses heartbeats this long loses its jobs
+    site_timeout_s: float = 30.0  # a site silent this long shows offline
+    tick_s: float = 0.5  # control-loop period when nothing wakes it
+
+
+class Platform:
+    def __init__(self, db: Database, settings: Settings | None = None, scheduler: Scheduler | None = None) -> None:
+        self.db = db
+        self.settings = settings or Settings()
+        self.scheduler: Scheduler = scheduler or FirstFit()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def tick(self) -> None:
+        """One pass of the control loop, each step in its own transaction."""
+        with self._lock:
+            now = time.time()
+            with self.db.transaction() as s:
+                scheduling.reap_expired_leases(s, now=now)
+                scheduling.mark_offline_sites(s, now=now, timeout_s=self.settings.site_timeout_s)
+            with self.db.transaction() as s:
+                scheduling.place_waiting_jobs(s, self.scheduler, now=now)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="suanwang-control-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.tick_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.tick()
+            except Exception:  # keep the loop alive; the next tick retries from committed state
+                log.exception("control loop tick failed")

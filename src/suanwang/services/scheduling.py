@@ -1,0 +1,95 @@
+"""The platform's scheduling pass: requeue lost leases, then place waiting jobs.
+
+The pure ``Scheduler`` decides; this module only loads its inputs (pool
+states with free capacity derived from placed and running jobs) and applies
+its plan in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from suanwang.domain.grid import Capacity
+from suanwang.domain.job import JobState, state_after_lost_lease
+from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler
+from suanwang.domain.resources import LostPolicy
+from suanwang.services.jobs import move, spec_from_json
+from suanwang.services.sites import all_pools, list_sites
+from suanwang.store.tables import JobRow, SiteRow
+
+_HOLDING = (JobState.PLACED.value, JobState.RUNNING.value)
+_WAITING = (JobState.PENDING.value, JobState.REQUEUED.value)
+
+
+def reap_expired_leases(session: Session, *, now: float) -> list[str]:
+    """Jobs whose agent stopped renewing their lease: requeue or mark lost, per job policy."""
+    expired = session.scalars(
+        select(JobRow).where(JobRow.state == JobState.RUNNING.value, JobRow.lease_expires_at < now).with_for_update()
+    ).all()
+    for job in expired:
+        policy = LostPolicy(job.spec.get("on_lost", LostPolicy.REQUEUE.value))
+        new = state_after_lost_lease(policy)
+        move(session, job, new, f"lease expired at site {job.site} (attempt {job.attempt})", now=now)
+        if new is JobState.REQUEUED:
+            job.site = None
+            job.pool = None
+            job.lease_expires_at = None
+    return [j.id for j in expired]
+
+
+def mark_offline_sites(session: Session, *, now: float, timeout_s: float) -> list[str]:
+    stale = session.scalars(select(SiteRow).where(SiteRow.online.is_(True), SiteRow.last_seen < now - timeout_s)).all()
+    for site in stale:
+        site.online = False
+    return [s.name for s in stale]
+
+
+def pool_states(session: Session) -> list[PoolState]:
+    """Every pool with its free capacity: capacity minus what placed and running jobs hold."""
+    held: dict[tuple[str, str], Capacity] = defaultdict(Capacity)
+    rows = session.execute(
+        select(JobRow.site, JobRow.pool, func.sum(JobRow.cores), func.sum(JobRow.memory_gb), func.sum(JobRow.devices))
+        .where(JobRow.state.in_(_HOLDING))
+        .group_by(JobRow.site, JobRow.pool)
+    )
+    for site, pool, cores, mem, devices in rows:
+        held[(site, pool)] = Capacity(int(cores or 0), float(mem or 0.0), int(devices or 0))
+    online = {s.name: s.online for s in list_sites(session)}
+    return [
+        PoolState(pool=p, free=p.capacity - held[(p.site, p.name)], online=online.get(p.site, False))
+        for p in all_pools(session)
+    ]
+
+
+def queued_jobs(session: Session, *, limit: int = 10_000) -> list[JobRow]:
+    return list(
+        session.scalars(
+            select(JobRow)
+            .where(JobRow.state.in_(_WAITING))
+            .order_by(JobRow.priority.desc(), JobRow.submitted_at, JobRow.id)
+            .limit(limit)
+        )
+    )
+
+
+def place_waiting_jobs(session: Session, scheduler: Scheduler, *, now: float) -> list[Placement]:
+    rows = queued_jobs(session)
+    if not rows:
+        return []
+    by_id = {r.id: r for r in rows}
+    queue = [
+        QueuedJob(id=r.id, spec=spec_from_json(r.spec), tenant=r.tenant_id, submitted_at=r.submitted_at, attempt=r.attempt)
+        for r in rows
+    ]
+    plan = scheduler.plan(queue, pool_states(session), now=now)
+    for placement in plan:
+        job = by_id[placement.job_id]
+        job.site = placement.site
+        job.pool = placement.pool
+        job.placed_at = now
+        job.placement = {"start_at": placement.start_at, "terms": placement.terms}
+        move(session, job, JobState.PLACED, f"placed on {placement.site}/{placement.pool}", now=now)
+    return plan

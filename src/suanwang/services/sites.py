@@ -1,0 +1,190 @@
+"""Sites, links and pools: registration by operators and agents, and grid capacity."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanwang.domain import units
+from suanwang.domain.grid import Capacity, Link, Pool, Site
+from suanwang.domain.resources import Engine, ResourceClass
+from suanwang.errors import Conflict, InvalidSpec, NotFound
+from suanwang.services.audit import record_audit
+from suanwang.services.auth import Principal, Role, require
+from suanwang.store.tables import LinkRow, PoolRow, SiteRow
+
+
+def site_from_row(row: SiteRow) -> Site:
+    return Site(
+        name=row.name,
+        region=row.region,
+        province=row.province,
+        lat=row.lat,
+        lon=row.lon,
+        green_share=row.green_share,
+        carbon_kg_per_kwh=row.carbon_kg_per_kwh,
+        provider=row.tenant_id,
+    )
+
+
+def pool_from_row(row: PoolRow, region: str = "") -> Pool:
+    node = None
+    if row.node_cores is not None:
+        node = Capacity(row.node_cores, row.node_memory_gb or 0.0, row.node_devices or 0)
+    labels = dict(row.labels or {})
+    if region:
+        labels.setdefault("region", region)
+    return Pool(
+        name=row.name,
+        site=row.site,
+        resource_class=ResourceClass(row.resource_class),
+        engine=Engine(row.engine),
+        capacity=Capacity(row.cores, row.memory_gb, row.devices),
+        device_model=row.device_model,
+        device_memory_gb=row.device_memory_gb,
+        cpu_model=row.cpu_model,
+        tier=row.tier,
+        node=node,
+        labels=labels,
+    )
+
+
+def create_site(session: Session, actor: Principal, site: Site, *, owner: str | None = None) -> SiteRow:
+    require(actor, Role.OPERATOR, Role.PROVIDER)
+    if session.get(SiteRow, site.name) is not None:
+        raise Conflict(f"site {site.name!r} already exists")
+    tenant = owner if actor.role is Role.OPERATOR and owner else actor.tenant_id
+    row = SiteRow(
+        name=site.name,
+        tenant_id=tenant,
+        region=site.region,
+        province=site.province,
+        lat=site.lat,
+        lon=site.lon,
+        green_share=site.green_share,
+        carbon_kg_per_kwh=site.carbon_kg_per_kwh,
+        online=False,
+        last_seen=0.0,
+        agent_info={},
+        created_at=time.time(),
+    )
+    session.add(row)
+    record_audit(session, actor, "site.create", site.name)
+    session.flush()
+    return row
+
+
+def get_site(session: Session, name: str) -> SiteRow:
+    row = session.get(SiteRow, name)
+    if row is None:
+        raise NotFound(f"site {name!r} not found")
+    return row
+
+
+def list_sites(session: Session) -> list[SiteRow]:
+    return list(session.scalars(select(SiteRow).order_by(SiteRow.name)))
+
+
+def create_link(session: Session, actor: Principal, link: Link) -> LinkRow:
+    require(actor, Role.OPERATOR)
+    for end in (link.a, link.b):
+        get_site(session, end)
+    row = LinkRow(a=link.a, b=link.b, latency_ms=link.latency_ms, bandwidth_gbps=link.bandwidth_gbps, direct=link.direct)
+    session.add(row)
+    record_audit(session, actor, "link.create", f"{link.a}-{link.b}")
+    session.flush()
+    return row
+
+
+def list_links(session: Session) -> list[LinkRow]:
+    return list(session.scalars(select(LinkRow).order_by(LinkRow.id)))
+
+
+def list_pools(session: Session, *, site: str | None = None) -> list[PoolRow]:
+    query = select(PoolRow).order_by(PoolRow.site, PoolRow.name)
+    if site:
+        query = query.where(PoolRow.site == site)
+    return list(session.scalars(query))
+
+
+def all_pools(session: Session) -> list[Pool]:
+    """Every pool as a domain value, labelled with its site's region."""
+    regions = {s.name: s.region for s in list_sites(session)}
+    return [pool_from_row(r, regions.get(r.site, "")) for r in list_pools(session)]
+
+
+def register_pools(session: Session, agent: Principal, pools: list[dict[str, Any]], info: dict[str, Any]) -> list[PoolRow]:
+    """An agent declares its site's pools (upsert by name) and comes online."""
+    require(agent, Role.AGENT)
+    site = get_site(session, agent.site or "")
+    now = time.time()
+    existing = {r.name: r for r in list_pools(session, site=site.name)}
+    rows = []
+    for p in pools:
+        _validate_pool(site.name, p)
+        row = existing.get(p["name"]) or PoolRow(site=site.name, name=p["name"])
+        for key in ("resource_class", "engine", "tier", "cores", "memory_gb", "devices", "device_model",
+                    "device_memory_gb", "cpu_model", "node_cores", "node_memory_gb", "node_devices", "labels"):
+            if key in p:
+                setattr(row, key, p[key])
+        row.tier = row.tier or "standard"
+        row.labels = row.labels or {}
+        row.updated_at = now
+        session.add(row)
+        rows.append(row)
+    site.online = True
+    site.last_seen = now
+    site.agent_info = info
+    record_audit(session, agent, "site.register", site.name, pools=[p["name"] for p in pools])
+    session.flush()
+    return rows
+
+
+def _validate_pool(site: str, p: dict[str, Any]) -> None:
+    """Check an agent's pool declaration with the domain's own invariants."""
+    try:
+        Pool(
+            name=p["name"],
+            site=site,
+            resource_class=ResourceClass(p["resource_class"]),
+            engine=Engine(p["engine"]),
+            capacity=Capacity(int(p["cores"]), float(p["memory_gb"]), int(p.get("devices") or 0)),
+            device_model=p.get("device_model") or "",
+        )
+    except KeyError as exc:
+        raise InvalidSpec(f"pool {p.get('name')!r}: missing field {exc}") from exc
+    except ValueError as exc:
+        raise InvalidSpec(f"pool {p.get('name')!r}: {exc}") from exc
+
+
+def pool_scu_per_hour(pool: Pool) -> Decimal:
+    return units.pool_capacity_scu_per_hour(
+        cores=pool.capacity.cores,
+        devices=pool.capacity.devices,
+        cpu_model=pool.cpu_model,
+        device_model=pool.device_model,
+    )
+
+
+def grid_capacity(session: Session) -> dict[str, Any]:
+    """Capacity per pool, per site and in total, in standard units per hour and in "P" (PFLOPS)."""
+    per_site: dict[str, Decimal] = {}
+    per_class: dict[str, Decimal] = {}
+    pools_out = []
+    for pool in all_pools(session):
+        scu = pool_scu_per_hour(pool)
+        per_site[pool.site] = per_site.get(pool.site, Decimal(0)) + scu
+        per_class[pool.resource_class] = per_class.get(pool.resource_class, Decimal(0)) + scu
+        pools_out.append({"site": pool.site, "pool": pool.name, "scu_per_hour": str(scu)})
+    total = sum(per_site.values(), Decimal(0))
+    return {
+        "total_scu_per_hour": str(total),
+        "total_pflops": str(units.to_pflops(total)),
+        "sites": {k: {"scu_per_hour": str(v), "pflops": str(units.to_pflops(v))} for k, v in sorted(per_site.items())},
+        "classes": {k: str(v) for k, v in sorted(per_class.items())},
+        "pools": pools_out,
+    }

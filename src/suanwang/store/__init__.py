@@ -1,0 +1,1 @@
+"""Relational state: SQLAlchemy 2 tables, engine setup and Alembic migrations."""

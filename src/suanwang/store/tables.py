@@ -1,0 +1,182 @@
+"""Database rows of the foundation: tenants, tokens, sites, links, pools, jobs, usage, logs, audit.
+
+Rows are not domain objects: ``suanwang.services`` converts between the two.
+Times are Unix seconds (float).  Compute units are stored as integer
+nano-SCU so that no float ever enters a quantity that is billed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TenantRow(Base):
+    __tablename__ = "tenants"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # operator | provider | consumer | auditor
+    created_at: Mapped[float] = mapped_column(Float)
+    attrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class TokenRow(Base):
+    __tablename__ = "tokens"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(20))  # operator | provider | consumer | auditor | agent
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    site: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SiteRow(Base):
+    __tablename__ = "sites"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))  # the provider that owns it
+    region: Mapped[str] = mapped_column(String(100), default="")
+    province: Mapped[str] = mapped_column(String(100), default="")
+    lat: Mapped[float] = mapped_column(Float, default=0.0)
+    lon: Mapped[float] = mapped_column(Float, default=0.0)
+    green_share: Mapped[float] = mapped_column(Float, default=0.0)
+    carbon_kg_per_kwh: Mapped[float] = mapped_column(Float, default=0.0)
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen: Mapped[float] = mapped_column(Float, default=0.0)
+    agent_info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class LinkRow(Base):
+    __tablename__ = "links"
+    __table_args__ = (UniqueConstraint("a", "b"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    a: Mapped[str] = mapped_column(ForeignKey("sites.name"))
+    b: Mapped[str] = mapped_column(ForeignKey("sites.name"))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    bandwidth_gbps: Mapped[float] = mapped_column(Float)
+    direct: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class PoolRow(Base):
+    __tablename__ = "pools"
+    __table_args__ = (UniqueConstraint("site", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(ForeignKey("sites.name"))
+    name: Mapped[str] = mapped_column(String(100))
+    resource_class: Mapped[str] = mapped_column(String(20))
+    engine: Mapped[str] = mapped_column(String(20))
+    tier: Mapped[str] = mapped_column(String(40), default="standard")
+    cores: Mapped[int] = mapped_column(Integer)
+    memory_gb: Mapped[float] = mapped_column(Float)
+    devices: Mapped[int] = mapped_column(Integer, default=0)
+    device_model: Mapped[str] = mapped_column(String(100), default="")
+    device_memory_gb: Mapped[float] = mapped_column(Float, default=0.0)
+    cpu_model: Mapped[str] = mapped_column(String(100), default="")
+    node_cores: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    node_memory_gb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    node_devices: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_state_site", "state", "site"),
+        Index("ix_jobs_tenant_submitted", "tenant_id", "submitted_at"),
+        UniqueConstraint("tenant_id", "client_key"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[str] = mapped_column(String(20))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    resource_class: Mapped[str] = mapped_column(String(20))
+    cores: Mapped[int] = mapped_column(Integer)
+    memory_gb: Mapped[float] = mapped_column(Float)
+    devices: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    site: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    pool: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    client_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    submitted_at: Mapped[float] = mapped_column(Float)
+    placed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(String(2000), default="")
+    placement: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class JobEventRow(Base):
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job", "job_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    at: Mapped[float] = mapped_column(Float)
+    attempt: Mapped[int] = mapped_column(Integer)
+    from_state: Mapped[str] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(2000), default="")
+
+
+class UsageRow(Base):
+    """One usage report: consumption of one attempt over ``[start, end)``, keyed (job, attempt, seq)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        UniqueConstraint("job_id", "attempt", "seq"),
+        Index("ix_usage_tenant", "tenant_id", "end"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(100))
+    pool: Mapped[str] = mapped_column(String(100))
+    resource_class: Mapped[str] = mapped_column(String(20))
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    wall_s: Mapped[float] = mapped_column(Float)
+    cpu_s: Mapped[float] = mapped_column(Float)
+    core_s: Mapped[float] = mapped_column(Float)  # allocated cores x wall: what capacity was held
+    device_s: Mapped[float] = mapped_column(Float)
+    peak_memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    units_nano: Mapped[int] = mapped_column(BigInteger)  # standard compute units x 1e9
+    reported_at: Mapped[float] = mapped_column(Float)
+    rated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class LogChunkRow(Base):
+    __tablename__ = "job_logs"
+    __table_args__ = (UniqueConstraint("job_id", "attempt", "offset"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditRow(Base):
+    """Every mutation leaves one: who did what to which object."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(64))  # token id, or "system"
+    tenant_id: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(60))
+    object: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
