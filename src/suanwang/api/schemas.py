@@ -210,7 +210,7 @@ class LogChunkIn(In):
     job_id: str
     attempt: int = Field(ge=1)
     offset: int = Field(ge=0)
-    data: str  # UTF-8 text (agents replace undecodable bytes)
+    data_b64: str  # raw log bytes, base64, so offsets count bytes exactly
 
 
 class TenantIn(In):

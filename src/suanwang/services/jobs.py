@@ -71,6 +71,7 @@ def submit_jobs(
     keys = list(client_keys) if client_keys else [None] * len(specs)
     now = time.time()
     rows: list[JobRow] = []
+    created: list[str] = []
     for spec, key in zip(specs, keys, strict=True):
         if key:
             existing = session.scalar(select(JobRow).where(JobRow.tenant_id == actor.tenant_id, JobRow.client_key == key))
@@ -97,8 +98,13 @@ def submit_jobs(
             placement={},
         )
         session.add(row)
-        session.add(JobEventRow(job_id=row.id, at=now, attempt=0, from_state="", to_state="pending", reason="submitted"))
         rows.append(row)
+        created.append(row.id)
+    session.flush()  # jobs first: events reference them
+    session.add_all(
+        JobEventRow(job_id=job_id, at=now, attempt=0, from_state="", to_state="pending", reason="submitted")
+        for job_id in created
+    )
     record_audit(session, actor, "job.submit", ",".join(r.id for r in rows[:20]), count=len(rows))
     session.flush()
     return rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from typing import Any
 
@@ -9,6 +11,7 @@ from fastapi import APIRouter
 
 from suanwang.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from suanwang.api.schemas import HeartbeatIn, LeaseIn, LogChunkIn, RegisterIn, StatusIn, TaskOut, UsageBatchIn
+from suanwang.errors import InvalidSpec
 from suanwang.services import agents, sites
 
 router = APIRouter(prefix="/agent", tags=["agent"])
@@ -62,6 +65,9 @@ def usage(body: UsageBatchIn, session: SessionDep, agent: CurrentPrincipal) -> d
 
 @router.post("/logs")
 def logs(body: LogChunkIn, session: SessionDep, agent: CurrentPrincipal) -> dict[str, Any]:
-    agents.store_log_chunk(session, agent, job_id=body.job_id, attempt=body.attempt, offset=body.offset,
-                           data=body.data.encode())
+    try:
+        data = base64.b64decode(body.data_b64, validate=True)
+    except binascii.Error as exc:
+        raise InvalidSpec(f"data_b64 is not valid base64: {exc}") from exc
+    agents.store_log_chunk(session, agent, job_id=body.job_id, attempt=body.attempt, offset=body.offset, data=data)
     return {"stored": True}

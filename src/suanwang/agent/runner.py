@@ -1,0 +1,247 @@
+"""The agent loop: register, heartbeat, lease, run, measure and report.
+
+Every report goes through the durable outbox first and is sent in order;
+the platform is reached only by outbound HTTP(S).  When the platform is
+down the agent keeps its tasks running, queues their reports and retries
+with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from suanwang import __version__
+from suanwang.agent.executors.base import Executor, Task, TaskPhase, TaskStatus
+from suanwang.agent.outbox import Outbox, TaskRecord
+
+log = logging.getLogger("suanwang.agent")
+
+_RETRYABLE = (httpx.TransportError, httpx.TimeoutException)
+
+
+class PlatformUnavailable(Exception):
+    """The platform did not answer, or answered 5xx: retry later."""
+
+
+class Agent:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        executor: Executor,
+        workdir: Path,
+        *,
+        heartbeat_s: float = 1.0,
+        poll_s: float = 0.1,
+        usage_interval_s: float = 10.0,
+        max_tasks: int = 64,
+    ) -> None:
+        self.executor = executor
+        self.outbox = Outbox(Path(workdir) / "agent.db")
+        self.http = httpx.Client(base_url=url.rstrip("/") + "/api/v1", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=10.0)
+        self.heartbeat_s = heartbeat_s
+        self.poll_s = poll_s
+        self.usage_interval_s = usage_interval_s
+        self.max_tasks = max_tasks
+        self.tasks: dict[tuple[str, int], TaskRecord] = {}
+        self._registered = False
+        self._next_heartbeat = 0.0
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self._last_usage: dict[tuple[str, int], float] = {}
+        self._stop = False
+
+    # --- platform calls ------------------------------------------------------------------
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            resp = self.http.post(path, json=body)
+        except _RETRYABLE as exc:
+            raise PlatformUnavailable(str(exc)) from exc
+        if resp.status_code >= 500:
+            raise PlatformUnavailable(f"{resp.status_code} {resp.text[:200]}")
+        if resp.status_code >= 400:
+            raise httpx.HTTPStatusError(f"{resp.status_code}: {resp.text[:300]}", request=resp.request, response=resp)
+        return resp.json()
+
+    def _online(self) -> bool:
+        return time.monotonic() >= self._retry_at
+
+    def _failed(self, exc: Exception) -> None:
+        self._backoff = min(30.0, max(0.5, self._backoff * 2))
+        self._retry_at = time.monotonic() + self._backoff
+        log.warning("platform unavailable (%s); retrying in %.1fs", exc, self._backoff)
+
+    def _ok(self) -> None:
+        self._backoff = 0.0
+
+    def register(self) -> None:
+        pools = [dataclasses.asdict(p) | {"engine": self.executor.engine} for p in self.executor.detect_pools()]
+        info = {"hostname": socket.gethostname(), "engine": self.executor.engine, "version": __version__}
+        reply = self._post("/agent/register", {"pools": pools, "info": info})
+        self._registered = True
+        log.info("registered site %s with pools %s", reply["site"], reply["pools"])
+
+    # --- the loop ------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Re-adopt tasks that the engine still runs after an agent restart."""
+        for rec in self.outbox.tasks():
+            task = _task_from(rec)
+            if self.executor.adopt(rec.handle, task):
+                self.tasks[(rec.job_id, rec.attempt)] = rec
+                log.info("re-adopted %s attempt %s", rec.job_id, rec.attempt)
+            else:
+                status = TaskStatus(TaskPhase.LOST, _usage_of(rec), reason="gone from engine after agent restart")
+                self.outbox.commit(rec, self._final_reports(rec, status), finished=True)
+
+    def run_forever(self) -> None:
+        self.recover()
+        while not self._stop:
+            self.step()
+            time.sleep(self.poll_s)
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def step(self) -> None:
+        if self._online():
+            try:
+                if not self._registered:
+                    self.register()
+                self.flush()
+                if time.monotonic() >= self._next_heartbeat:
+                    self.heartbeat()
+                if len(self.tasks) < self.max_tasks:
+                    self.lease(wait_s=0.0 if self.tasks else min(1.0, self.heartbeat_s / 2))
+                self._ok()
+            except PlatformUnavailable as exc:
+                self._failed(exc)
+        self.follow()
+
+    def heartbeat(self) -> None:
+        running = [{"job_id": j, "attempt": a} for j, a in self.tasks]
+        reply = self._post("/agent/heartbeat", {"running": running, "info": {"outbox": self.outbox.size()}})
+        self._next_heartbeat = time.monotonic() + self.heartbeat_s
+        for k in reply["kill"]:
+            rec = self.tasks.get((k["job_id"], k["attempt"]))
+            if rec is not None and not rec.kill:
+                log.info("killing %s attempt %s", rec.job_id, rec.attempt)
+                self.executor.cancel(rec.handle)
+                rec.kill = True
+                self.outbox.commit(rec, [], finished=False)
+
+    def lease(self, wait_s: float) -> None:
+        tasks = self._post("/agent/lease", {"max_jobs": self.max_tasks - len(self.tasks), "wait_s": wait_s})
+        for t in tasks:
+            task = Task(job_id=t["job_id"], attempt=t["attempt"], command=tuple(t["command"]), pool=t["pool"],
+                        cores=t["cores"], memory_gb=t["memory_gb"], devices=t["devices"], env=t["env"],
+                        workdir=t["workdir"], duration_s=t["duration_s"])
+            now = time.time()
+            rec = TaskRecord(task.job_id, task.attempt, "", dataclasses.asdict(task), 0, {}, now, 0, False)
+            self.outbox.add_task(rec)  # recorded before it starts: a crash here leaves a trace to adopt
+            rec.handle = self.executor.start(task)
+            self.outbox.add_task(rec)
+            self.tasks[(task.job_id, task.attempt)] = rec
+
+    def follow(self) -> None:
+        """Poll each task; queue its logs, usage and, at the end, its final state."""
+        for key, rec in list(self.tasks.items()):
+            status = self.executor.poll(rec.handle)
+            finished = status.phase is not TaskPhase.RUNNING
+            reports = self._log_reports(rec)
+            if finished:
+                reports += self._final_reports(rec, status)
+                del self.tasks[key]
+            elif time.monotonic() - self._last_usage.get(key, time.monotonic()) >= self.usage_interval_s:
+                reports += self._usage_reports(rec, status)
+            self._last_usage.setdefault(key, time.monotonic())
+            if reports or finished:
+                self.outbox.commit(rec, reports, finished=finished)
+
+    def _log_reports(self, rec: TaskRecord) -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        while True:
+            data = self.executor.read_log(rec.handle, rec.log_offset)
+            if not data:
+                return out
+            out.append(("/agent/logs", {"job_id": rec.job_id, "attempt": rec.attempt, "offset": rec.log_offset,
+                                        "data_b64": base64.b64encode(data).decode()}))
+            rec.log_offset += len(data)
+
+    def _usage_reports(self, rec: TaskRecord, status: TaskStatus) -> list[tuple[str, dict[str, Any]]]:
+        """One keyed delta since the last report: (job, attempt, seq) makes a resend harmless."""
+        now = time.time()
+        u = status.usage
+        prev = rec.reported
+        delta = {
+            "wall_s": max(0.0, u.wall_s - prev.get("wall_s", 0.0)),
+            "cpu_s": max(0.0, u.cpu_s - prev.get("cpu_s", 0.0)),
+            "device_s": max(0.0, u.device_s - prev.get("device_s", 0.0)),
+        }
+        body = {"job_id": rec.job_id, "attempt": rec.attempt, "seq": rec.seq, "pool": rec.task["pool"],
+                "start": rec.last_end, "end": max(now, rec.last_end), "peak_memory_bytes": u.peak_memory_bytes,
+                **delta}
+        rec.seq += 1
+        rec.last_end = body["end"]
+        rec.reported = {"wall_s": max(u.wall_s, prev.get("wall_s", 0.0)), "cpu_s": max(u.cpu_s, prev.get("cpu_s", 0.0)),
+                        "device_s": max(u.device_s, prev.get("device_s", 0.0))}
+        self._last_usage[(rec.job_id, rec.attempt)] = time.monotonic()
+        return [("/agent/usage", {"records": [body]})]
+
+    def _final_reports(self, rec: TaskRecord, status: TaskStatus) -> list[tuple[str, dict[str, Any]]]:
+        reports = self._usage_reports(rec, status)
+        reports.append((f"/agent/jobs/{rec.job_id}/status",
+                        {"attempt": rec.attempt, "phase": status.phase.value, "exit_code": status.exit_code,
+                         "reason": status.reason}))
+        return reports
+
+    def flush(self) -> None:
+        """Send queued reports in order; consecutive usage reports travel as one batch."""
+        while True:
+            items = self.outbox.pending()
+            if not items:
+                return
+            batch_ids, batch = [], []
+            for item_id, path, body in items:
+                if path != "/agent/usage" or len(batch) >= 500:
+                    break
+                batch_ids.append(item_id)
+                batch.extend(body["records"])
+            if batch:
+                self._send(batch_ids, "/agent/usage", {"records": batch})
+                continue
+            item_id, path, body = items[0]
+            self._send([item_id], path, body)
+
+    def _send(self, ids: list[int], path: str, body: dict[str, Any]) -> None:
+        try:
+            self._post(path, body)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code in (401, 403):
+                raise PlatformUnavailable(f"token refused: {exc}") from exc
+            log.error("platform rejected %s: %s; dropping it", path, exc)
+        self.outbox.done(ids)
+
+    def close(self) -> None:
+        self.http.close()
+        self.outbox.close()
+
+
+def _task_from(rec: TaskRecord) -> Task:
+    t = dict(rec.task)
+    t["command"] = tuple(t["command"])
+    return Task(**t)
+
+
+def _usage_of(rec: TaskRecord) -> Any:
+    from suanwang.agent.executors.base import Usage
+
+    return Usage(wall_s=rec.reported.get("wall_s", 0.0), cpu_s=rec.reported.get("cpu_s", 0.0))

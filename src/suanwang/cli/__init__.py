@@ -1,0 +1,1 @@
+"""The command line: `suanwang up`, `agent`, and client commands for consumers and operators."""

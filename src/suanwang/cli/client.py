@@ -1,0 +1,61 @@
+"""Finding the platform and a token: flags, then environment, then a local `up`'s data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+from rich.console import Console
+
+console = Console()
+err = Console(stderr=True)
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("SUANWANG_HOME") or Path.home() / ".suanwang")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+class Client:
+    """A thin httpx wrapper that turns API errors into one clear line and exit code 1."""
+
+    def __init__(self, url: str | None, token: str | None, data_dir: Path | None = None) -> None:
+        d = data_dir or default_data_dir()
+        self.url = (url or os.environ.get("SUANWANG_URL") or _read(d / "url") or "http://127.0.0.1:8600").rstrip("/")
+        self.token = token or os.environ.get("SUANWANG_TOKEN") or _read(d / "consumer.token") or _read(d / "operator.token")
+        if not self.token:
+            err.print("[red]no token: pass --token, set SUANWANG_TOKEN, or run `suanwang up` first[/red]")
+            raise typer.Exit(2)
+        self.http = httpx.Client(base_url=self.url + "/api/v1", headers={"Authorization": f"Bearer {self.token}"},
+                                 timeout=30.0)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            err.print(f"[red]cannot reach {self.url}: {exc}[/red]")
+            raise typer.Exit(1) from exc
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json().get("detail", resp.text)
+            except json.JSONDecodeError:
+                detail = resp.text
+            err.print(f"[red]error {resp.status_code}: {detail}[/red]")
+            raise typer.Exit(1)
+        if resp.headers.get("content-type", "").startswith("application/json"):
+            return resp.json()
+        return resp.text
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))

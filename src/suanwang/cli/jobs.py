@@ -1,0 +1,151 @@
+"""Client commands: submit, jobs, show, logs, cancel, usage, sites, pools, capacity."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from suanwang.cli.client import Client, console, print_json
+
+Url = Annotated[str | None, typer.Option("--url", help="platform URL (or SUANWANG_URL)")]
+Token = Annotated[str | None, typer.Option("--token", help="bearer token (or SUANWANG_TOKEN)")]
+Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
+
+
+def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table("id", "state", "site", "pool", "attempt", "command")
+    for j in jobs:
+        table.add_row(j["id"], j["state"], j["site"] or "-", j["pool"] or "-", str(j["attempt"]),
+                      " ".join(j["spec"]["command"])[:60])
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def submit(
+        command: Annotated[list[str], typer.Argument(help="the command, after --")],
+        cores: int = 1, memory_gb: float = 1.0, devices: int = 0,
+        resource_class: Annotated[str, typer.Option("--class")] = "general",
+        device_model: str = "", duration_s: float = 3600.0, name: str = "",
+        deadline: float | None = None, max_price_fen: int | None = None,
+        service_level: str = "standard", region: str = "", on_lost: str = "requeue",
+        wait: Annotated[bool, typer.Option("--wait", help="wait until it ends and print its logs")] = False,
+        url: Url = None, token: Token = None, json: Json = False,
+    ) -> None:
+        """Submit a job: suanwang submit --cores 2 -- python train.py"""
+        c = Client(url, token)
+        body = {"command": command, "cores": cores, "memory_gb": memory_gb, "devices": devices,
+                "resource_class": resource_class, "device_model": device_model, "duration_s": duration_s,
+                "name": name, "deadline": deadline, "max_price_fen": max_price_fen,
+                "service_level": service_level, "region": region, "on_lost": on_lost}
+        job = c.call("POST", "/jobs", json=body)
+        if wait:
+            with console.status(f"{job['id']}: {job['state']}") as status:
+                while job["state"] not in TERMINAL:
+                    time.sleep(0.3)
+                    job = c.call("GET", f"/jobs/{job['id']}")
+                    status.update(f"{job['id']}: {job['state']}")
+        if json:
+            print_json(job)
+        else:
+            console.print(f"{job['id']} {job['state']}")
+            if wait:
+                typer.echo(c.call("GET", f"/jobs/{job['id']}/logs"), nl=False)
+        if wait and job["state"] != "succeeded":
+            raise typer.Exit(1)
+
+    @app.command("jobs")
+    def list_jobs(state: str | None = None, site: str | None = None, limit: int = 50,
+                  url: Url = None, token: Token = None, json: Json = False) -> None:
+        """List jobs, newest first."""
+        params = {k: v for k, v in {"state": state, "site": site, "limit": limit}.items() if v is not None}
+        page = Client(url, token).call("GET", "/jobs", params=params)
+        print_json(page) if json else console.print(_jobs_table(page["jobs"]))
+
+    @app.command()
+    def show(job_id: str, url: Url = None, token: Token = None, json: Json = False) -> None:
+        """Show one job and its events."""
+        c = Client(url, token)
+        job = c.call("GET", f"/jobs/{job_id}")
+        events = c.call("GET", f"/jobs/{job_id}/events")
+        if json:
+            print_json(job | {"events": events})
+            return
+        console.print(_jobs_table([job]))
+        if job["reason"]:
+            console.print(f"reason: {job['reason']}")
+        table = Table("at", "attempt", "from", "to", "reason")
+        for e in events:
+            table.add_row(time.strftime("%H:%M:%S", time.localtime(e["at"])), str(e["attempt"]), e["from"], e["to"],
+                          e["reason"])
+        console.print(table)
+
+    @app.command()
+    def logs(job_id: str, attempt: int | None = None, url: Url = None, token: Token = None) -> None:
+        """Print a job's output (latest attempt unless --attempt)."""
+        params = {"attempt": attempt} if attempt else {}
+        typer.echo(Client(url, token).call("GET", f"/jobs/{job_id}/logs", params=params), nl=False)
+
+    @app.command()
+    def cancel(job_id: str, url: Url = None, token: Token = None, json: Json = False) -> None:
+        """Cancel a job; a running one is killed at its site."""
+        job = Client(url, token).call("POST", f"/jobs/{job_id}/cancel")
+        print_json(job) if json else console.print(f"{job['id']} {job['state']}")
+
+    @app.command()
+    def usage(job_id: str | None = None, url: Url = None, token: Token = None, json: Json = False) -> None:
+        """Usage records (what ran, measured), with standard compute units."""
+        params = {"job_id": job_id} if job_id else {}
+        records = Client(url, token).call("GET", "/usage", params=params)
+        if json:
+            print_json(records)
+            return
+        table = Table("job", "attempt", "seq", "site/pool", "wall s", "cpu s", "device s", "peak MB", "units (SCU)")
+        for r in records:
+            table.add_row(r["job_id"], str(r["attempt"]), str(r["seq"]), f"{r['site']}/{r['pool']}", f"{r['wall_s']:.2f}",
+                          f"{r['cpu_s']:.2f}", f"{r['device_s']:.2f}", f"{r['peak_memory_bytes'] / 2**20:.1f}",
+                          r["units"])
+        console.print(table)
+
+    @app.command()
+    def sites(url: Url = None, token: Token = None, json: Json = False) -> None:
+        """Sites of the grid and whether their agents are online."""
+        rows = Client(url, token).call("GET", "/sites")
+        if json:
+            print_json(rows)
+            return
+        table = Table("site", "region", "province", "online", "last seen")
+        for s in rows:
+            seen = time.strftime("%H:%M:%S", time.localtime(s["last_seen"])) if s["last_seen"] else "-"
+            table.add_row(s["name"], s["region"], s["province"], "yes" if s["online"] else "no", seen)
+        console.print(table)
+
+    @app.command()
+    def pools(site: str | None = None, url: Url = None, token: Token = None, json: Json = False) -> None:
+        """Pools and their capacity in standard compute units per hour."""
+        rows = Client(url, token).call("GET", "/pools", params={"site": site} if site else {})
+        if json:
+            print_json(rows)
+            return
+        table = Table("site", "pool", "class", "engine", "cores", "memory GB", "devices", "device", "SCU/h")
+        for p in rows:
+            table.add_row(p["site"], p["name"], p["resource_class"], p["engine"], str(p["cores"]), f"{p['memory_gb']:g}",
+                          str(p["devices"]), p["device_model"] or "-", p["scu_per_hour"])
+        console.print(table)
+
+    @app.command()
+    def capacity(url: Url = None, token: Token = None, json: Json = False) -> None:
+        """Grid capacity in standard units per hour and in P (PFLOPS, FP32-equivalent)."""
+        cap = Client(url, token).call("GET", "/capacity")
+        if json:
+            print_json(cap)
+            return
+        console.print(f"total: {cap['total_scu_per_hour']} SCU/h = {cap['total_pflops']} P")
+        for site, v in cap["sites"].items():
+            console.print(f"  {site}: {v['scu_per_hour']} SCU/h ({v['pflops']} P)")
+

@@ -1,0 +1,170 @@
+"""`suanwang`: run the platform (`up`, `serve`), a site agent (`agent`), and talk to the API."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from suanwang import __version__
+from suanwang.cli import jobs as job_commands
+from suanwang.cli.client import Client, console, default_data_dir, print_json
+
+app = typer.Typer(help="suanwang (算网): an open computing power network.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+admin = typer.Typer(help="Operator commands: tenants and tokens.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+job_commands.register(app)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where state and tokens live (default ~/.suanwang)")]
+DbUrl = Annotated[str | None, typer.Option("--database-url", envvar="SUANWANG_DATABASE_URL",
+                                           help="SQLAlchemy URL; default: SQLite in the data directory")]
+
+
+def _platform(data_dir: Path, database_url: str | None, lease_s: float, tick_s: float):  # type: ignore[no-untyped-def]
+    from suanwang.services.bootstrap import bootstrap
+    from suanwang.services.platform import Platform, Settings
+    from suanwang.store.db import Database, sqlite_url
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(database_url or sqlite_url(data_dir / "suanwang.db"))
+    db.migrate()
+    bootstrap(db, data_dir)
+    return Platform(db, Settings(lease_s=lease_s, site_timeout_s=max(2 * lease_s, 5.0), tick_s=tick_s))
+
+
+def _server(platform, host: str, port: int):  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    from suanwang.api.app import create_app
+
+    config = uvicorn.Config(create_app(platform), host=host, port=port, log_level="warning", access_log=False)
+    return uvicorn.Server(config)
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None, database_url: DbUrl = None, host: str = "127.0.0.1", port: int = 8600,
+    lease_s: float = 15.0, tick_s: float = 0.5,
+) -> None:
+    """Run the platform (API, scheduler, control loop) without an agent."""
+    d = data_dir or default_data_dir()
+    platform = _platform(d, database_url, lease_s, tick_s)
+    (d / "url").write_text(f"http://{host}:{port}\n")
+    console.print(f"suanwang platform on http://{host}:{port}  (operator token: {d / 'operator.token'})")
+    _server(platform, host, port).run()
+
+
+@app.command()
+def up(
+    data_dir: DataDir = None, database_url: DbUrl = None, host: str = "127.0.0.1", port: int = 8600,
+    lease_s: float = 15.0,
+) -> None:
+    """Start the platform and this machine's agent together; Ctrl-C stops both."""
+    from suanwang.agent.executors.local import LocalExecutor
+    from suanwang.agent.runner import Agent
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    d = data_dir or default_data_dir()
+    platform = _platform(d, database_url, lease_s, 0.5)
+    url = f"http://{host}:{port}"
+    (d / "url").write_text(url + "\n")
+    server = _server(platform, host, port)
+    agent = Agent(url, (d / "agent.token").read_text().strip(), LocalExecutor(d / "agent"), d / "agent",
+                  heartbeat_s=min(1.0, lease_s / 3))
+    agent_thread = threading.Thread(target=agent.run_forever, name="suanwang-agent", daemon=True)
+    console.print(f"[bold]suanwang[/bold] is up: {url}  (dashboard {url}/ , API docs {url}/docs)")
+    console.print(f"operator token: {d / 'operator.token'}   consumer token: {d / 'consumer.token'}")
+    console.print(f"try: suanwang submit --wait -- python -c 'print(6*7)'   (Ctrl-C stops)")
+    agent_thread.start()
+    try:
+        server.run()
+    finally:
+        agent.stop()
+        agent_thread.join(timeout=5)
+        agent.close()
+        console.print("stopped")
+
+
+@app.command()
+def agent(
+    url: Annotated[str, typer.Option(envvar="SUANWANG_URL", help="platform URL")],
+    token: Annotated[str, typer.Option(envvar="SUANWANG_AGENT_TOKEN", help="this site's agent token")],
+    workdir: Annotated[Path, typer.Option(help="agent state, task directories and logs")] = Path("./suanwang-agent"),
+    config: Annotated[Path | None, typer.Option(help="site config file (engine, pools); default: local engine")] = None,
+    heartbeat_s: float = 1.0,
+    poll_s: float = 0.1,
+    usage_interval_s: float = 10.0,
+) -> None:
+    """Run a site agent: connect outbound to the platform, pull work and run it in this site's engine."""
+    from suanwang.agent.runner import Agent
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    executor = _executor(config, workdir)
+    runner = Agent(url, token, executor, workdir, heartbeat_s=heartbeat_s, poll_s=poll_s,
+                   usage_interval_s=usage_interval_s)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    try:
+        runner.run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.close()
+
+
+def _executor(config: Path | None, workdir: Path):  # type: ignore[no-untyped-def]
+    from suanwang.agent.executors.local import LocalExecutor
+
+    if config is None:
+        return LocalExecutor(workdir)
+    from suanwang.agent.siteconfig import build_executor, load_site_config
+
+    return build_executor(load_site_config(config), workdir=workdir)
+
+
+@app.command()
+def migrate(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Bring the database schema up to date (also done by `up` and `serve`)."""
+    from suanwang.store.db import Database, sqlite_url
+
+    d = data_dir or default_data_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    Database(database_url or sqlite_url(d / "suanwang.db")).migrate()
+    console.print("schema up to date")
+
+
+@admin.command("tenant")
+def tenant_create(name: str, kind: str = "consumer", url: str | None = None, token: str | None = None) -> None:
+    """Create a tenant (consumer, provider or auditor)."""
+    print_json(Client(url, token or _operator_token()).call("POST", "/tenants", json={"name": name, "kind": kind}))
+
+
+@admin.command("token")
+def token_create(role: str, tenant_id: str, site: str | None = None, name: str = "",
+                 url: str | None = None, token: str | None = None) -> None:
+    """Issue a token (shown once)."""
+    body = {"role": role, "tenant_id": tenant_id, "site": site, "name": name}
+    print_json(Client(url, token or _operator_token()).call("POST", "/tokens", json=body))
+
+
+@admin.command("site")
+def site_create(name: str, region: str = "", province: str = "", lat: float = 0.0, lon: float = 0.0,
+                green_share: float = 0.0, url: str | None = None, token: str | None = None) -> None:
+    """Register a site (then issue its agent a token with `admin token agent ... --site NAME`)."""
+    body = {"name": name, "region": region, "province": province, "lat": lat, "lon": lon, "green_share": green_share}
+    print_json(Client(url, token or _operator_token()).call("POST", "/sites", json=body))
+
+
+def _operator_token() -> str | None:
+    path = default_data_dir() / "operator.token"
+    return path.read_text().strip() if path.exists() else None
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
