@@ -116,12 +116,12 @@ def record_usage(session: Session, agent: Principal, reports: list[UsageReport])
     if not reports:
         return 0
     keys = [(r.job_id, r.attempt, r.seq) for r in reports]
-    seen = set(
+    seen: set[tuple[str, int, int]] = set(
         session.execute(
             select(UsageRow.job_id, UsageRow.attempt, UsageRow.seq).where(
                 tuple_(UsageRow.job_id, UsageRow.attempt, UsageRow.seq).in_(keys)
             )
-        ).tuples()
+        ).all()
     )
     pools = {p.name: p for p in session.scalars(select(PoolRow).where(PoolRow.site == agent.site))}
     now = time.time()

@@ -1,0 +1,122 @@
+"""The agent protocol: leases, heartbeats, keyed usage, stale reports, lost leases."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import update
+
+from suanwang.store.tables import JobRow
+from tests.api.conftest import Grid
+
+JOB = {"command": ["true"], "cores": 2, "memory_gb": 1}
+
+
+def _leased(grid: Grid, job: dict | None = None) -> dict:
+    grid.register()
+    job = grid.consumer.post("/api/v1/jobs", json=job or JOB).json()
+    grid.tick()
+    [task] = grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 4}).json()
+    assert task["job_id"] == job["id"] and task["attempt"] == 1
+    return task
+
+
+def _usage(task: dict, seq: int, wall: float = 10.0) -> dict:
+    return {"job_id": task["job_id"], "attempt": task["attempt"], "seq": seq, "pool": "cpu", "start": 0.0,
+            "end": wall, "wall_s": wall, "cpu_s": wall / 2, "peak_memory_bytes": 1000}
+
+
+def test_usage_report_retried_is_counted_once(grid: Grid) -> None:
+    task = _leased(grid)
+    body = {"records": [_usage(task, 0), _usage(task, 1)]}
+    first = grid.agent.post("/api/v1/agent/usage", json=body).json()
+    again = grid.agent.post("/api/v1/agent/usage", json=body).json()
+    assert (first["new"], again["new"]) == (2, 0)
+    records = grid.consumer.get(f"/api/v1/jobs/{task['job_id']}/usage").json()
+    assert len(records) == 2
+    # 2 cores x 10 s x 0.04 SCU per core-hour / 3600 s
+    assert records[0]["core_s"] == 20.0
+    assert records[0]["units"] == f"{20 * 0.04 / 3600:.9f}"
+
+
+def test_status_reports_finish_the_job_and_stale_ones_change_nothing(grid: Grid) -> None:
+    task = _leased(grid)
+    stale = grid.agent.post(f"/api/v1/agent/jobs/{task['job_id']}/status", json={"attempt": 7, "phase": "failed"})
+    assert stale.json() == {"applied": False}
+    ok = grid.agent.post(f"/api/v1/agent/jobs/{task['job_id']}/status",
+                         json={"attempt": 1, "phase": "succeeded", "exit_code": 0})
+    assert ok.json() == {"applied": True}
+    assert grid.consumer.get(f"/api/v1/jobs/{task['job_id']}").json()["state"] == "succeeded"
+
+
+def test_heartbeat_asks_agent_to_kill_a_cancelled_attempt(grid: Grid) -> None:
+    task = _leased(grid)
+    grid.consumer.post(f"/api/v1/jobs/{task['job_id']}/cancel")
+    hb = grid.agent.post("/api/v1/agent/heartbeat", json={"running": [{"job_id": task["job_id"], "attempt": 1}]})
+    assert hb.json()["kill"] == [{"job_id": task["job_id"], "attempt": 1}]
+
+
+def _expire(grid: Grid, job_id: str) -> None:
+    with grid.platform.db.transaction() as s:
+        s.execute(update(JobRow).where(JobRow.id == job_id).values(lease_expires_at=time.time() - 1))
+
+
+def test_lost_lease_requeues_and_a_new_attempt_runs(grid: Grid) -> None:
+    task = _leased(grid)
+    _expire(grid, task["job_id"])
+    grid.tick()  # reaps the lease and places the job again
+    job = grid.consumer.get(f"/api/v1/jobs/{task['job_id']}").json()
+    assert job["state"] == "placed"
+    [again] = grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 4}).json()
+    assert again["attempt"] == 2
+    old = grid.agent.post(f"/api/v1/agent/jobs/{task['job_id']}/status", json={"attempt": 1, "phase": "succeeded"})
+    assert old.json() == {"applied": False}
+    events = [e["to"] for e in grid.consumer.get(f"/api/v1/jobs/{task['job_id']}/events").json()]
+    assert events == ["pending", "placed", "running", "requeued", "placed", "running"]
+
+
+def test_lost_lease_with_fail_policy_marks_lost(grid: Grid) -> None:
+    task = _leased(grid, JOB | {"on_lost": "fail"})
+    _expire(grid, task["job_id"])
+    grid.tick()
+    assert grid.consumer.get(f"/api/v1/jobs/{task['job_id']}").json()["state"] == "lost"
+
+
+def test_agent_sees_only_its_own_site(grid: Grid) -> None:
+    task = _leased(grid)
+    op = grid.operator
+    op.post("/api/v1/sites", json={"name": "wuhu", "region": "east"})
+    tok = op.post("/api/v1/tokens", json={"role": "agent", "tenant_id": "t-operator", "site": "wuhu"}).json()["token"]
+    other = grid.as_(tok)
+    assert other.post("/api/v1/agent/lease", json={}).json() == []
+    r = other.post(f"/api/v1/agent/jobs/{task['job_id']}/status", json={"attempt": 1, "phase": "succeeded"})
+    assert r.status_code == 404
+    r = other.post("/api/v1/agent/usage", json={"records": [_usage(task, 0) | {"pool": "cpu"}]})
+    assert r.status_code == 422
+    assert grid.consumer.post("/api/v1/agent/lease", json={}).status_code == 403
+
+
+def test_logs_are_reassembled_by_offset_and_retries_are_harmless(grid: Grid) -> None:
+    import base64
+
+    task = _leased(grid)
+    for offset, text in [(0, b"hello "), (6, b"world\n"), (0, b"hello ")]:
+        body = {"job_id": task["job_id"], "attempt": 1, "offset": offset, "data_b64": base64.b64encode(text).decode()}
+        assert grid.agent.post("/api/v1/agent/logs", json=body).status_code == 200
+    assert grid.consumer.get(f"/api/v1/jobs/{task['job_id']}/logs").text == "hello world\n"
+    bad = grid.agent.post("/api/v1/agent/logs", json={"job_id": task["job_id"], "attempt": 1, "offset": 0,
+                                                       "data_b64": "!!notbase64"})
+    assert bad.status_code == 422
+
+
+def test_negative_usage_is_rejected(grid: Grid) -> None:
+    task = _leased(grid)
+    r = grid.agent.post("/api/v1/agent/usage", json={"records": [_usage(task, 0) | {"wall_s": -1}]})
+    assert r.status_code == 422
+
+
+def test_register_rejects_a_gpu_pool_without_device_model(grid: Grid) -> None:
+    r = grid.agent.post("/api/v1/agent/register", json={"pools": [
+        {"name": "gpu", "resource_class": "intelligent", "engine": "local", "cores": 8, "memory_gb": 32, "devices": 2}]})
+    assert r.status_code == 422
+    assert "device" in r.json()["detail"]

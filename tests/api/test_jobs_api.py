@@ -1,0 +1,142 @@
+"""Submitting, reading, listing and cancelling jobs through the HTTP API."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tests.api.conftest import Grid
+
+JOB = {"command": ["python", "-c", "print(6*7)"], "cores": 1, "memory_gb": 1}
+
+
+def test_submitted_job_is_placed_on_a_registered_pool(grid: Grid) -> None:
+    grid.register()
+    job = grid.consumer.post("/api/v1/jobs", json=JOB).json()
+    assert job["state"] == "pending"
+    grid.tick()
+    placed = grid.consumer.get(f"/api/v1/jobs/{job['id']}").json()
+    assert (placed["state"], placed["site"], placed["pool"]) == ("placed", "local", "cpu")
+
+
+def test_negative_cores_is_a_422_naming_the_field(grid: Grid) -> None:
+    grid.register()
+    r = grid.consumer.post("/api/v1/jobs", json=JOB | {"cores": -2})
+    assert r.status_code == 422
+    assert "cores must not be negative" in r.json()["detail"]
+
+
+def test_unknown_resource_class_is_a_422_listing_the_classes(grid: Grid) -> None:
+    grid.register()
+    r = grid.consumer.post("/api/v1/jobs", json=JOB | {"resource_class": "magic"})
+    assert r.status_code == 422
+    assert "magic" in r.json()["detail"] and "intelligent" in r.json()["detail"]
+
+
+def test_more_memory_than_any_pool_is_unplaceable(grid: Grid) -> None:
+    grid.register()
+    r = grid.consumer.post("/api/v1/jobs", json=JOB | {"memory_gb": 4096})
+    assert r.status_code == 422
+    assert r.json()["error"] == "unplaceable"
+    assert "local/cpu" in r.json()["detail"]
+
+
+def test_malformed_json_is_a_422_not_a_500(grid: Grid) -> None:
+    r = grid.consumer.post("/api/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert "JSON" in r.json()["detail"]
+
+
+def test_unknown_field_is_rejected(grid: Grid) -> None:
+    grid.register()
+    r = grid.consumer.post("/api/v1/jobs", json=JOB | {"gpus": 2})
+    assert r.status_code == 422
+    assert "gpus" in r.json()["detail"]
+
+
+def test_unknown_job_id_is_404(grid: Grid) -> None:
+    r = grid.consumer.get("/api/v1/jobs/j-doesnotexist")
+    assert r.status_code == 404
+    assert "j-doesnotexist" in r.json()["detail"]
+
+
+def test_another_tenants_job_answers_404_as_if_absent(grid: Grid) -> None:
+    grid.register()
+    job = grid.consumer.post("/api/v1/jobs", json=JOB).json()
+    other = grid.new_consumer("other-lab")
+    for method, path in [("GET", ""), ("POST", "/cancel"), ("GET", "/logs"), ("GET", "/usage"), ("GET", "/events")]:
+        r = other.request(method, f"/api/v1/jobs/{job['id']}{path}")
+        assert r.status_code == 404, (path, r.status_code)
+    assert other.get("/api/v1/jobs").json()["jobs"] == []
+    assert grid.consumer.get(f"/api/v1/jobs/{job['id']}").json()["state"] == "pending"
+
+
+def test_missing_or_wrong_token_is_401(grid: Grid) -> None:
+    assert grid.client.get("/api/v1/jobs").status_code == 401
+    assert grid.as_("sw_wrong").get("/api/v1/jobs").status_code == 401
+
+
+def test_consumer_may_not_issue_tokens(grid: Grid) -> None:
+    r = grid.consumer.post("/api/v1/tokens", json={"role": "operator", "tenant_id": "t-operator"})
+    assert r.status_code == 403
+
+
+def test_cancel_pending_job_and_cancel_twice_conflicts(grid: Grid) -> None:
+    grid.register()
+    job = grid.consumer.post("/api/v1/jobs", json=JOB).json()
+    assert grid.consumer.post(f"/api/v1/jobs/{job['id']}/cancel").json()["state"] == "cancelled"
+    again = grid.consumer.post(f"/api/v1/jobs/{job['id']}/cancel")
+    assert again.status_code == 409
+    assert "already cancelled" in again.json()["detail"]
+
+
+def test_list_filters_by_state_and_pages_without_overlap(grid: Grid) -> None:
+    grid.register()
+    ids = [grid.consumer.post("/api/v1/jobs", json=JOB).json()["id"] for _ in range(7)]
+    grid.consumer.post(f"/api/v1/jobs/{ids[0]}/cancel")
+    seen: list[str] = []
+    page = grid.consumer.get("/api/v1/jobs", params={"limit": 3}).json()
+    while True:
+        seen += [j["id"] for j in page["jobs"]]
+        if not page["next"]:
+            break
+        page = grid.consumer.get("/api/v1/jobs", params={"limit": 3, "before": page["next"]}).json()
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    cancelled = grid.consumer.get("/api/v1/jobs", params={"state": "cancelled"}).json()["jobs"]
+    assert [j["id"] for j in cancelled] == [ids[0]]
+    assert grid.consumer.get("/api/v1/jobs", params={"state": "bogus"}).status_code == 422
+
+
+def test_idempotency_key_returns_the_same_job(grid: Grid) -> None:
+    grid.register()
+    a = grid.consumer.post("/api/v1/jobs", json=JOB, headers={"Idempotency-Key": "k1"}).json()
+    b = grid.consumer.post("/api/v1/jobs", json=JOB, headers={"Idempotency-Key": "k1"}).json()
+    assert a["id"] == b["id"]
+    assert len(grid.consumer.get("/api/v1/jobs").json()["jobs"]) == 1
+
+
+def test_batch_is_all_or_nothing(grid: Grid) -> None:
+    grid.register()
+    ok = grid.consumer.post("/api/v1/jobs/batch", json={"jobs": [JOB] * 5})
+    assert ok.status_code == 201 and len(ok.json()) == 5
+    bad = grid.consumer.post("/api/v1/jobs/batch", json={"jobs": [JOB, JOB | {"memory_gb": 10_000}]})
+    assert bad.status_code == 422
+    assert len(grid.consumer.get("/api/v1/jobs").json()["jobs"]) == 5
+
+
+def test_capacity_reports_standard_units_and_pflops(grid: Grid) -> None:
+    grid.register()
+    cap = grid.consumer.get("/api/v1/capacity").json()
+    # 8 generic cores at 0.04 SCU/h each
+    assert Decimal(cap["sites"]["local"]["scu_per_hour"]) == Decimal("0.32")
+    assert Decimal(cap["total_pflops"]) == Decimal("0.00032")
+
+
+def test_openapi_is_served(grid: Grid) -> None:
+    spec = grid.client.get("/openapi.json").json()
+    assert "/api/v1/jobs" in spec["paths"]
+
+
+def test_index_page_lists_sites_and_pools(grid: Grid) -> None:
+    grid.register()
+    html = grid.client.get("/").text
+    assert "local" in html and "cpu" in html and "算网" in html
