@@ -1,0 +1,82 @@
+"""The local executor runs real subprocesses: exit codes, logs, usage, cancellation, adoption."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from suanwang.agent.executors.base import Task, TaskPhase, TaskStatus
+from suanwang.agent.executors.local import LocalExecutor
+
+
+def _wait(ex: LocalExecutor, handle: str, timeout: float = 20) -> TaskStatus:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = ex.poll(handle)
+        if status.phase is not TaskPhase.RUNNING:
+            return status
+        time.sleep(0.05)
+    raise AssertionError("task did not finish")
+
+
+def _task(*cmd: str, job: str = "j1", **kw: object) -> Task:
+    return Task(job_id=job, attempt=1, command=cmd, pool="cpu", **kw)  # type: ignore[arg-type]
+
+
+def test_success_captures_output_and_cpu_time(tmp_path: Path) -> None:
+    ex = LocalExecutor(tmp_path)
+    h = ex.start(_task(sys.executable, "-c", "sum(range(3_000_000)); print('hi'); import sys; print('err', file=sys.stderr)"))
+    status = _wait(ex, h)
+    assert status.phase is TaskPhase.SUCCEEDED and status.exit_code == 0
+    assert status.usage.cpu_s > 0 and status.usage.wall_s > 0 and status.usage.peak_memory_bytes > 0
+    log = ex.read_log(h, 0)
+    assert b"hi" in log and b"err" in log
+    assert ex.read_log(h, len(log)) == b""
+
+
+def test_nonzero_exit_is_failed_with_reason(tmp_path: Path) -> None:
+    ex = LocalExecutor(tmp_path)
+    status = _wait(ex, ex.start(_task(sys.executable, "-c", "raise SystemExit(3)")))
+    assert (status.phase, status.exit_code, status.reason) == (TaskPhase.FAILED, 3, "exit code 3")
+
+
+def test_missing_program_fails_cleanly(tmp_path: Path) -> None:
+    ex = LocalExecutor(tmp_path)
+    status = _wait(ex, ex.start(_task("/no/such/program")))
+    assert status.phase is TaskPhase.FAILED and status.exit_code == 127
+    assert "/no/such/program" in status.reason
+
+
+def test_env_and_workdir_are_applied(tmp_path: Path) -> None:
+    ex = LocalExecutor(tmp_path / "agent")
+    work = tmp_path / "w"
+    work.mkdir()
+    h = ex.start(_task(sys.executable, "-c", "import os; print(os.getcwd(), os.environ['GREETING'])",
+                       env={"GREETING": "ni-hao"}, workdir=str(work)))
+    _wait(ex, h)
+    assert f"{work} ni-hao".encode() in ex.read_log(h, 0)
+
+
+def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
+    ex = LocalExecutor(tmp_path)
+    # a shell that starts a grandchild which ignores SIGTERM: only the group SIGKILL ends it
+    h = ex.start(_task("sh", "-c", "trap '' TERM; sleep 300 & wait"))
+    time.sleep(0.5)
+    t0 = time.time()
+    ex.cancel(h)
+    status = _wait(ex, h, timeout=10)
+    assert status.phase is TaskPhase.CANCELLED
+    assert time.time() - t0 < 2.5
+
+
+def test_a_new_executor_adopts_a_running_task(tmp_path: Path) -> None:
+    first = LocalExecutor(tmp_path)
+    task = _task(sys.executable, "-c", "import time; time.sleep(0.8); print('adopted')")
+    h = first.start(task)
+    second = LocalExecutor(tmp_path)  # as after an agent restart
+    assert second.adopt(h, task)
+    status = _wait(second, h)
+    assert status.phase is TaskPhase.SUCCEEDED
+    assert b"adopted" in second.read_log(h, 0)
+    assert not second.adopt("j-unknown-1", task)
