@@ -24,6 +24,7 @@ class Settings:
     lease_s: float = 15.0  # an agent that misses heartbeats this long loses its jobs
     site_timeout_s: float = 30.0  # a site silent this long shows offline
     tick_s: float = 0.5  # control-loop period when nothing wakes it
+    min_tick_s: float = 0.02  # at most this often, so a burst of submits is placed in batches
 
 
 class Platform:
@@ -62,6 +63,7 @@ class Platform:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.settings.tick_s)
+            time.sleep(self.settings.min_tick_s)  # let a burst of wake-ups coalesce into one pass
             self._wake.clear()
             if self._stop.is_set():
                 break

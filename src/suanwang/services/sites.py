@@ -117,6 +117,28 @@ def all_pools(session: Session) -> list[Pool]:
     return [pool_from_row(r, regions.get(r.site, "")) for r in list_pools(session)]
 
 
+_pool_cache: dict[str, tuple[float, list[Pool]]] = {}
+POOL_CACHE_S = 1.0
+
+
+def cached_pools(session: Session) -> list[Pool]:
+    """``all_pools`` cached for a second per database: pools change rarely, submits are many.
+
+    Used only to reject jobs no pool could ever run; placement reads fresh state.
+    """
+    key = str(session.get_bind().url)
+    hit = _pool_cache.get(key)
+    now = time.monotonic()
+    if hit is None or hit[0] < now:
+        hit = (now + POOL_CACHE_S, all_pools(session))
+        _pool_cache[key] = hit
+    return hit[1]
+
+
+def forget_pools() -> None:
+    _pool_cache.clear()
+
+
 def register_pools(session: Session, agent: Principal, pools: list[dict[str, Any]], info: dict[str, Any]) -> list[PoolRow]:
     """An agent declares its site's pools (upsert by name) and comes online."""
     require(agent, Role.AGENT)
@@ -139,6 +161,7 @@ def register_pools(session: Session, agent: Principal, pools: list[dict[str, Any
     site.online = True
     site.last_seen = now
     site.agent_info = info
+    forget_pools()
     record_audit(session, agent, "site.register", site.name, pools=[p["name"] for p in pools])
     session.flush()
     return rows

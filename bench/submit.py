@@ -1,0 +1,110 @@
+"""Submission throughput and submit-to-start latency through the real HTTP API.
+
+    python bench/submit.py [--quick] [--database-url URL]
+
+(1) jobs/s submitted one by one on one keep-alive connection; (2) jobs/s
+through the batch endpoint; (3) submit-to-start latency on a local site
+with a real agent: from the platform's accept time to the moment the agent
+leased the job and started its process.  Targets (SQLite): 300 jobs/s
+single, 3,000 jobs/s batched, p99 under 1 s.  Writes bench/results/submit.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _live import Live  # noqa: E402
+
+JOB = {"command": ["true"], "cores": 1, "memory_gb": 0.01, "duration_s": 1}
+BIG_POOL = {"name": "bench", "resource_class": "general", "engine": "local", "cores": 10_000_000, "memory_gb": 1e9}
+
+
+def bench_single(live: Live, n: int, progress: Progress) -> float:
+    task = progress.add_task("single submits", total=n)
+    with live.client() as c:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            r = c.post("/jobs", json=JOB)
+            r.raise_for_status()
+            progress.advance(task)
+        return n / (time.perf_counter() - t0)
+
+
+def bench_batch(live: Live, n: int, batch: int, progress: Progress) -> float:
+    task = progress.add_task("batched submits", total=n)
+    with live.client() as c:
+        t0 = time.perf_counter()
+        for _ in range(n // batch):
+            c.post("/jobs/batch", json={"jobs": [JOB] * batch}).raise_for_status()
+            progress.advance(task, batch)
+        return (n // batch) * batch / (time.perf_counter() - t0)
+
+
+def bench_latency(live: Live, n: int, progress: Progress) -> list[float]:
+    task = progress.add_task("submit-to-start", total=n)
+    latencies = []
+    with live.client() as c:
+        for _ in range(n):
+            job = c.post("/jobs", json=JOB).json()
+            while True:
+                j = c.get(f"/jobs/{job['id']}").json()
+                if j["started_at"]:
+                    latencies.append(j["started_at"] - j["submitted_at"])
+                    break
+                time.sleep(0.005)
+            progress.advance(task)
+            time.sleep(0.02)
+    return latencies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    ap.add_argument("--database-url", default=None, help="default: SQLite in a temporary directory")
+    args = ap.parse_args()
+    n_single, n_batch, n_latency = (300, 3000, 40) if args.quick else (2000, 30_000, 200)
+    results: dict[str, object] = {"database": "postgresql" if args.database_url else "sqlite", "quick": args.quick}
+    with tempfile.TemporaryDirectory() as tmp, Progress() as progress:
+        # Throughput: a site whose agent registered a large pool but runs nothing, so only the API is measured.
+        d = Path(tmp) / "throughput"
+        d.mkdir()
+        live = Live(d, args.database_url)
+        try:
+            with live.client("agent") as agent:
+                agent.post("/agent/register", json={"pools": [BIG_POOL]}).raise_for_status()
+            results["jobs_per_s_single"] = round(bench_single(live, n_single, progress), 1)
+            results["jobs_per_s_batch"] = round(bench_batch(live, n_batch, 500, progress), 1)
+        finally:
+            live.stop()
+        d = Path(tmp) / "latency"
+        d.mkdir()
+        live = Live(d, args.database_url)
+        try:
+            live.start_agent()
+            time.sleep(2)
+            lat = np.array(bench_latency(live, n_latency, progress)) * 1000
+        finally:
+            live.stop()
+    results |= {
+        "submit_to_start_p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "submit_to_start_p99_ms": round(float(np.percentile(lat, 99)), 1),
+        "submit_to_start_max_ms": round(float(lat.max()), 1),
+        "jobs_single": n_single, "jobs_batch": n_batch, "jobs_latency": n_latency,
+        "targets": {"jobs_per_s_single": 300, "jobs_per_s_batch": 3000, "submit_to_start_p99_ms": 1000},
+    }
+    out = Path(__file__).resolve().parent / "results" / "submit.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
