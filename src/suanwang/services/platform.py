@@ -48,7 +48,8 @@ class Platform:
                 scheduling.reap_expired_leases(s, now=now)
                 scheduling.mark_offline_sites(s, now=now, timeout_s=self.settings.site_timeout_s)
             with self.db.transaction() as s:
-                scheduling.place_waiting_jobs(s, self.scheduler, now=now)
+                if scheduling.claim_scheduling_pass(s):
+                    scheduling.place_waiting_jobs(s, self.scheduler, now=now)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="suanwang-control-loop", daemon=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from suanwang.domain.grid import Capacity
@@ -18,10 +18,21 @@ from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler
 from suanwang.domain.resources import LostPolicy
 from suanwang.services.jobs import move, spec_from_json
 from suanwang.services.sites import all_pools, list_sites
+from suanwang.store.db import is_postgres
 from suanwang.store.tables import JobRow, SiteRow
 
 _HOLDING = (JobState.PLACED.value, JobState.RUNNING.value)
 _WAITING = (JobState.PENDING.value, JobState.REQUEUED.value)
+
+
+SCHEDULING_LOCK = 0x5357_0001  # PostgreSQL advisory lock key: one scheduling pass at a time across replicas
+
+
+def claim_scheduling_pass(session: Session) -> bool:
+    """On PostgreSQL, only one API replica schedules at a time; SQLite has one writer anyway."""
+    if not is_postgres(session.get_bind()):
+        return True
+    return bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SCHEDULING_LOCK}))
 
 
 def reap_expired_leases(session: Session, *, now: float) -> list[str]:
