@@ -59,6 +59,7 @@ class Agent:
         self._retry_at = 0.0
         self._last_usage: dict[tuple[str, int], float] = {}
         self._stop = False
+        self._lease_s = 15.0  # the platform tells us its lease on register and heartbeat
 
     # --- platform calls ------------------------------------------------------------------
     def _post(self, path: str, body: dict[str, Any]) -> Any:
@@ -76,7 +77,9 @@ class Agent:
         return time.monotonic() >= self._retry_at
 
     def _failed(self, exc: Exception) -> None:
-        self._backoff = min(30.0, max(0.5, self._backoff * 2))
+        # Never back off longer than a third of the lease: a platform that comes back must hear
+        # from us before it gives our jobs away.
+        self._backoff = min(self._lease_s / 3, max(0.25, self._backoff * 2))
         self._retry_at = time.monotonic() + self._backoff
         log.warning("platform unavailable (%s); retrying in %.1fs", exc, self._backoff)
 
@@ -87,6 +90,7 @@ class Agent:
         pools = [dataclasses.asdict(p) | {"engine": self.executor.engine} for p in self.executor.detect_pools()]
         info = {"hostname": socket.gethostname(), "engine": self.executor.engine, "version": __version__}
         reply = self._post("/agent/register", {"pools": pools, "info": info})
+        self._lease_s = float(reply.get("lease_s", self._lease_s))
         self._registered = True
         log.info("registered site %s with pools %s", reply["site"], reply["pools"])
 
@@ -130,6 +134,7 @@ class Agent:
         running = [{"job_id": j, "attempt": a} for j, a in self.tasks]
         reply = self._post("/agent/heartbeat", {"running": running, "info": {"outbox": self.outbox.size()}})
         self._next_heartbeat = time.monotonic() + self.heartbeat_s
+        self._lease_s = float(reply.get("lease_s", self._lease_s))
         for k in reply["kill"]:
             rec = self.tasks.get((k["job_id"], k["attempt"]))
             if rec is not None and not rec.kill:

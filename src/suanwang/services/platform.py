@@ -52,6 +52,8 @@ class Platform:
                     scheduling.place_waiting_jobs(s, self.scheduler, now=now)
 
     def start(self) -> None:
+        with self.db.transaction() as s:
+            scheduling.extend_leases_after_restart(s, now=time.time(), lease_s=2 * self.settings.lease_s)
         self._thread = threading.Thread(target=self._run, name="suanwang-control-loop", daemon=True)
         self._thread.start()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from suanwang.domain.grid import Capacity
@@ -49,6 +49,16 @@ def reap_expired_leases(session: Session, *, now: float) -> list[str]:
             job.pool = None
             job.lease_expires_at = None
     return [j.id for j in expired]
+
+
+def extend_leases_after_restart(session: Session, *, now: float, lease_s: float) -> int:
+    """Give agents a full lease after the platform was down: its outage is not their fault."""
+    result = session.execute(
+        update(JobRow)
+        .where(JobRow.state == JobState.RUNNING.value, JobRow.lease_expires_at < now + lease_s)
+        .values(lease_expires_at=now + lease_s)
+    )
+    return int(result.rowcount or 0)
 
 
 def mark_offline_sites(session: Session, *, now: float, timeout_s: float) -> list[str]:
