@@ -48,6 +48,15 @@ class Live:
                "--workdir", str(self.data_dir / "agent"), "--heartbeat-s", "1", "--poll-s", "0.02", *extra]
         self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.data_dir / "agent.log", "ab")))
 
+    def wait_for_pools(self, timeout: float = 60) -> None:
+        with self.client() as c:
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                if c.get("/pools").json():
+                    return
+                time.sleep(0.1)
+        raise RuntimeError("no agent registered its pools")
+
     def stop(self) -> None:
         for p in reversed(self.procs):
             p.terminate()

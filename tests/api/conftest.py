@@ -55,7 +55,7 @@ class Grid:
         assert r.status_code == 200, r.text
 
     def tick(self) -> None:
-        self.platform.tick()
+        self.platform.tick(reap=True)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ class Settings:
     lease_s: float = 15.0  # an agent that misses heartbeats this long loses its jobs
     site_timeout_s: float = 30.0  # a site silent this long shows offline
     tick_s: float = 0.5  # control-loop period when nothing wakes it
-    min_tick_s: float = 0.02  # at most this often, so a burst of submits is placed in batches
+    min_tick_s: float = 0.05  # at most this often, so a burst of submits is placed in batches
 
 
 class Platform:
@@ -36,17 +36,23 @@ class Platform:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._next_reap = 0.0
 
     def wake(self) -> None:
         self._wake.set()
 
-    def tick(self) -> None:
-        """One pass of the control loop, each step in its own transaction."""
+    def tick(self, *, reap: bool = False) -> None:
+        """One pass of the control loop, each step in its own transaction.
+
+        Lapsed leases are reaped at most once per ``tick_s`` unless ``reap`` forces it.
+        """
         with self._lock:
             now = time.time()
-            with self.db.transaction() as s:
-                scheduling.reap_expired_leases(s, now=now)
-                scheduling.mark_offline_sites(s, now=now, timeout_s=self.settings.site_timeout_s)
+            if reap or now >= self._next_reap:  # leases are coarse; placement is what a wake-up is for
+                self._next_reap = now + self.settings.tick_s
+                with self.db.transaction() as s:
+                    scheduling.reap_expired_leases(s, now=now)
+                    scheduling.mark_offline_sites(s, now=now, timeout_s=self.settings.site_timeout_s)
             with self.db.transaction() as s:
                 if scheduling.claim_scheduling_pass(s):
                     scheduling.place_waiting_jobs(s, self.scheduler, now=now)
