@@ -1,8 +1,9 @@
 """Engine and session setup for SQLite (embedded, WAL) and PostgreSQL.
 
-Why WAL and a busy timeout: the platform and its background loop write from
-several threads; WAL lets readers proceed during a write and the timeout
-turns brief lock contention into waiting instead of errors.
+Why WAL, BEGIN IMMEDIATE and a busy timeout: the platform and its background
+loop write from several threads; WAL lets readers outside transactions
+proceed, and taking the write lock at BEGIN turns contention into waiting
+instead of "database is locked" errors.
 """
 
 from __future__ import annotations
@@ -38,12 +39,20 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+            # Take the write lock at BEGIN: a deferred transaction that reads and then writes can
+            # fail at once with "database is locked" when another writer got there first; an
+            # immediate one waits (busy_timeout) and then runs.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
