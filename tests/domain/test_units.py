@@ -228,3 +228,16 @@ def test_an_hour_at_full_capacity_is_the_capacity(cores, cards, device, cpu):
     capacity = pool_capacity_scu_per_hour(cores=cores, devices=cards, cpu_model=cpu, device_model=device)
     used = usage_units(core_seconds=cores * 3600, device_seconds=cards * 3600, cpu_model=cpu, device_model=device)
     assert used == capacity
+
+
+def test_driver_names_map_onto_catalog_models() -> None:
+    from suanwang.domain.units import load_catalog
+
+    catalog = load_catalog()
+    seen = {name: (catalog.find(name).model if catalog.find(name) else None) for name in [
+        "NVIDIA H800", "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "AMD EPYC 9654 96-Core Processor"]}
+    assert seen == {"NVIDIA H800": "NVIDIA H800 SXM5", "NVIDIA H100 80GB HBM3": "NVIDIA H100 SXM5 80GB",
+                    "NVIDIA A100-SXM4-80GB": "NVIDIA A100 SXM4 80GB", "AMD EPYC 9654 96-Core Processor": "AMD EPYC 9654"}
+    # a prefix followed by a digit is another model: A10 must not swallow an unknown A100 variant
+    found = catalog.find("NVIDIA A100 80GB PCIe")
+    assert found is None or "A100" in found.model

@@ -112,7 +112,18 @@ class DeviceCatalog:
         return spec
 
     def find(self, model: str) -> DeviceSpec | None:
-        return self._index.get(_key(model))
+        """Exact (normalised) match, else the longest known name the query starts with.
+
+        The fallback maps what drivers print ("NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB")
+        onto catalog entries; names shorter than four characters never match by prefix.
+        """
+        key = _key(model)
+        if key in self._index:
+            return self._index[key]
+        # a digit right after the prefix means another model ("a10" is not "a100 80gb pcie")
+        matches = (k for k in self._index if len(k) >= 4 and key.startswith(k) and not key[len(k) :][:1].isdigit())
+        best = max(matches, key=len, default=None)
+        return self._index[best] if best else None
 
     def models(self) -> list[str]:
         return [s.model for s in self.specs]
@@ -128,6 +139,7 @@ def _keys(spec: DeviceSpec) -> set[str]:
     vendor = _key(spec.vendor.split()[0]) if spec.vendor else ""
     keys = {_key(n) for n in names}
     keys |= {k[len(vendor) :] for k in keys if vendor and k.startswith(vendor) and len(k) > len(vendor)}
+    keys |= {vendor + k for k in keys if vendor and not k.startswith(vendor)}
     return {k for k in keys if k}
 
 
