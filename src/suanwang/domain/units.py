@@ -120,8 +120,12 @@ class DeviceCatalog:
         key = _key(model)
         if key in self._index:
             return self._index[key]
-        # a digit right after the prefix means another model ("a10" is not "a100 80gb pcie")
-        matches = (k for k in self._index if len(k) >= 4 and key.startswith(k) and not key[len(k) :][:1].isdigit())
+        # a prefix must end where a word of the name ends: "a10" is not "a100 80gb pcie"
+        ends, total = set(), 0
+        for word in re.findall(r"[0-9a-z]+", model.lower()):
+            total += len(word)
+            ends.add(total)
+        matches = (k for k in self._index if len(k) >= 4 and len(k) in ends and key.startswith(k))
         best = max(matches, key=len, default=None)
         return self._index[best] if best else None
 
