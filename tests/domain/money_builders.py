@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from suanwang.domain.grid import Capacity, Pool
+from suanwang.domain.ledger import Hold
+from suanwang.domain.memory_ledger import MemoryLedger
 from suanwang.domain.pricing import PriceBook, PriceEntry, PriceUnit
 from suanwang.domain.rating import ProviderContract, UsageRecord
 from suanwang.domain.resources import Engine, ResourceClass, ServiceLevel
@@ -53,3 +55,10 @@ def a_record(job: str = "job-1", seq: int = 0, *, attempt: int = 0, consumer: st
 
 def a_contract(provider: str = "qy-dc", fee_bps: int = 500) -> ProviderContract:
     return ProviderContract(provider, fee_bps)
+
+
+def hold_of(ledger: MemoryLedger, hold_id: str) -> Hold:
+    """The hold as the ledger has it now (it must exist)."""
+    hold = ledger.hold(hold_id)
+    assert hold is not None, f"no hold {hold_id}"
+    return hold

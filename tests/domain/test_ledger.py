@@ -13,6 +13,7 @@ from suanwang.domain.ledger import (
     ResultCode,
     Transfer,
     TransferKind,
+    audit_record,
     fold_balances,
     hold_account,
     plan_adjustment,
@@ -144,7 +145,9 @@ def test_hold_movements_are_not_reversible(ledger: MemoryLedger) -> None:
     hold = plan_hold("h", hold_id="j", consumer="acme", fen=10, at=at(1), actor="api")
     with pytest.raises(InvalidSpec, match="cannot be reversed"):
         plan_reversal("rev", original=hold, at=at(2), actor="op", reason="x")
-    unknown = plan_reversal("rev", original=ledger.transfer("t0"), at=at(2), actor="op", reason="x")  # type: ignore[arg-type]
+    original = ledger.transfer("t0")
+    assert original is not None
+    unknown = plan_reversal("rev", original=original, at=at(2), actor="op", reason="x")
     fresh = MemoryLedger()
     assert fresh.apply(unknown).code is ResultCode.REVERSAL_TARGET_MISSING
 
@@ -202,3 +205,23 @@ def test_transfer_requests_are_digested_stably() -> None:
     b = plan_topup("t", consumer="acme", fen=5, at=at(0), actor="op")
     assert a.request == b.request and len(a.request) == 64
     assert isinstance(a, Transfer)
+
+
+def test_retries_made_later_or_after_the_state_moved_still_answer_exists(ledger: MemoryLedger) -> None:
+    assert ledger.apply(plan_topup("t0", consumer="acme", fen=1_000, at=at(9), actor="op-2")).code is ResultCode.EXISTS
+    assert ledger.apply(plan_hold("h", hold_id="j", consumer="acme", fen=10, at=at(1), actor="api")).ok
+    hold = ledger.hold("j")
+    assert hold is not None
+    assert ledger.apply(plan_release("r", hold=hold, at=at(2), actor="api")).code is ResultCode.CREATED
+    closed = ledger.hold("j")
+    assert closed is not None and closed.remaining_fen == 0
+    assert ledger.apply(plan_release("r", hold=closed, at=at(3), actor="api")).code is ResultCode.EXISTS
+
+
+def test_the_audit_record_traces_a_transfer(ledger: MemoryLedger) -> None:
+    original = ledger.transfer("t0")
+    assert original is not None
+    reversal = plan_reversal("rev", original=original, at=at(1), actor="auditor-bob", reason="test")
+    row = audit_record(reversal)
+    assert row["reverses"] == "t0" and row["actor"] == "auditor-bob" and row["kind"] == "reversal"
+    assert row["postings"] == "funding:operator +1000; wallet:acme -1000"

@@ -5,7 +5,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from money_builders import T0, a_book, a_pool, an_entry, at, gansu_tou
 
@@ -94,6 +94,7 @@ def test_instantaneous_usage_is_priced_flat() -> None:
     assert breakdown.net == 7500
 
 
+@settings(deadline=None)
 @given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 48 * 60))
 def test_price_is_monotonic_in_units_and_zero_units_cost_nothing(u1: int, u2: int, minutes: int) -> None:
     entry = an_entry("123.4567", tou=gansu_tou(), green="3.5")

@@ -7,9 +7,9 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from money_builders import T0, a_book, a_contract, a_record, an_entry, at, gansu_tou
+from money_builders import hold_of, T0, a_book, a_contract, a_record, an_entry, at, gansu_tou
 
 from suanwang.domain.ledger import (
     PLATFORM_FEES,
@@ -68,6 +68,7 @@ def test_rounding_residue_of_the_split_goes_to_the_rounding_account() -> None:
     assert ledger.balance(ROUNDING) == -1 and ledger.balance(PLATFORM_FEES) == 2
 
 
+@settings(deadline=None)
 @given(st.integers(0, 10**7), st.integers(0, 10**4), st.integers(0, 10_000), st.integers(0, 300))
 def test_every_leg_is_the_nearest_fen_to_its_exact_share(price_cents: int, scu_hundredths: int, bps: int,
                                                           minutes: int) -> None:
@@ -90,7 +91,8 @@ def test_the_charge_transfer_is_keyed_by_the_usage_record_and_carries_audit() ->
     t = plan_charge(charge, hold=None, actor="rater@qy")
     assert t.key == usage_key("job-7", 1, 3) == "usage:job-7:1:3"
     audit = t.audit
-    assert (audit.job_id, audit.usage_key, audit.price_book_version, audit.actor) == ("job-7", t.key, 4, "rater@qy")
+    assert (audit.job_id, audit.usage_key, audit.price_book_version) == ("job-7", t.key, 4)
+    assert audit.actor == "rater@qy"
     assert (audit.consumer, audit.provider, audit.resource_class) == ("acme", "qy-dc", "general")
 
 
@@ -99,7 +101,7 @@ def test_a_retried_report_is_charged_once_even_after_the_hold_closed() -> None:
     assert ledger.apply(plan_hold("h", hold_id="job-1", consumer="acme", fen=500, at=at(9), actor="api")).ok
     charge = rate_usage(a_record(), a_book(), contract=a_contract())
     assert ledger.apply(plan_charge(charge, hold=ledger.hold("job-1"), actor="w1")).code is ResultCode.CREATED
-    assert ledger.apply(plan_release("r", hold=ledger.hold("job-1"), at=at(12), actor="api")).ok  # type: ignore[arg-type]
+    assert ledger.apply(plan_release("r", hold=hold_of(ledger, "job-1"), at=at(12), actor="api")).ok
     replanned = plan_charge(charge, hold=ledger.hold("job-1"), actor="w2")  # hold closed: would hit the wallet
     assert ledger.apply(replanned).code is ResultCode.EXISTS
     assert ledger.balance(wallet("acme")) == 10_000 - 100
@@ -148,7 +150,8 @@ def test_a_charge_on_a_stale_hold_is_refused_and_can_be_replanned() -> None:
     ledger = funded_ledger()
     assert ledger.apply(plan_hold("h", hold_id="job-1", consumer="acme", fen=500, at=at(9), actor="api")).ok
     stale = ledger.hold("job-1")
-    assert ledger.apply(plan_release("r", hold=stale, at=at(12), actor="api")).ok  # type: ignore[arg-type]
+    assert stale is not None
+    assert ledger.apply(plan_release("r", hold=stale, at=at(12), actor="api")).ok
     charge = rate_usage(a_record(), a_book(), contract=a_contract())
     assert ledger.apply(plan_charge(charge, hold=stale, actor="w")).code is ResultCode.HOLD_CLOSED
     assert ledger.apply(plan_charge(charge, hold=ledger.hold("job-1"), actor="w")).code is ResultCode.CREATED

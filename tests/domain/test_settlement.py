@@ -5,7 +5,7 @@ import io
 from datetime import timedelta
 from decimal import Decimal
 
-from money_builders import T0, a_book, a_contract, a_record, an_entry, at
+from money_builders import hold_of, T0, a_book, a_contract, a_record, an_entry, at
 
 from suanwang.domain.ledger import (
     ResultCode,
@@ -37,7 +37,7 @@ def a_day_of_business() -> MemoryLedger:
     for seq in (1, 0):  # out of order
         charge = rate_usage(a_record("job-1", seq, scu="1"), book, contract=a_contract(fee_bps=1_000))
         assert ledger.apply(plan_charge(charge, hold=ledger.hold("job-1"), actor="rater")).ok
-    assert ledger.apply(plan_release("r1", hold=ledger.hold("job-1"), at=at(12), actor="api")).ok  # type: ignore[arg-type]
+    assert ledger.apply(plan_release("r1", hold=hold_of(ledger, "job-1"), at=at(12), actor="api")).ok
     state = VoucherState(PROGRAMME, 0, ledger.balance(voucher_fund("sme")))
     gpu = a_record("job-2", 0, scu="1", cls=ResourceClass.INTELLIGENT, pool="qy-gpu", provider="gpu-dc")
     charge = rate_usage(gpu, book, contract=a_contract("gpu-dc", fee_bps=500), voucher=state)
@@ -51,8 +51,8 @@ def test_statements_show_charges_by_job_and_class_and_reconcile() -> None:
     [acme] = s.consumers
     assert (acme.opening_fen, acme.topups_fen, acme.charged_fen, acme.voucher_fen, acme.closing_fen) == (
         0, 10_000, 200 + 500, 500, 9_300)
-    assert [(c.job_id, c.resource_class, c.records, c.gross_fen, c.voucher_fen, c.paid_fen) for c in acme.charges] == [
-        ("job-1", "general", 2, 200, 0, 200), ("job-2", "intelligent", 1, 1_000, 500, 500)]
+    lines = [(c.job_id, c.resource_class, c.records, c.gross_fen, c.voucher_fen, c.paid_fen) for c in acme.charges]
+    assert lines == [("job-1", "general", 2, 200, 0, 200), ("job-2", "intelligent", 1, 1_000, 500, 500)]
     assert acme.reconciles() and acme.closing_held_fen == 0
     gpu, qy = s.providers
     assert (qy.provider, qy.gross_fen, qy.fee_fen, qy.earned_fen, qy.closing_fen, qy.fee_bps) == (

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanwang.domain.tou import (
@@ -89,6 +89,7 @@ def test_no_tariff_means_one_flat_segment() -> None:
     assert segment.band is TouBand.FLAT and segment.multiplier == 1
 
 
+@settings(deadline=None)
 @given(st.integers(0, 60 * 24 * 400), st.integers(0, 60 * 24 * 3), st.sampled_from(["Beijing", "Shanghai", "Gansu"]))
 def test_segments_tile_the_interval_exactly(start_min: int, length_min: int, province: str) -> None:
     tariff = tou_tariff_for_province(province)

@@ -163,8 +163,9 @@ class Transfer:
     """A balanced, immutable journal entry.
 
     ``request`` is the digest of the request the key stands for (for a charge,
-    the usage record); idempotency compares it, so a retry that re-plans against
-    newer state still answers EXISTS.  ``hold_fen`` is the amount placed,
+    the usage record; for a release, the hold id; by default the legs, kind and
+    links, but not ``booked_at`` or ``audit``); idempotency compares it, so a
+    retry made later, or re-planned against newer state, still answers EXISTS.  ``hold_fen`` is the amount placed,
     captured or released on ``hold_id``; ``voucher_fen`` what the voucher
     programme paid (negative in a reversal); ``voucher_cap_fen`` that
     programme's per-consumer cap at planning time.
@@ -452,7 +453,8 @@ def plan_release(key: TransferKey, *, hold: Hold, at: datetime, actor: str, void
     postings = (Posting(hold_account(hold.consumer), -fen), Posting(wallet(hold.consumer), fen)) if fen else ()
     kind = TransferKind.HOLD_VOID if void else TransferKind.HOLD_RELEASE
     audit = Audit(actor, "hold voided" if void else "hold released", consumer=hold.consumer, job_id=job_id)
-    return Transfer(key, kind, postings, at, audit, hold_id=hold.id, hold_fen=fen)
+    # The request is "close this hold": a retry planned after the close still answers EXISTS.
+    return Transfer(key, kind, postings, at, audit, request=digest(kind, hold.id), hold_id=hold.id, hold_fen=fen)
 
 
 def plan_voucher_funding(key: TransferKey, *, programme: str, fen: Fen, at: datetime, actor: str) -> Transfer:
@@ -493,8 +495,10 @@ def plan_reversal(key: TransferKey, *, original: Transfer, at: datetime, actor: 
                   job_id=original.audit.job_id, usage_key=original.audit.usage_key,
                   price_book_version=original.audit.price_book_version,
                   resource_class=original.audit.resource_class, pool=original.audit.pool)
-    return Transfer(key, TransferKind.REVERSAL, postings, at, audit, voucher_programme=original.voucher_programme,
-                    voucher_fen=-original.voucher_fen, reverses=original.key)
+    request = digest(TransferKind.REVERSAL, original.key)
+    return Transfer(key, TransferKind.REVERSAL, postings, at, audit, request=request,
+                    voucher_programme=original.voucher_programme, voucher_fen=-original.voucher_fen,
+                    reverses=original.key)
 
 
 # ---- folds (L3) ----------------------------------------------------------------------------------------
@@ -519,3 +523,19 @@ def fold_balances(transfers: Iterable[Transfer], *, as_of: datetime | None = Non
         for p in t.postings:
             totals[p.account] = totals.get(p.account, 0) + p.fen
     return Balances(totals)
+
+
+def audit_record(t: Transfer) -> dict[str, str]:
+    """A flat, printable trace of a transfer for the audit view: key, kind, time, legs and provenance."""
+    a = t.audit
+    return {
+        "key": t.key, "kind": t.kind.value, "booked_at": t.booked_at.isoformat(), "actor": a.actor,
+        "reason": a.reason, "consumer": a.consumer, "provider": a.provider, "job_id": a.job_id,
+        "usage_key": a.usage_key,
+        "price_book_version": "" if a.price_book_version is None else str(a.price_book_version),
+        "resource_class": a.resource_class, "pool": a.pool,
+        "usage_start": a.usage_start.isoformat() if a.usage_start else "",
+        "usage_end": a.usage_end.isoformat() if a.usage_end else "",
+        "hold_id": t.hold_id, "voucher_programme": t.voucher_programme, "reverses": t.reverses,
+        "postings": "; ".join(f"{p.account} {p.fen:+d}" for p in t.postings), "request": t.request,
+    }

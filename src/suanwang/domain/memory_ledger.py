@@ -106,11 +106,14 @@ class MemoryLedger:
 
     def apply(self, transfer: Transfer) -> TransferResult:
         """Apply one transfer: CREATED, EXISTS, or the code of the rule it breaks (nothing written)."""
-        return self.apply_batch([transfer])[0]
+        with self._lock:
+            return self._apply_one(transfer)  # writes nothing unless every check passed
 
     def apply_batch(self, transfers: Sequence[Transfer]) -> list[TransferResult]:
         """All-or-nothing (L8): if any transfer fails, none is applied and the others say LINKED_FAILED."""
         with self._lock:
+            if len(transfers) <= 1:
+                return [self._apply_one(t) for t in transfers]
             saved = self._state
             self._state = saved.clone()
             results = [self._apply_one(t) for t in transfers]
