@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from money_builders import at
+from money_builders import at, hold_of
 
 from suanwang.domain.ledger import (
     OPERATOR_FUNDING,
@@ -100,7 +100,7 @@ def test_a_hold_resolves_at_most_once(ledger: MemoryLedger) -> None:
     hold = ledger.hold("j1")
     assert hold is not None
     assert ledger.apply(plan_release("r1", hold=hold, at=at(2), actor="api", void=True)).code is ResultCode.CREATED
-    assert ledger.hold("j1").state is HoldState.VOIDED  # type: ignore[union-attr]
+    assert hold_of(ledger, "j1").state is HoldState.VOIDED
     assert ledger.apply(plan_release("r2", hold=hold, at=at(2), actor="api")).code is ResultCode.HOLD_CLOSED
     assert ledger.balance(wallet("acme")) == 1_000 and ledger.balance(hold_account("acme")) == 0
 

@@ -9,6 +9,7 @@ and the invariants below are checked after every step.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import timedelta
 from decimal import Decimal
 
@@ -37,7 +38,7 @@ from suanwang.domain.ledger import (
     wallet,
 )
 from suanwang.domain.memory_ledger import MemoryLedger
-from suanwang.domain.pricing import PriceBook, price_book_in_force
+from suanwang.domain.pricing import PriceBook, check_new_price_book, price_book_in_force
 from suanwang.domain.rating import UsageRecord, VoucherState, plan_charge, rate_usage
 from suanwang.domain.voucher import VoucherProgramme
 from suanwang.errors import Conflict, InvalidSpec
@@ -46,6 +47,10 @@ CONSUMERS = ("acme", "beta")
 PROVIDERS = ("p1", "p2")
 PROGRAMME = VoucherProgramme("small-biz", Decimal("30"), 2_000, T0 - timedelta(days=1), T0 + timedelta(days=30),
                              consumers=frozenset({"acme"}))
+
+
+def vars_of(value: object) -> dict[str, object]:
+    return {f.name: getattr(value, f.name) for f in fields(value)}  # type: ignore[arg-type]
 
 
 class MoneyMachine(RuleBasedStateMachine):
@@ -205,9 +210,16 @@ class MoneyMachine(RuleBasedStateMachine):
     @rule(price=st.integers(1, 100_000), hours=st.integers(0, 5))
     def new_price_book(self, price: int, hours: int) -> None:
         version = self.books[-1].version + 1
-        starts = self.now + timedelta(hours=hours)
-        self.books.append(a_book(an_entry(str(Decimal(price) / 100), tou=gansu_tou()), version=version,
-                                 effective_from=starts))
+        starts = max(self.now + timedelta(hours=hours), self.books[-1].effective_from)
+        new = a_book(an_entry(str(Decimal(price) / 100), tou=gansu_tou()), version=version, effective_from=starts)
+        self.books.append(check_new_price_book(self.books, new, now=self.now))
+        try:
+            check_new_price_book(self.books, a_book(version=version + 1, effective_from=self.now - timedelta(
+                seconds=1)), now=self.now)
+        except InvalidSpec as exc:
+            assert "in the past" in str(exc)
+        else:
+            raise AssertionError("a retroactive price book was accepted")
 
     @precondition(lambda self: self.now - (self.ledger.settled_until() or T0) >= timedelta(hours=24))
     @rule()
@@ -221,6 +233,8 @@ class MoneyMachine(RuleBasedStateMachine):
         for c in s.consumers:
             assert c.reconciles(), c
             assert c.closing_fen == closing[wallet(c.consumer)] + closing[hold_account(c.consumer)]
+        for statement in (*s.consumers, *s.providers):
+            assert all(type(v) is int for k, v in vars_of(statement).items() if k.endswith("_fen"))
         for p in s.providers:
             assert p.reconciles(), p
             assert p.closing_fen == closing[earnings(p.provider)]

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from money_builders import T0, a_book, a_pool, an_entry, at, gansu_tou
 
 from suanwang.domain.pricing import (
+    PriceBook,
     PriceEntry,
     PriceUnit,
     QuoteRequest,
@@ -27,24 +28,24 @@ from suanwang.errors import InvalidSpec
 GENERAL, STANDARD = ResourceClass.GENERAL, ServiceLevel.STANDARD
 
 
-def lookup(book, units=(PriceUnit.SCU_HOUR,), site="qingyang", pool="qy-cpu"):  # type: ignore[no-untyped-def]
+def lookup(book: PriceBook, units: tuple[PriceUnit, ...] = (PriceUnit.SCU_HOUR,), site: str = "qingyang",
+           pool: str = "qy-cpu") -> PriceEntry | None:
     return find_price(book, resource_class=GENERAL, tier="standard", service_level=STANDARD, site=site, pool=pool,
                       units=units)
 
 
 def test_the_most_specific_scope_wins() -> None:
     book = a_book(an_entry("10"), an_entry("20", site="qingyang"), an_entry("30", site="qingyang", pool="qy-cpu"))
-    assert lookup(book).unit_price_fen == 30
-    assert lookup(book, pool="qy-other").unit_price_fen == 20
-    assert lookup(book, site="wuhu", pool="wh-cpu").unit_price_fen == 10
+    prices = [lookup(book), lookup(book, pool="qy-other"), lookup(book, site="wuhu", pool="wh-cpu")]
+    assert [e.unit_price_fen if e else None for e in prices] == [30, 20, 10]
 
 
 def test_native_unit_wins_within_a_scope_but_not_over_a_more_specific_scope() -> None:
     book = a_book(an_entry("10"), an_entry("3", unit=PriceUnit.CORE_HOUR), an_entry("40", site="qingyang"))
     both = (PriceUnit.CORE_HOUR, PriceUnit.SCU_HOUR)
-    assert lookup(book, both).unit_price_fen == 40
-    assert lookup(book, both, site="wuhu").unit is PriceUnit.CORE_HOUR
-    assert lookup(book, (PriceUnit.SCU_HOUR,), site="wuhu").unit_price_fen == 10
+    found = [lookup(book, both), lookup(book, both, site="wuhu"), lookup(book, (PriceUnit.SCU_HOUR,), site="wuhu")]
+    assert [(e.unit, e.unit_price_fen) if e else None for e in found] == [
+        (PriceUnit.SCU_HOUR, 40), (PriceUnit.CORE_HOUR, 3), (PriceUnit.SCU_HOUR, 10)]
 
 
 def test_grade_must_match() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import timedelta
+from datetime import timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
 
@@ -224,3 +224,12 @@ def test_bad_usage_records_are_rejected() -> None:
         replace(good, quantities=((PriceUnit.CORE_HOUR, 1.5),))
     with pytest.raises(InvalidSpec, match="measures no quantity"):
         replace(good, quantities=())
+
+
+def test_a_retry_that_spells_the_same_usage_differently_is_still_the_same_request() -> None:
+    ledger = funded_ledger()
+    first = a_record(scu="1.5", start=at(10))
+    same = a_record(scu="1.50", start=at(10).astimezone(timezone.utc))
+    assert ledger.apply(plan_charge(rate_usage(first, a_book(), contract=a_contract()), hold=None, actor="w")).ok
+    retry = plan_charge(rate_usage(same, a_book(), contract=a_contract()), hold=None, actor="w")
+    assert ledger.apply(retry).code is ResultCode.EXISTS

@@ -37,7 +37,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import Protocol
@@ -218,9 +218,11 @@ def _canonical(value: object) -> object:
         return {f.name: _canonical(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal | Fraction):
+    if isinstance(value, datetime):  # the same instant digests the same in any zone
+        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+    if isinstance(value, Decimal):  # 1, 1.0 and 1.00 are the same quantity
+        return format(value.normalize(), "f")
+    if isinstance(value, Fraction):
         return str(value)
     if isinstance(value, tuple | list):
         return [_canonical(v) for v in value]
