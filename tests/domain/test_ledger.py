@@ -16,6 +16,7 @@ from suanwang.domain.ledger import (
     audit_record,
     fold_balances,
     hold_account,
+    holds_to_expire,
     plan_adjustment,
     plan_hold,
     plan_payout,
@@ -225,3 +226,18 @@ def test_the_audit_record_traces_a_transfer(ledger: MemoryLedger) -> None:
     row = audit_record(reversal)
     assert row["reverses"] == "t0" and row["actor"] == "auditor-bob" and row["kind"] == "reversal"
     assert row["postings"] == "funding:operator +1000; wallet:acme -1000"
+
+
+def test_expired_holds_are_found_in_order_and_released(ledger: MemoryLedger) -> None:
+    for i, hours in enumerate((5, 3, 9)):
+        t = plan_hold(f"h{i}", hold_id=f"j{i}", consumer="acme", fen=10, at=at(1), actor="api", expires_at=at(hours))
+        assert ledger.apply(t).ok
+    due = holds_to_expire(ledger.holds(), now=at(5))
+    assert [h.id for h in due] == ["j1", "j0"]
+    for hold in due:
+        assert ledger.apply(plan_release(f"x-{hold.id}", hold=hold, at=at(5), actor="sweeper",
+                                         reason="hold expired")).ok
+    assert holds_to_expire(ledger.holds(), now=at(5)) == []
+    assert ledger.balance(hold_account("acme")) == 10
+    with pytest.raises(InvalidSpec, match="expire before"):
+        plan_hold("h", hold_id="j", consumer="acme", fen=1, at=at(5), actor="api", expires_at=at(5))

@@ -9,10 +9,11 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from money_builders import hold_of, T0, a_book, a_contract, a_record, an_entry, at, gansu_tou
+from money_builders import T0, a_book, a_contract, a_record, an_entry, at, gansu_tou, hold_of
 
 from suanwang.domain.ledger import (
     PLATFORM_FEES,
+    HoldState,
     ROUNDING,
     ResultCode,
     earnings,
@@ -26,7 +27,7 @@ from suanwang.domain.ledger import (
 )
 from suanwang.domain.memory_ledger import MemoryLedger
 from suanwang.domain.pricing import PriceUnit
-from suanwang.domain.rating import VoucherState, booking_time, plan_charge, rate_usage, usage_key
+from suanwang.domain.rating import VoucherState, credit_headroom_fen, booking_time, plan_charge, rate_usage, usage_key
 from suanwang.domain.voucher import VoucherProgramme
 from suanwang.errors import InvalidSpec
 
@@ -233,3 +234,13 @@ def test_a_retry_that_spells_the_same_usage_differently_is_still_the_same_reques
     assert ledger.apply(plan_charge(rate_usage(first, a_book(), contract=a_contract()), hold=None, actor="w")).ok
     retry = plan_charge(rate_usage(same, a_book(), contract=a_contract()), hold=None, actor="w")
     assert ledger.apply(retry).code is ResultCode.EXISTS
+
+
+def test_credit_headroom_counts_the_open_hold_the_wallet_and_the_line() -> None:
+    ledger = funded_ledger(1_000)
+    assert ledger.apply(plan_hold("h", hold_id="job-1", consumer="acme", fen=300, at=at(9), actor="api")).ok
+    hold = hold_of(ledger, "job-1")
+    room = credit_headroom_fen(hold=hold, wallet_fen=ledger.balance(wallet("acme")), credit_limit_fen=200)
+    assert room == 300 + 700 + 200
+    closed = replace(hold, state=HoldState.RELEASED)
+    assert credit_headroom_fen(hold=closed, wallet_fen=-200, credit_limit_fen=200) == 0

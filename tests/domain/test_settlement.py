@@ -5,7 +5,7 @@ import io
 from datetime import timedelta
 from decimal import Decimal
 
-from money_builders import hold_of, T0, a_book, a_contract, a_record, an_entry, at
+from money_builders import T0, a_book, a_contract, a_record, an_entry, at, hold_of
 
 from suanwang.domain.ledger import (
     ResultCode,

@@ -36,7 +36,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -183,6 +183,7 @@ class Transfer:
     voucher_fen: Fen = 0
     voucher_cap_fen: Fen = 0
     reverses: TransferKey = ""
+    hold_expires_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -248,16 +249,25 @@ class HoldState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Hold:
+    """A reservation for one job; ``expires_at`` (if set) is when a sweeper releases it."""
+
     id: HoldId
     consumer: str
     amount_fen: Fen
     captured_fen: Fen = 0
     released_fen: Fen = 0
     state: HoldState = HoldState.OPEN
+    expires_at: datetime | None = None
 
     @property
     def remaining_fen(self) -> Fen:
         return self.amount_fen - self.captured_fen - self.released_fen
+
+
+def holds_to_expire(holds: Iterable[Hold], *, now: datetime) -> list[Hold]:
+    """Open holds whose expiry has come, by (expires_at, id): release each with ``plan_release``."""
+    due = [h for h in holds if h.state is HoldState.OPEN and h.expires_at is not None and h.expires_at <= now]
+    return sorted(due, key=lambda h: (h.expires_at, h.id))
 
 
 @enum.unique
@@ -414,12 +424,12 @@ def hold_after(hold: Hold | None, t: Transfer) -> Hold | None:
     if not t.hold_id:
         return None
     if t.kind is TransferKind.HOLD_PLACE:
-        return Hold(t.hold_id, t.audit.consumer, t.hold_fen)
+        return Hold(t.hold_id, t.audit.consumer, t.hold_fen, expires_at=t.hold_expires_at)
     assert hold is not None
     if t.kind is TransferKind.CHARGE:
-        return Hold(hold.id, hold.consumer, hold.amount_fen, hold.captured_fen + t.hold_fen, hold.released_fen)
+        return replace(hold, captured_fen=hold.captured_fen + t.hold_fen)
     state = HoldState.VOIDED if t.kind is TransferKind.HOLD_VOID else HoldState.RELEASED
-    return Hold(hold.id, hold.consumer, hold.amount_fen, hold.captured_fen, hold.released_fen + t.hold_fen, state)
+    return replace(hold, released_fen=hold.released_fen + t.hold_fen, state=state)
 
 
 # ---- planners (pure) -----------------------------------------------------------------------------------
@@ -440,21 +450,29 @@ def plan_topup(key: TransferKey, *, consumer: str, fen: Fen, at: datetime, actor
 
 
 def plan_hold(key: TransferKey, *, hold_id: HoldId, consumer: str, fen: Fen, at: datetime, actor: str,
-              job_id: str = "") -> Transfer:
+              job_id: str = "", expires_at: datetime | None = None) -> Transfer:
     """Reserve ``fen`` of a consumer's wallet (and credit) for a job, at submit, from its quote."""
     _positive(fen, "hold")
+    if expires_at is not None and expires_at <= at:
+        raise InvalidSpec(f"hold {hold_id} would expire before it is placed")
     postings = (Posting(wallet(consumer), -fen), Posting(hold_account(consumer), fen))
     audit = Audit(actor, "hold placed", consumer=consumer, job_id=job_id)
-    return Transfer(key, TransferKind.HOLD_PLACE, postings, at, audit, hold_id=hold_id, hold_fen=fen)
+    return Transfer(key, TransferKind.HOLD_PLACE, postings, at, audit, hold_id=hold_id, hold_fen=fen,
+                    hold_expires_at=expires_at)
 
 
 def plan_release(key: TransferKey, *, hold: Hold, at: datetime, actor: str, void: bool = False,
-                 job_id: str = "") -> Transfer:
-    """Close an open hold, returning what remains to the wallet (VOID: cancelled before any capture)."""
+                 job_id: str = "", reason: str = "") -> Transfer:
+    """Close an open hold, returning what remains to the wallet (VOID: cancelled before any capture).
+
+    At completion this is the second phase of the two-phase hold: what the
+    job's charges captured stays captured, the remainder is released.
+    """
     fen = hold.remaining_fen
     postings = (Posting(hold_account(hold.consumer), -fen), Posting(wallet(hold.consumer), fen)) if fen else ()
     kind = TransferKind.HOLD_VOID if void else TransferKind.HOLD_RELEASE
-    audit = Audit(actor, "hold voided" if void else "hold released", consumer=hold.consumer, job_id=job_id)
+    why = reason or ("hold voided" if void else "hold released")
+    audit = Audit(actor, why, consumer=hold.consumer, job_id=job_id)
     # The request is "close this hold": a retry planned after the close still answers EXISTS.
     return Transfer(key, kind, postings, at, audit, request=digest(kind, hold.id), hold_id=hold.id, hold_fen=fen)
 

@@ -215,3 +215,14 @@ def plan_charge(charge: Charge, *, hold: Hold | None, actor: str) -> Transfer:
                     hold_id=hold.id if from_hold else "", hold_fen=from_hold,
                     voucher_programme=charge.voucher_programme if charge.voucher_fen else "",
                     voucher_fen=charge.voucher_fen, voucher_cap_fen=charge.voucher_cap_fen)
+
+
+def credit_headroom_fen(*, hold: Hold | None, wallet_fen: Fen, credit_limit_fen: Fen) -> Fen:
+    """What a running job may still be charged before its consumer passes the credit line.
+
+    The service compares this with the cost of the next report interval (from
+    the quote) and stops the job when it would not fit, so a running job is
+    overspent by at most one report interval.
+    """
+    held = hold.remaining_fen if hold is not None and hold.state is HoldState.OPEN else 0
+    return held + wallet_fen + credit_limit_fen
