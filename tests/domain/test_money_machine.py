@@ -40,6 +40,7 @@ from suanwang.domain.ledger import (
 from suanwang.domain.memory_ledger import MemoryLedger
 from suanwang.domain.pricing import PriceBook, check_new_price_book, price_book_in_force
 from suanwang.domain.rating import UsageRecord, VoucherState, plan_charge, rate_usage
+from suanwang.domain.settlement import consumer_statement, provider_statement
 from suanwang.domain.voucher import VoucherProgramme
 from suanwang.errors import Conflict, InvalidSpec
 
@@ -233,6 +234,11 @@ class MoneyMachine(RuleBasedStateMachine):
         for c in s.consumers:
             assert c.reconciles(), c
             assert c.closing_fen == closing[wallet(c.consumer)] + closing[hold_account(c.consumer)]
+        transfers = self.ledger.transfers
+        for c in s.consumers:  # the batch run agrees with one-party statements
+            assert c == consumer_statement(c.consumer, transfers, start=start, end=self.now)
+        for p in s.providers:
+            assert p == provider_statement(p.provider, transfers, start=start, end=self.now, fee_bps=None)
         for statement in (*s.consumers, *s.providers):
             assert all(type(v) is int for k, v in vars_of(statement).items() if k.endswith("_fen"))
         for p in s.providers:

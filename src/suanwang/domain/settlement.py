@@ -149,36 +149,53 @@ def _is_charge_flow(t: Transfer, transfers_by_key: dict[str, Transfer]) -> bool:
 
 def consumer_statement(consumer: str, transfers: Sequence[Transfer], *, start: datetime,
                        end: datetime) -> ConsumerStatement:
+    """One consumer's statement for ``[start, end)`` (wallet and hold together)."""
+    folds = _Folds(transfers, start, end)
+    return _consumer_statement(consumer, folds, _in_period(transfers, start, end))
+
+
+def provider_statement(provider: str, transfers: Sequence[Transfer], *, start: datetime, end: datetime,
+                       fee_bps: int | None = None) -> ProviderStatement:
+    """One provider's statement for ``[start, end)`` (its earnings account)."""
+    folds = _Folds(transfers, start, end)
+    return _provider_statement(provider, folds, _in_period(transfers, start, end), fee_bps)
+
+
+class _Folds:
+    """Opening and closing balances (L3 folds) and the transfers by key, computed once per settlement."""
+
+    def __init__(self, transfers: Sequence[Transfer], start: datetime, end: datetime) -> None:
+        self.before = fold_balances(transfers, as_of=start)
+        self.after = fold_balances(transfers, as_of=end)
+        self.by_key = {t.key: t for t in transfers}
+
+
+def _consumer_statement(consumer: str, folds: _Folds, period: Sequence[Transfer]) -> ConsumerStatement:
     accounts = (wallet(consumer), hold_account(consumer))
-    before, after = fold_balances(transfers, as_of=start), fold_balances(transfers, as_of=end)
-    by_key = {t.key: t for t in transfers}
-    sums = {k: 0 for k in TransferKind}
+    sums = dict.fromkeys(TransferKind, 0)
     voucher = 0
     lines = _LineAcc()
-    for t in _in_period(transfers, start, end):
+    for t in period:
         delta = sum(t.delta(a) for a in accounts)
-        if t.audit.consumer != consumer and not delta:
-            continue
-        if _is_charge_flow(t, by_key) and t.audit.consumer == consumer:
+        if _is_charge_flow(t, folds.by_key) and t.audit.consumer == consumer:
             lines.add(t, -delta, t.delta(earnings(t.audit.provider)) if t.audit.provider else 0)
             voucher += t.voucher_fen
             if t.kind is TransferKind.CHARGE:
                 sums[TransferKind.CHARGE] += -delta
                 continue
         sums[t.kind] += delta
-    return ConsumerStatement(consumer, sum(before[a] for a in accounts), sums[TransferKind.TOPUP],
+    return ConsumerStatement(consumer, sum(folds.before[a] for a in accounts), sums[TransferKind.TOPUP],
                              sums[TransferKind.CHARGE], voucher, sums[TransferKind.REVERSAL],
-                             sums[TransferKind.ADJUSTMENT], sum(after[a] for a in accounts),
-                             after[hold_account(consumer)], lines.result())
+                             sums[TransferKind.ADJUSTMENT], sum(folds.after[a] for a in accounts),
+                             folds.after[hold_account(consumer)], lines.result())
 
 
-def provider_statement(provider: str, transfers: Sequence[Transfer], *, start: datetime, end: datetime,
-                       fee_bps: int | None = None) -> ProviderStatement:
+def _provider_statement(provider: str, folds: _Folds, period: Sequence[Transfer],
+                        fee_bps: int | None) -> ProviderStatement:
     account = earnings(provider)
-    before, after = fold_balances(transfers, as_of=start), fold_balances(transfers, as_of=end)
-    sums = {k: 0 for k in TransferKind}
+    sums = dict.fromkeys(TransferKind, 0)
     lines = _LineAcc()
-    for t in _in_period(transfers, start, end):
+    for t in period:
         delta = t.delta(account)
         if t.kind is TransferKind.CHARGE and t.audit.provider == provider:
             consumer = t.audit.consumer
@@ -186,10 +203,22 @@ def provider_statement(provider: str, transfers: Sequence[Transfer], *, start: d
             lines.add(t, paid, delta)
         sums[t.kind] += delta
     charges = lines.result()
-    return ProviderStatement(provider, fee_bps, before[account], sum(c.gross_fen for c in charges),
+    return ProviderStatement(provider, fee_bps, folds.before[account], sum(c.gross_fen for c in charges),
                              sum(c.fee_fen for c in charges), sum(c.rounding_fen for c in charges),
                              sums[TransferKind.CHARGE], -sums[TransferKind.PAYOUT], sums[TransferKind.REVERSAL],
-                             sums[TransferKind.ADJUSTMENT], after[account], charges)
+                             sums[TransferKind.ADJUSTMENT], folds.after[account], charges)
+
+
+def _by_party(period: Sequence[Transfer], kinds: tuple[AccountKind, ...],
+              audit_field: str) -> dict[str, list[Transfer]]:
+    """Period transfers grouped by the owners they touch (accounts of ``kinds``) or name in ``audit_field``."""
+    groups: dict[str, list[Transfer]] = {}
+    for t in period:
+        owners = {p.account.owner for p in t.postings if p.account.kind in kinds}
+        named = getattr(t.audit, audit_field)
+        for owner in sorted(owners | ({named} if named else set())):
+            groups.setdefault(owner, []).append(t)
+    return groups
 
 
 def _in_period(transfers: Iterable[Transfer], start: datetime, end: datetime) -> list[Transfer]:
@@ -197,30 +226,42 @@ def _in_period(transfers: Iterable[Transfer], start: datetime, end: datetime) ->
 
 
 def trial_balance(transfers: Sequence[Transfer], *, start: datetime, end: datetime) -> tuple[AccountLine, ...]:
-    before, after = fold_balances(transfers, as_of=start), fold_balances(transfers, as_of=end)
+    """Opening, debits, credits and closing of every account for ``[start, end)``."""
+    return _trial_balance(_Folds(transfers, start, end), _in_period(transfers, start, end))
+
+
+def _trial_balance(folds: _Folds, period: Sequence[Transfer]) -> tuple[AccountLine, ...]:
     debits: dict[Account, Fen] = {}
     credits: dict[Account, Fen] = {}
-    for t in _in_period(transfers, start, end):
+    for t in period:
         for p in t.postings:
             side = credits if p.fen > 0 else debits
             side[p.account] = side.get(p.account, 0) + abs(p.fen)
-    accounts = sorted(set(after.fen) | set(before.fen))
-    return tuple(AccountLine(a, before[a], debits.get(a, 0), credits.get(a, 0), after[a]) for a in accounts)
+    accounts = sorted(set(folds.after.fen) | set(folds.before.fen))
+    return tuple(AccountLine(a, folds.before[a], debits.get(a, 0), credits.get(a, 0), folds.after[a])
+                 for a in accounts)
 
 
 def compute_settlement(transfers: Sequence[Transfer], *, start: datetime, end: datetime,
                        fee_bps: dict[str, int] | None = None) -> Settlement:
-    """Statements for every consumer and provider with an account touched before ``end``."""
-    tb = trial_balance(transfers, start=start, end=end)
+    """Statements for every consumer and provider with an account touched before ``end``.
+
+    Cost: two folds over all transfers plus one pass over the period's.
+    """
+    folds = _Folds(transfers, start, end)
+    period = _in_period(transfers, start, end)
+    tb = _trial_balance(folds, period)
     owners = {kind: sorted({line.account.owner for line in tb if line.account.kind is kind})
               for kind in (AccountKind.WALLET, AccountKind.HOLD, AccountKind.EARNINGS)}
     consumers = sorted(set(owners[AccountKind.WALLET]) | set(owners[AccountKind.HOLD]))
+    by_consumer = _by_party(period, (AccountKind.WALLET, AccountKind.HOLD), "consumer")
+    by_provider = _by_party(period, (AccountKind.EARNINGS,), "provider")
     return Settlement(
         start, end,
-        tuple(consumer_statement(c, transfers, start=start, end=end) for c in consumers),
-        tuple(provider_statement(p, transfers, start=start, end=end, fee_bps=(fee_bps or {}).get(p))
+        tuple(_consumer_statement(c, folds, by_consumer.get(c, [])) for c in consumers),
+        tuple(_provider_statement(p, folds, by_provider.get(p, []), (fee_bps or {}).get(p))
               for p in owners[AccountKind.EARNINGS]),
-        tb, len(_in_period(transfers, start, end)))
+        tb, len(period))
 
 
 def plan_payouts(settlement: Settlement, *, at: datetime, actor: str) -> list[Transfer]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import enum
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
@@ -100,6 +100,7 @@ class TouSchedule:
     """A day's periods; each hour belongs to exactly one period."""
 
     periods: tuple[TouPeriod, ...]
+    _by_hour: tuple[TouPeriod, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         owner: dict[int, TouBand] = {}
@@ -118,12 +119,11 @@ class TouSchedule:
         gaps = [h for h in range(24) if h not in owner]
         if gaps:
             raise InvalidSpec(f"time-of-use periods leave hours {_hour_list(gaps)} uncovered", hours=gaps)
+        table = {h: p for p in self.periods for h in p.hours()}
+        object.__setattr__(self, "_by_hour", tuple(table[h] for h in range(24)))
 
     def period_at(self, hour: int) -> TouPeriod:
-        for period in self.periods:
-            if hour in period.hours():
-                return period
-        raise AssertionError(f"hour {hour} uncovered")  # unreachable: validated
+        return self._by_hour[hour]
 
 
 @dataclass(frozen=True, slots=True)
