@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,6 +26,8 @@ from suanwang.domain.ledger import (
     plan_reversal,
     plan_topup,
     result_error,
+    transfer_from_row,
+    transfer_to_row,
     wallet,
 )
 from suanwang.domain.memory_ledger import MemoryLedger
@@ -241,3 +245,14 @@ def test_expired_holds_are_found_in_order_and_released(ledger: MemoryLedger) -> 
     assert ledger.balance(hold_account("acme")) == 10
     with pytest.raises(InvalidSpec, match="expire before"):
         plan_hold("h", hold_id="j", consumer="acme", fen=1, at=at(5), actor="api", expires_at=at(5))
+
+
+def test_transfers_round_trip_through_rows(ledger: MemoryLedger) -> None:
+    hold = plan_hold("h", hold_id="j", consumer="acme", fen=10, at=at(1), actor="api", job_id="j", expires_at=at(9))
+    original = ledger.transfer("t0")
+    assert original is not None
+    reversal = plan_reversal("rev", original=original, at=at(2), actor="op", reason="x")
+    for t in (original, hold, reversal):
+        row = transfer_to_row(t)
+        assert json.loads(json.dumps(row)) == row  # JSON-ready, no Decimal or float
+        assert transfer_from_row(row) == t

@@ -34,6 +34,8 @@ from suanwang.domain.ledger import (
     plan_reversal,
     plan_topup,
     plan_voucher_funding,
+    transfer_from_row,
+    transfer_to_row,
     voucher_fund,
     wallet,
 )
@@ -260,6 +262,8 @@ class MoneyMachine(RuleBasedStateMachine):
         for t in self.ledger.transfers:
             assert not any(currency_totals(t.postings).values())
             assert all(type(p.fen) is int for p in t.postings)
+        for t in self.ledger.transfers[-3:]:  # what a store persists rebuilds the same transfer
+            assert transfer_from_row(transfer_to_row(t)) == t
 
     @invariant()
     def accounts_sum_to_zero_and_equal_the_fold(self) -> None:

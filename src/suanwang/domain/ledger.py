@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import Protocol
+from typing import Any, Protocol
 
 from suanwang.domain.money import CURRENCY, Fen, check_currency, check_fen
 from suanwang.errors import Conflict, InsufficientFunds, InvalidSpec, NotFound, SuanwangError
@@ -559,3 +559,38 @@ def audit_record(t: Transfer) -> dict[str, str]:
         "hold_id": t.hold_id, "voucher_programme": t.voucher_programme, "reverses": t.reverses,
         "postings": "; ".join(f"{p.account} {p.fen:+d}" for p in t.postings), "request": t.request,
     }
+
+
+# ---- rows (for store adapters) -------------------------------------------------------------------------
+
+_AUDIT_TIMES = ("usage_start", "usage_end")
+
+
+def transfer_to_row(t: Transfer) -> dict[str, Any]:
+    """A JSON-ready dict of ``t`` (ints, strings, lists): what a store persists.  Inverse: transfer_from_row."""
+    audit = {f.name: getattr(t.audit, f.name) for f in fields(Audit)}
+    for name in _AUDIT_TIMES:
+        audit[name] = audit[name].isoformat() if audit[name] else None
+    return {
+        "key": t.key, "kind": t.kind.value, "booked_at": t.booked_at.isoformat(), "request": t.request,
+        "postings": [[str(p.account), p.fen, p.currency] for p in t.postings], "audit": audit,
+        "hold_id": t.hold_id, "hold_fen": t.hold_fen, "voucher_programme": t.voucher_programme,
+        "voucher_fen": t.voucher_fen, "voucher_cap_fen": t.voucher_cap_fen, "reverses": t.reverses,
+        "hold_expires_at": t.hold_expires_at.isoformat() if t.hold_expires_at else None,
+    }
+
+
+def transfer_from_row(row: Mapping[str, Any]) -> Transfer:
+    """Rebuild a transfer persisted by :func:`transfer_to_row` (validating it again)."""
+    audit = dict(row["audit"])
+    for name in _AUDIT_TIMES:
+        audit[name] = datetime.fromisoformat(audit[name]) if audit[name] else None
+    postings = tuple(Posting(Account.parse(a), fen, cur) for a, fen, cur in row["postings"])
+    expires = row.get("hold_expires_at")
+    return Transfer(
+        row["key"], TransferKind(row["kind"]), postings, datetime.fromisoformat(row["booked_at"]), Audit(**audit),
+        request=row["request"], hold_id=row["hold_id"], hold_fen=row["hold_fen"],
+        voucher_programme=row["voucher_programme"], voucher_fen=row["voucher_fen"],
+        voucher_cap_fen=row["voucher_cap_fen"], reverses=row["reverses"],
+        hold_expires_at=datetime.fromisoformat(expires) if expires else None,
+    )

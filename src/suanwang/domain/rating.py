@@ -207,7 +207,8 @@ def plan_charge(charge: Charge, *, hold: Hold | None, actor: str) -> Transfer:
         (ROUNDING, charge.rounding_fen),
     )
     postings = tuple(Posting(account, fen) for account, fen in legs if fen and account is not None)
-    audit = Audit(actor, "usage charge", consumer=record.consumer, provider=record.provider, job_id=record.job_id,
+    audit = Audit(actor, f"usage charge, fee {charge.fee_bps} bps", consumer=record.consumer,
+                  provider=record.provider, job_id=record.job_id,
                   usage_key=record.key, price_book_version=charge.price.book_version,
                   resource_class=record.resource_class.value, pool=record.pool, usage_start=record.start,
                   usage_end=record.end)
