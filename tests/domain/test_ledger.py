@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -10,6 +11,7 @@ from money_builders import at, hold_of
 from suanwang.domain.ledger import (
     OPERATOR_FUNDING,
     Account,
+    Audit,
     HoldState,
     Posting,
     ResultCode,
@@ -256,3 +258,37 @@ def test_transfers_round_trip_through_rows(ledger: MemoryLedger) -> None:
         row = transfer_to_row(t)
         assert json.loads(json.dumps(row)) == row  # JSON-ready, no Decimal or float
         assert transfer_from_row(row) == t
+
+
+def test_hold_and_voucher_fields_must_match_the_postings() -> None:
+    legs = tuple(postings("""
+        wallet:acme  -10
+        hold:acme     10
+    """))
+    audit = Audit("api")
+    with pytest.raises(InvalidSpec, match="do not match hold_fen"):
+        Transfer("x", TransferKind.HOLD_PLACE, legs, at(0), audit, hold_id="j", hold_fen=9)
+    with pytest.raises(InvalidSpec, match="do not match hold_fen"):
+        Transfer("x", TransferKind.ADJUSTMENT, legs, at(0), audit)
+    with pytest.raises(InvalidSpec, match="needs a hold_id"):
+        Transfer("x", TransferKind.HOLD_PLACE, legs, at(0), audit, hold_fen=10)
+    fund = tuple(postings("""
+        voucher:sme     -5
+        earnings:dc      5
+    """))
+    with pytest.raises(InvalidSpec, match="voucher postings 5 do not match"):
+        Transfer("x", TransferKind.CHARGE, fund, at(0), audit, voucher_programme="sme", voucher_fen=4)
+
+
+def test_a_tampered_or_backdated_reversal_is_refused(ledger: MemoryLedger) -> None:
+    original = ledger.transfer("t0")
+    assert original is not None
+    honest = plan_reversal("rev", original=original, at=at(1), actor="op", reason="x")
+    tampered = replace(honest, postings=tuple(postings("""
+        wallet:acme       -999
+        funding:operator   999
+    """)), request="")
+    assert ledger.apply(tampered).code is ResultCode.NOT_REVERSIBLE
+    backdated = replace(honest, booked_at=at(-1))
+    assert ledger.apply(backdated).code is ResultCode.NOT_REVERSIBLE
+    assert ledger.apply(honest).code is ResultCode.CREATED

@@ -196,9 +196,25 @@ class Transfer:
         totals = currency_totals(self.postings)
         if any(totals.values()):
             raise InvalidSpec(f"transfer {self.key} does not balance: {totals}")
+        self._check_links()
         if not self.request:
             object.__setattr__(self, "request", digest(self.kind, self.postings, self.hold_id, self.hold_fen,
                                                        self.voucher_programme, self.voucher_fen, self.reverses))
+
+    def _check_links(self) -> None:
+        """The hold and voucher fields must say what the postings do, or the hold/voucher books drift."""
+        held = sum(p.fen for p in self.postings if p.account.kind is AccountKind.HOLD)
+        expected_held = {TransferKind.HOLD_PLACE: self.hold_fen}.get(self.kind, -self.hold_fen)
+        if held != expected_held:
+            raise InvalidSpec(f"transfer {self.key}: hold postings {held} do not match hold_fen {self.hold_fen}")
+        if (self.kind in _HOLD_KINDS or self.hold_fen) and not self.hold_id:
+            raise InvalidSpec(f"transfer {self.key}: {self.kind} needs a hold_id")
+        if self.kind not in _HOLD_KINDS | {TransferKind.CHARGE} and (self.hold_id or self.hold_fen):
+            raise InvalidSpec(f"transfer {self.key}: {self.kind} cannot move a hold")
+        if self.kind in (TransferKind.CHARGE, TransferKind.REVERSAL) and self.voucher_programme:
+            paid = -sum(p.fen for p in self.postings if p.account == voucher_fund(self.voucher_programme))
+            if paid != self.voucher_fen:
+                raise InvalidSpec(f"transfer {self.key}: voucher postings {paid} do not match voucher_fen")
 
     def delta(self, account: Account) -> Fen:
         return sum(p.fen for p in self.postings if p.account == account)
@@ -382,6 +398,8 @@ def _check_reversal(view: LedgerView, t: Transfer) -> ResultCode | None:
         return ResultCode.NOT_REVERSIBLE
     if view.reversed_by(original.key) is not None:
         return ResultCode.ALREADY_REVERSED
+    if t.booked_at < original.booked_at or t.postings != reversal_postings(original):
+        return ResultCode.NOT_REVERSIBLE  # a reversal follows its original and negates it exactly
     return None
 
 
@@ -498,6 +516,15 @@ def plan_adjustment(key: TransferKey, *, postings: Iterable[Posting], at: dateti
     return Transfer(key, TransferKind.ADJUSTMENT, tuple(postings), at, Audit(actor, reason))
 
 
+def reversal_postings(original: Transfer) -> tuple[Posting, ...]:
+    """The legs that undo ``original``; what it captured from a hold goes back to the wallet."""
+    merged: dict[Account, Fen] = {}
+    for p in original.postings:
+        account = wallet(p.account.owner) if p.account.kind is AccountKind.HOLD else p.account
+        merged[account] = merged.get(account, 0) - p.fen
+    return tuple(Posting(a, fen) for a, fen in sorted(merged.items()) if fen)
+
+
 def plan_reversal(key: TransferKey, *, original: Transfer, at: datetime, actor: str, reason: str) -> Transfer:
     """Negate ``original``.  What a charge captured from a hold is refunded to the wallet."""
     if original.kind not in REVERSIBLE:
@@ -506,11 +533,7 @@ def plan_reversal(key: TransferKey, *, original: Transfer, at: datetime, actor: 
         raise InvalidSpec(f"reversal of {original.key} must be booked after it")
     if not reason:
         raise InvalidSpec("a reversal needs a reason")
-    merged: dict[Account, Fen] = {}
-    for p in original.postings:
-        account = wallet(p.account.owner) if p.account.kind is AccountKind.HOLD else p.account
-        merged[account] = merged.get(account, 0) - p.fen
-    postings = tuple(Posting(a, fen) for a, fen in sorted(merged.items()) if fen)
+    postings = reversal_postings(original)
     audit = Audit(actor, reason, consumer=original.audit.consumer, provider=original.audit.provider,
                   job_id=original.audit.job_id, usage_key=original.audit.usage_key,
                   price_book_version=original.audit.price_book_version,
