@@ -298,6 +298,6 @@ class MoneyMachine(RuleBasedStateMachine):
             assert self.ledger.voucher_used(PROGRAMME.id, consumer) <= PROGRAMME.cap_per_consumer_fen
 
 
-MoneyMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=50, deadline=None,
+MoneyMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=50, deadline=None,
                                           suppress_health_check=[HealthCheck.too_slow])
 test_money_machine = MoneyMachine.TestCase

@@ -163,12 +163,12 @@ class Transfer:
     """A balanced, immutable journal entry.
 
     ``request`` is the digest of the request the key stands for (for a charge,
-    the usage record; for a release, the hold id; by default the legs, kind and
-    links, but not ``booked_at`` or ``audit``); idempotency compares it, so a
-    retry made later, or re-planned against newer state, still answers EXISTS.  ``hold_fen`` is the amount placed,
-    captured or released on ``hold_id``; ``voucher_fen`` what the voucher
-    programme paid (negative in a reversal); ``voucher_cap_fen`` that
-    programme's per-consumer cap at planning time.
+    the usage record; for a release, the hold id; by default the legs, kind
+    and links, but not ``booked_at`` or ``audit``); idempotency compares it, so
+    a retry made later, or re-planned against newer state, still answers EXISTS.
+    ``hold_fen`` is the amount placed, captured or released on ``hold_id``;
+    ``voucher_fen`` what the voucher programme paid (negative in a reversal);
+    ``voucher_cap_fen`` that programme's per-consumer cap at planning time.
     """
 
     key: TransferKey
@@ -231,6 +231,8 @@ def currency_totals(postings: Iterable[Posting]) -> dict[str, Fen]:
 
 
 def _canonical(value: object) -> object:
+    if isinstance(value, float):
+        raise TypeError(f"float {value!r} in a money request: use int fen or Decimal")
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _canonical(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, enum.Enum):
