@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -28,12 +28,17 @@ def test_a_share_above_100_percent_is_rejected() -> None:
 
 def test_eligibility_needs_window_class_and_consumer() -> None:
     p = a_programme(resource_classes=frozenset({ResourceClass.INTELLIGENT}), consumers=frozenset({"acme"}))
-    ok = {"consumer": "acme", "resource_class": ResourceClass.INTELLIGENT, "at": at(1)}
-    assert p.is_eligible(**ok)
-    assert not p.is_eligible(**ok | {"consumer": "beta"})
-    assert not p.is_eligible(**ok | {"resource_class": ResourceClass.GENERAL})
-    assert not p.is_eligible(**ok | {"at": T0 + timedelta(days=30)})  # half-open window
-    assert not p.is_eligible(**ok | {"at": T0 - timedelta(seconds=1)})
+
+    def eligible(
+        consumer: str = "acme", cls: ResourceClass = ResourceClass.INTELLIGENT, when: datetime = at(1)
+    ) -> bool:
+        return p.is_eligible(consumer=consumer, resource_class=cls, at=when)
+
+    assert eligible()
+    assert not eligible(consumer="beta")
+    assert not eligible(cls=ResourceClass.GENERAL)
+    assert not eligible(when=T0 + timedelta(days=30))  # half-open window
+    assert not eligible(when=T0 - timedelta(seconds=1))
 
 
 def test_the_programme_paying_most_wins_then_the_smallest_id() -> None:

@@ -109,25 +109,39 @@ def price_book_in_force(books: Iterable[PriceBook], at: datetime) -> PriceBook:
 def check_new_price_book(books: Sequence[PriceBook], new: PriceBook, *, now: datetime) -> PriceBook:
     """Refuse a book that would rewrite history; return it if acceptable."""
     if any(b.version >= new.version for b in books):
-        raise InvalidSpec(f"price book version {new.version} is not above the latest "
-                          f"{max(b.version for b in books)}")
+        raise InvalidSpec(f"price book version {new.version} is not above the latest {max(b.version for b in books)}")
     if new.effective_from < now:
-        raise InvalidSpec(f"price book v{new.version} would take effect in the past "
-                          f"({new.effective_from.isoformat()} < now {now.isoformat()})")
+        raise InvalidSpec(
+            f"price book v{new.version} would take effect in the past "
+            f"({new.effective_from.isoformat()} < now {now.isoformat()})"
+        )
     latest = max((b.effective_from for b in books), default=None)
     if latest is not None and new.effective_from < latest:
         raise InvalidSpec(f"price book v{new.version} takes effect before the latest book ({latest.isoformat()})")
     return new
 
 
-def find_price(book: PriceBook, *, resource_class: ResourceClass, tier: str, service_level: ServiceLevel,
-               site: SiteId, pool: PoolId, units: Sequence[PriceUnit]) -> PriceEntry | None:
+def find_price(
+    book: PriceBook,
+    *,
+    resource_class: ResourceClass,
+    tier: str,
+    service_level: ServiceLevel,
+    site: SiteId,
+    pool: PoolId,
+    units: Sequence[PriceUnit],
+) -> PriceEntry | None:
     """The entry that prices this grade at this pool, or None.  See the module docstring for precedence."""
     best: tuple[int, int, PriceEntry] | None = None
     for entry in book.entries:
-        if (entry.resource_class is not resource_class or entry.tier != tier
-                or entry.service_level is not service_level or entry.unit not in units
-                or entry.site not in ("", site) or entry.pool not in ("", pool)):
+        if (
+            entry.resource_class is not resource_class
+            or entry.tier != tier
+            or entry.service_level is not service_level
+            or entry.unit not in units
+            or entry.site not in ("", site)
+            or entry.pool not in ("", pool)
+        ):
             continue
         rank = (-entry.specificity, units.index(entry.unit), entry)
         if best is None or rank[:2] < best[:2]:
@@ -159,8 +173,9 @@ class PriceBreakdown:
     net: Fraction  # subtotal - green_discount: the exact amount to charge
 
 
-def price_interval(book: PriceBook, entry: PriceEntry, units: Decimal, start: datetime,
-                   end: datetime) -> PriceBreakdown:
+def price_interval(
+    book: PriceBook, entry: PriceEntry, units: Decimal, start: datetime, end: datetime
+) -> PriceBreakdown:
     """Price ``units`` spread uniformly over ``[start, end)`` (instantaneous: all in one FLAT share)."""
     qty = parse_quantity(units, what="units")
     segments = split_by_tou(entry.tou, start, end)
@@ -172,8 +187,9 @@ def price_interval(book: PriceBook, entry: PriceEntry, units: Decimal, start: da
         acc = by_band.setdefault((seg.band, seg.multiplier), [Fraction(0), Fraction(0)])
         acc[0] += seg.seconds
         acc[1] += share
-    shares = tuple(TouShare(band, mult, secs, u, u * price * Fraction(mult))
-                   for (band, mult), (secs, u) in by_band.items())
+    shares = tuple(
+        TouShare(band, mult, secs, u, u * price * Fraction(mult)) for (band, mult), (secs, u) in by_band.items()
+    )
     subtotal = sum((s.amount for s in shares), Fraction(0))
     green = subtotal * Fraction(entry.green_discount_pct) / 100
     return PriceBreakdown(book.version, entry, qty, shares, subtotal, green, subtotal - green)
@@ -224,9 +240,15 @@ def preferred_units(quantities: Mapping[PriceUnit, Decimal]) -> tuple[PriceUnit,
     return (*natives, PriceUnit.SCU_HOUR) if PriceUnit.SCU_HOUR in quantities else tuple(natives)
 
 
-def quote(request: QuoteRequest, pools: Iterable[Pool], books: Iterable[PriceBook], *,
-          programmes: Iterable[VoucherProgramme] = (), voucher_used_fen: Mapping[str, Fen] | None = None,
-          voucher_fund_fen: Mapping[str, Fen] | None = None) -> list[PoolQuote]:
+def quote(
+    request: QuoteRequest,
+    pools: Iterable[Pool],
+    books: Iterable[PriceBook],
+    *,
+    programmes: Iterable[VoucherProgramme] = (),
+    voucher_used_fen: Mapping[str, Fen] | None = None,
+    voucher_fund_fen: Mapping[str, Fen] | None = None,
+) -> list[PoolQuote]:
     """Price the request at every eligible pool, cheapest first (ties: pool name).
 
     ``voucher_used_fen`` / ``voucher_fund_fen`` (programme -> fen) say what the
@@ -235,16 +257,24 @@ def quote(request: QuoteRequest, pools: Iterable[Pool], books: Iterable[PriceBoo
     """
     book = price_book_in_force(books, request.start)
     end = request.start + request.duration
-    programme = pick_programme(programmes, consumer=request.consumer, resource_class=request.resource_class,
-                               at=request.start)
+    programme = pick_programme(
+        programmes, consumer=request.consumer, resource_class=request.resource_class, at=request.start
+    )
     quotes: list[PoolQuote] = []
     for pool in pools:
         quantities = request.units_by_pool.get(pool.name)
         if pool.resource_class is not request.resource_class or not quantities:
             continue
         units = preferred_units(quantities)
-        entry = find_price(book, resource_class=pool.resource_class, tier=pool.tier,
-                           service_level=request.service_level, site=pool.site, pool=pool.name, units=units)
+        entry = find_price(
+            book,
+            resource_class=pool.resource_class,
+            tier=pool.tier,
+            service_level=request.service_level,
+            site=pool.site,
+            pool=pool.name,
+            units=units,
+        )
         if entry is None:
             continue
         breakdown = price_interval(book, entry, quantities[entry.unit], request.start, end)
@@ -254,6 +284,9 @@ def quote(request: QuoteRequest, pools: Iterable[Pool], books: Iterable[PriceBoo
             used = (voucher_used_fen or {}).get(programme.id, 0)
             fund = (voucher_fund_fen or {}).get(programme.id, gross)
             voucher = voucher_share(programme, gross_fen=gross, used_fen=used, fund_fen=fund)
-        quotes.append(PoolQuote(pool.name, pool.site, breakdown, gross, programme.id if programme else "",
-                                voucher, gross - voucher))
+        quotes.append(
+            PoolQuote(
+                pool.name, pool.site, breakdown, gross, programme.id if programme else "", voucher, gross - voucher
+            )
+        )
     return sorted(quotes, key=lambda q: (q.total_fen, q.pool))
