@@ -30,9 +30,9 @@ def test_eligibility_needs_window_class_and_consumer() -> None:
     p = a_programme(resource_classes=frozenset({ResourceClass.INTELLIGENT}), consumers=frozenset({"acme"}))
 
     def eligible(
-        consumer: str = "acme", cls: ResourceClass = ResourceClass.INTELLIGENT, when: datetime = at(1)
+        consumer: str = "acme", cls: ResourceClass = ResourceClass.INTELLIGENT, when: datetime | None = None
     ) -> bool:
-        return p.is_eligible(consumer=consumer, resource_class=cls, at=when)
+        return p.is_eligible(consumer=consumer, resource_class=cls, at=when or at(1))
 
     assert eligible()
     assert not eligible(consumer="beta")
