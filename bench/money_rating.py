@@ -45,7 +45,7 @@ def records(n: int) -> list[UsageRecord]:
                 ServiceLevel.STANDARD,
                 start,
                 start + timedelta(minutes=75),
-                ((PriceUnit.SCU_HOUR, Decimal("2.5")),),
+                ((PriceUnit.SCU, Decimal("2.5")),),
             )
         )
     return out

@@ -42,7 +42,7 @@ def an_entry(
     cls: ResourceClass = ResourceClass.GENERAL,
     tier: str = "standard",
     level: ServiceLevel = ServiceLevel.STANDARD,
-    unit: PriceUnit = PriceUnit.SCU_HOUR,
+    unit: PriceUnit = PriceUnit.SCU,
     site: str = "",
     pool: str = "",
     tou: TouTariff | None = None,
@@ -77,7 +77,7 @@ def a_record(
     extra: dict[PriceUnit, str] | None = None,
 ) -> UsageRecord:
     begin = start or at(10)
-    quantities = {PriceUnit.SCU_HOUR: Decimal(scu)} | {u: Decimal(q) for u, q in (extra or {}).items()}
+    quantities = {PriceUnit.SCU: Decimal(scu)} | {u: Decimal(q) for u, q in (extra or {}).items()}
     return UsageRecord(
         job,
         attempt,

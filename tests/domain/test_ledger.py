@@ -6,7 +6,6 @@ from dataclasses import replace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from money_builders import at, hold_of
 
 from suanwang.domain.ledger import (
     OPERATOR_FUNDING,
@@ -34,6 +33,7 @@ from suanwang.domain.ledger import (
 )
 from suanwang.domain.memory_ledger import MemoryLedger
 from suanwang.errors import Conflict, InsufficientFunds, InvalidSpec
+from tests.domain.money_builders import at, hold_of
 
 
 def postings(text: str) -> list[Posting]:

@@ -16,7 +16,6 @@ from decimal import Decimal
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from money_builders import T0, a_book, a_contract, a_record, an_entry, gansu_tou
 
 from suanwang.domain.ledger import (
     AccountKind,
@@ -45,6 +44,7 @@ from suanwang.domain.rating import UsageRecord, VoucherState, plan_charge, rate_
 from suanwang.domain.settlement import consumer_statement, provider_statement
 from suanwang.domain.voucher import VoucherProgramme
 from suanwang.errors import Conflict, InvalidSpec
+from tests.domain.money_builders import T0, a_book, a_contract, a_record, an_entry, gansu_tou
 
 CONSUMERS = ("acme", "beta")
 PROVIDERS = ("p1", "p2")

@@ -9,7 +9,6 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from money_builders import T0, a_book, a_contract, a_record, an_entry, at, gansu_tou, hold_of
 
 from suanwang.domain.ledger import (
     PLATFORM_FEES,
@@ -30,6 +29,7 @@ from suanwang.domain.pricing import PriceUnit
 from suanwang.domain.rating import VoucherState, booking_time, credit_headroom_fen, plan_charge, rate_usage, usage_key
 from suanwang.domain.voucher import VoucherProgramme
 from suanwang.errors import InvalidSpec
+from tests.domain.money_builders import T0, a_book, a_contract, a_record, an_entry, at, gansu_tou, hold_of
 
 
 def funded_ledger(fen: int = 10_000) -> MemoryLedger:

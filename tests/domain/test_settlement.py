@@ -5,8 +5,6 @@ import io
 from datetime import timedelta
 from decimal import Decimal
 
-from money_builders import T0, a_book, a_contract, a_record, an_entry, at, hold_of
-
 from suanwang.domain.ledger import (
     ResultCode,
     earnings,
@@ -22,6 +20,7 @@ from suanwang.domain.rating import VoucherState, plan_charge, rate_usage
 from suanwang.domain.resources import ResourceClass
 from suanwang.domain.settlement import CSV_COLUMNS, compute_settlement, plan_payouts, settlement_csv
 from suanwang.domain.voucher import VoucherProgramme
+from tests.domain.money_builders import T0, a_book, a_contract, a_record, an_entry, at, hold_of
 
 PROGRAMME = VoucherProgramme("sme", Decimal(50), 1_000, T0 - timedelta(days=1), T0 + timedelta(days=9))
 

@@ -6,11 +6,11 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from money_builders import T0, at
 
 from suanwang.domain.resources import ResourceClass
 from suanwang.domain.voucher import VoucherProgramme, pick_programme, voucher_share
 from suanwang.errors import InvalidSpec
+from tests.domain.money_builders import T0, at
 
 
 def a_programme(pid: str = "v", share: str = "50", cap: int = 1_000, **kw: object) -> VoucherProgramme:

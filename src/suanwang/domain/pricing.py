@@ -1,14 +1,15 @@
 """Price books, price lookup, time-of-use pricing of an interval, and quotes.
 
 Why: the platform sells heterogeneous compute at a price per standard compute
-unit-hour (SCU·h) or per native unit (core-hour, card-hour, node-hour, shot),
+unit (SCU, 1 TFLOPS·h of FP32 peak held, ``suanwang.domain.units``) or per
+native unit (core-hour, card-hour, node-hour, shot),
 by resource class and grade, per site or pool, varying by time of day.
 
 Invariants owned here
 - Unit prices are fen at scale 4 (``money.parse_price``); exact arithmetic is
   ``Fraction`` until one rounding point (``money.round_fen``, half-even).
 - Lookup: the most specific scope wins (pool > site > everywhere); within a
-  scope the caller's unit preference decides (native units before SCU·h).
+  scope the caller's unit preference decides (native units before SCU).
 - A book is versioned and never edited: a new version must have a higher
   number and take effect no earlier than now and no earlier than the latest
   book, so history is never rewritten.  Usage is priced by the book in force
@@ -38,7 +39,7 @@ from suanwang.errors import InvalidSpec
 class PriceUnit(enum.StrEnum):
     """What one unit of a price is."""
 
-    SCU_HOUR = "scu_hour"  # one standard compute unit for one hour (suanwang.domain.units)
+    SCU = "scu"  # one standard compute unit: 1 TFLOPS·h FP32 held (suanwang.domain.units.usage_units)
     CORE_HOUR = "core_hour"  # general: one CPU core for one hour
     CARD_HOUR = "card_hour"  # intelligent: one accelerator card for one hour
     NODE_HOUR = "node_hour"  # super: one HPC node for one hour
@@ -58,7 +59,7 @@ class PriceEntry:
     tier: str
     service_level: ServiceLevel
     unit_price_fen: Decimal
-    unit: PriceUnit = PriceUnit.SCU_HOUR
+    unit: PriceUnit = PriceUnit.SCU
     site: SiteId = ""
     pool: PoolId = ""
     tou: TouTariff | None = None
@@ -203,8 +204,9 @@ class QuoteRequest:
     """What a consumer asks a price for.
 
     ``units_by_pool`` gives, per candidate pool, the quantity the job would use
-    over ``duration`` in each unit (the service computes SCU·h with
-    ``suanwang.domain.units``); pools absent from it are not eligible.
+    over ``duration`` in each unit (the service computes SCU as
+    ``units.pool_capacity_scu_per_hour(...)`` of the job's share x hours);
+    pools absent from it are not eligible.
     """
 
     consumer: str
@@ -235,9 +237,9 @@ class PoolQuote:
 
 
 def preferred_units(quantities: Mapping[PriceUnit, Decimal]) -> tuple[PriceUnit, ...]:
-    """Native units the caller measured first (in enum order), then SCU·h."""
-    natives = [u for u in PriceUnit if u is not PriceUnit.SCU_HOUR and u in quantities]
-    return (*natives, PriceUnit.SCU_HOUR) if PriceUnit.SCU_HOUR in quantities else tuple(natives)
+    """Native units the caller measured first (in enum order), then SCU."""
+    natives = [u for u in PriceUnit if u is not PriceUnit.SCU and u in quantities]
+    return (*natives, PriceUnit.SCU) if PriceUnit.SCU in quantities else tuple(natives)
 
 
 def quote(

@@ -55,7 +55,7 @@ from suanwang.errors import InvalidSpec
 class UsageRecord:
     """Measured consumption of one job attempt over ``[start, end)``.
 
-    ``quantities`` maps each unit measured (SCU·h and/or native units) to the
+    ``quantities`` maps each unit measured (SCU and/or native units) to the
     amount consumed in the interval.  ``(job_id, attempt, seq)`` identifies it.
     """
 
