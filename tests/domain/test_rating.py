@@ -205,6 +205,11 @@ def test_late_usage_is_booked_into_the_open_period() -> None:
     assert plan_charge(charge, hold=None, actor="w").audit.usage_end == at(2)
 
 
+def test_rating_refuses_a_book_not_yet_in_force_at_the_usage() -> None:
+    with pytest.raises(InvalidSpec, match="price_book_in_force"):
+        rate_usage(a_record(start=at(10)), a_book(effective_from=at(11)), contract=a_contract())
+
+
 def test_rating_refuses_unpriced_usage_and_the_wrong_contract() -> None:
     with pytest.raises(InvalidSpec, match="no price for general/flagship/standard"):
         rate_usage(a_record(tier="flagship"), a_book(), contract=a_contract())

@@ -172,6 +172,11 @@ def rate_usage(
     Raises InvalidSpec if the book has no price for the record's grade and pool,
     or if ``contract`` is for another provider.
     """
+    if book.effective_from > record.start:
+        raise InvalidSpec(
+            f"price book v{book.version} takes effect at {book.effective_from.isoformat()}, after usage "
+            f"{record.key} started: pick the book with price_book_in_force(books, record.start)"
+        )
     if contract.provider != record.provider:
         raise InvalidSpec(f"contract of {contract.provider} used to rate usage of {record.provider}")
     units = preferred_units(dict(record.quantities))
