@@ -43,7 +43,7 @@ def slurm_unavailable() -> str:
     return ""
 
 
-def ray_address() -> str:
+def ray_address_from_env() -> str:
     return os.environ.get("SUANWANG_RAY_ADDRESS", "http://127.0.0.1:8365")
 
 
@@ -55,9 +55,9 @@ def ray_unavailable() -> str:
     import httpx
 
     try:
-        httpx.get(f"{ray_address()}/api/version", timeout=5).raise_for_status()
+        httpx.get(f"{ray_address_from_env()}/api/version", timeout=5).raise_for_status()
     except httpx.HTTPError as exc:
-        return f"no Ray dashboard at {ray_address()} (run scripts/ray/setup.sh): {exc}"
+        return f"no Ray dashboard at {ray_address_from_env()} (run scripts/ray/setup.sh): {exc}"
     return ""
 
 
@@ -94,6 +94,11 @@ def slurm_ready() -> None:
     reason = slurm_unavailable()
     if reason:
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> str:
+    return ray_address_from_env()
 
 
 @pytest.fixture(scope="session")
