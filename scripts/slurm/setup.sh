@@ -29,9 +29,9 @@ DIR=${SUANWANG_SLURM_DIR:-/var/tmp/suanwang-slurm}
 CTLD_PORT=${CTLD_PORT:-6917}
 DBD_PORT=${DBD_PORT:-6919}
 NODE_PORT_BASE=${NODE_PORT_BASE:-21001}
-NODE_CPUS=${NODE_CPUS:-4}
-NODE_MEM_MB=${NODE_MEM_MB:-4096}
-GPU_NODE_MEM_MB=${GPU_NODE_MEM_MB:-8192}
+NODE_CPUS=${NODE_CPUS:-16}
+NODE_MEM_MB=${NODE_MEM_MB:-32768}
+GPU_NODE_MEM_MB=${GPU_NODE_MEM_MB:-65536}
 GPUS=${GPUS:-2}
 CPU_NODES=${CPU_NODES:-2}
 DB_HOST=${DB_HOST:-127.0.0.1}
@@ -193,6 +193,12 @@ mysql -h "$DB_HOST" -P "$DB_PORT" -u "$DB_USER" ${DB_PASS:+-p"$DB_PASS"} \
 for _ in $(seq 1 300); do sacctmgr -n -P list cluster >/dev/null 2>&1 && break; sleep 0.1; done
 sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER" || sacctmgr -i add cluster "$CLUSTER" >/dev/null
 echo "slurmdbd up, pid $(cat "$RUN/slurmdbd.pid") ($(elapsed) s)"
+
+# Job ids restart at 1 with a fresh StateSaveLocation, but slurmdbd remembers the old jobs:
+# `sacct -j 5` would then answer for a previous cluster's job 5.  Continue after the highest id.
+last=$(mysql -N -h "$DB_HOST" -P "$DB_PORT" -u "$DB_USER" ${DB_PASS:+-p"$DB_PASS"} \
+  -e "SELECT COALESCE(MAX(id_job),0) FROM \`$DB_NAME\`.\`${CLUSTER}_job_table\`" 2>/dev/null || echo 0)
+echo "FirstJobId=$((last + 1))" >> "$CONF"
 
 "$BIN/slurmctld"
 for _ in $(seq 1 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.1; done

@@ -135,3 +135,37 @@ def test_start_rejects_unmapped_pools_and_garbage_job_ids(tmp_path) -> None:
 
     with pytest.raises(EngineError):
         ex.start(Task("j", 1, ("true",), "p"))
+
+
+class Scripted:
+    """A runner answering each client from a queue of outputs (an Exception is raised)."""
+
+    def __init__(self, answers: dict[str, list[object]]) -> None:
+        self.answers = answers
+
+    def __call__(self, argv: Sequence[str], stdin: str | None, env: Mapping[str, str]) -> str:
+        answer = self.answers[argv[0]].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return str(answer)
+
+
+def test_a_job_purged_before_accounting_caught_up_is_asked_again_not_lost(tmp_path) -> None:
+    from suanwang.agent.executors.errors import EngineError
+
+    purged = EngineError("squeue exit 1: slurm_load_jobs error: Invalid job id specified")
+    run = Scripted({"sacct": ["", SACCT_OK], "squeue": [purged]})
+    ex = SlurmExecutor([PartitionPool("hpc", "p")], log_dir=tmp_path, runner=run, recheck_s=0)
+    assert ex.poll("7").phase is TaskPhase.SUCCEEDED
+    run = Scripted({"sacct": ["", ""], "squeue": [purged, purged]})
+    ex = SlurmExecutor([PartitionPool("hpc", "p")], log_dir=tmp_path, runner=run, recheck_s=0)
+    assert ex.poll("7").phase is TaskPhase.LOST
+
+
+def test_a_slurmctld_that_does_not_answer_is_an_engine_error_not_a_lost_job(tmp_path) -> None:
+    from suanwang.agent.executors.errors import EngineError
+
+    down = EngineError("squeue exit 1: slurm_load_jobs error: Unable to contact slurm controller")
+    ex = SlurmExecutor([PartitionPool("hpc", "p")], log_dir=tmp_path, runner=Scripted({"sacct": [""], "squeue": [down]}))
+    with pytest.raises(EngineError):
+        ex.poll("7")

@@ -347,8 +347,10 @@ class SlurmExecutor:
         """The job's name if slurmctld still holds it, else None."""
         try:
             out = self._client("squeue", "-h", "-j", handle, "-o", "%j").strip()
-        except EngineError:
-            return None  # "Invalid job id specified": purged from slurmctld
+        except EngineError as exc:
+            if "Invalid job id" in str(exc):
+                return None  # purged from slurmctld (or never there)
+            raise
         return out or None
 
     def _running_rss(self, handle: str) -> int:
@@ -359,11 +361,17 @@ class SlurmExecutor:
         return max((parse_size(line.split("|")[1]) for line in out.splitlines() if "|" in line), default=0)
 
     def poll(self, handle: str) -> TaskStatus:
-        status = status_from_sacct(handle, self._sacct(handle))
-        if status is None:
-            # accounting may not have the job yet; slurmctld does
+        for attempt in range(2):
+            status = status_from_sacct(handle, self._sacct(handle))
+            if status is not None:
+                break
+            # slurmdbd may not have the job yet while slurmctld does; or slurmctld purged a
+            # finished job (MinJobAge) before slurmdbd caught up: ask accounting once more.
             if self._queued_name(handle) is not None:
                 return TaskStatus(TaskPhase.RUNNING, Usage())
+            if attempt == 0:
+                time.sleep(self.recheck_s)
+        else:
             return TaskStatus(TaskPhase.LOST, Usage(), reason="Slurm does not know this job")
         if status.phase is TaskPhase.FAILED and status.reason == "killed by signal 9" and self._log_says_oom(handle):
             status = TaskStatus(TaskPhase.FAILED, status.usage, status.exit_code, "out of memory: job memory limit exceeded")
