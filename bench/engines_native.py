@@ -61,8 +61,10 @@ def measure_slurm(n: int, partition: str = "hpc", slurm_conf: str | None = None,
         if completed >= n:
             break
         time.sleep(0.1)
+    cpus = _run(["sinfo", "-h", "-p", partition, "-o", "%C"], env).strip().split("/")[-1]
     return {"jobs": n, "completed": completed, "submit_s": round(submit_s, 3), "wall_s": round(wall_s, 3),
-            "submit_rate": round(n / submit_s, 2), "e2e_rate": round(n / wall_s, 2)}
+            "submit_rate": round(n / submit_s, 2), "e2e_rate": round(n / wall_s, 2),
+            "partition": partition, "partition_cpus": int(cpus or 0)}
 
 
 def measure_ray(n: int, address: str = DEFAULT_RAY_ADDRESS, timeout_s: float = 600) -> dict[str, Any]:
@@ -87,7 +89,13 @@ def measure_ray(n: int, address: str = DEFAULT_RAY_ADDRESS, timeout_s: float = 6
     wall_s = time.perf_counter() - t0
     completed = sum(1 for s in statuses.values() if s == JobStatus.SUCCEEDED)
     return {"jobs": n, "completed": completed, "submit_s": round(submit_s, 3), "wall_s": round(wall_s, 3),
-            "submit_rate": round(n / submit_s, 2), "e2e_rate": round(n / wall_s, 2)}
+            "submit_rate": round(n / submit_s, 2), "e2e_rate": round(n / wall_s, 2), "ray_version": _ray_version()}
+
+
+def _ray_version() -> str:
+    import ray
+
+    return str(ray.__version__)
 
 
 def _safely(fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
