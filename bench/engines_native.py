@@ -39,7 +39,9 @@ def _run(argv: list[str], env: dict[str, str], stdin: str | None = None) -> str:
     return subprocess.run(argv, input=stdin, env=env, capture_output=True, text=True, check=True, timeout=60).stdout
 
 
-def measure_slurm(n: int, partition: str = "hpc", slurm_conf: str | None = None, timeout_s: float = 600) -> dict[str, Any]:
+def measure_slurm(
+    n: int, partition: str = "hpc", slurm_conf: str | None = None, timeout_s: float = 600
+) -> dict[str, Any]:
     """Submit ``n`` × ``sbatch --wrap true`` one after another; wait until all have left the queue."""
     env = _slurm_env(slurm_conf)
     name = f"swbench-{uuid.uuid4().hex[:8]}"

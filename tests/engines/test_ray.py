@@ -24,7 +24,8 @@ def executor(ray_address: str) -> RayExecutor:
 
 
 def task(*command: str, **kw: object) -> Task:
-    return Task(job_id=f"j{time.monotonic_ns()}", attempt=1, command=command, pool="t-ray", **kw)  # type: ignore[arg-type]
+    job = f"j{time.monotonic_ns()}"
+    return Task(job_id=job, attempt=1, command=command, pool="t-ray", **kw)  # type: ignore[arg-type]
 
 
 def test_detect_pools_reports_the_clusters_resources(executor: RayExecutor) -> None:

@@ -10,12 +10,20 @@ from types import SimpleNamespace
 import pytest
 
 from suanwang.agent.executors.base import Task, TaskPhase
-from suanwang.agent.executors.ray import MARKER, RayExecutor, RayPool, pools_from_nodes, split_log, status_from_info, wrap
+from suanwang.agent.executors.ray import (
+    MARKER,
+    RayExecutor,
+    RayPool,
+    pools_from_nodes,
+    split_log,
+    status_from_info,
+    wrap,
+)
 from suanwang.errors import InvalidSpec
 
 
-def info(status: str, exit_code: int | None = None, start: int = 1000, end: int = 0, message: str = "") -> SimpleNamespace:
-    return SimpleNamespace(status=status, driver_exit_code=exit_code, start_time=start, end_time=end, message=message,
+def info(status: str, exit_code: int | None = None, start: int = 1000, end: int = 0) -> SimpleNamespace:
+    return SimpleNamespace(status=status, driver_exit_code=exit_code, start_time=start, end_time=end, message="",
                            metadata={})
 
 
@@ -66,7 +74,8 @@ def test_the_wrapper_reports_usage_and_exit_and_kills_on_memory(tmp_path) -> Non
     _, marker = split_log(done.stderr)
     assert done.returncode == 4 and marker is not None
     assert marker["exit_code"] == 4 and marker["cpu_s"] >= 0.3 and not marker["oom"]
-    hog = Task("j", 1, (sys.executable, "-c", "import time\nx=bytearray(300*10**6)\ntime.sleep(20)"), "p", memory_gb=0.05)
+    hog_code = "import time\nx=bytearray(300*10**6)\ntime.sleep(20)"
+    hog = Task("j", 1, (sys.executable, "-c", hog_code), "p", memory_gb=0.05)
     done = subprocess.run(wrap(hog, sys.executable, True), shell=True, capture_output=True, text=True, timeout=30)
     _, marker = split_log(done.stderr)
     assert marker is not None and marker["oom"] and marker["signal"] == 9 and done.returncode == 137

@@ -46,7 +46,7 @@ def test_a_missing_partition_is_named_in_the_error(tmp_path: Path, slurm_conf_pa
         ex.detect_pools()
 
 
-def test_job_runs_and_logs_and_usage_come_back_from_sacct(executor: SlurmExecutor, wait: Callable)  -> None:
+def test_job_runs_and_logs_and_usage_come_back_from_sacct(executor: SlurmExecutor, wait: Callable) -> None:
     burn = "import time\nx=bytearray(60*10**6)\nt=time.process_time()\nwhile time.process_time()-t<2: pass"
     t = task("bash", "-c", f"echo out $GREETING; echo err >&2; {PY} -c '{burn}'", pool="t-gpu",
              cores=2, memory_gb=0.5, devices=1, env={"GREETING": "ni hao"})
@@ -61,20 +61,22 @@ def test_job_runs_and_logs_and_usage_come_back_from_sacct(executor: SlurmExecuto
     assert u.device_s == u.wall_s  # one GPU for the whole run
 
 
-def test_jobs_do_not_see_the_agents_environment(executor: SlurmExecutor, wait: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jobs_do_not_see_the_agents_environment(
+    executor: SlurmExecutor, wait: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SUANWANG_AGENT_TOKEN", "secret")
     handle = executor.start(task("bash", "-c", "echo token=${SUANWANG_AGENT_TOKEN:-none}"))
     assert wait(lambda: executor.poll(handle)).phase is TaskPhase.SUCCEEDED
     assert executor.read_log(handle, 0) == b"token=none\n"
 
 
-def test_non_zero_exit_is_failed_with_the_exit_code(executor: SlurmExecutor, wait: Callable)  -> None:
+def test_non_zero_exit_is_failed_with_the_exit_code(executor: SlurmExecutor, wait: Callable) -> None:
     handle = executor.start(task("bash", "-c", "exit 3"))
     status = wait(lambda: executor.poll(handle))
     assert (status.phase, status.exit_code, status.reason) == (TaskPhase.FAILED, 3, "exit code 3")
 
 
-def test_exceeding_memory_is_failed_as_out_of_memory(executor: SlurmExecutor, wait: Callable)  -> None:
+def test_exceeding_memory_is_failed_as_out_of_memory(executor: SlurmExecutor, wait: Callable) -> None:
     hog = "import time\nx=bytearray(400*10**6)\ntime.sleep(20)"
     handle = executor.start(task(PY, "-c", hog, memory_gb=0.1))
     status = wait(lambda: executor.poll(handle))
@@ -83,7 +85,7 @@ def test_exceeding_memory_is_failed_as_out_of_memory(executor: SlurmExecutor, wa
     assert status.usage.peak_memory_bytes > 0.1 * 2**30
 
 
-def test_cancel_reaches_scancel(executor: SlurmExecutor, wait: Callable)  -> None:
+def test_cancel_reaches_scancel(executor: SlurmExecutor, wait: Callable) -> None:
     handle = executor.start(task("bash", "-c", "echo started; sleep 60"))
     wait(lambda: executor.poll(handle), lambda s: executor.read_log(handle, 0) == b"started\n")
     executor.cancel(handle)
@@ -93,7 +95,7 @@ def test_cancel_reaches_scancel(executor: SlurmExecutor, wait: Callable)  -> Non
     executor.cancel(handle)  # idempotent
 
 
-def test_a_new_executor_adopts_a_running_job_by_its_handle(executor: SlurmExecutor, wait: Callable)  -> None:
+def test_a_new_executor_adopts_a_running_job_by_its_handle(executor: SlurmExecutor, wait: Callable) -> None:
     t = task("bash", "-c", "sleep 2; echo done")
     handle = executor.start(t)
     restarted = SlurmExecutor(POOLS, log_dir=executor.log_dir, slurm_conf=executor.slurm_conf)

@@ -75,7 +75,8 @@ def test_a_completed_job_has_sacct_usage_with_gpu_seconds() -> None:
 )
 def test_slurm_states_map_to_phases_with_reasons(job_state, exit_code, step, phase, reason) -> None:
     state, code, rss = step.split("|")
-    text = f"9|n|{job_state}|{exit_code}|1|00:00.1||100M|cpu=1,mem=100M\n9.batch|batch|{state}|{code}|1|00:00.1|{rss}||\n"
+    text = (f"9|n|{job_state}|{exit_code}|1|00:00.1||100M|cpu=1,mem=100M\n"
+            f"9.batch|batch|{state}|{code}|1|00:00.1|{rss}||\n")
     status = status_from_sacct("9", parse_sacct(text))
     assert status is not None and status.phase is phase and status.reason.startswith(reason)
 
@@ -93,7 +94,8 @@ NODES = (
 
 
 def test_pools_sum_usable_nodes_per_partition() -> None:
-    hpc, gpu = pools_from_nodes(parse_nodes(NODES), [PartitionPool("hpc", "p1"), PartitionPool("gpu", "p2", "intelligent")])
+    mapping = [PartitionPool("hpc", "p1"), PartitionPool("gpu", "p2", "intelligent")]
+    hpc, gpu = pools_from_nodes(parse_nodes(NODES), mapping)
     assert (hpc.cores, hpc.memory_gb, hpc.devices, hpc.node_cores) == (12, 12.0, 0, 8)  # drained c3 left out
     assert (gpu.cores, gpu.devices, gpu.device_model, gpu.node_devices) == (4, 2, "a100", 2)
     with pytest.raises(InvalidSpec, match="'nope'"):
@@ -166,6 +168,7 @@ def test_a_slurmctld_that_does_not_answer_is_an_engine_error_not_a_lost_job(tmp_
     from suanwang.agent.executors.errors import EngineError
 
     down = EngineError("squeue exit 1: slurm_load_jobs error: Unable to contact slurm controller")
-    ex = SlurmExecutor([PartitionPool("hpc", "p")], log_dir=tmp_path, runner=Scripted({"sacct": [""], "squeue": [down]}))
+    run = Scripted({"sacct": [""], "squeue": [down]})
+    ex = SlurmExecutor([PartitionPool("hpc", "p")], log_dir=tmp_path, runner=run)
     with pytest.raises(EngineError):
         ex.poll("7")

@@ -374,7 +374,8 @@ class SlurmExecutor:
         else:
             return TaskStatus(TaskPhase.LOST, Usage(), reason="Slurm does not know this job")
         if status.phase is TaskPhase.FAILED and status.reason == "killed by signal 9" and self._log_says_oom(handle):
-            status = TaskStatus(TaskPhase.FAILED, status.usage, status.exit_code, "out of memory: job memory limit exceeded")
+            reason = "out of memory: job memory limit exceeded"
+            status = TaskStatus(TaskPhase.FAILED, status.usage, status.exit_code, reason)
         if status.phase is TaskPhase.RUNNING:
             rss = self._running_rss(handle)
             if rss > status.usage.peak_memory_bytes:
