@@ -77,8 +77,7 @@ def test_the_example_files_next_to_the_setup_scripts_are_valid() -> None:
         (lambda d: d["pools"][0].update(cores=-2), "pools.0.cores"),
         (lambda d: d["pools"][0].update(resource_class="gpu"), "pools.0.resource_class"),
         (lambda d: d["pools"][0].update(parition="hpc"), "pools.0.parition"),
-        (lambda d: d.pop("slurm"), "slurm"),
-        (lambda d: d["slurm"].pop("log_dir"), "slurm.log_dir"),
+        (lambda d: d["slurm"].update(log_dir=3), "slurm.log_dir"),
         (lambda d: d["slurm"].update(time_limit_factor=0), "slurm.time_limit_factor"),
         (lambda d: d.update(pools=[]), "pools"),
         (lambda d: d["pools"][1].update(name="qy-hpc"), "pools"),
@@ -92,6 +91,14 @@ def test_bad_configs_fail_naming_the_field(change, field: str) -> None:
     with pytest.raises(InvalidSpec) as err:
         parse_site_config(data)
     assert field in str(err.value)
+
+
+def test_slurm_logs_default_to_the_agents_workdir(tmp_path: Path) -> None:
+    cfg = parse_site_config({"engine": "slurm", "pools": [{"name": "p", "partition": "hpc"}]})
+    ex = build_executor(cfg, workdir=tmp_path)
+    assert isinstance(ex, SlurmExecutor) and ex.log_dir == tmp_path / "slurm-logs"
+    with pytest.raises(InvalidSpec, match="slurm.log_dir"):
+        build_executor(cfg)
 
 
 def test_ray_needs_an_http_address() -> None:
@@ -109,6 +116,9 @@ def test_local_pools_take_their_capacity_from_the_file() -> None:
         "edge", 4, 8.0, 1, "intelligent")
     with pytest.raises(InvalidSpec, match="pools.0.cores"):
         parse_site_config({"engine": "local", "pools": [{"name": "edge"}]})
+    assert parse_site_config({"engine": "local"}).pools == []  # the agent detects its machine
+    with pytest.raises(InvalidSpec, match="pools: a ray site needs at least one pool"):
+        parse_site_config({"engine": "ray", "ray": {"address": "http://h:8265"}})
 
 
 def test_unreadable_or_malformed_files_are_invalid_specs(tmp_path: Path) -> None:
@@ -118,3 +128,10 @@ def test_unreadable_or_malformed_files_are_invalid_specs(tmp_path: Path) -> None
         load_site_config(write(tmp_path, "bad.yaml", "engine: [slurm\n"))
     with pytest.raises(InvalidSpec, match="not valid toml"):
         load_site_config(write(tmp_path, "bad.toml", "engine = \n"))
+
+
+def test_a_local_file_builds_the_local_executor_with_its_pools(tmp_path: Path) -> None:
+    pytest.importorskip("suanwang.agent.executors.local", reason="the local executor is merged from main")
+    cfg = parse_site_config({"engine": "local", "pools": [{"name": "edge", "cores": 2, "memory_gb": 4}]})
+    ex = build_executor(cfg, workdir=tmp_path)
+    assert ex.engine == "local" and [p.name for p in ex.detect_pools()] == ["edge"]

@@ -15,14 +15,15 @@ It is validated up front so a typo fails at start with the field named, not at t
         partition: gpu
         device_model: A100-80G         # overrides the gres type Slurm reports
         device_memory_gb: 80
-    slurm:
-      conf: /var/tmp/suanwang-slurm/etc/slurm.conf   # SLURM_CONF for the clients (optional)
+    slurm:                             # all optional
+      conf: /var/tmp/suanwang-slurm/etc/slurm.conf   # SLURM_CONF for the clients
       log_dir: /shared/suanwang/logs   # job output; compute nodes and agent must both see it
+                                       # (default: <agent workdir>/slurm-logs)
       time_limit_factor: 2.0           # optional: --time = expected duration x 2
 
 For Ray, ``ray: {address: http://head:8265}`` and pools with an optional ``node_resource``
 (a custom resource that marks the pool's nodes).  For the local engine, each pool gives its
-``cores``, ``memory_gb`` and ``devices``.
+``cores``, ``memory_gb`` and ``devices``; with no pools the agent detects its machine.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class PoolConfig(_Strict):
 
 
 class SlurmConfig(_Strict):
-    log_dir: str
+    log_dir: str | None = None  # default: <agent workdir>/slurm-logs (then it must be on a shared FS)
     conf: str | None = None
     bin_dir: str | None = None
     time_limit_factor: Annotated[float, Field(gt=0)] | None = None
@@ -84,8 +85,8 @@ class LocalConfig(_Strict):
 class SiteConfig(_Strict):
     site: str = ""
     engine: Literal["local", "slurm", "ray"]
-    pools: Annotated[list[PoolConfig], Field(min_length=1)]
-    slurm: SlurmConfig | None = None
+    pools: list[PoolConfig] = []
+    slurm: SlurmConfig = SlurmConfig()
     ray: RayConfig | None = None
     local: LocalConfig = LocalConfig()
 
@@ -94,9 +95,9 @@ class SiteConfig(_Strict):
         names = [p.name for p in self.pools]
         if len(set(names)) != len(names):
             raise ValueError(f"pools: pool names must be unique, got {names}")
+        if self.engine != "local" and not self.pools:
+            raise ValueError(f"pools: a {self.engine} site needs at least one pool")
         if self.engine == "slurm":
-            if self.slurm is None:
-                raise ValueError("slurm: section required when engine is slurm (log_dir at least)")
             missing = [f"pools.{i}.partition" for i, p in enumerate(self.pools) if not p.partition]
             if missing:
                 raise ValueError(f"{', '.join(missing)}: a Slurm pool needs the partition behind it")
@@ -148,12 +149,15 @@ def local_pools(cfg: SiteConfig) -> list[PoolInfo]:
     ]
 
 
-def build_executor(cfg: SiteConfig) -> Executor:
-    """The executor the config describes (engines are imported only when chosen)."""
+def build_executor(cfg: SiteConfig, workdir: str | Path | None = None) -> Executor:
+    """The executor the config describes (engines are imported only when chosen).
+
+    ``workdir`` is the agent's state directory: the local engine's task directories, and
+    the default Slurm ``log_dir`` (``<workdir>/slurm-logs``).
+    """
     if cfg.engine == "slurm":
         from suanwang.agent.executors.slurm import PartitionPool, SlurmExecutor
 
-        assert cfg.slurm is not None
         mapping = [
             PartitionPool(partition=p.partition or "", pool=p.name, resource_class=p.resource_class.value,
                           device_model=p.device_model, device_memory_gb=p.device_memory_gb,
@@ -161,7 +165,10 @@ def build_executor(cfg: SiteConfig) -> Executor:
             for p in cfg.pools
         ]
         s = cfg.slurm
-        return SlurmExecutor(mapping, log_dir=s.log_dir, slurm_conf=s.conf, bin_dir=s.bin_dir,
+        log_dir = s.log_dir or (Path(workdir) / "slurm-logs" if workdir is not None else None)
+        if log_dir is None:
+            raise InvalidSpec("slurm.log_dir: required when the agent has no workdir", field="slurm.log_dir")
+        return SlurmExecutor(mapping, log_dir=log_dir, slurm_conf=s.conf, bin_dir=s.bin_dir,
                              time_limit_factor=s.time_limit_factor, sbatch_args=s.sbatch_args, pass_env=s.pass_env)
     if cfg.engine == "ray":
         from suanwang.agent.executors.ray import RayExecutor, RayPool
@@ -174,14 +181,14 @@ def build_executor(cfg: SiteConfig) -> Executor:
         ]
         return RayExecutor(pools, address=cfg.ray.address, python=cfg.ray.python,
                            enforce_memory=cfg.ray.enforce_memory)
-    return _build_local(cfg)
+    return _build_local(cfg, workdir)
 
 
-def _build_local(cfg: SiteConfig) -> Executor:
-    try:
-        from suanwang.agent.executors import local
-    except ImportError as exc:
-        raise InvalidSpec("engine: the local executor is not available in this build") from exc
-    if hasattr(local, "from_site_config"):
-        return local.from_site_config(cfg)  # type: ignore[no-any-return]
-    return local.LocalExecutor(local_pools(cfg), workdir=cfg.local.workdir)  # type: ignore[attr-defined,no-any-return]
+def _build_local(cfg: SiteConfig, workdir: str | Path | None) -> Executor:
+    """Local engine: pools from the file, or detected from this machine when the file lists none."""
+    from suanwang.agent.executors.local import LocalExecutor
+
+    root = cfg.local.workdir or workdir
+    if not root:
+        raise InvalidSpec("local.workdir: required when the agent has no workdir", field="local.workdir")
+    return LocalExecutor(Path(root), pools=local_pools(cfg) or None)

@@ -289,10 +289,18 @@ class RayExecutor:
                 raise EngineError(f"Ray stop of {handle}: {exc}") from exc
 
     def read_log(self, handle: str, offset: int) -> bytes:
+        """The task's output from ``offset``; while the job runs, only up to the last full line.
+
+        The filter removes whole lines (Ray's own, the marker), so a line still being written
+        is held back until it is complete: offsets into the filtered log never shift.
+        """
         info = self._info(handle)
         if info is None:
             return b""
-        return split_log(self._logs(handle), handle, info.entrypoint)[0].encode()[offset:]
+        text = split_log(self._logs(handle), handle, info.entrypoint)[0]
+        if str(getattr(info.status, "value", info.status)) in {"PENDING", "RUNNING"}:
+            text = text[: text.rfind("\n") + 1]
+        return text.encode()[offset:]
 
     def adopt(self, handle: str, task: Task) -> bool:
         info = self._info(handle)
