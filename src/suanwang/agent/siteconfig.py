@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from suanwang.agent.executors.base import Executor, PoolInfo
 from suanwang.domain.resources import ResourceClass
@@ -61,6 +61,22 @@ class PoolConfig(_Strict):
     cores: Annotated[int, Field(ge=0)] = 0
     memory_gb: NonNegative = 0.0
     devices: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("device_model")
+    @classmethod
+    def _known_device(cls, model: str) -> str:
+        """A model the device catalogue does not know could not be rated: refuse it at start."""
+        if model and _device_catalog() is not None and _device_catalog().find(model) is None:
+            raise ValueError(f"unknown device model {model!r} (see suanwang/data/devices.csv)")
+        return model
+
+
+def _device_catalog() -> Any:
+    try:
+        from suanwang.domain.units import load_catalog
+    except ImportError:  # the catalogue ships with the platform's domain package
+        return None
+    return load_catalog()
 
 
 class SlurmConfig(_Strict):
@@ -114,7 +130,8 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(x) for x in err["loc"])
-        parts.append(f"{where}: {err['msg']}" if where else err["msg"].removeprefix("Value error, "))
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
 
 
