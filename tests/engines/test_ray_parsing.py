@@ -53,7 +53,7 @@ def test_pools_sum_alive_nodes_and_honour_node_resources() -> None:
         {"state": "DEAD", "resources_total": {"CPU": 64.0, "memory": 8 * 2**30}},
     ]
     all_, wuhu = pools_from_nodes(nodes, [RayPool("all"), RayPool("wh", node_resource="wuhu", device_model="A100")])
-    assert (all_.cores, all_.memory_gb, all_.devices, all_.node_cores) == (12, 24.0, 2, 8)
+    assert (all_.cores, all_.memory_gb, all_.devices, all_.node_cores) == (12, 24.0, 0, 8)  # GPUs need a model
     assert (wuhu.cores, wuhu.devices, wuhu.device_model) == (8, 2, "A100")
     with pytest.raises(InvalidSpec, match="beijing"):
         pools_from_nodes(nodes, [RayPool("bj", node_resource="beijing")])

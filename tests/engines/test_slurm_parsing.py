@@ -98,6 +98,8 @@ def test_pools_sum_usable_nodes_per_partition() -> None:
     hpc, gpu = pools_from_nodes(parse_nodes(NODES), mapping)
     assert (hpc.cores, hpc.memory_gb, hpc.devices, hpc.node_cores) == (12, 12.0, 0, 8)  # drained c3 left out
     assert (gpu.cores, gpu.devices, gpu.device_model, gpu.node_devices) == (4, 2, "a100", 2)
+    (untyped,) = pools_from_nodes(parse_nodes(NODES.replace("gpu:a100:2", "gpu:2")), [PartitionPool("gpu", "p")])
+    assert untyped.devices == 0  # a GPU without a model could not be rated: not offered
     with pytest.raises(InvalidSpec, match="'nope'"):
         pools_from_nodes(parse_nodes(NODES), [PartitionPool("nope", "p")])
 

@@ -159,7 +159,8 @@ def pools_from_nodes(nodes: Sequence[Mapping[str, Any]], mapping: Sequence[RayPo
                               field="node_resource")
         cores = [int(r.get("CPU", 0)) for r in members]
         memory = [r.get("memory", 0) / 2**30 for r in members]
-        gpus = [int(r.get("GPU", 0)) for r in members]
+        # GPUs are offered only under a model the platform can rate; Ray does not know the model
+        gpus = [int(r.get("GPU", 0)) if entry.device_model else 0 for r in members]
         pools.append(PoolInfo(
             name=entry.pool, resource_class=entry.resource_class, cores=sum(cores), memory_gb=sum(memory),
             devices=sum(gpus), device_model=entry.device_model if sum(gpus) else "",

@@ -224,6 +224,8 @@ def _pool_info(entry: PartitionPool, nodes: Sequence[Mapping[str, str]]) -> Pool
     memory = [int(n.get("RealMemory", "0")) / 1024 for n in nodes]
     gres = [parse_gres(n.get("Gres", "")) for n in nodes]
     model = entry.device_model or next((m for _, m in gres if m), "")
+    if not model:  # GPUs are offered only under a model the platform can rate
+        gres = [(0, "") for _ in gres]
     return PoolInfo(
         name=entry.pool,
         resource_class=entry.resource_class,
