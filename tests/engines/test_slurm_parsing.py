@@ -174,3 +174,19 @@ def test_a_slurmctld_that_does_not_answer_is_an_engine_error_not_a_lost_job(tmp_
     ex = SlurmExecutor([PartitionPool("hpc", "p")], log_dir=tmp_path, runner=run)
     with pytest.raises(EngineError):
         ex.poll("7")
+
+
+def test_adopt_waits_out_accountings_placeholder_name_but_refuses_another_name(tmp_path) -> None:
+    from suanwang.agent.executors.errors import EngineError
+
+    purged = EngineError("squeue exit 1: slurm_load_jobs error: Invalid job id specified")
+    placeholder = SACCT_OK.replace("sw-j-1", "allocation")
+    ours = Task("j", 1, ("true",), "p")
+    run = Scripted({"squeue": [purged] * 3, "sacct": ["", placeholder, SACCT_OK]})
+    ex = SlurmExecutor([PartitionPool("hpc", "p")], log_dir=tmp_path, runner=run, recheck_s=0)
+    assert ex.adopt("7", ours)
+    run = Scripted({"squeue": [purged], "sacct": [SACCT_OK.replace("sw-j-1", "someone-else")]})
+    ex = SlurmExecutor([PartitionPool("hpc", "p")], log_dir=tmp_path, runner=run, recheck_s=0)
+    assert not ex.adopt("7", ours)
+    run = Scripted({"squeue": ["sw-j-1\n"]})
+    assert SlurmExecutor([PartitionPool("hpc", "p")], log_dir=tmp_path, runner=run).adopt("7", ours)

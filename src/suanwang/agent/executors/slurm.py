@@ -54,6 +54,7 @@ _FAILED_REASONS = {
     "PREEMPTED": "preempted",
 }
 _UNUSABLE_NODE = frozenset({"DOWN", "DRAIN", "DRAINED", "DRAINING", "FAIL", "FAILING", "INVAL", "FUTURE", "NO_RESPOND"})
+_DBD_PLACEHOLDER_NAME = "allocation"
 _SACCT_FIELDS = "JobID,JobName,State,ExitCode,ElapsedRaw,TotalCPU,MaxRSS,ReqMem,AllocTRES"
 
 
@@ -266,6 +267,7 @@ class SlurmExecutor:
         pass_env: Sequence[str] = (),
         runner: Runner | None = None,
         recheck_s: float = 1.0,
+        adopt_checks: int = 8,
     ) -> None:
         """``log_dir`` must be visible from the compute nodes and from the agent (shared FS).
 
@@ -283,6 +285,7 @@ class SlurmExecutor:
         self.pass_env = tuple(pass_env)
         self._run = runner or subprocess_runner()
         self.recheck_s = recheck_s
+        self.adopt_checks = adopt_checks
 
     # -- plumbing
 
@@ -413,16 +416,20 @@ class SlurmExecutor:
     def adopt(self, handle: str, task: Task) -> bool:
         """True if Slurm still knows job ``handle`` under this task's name (running or finished).
 
-        slurmctld's name wins while it holds the job; slurmdbd briefly records a job whose
-        start overtook its submit message as "allocation", so a mismatch there is asked twice.
+        slurmctld's name wins while it holds the job.  After that only slurmdbd can tell, and it
+        lags: under load it first records a job as "allocation" (its start overtook its submit
+        message) and learns the real name seconds later.  So that placeholder, or no record at
+        all, is asked again a few times; any other name is not ours.
         """
-        queued = self._queued_name(handle)
-        if queued is not None:
-            return queued == job_name(task)
-        for attempt in range(2):
+        for attempt in range(self.adopt_checks):
+            queued = self._queued_name(handle)
+            if queued is not None:
+                return queued == job_name(task)
             job = next((r for r in self._sacct(handle) if r.job_id == handle), None)
-            if job is None or job.name == job_name(task):
-                return job is not None
-            if attempt == 0:
+            if job is not None and job.name != _DBD_PLACEHOLDER_NAME:
+                return job.name == job_name(task)
+            if job is None and attempt >= 1:
+                return False  # neither daemon knows it, twice: gone
+            if attempt + 1 < self.adopt_checks:
                 time.sleep(self.recheck_s)
         return False
