@@ -8,7 +8,13 @@ import pytest
 import yaml
 
 live_platform = pytest.importorskip("tests.e2e.conftest", reason="needs the platform's e2e harness")
-from tests.engines.conftest import ray_address_from_env, ray_unavailable, slurm_conf, slurm_unavailable  # noqa: E402
+from tests.engines.conftest import (  # noqa: E402
+    ray_address_from_env,
+    ray_unavailable,
+    skip_or_fail,
+    slurm_conf,
+    slurm_unavailable,
+)
 
 TERMINAL = live_platform.TERMINAL
 BURN = "import time\nt=time.process_time()\nwhile time.process_time()-t<1: pass\nprint('burnt')"
@@ -35,8 +41,7 @@ def _run_one(live, config: str, job: dict) -> tuple[dict, str, list[dict]]:  # t
 @pytest.mark.e2e
 @pytest.mark.slurm
 def test_a_job_runs_through_a_slurm_site(live, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    if reason := slurm_unavailable():
-        pytest.skip(reason)
+    skip_or_fail(slurm_unavailable(), "SUANWANG_REQUIRE_SLURM")
     config = _site_file(tmp_path, "slurm", {
         "engine": "slurm", "pools": [{"name": "slurm-hpc", "resource_class": "super", "partition": "hpc"}],
         "slurm": {"conf": slurm_conf()}})
@@ -49,8 +54,7 @@ def test_a_job_runs_through_a_slurm_site(live, tmp_path: Path) -> None:  # type:
 @pytest.mark.e2e
 @pytest.mark.ray
 def test_a_job_runs_through_a_ray_site(live, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    if reason := ray_unavailable():
-        pytest.skip(reason)
+    skip_or_fail(ray_unavailable(), "SUANWANG_REQUIRE_RAY")
     config = _site_file(tmp_path, "ray", {
         "engine": "ray", "pools": [{"name": "ray-ai", "resource_class": "general"}],
         "ray": {"address": ray_address_from_env()}})

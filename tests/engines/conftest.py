@@ -1,6 +1,7 @@
 """Real-engine fixtures: a Slurm started by scripts/slurm/setup.sh, a Ray head by scripts/ray/setup.sh.
 
-Tests skip, with the reason, when the engine's clients are missing or it does not answer.
+Tests skip, with the reason, when the engine's clients are missing or it does not answer;
+CI sets SUANWANG_REQUIRE_SLURM=1 / SUANWANG_REQUIRE_RAY=1 to make that a failure instead.
 """
 
 from __future__ import annotations
@@ -89,11 +90,17 @@ def slurm_conf_path() -> str:
     return slurm_conf()
 
 
+def skip_or_fail(reason: str, require_var: str) -> None:
+    """Skip with the reason; where CI sets ``require_var=1`` a missing engine is a failure."""
+    if reason:
+        if os.environ.get(require_var) == "1":
+            pytest.fail(f"{reason} ({require_var}=1)")
+        pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def slurm_ready() -> None:
-    reason = slurm_unavailable()
-    if reason:
-        pytest.skip(reason)
+    skip_or_fail(slurm_unavailable(), "SUANWANG_REQUIRE_SLURM")
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +110,4 @@ def ray_address() -> str:
 
 @pytest.fixture(scope="session")
 def ray_ready() -> None:
-    reason = ray_unavailable()
-    if reason:
-        pytest.skip(reason)
+    skip_or_fail(ray_unavailable(), "SUANWANG_REQUIRE_RAY")
