@@ -65,6 +65,11 @@ if [ "$SKIP_INSTALL" != 1 ] && ! dpkg -s slurmctld slurmd slurm-client slurmdbd 
   echo "installed $pkgs ($(elapsed) s)"
 fi
 command -v mysql >/dev/null || { echo "setup.sh: needs a MariaDB/MySQL client and server at $DB_HOST:$DB_PORT" >&2; exit 1; }
+if ! mysql -h "$DB_HOST" -P "$DB_PORT" -u "$DB_USER" ${DB_PASS:+-p"$DB_PASS"} -e 'SELECT 1' >/dev/null 2>&1; then
+  echo "setup.sh: MariaDB/MySQL not reachable at $DB_HOST:$DB_PORT as $DB_USER (slurmdbd keeps the" \
+       "accounting that sacct reads there; set DB_HOST DB_PORT DB_USER DB_PASS)" >&2
+  exit 1
+fi
 
 # Debian names the daemons slurmctld-wlm etc.  Slurm decides "am I a daemon" from the program
 # name, and started as *-wlm it silently drops every Gres= on NodeName lines; if the emulator
