@@ -1,0 +1,133 @@
+"""Native engine rates: N trivial jobs straight into Slurm (sbatch) and Ray (Jobs API), jobs/s.
+
+The baseline for bench/engines.py, which runs the same jobs through suanwang's agent:
+the difference is suanwang's overhead.  Both engines are the local ones the project's
+scripts start (scripts/slurm/setup.sh, scripts/ray/setup.sh); an engine that does not
+answer is reported as skipped, with the reason.
+
+    python bench/engines_native.py [--quick] [--slurm-jobs N] [--ray-jobs N]
+
+Writes bench/results/engines_native.json; the last stdout line is the same JSON object.
+Measured: submit rate (sequential submissions / seconds spent submitting) and end-to-end
+rate (jobs / seconds from the first submit until every job has finished and been
+checked as succeeded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "engines_native.json"
+DEFAULT_SLURM_CONF = "/var/tmp/suanwang-slurm/etc/slurm.conf"
+DEFAULT_RAY_ADDRESS = "http://127.0.0.1:8365"
+
+
+def _slurm_env(slurm_conf: str | None) -> dict[str, str]:
+    conf = slurm_conf or os.environ.get("SLURM_CONF") or DEFAULT_SLURM_CONF
+    return {**os.environ, "SLURM_CONF": conf}
+
+
+def _run(argv: list[str], env: dict[str, str], stdin: str | None = None) -> str:
+    return subprocess.run(argv, input=stdin, env=env, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def measure_slurm(
+    n: int, partition: str = "hpc", slurm_conf: str | None = None, timeout_s: float = 600
+) -> dict[str, Any]:
+    """Submit ``n`` × ``sbatch --wrap true`` one after another; wait until all have left the queue."""
+    env = _slurm_env(slurm_conf)
+    name = f"swbench-{uuid.uuid4().hex[:8]}"
+    t0 = time.perf_counter()
+    for _ in range(n):
+        _run(["sbatch", "--parsable", f"--job-name={name}", f"--partition={partition}", "--output=/dev/null",
+              "--cpus-per-task=1", "--mem=64M", "--wrap", "true"], env)
+    submit_s = time.perf_counter() - t0
+    deadline = time.monotonic() + timeout_s
+    while _run(["squeue", "-h", "-o", "%i", f"--name={name}"], env).strip():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Slurm did not finish {n} jobs in {timeout_s} s")
+        time.sleep(0.05)
+    wall_s = time.perf_counter() - t0
+    completed = 0
+    for _ in range(100):  # slurmdbd may trail slurmctld by a moment
+        states = _run(["sacct", "-n", "-X", "-P", f"--name={name}", "-o", "State", "-S", "now-1days"], env).split()
+        completed = states.count("COMPLETED")
+        if completed >= n:
+            break
+        time.sleep(0.1)
+    cpus = _run(["sinfo", "-h", "-p", partition, "-o", "%C"], env).strip().split("/")[-1]
+    return {"jobs": n, "completed": completed, "submit_s": round(submit_s, 3), "wall_s": round(wall_s, 3),
+            "submit_rate": round(n / submit_s, 2), "e2e_rate": round(n / wall_s, 2),
+            "partition": partition, "partition_cpus": int(cpus or 0)}
+
+
+def measure_ray(n: int, address: str = DEFAULT_RAY_ADDRESS, timeout_s: float = 600) -> dict[str, Any]:
+    """Submit ``n`` Ray jobs with entrypoint ``true`` (0.1 CPU each); wait until all are terminal."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+    t0 = time.perf_counter()
+    ids = [client.submit_job(entrypoint="true", entrypoint_num_cpus=0.1) for _ in range(n)]
+    submit_s = time.perf_counter() - t0
+    pending, statuses = set(ids), {}
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Ray did not finish {n} jobs in {timeout_s} s")
+        for sid in list(pending):
+            status = client.get_job_status(sid)
+            if status.is_terminal():
+                statuses[sid] = status
+                pending.discard(sid)
+        time.sleep(0.05)
+    wall_s = time.perf_counter() - t0
+    completed = sum(1 for s in statuses.values() if s == JobStatus.SUCCEEDED)
+    return {"jobs": n, "completed": completed, "submit_s": round(submit_s, 3), "wall_s": round(wall_s, 3),
+            "submit_rate": round(n / submit_s, 2), "e2e_rate": round(n / wall_s, 2), "ray_version": _ray_version()}
+
+
+def _ray_version() -> str:
+    import ray
+
+    return str(ray.__version__)
+
+
+def _safely(fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
+    try:
+        return fn(*args, **kw)
+    except (OSError, subprocess.SubprocessError, ImportError, ConnectionError, RuntimeError, TimeoutError) as exc:
+        return {"skipped": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small N, under a minute")
+    ap.add_argument("--slurm-jobs", type=int)
+    ap.add_argument("--ray-jobs", type=int)
+    ap.add_argument("--slurm-conf", default=None)
+    ap.add_argument("--ray-address", default=os.environ.get("SUANWANG_RAY_ADDRESS", DEFAULT_RAY_ADDRESS))
+    args = ap.parse_args()
+    n_slurm = args.slurm_jobs or (100 if args.quick else 1000)
+    n_ray = args.ray_jobs or (10 if args.quick else 50)
+    result = {
+        "bench": "engines_native",
+        "quick": args.quick,
+        "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
+        "slurm": _safely(measure_slurm, n_slurm, slurm_conf=args.slurm_conf),
+        "ray": _safely(measure_ray, n_ray, address=args.ray_address),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
