@@ -1,0 +1,678 @@
+"""The grid scheduler: each job to a (site, pool, start time) by a documented score.
+
+Why a score and not a rule: a consumer trades money against time, carbon and
+latency, and the grid's sites differ in all four.  Hard rules come first and
+no score overrides them (``hard_rule``): class, device model, device memory,
+node size (``placement.rule_out``), data-sovereignty region (the site's
+region), and the network latency bound from the consumer's site.
+
+Inputs the live platform feeds (``GridModel``): sites, pools and links, and per
+pool a ``PriceSignal`` (fen per standard compute unit-hour, SCU·h, for each
+local hour of the day: time-of-use aware), a ``speed`` (SCU a device or core
+delivers per hour relative to the reference device) and ``power_kw`` per
+device (or core); per site a ``CarbonSignal`` (kg CO2 per kWh for each local
+hour).  Local hour = (unix seconds / 3600 + ``utc_offset_h``) mod 24.
+
+For job j with ``n`` units (devices, or cores on CPU pools) and reference run
+time ``D`` seconds, on candidate pool p starting at ``s``:
+
+    run_p     = D / speed_p
+    start     = max(s, now + wait_p + transfer_p)      transfer: network.transfer_time_s
+    finish    = start + run_p
+    cost_p    = n * D/3600 * mean(price_p over [start, finish])      (SCU·h x fen)
+    carbon_p  = n * power_p * run_p/3600 * mean(ci_site over [start, finish])
+    latency_p = path latency consumer_site -> site (ms), 0 without a consumer
+
+Each term is made dimensionless against the best candidate, so no constant
+depends on a trace's scale::
+
+    T_cost = cost_p / min(cost) - 1        T_carbon = carbon_p / min(carbon) - 1
+    T_lat  = latency_p / min(latency) - 1  (0 when all are 0)
+    T_time = (finish_p - now) / min(finish - now) - 1                  without deadline
+    T_time = (finish_p - min(finish)) / (deadline - now)               with a deadline
+    score  = w_cost T_cost + w_time T_time + w_carbon T_carbon + w_latency T_lat
+
+and the lowest score wins (ties: the earlier pool in grid order).  Weights
+come per job (``job_weights``), else per tenant (``tenant_weights``), else the
+defaults.  With a deadline the time term is the share of the slack used, so
+a job that can wait (a *deferrable* job: it has a deadline and no latency
+bound) moves to the valley-price or high-green hours whenever the price and
+carbon saved outweigh the slack used, and never past its deadline: start
+times are now and each hour boundary of the next ``horizon_h`` hours, kept
+only when ``finish <= deadline``.  A deferred placement has ``start_at > now``
+and takes no capacity now.  If no candidate meets a deadline the job is
+placed at the earliest finish and ``terms["deadline_miss"] = 1``;
+``check_submit`` tells the consumer so at submit.
+
+Speed: jobs without a deadline share a ranking per (shape, weights, D rounded
+to 2% in log space) computed once per ``plan`` call; the chosen pool's terms
+are computed exactly.  Gangs (``QueuedJob.gang``) are placed on one site,
+all members or none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from suanwang.domain.grid import Capacity, Link, Pool, PoolId, Site, SiteId
+from suanwang.domain.job import JobSpec
+from suanwang.domain.network import Network
+from suanwang.domain.placement import Placement, PoolState, QueuedJob, rule_out
+from suanwang.errors import InvalidSpec, Unplaceable
+
+PoolKey = tuple[SiteId, PoolId]
+HOURS = 24
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSignal:
+    """Price of one SCU·h in integer fen for each local hour of the day (index 0 = 00:00-01:00)."""
+
+    fen_per_unit_hour: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.fen_per_unit_hour) != HOURS:
+            raise InvalidSpec(f"a price signal needs {HOURS} hourly prices, got {len(self.fen_per_unit_hour)}")
+        if any(not isinstance(p, int) or p < 0 for p in self.fen_per_unit_hour):
+            raise InvalidSpec("hourly prices must be non-negative integers (fen)")
+
+    @classmethod
+    def flat(cls, fen: int) -> PriceSignal:
+        return cls((fen,) * HOURS)
+
+
+@dataclass(frozen=True, slots=True)
+class CarbonSignal:
+    """Grid carbon intensity (kg CO2 per kWh) for each local hour of the day."""
+
+    kg_per_kwh: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.kg_per_kwh) != HOURS or any(c < 0 for c in self.kg_per_kwh):
+            raise InvalidSpec(f"a carbon signal needs {HOURS} non-negative hourly values")
+
+    @classmethod
+    def flat(cls, kg: float) -> CarbonSignal:
+        return cls((kg,) * HOURS)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSignals:
+    """What a pool costs and delivers: price per SCU·h, speed in SCU per unit-hour, power per unit."""
+
+    price: PriceSignal
+    speed: float = 1.0
+    power_kw: float = 0.4
+
+    def __post_init__(self) -> None:
+        if self.speed <= 0:
+            raise InvalidSpec("speed must be positive")
+        if self.power_kw < 0:
+            raise InvalidSpec("power_kw must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """Weights of the score terms (see the module docstring)."""
+
+    cost: float = 1.0
+    time: float = 0.5
+    carbon: float = 0.3
+    latency: float = 0.1
+
+
+@dataclass(frozen=True)
+class GridModel:
+    """Everything static the scheduler knows about the grid."""
+
+    sites: tuple[Site, ...]
+    pools: tuple[Pool, ...]
+    links: tuple[Link, ...] = ()
+    signals: Mapping[PoolKey, PoolSignals] = field(default_factory=dict)
+    carbon: Mapping[SiteId, CarbonSignal] = field(default_factory=dict)
+    utc_offset_h: float = 8.0
+
+    def __post_init__(self) -> None:
+        names = {s.name for s in self.sites}
+        for pool in self.pools:
+            if pool.site not in names:
+                raise InvalidSpec(f"pool {pool.name} is at unknown site {pool.site}")
+        if len({(p.site, p.name) for p in self.pools}) != len(self.pools):
+            raise InvalidSpec("pool names must be unique within a site")
+
+    def signals_for(self, pool: Pool) -> PoolSignals:
+        return self.signals.get((pool.site, pool.name)) or PoolSignals(PriceSignal.flat(0))
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One scored option for a job (used by ``explain``)."""
+
+    site: SiteId
+    pool: PoolId
+    start_at: float
+    score: float
+    terms: dict[str, float]
+    fits_now: bool
+
+
+def job_units(spec: JobSpec) -> int:
+    """Units a job occupies: devices when it asks for devices, else cores."""
+    return spec.devices if spec.devices > 0 else max(1, spec.cores)
+
+
+def _is_deferrable(spec: JobSpec) -> bool:
+    return spec.deadline is not None and spec.latency_ms_max is None
+
+
+def _integral(cum: np.ndarray, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Integral of periodic hourly series (rows of ``cum``) from hour 0 to hour ``x`` (vectorised)."""
+    days = np.floor(x / HOURS)
+    rem = x - days * HOURS
+    h = np.minimum(rem.astype(np.int64), HOURS - 1)
+    frac = rem - h
+    step = cum[rows, h + 1] - cum[rows, h]
+    return days * cum[rows, HOURS] + cum[rows, h] + frac * step
+
+
+def _cumulative(series: np.ndarray) -> np.ndarray:
+    out = np.zeros((series.shape[0], HOURS + 1))
+    out[:, 1:] = np.cumsum(series, axis=1)
+    return out
+
+
+class GridContext:
+    """Static arrays over the grid's pools, built once and shared by every policy."""
+
+    def __init__(self, grid: GridModel) -> None:
+        self.grid = grid
+        self.network = Network((s.name for s in grid.sites), grid.links)
+        self.site_by_name = {s.name: s for s in grid.sites}
+        self.pools = grid.pools
+        self.index: dict[PoolKey, int] = {(p.site, p.name): i for i, p in enumerate(grid.pools)}
+        sig = [grid.signals_for(p) for p in grid.pools]
+        self.speed = np.array([s.speed for s in sig], dtype=float)
+        self.power = np.array([s.power_kw for s in sig], dtype=float)
+        self.price = np.array([s.price.fen_per_unit_hour for s in sig], dtype=float).reshape(len(sig), HOURS)
+        flat = CarbonSignal.flat(0.0)
+        ci = np.array([grid.carbon.get(p.site, flat).kg_per_kwh for p in grid.pools], dtype=float)
+        self.ci = ci.reshape(len(sig), HOURS)
+        self.price_cum = _cumulative(self.price)
+        self.ci_cum = _cumulative(self.ci)
+        self.site_idx = np.array([self.network.index[p.site] for p in grid.pools], dtype=np.int64)
+        self.has_devices = np.array([p.capacity.devices > 0 for p in grid.pools])
+        self._rules: dict[tuple, tuple[np.ndarray, dict[int, str]]] = {}
+
+    def local_hours(self, t: np.ndarray | float) -> np.ndarray:
+        return np.asarray(t, dtype=float) / 3600.0 + self.grid.utc_offset_h
+
+    def hard_rule(self, spec: JobSpec, i: int) -> str | None:
+        """Why pool ``i`` can never run ``spec``: placement rules, site region, latency bound."""
+        pool = self.pools[i]
+        why = rule_out(spec, pool)
+        if why:
+            return why
+        site = self.site_by_name[pool.site]
+        if spec.region and site.region != spec.region:
+            return f"site {site.name} is in region {site.region}, job must stay in {spec.region}"
+        if spec.latency_ms_max is not None:
+            if spec.consumer_site not in self.network.index:
+                return f"consumer site {spec.consumer_site} is not on the grid"
+            lat = self.network.latency(spec.consumer_site, pool.site)
+            if lat > spec.latency_ms_max:
+                return f"latency {lat:g} ms from {spec.consumer_site} > bound {spec.latency_ms_max:g} ms"
+        if spec.data_site and spec.data_gb > 0 and spec.data_site in self.network.index:
+            if math.isinf(self.network.latency(spec.data_site, pool.site)):
+                return f"no network path from data site {spec.data_site}"
+        return None
+
+    def candidates(self, spec: JobSpec) -> tuple[np.ndarray, dict[int, str]]:
+        """Pools that could ever run ``spec`` (index array) and the reasons for the rest; cached by shape."""
+        key = _shape(spec)
+        hit = self._rules.get(key)
+        if hit is None:
+            reasons = {i: r for i in range(len(self.pools)) if (r := self.hard_rule(spec, i))}
+            idx = np.array([i for i in range(len(self.pools)) if i not in reasons], dtype=np.int64)
+            hit = self._rules[key] = (idx, reasons)
+        return hit
+
+    def evaluate(
+        self, spec: JobSpec, idx: np.ndarray, wait: np.ndarray, starts: np.ndarray, now: float, duration: float
+    ) -> dict[str, np.ndarray]:
+        """Predicted terms for candidates ``idx`` (rows) and start times ``starts`` (columns)."""
+        n = job_units(spec)
+        transfer = np.zeros(len(idx))
+        if spec.data_site and spec.data_gb > 0 and spec.data_site in self.network.index:
+            transfer = self.network.transfer_row(spec.data_site, spec.data_gb)[self.site_idx[idx]]
+        run = duration / self.speed[idx]
+        ready = now + wait[idx] + transfer
+        start = np.maximum(starts[None, :], ready[:, None])
+        finish = start + run[:, None]
+        rows = idx[:, None]
+        h0, h1 = self.local_hours(start), self.local_hours(finish)
+        span = np.maximum(h1 - h0, 1e-12)
+        price = (_integral(self.price_cum, rows, h1) - _integral(self.price_cum, rows, h0)) / span
+        ci = (_integral(self.ci_cum, rows, h1) - _integral(self.ci_cum, rows, h0)) / span
+        cost = n * duration / 3600.0 * price
+        carbon = n * self.power[rows] * (run[:, None] / 3600.0) * ci
+        latency = np.zeros(len(idx))
+        if spec.consumer_site in self.network.index:
+            latency = self.network.latency_ms[self.network.index[spec.consumer_site], self.site_idx[idx]]
+        return {
+            "start": start,
+            "finish": finish,
+            "cost_fen": cost,
+            "carbon_kg": carbon,
+            "latency_ms": np.broadcast_to(latency[:, None], start.shape),
+            "transfer_s": np.broadcast_to(transfer[:, None], start.shape),
+            "run_s": np.broadcast_to(run[:, None], start.shape),
+        }
+
+
+def _shape(spec: JobSpec) -> tuple:
+    return (
+        spec.resource_class,
+        spec.device_model.lower(),
+        spec.device_memory_gb_min,
+        spec.region,
+        spec.consumer_site,
+        spec.latency_ms_max,
+        spec.data_site,
+        spec.data_gb,
+        spec.cores,
+        spec.memory_gb,
+        spec.devices,
+    )
+
+
+def _ratio(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """x / min(x over mask) - 1, or zeros when that minimum is 0 or nothing is masked."""
+    if not mask.any():
+        return np.zeros_like(x)
+    low = float(x[mask].min())
+    if low <= 0:
+        return np.zeros_like(x) if float(x[mask].max()) <= 0 else x / max(float(x[mask].max()), 1e-12)
+    return x / low - 1.0
+
+
+def score_terms(terms: dict[str, np.ndarray], spec: JobSpec, now: float, w: Weights) -> tuple[np.ndarray, np.ndarray]:
+    """Score (lower is better) and deadline-feasibility mask for evaluated candidates."""
+    finish = terms["finish"]
+    ok = np.isfinite(finish)
+    if spec.deadline is not None:
+        meets = ok & (finish <= spec.deadline + 1e-6)
+        if meets.any():
+            ok = meets
+    if spec.deadline is not None and spec.deadline > now:
+        best = float(finish[ok].min()) if ok.any() else now
+        t_time = (finish - best) / (spec.deadline - now)
+    else:
+        t_time = _ratio(finish - now, ok)
+    score = (
+        w.cost * _ratio(terms["cost_fen"], ok)
+        + w.time * t_time
+        + w.carbon * _ratio(terms["carbon_kg"], ok)
+        + w.latency * _ratio(np.asarray(terms["latency_ms"], dtype=float), ok)
+    )
+    return np.where(ok, score, np.inf), ok
+
+
+class _FreeState:
+    """Free capacity during one ``plan`` call, as numpy arrays over the grid's pools."""
+
+    def __init__(self, ctx: GridContext, pools: Sequence[PoolState]) -> None:
+        n = len(ctx.pools)
+        self.cores = np.zeros(n)
+        self.mem = np.zeros(n)
+        self.dev = np.zeros(n)
+        self.wait = np.zeros(n)
+        for state in pools:
+            i = ctx.index.get((state.pool.site, state.pool.name))
+            if i is None or not state.online:
+                continue
+            self.cores[i], self.mem[i], self.dev[i] = state.free.cores, state.free.memory_gb, state.free.devices
+            self.wait[i] = state.wait_s
+
+    def fits(self, idx: np.ndarray, d: Capacity) -> np.ndarray:
+        return (self.cores[idx] >= d.cores) & (self.mem[idx] >= d.memory_gb - 1e-9) & (self.dev[idx] >= d.devices)
+
+    def fits_one(self, i: int, d: Capacity) -> bool:
+        return self.cores[i] >= d.cores and self.mem[i] >= d.memory_gb - 1e-9 and self.dev[i] >= d.devices
+
+    def take(self, i: int, d: Capacity) -> None:
+        self.cores[i] -= d.cores
+        self.mem[i] -= d.memory_gb
+        self.dev[i] -= d.devices
+
+    def give(self, i: int, d: Capacity) -> None:
+        self.cores[i] += d.cores
+        self.mem[i] += d.memory_gb
+        self.dev[i] += d.devices
+
+
+def _order(jobs: Sequence[QueuedJob]) -> list[QueuedJob]:
+    return sorted(jobs, key=lambda j: (-j.spec.priority, j.submitted_at, j.id))
+
+
+def _gangs(jobs: Sequence[QueuedJob]) -> list[list[QueuedJob]]:
+    """Jobs grouped into placement units: a gang's members together at its first member's position."""
+    units: list[list[QueuedJob]] = []
+    by_gang: dict[str, list[QueuedJob]] = {}
+    for job in jobs:
+        if not job.gang:
+            units.append([job])
+        elif job.gang in by_gang:
+            by_gang[job.gang].append(job)
+        else:
+            by_gang[job.gang] = [job]
+            units.append(by_gang[job.gang])
+    return units
+
+
+class _PolicyBase:
+    """Shared loop: order, gangs all-or-nothing, capacity bookkeeping.  Subclasses pick a pool."""
+
+    keep_order: bool = False
+
+    def __init__(self, grid: GridModel | GridContext) -> None:
+        self.ctx = grid if isinstance(grid, GridContext) else GridContext(grid)
+
+    def plan(self, jobs: Sequence[QueuedJob], pools: Sequence[PoolState], *, now: float) -> list[Placement]:
+        free = _FreeState(self.ctx, pools)
+        self._begin(now)
+        ordered = list(jobs) if self.keep_order else _order(jobs)
+        out: list[Placement] = []
+        for unit in _gangs(ordered):
+            if unit[0].gang and len(unit) < unit[0].gang_size:
+                continue  # a gang waits until all its members are queued
+            placed = self._place_unit(unit, free, now)
+            out.extend(placed)
+        return out
+
+    def _place_unit(self, unit: list[QueuedJob], free: _FreeState, now: float) -> list[Placement]:
+        taken: list[tuple[int, Capacity]] = []
+        result: list[Placement] = []
+        site: SiteId | None = None
+        for job in unit:
+            if job.spec.not_before is not None and job.spec.not_before > now:
+                break
+            got = self._choose(job, free, now, site if job.gang else None)
+            if got is None:
+                break
+            i, placement = got
+            if placement.start_at <= now:
+                free.take(i, job.spec.demand)
+                taken.append((i, job.spec.demand))
+            site = self.ctx.pools[i].site
+            result.append(placement)
+        if len(result) < len(unit):
+            for i, d in taken:
+                free.give(i, d)
+            return []
+        return result
+
+    def _begin(self, now: float) -> None:
+        pass
+
+    def _choose(self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None) -> tuple[int, Placement] | None:
+        raise NotImplementedError
+
+    def _restrict(self, idx: np.ndarray, site: SiteId | None) -> np.ndarray:
+        if site is None:
+            return idx
+        return idx[self.ctx.site_idx[idx] == self.ctx.network.index[site]]
+
+    def _placement(self, job: QueuedJob, i: int, now: float, start: float | None = None) -> Placement:
+        pool = self.ctx.pools[i]
+        return Placement(job.id, pool.site, pool.name, now if start is None else start)
+
+
+class GridScheduler(_PolicyBase):
+    """The multi-objective grid scheduler (see the module docstring for the score)."""
+
+    def __init__(
+        self,
+        grid: GridModel | GridContext,
+        *,
+        weights: Weights = Weights(),
+        tenant_weights: Mapping[str, Weights] | None = None,
+        job_weights: Mapping[str, Weights] | None = None,
+        horizon_h: int = 24,
+        keep_order: bool = False,
+    ) -> None:
+        super().__init__(grid)
+        self.weights = weights
+        self.tenant_weights = dict(tenant_weights or {})
+        self.job_weights = dict(job_weights or {})
+        self.horizon_h = horizon_h
+        self.keep_order = keep_order
+        self._rank: dict[tuple, np.ndarray] = {}
+        self._full: dict[tuple, Capacity] = {}
+
+    def weights_for(self, job: QueuedJob) -> Weights:
+        return self.job_weights.get(job.id) or self.tenant_weights.get(job.tenant) or self.weights
+
+    def _begin(self, now: float) -> None:
+        self._rank.clear()
+        self._full.clear()
+
+    def start_times(self, spec: JobSpec, now: float) -> np.ndarray:
+        """Now, then each local hour boundary within the horizon (deferrable jobs only)."""
+        if not _is_deferrable(spec):
+            return np.array([now])
+        first = math.floor(now / 3600.0) * 3600.0 + 3600.0
+        hours = first + 3600.0 * np.arange(self.horizon_h)
+        return np.concatenate(([now], hours[hours < (spec.deadline or now)]))
+
+    def _choose(self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None) -> tuple[int, Placement] | None:
+        spec = job.spec
+        idx, _ = self.ctx.candidates(spec)
+        idx = self._restrict(idx, site)
+        if len(idx) == 0:
+            return None
+        w = self.weights_for(job)
+        if spec.deadline is None:
+            return self._choose_ranked(job, idx, free, now, w, site)
+        return self._choose_timed(job, idx, free, now, w)
+
+    def _choose_ranked(
+        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, site: SiteId | None
+    ) -> tuple[int, Placement] | None:
+        spec = job.spec
+        q = round(math.log(spec.duration_s) / math.log(1.02))
+        key = (_shape(spec), w, q, site)
+        demand = spec.demand
+        full = self._full.get(key)
+        if full is not None and demand.fits_in(full):
+            return None  # a no-bigger demand of this shape already found nothing; free only shrinks
+        order = self._rank.get(key)
+        if order is None:
+            terms = self.ctx.evaluate(spec, idx, free.wait, np.array([now]), now, 1.02**q)
+            score, _ = score_terms(terms, spec, now, w)
+            order = idx[np.argsort(score[:, 0], kind="stable")]
+            self._rank[key] = order
+        for i in order[:16]:
+            if free.fits_one(int(i), demand):
+                return int(i), self._exact(job, int(i), free, now, now, w)
+        ok = free.fits(order, demand)
+        if not ok.any():
+            self._full[key] = demand
+            return None
+        i = int(order[int(np.argmax(ok))])
+        return i, self._exact(job, i, free, now, now, w)
+
+    def _exact(self, job: QueuedJob, i: int, free: _FreeState, now: float, start: float, w: Weights) -> Placement:
+        terms = self.ctx.evaluate(job.spec, np.array([i]), free.wait, np.array([start]), now, job.spec.duration_s)
+        flat = {k: float(v[0, 0]) for k, v in terms.items()}
+        pool = self.ctx.pools[i]
+        return Placement(job.id, pool.site, pool.name, start, _public_terms(flat, job.spec))
+
+    def _choose_timed(
+        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights
+    ) -> tuple[int, Placement] | None:
+        spec = job.spec
+        starts = self.start_times(spec, now)
+        terms = self.ctx.evaluate(spec, idx, free.wait, starts, now, spec.duration_s)
+        score, _ = score_terms(terms, spec, now, w)
+        fits = free.fits(idx, spec.demand)
+        score[~fits, 0] = np.inf  # starting now needs room now; a later start reserves nothing yet
+        if not np.isfinite(score).any():
+            return None
+        r, c = np.unravel_index(int(np.argmin(score)), score.shape)
+        i = int(idx[r])
+        flat = {k: float(v[r, c]) for k, v in terms.items()}
+        flat["score"] = float(score[r, c])
+        pool = self.ctx.pools[i]
+        start = float(starts[c]) if c > 0 else now
+        return i, Placement(job.id, pool.site, pool.name, start, _public_terms(flat, spec))
+
+    # ---- submit-time checks and explanations ---------------------------------------------------
+
+    def candidates(self, job: QueuedJob, pools: Sequence[PoolState], *, now: float) -> list[Candidate]:
+        """Every pool that could run ``job``, scored at its best start time, best first."""
+        free = _FreeState(self.ctx, pools)
+        idx, _ = self.ctx.candidates(job.spec)
+        if len(idx) == 0:
+            return []
+        starts = self.start_times(job.spec, now)
+        terms = self.ctx.evaluate(job.spec, idx, free.wait, starts, now, job.spec.duration_s)
+        score, _ = score_terms(terms, job.spec, now, self.weights_for(job))
+        fits = free.fits(idx, job.spec.demand)
+        out = []
+        for r, i in enumerate(idx):
+            c = int(np.argmin(score[r]))
+            flat = {k: float(v[r, c]) for k, v in terms.items()}
+            flat["score"] = float(score[r, c])
+            pool = self.ctx.pools[int(i)]
+            out.append(
+                Candidate(pool.site, pool.name, float(starts[c]), float(score[r, c]), _public_terms(flat, job.spec),
+                          bool(fits[r]))
+            )
+        return sorted(out, key=lambda c: (c.score, c.start_at))
+
+    def best_finish(self, spec: JobSpec, *, now: float) -> tuple[float, PoolKey | None]:
+        """Earliest predicted finish over every pool that could run ``spec`` (ignoring load)."""
+        idx, _ = self.ctx.candidates(spec)
+        if len(idx) == 0:
+            return math.inf, None
+        wait = np.zeros(len(self.ctx.pools))
+        terms = self.ctx.evaluate(spec, idx, wait, np.array([now]), now, spec.duration_s)
+        r = int(np.argmin(terms["finish"][:, 0]))
+        pool = self.ctx.pools[int(idx[r])]
+        return float(terms["finish"][r, 0]), (pool.site, pool.name)
+
+    def check_submit(self, spec: JobSpec, *, now: float) -> None:
+        """Raise ``Unplaceable`` when no pool could ever run ``spec`` or none can meet its deadline."""
+        idx, reasons = self.ctx.candidates(spec)
+        if len(idx) == 0:
+            detail = "; ".join(f"{self.ctx.pools[i].site}/{self.ctx.pools[i].name}: {r}" for i, r in reasons.items())
+            raise Unplaceable(f"no pool can run this job ({detail or 'no pools'})",
+                              ruled_out={f"{self.ctx.pools[i].site}/{self.ctx.pools[i].name}": r
+                                         for i, r in reasons.items()})
+        if spec.deadline is not None:
+            finish, where = self.best_finish(spec, now=now)
+            if finish > spec.deadline:
+                raise Unplaceable(
+                    f"no pool can meet the deadline: the earliest finish is {finish - spec.deadline:.0f} s late "
+                    f"(at {where[0]}/{where[1]})" if where else "no pool can meet the deadline",
+                    earliest_finish=finish,
+                    deadline=spec.deadline,
+                )
+
+
+def _public_terms(flat: dict[str, float], spec: JobSpec) -> dict[str, float]:
+    out = {
+        "cost_fen": flat["cost_fen"],
+        "carbon_kg": flat["carbon_kg"],
+        "latency_ms": flat["latency_ms"],
+        "transfer_s": flat["transfer_s"],
+        "run_s": flat["run_s"],
+        "finish_at": flat["finish"],
+    }
+    if "score" in flat:
+        out["score"] = flat["score"]
+    if spec.deadline is not None:
+        out["deadline_miss"] = 1.0 if flat["finish"] > spec.deadline + 1e-6 else 0.0
+    return out
+
+
+# ---- baselines ------------------------------------------------------------------------------------
+
+
+class _FirstRoom(_PolicyBase):
+    """Baselines: a fixed preference order per job; the first candidate with room wins."""
+
+    def _prefer(self, job: QueuedJob, idx: np.ndarray, now: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def _choose(self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None) -> tuple[int, Placement] | None:
+        idx, _ = self.ctx.candidates(job.spec)
+        idx = self._restrict(idx, site)
+        if len(idx) == 0:
+            return None
+        order = self._prefer(job, idx, now)
+        ok = free.fits(order, job.spec.demand)
+        if not ok.any():
+            return None
+        i = int(order[int(np.argmax(ok))])
+        return i, self._placement(job, i, now)
+
+
+class RandomPolicy(_FirstRoom):
+    """Any pool that could run the job, uniformly at random (seeded)."""
+
+    def __init__(self, grid: GridModel | GridContext, seed: int = 0) -> None:
+        super().__init__(grid)
+        self.rng = np.random.default_rng(seed)
+
+    def _prefer(self, job: QueuedJob, idx: np.ndarray, now: float) -> np.ndarray:
+        return self.rng.permutation(idx)
+
+
+class RoundRobin(_FirstRoom):
+    """Pools in turn: each job starts looking one past where the last one landed."""
+
+    def __init__(self, grid: GridModel | GridContext) -> None:
+        super().__init__(grid)
+        self.next = 0
+
+    def _prefer(self, job: QueuedJob, idx: np.ndarray, now: float) -> np.ndarray:
+        k = int(np.searchsorted(idx, self.next % len(self.ctx.pools)))
+        self.next += 1
+        return np.roll(idx, -k)
+
+
+class NearestSite(_FirstRoom):
+    """Lowest latency from the consumer (else the data) site; ties in grid order."""
+
+    def _prefer(self, job: QueuedJob, idx: np.ndarray, now: float) -> np.ndarray:
+        origin = job.spec.consumer_site or job.spec.data_site
+        net = self.ctx.network
+        if origin not in net.index:
+            return idx
+        lat = net.latency_ms[net.index[origin], self.ctx.site_idx[idx]]
+        return idx[np.argsort(lat, kind="stable")]
+
+
+class CheapestFirst(_FirstRoom):
+    """SkyPilot-like: the lowest price for the job's run starting now; no time shifting."""
+
+    def _prefer(self, job: QueuedJob, idx: np.ndarray, now: float) -> np.ndarray:
+        wait = np.zeros(len(self.ctx.pools))
+        terms = self.ctx.evaluate(job.spec, idx, wait, np.array([now]), now, job.spec.duration_s)
+        return idx[np.argsort(terms["cost_fen"][:, 0], kind="stable")]
+
+
+SchedulerFactory = Callable[[GridContext], _PolicyBase]
+
+POLICIES: dict[str, SchedulerFactory] = {
+    "grid": lambda ctx: GridScheduler(ctx),
+    "random": lambda ctx: RandomPolicy(ctx, seed=0),
+    "round-robin": RoundRobin,
+    "nearest-site": NearestSite,
+    "cheapest-first": CheapestFirst,
+}
