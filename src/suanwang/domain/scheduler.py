@@ -65,6 +65,7 @@ from suanwang.domain.placement import Placement, PoolState, QueuedJob, rule_out
 from suanwang.errors import InvalidSpec, Unplaceable
 
 PoolKey = tuple[SiteId, PoolId]
+Allow = Callable[["QueuedJob"], "np.ndarray | None"]  # per job: which grid pools it may use (bool per pool)
 HOURS = 24
 
 
@@ -393,14 +394,17 @@ class _PolicyBase:
             out.extend(placed)
         return out
 
-    def _place_unit(self, unit: list[QueuedJob], free: _FreeState, now: float) -> list[Placement]:
+    def _place_unit(
+        self, unit: list[QueuedJob], free: _FreeState, now: float, allow: Allow | None = None
+    ) -> list[Placement]:
         taken: list[tuple[int, Capacity]] = []
         result: list[Placement] = []
         site: SiteId | None = None
         for job in unit:
             if job.spec.not_before is not None and job.spec.not_before > now:
                 break
-            got = self._choose(job, free, now, site if job.gang else None)
+            mask = allow(job) if allow is not None else None
+            got = self._choose(job, free, now, site if job.gang else None, mask)
             if got is None:
                 break
             i, placement = got
@@ -418,7 +422,9 @@ class _PolicyBase:
     def _begin(self, now: float) -> None:
         pass
 
-    def _choose(self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None) -> tuple[int, Placement] | None:
+    def _choose(
+        self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
+    ) -> tuple[int, Placement] | None:
         raise NotImplementedError
 
     def _restrict(self, idx: np.ndarray, site: SiteId | None) -> np.ndarray:
@@ -468,39 +474,46 @@ class GridScheduler(_PolicyBase):
         hours = first + 3600.0 * np.arange(self.horizon_h)
         return np.concatenate(([now], hours[hours < (spec.deadline or now)]))
 
-    def _choose(self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None) -> tuple[int, Placement] | None:
+    def _choose(
+        self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
+    ) -> tuple[int, Placement] | None:
         spec = job.spec
         idx, _ = self.ctx.candidates(spec)
         idx = self._restrict(idx, site)
+        if mask is not None:
+            idx = idx[mask[idx]]
         if len(idx) == 0:
             return None
         w = self.weights_for(job)
         if spec.deadline is None:
-            return self._choose_ranked(job, idx, free, now, w, site)
+            return self._choose_ranked(job, idx, free, now, w, site, mask is None)
         return self._choose_timed(job, idx, free, now, w)
 
     def _choose_ranked(
-        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, site: SiteId | None
+        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, site: SiteId | None,
+        cache: bool = True,
     ) -> tuple[int, Placement] | None:
         spec = job.spec
         q = round(math.log(spec.duration_s) / math.log(1.02))
-        key = (_shape(spec), w, q, site)
+        key = (_shape(spec), w, q, site) if cache else None
         demand = spec.demand
         full = self._full.get(key)
         if full is not None and demand.fits_in(full):
             return None  # a no-bigger demand of this shape already found nothing; free only shrinks
-        order = self._rank.get(key)
+        order = self._rank.get(key) if cache else None
         if order is None:
             terms = self.ctx.evaluate(spec, idx, free.wait, np.array([now]), now, 1.02**q)
             score, _ = score_terms(terms, spec, now, w)
             order = idx[np.argsort(score[:, 0], kind="stable")]
-            self._rank[key] = order
+            if cache:
+                self._rank[key] = order
         for i in order[:16]:
             if free.fits_one(int(i), demand):
                 return int(i), self._exact(job, int(i), free, now, now, w)
         ok = free.fits(order, demand)
         if not ok.any():
-            self._full[key] = demand
+            if cache:
+                self._full[key] = demand
             return None
         i = int(order[int(np.argmax(ok))])
         return i, self._exact(job, i, free, now, now, w)
@@ -609,9 +622,13 @@ class _FirstRoom(_PolicyBase):
     def _prefer(self, job: QueuedJob, idx: np.ndarray, now: float) -> np.ndarray:
         raise NotImplementedError
 
-    def _choose(self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None) -> tuple[int, Placement] | None:
+    def _choose(
+        self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
+    ) -> tuple[int, Placement] | None:
         idx, _ = self.ctx.candidates(job.spec)
         idx = self._restrict(idx, site)
+        if mask is not None:
+            idx = idx[mask[idx]]
         if len(idx) == 0:
             return None
         order = self._prefer(job, idx, now)
