@@ -105,6 +105,7 @@ class _Run:
     start: float
     end: float
     units: int
+    billed_from: float  # start + data transfer: the run itself begins here
 
 
 def bill_fen(price: np.ndarray, units: int, speed: float, start: float, end: float, utc_offset_h: float) -> int:
@@ -244,7 +245,7 @@ class Simulator:
         self.free[i] = self.free[i] - spec.demand
         units = job_units(spec)
         self.busy[i] += units
-        self.running[job.id] = _Run(job, i, now, end, units)
+        self.running[job.id] = _Run(job, i, now, end, units, now + transfer)
         if np.isnan(self.start[n]):
             self.start[n] = now
         self.site[n] = self.site_of_pool[i]
@@ -257,8 +258,9 @@ class Simulator:
         self.free[i] = self.free[i] + r.job.spec.demand
         self.busy[i] -= r.units
         speed = float(self.ctx.speed[i])
-        self.cost[n] += bill_fen(self.ctx.price[i], r.units, speed, r.start, now, self.ctx.grid.utc_offset_h)
-        self.carbon[n] += self._carbon(i, r.units, r.start, now)
+        begin = min(r.billed_from, now)
+        self.cost[n] += bill_fen(self.ctx.price[i], r.units, speed, begin, now, self.ctx.grid.utc_offset_h)
+        self.carbon[n] += self._carbon(i, r.units, begin, now)
         return r
 
     def _carbon(self, i: int, units: int, start: float, end: float) -> float:
