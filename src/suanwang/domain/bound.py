@@ -54,7 +54,7 @@ def cost_lower_bound(ctx: GridContext, jobs: Sequence[QueuedJob], *, integral: b
     caps = [float(p.capacity.devices or p.capacity.cores) for p in ctx.pools]
     most = np.zeros(len(ctx.pools))  # units if every job that could use a pool ran there at once
     for job in jobs:
-        most[ctx.candidates(job.spec)[0]] += job_units(job.spec)
+        most[ctx.candidates(job.spec)] += job_units(job.spec)
     tight = {i for i in range(len(ctx.pools)) if most[i] > caps[i]}
     for j, job in enumerate(jobs):
         _job_columns(ctx, job, j, horizon_h, cols_cost, col_job, occupancy, tight)
@@ -92,7 +92,7 @@ def _job_columns(ctx: GridContext, job: QueuedJob, j: int, horizon_h: int, cols_
                  col_job: list[int], occupancy: dict[tuple[int, int], list[tuple[int, float]]],
                  tight: set[int]) -> None:
     spec = job.spec
-    idx, _ = ctx.candidates(spec)
+    idx = ctx.candidates(spec)
     now = job.submitted_at
     starts = [now]
     if spec.deadline is not None and spec.latency_ms_max is None:

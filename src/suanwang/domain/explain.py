@@ -67,7 +67,8 @@ def explain(
 ) -> Explanation:
     """Explain ``job`` against the current ``pools`` (its placement, if any, given as ``placed``)."""
     ctx = scheduler.ctx
-    idx, reasons = ctx.candidates(job.spec)
+    idx = ctx.candidates(job.spec)
+    reasons = ctx.ruled_out(job.spec)
     name = [f"{p.site}/{p.name}" for p in ctx.pools]
     online = {(s.pool.site, s.pool.name) for s in pools if s.online}
     ruled = {name[i]: r for i, r in sorted(reasons.items())}

@@ -213,6 +213,7 @@ class FairScheduler:
         preempt: list[str] = []
         evicted: set[str] = set()
         ordered = self.fair.order(jobs, usage_by_tenant(running))
+        self.inner._prepare(ordered)
 
         def allow(job: QueuedJob) -> np.ndarray | None:
             if not heads:
@@ -237,7 +238,7 @@ class FairScheduler:
                 now: float) -> np.ndarray:
         ctx = self.inner.ctx
         shadow = np.full(len(ctx.pools), np.inf)
-        idx, _ = ctx.candidates(job.spec)
+        idx = ctx.candidates(job.spec)
         d = job.spec.demand
         for i in idx:
             have = Capacity(int(free.cores[i]), float(free.mem[i]), int(free.dev[i]))
@@ -277,7 +278,7 @@ class FairScheduler:
     def _preempt(self, job: QueuedJob, free: _FreeState, by_pool: dict[int, list[RunningJob]], evicted: set[str],
                  now: float) -> tuple[list[Placement], list[str]]:
         ctx = self.inner.ctx
-        idx, _ = ctx.candidates(job.spec)
+        idx = ctx.candidates(job.spec)
         options: list[tuple[int, int, list[str]]] = []
         for i in idx:
             i = int(i)

@@ -44,9 +44,14 @@ and takes no capacity now.  If no candidate meets a deadline the job is
 placed at the earliest finish and ``terms["deadline_miss"] = 1``;
 ``check_submit`` tells the consumer so at submit.
 
-Speed: jobs without a deadline share a ranking per (shape, weights, D rounded
-to 2% in log space) computed once per ``plan`` call; the chosen pool's terms
-are computed exactly.  Gangs (``QueuedJob.gang``) are placed on one site,
+Speed (one ``plan`` call): the cost, carbon and latency terms of jobs without a
+deadline are computed once per (shape, weights, run time in 25 % log steps
+clamped to 5 min..2 days), with the hour window starting at now + wait (data
+transfer, seconds to minutes, does not move it); the time term is exact per
+job, and scores for the next 2,048 jobs are computed as one matrix per
+group.  A deferrable job is scored over a shortlist: the pools among the best
+12 by cost, carbon, finish or latency at some start hour (run time in
+factor-2 steps).  The chosen placement's terms are then computed exactly.  Gangs (``QueuedJob.gang``) are placed on one site,
 all members or none.
 """
 
@@ -175,9 +180,22 @@ def _integral(cum: np.ndarray, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
     days = np.floor(x / HOURS)
     rem = x - days * HOURS
     h = np.minimum(rem.astype(np.int64), HOURS - 1)
-    frac = rem - h
-    step = cum[rows, h + 1] - cum[rows, h]
-    return days * cum[rows, HOURS] + cum[rows, h] + frac * step
+    flat = cum.ravel()
+    at = rows * (HOURS + 1) + h  # 1-D take is much faster than 2-D fancy indexing
+    lo = flat.take(at)
+    return days * flat.take(rows * (HOURS + 1) + HOURS) + lo + (rem - h) * (flat.take(at + 1) - lo)
+
+
+def _bucket(duration_s: float, step: float) -> int:
+    """Run time in log steps, clamped to 5 min .. 2 days (outside, the hourly means barely change)."""
+    return round(math.log(min(max(duration_s, 300.0), 172800.0)) / math.log(step))
+
+
+def _scalar_integral(cum: np.ndarray, x: float) -> float:
+    days = math.floor(x / HOURS)
+    rem = x - days * HOURS
+    h = min(int(rem), HOURS - 1)
+    return float(days * cum[HOURS] + cum[h] + (rem - h) * (cum[h + 1] - cum[h]))
 
 
 def _cumulative(series: np.ndarray) -> np.ndarray:
@@ -206,7 +224,18 @@ class GridContext:
         self.ci_cum = _cumulative(self.ci)
         self.site_idx = np.array([self.network.index[p.site] for p in grid.pools], dtype=np.int64)
         self.has_devices = np.array([p.capacity.devices > 0 for p in grid.pools])
-        self._rules: dict[tuple, tuple[np.ndarray, dict[int, str]]] = {}
+        self._rules: dict[tuple, np.ndarray] = {}
+        nodes = [p.largest_node for p in grid.pools]
+        self._arr = {
+            "cls": np.array([p.resource_class.value for p in grid.pools]),
+            "model": np.array([p.device_model.lower() for p in grid.pools]),
+            "devmem": np.array([p.device_memory_gb for p in grid.pools], dtype=float),
+            "label_region": np.array([p.labels.get("region", "") for p in grid.pools]),
+            "site_region": np.array([self.site_by_name[p.site].region for p in grid.pools]),
+            "node_cores": np.array([n.cores for n in nodes], dtype=float),
+            "node_mem": np.array([n.memory_gb for n in nodes], dtype=float),
+            "node_dev": np.array([n.devices for n in nodes], dtype=float),
+        }
 
     def local_hours(self, t: np.ndarray | float) -> np.ndarray:
         return np.asarray(t, dtype=float) / 3600.0 + self.grid.utc_offset_h
@@ -231,24 +260,49 @@ class GridContext:
                 return f"no network path from data site {spec.data_site}"
         return None
 
-    def candidates(self, spec: JobSpec) -> tuple[np.ndarray, dict[int, str]]:
-        """Pools that could ever run ``spec`` (index array) and the reasons for the rest; cached by shape."""
+    def candidates(self, spec: JobSpec) -> np.ndarray:
+        """Indices of the pools that could ever run ``spec`` (vectorised ``hard_rule``); cached by shape."""
         key = _shape(spec)
         hit = self._rules.get(key)
         if hit is None:
-            reasons = {i: r for i in range(len(self.pools)) if (r := self.hard_rule(spec, i))}
-            idx = np.array([i for i in range(len(self.pools)) if i not in reasons], dtype=np.int64)
-            hit = self._rules[key] = (idx, reasons)
+            hit = self._rules[key] = np.flatnonzero(self._rule_mask(spec))
+            if len(self._rules) > 100_000:
+                self._rules.clear()
         return hit
 
+    def ruled_out(self, spec: JobSpec) -> dict[int, str]:
+        """Pool index -> why it can never run ``spec``, for every pool that cannot."""
+        return {i: r for i in range(len(self.pools)) if (r := self.hard_rule(spec, i))}
+
+    def _rule_mask(self, spec: JobSpec) -> np.ndarray:
+        a = self._arr
+        ok = a["cls"] == spec.resource_class.value
+        if spec.device_model:
+            ok &= a["model"] == spec.device_model.lower()
+        if spec.device_memory_gb_min:
+            ok &= a["devmem"] >= spec.device_memory_gb_min
+        if spec.region:
+            ok &= ((a["label_region"] == "") | (a["label_region"] == spec.region)) & (a["site_region"] == spec.region)
+        ok &= (a["node_cores"] >= spec.cores) & (a["node_mem"] >= spec.memory_gb) & (a["node_dev"] >= spec.devices)
+        net = self.network
+        if spec.latency_ms_max is not None:
+            if spec.consumer_site not in net.index:
+                return np.zeros(len(self.pools), dtype=bool)
+            ok &= net.latency_ms[net.index[spec.consumer_site], self.site_idx] <= spec.latency_ms_max
+        if spec.data_site and spec.data_gb > 0 and spec.data_site in net.index:
+            ok &= np.isfinite(net.latency_ms[net.index[spec.data_site], self.site_idx])
+        return ok
+
     def evaluate(
-        self, spec: JobSpec, idx: np.ndarray, wait: np.ndarray, starts: np.ndarray, now: float, duration: float
+        self, spec: JobSpec, idx: np.ndarray, wait: np.ndarray, starts: np.ndarray, now: float, duration: float,
+        transfer: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Predicted terms for candidates ``idx`` (rows) and start times ``starts`` (columns)."""
         n = job_units(spec)
-        transfer = np.zeros(len(idx))
-        if spec.data_site and spec.data_gb > 0 and spec.data_site in self.network.index:
-            transfer = self.network.transfer_row(spec.data_site, spec.data_gb)[self.site_idx[idx]]
+        if transfer is None:
+            transfer = np.zeros(len(idx))
+            if spec.data_site and spec.data_gb > 0 and spec.data_site in self.network.index:
+                transfer = self.network.transfer_row(spec.data_site, spec.data_gb)[self.site_idx[idx]]
         run = duration / self.speed[idx]
         ready = now + wait[idx] + transfer
         start = np.maximum(starts[None, :], ready[:, None])
@@ -386,6 +440,7 @@ class _PolicyBase:
         free = _FreeState(self.ctx, pools)
         self._begin(now)
         ordered = list(jobs) if self.keep_order else _order(jobs)
+        self._prepare(ordered)
         out: list[Placement] = []
         for unit in _gangs(ordered):
             if unit[0].gang and len(unit) < unit[0].gang_size:
@@ -422,6 +477,9 @@ class _PolicyBase:
     def _begin(self, now: float) -> None:
         pass
 
+    def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
+        pass
+
     def _choose(
         self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
     ) -> tuple[int, Placement] | None:
@@ -456,15 +514,51 @@ class GridScheduler(_PolicyBase):
         self.job_weights = dict(job_weights or {})
         self.horizon_h = horizon_h
         self.keep_order = keep_order
-        self._rank: dict[tuple, np.ndarray] = {}
+        self._static: dict[tuple, np.ndarray] = {}
+        self._shortlist: dict[tuple, np.ndarray] = {}
         self._full: dict[tuple, Capacity] = {}
+        self._transfer: dict[tuple[str, float], np.ndarray] = {}
 
     def weights_for(self, job: QueuedJob) -> Weights:
         return self.job_weights.get(job.id) or self.tenant_weights.get(job.tenant) or self.weights
 
     def _begin(self, now: float) -> None:
-        self._rank.clear()
+        self._static.clear()
+        self._shortlist.clear()
         self._full.clear()
+        self._pre: dict[str, np.ndarray] = {}
+        self._dead: dict[tuple, np.ndarray] = {}
+        self._ordered: Sequence[QueuedJob] = ()
+        self._pos: dict[str, int] = {}
+
+    def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
+        """Remember the order so scores can be computed for many upcoming jobs at once."""
+        self._ordered = ordered
+        self._pos = {j.id: k for k, j in enumerate(ordered)}
+
+    def _precompute(self, pos: int, free: _FreeState, now: float, chunk: int = 2048) -> None:
+        """Score rows for the next ``chunk`` jobs without deadline, one matrix per (shape, weights) group."""
+        groups: dict[tuple, list[QueuedJob]] = {}
+        end = min(len(self._ordered), pos + chunk)
+        for job in self._ordered[pos:end]:
+            if job.spec.deadline is None and not job.gang and job.id not in self._pre:
+                w = self.weights_for(job)
+                groups.setdefault((self._static_shape(job.spec), w), []).append(job)
+        for key, js in groups.items():
+            w = key[1]
+            idx = self.ctx.candidates(js[0].spec)
+            if len(idx) == 0:
+                continue
+            statics = np.stack([self._static_terms(j.spec, idx, free, now, w, key) for j in js])
+            dur = np.array([j.spec.duration_s for j in js])
+            t = free.wait[idx][None, :] + dur[:, None] / self.ctx.speed[idx][None, :]
+            if any(j.spec.data_gb > 0 and j.spec.data_site for j in js):
+                t = t + np.stack([self._transfer_s(j.spec, idx) for j in js])
+            if w.time:
+                statics = statics + w.time * (t / np.maximum(t.min(axis=1, keepdims=True), 1e-9) - 1.0)
+            statics[~np.isfinite(t)] = np.inf
+            for k, job in enumerate(js):
+                self._pre[job.id] = statics[k]
 
     def start_times(self, spec: JobSpec, now: float) -> np.ndarray:
         """Now, then each local hour boundary within the horizon (deferrable jobs only)."""
@@ -478,58 +572,133 @@ class GridScheduler(_PolicyBase):
         self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
     ) -> tuple[int, Placement] | None:
         spec = job.spec
-        idx, _ = self.ctx.candidates(spec)
+        idx = self.ctx.candidates(spec)
         idx = self._restrict(idx, site)
         if mask is not None:
             idx = idx[mask[idx]]
         if len(idx) == 0:
             return None
         w = self.weights_for(job)
+        cacheable = mask is None and site is None
+        key = (self._static_shape(spec), w) if cacheable else None
+        if key is not None and (full := self._full.get(key)) is not None and spec.demand.fits_in(full):
+            return None  # a no-bigger demand of this shape found no room; free capacity only shrinks
         if spec.deadline is None:
-            return self._choose_ranked(job, idx, free, now, w, site, mask is None)
-        return self._choose_timed(job, idx, free, now, w)
+            got = self._choose_ranked(job, idx, free, now, w, key)
+        else:
+            got = self._choose_timed(job, idx, free, now, w, key)
+        if got is None and key is not None and spec.deadline is None:
+            self._full[key] = spec.demand
+        return got
+
+    def _static_shape(self, spec: JobSpec) -> tuple:
+        """The shape without the data site when every pool can reach it (the data only moves the time term)."""
+        net = self.ctx.network
+        data = spec.data_site if spec.data_gb > 0 and spec.data_site in net.index else ""
+        if data and np.isfinite(net.latency_ms[net.index[data]]).all():
+            data = ""
+        return (*_shape(spec)[:6], data, spec.cores, spec.memory_gb, spec.devices)
+
+    def _transfer_s(self, spec: JobSpec, idx: np.ndarray) -> np.ndarray:
+        if not (spec.data_site and spec.data_gb > 0 and spec.data_site in self.ctx.network.index):
+            return np.zeros(len(idx))
+        k = (spec.data_site, spec.data_gb)
+        row = self._transfer.get(k)
+        if row is None:
+            row = self._transfer[k] = self.ctx.network.transfer_row(spec.data_site, spec.data_gb)
+        return row[self.ctx.site_idx[idx]]
+
+    def _static_terms(self, spec: JobSpec, idx: np.ndarray, free: _FreeState, now: float, w: Weights,
+                      key: tuple | None) -> np.ndarray:
+        """w_cost T_cost + w_carbon T_carbon + w_latency T_lat for starting now, run time in 25 % log steps."""
+        q = _bucket(spec.duration_s, 1.25)
+        k = None if key is None else (key, q)
+        hit = self._static.get(k) if k is not None else None
+        if hit is not None:
+            return hit
+        terms = self.ctx.evaluate(spec, idx, free.wait, np.array([now]), now, 1.25**q, transfer=np.zeros(len(idx)))
+        ok = np.isfinite(terms["finish"][:, 0])
+        part = (w.cost * _ratio(terms["cost_fen"][:, 0], ok) + w.carbon * _ratio(terms["carbon_kg"][:, 0], ok)
+                + w.latency * _ratio(np.asarray(terms["latency_ms"][:, 0], dtype=float), ok))
+        if k is not None:
+            self._static[k] = part
+        return part
 
     def _choose_ranked(
-        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, site: SiteId | None,
-        cache: bool = True,
+        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, key: tuple | None
     ) -> tuple[int, Placement] | None:
         spec = job.spec
-        q = round(math.log(spec.duration_s) / math.log(1.02))
-        key = (_shape(spec), w, q, site) if cache else None
+        score = None
+        if key is not None and job.id in self._pos:
+            score = self._pre.pop(job.id, None)
+            if score is None:
+                self._precompute(self._pos[job.id], free, now)
+                score = self._pre.pop(job.id, None)
+        if score is None:
+            static = self._static_terms(spec, idx, free, now, w, key)
+            t = free.wait[idx] + self._transfer_s(spec, idx) + spec.duration_s / self.ctx.speed[idx]
+            score = static + w.time * (t / max(float(t.min()), 1e-9) - 1.0) if w.time else static.copy()
+            score[~np.isfinite(t)] = np.inf
+        if key is not None:
+            dead = self._dead.get(key)
+            if dead is None:
+                dead = self._dead[key] = np.zeros(len(idx), dtype=bool)
+            elif dead.any():
+                score = np.where(dead, np.inf, score)
+        else:
+            dead = np.zeros(len(idx), dtype=bool)
         demand = spec.demand
-        full = self._full.get(key)
-        if full is not None and demand.fits_in(full):
-            return None  # a no-bigger demand of this shape already found nothing; free only shrinks
-        order = self._rank.get(key) if cache else None
-        if order is None:
-            terms = self.ctx.evaluate(spec, idx, free.wait, np.array([now]), now, 1.02**q)
-            score, _ = score_terms(terms, spec, now, w)
-            order = idx[np.argsort(score[:, 0], kind="stable")]
-            if cache:
-                self._rank[key] = order
-        for i in order[:16]:
-            if free.fits_one(int(i), demand):
-                return int(i), self._exact(job, int(i), free, now, now, w)
-        ok = free.fits(order, demand)
+        for _ in range(8):
+            r = int(np.argmin(score))
+            if not np.isfinite(score[r]):
+                return None
+            i = int(idx[r])
+            if free.fits_one(i, demand):
+                return i, self._exact(job, i, free, now, now, self._transfer_one(spec, i), float(score[r]))
+            score[r] = np.inf
+            dead[r] = True  # full for this shape's demand for the rest of this plan call
+        ok = free.fits(idx, demand) & np.isfinite(score)
         if not ok.any():
-            if cache:
-                self._full[key] = demand
             return None
-        i = int(order[int(np.argmax(ok))])
-        return i, self._exact(job, i, free, now, now, w)
+        dead |= ~ok
+        r = int(np.argmin(np.where(ok, score, np.inf)))
+        i = int(idx[r])
+        return i, self._exact(job, i, free, now, now, self._transfer_one(spec, i), float(score[r]))
 
-    def _exact(self, job: QueuedJob, i: int, free: _FreeState, now: float, start: float, w: Weights) -> Placement:
-        terms = self.ctx.evaluate(job.spec, np.array([i]), free.wait, np.array([start]), now, job.spec.duration_s)
-        flat = {k: float(v[0, 0]) for k, v in terms.items()}
-        pool = self.ctx.pools[i]
-        return Placement(job.id, pool.site, pool.name, start, _public_terms(flat, job.spec))
+    def _transfer_one(self, spec: JobSpec, i: int) -> float:
+        net = self.ctx.network
+        if not (spec.data_site and spec.data_gb > 0 and spec.data_site in net.index):
+            return 0.0
+        return net.transfer_s(spec.data_site, self.ctx.pools[i].site, spec.data_gb)
+
+    def _exact(self, job: QueuedJob, i: int, free: _FreeState, now: float, start: float, transfer: float,
+               score: float) -> Placement:
+        """The chosen placement's predicted terms, computed exactly for this one pool (scalar arithmetic)."""
+        ctx, spec = self.ctx, job.spec
+        run = spec.duration_s / float(ctx.speed[i])
+        begin = max(start, now + float(free.wait[i]) + transfer)
+        finish = begin + run
+        h0, h1 = begin / 3600.0 + ctx.grid.utc_offset_h, finish / 3600.0 + ctx.grid.utc_offset_h
+        price = _scalar_integral(ctx.price_cum[i], h1) - _scalar_integral(ctx.price_cum[i], h0)
+        ci = _scalar_integral(ctx.ci_cum[i], h1) - _scalar_integral(ctx.ci_cum[i], h0)
+        n = job_units(spec)
+        latency = 0.0
+        if spec.consumer_site in ctx.network.index:
+            latency = float(ctx.network.latency_ms[ctx.network.index[spec.consumer_site], ctx.site_idx[i]])
+        flat = {"cost_fen": n * spec.duration_s / 3600.0 * price / max(h1 - h0, 1e-12),
+                "carbon_kg": n * float(ctx.power[i]) * ci, "latency_ms": latency, "transfer_s": transfer,
+                "run_s": run, "finish": finish, "score": score}
+        pool = ctx.pools[i]
+        return Placement(job.id, pool.site, pool.name, start, _public_terms(flat, spec))
 
     def _choose_timed(
-        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights
+        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, key: tuple | None
     ) -> tuple[int, Placement] | None:
         spec = job.spec
+        idx = self._short(spec, idx, free, now, w, key)
         starts = self.start_times(spec, now)
-        terms = self.ctx.evaluate(spec, idx, free.wait, starts, now, spec.duration_s)
+        terms = self.ctx.evaluate(spec, idx, free.wait, starts, now, spec.duration_s,
+                                  transfer=self._transfer_s(spec, idx))
         score, _ = score_terms(terms, spec, now, w)
         fits = free.fits(idx, spec.demand)
         score[~fits, 0] = np.inf  # starting now needs room now; a later start reserves nothing yet
@@ -543,12 +712,36 @@ class GridScheduler(_PolicyBase):
         start = float(starts[c]) if c > 0 else now
         return i, Placement(job.id, pool.site, pool.name, start, _public_terms(flat, spec))
 
+    def _short(self, spec: JobSpec, idx: np.ndarray, free: _FreeState, now: float, w: Weights,
+               key: tuple | None, k: int = 12) -> np.ndarray:
+        """For deferrable jobs on large grids: the pools among the best ``k`` at some start hour."""
+        if len(idx) <= 4 * k:
+            return idx
+        q = _bucket(spec.duration_s, 2.0)
+        ck = None if key is None else (key, q)
+        hit = self._shortlist.get(ck) if ck is not None else None
+        if hit is not None:
+            return hit
+        starts = now + 3600.0 * np.arange(self.horizon_h + 1)
+        terms = self.ctx.evaluate(spec, idx, free.wait, starts, now, 2.0**q, transfer=np.zeros(len(idx)))
+        keep = np.zeros(len(idx), dtype=bool)
+        for name in ("cost_fen", "carbon_kg"):
+            part = np.argpartition(terms[name], k - 1, axis=0)[:k]
+            keep[part.ravel()] = True
+        keep[np.argpartition(terms["finish"][:, 0], k - 1)[:k]] = True
+        if spec.consumer_site:
+            keep[np.argpartition(np.asarray(terms["latency_ms"][:, 0]), k - 1)[:k]] = True
+        short = idx[keep]
+        if ck is not None:
+            self._shortlist[ck] = short
+        return short
+
     # ---- submit-time checks and explanations ---------------------------------------------------
 
     def candidates(self, job: QueuedJob, pools: Sequence[PoolState], *, now: float) -> list[Candidate]:
         """Every pool that could run ``job``, scored at its best start time, best first."""
         free = _FreeState(self.ctx, pools)
-        idx, _ = self.ctx.candidates(job.spec)
+        idx = self.ctx.candidates(job.spec)
         if len(idx) == 0:
             return []
         starts = self.start_times(job.spec, now)
@@ -569,7 +762,7 @@ class GridScheduler(_PolicyBase):
 
     def best_finish(self, spec: JobSpec, *, now: float) -> tuple[float, PoolKey | None]:
         """Earliest predicted finish over every pool that could run ``spec`` (ignoring load)."""
-        idx, _ = self.ctx.candidates(spec)
+        idx = self.ctx.candidates(spec)
         if len(idx) == 0:
             return math.inf, None
         wait = np.zeros(len(self.ctx.pools))
@@ -580,8 +773,9 @@ class GridScheduler(_PolicyBase):
 
     def check_submit(self, spec: JobSpec, *, now: float) -> None:
         """Raise ``Unplaceable`` when no pool could ever run ``spec`` or none can meet its deadline."""
-        idx, reasons = self.ctx.candidates(spec)
+        idx = self.ctx.candidates(spec)
         if len(idx) == 0:
+            reasons = self.ctx.ruled_out(spec)
             detail = "; ".join(f"{self.ctx.pools[i].site}/{self.ctx.pools[i].name}: {r}" for i, r in reasons.items())
             raise Unplaceable(f"no pool can run this job ({detail or 'no pools'})",
                               ruled_out={f"{self.ctx.pools[i].site}/{self.ctx.pools[i].name}": r
@@ -625,7 +819,7 @@ class _FirstRoom(_PolicyBase):
     def _choose(
         self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
     ) -> tuple[int, Placement] | None:
-        idx, _ = self.ctx.candidates(job.spec)
+        idx = self.ctx.candidates(job.spec)
         idx = self._restrict(idx, site)
         if mask is not None:
             idx = idx[mask[idx]]
