@@ -5,9 +5,10 @@ or from an assumption stated here:
 
 * Sites: the national hub clusters Qingyang (Gansu), Zhongwei (Ningxia), Gui'an (Guizhou), Horinger and
   Ulanqab (Inner Mongolia), Wuhu (Anhui), and demand edges Beijing, Shanghai, Guangzhou.
-* Pools: the 4,278 nodes / 10,412 GPUs of ``alibaba_spot_gpu_node_inventory_2026`` split over the sites by
-  ``SPLIT`` (training parts H800/A100/A800 west, inference parts A10/GPU-series-1 near the edges); node
-  shapes (GPUs and vCPUs per node) as in the inventory; memory per node assumed (8 GB per vCPU).
+* Pools: the 10,412 GPUs (4,278 nodes) of ``alibaba_spot_gpu_node_inventory_2026``, each model's GPUs split
+  over the sites by ``SPLIT`` (training parts H800/A100/A800 west, inference parts A10/GPU-series-1 near the
+  edges); a pool's node shape (GPUs and vCPUs per node) is the model's commonest node in the inventory and
+  its cores follow from it; memory assumed at 8 GB per vCPU.
   Every site also has a CPU pool of 32 nodes x 128 cores (assumed) for general-class work.
 * Speed (SCU per device-hour): dense FP16/BF16 tensor peak relative to A100 (312 TFLOPS), from
   ``accelerator_specs`` (A10 125, H800 989); the undisclosed GPU-series-1/-2 are assumed A10-class and
@@ -141,18 +142,19 @@ def pools() -> list[dict]:
     out = []
     for model, shapes in inventory().items():
         (gpn, cpn), _ = shapes.most_common(1)[0]  # node shape of the pool: the model's commonest node
-        nodes = sum(shapes.values())
+        gpus = sum(g * count for (g, _), count in shapes.items())  # the model's GPUs, all kept
         speed, key, tdp, mem = SPEC[model]
         fen = round(usd[key] * CNY_PER_USD * 100 / speed)
-        left, sites = nodes, list(SPLIT[model].items())
+        left, sites = gpus, list(SPLIT[model].items())
         for k, (site, share) in enumerate(sites):
-            n = left if k == len(sites) - 1 else round(nodes * share)
-            left -= n
+            d = left if k == len(sites) - 1 else round(gpus * share)
+            left -= d
+            n = d / gpn  # nodes of the commonest shape (may be fractional: capacity is what counts)
             out.append({
                 "name": model.lower().replace("-sxm4-80gb", "").replace("gpu-series-", "gs"), "site": site,
                 "class": "intelligent", "engine": "slurm" if gpn == 8 else "kubernetes",
-                "device_model": model, "device_memory_gb": mem, "devices": n * gpn, "cores": n * cpn,
-                "memory_gb": n * cpn * 8, "node": {"cores": cpn, "memory_gb": cpn * 8, "devices": gpn},
+                "device_model": model, "device_memory_gb": mem, "devices": d, "cores": round(n * cpn),
+                "memory_gb": round(n * cpn * 8), "node": {"cores": cpn, "memory_gb": cpn * 8, "devices": gpn},
                 "speed": round(speed, 4), "power_kw": round(tdp * 1.5 / 1000, 3), "price_fen": fen,
                 "tou": SITES[site][5],
             })

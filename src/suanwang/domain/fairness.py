@@ -80,6 +80,15 @@ class RunningJob:
 
 
 @dataclass(frozen=True, slots=True)
+class _Head:
+    """A blocked job: per pool its shadow start time (inf: never) and the releases counted by then."""
+
+    job: QueuedJob
+    shadow: np.ndarray
+    released: np.ndarray  # [cores, memory, devices] x pools
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """Placements, and the running jobs to preempt first (requeue them, bill what ran)."""
 
@@ -208,7 +217,7 @@ class FairScheduler:
             i = ctx.index.get((r.site, r.pool))
             if i is not None:
                 by_pool[i].append(r)
-        heads: list[tuple[QueuedJob, np.ndarray]] = []  # blocked job, shadow time per pool (inf: never)
+        heads: list[_Head] = []
         placements: list[Placement] = []
         preempt: list[str] = []
         evicted: set[str] = set()
@@ -218,7 +227,7 @@ class FairScheduler:
         def allow(job: QueuedJob) -> np.ndarray | None:
             if not heads:
                 return None
-            return self._backfill_mask(job, heads, free, releases, now)
+            return self._backfill_mask(job, heads, free, now)
 
         for unit in _gangs(ordered):
             if unit[0].gang and len(unit) < unit[0].gang_size:
@@ -230,49 +239,45 @@ class FairScheduler:
             if placed:
                 placements.extend(placed)
             elif len(heads) < self.backfill_heads:
-                heads.append((unit[0], self._shadow(unit[0], free, releases, now)))
+                heads.append(self._shadow(unit[0], free, releases, now))
         self.preemptions = preempt
         return Plan(placements, preempt)
 
     def _shadow(self, job: QueuedJob, free: _FreeState, releases: dict[int, list[tuple[float, Capacity]]],
-                now: float) -> np.ndarray:
+                now: float) -> _Head:
+        """When the blocked ``job`` could start on each pool, and what will have been released by then."""
         ctx = self.inner.ctx
-        shadow = np.full(len(ctx.pools), np.inf)
-        idx = ctx.candidates(job.spec)
+        n = len(ctx.pools)
+        shadow = np.full(n, np.inf)
+        rel = np.zeros((3, n))  # cores, memory, devices released by the shadow time
         d = job.spec.demand
-        for i in idx:
+        for i in ctx.candidates(job.spec):
             have = Capacity(int(free.cores[i]), float(free.mem[i]), int(free.dev[i]))
             if d.fits_in(have):
                 shadow[i] = now
                 continue
+            got = Capacity()
             for t, cap in releases.get(int(i), []):
-                have = have + cap
-                if d.fits_in(have):
+                got = got + cap
+                if d.fits_in(have + got):
                     shadow[i] = t
+                    rel[:, i] = (got.cores, got.memory_gb, got.devices)
                     break
-        return shadow
+        return _Head(job, shadow, rel)
 
-    def _backfill_mask(self, job: QueuedJob, heads: list[tuple[QueuedJob, np.ndarray]], free: _FreeState,
-                       releases: dict[int, list[tuple[float, Capacity]]], now: float) -> np.ndarray:
+    def _backfill_mask(self, job: QueuedJob, heads: list[_Head], free: _FreeState, now: float) -> np.ndarray:
+        """Pools where ``job`` may start now without delaying any blocked head (vectorised over pools)."""
         ctx = self.inner.ctx
-        run = job.spec.duration_s / ctx.speed
+        ends = now + job.spec.duration_s / ctx.speed
+        jd = job.spec.demand
         ok = np.ones(len(ctx.pools), dtype=bool)
-        for head, shadow in heads:
-            finite = np.isfinite(shadow)
-            if not finite.any():
-                continue  # the head can run nowhere reachable: it cannot be delayed
-            ends_before = now + run <= shadow
-            spare = np.zeros(len(ctx.pools), dtype=bool)
-            hd, jd = head.spec.demand, job.spec.demand
-            for i in np.flatnonzero(finite & ~ends_before):
-                have = Capacity(max(0, int(free.cores[i]) - jd.cores), max(0.0, float(free.mem[i]) - jd.memory_gb),
-                                max(0, int(free.dev[i]) - jd.devices))
-                for t, cap in releases.get(int(i), []):
-                    if t > shadow[i]:
-                        break
-                    have = have + cap
-                spare[i] = hd.fits_in(have)
-            ok &= ~finite | ends_before | spare
+        for h in heads:
+            hd = h.job.spec.demand
+            never = ~np.isfinite(h.shadow)  # the head can never run there: it cannot be delayed there
+            spare = ((free.cores - jd.cores + h.released[0] >= hd.cores)
+                     & (free.mem - jd.memory_gb + h.released[1] >= hd.memory_gb - 1e-9)
+                     & (free.dev - jd.devices + h.released[2] >= hd.devices))
+            ok &= never | (ends <= h.shadow) | spare
         return ok
 
     def _preempt(self, job: QueuedJob, free: _FreeState, by_pool: dict[int, list[RunningJob]], evicted: set[str],

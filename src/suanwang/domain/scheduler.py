@@ -391,6 +391,7 @@ class _FreeState:
                 continue
             self.cores[i], self.mem[i], self.dev[i] = state.free.cores, state.free.memory_gb, state.free.devices
             self.wait[i] = state.wait_s
+        self.any_wait = bool(self.wait.any())
 
     def fits(self, idx: np.ndarray, d: Capacity) -> np.ndarray:
         return (self.cores[idx] >= d.cores) & (self.mem[idx] >= d.memory_gb - 1e-9) & (self.dev[idx] >= d.devices)
@@ -523,7 +524,9 @@ class GridScheduler(_PolicyBase):
         return self.job_weights.get(job.id) or self.tenant_weights.get(job.tenant) or self.weights
 
     def _begin(self, now: float) -> None:
-        self._static.clear()
+        if len(self._static) > 50_000 or getattr(self, "_static_waits", False):
+            self._static.clear()
+        self._static_waits = False  # set when a plan call sees engine waits: those make static terms per call
         self._shortlist.clear()
         self._full.clear()
         self._pre: dict[str, np.ndarray] = {}
@@ -573,21 +576,24 @@ class GridScheduler(_PolicyBase):
     ) -> tuple[int, Placement] | None:
         spec = job.spec
         idx = self.ctx.candidates(spec)
-        idx = self._restrict(idx, site)
-        if mask is not None:
-            idx = idx[mask[idx]]
         if len(idx) == 0:
             return None
+        allowed = None  # restrictions (gang site, backfill guard) as a mask over idx; scores stay cached
+        if site is not None:
+            allowed = self.ctx.site_idx[idx] == self.ctx.network.index[site]
+        if mask is not None:
+            allowed = mask[idx] if allowed is None else allowed & mask[idx]
+        if allowed is not None and not allowed.any():
+            return None
         w = self.weights_for(job)
-        cacheable = mask is None and site is None
-        key = (self._static_shape(spec), w) if cacheable else None
-        if key is not None and (full := self._full.get(key)) is not None and spec.demand.fits_in(full):
+        key = (self._static_shape(spec), w)
+        if (full := self._full.get(key)) is not None and spec.demand.fits_in(full):
             return None  # a no-bigger demand of this shape found no room; free capacity only shrinks
         if spec.deadline is None:
-            got = self._choose_ranked(job, idx, free, now, w, key)
+            got = self._choose_ranked(job, idx, free, now, w, key, allowed)
         else:
-            got = self._choose_timed(job, idx, free, now, w, key)
-        if got is None and key is not None and spec.deadline is None:
+            got = self._choose_timed(job, idx, free, now, w, key, allowed)
+        if got is None and allowed is None and spec.deadline is None:
             self._full[key] = spec.demand
         return got
 
@@ -612,11 +618,14 @@ class GridScheduler(_PolicyBase):
                       key: tuple | None) -> np.ndarray:
         """w_cost T_cost + w_carbon T_carbon + w_latency T_lat for starting now, run time in 25 % log steps."""
         q = _bucket(spec.duration_s, 1.25)
-        k = None if key is None else (key, q)
+        if free.any_wait:
+            self._static_waits = True
+        k = None if key is None else (key, q, math.floor(now / 900.0))  # reused within a quarter hour
         hit = self._static.get(k) if k is not None else None
         if hit is not None:
             return hit
-        terms = self.ctx.evaluate(spec, idx, free.wait, np.array([now]), now, 1.25**q, transfer=np.zeros(len(idx)))
+        at = now if free.any_wait else math.floor(now / 900.0) * 900.0 + 450.0
+        terms = self.ctx.evaluate(spec, idx, free.wait, np.array([at]), at, 1.25**q, transfer=np.zeros(len(idx)))
         ok = np.isfinite(terms["finish"][:, 0])
         part = (w.cost * _ratio(terms["cost_fen"][:, 0], ok) + w.carbon * _ratio(terms["carbon_kg"][:, 0], ok)
                 + w.latency * _ratio(np.asarray(terms["latency_ms"][:, 0], dtype=float), ok))
@@ -625,7 +634,8 @@ class GridScheduler(_PolicyBase):
         return part
 
     def _choose_ranked(
-        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, key: tuple | None
+        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, key: tuple | None,
+        allowed: np.ndarray | None = None,
     ) -> tuple[int, Placement] | None:
         spec = job.spec
         score = None
@@ -647,6 +657,8 @@ class GridScheduler(_PolicyBase):
                 score = np.where(dead, np.inf, score)
         else:
             dead = np.zeros(len(idx), dtype=bool)
+        if allowed is not None:
+            score = np.where(allowed, score, np.inf)
         demand = spec.demand
         for _ in range(8):
             r = int(np.argmin(score))
@@ -692,9 +704,13 @@ class GridScheduler(_PolicyBase):
         return Placement(job.id, pool.site, pool.name, start, _public_terms(flat, spec))
 
     def _choose_timed(
-        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, key: tuple | None
+        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, key: tuple | None,
+        allowed: np.ndarray | None = None,
     ) -> tuple[int, Placement] | None:
         spec = job.spec
+        if allowed is not None:
+            idx = idx[allowed]
+            key = None  # a restricted set gets its own shortlist
         idx = self._short(spec, idx, free, now, w, key)
         starts = self.start_times(spec, now)
         terms = self.ctx.evaluate(spec, idx, free.wait, starts, now, spec.duration_s,
