@@ -9,7 +9,8 @@ or from an assumption stated here:
   over the sites by ``SPLIT`` (training parts H800/A100/A800 west, inference parts A10/GPU-series-1 near the
   edges); a pool's node shape (GPUs and vCPUs per node) is the model's commonest node in the inventory and
   its cores follow from it; memory assumed at 8 GB per vCPU.
-  Every site also has a CPU pool of 32 nodes x 128 cores (assumed) for general-class work.
+  Every site also has a CPU pool of 32 nodes x 192 vCPUs (the inventory's largest node; assumed) for
+  general-class work.
 * Speed (SCU per device-hour): dense FP16/BF16 tensor peak relative to A100 (312 TFLOPS), from
   ``accelerator_specs`` (A10 125, H800 989); the undisclosed GPU-series-1/-2 are assumed A10-class and
   A100-class.  CPU cores: 1 SCU per core-hour (CPU units are a separate scale).
@@ -159,8 +160,8 @@ def pools() -> list[dict]:
                 "tou": SITES[site][5],
             })
     for site in SITES:
-        out.append({"name": "cpu", "site": site, "class": "general", "engine": "slurm", "cores": 32 * 128,
-                     "memory_gb": 32 * 512, "node": {"cores": 128, "memory_gb": 512}, "speed": 1.0,
+        out.append({"name": "cpu", "site": site, "class": "general", "engine": "slurm", "cores": 32 * 192,
+                     "memory_gb": 32 * 192 * 8, "node": {"cores": 192, "memory_gb": 192 * 8}, "speed": 1.0,
                      "power_kw": 0.01, "price_fen": 20, "tou": SITES[site][5]})
     return out
 

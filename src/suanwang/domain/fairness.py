@@ -1,6 +1,7 @@
 """Queues and fairness: who goes next, who may backfill, whom to preempt.
 
 Queues.  Each tenant has one queue; its jobs wait in (job priority desc,
+latest start time for jobs with a deadline — earliest deadline first —, then
 submit time, id) order.  A tenant's ``TenantPolicy.priority`` puts its queue
 in a tier: every job of a higher tier is offered capacity before any job of a
 lower tier.
@@ -96,6 +97,12 @@ class Plan:
     preempt: list[str] = field(default_factory=list)
 
 
+def _queue_key(job: QueuedJob) -> tuple[int, float, float, str]:
+    """A tenant's queue: priority, then jobs with deadlines by latest start (EDF), then submit time."""
+    latest = job.spec.deadline - job.spec.duration_s if job.spec.deadline is not None else float("inf")
+    return (-job.spec.priority, latest, job.submitted_at, job.id)
+
+
 def dominant_share(used: Capacity, total: Capacity, share: float = 1.0) -> float:
     """Weighted dominant share of ``used`` in ``total`` (resources with zero total are ignored)."""
     parts = [
@@ -131,7 +138,7 @@ class FairShare:
             queues[job.tenant].append(job)
         tiers: dict[int, list[str]] = defaultdict(list)
         for tenant, q in queues.items():
-            q.sort(key=lambda j: (-j.spec.priority, j.submitted_at, j.id))
+            q.sort(key=_queue_key)
             tiers[self.policy(tenant).priority].append(tenant)
         out: list[QueuedJob] = []
         for tier in sorted(tiers, reverse=True):

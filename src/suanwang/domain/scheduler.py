@@ -39,7 +39,9 @@ a job that can wait (a *deferrable* job: it has a deadline and no latency
 bound) moves to the valley-price or high-green hours whenever the price and
 carbon saved outweigh the slack used, and never past its deadline: start
 times are now and each hour boundary of the next ``horizon_h`` hours, kept
-only when ``finish <= deadline``.  A deferred placement has ``start_at > now``
+only when ``finish <= deadline`` and, for a start later than now, a margin
+remains: ``finish + max(run_p, 1 h) <= deadline`` (capacity may be taken by
+then; the margin leaves time to wait for it).  A deferred placement has ``start_at > now``
 and takes no capacity now.  If no candidate meets a deadline the job is
 placed at the earliest finish and ``terms["deadline_miss"] = 1``;
 ``check_submit`` tells the consumer so at submit.
@@ -360,6 +362,9 @@ def score_terms(terms: dict[str, np.ndarray], spec: JobSpec, now: float, w: Weig
     ok = np.isfinite(finish)
     if spec.deadline is not None:
         meets = ok & (finish <= spec.deadline + 1e-6)
+        if finish.shape[1] > 1:  # a shifted start keeps a margin: its run time again, at least an hour
+            margin = np.maximum(terms["run_s"][:, 1:], 3600.0)
+            meets[:, 1:] &= finish[:, 1:] + margin <= spec.deadline + 1e-6
         if meets.any():
             ok = meets
     if spec.deadline is not None and spec.deadline > now:

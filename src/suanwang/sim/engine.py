@@ -81,6 +81,7 @@ class SimResult:
 
     def summary(self) -> dict[str, float | int | str]:
         wait = self.wait_s[~np.isnan(self.wait_s)]
+        nd = self.wait_s[~np.isnan(self.wait_s) & np.isnan(self.deadline)]  # jobs that may not be shifted
         return {
             "policy": self.policy,
             "trace": self.trace,
@@ -91,6 +92,7 @@ class SimResult:
             "carbon_kg": round(float(self.carbon_kg.sum()), 3),
             "wait_mean_s": round(float(wait.mean()), 3) if len(wait) else 0.0,
             "wait_p99_s": round(float(np.percentile(wait, 99)), 3) if len(wait) else 0.0,
+            "wait_p99_no_deadline_s": round(float(np.percentile(nd, 99)), 3) if len(nd) else 0.0,
             "deadline_misses": self.deadline_misses,
             "preemptions": self.preemptions,
             "makespan_s": round(float(np.nanmax(self.end) - self.submit.min()), 1) if np.any(~np.isnan(self.end))

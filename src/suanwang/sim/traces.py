@@ -317,7 +317,8 @@ def with_placement_hints(
     data_sites: Sequence[str] = (),
     data_gb: float = 0.0,
     deadline_fraction: float = 0.0,
-    deadline_slack: float = 4.0,
+    deadline_slack: tuple[float, float] = (1.2, 4.0),
+    deadline_pad_h: tuple[float, float] = (0.0, 12.0),
     latency_ms_max: float | None = None,
     spot_fraction: float = 0.0,
     seed: int = 0,
@@ -326,8 +327,10 @@ def with_placement_hints(
 
     each tenant gets a consumer and a data site (hash of tenant and seed); a
     ``deadline_fraction`` of jobs gets ``deadline = submit + slack * duration
-    + 12 h`` (room to shift into valley hours); ``spot_fraction`` of jobs run
-    as spot.
+    + pad`` with slack and pad drawn uniformly from ``deadline_slack`` and
+    ``deadline_pad_h`` (hours): some deadlines leave room to shift into valley
+    hours, some do not, and some rule out slow devices; ``spot_fraction`` of
+    jobs run as spot.
     """
     rng = np.random.default_rng(seed)
     names = list(trace.names)
@@ -349,7 +352,9 @@ def with_placement_hints(
     gb = np.full(len(trace), data_gb, dtype=np.float32) if data_gb else trace.data_gb
     deadline = trace.deadline_s.copy()
     pick = rng.random(len(trace)) < deadline_fraction
-    deadline[pick] = trace.submit_s[pick] + deadline_slack * trace.duration_s[pick] + 12 * 3600.0
+    slack = rng.uniform(*deadline_slack, len(trace))
+    pad = rng.uniform(*deadline_pad_h, len(trace)) * 3600.0
+    deadline[pick] = trace.submit_s[pick] + slack[pick] * trace.duration_s[pick] + pad[pick]
     lat = trace.latency_ms_max if latency_ms_max is None else np.full(len(trace), latency_ms_max, np.float32)
     level = trace.service_level.copy()
     level[rng.random(len(trace)) < spot_fraction] = code("spot")
