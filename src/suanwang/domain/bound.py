@@ -15,7 +15,11 @@ of the scheduler's own decision space:
   (``GridContext.evaluate``: SCU·h x ToU price over the run window).
 
 Fractional assignment and time-averaged capacity only relax the problem, so
-the optimum is a lower bound on the cost of any schedule in that space.  With
+the optimum is a lower bound on the cost of any schedule in that space.
+That space has no waiting for capacity (a job without deadline starts at
+submit), so on a loaded grid it may be infeasible; ``wait_h > 0`` then adds
+starts at every hour boundary up to ``wait_h`` hours after submit for every
+job: the bound of schedules whose waits stay within ``wait_h``.  With
 ``integral=True`` the ``x`` are binary (a MIP; small instances only).  Jobs
 whose deadline cannot be met anywhere may start at submit and run late.
 """
@@ -43,10 +47,11 @@ class Bound:
     variables: int
     status: str
     integral: bool
+    wait_h: int = 0
 
 
 def cost_lower_bound(ctx: GridContext, jobs: Sequence[QueuedJob], *, integral: bool = False,
-                     time_limit_s: float = 60.0, horizon_h: int = 24) -> Bound:
+                     time_limit_s: float = 60.0, horizon_h: int = 24, wait_h: int = 0) -> Bound:
     """Minimum total predicted cost of ``jobs`` on the grid (see the module docstring)."""
     cols_cost: list[float] = []
     col_job: list[int] = []
@@ -57,7 +62,7 @@ def cost_lower_bound(ctx: GridContext, jobs: Sequence[QueuedJob], *, integral: b
         most[ctx.candidates(job.spec)] += job_units(job.spec)
     tight = {i for i in range(len(ctx.pools)) if most[i] > caps[i]}
     for j, job in enumerate(jobs):
-        _job_columns(ctx, job, j, horizon_h, cols_cost, col_job, occupancy, tight)
+        _job_columns(ctx, job, j, horizon_h, cols_cost, col_job, occupancy, tight, wait_h)
     n = len(cols_cost)
     if n == 0:
         return Bound(0.0, len(jobs), 0, "empty", integral)
@@ -85,19 +90,21 @@ def cost_lower_bound(ctx: GridContext, jobs: Sequence[QueuedJob], *, integral: b
     value = h.getInfo().objective_function_value
     if integral:
         value = h.getInfo().mip_dual_bound
-    return Bound(float(value), len(jobs), n, status, integral)
+    return Bound(float(value), len(jobs), n, status, integral, wait_h)
 
 
 def _job_columns(ctx: GridContext, job: QueuedJob, j: int, horizon_h: int, cols_cost: list[float],
                  col_job: list[int], occupancy: dict[tuple[int, int], list[tuple[int, float]]],
-                 tight: set[int]) -> None:
+                 tight: set[int], wait_h: int) -> None:
     spec = job.spec
     idx = ctx.candidates(spec)
     now = job.submitted_at
     starts = [now]
+    first = math.floor(now / 3600.0) * 3600.0 + 3600.0
     if spec.deadline is not None and spec.latency_ms_max is None:
-        first = math.floor(now / 3600.0) * 3600.0 + 3600.0
         starts += [first + 3600.0 * k for k in range(horizon_h) if first + 3600.0 * k < spec.deadline]
+    if wait_h > len(starts) - 1:  # waiting for capacity (relaxed bound): any hour boundary within wait_h
+        starts += [first + 3600.0 * k for k in range(len(starts) - 1, wait_h)]
     wait = np.zeros(len(ctx.pools))
     terms = ctx.evaluate(spec, idx, wait, np.asarray(starts), now, spec.duration_s)
     finish = terms["finish"]

@@ -67,6 +67,7 @@ class SimResult:
     util_t: np.ndarray  # sample times (s from trace start)
     util: np.ndarray  # [samples, sites] busy share of the site's units
     plan_calls: int = 0
+    cost_unrounded_fen: np.ndarray | None = None  # per job, before rounding each attempt to whole fen
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -112,8 +113,14 @@ class _Run:
 
 def bill_fen(price: np.ndarray, units: int, speed: float, start: float, end: float, utc_offset_h: float) -> int:
     """Exact charge in fen for ``units`` at ``speed`` SCU each over [start, end) (Unix s), ToU by local hour."""
+    fen = charge(price, units, speed, start, end, utc_offset_h)
+    return int(math.floor(fen + Fraction(1, 2)))
+
+
+def charge(price: np.ndarray, units: int, speed: float, start: float, end: float, utc_offset_h: float) -> Fraction:
+    """The charge before rounding to whole fen, as an exact fraction."""
     if end <= start:
-        return 0
+        return Fraction(0)
     scu = Fraction(units) * Fraction(speed).limit_denominator(10_000)
     total = Fraction(0)
     t = start
@@ -124,8 +131,7 @@ def bill_fen(price: np.ndarray, units: int, speed: float, start: float, end: flo
         seconds = Fraction(round(seg_end * 1000) - round(t * 1000), 1000)
         total += int(price[int(math.floor(local_h)) % 24]) * seconds
         t = seg_end
-    fen = total * scu / 3600
-    return int(math.floor(fen + Fraction(1, 2)))
+    return total * scu / 3600
 
 
 class Simulator:
@@ -147,6 +153,7 @@ class Simulator:
         self.start = np.full(n, np.nan)
         self.end = np.full(n, np.nan)
         self.cost = np.zeros(n, dtype=np.int64)
+        self.cost_exact = np.zeros(n)  # before rounding to fen: for comparing with bounds
         self.carbon = np.zeros(n)
         self.site = np.full(n, -1, dtype=np.int64)
         self.deadline = np.where(np.isnan(trace.deadline_s), np.nan, trace.t0 + trace.deadline_s)
@@ -261,7 +268,9 @@ class Simulator:
         self.busy[i] -= r.units
         speed = float(self.ctx.speed[i])
         begin = min(r.billed_from, now)
-        self.cost[n] += bill_fen(self.ctx.price[i], r.units, speed, begin, now, self.ctx.grid.utc_offset_h)
+        exact = charge(self.ctx.price[i], r.units, speed, begin, now, self.ctx.grid.utc_offset_h)
+        self.cost[n] += int(math.floor(exact + Fraction(1, 2)))  # each attempt is billed in whole fen
+        self.cost_exact[n] += float(exact)
         self.carbon[n] += self._carbon(i, r.units, begin, now)
         return r
 
@@ -307,6 +316,7 @@ class Simulator:
             policy="", trace=self.trace.name, jobs=len(self.trace), submit=self.trace.t0 + self.trace.submit_s,
             start=self.start, end=self.end, cost_fen=self.cost, carbon_kg=self.carbon, deadline=self.deadline,
             site=self.site, preemptions=self.preemptions, sites=self.ctx.network.sites,
+            cost_unrounded_fen=self.cost_exact,
             util_t=np.array(self.util_t), util=np.array(self.util).reshape(len(self.util_t), self.n_sites),
             plan_calls=self.plan_calls,
         )
