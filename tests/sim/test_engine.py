@@ -90,3 +90,11 @@ def test_report_writes_html_and_pngs(tmp_path: Path) -> None:
     assert "cheapest-first" in text and "deadline_misses" in text
     for png in ("utilisation.png", "wait_cdf.png", "cost_carbon_misses.png"):
         assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_simulation_accepts_file_paths(tmp_path: Path) -> None:
+    grid_file = Path(__file__).resolve().parents[2] / "src/suanwang/grids/east_data_west.yaml"
+    p = tmp_path / "jobs.csv"
+    p.write_text("submit_s,duration_s,cores,devices,tenant\n0,600,8,1,a\n60,1200,64,0,b\n")
+    r = run_simulation(grid_file, p, "grid")
+    assert r.summary()["finished"] == 2 and r.cost_fen.min() > 0

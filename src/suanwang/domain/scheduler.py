@@ -41,20 +41,24 @@ carbon saved outweigh the slack used, and never past its deadline: start
 times are now and each hour boundary of the next ``horizon_h`` hours, kept
 only when ``finish <= deadline`` and, for a start later than now, a margin
 remains: ``finish + max(run_p, 1 h) <= deadline`` (capacity may be taken by
-then; the margin leaves time to wait for it).  A deferred placement has ``start_at > now``
-and takes no capacity now.  If no candidate meets a deadline the job is
-placed at the earliest finish and ``terms["deadline_miss"] = 1``;
-``check_submit`` tells the consumer so at submit.
+then; the margin leaves time to wait for it).  A deferred placement has
+``start_at > now`` and takes no capacity now.  A job starting now goes only
+to a pool with room now; with none, it stays queued.  If no candidate meets
+a deadline the job is placed at the earliest finish with
+``terms["deadline_miss"] = 1``; ``check_submit`` tells the consumer so at
+submit.  Gangs (``QueuedJob.gang``) are placed on one site, all members or
+none.
 
-Speed (one ``plan`` call): the cost, carbon and latency terms of jobs without a
-deadline are computed once per (shape, weights, run time in 25 % log steps
-clamped to 5 min..2 days), with the hour window starting at now + wait (data
-transfer, seconds to minutes, does not move it); the time term is exact per
-job, and scores for the next 2,048 jobs are computed as one matrix per
-group.  A deferrable job is scored over a shortlist: the pools among the best
-12 by cost, carbon, finish or latency at some start hour (run time in
-factor-2 steps).  The chosen placement's terms are then computed exactly.  Gangs (``QueuedJob.gang``) are placed on one site,
-all members or none.
+Speed: the cost, carbon and latency terms of jobs without a deadline are
+computed once per (shape, weights, run time in 25 % log steps clamped to
+5 min..2 days) for a window starting at the middle of the current quarter
+hour (plus the engine wait, if any; the data transfer, seconds to minutes,
+does not move it) and reused across ``plan`` calls in that quarter hour; the
+time term is exact per job, and the scores of the next 2,048 jobs are
+computed as one matrix per (shape, weights) group.  A deferrable job is
+scored over a shortlist: the pools among the best 12 by cost, carbon,
+finish or latency at some start hour (run time in factor-2 steps).  The
+chosen placement's terms are computed exactly.
 """
 
 from __future__ import annotations

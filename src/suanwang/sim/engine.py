@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -34,7 +35,8 @@ from suanwang.domain.grid import Capacity
 from suanwang.domain.placement import PoolState, QueuedJob
 from suanwang.domain.scheduler import POLICIES, GridContext, GridModel, SchedulerFactory, _integral, job_units
 from suanwang.errors import InvalidSpec
-from suanwang.sim.traces import Trace
+from suanwang.sim.grid_file import GridFile, load_grid
+from suanwang.sim.traces import Trace, load_trace
 
 Progress = Callable[[int, int, float], None]  # (jobs finished, jobs total, simulated seconds)
 
@@ -330,8 +332,8 @@ def total_capacity(ctx: GridContext) -> Capacity:
 
 
 def run_simulation(
-    grid: GridModel | GridContext,
-    trace: Trace,
+    grid: GridModel | GridContext | GridFile | str | Path,
+    trace: Trace | str | Path,
     policy: str | SchedulerFactory = "grid",
     *,
     progress: Progress | None = None,
@@ -339,7 +341,17 @@ def run_simulation(
     tick_s: float = 60.0,
     clock: SimClock | None = None,
 ) -> SimResult:
-    """Replay ``trace`` on ``grid`` with ``policy`` (a ``POLICIES`` name or a factory of a context)."""
+    """Replay ``trace`` on ``grid`` with ``policy`` (a ``POLICIES`` name or a factory of a context).
+
+    ``grid`` may be a grid file path, ``trace`` a trace file path (``load_trace`` picks the format).
+    ``progress(finished, total, simulated_seconds)`` is called every 200 finished jobs and at the end.
+    """
+    if isinstance(grid, (str, Path)):
+        grid = load_grid(grid)
+    if isinstance(grid, GridFile):
+        grid = grid.model
+    if isinstance(trace, (str, Path)):
+        trace = load_trace(trace)
     ctx = grid if isinstance(grid, GridContext) else GridContext(grid)
     if isinstance(policy, str):
         if policy not in POLICIES:

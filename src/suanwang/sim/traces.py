@@ -305,6 +305,20 @@ def load_azure_llm(path: str | Path, *, limit: int | None = None, prefill_tps: f
     return b.build(path.stem, t0)
 
 
+def load_trace(path: str | Path, *, limit: int | None = None, t0: float = T0_DEFAULT) -> Trace:
+    """Pick the loader by file name: ``*.swf[.gz]`` SWF, ``AzureLLMInference*`` Azure, ``*dlrm*`` Alibaba, else CSV."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith((".swf", ".swf.gz")):
+        return load_swf(path, limit=limit, t0=t0)
+    if name.startswith("azurellminference"):
+        return load_azure_llm(path, limit=limit, t0=t0)
+    if "dlrm" in name:
+        return load_alibaba_dlrm(path, limit=limit, t0=t0)
+    trace = load_csv(path, t0=t0)
+    return trace if limit is None else trace.head(limit)
+
+
 def _pick(key: str, options: Sequence[str], salt: str) -> str:
     h = int.from_bytes(hashlib.blake2b(f"{salt}:{key}".encode(), digest_size=8).digest(), "big")
     return options[h % len(options)]
