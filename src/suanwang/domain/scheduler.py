@@ -56,8 +56,8 @@ hour (plus the engine wait, if any; the data transfer, seconds to minutes,
 does not move it) and reused across ``plan`` calls in that quarter hour; the
 time term is exact per job, and the scores of the next 2,048 jobs are
 computed as one matrix per (shape, weights) group.  A deferrable job is
-scored over a shortlist: the pools among the best 12 by cost, carbon,
-finish or latency at some start hour (run time in factor-2 steps).  The
+scored over a shortlist: the best 8 pools by cost, carbon and latency terms
+at each start hour, and the 8 fastest (run time in factor-2 steps).  The
 chosen placement's terms are computed exactly.
 """
 
@@ -561,8 +561,14 @@ class GridScheduler(_PolicyBase):
             idx = self.ctx.candidates(js[0].spec)
             if len(idx) == 0:
                 continue
-            statics = np.stack([self._static_terms(j.spec, idx, free, now, w, key) for j in js])
             dur = np.array([j.spec.duration_s for j in js])
+            qs = [_bucket(d, 1.25) for d in dur]
+            first: dict[int, int] = {}
+            for k, q in enumerate(qs):
+                first.setdefault(q, k)
+            table = np.stack([self._static_terms(js[k].spec, idx, free, now, w, key) for k in first.values()])
+            row_of = {q: r for r, q in enumerate(first)}
+            statics = table[np.array([row_of[q] for q in qs])]
             t = free.wait[idx][None, :] + dur[:, None] / self.ctx.speed[idx][None, :]
             if any(j.spec.data_gb > 0 and j.spec.data_site for j in js):
                 t = t + np.stack([self._transfer_s(j.spec, idx) for j in js])
@@ -738,8 +744,8 @@ class GridScheduler(_PolicyBase):
         return i, Placement(job.id, pool.site, pool.name, start, _public_terms(flat, spec))
 
     def _short(self, spec: JobSpec, idx: np.ndarray, free: _FreeState, now: float, w: Weights,
-               key: tuple | None, k: int = 12) -> np.ndarray:
-        """For deferrable jobs on large grids: the pools among the best ``k`` at some start hour."""
+               key: tuple | None, k: int = 8) -> np.ndarray:
+        """For deferrable jobs on large grids: the best ``k`` pools at each start hour, and the ``k`` fastest."""
         if len(idx) <= 4 * k:
             return idx
         q = _bucket(spec.duration_s, 2.0)
@@ -750,12 +756,11 @@ class GridScheduler(_PolicyBase):
         starts = now + 3600.0 * np.arange(self.horizon_h + 1)
         terms = self.ctx.evaluate(spec, idx, free.wait, starts, now, 2.0**q, transfer=np.zeros(len(idx)))
         keep = np.zeros(len(idx), dtype=bool)
-        for name in ("cost_fen", "carbon_kg"):
-            part = np.argpartition(terms[name], k - 1, axis=0)[:k]
-            keep[part.ravel()] = True
-        keep[np.argpartition(terms["finish"][:, 0], k - 1)[:k]] = True
-        if spec.consumer_site:
-            keep[np.argpartition(np.asarray(terms["latency_ms"][:, 0]), k - 1)[:k]] = True
+        ok = np.isfinite(terms["finish"])
+        static = (w.cost * _ratio(terms["cost_fen"], ok) + w.carbon * _ratio(terms["carbon_kg"], ok)
+                  + w.latency * _ratio(np.asarray(terms["latency_ms"], dtype=float), ok))
+        keep[np.argpartition(static, k - 1, axis=0)[:k].ravel()] = True  # best k at each start hour
+        keep[np.argpartition(terms["finish"][:, 0], k - 1)[:k]] = True  # and the k fastest
         short = idx[keep]
         if ck is not None:
             self._shortlist[ck] = short
