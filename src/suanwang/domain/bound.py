@@ -8,9 +8,10 @@ of the scheduler's own decision space:
   submit time, or (a deferrable job: deadline, no latency bound) any later hour
   boundary such that it still finishes by its deadline;
 * variables ``x[j, p, s] in [0, 1]`` with ``sum_{p,s} x[j, p, s] = 1``;
-* capacity: for every pool and hour slot, the units the jobs occupy in that
+* capacity: for every pool and time slot, the units the jobs occupy in that
   slot (time-averaged over the slot) are at most the pool's units
-  (devices, or cores on CPU pools);
+  (devices, or cores on CPU pools); slots last the median job's run time,
+  clamped to 60 s .. 1 h (``slot_s``), so short jobs are not averaged away;
 * cost ``c[j, p, s]`` predicted exactly as the scheduler predicts it
   (``GridContext.evaluate``: SCU·h x ToU price over the run window).
 
@@ -51,8 +52,11 @@ class Bound:
 
 
 def cost_lower_bound(ctx: GridContext, jobs: Sequence[QueuedJob], *, integral: bool = False,
-                     time_limit_s: float = 60.0, horizon_h: int = 24, wait_h: int = 0) -> Bound:
+                     time_limit_s: float = 60.0, horizon_h: int = 24, wait_h: int = 0,
+                     slot_s: float | None = None) -> Bound:
     """Minimum total predicted cost of ``jobs`` on the grid (see the module docstring)."""
+    if slot_s is None:  # capacity slots no longer than a typical job: 60 s .. 1 h
+        slot_s = float(np.clip(np.median([j.spec.duration_s for j in jobs]) if jobs else 3600.0, 60.0, 3600.0))
     cols_cost: list[float] = []
     col_job: list[int] = []
     occupancy: dict[tuple[int, int], list[tuple[int, float]]] = {}  # (pool, slot) -> [(col, units)]
@@ -62,7 +66,7 @@ def cost_lower_bound(ctx: GridContext, jobs: Sequence[QueuedJob], *, integral: b
         most[ctx.candidates(job.spec)] += job_units(job.spec)
     tight = {i for i in range(len(ctx.pools)) if most[i] > caps[i]}
     for j, job in enumerate(jobs):
-        _job_columns(ctx, job, j, horizon_h, cols_cost, col_job, occupancy, tight, wait_h)
+        _job_columns(ctx, job, j, horizon_h, cols_cost, col_job, occupancy, tight, wait_h, slot_s)
     n = len(cols_cost)
     if n == 0:
         return Bound(0.0, len(jobs), 0, "empty", integral)
@@ -95,7 +99,7 @@ def cost_lower_bound(ctx: GridContext, jobs: Sequence[QueuedJob], *, integral: b
 
 def _job_columns(ctx: GridContext, job: QueuedJob, j: int, horizon_h: int, cols_cost: list[float],
                  col_job: list[int], occupancy: dict[tuple[int, int], list[tuple[int, float]]],
-                 tight: set[int], wait_h: int) -> None:
+                 tight: set[int], wait_h: int, slot_s: float) -> None:
     spec = job.spec
     idx = ctx.candidates(spec)
     now = job.submitted_at
@@ -121,7 +125,7 @@ def _job_columns(ctx: GridContext, job: QueuedJob, j: int, horizon_h: int, cols_
         pool = int(idx[r])
         if pool not in tight:
             continue
-        for slot in range(int(begin // 3600), int(math.ceil(end / 3600))):
-            overlap = min(end, (slot + 1) * 3600.0) - max(begin, slot * 3600.0)
+        for slot in range(int(begin // slot_s), int(math.ceil(end / slot_s))):
+            overlap = min(end, (slot + 1) * slot_s) - max(begin, slot * slot_s)
             if overlap > 0:
-                occupancy.setdefault((pool, slot), []).append((col, units * overlap / 3600.0))
+                occupancy.setdefault((pool, slot), []).append((col, units * overlap / slot_s))
