@@ -197,11 +197,12 @@ def _bucket(duration_s: float, step: float) -> int:
     return round(math.log(min(max(duration_s, 300.0), 172800.0)) / math.log(step))
 
 
-def _scalar_integral(cum: np.ndarray, x: float) -> float:
+def _scalar_integral(cum: list[float], x: float) -> float:
     days = math.floor(x / HOURS)
     rem = x - days * HOURS
     h = min(int(rem), HOURS - 1)
-    return float(days * cum[HOURS] + cum[h] + (rem - h) * (cum[h + 1] - cum[h]))
+    lo = cum[h]
+    return days * cum[HOURS] + lo + (rem - h) * (cum[h + 1] - lo)
 
 
 def _cumulative(series: np.ndarray) -> np.ndarray:
@@ -228,6 +229,11 @@ class GridContext:
         self.ci = ci.reshape(len(sig), HOURS)
         self.price_cum = _cumulative(self.price)
         self.ci_cum = _cumulative(self.ci)
+        self.both_cum = np.concatenate((self.price_cum, self.ci_cum))
+        self.price_cum_rows = self.price_cum.tolist()  # plain lists: scalar arithmetic without numpy overhead
+        self.ci_cum_rows = self.ci_cum.tolist()
+        self.speed_list = self.speed.tolist()
+        self.power_list = self.power.tolist()
         self.site_idx = np.array([self.network.index[p.site] for p in grid.pools], dtype=np.int64)
         self.has_devices = np.array([p.capacity.devices > 0 for p in grid.pools])
         self._rules: dict[tuple, np.ndarray] = {}
@@ -314,23 +320,29 @@ class GridContext:
         start = np.maximum(starts[None, :], ready[:, None])
         finish = start + run[:, None]
         rows = idx[:, None]
-        h0, h1 = self.local_hours(start), self.local_hours(finish)
+        off = self.grid.utc_offset_h
+        h0 = start / 3600.0 + off
+        h1 = finish / 3600.0 + off
         span = np.maximum(h1 - h0, 1e-12)
-        price = (_integral(self.price_cum, rows, h1) - _integral(self.price_cum, rows, h0)) / span
-        ci = (_integral(self.ci_cum, rows, h1) - _integral(self.ci_cum, rows, h0)) / span
-        cost = n * duration / 3600.0 * price
-        carbon = n * self.power[rows] * (run[:, None] / 3600.0) * ci
+        # price rows then carbon rows of one table: one integral call for both
+        both = np.concatenate((rows, rows + len(self.pools)))
+        hh = np.concatenate((h1, h1)), np.concatenate((h0, h0))
+        diff = _integral(self.both_cum, both, hh[0]) - _integral(self.both_cum, both, hh[1])
+        m = len(idx)
+        cost = (n * duration / 3600.0) * diff[:m] / span
+        carbon = n * self.power[rows] * (run[:, None] / 3600.0) * diff[m:] / span
         latency = np.zeros(len(idx))
         if spec.consumer_site in self.network.index:
             latency = self.network.latency_ms[self.network.index[spec.consumer_site], self.site_idx[idx]]
+        zero = np.zeros_like(start)
         return {
             "start": start,
             "finish": finish,
             "cost_fen": cost,
             "carbon_kg": carbon,
-            "latency_ms": np.broadcast_to(latency[:, None], start.shape),
-            "transfer_s": np.broadcast_to(transfer[:, None], start.shape),
-            "run_s": np.broadcast_to(run[:, None], start.shape),
+            "latency_ms": zero + latency[:, None],
+            "transfer_s": zero + transfer[:, None],
+            "run_s": zero + run[:, None],
         }
 
 
@@ -702,18 +714,19 @@ class GridScheduler(_PolicyBase):
                score: float) -> Placement:
         """The chosen placement's predicted terms, computed exactly for this one pool (scalar arithmetic)."""
         ctx, spec = self.ctx, job.spec
-        run = spec.duration_s / float(ctx.speed[i])
-        begin = max(start, now + float(free.wait[i]) + transfer)
+        run = spec.duration_s / ctx.speed_list[i]
+        begin = max(start, now + (float(free.wait[i]) if free.any_wait else 0.0) + transfer)
         finish = begin + run
         h0, h1 = begin / 3600.0 + ctx.grid.utc_offset_h, finish / 3600.0 + ctx.grid.utc_offset_h
-        price = _scalar_integral(ctx.price_cum[i], h1) - _scalar_integral(ctx.price_cum[i], h0)
-        ci = _scalar_integral(ctx.ci_cum[i], h1) - _scalar_integral(ctx.ci_cum[i], h0)
+        pc, cc = ctx.price_cum_rows[i], ctx.ci_cum_rows[i]
+        price = _scalar_integral(pc, h1) - _scalar_integral(pc, h0)
+        ci = _scalar_integral(cc, h1) - _scalar_integral(cc, h0)
         n = job_units(spec)
         latency = 0.0
         if spec.consumer_site in ctx.network.index:
             latency = float(ctx.network.latency_ms[ctx.network.index[spec.consumer_site], ctx.site_idx[i]])
         flat = {"cost_fen": n * spec.duration_s / 3600.0 * price / max(h1 - h0, 1e-12),
-                "carbon_kg": n * float(ctx.power[i]) * ci, "latency_ms": latency, "transfer_s": transfer,
+                "carbon_kg": n * ctx.power_list[i] * ci, "latency_ms": latency, "transfer_s": transfer,
                 "run_s": run, "finish": finish, "score": score}
         pool = ctx.pools[i]
         return Placement(job.id, pool.site, pool.name, start, _public_terms(flat, spec))
