@@ -202,3 +202,11 @@ def test_grid_scheduler_is_deterministic() -> None:
     b = GridScheduler(g).plan(list(reversed(jobs)), states(g), now=NOON)
     assert [(p.job_id, p.pool) for p in a] == [(p.job_id, p.pool) for p in b]
     assert np.isfinite([p.terms["score"] for p in a]).all()
+
+
+def test_gang_members_with_deadlines_start_together_now() -> None:
+    g = grid([pool("a", "qingyang", devices=16)], prices={"a": VALLEY})
+    members = [job(f"g{i}", devices=4, deadline=NOON + 20 * 3600) for i in range(3)]
+    gang = [type(m)(m.id, m.spec, m.tenant, m.submitted_at, gang="G", gang_size=3) for m in members]
+    placed = GridScheduler(g).plan(gang, states(g), now=NOON)
+    assert len(placed) == 3 and {p.start_at for p in placed} == {NOON}

@@ -740,7 +740,7 @@ class GridScheduler(_PolicyBase):
             idx = idx[allowed]
             key = None  # a restricted set gets its own shortlist
         idx = self._short(spec, idx, free, now, w, key)
-        starts = self.start_times(spec, now)
+        starts = self.start_times(spec, now) if not job.gang else np.array([now])  # a gang starts together, now
         terms = self.ctx.evaluate(spec, idx, free.wait, starts, now, spec.duration_s,
                                   transfer=self._transfer_s(spec, idx))
         score, _ = score_terms(terms, spec, now, w)
