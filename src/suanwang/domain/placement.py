@@ -24,6 +24,7 @@ class PoolState:
     pool: Pool
     free: Capacity
     online: bool = True
+    wait_s: float = 0.0  # predicted wait in the site engine's own queue before a job that fits starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class QueuedJob:
     tenant: str
     submitted_at: float
     attempt: int = 0
+    gang: str = ""  # jobs sharing a gang id are placed all together or not at all
+    gang_size: int = 1  # how many members the gang has (all must be queued to place any)
 
 
 @dataclass(frozen=True, slots=True)

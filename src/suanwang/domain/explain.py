@@ -1,0 +1,82 @@
+"""Why a job is where it is (or still waits): pools considered, ruled out and why, the best few scores.
+
+Consumers and operators ask "why did my job go to Zhongwei?" and "why is it
+still pending?".  The answer is computed by the same code that placed it:
+the hard rules (``GridContext.hard_rule``) and the score
+(``GridScheduler.candidates``), so the explanation cannot drift from the
+decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from suanwang.domain.placement import Placement, PoolState, QueuedJob
+from suanwang.domain.scheduler import Candidate, GridScheduler
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """The reasons behind one job's placement or wait."""
+
+    job_id: str
+    considered: tuple[str, ...]  # "site/pool" of every pool that could ever run the job
+    ruled_out: dict[str, str]  # "site/pool" -> the hard rule that excludes it
+    full_now: tuple[str, ...]  # considered pools without room for the job now
+    best: tuple[Candidate, ...]  # the best few candidates with their score terms, best first
+    placed: Placement | None = None
+
+    @property
+    def summary(self) -> str:
+        if not self.considered:
+            return f"job {self.job_id}: no pool can ever run it ({len(self.ruled_out)} ruled out)"
+        head = self.best[0] if self.best else None
+        where = f"{self.placed.site}/{self.placed.pool}" if self.placed else "not placed yet"
+        best = f"; best {head.site}/{head.pool} score {head.score:.3f}" if head else ""
+        return (
+            f"job {self.job_id}: {where}; {len(self.considered)} pools considered, "
+            f"{len(self.ruled_out)} ruled out, {len(self.full_now)} full now{best}"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "job_id": self.job_id,
+            "summary": self.summary,
+            "considered": list(self.considered),
+            "ruled_out": dict(self.ruled_out),
+            "full_now": list(self.full_now),
+            "best": [
+                {"site": c.site, "pool": c.pool, "start_at": c.start_at, "score": c.score, "fits_now": c.fits_now,
+                 "terms": dict(c.terms)}
+                for c in self.best
+            ],
+            "placed": None if self.placed is None else {"site": self.placed.site, "pool": self.placed.pool,
+                                                          "start_at": self.placed.start_at},
+        }
+
+
+def explain(
+    scheduler: GridScheduler,
+    job: QueuedJob,
+    pools: Sequence[PoolState],
+    *,
+    now: float,
+    top: int = 3,
+    placed: Placement | None = None,
+) -> Explanation:
+    """Explain ``job`` against the current ``pools`` (its placement, if any, given as ``placed``)."""
+    ctx = scheduler.ctx
+    idx = ctx.candidates(job.spec)
+    reasons = ctx.ruled_out(job.spec)
+    name = [f"{p.site}/{p.name}" for p in ctx.pools]
+    online = {(s.pool.site, s.pool.name) for s in pools if s.online}
+    ruled = {name[i]: r for i, r in sorted(reasons.items())}
+    for i in idx:
+        p = ctx.pools[int(i)]
+        if (p.site, p.name) not in online:
+            ruled[name[int(i)]] = "offline (no agent reports this pool)"
+    cands = [c for c in scheduler.candidates(job, pools, now=now) if f"{c.site}/{c.pool}" not in ruled]
+    full = tuple(f"{c.site}/{c.pool}" for c in cands if not c.fits_now)
+    considered = tuple(name[int(i)] for i in idx if name[int(i)] not in ruled)
+    return Explanation(job.id, considered, ruled, full, tuple(cands[:top]), placed)

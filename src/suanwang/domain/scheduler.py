@@ -1,0 +1,932 @@
+"""The grid scheduler: each job to a (site, pool, start time) by a documented score.
+
+Why a score and not a rule: a consumer trades money against time, carbon and
+latency, and the grid's sites differ in all four.  Hard rules come first and
+no score overrides them (``hard_rule``): class, device model, device memory,
+node size (``placement.rule_out``), data-sovereignty region (the site's
+region), and the network latency bound from the consumer's site.
+
+Inputs the live platform feeds (``GridModel``): sites, pools and links, and per
+pool a ``PriceSignal`` (fen per standard compute unit-hour, SCU·h, for each
+local hour of the day: time-of-use aware), a ``speed`` (SCU a device or core
+delivers per hour relative to the reference device) and ``power_kw`` per
+device (or core); per site a ``CarbonSignal`` (kg CO2 per kWh for each local
+hour).  Local hour = (unix seconds / 3600 + ``utc_offset_h``) mod 24.
+
+For job j with ``n`` units (devices, or cores on CPU pools) and reference run
+time ``D`` seconds, on candidate pool p starting at ``s``:
+
+    run_p     = D / speed_p
+    start     = max(s, now + wait_p + transfer_p)      transfer: network.transfer_time_s
+    finish    = start + run_p
+    cost_p    = n * D/3600 * mean(price_p over [start, finish])      (SCU·h x fen)
+    carbon_p  = n * power_p * run_p/3600 * mean(ci_site over [start, finish])
+    latency_p = path latency consumer_site -> site (ms), 0 without a consumer
+
+Each term is made dimensionless against the best candidate, so no constant
+depends on a trace's scale::
+
+    T_cost = cost_p / min(cost) - 1        T_carbon = carbon_p / min(carbon) - 1
+    T_lat  = latency_p / min(latency) - 1  (0 when all are 0)
+    T_time = (finish_p - now) / min(finish - now) - 1                  without deadline
+    T_time = (finish_p - min(finish)) / (deadline - now)               with a deadline
+    score  = w_cost T_cost + w_time T_time + w_carbon T_carbon + w_latency T_lat
+
+and the lowest score wins (ties: the earlier pool in grid order).  Weights
+come per job (``job_weights``), else per tenant (``tenant_weights``), else the
+defaults.  With a deadline the time term is the share of the slack used, so
+a job that can wait (a *deferrable* job: it has a deadline and no latency
+bound) moves to the valley-price or high-green hours whenever the price and
+carbon saved outweigh the slack used, and never past its deadline: start
+times are now and each hour boundary of the next ``horizon_h`` hours, kept
+only when ``finish <= deadline`` and, for a start later than now, a margin
+remains: ``finish + max(run_p, 1 h) <= deadline`` (capacity may be taken by
+then; the margin leaves time to wait for it).  A deferred placement has
+``start_at > now`` and takes no capacity now.  A job starting now goes only
+to a pool with room now; with none, it stays queued.  If no candidate meets
+a deadline the job is placed at the earliest finish with
+``terms["deadline_miss"] = 1``; ``check_submit`` tells the consumer so at
+submit.  Gangs (``QueuedJob.gang``) are placed on one site, all members or
+none.
+
+Speed: the cost, carbon and latency terms of jobs without a deadline are
+computed once per (shape, weights, run time in 25 % log steps clamped to
+5 min..2 days) for a window starting at the middle of the current quarter
+hour (plus the engine wait, if any; the data transfer, seconds to minutes,
+does not move it) and reused across ``plan`` calls in that quarter hour; the
+time term is exact per job, and the scores of the next 2,048 jobs are
+computed as one matrix per (shape, weights) group.  A deferrable job is
+scored over a shortlist: the best 8 pools by cost, carbon and latency terms
+at each start hour, and the 8 fastest (run time in factor-2 steps).  The
+chosen placement's terms are computed exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from suanwang.domain.grid import Capacity, Link, Pool, PoolId, Site, SiteId
+from suanwang.domain.job import JobSpec
+from suanwang.domain.network import Network
+from suanwang.domain.placement import Placement, PoolState, QueuedJob, rule_out
+from suanwang.errors import InvalidSpec, Unplaceable
+
+PoolKey = tuple[SiteId, PoolId]
+Allow = Callable[["QueuedJob"], "np.ndarray | None"]  # per job: which grid pools it may use (bool per pool)
+HOURS = 24
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSignal:
+    """Price of one SCU·h in integer fen for each local hour of the day (index 0 = 00:00-01:00)."""
+
+    fen_per_unit_hour: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.fen_per_unit_hour) != HOURS:
+            raise InvalidSpec(f"a price signal needs {HOURS} hourly prices, got {len(self.fen_per_unit_hour)}")
+        if any(not isinstance(p, int) or p < 0 for p in self.fen_per_unit_hour):
+            raise InvalidSpec("hourly prices must be non-negative integers (fen)")
+
+    @classmethod
+    def flat(cls, fen: int) -> PriceSignal:
+        return cls((fen,) * HOURS)
+
+
+@dataclass(frozen=True, slots=True)
+class CarbonSignal:
+    """Grid carbon intensity (kg CO2 per kWh) for each local hour of the day."""
+
+    kg_per_kwh: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.kg_per_kwh) != HOURS or any(c < 0 for c in self.kg_per_kwh):
+            raise InvalidSpec(f"a carbon signal needs {HOURS} non-negative hourly values")
+
+    @classmethod
+    def flat(cls, kg: float) -> CarbonSignal:
+        return cls((kg,) * HOURS)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSignals:
+    """What a pool costs and delivers: price per SCU·h, speed in SCU per unit-hour, power per unit."""
+
+    price: PriceSignal
+    speed: float = 1.0
+    power_kw: float = 0.4
+
+    def __post_init__(self) -> None:
+        if self.speed <= 0:
+            raise InvalidSpec("speed must be positive")
+        if self.power_kw < 0:
+            raise InvalidSpec("power_kw must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """Weights of the score terms (see the module docstring)."""
+
+    cost: float = 1.0
+    time: float = 0.5
+    carbon: float = 0.3
+    latency: float = 0.1
+
+
+@dataclass(frozen=True)
+class GridModel:
+    """Everything static the scheduler knows about the grid."""
+
+    sites: tuple[Site, ...]
+    pools: tuple[Pool, ...]
+    links: tuple[Link, ...] = ()
+    signals: Mapping[PoolKey, PoolSignals] = field(default_factory=dict)
+    carbon: Mapping[SiteId, CarbonSignal] = field(default_factory=dict)
+    utc_offset_h: float = 8.0
+
+    def __post_init__(self) -> None:
+        names = {s.name for s in self.sites}
+        for pool in self.pools:
+            if pool.site not in names:
+                raise InvalidSpec(f"pool {pool.name} is at unknown site {pool.site}")
+        if len({(p.site, p.name) for p in self.pools}) != len(self.pools):
+            raise InvalidSpec("pool names must be unique within a site")
+
+    def signals_for(self, pool: Pool) -> PoolSignals:
+        return self.signals.get((pool.site, pool.name)) or PoolSignals(PriceSignal.flat(0))
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One scored option for a job (used by ``explain``)."""
+
+    site: SiteId
+    pool: PoolId
+    start_at: float
+    score: float
+    terms: dict[str, float]
+    fits_now: bool
+
+
+def job_units(spec: JobSpec) -> int:
+    """Units a job occupies: devices when it asks for devices, else cores."""
+    return spec.devices if spec.devices > 0 else max(1, spec.cores)
+
+
+def _is_deferrable(spec: JobSpec) -> bool:
+    return spec.deadline is not None and spec.latency_ms_max is None
+
+
+def _integral(cum: np.ndarray, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Integral of periodic hourly series (rows of ``cum``) from hour 0 to hour ``x`` (vectorised)."""
+    days = np.floor(x / HOURS)
+    rem = x - days * HOURS
+    h = np.minimum(rem.astype(np.int64), HOURS - 1)
+    flat = cum.ravel()
+    at = rows * (HOURS + 1) + h  # 1-D take is much faster than 2-D fancy indexing
+    lo = flat.take(at)
+    return days * flat.take(rows * (HOURS + 1) + HOURS) + lo + (rem - h) * (flat.take(at + 1) - lo)
+
+
+def _bucket(duration_s: float, step: float) -> int:
+    """Run time in log steps, clamped to 5 min .. 2 days (outside, the hourly means barely change)."""
+    return round(math.log(min(max(duration_s, 300.0), 172800.0)) / math.log(step))
+
+
+def _scalar_integral(cum: list[float], x: float) -> float:
+    days = math.floor(x / HOURS)
+    rem = x - days * HOURS
+    h = min(int(rem), HOURS - 1)
+    lo = cum[h]
+    return days * cum[HOURS] + lo + (rem - h) * (cum[h + 1] - lo)
+
+
+def _cumulative(series: np.ndarray) -> np.ndarray:
+    out = np.zeros((series.shape[0], HOURS + 1))
+    out[:, 1:] = np.cumsum(series, axis=1)
+    return out
+
+
+class GridContext:
+    """Static arrays over the grid's pools, built once and shared by every policy."""
+
+    def __init__(self, grid: GridModel) -> None:
+        self.grid = grid
+        self.network = Network((s.name for s in grid.sites), grid.links)
+        self.site_by_name = {s.name: s for s in grid.sites}
+        self.pools = grid.pools
+        self.index: dict[PoolKey, int] = {(p.site, p.name): i for i, p in enumerate(grid.pools)}
+        sig = [grid.signals_for(p) for p in grid.pools]
+        self.speed = np.array([s.speed for s in sig], dtype=float)
+        self.power = np.array([s.power_kw for s in sig], dtype=float)
+        self.price = np.array([s.price.fen_per_unit_hour for s in sig], dtype=float).reshape(len(sig), HOURS)
+        flat = CarbonSignal.flat(0.0)
+        ci = np.array([grid.carbon.get(p.site, flat).kg_per_kwh for p in grid.pools], dtype=float)
+        self.ci = ci.reshape(len(sig), HOURS)
+        self.price_cum = _cumulative(self.price)
+        self.ci_cum = _cumulative(self.ci)
+        self.both_cum = np.concatenate((self.price_cum, self.ci_cum))
+        self.price_cum_rows = self.price_cum.tolist()  # plain lists: scalar arithmetic without numpy overhead
+        self.ci_cum_rows = self.ci_cum.tolist()
+        self.speed_list = self.speed.tolist()
+        self.power_list = self.power.tolist()
+        self.site_idx = np.array([self.network.index[p.site] for p in grid.pools], dtype=np.int64)
+        self.has_devices = np.array([p.capacity.devices > 0 for p in grid.pools])
+        self._rules: dict[tuple, np.ndarray] = {}
+        nodes = [p.largest_node for p in grid.pools]
+        self._arr = {
+            "cls": np.array([p.resource_class.value for p in grid.pools]),
+            "model": np.array([p.device_model.lower() for p in grid.pools]),
+            "devmem": np.array([p.device_memory_gb for p in grid.pools], dtype=float),
+            "label_region": np.array([p.labels.get("region", "") for p in grid.pools]),
+            "site_region": np.array([self.site_by_name[p.site].region for p in grid.pools]),
+            "node_cores": np.array([n.cores for n in nodes], dtype=float),
+            "node_mem": np.array([n.memory_gb for n in nodes], dtype=float),
+            "node_dev": np.array([n.devices for n in nodes], dtype=float),
+        }
+
+    def local_hours(self, t: np.ndarray | float) -> np.ndarray:
+        return np.asarray(t, dtype=float) / 3600.0 + self.grid.utc_offset_h
+
+    def hard_rule(self, spec: JobSpec, i: int) -> str | None:
+        """Why pool ``i`` can never run ``spec``: placement rules, site region, latency bound."""
+        pool = self.pools[i]
+        why = rule_out(spec, pool)
+        if why:
+            return why
+        site = self.site_by_name[pool.site]
+        if spec.region and site.region != spec.region:
+            return f"site {site.name} is in region {site.region}, job must stay in {spec.region}"
+        if spec.latency_ms_max is not None:
+            if spec.consumer_site not in self.network.index:
+                return f"consumer site {spec.consumer_site} is not on the grid"
+            lat = self.network.latency(spec.consumer_site, pool.site)
+            if lat > spec.latency_ms_max:
+                return f"latency {lat:g} ms from {spec.consumer_site} > bound {spec.latency_ms_max:g} ms"
+        if spec.data_site and spec.data_gb > 0 and spec.data_site in self.network.index:
+            if math.isinf(self.network.latency(spec.data_site, pool.site)):
+                return f"no network path from data site {spec.data_site}"
+        return None
+
+    def candidates(self, spec: JobSpec) -> np.ndarray:
+        """Indices of the pools that could ever run ``spec`` (vectorised ``hard_rule``); cached by shape."""
+        key = _shape(spec)
+        hit = self._rules.get(key)
+        if hit is None:
+            hit = self._rules[key] = np.flatnonzero(self._rule_mask(spec))
+            if len(self._rules) > 100_000:
+                self._rules.clear()
+        return hit
+
+    def ruled_out(self, spec: JobSpec) -> dict[int, str]:
+        """Pool index -> why it can never run ``spec``, for every pool that cannot."""
+        return {i: r for i in range(len(self.pools)) if (r := self.hard_rule(spec, i))}
+
+    def _rule_mask(self, spec: JobSpec) -> np.ndarray:
+        a = self._arr
+        ok = a["cls"] == spec.resource_class.value
+        if spec.device_model:
+            ok &= a["model"] == spec.device_model.lower()
+        if spec.device_memory_gb_min:
+            ok &= a["devmem"] >= spec.device_memory_gb_min
+        if spec.region:
+            ok &= ((a["label_region"] == "") | (a["label_region"] == spec.region)) & (a["site_region"] == spec.region)
+        ok &= (a["node_cores"] >= spec.cores) & (a["node_mem"] >= spec.memory_gb) & (a["node_dev"] >= spec.devices)
+        net = self.network
+        if spec.latency_ms_max is not None:
+            if spec.consumer_site not in net.index:
+                return np.zeros(len(self.pools), dtype=bool)
+            ok &= net.latency_ms[net.index[spec.consumer_site], self.site_idx] <= spec.latency_ms_max
+        if spec.data_site and spec.data_gb > 0 and spec.data_site in net.index:
+            ok &= np.isfinite(net.latency_ms[net.index[spec.data_site], self.site_idx])
+        return ok
+
+    def evaluate(
+        self, spec: JobSpec, idx: np.ndarray, wait: np.ndarray, starts: np.ndarray, now: float, duration: float,
+        transfer: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Predicted terms for candidates ``idx`` (rows) and start times ``starts`` (columns)."""
+        n = job_units(spec)
+        if transfer is None:
+            transfer = np.zeros(len(idx))
+            if spec.data_site and spec.data_gb > 0 and spec.data_site in self.network.index:
+                transfer = self.network.transfer_row(spec.data_site, spec.data_gb)[self.site_idx[idx]]
+        run = duration / self.speed[idx]
+        ready = now + wait[idx] + transfer
+        start = np.maximum(starts[None, :], ready[:, None])
+        finish = start + run[:, None]
+        rows = idx[:, None]
+        off = self.grid.utc_offset_h
+        h0 = start / 3600.0 + off
+        h1 = finish / 3600.0 + off
+        span = np.maximum(h1 - h0, 1e-12)
+        # price rows then carbon rows of one table: one integral call for both
+        both = np.concatenate((rows, rows + len(self.pools)))
+        hh = np.concatenate((h1, h1)), np.concatenate((h0, h0))
+        diff = _integral(self.both_cum, both, hh[0]) - _integral(self.both_cum, both, hh[1])
+        m = len(idx)
+        cost = (n * duration / 3600.0) * diff[:m] / span
+        carbon = n * self.power[rows] * (run[:, None] / 3600.0) * diff[m:] / span
+        latency = np.zeros(len(idx))
+        if spec.consumer_site in self.network.index:
+            latency = self.network.latency_ms[self.network.index[spec.consumer_site], self.site_idx[idx]]
+        zero = np.zeros_like(start)
+        return {
+            "start": start,
+            "finish": finish,
+            "cost_fen": cost,
+            "carbon_kg": carbon,
+            "latency_ms": zero + latency[:, None],
+            "transfer_s": zero + transfer[:, None],
+            "run_s": zero + run[:, None],
+        }
+
+
+def _shape(spec: JobSpec) -> tuple:
+    return (
+        spec.resource_class,
+        spec.device_model.lower(),
+        spec.device_memory_gb_min,
+        spec.region,
+        spec.consumer_site,
+        spec.latency_ms_max,
+        spec.data_site,
+        spec.data_gb,
+        spec.cores,
+        spec.memory_gb,
+        spec.devices,
+    )
+
+
+def _ratio(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """x / min(x over mask) - 1, or zeros when that minimum is 0 or nothing is masked."""
+    if not mask.any():
+        return np.zeros_like(x)
+    low = float(x[mask].min())
+    if low <= 0:
+        return np.zeros_like(x) if float(x[mask].max()) <= 0 else x / max(float(x[mask].max()), 1e-12)
+    return x / low - 1.0
+
+
+def score_terms(terms: dict[str, np.ndarray], spec: JobSpec, now: float, w: Weights) -> tuple[np.ndarray, np.ndarray]:
+    """Score (lower is better) and deadline-feasibility mask for evaluated candidates."""
+    finish = terms["finish"]
+    ok = np.isfinite(finish)
+    if spec.deadline is not None:
+        meets = ok & (finish <= spec.deadline + 1e-6)
+        if finish.shape[1] > 1:  # a shifted start keeps a margin: its run time again, at least an hour
+            margin = np.maximum(terms["run_s"][:, 1:], 3600.0)
+            meets[:, 1:] &= finish[:, 1:] + margin <= spec.deadline + 1e-6
+        if meets.any():
+            ok = meets
+    if spec.deadline is not None and spec.deadline > now:
+        best = float(finish[ok].min()) if ok.any() else now
+        t_time = (finish - best) / (spec.deadline - now)
+    else:
+        t_time = _ratio(finish - now, ok)
+    score = (
+        w.cost * _ratio(terms["cost_fen"], ok)
+        + w.time * t_time
+        + w.carbon * _ratio(terms["carbon_kg"], ok)
+        + w.latency * _ratio(np.asarray(terms["latency_ms"], dtype=float), ok)
+    )
+    return np.where(ok, score, np.inf), ok
+
+
+class _FreeState:
+    """Free capacity during one ``plan`` call, as numpy arrays over the grid's pools."""
+
+    def __init__(self, ctx: GridContext, pools: Sequence[PoolState]) -> None:
+        n = len(ctx.pools)
+        self.cores = np.zeros(n)
+        self.mem = np.zeros(n)
+        self.dev = np.zeros(n)
+        self.wait = np.zeros(n)
+        for state in pools:
+            i = ctx.index.get((state.pool.site, state.pool.name))
+            if i is None or not state.online:
+                continue
+            self.cores[i], self.mem[i], self.dev[i] = state.free.cores, state.free.memory_gb, state.free.devices
+            self.wait[i] = state.wait_s
+        self.any_wait = bool(self.wait.any())
+
+    def fits(self, idx: np.ndarray, d: Capacity) -> np.ndarray:
+        return (self.cores[idx] >= d.cores) & (self.mem[idx] >= d.memory_gb - 1e-9) & (self.dev[idx] >= d.devices)
+
+    def fits_one(self, i: int, d: Capacity) -> bool:
+        return self.cores[i] >= d.cores and self.mem[i] >= d.memory_gb - 1e-9 and self.dev[i] >= d.devices
+
+    def take(self, i: int, d: Capacity) -> None:
+        self.cores[i] -= d.cores
+        self.mem[i] -= d.memory_gb
+        self.dev[i] -= d.devices
+
+    def give(self, i: int, d: Capacity) -> None:
+        self.cores[i] += d.cores
+        self.mem[i] += d.memory_gb
+        self.dev[i] += d.devices
+
+
+def _order(jobs: Sequence[QueuedJob]) -> list[QueuedJob]:
+    return sorted(jobs, key=lambda j: (-j.spec.priority, j.submitted_at, j.id))
+
+
+def _gangs(jobs: Sequence[QueuedJob]) -> list[list[QueuedJob]]:
+    """Jobs grouped into placement units: a gang's members together at its first member's position."""
+    units: list[list[QueuedJob]] = []
+    by_gang: dict[str, list[QueuedJob]] = {}
+    for job in jobs:
+        if not job.gang:
+            units.append([job])
+        elif job.gang in by_gang:
+            by_gang[job.gang].append(job)
+        else:
+            by_gang[job.gang] = [job]
+            units.append(by_gang[job.gang])
+    return units
+
+
+class _PolicyBase:
+    """Shared loop: order, gangs all-or-nothing, capacity bookkeeping.  Subclasses pick a pool."""
+
+    keep_order: bool = False
+
+    def __init__(self, grid: GridModel | GridContext) -> None:
+        self.ctx = grid if isinstance(grid, GridContext) else GridContext(grid)
+
+    def plan(self, jobs: Sequence[QueuedJob], pools: Sequence[PoolState], *, now: float) -> list[Placement]:
+        free = _FreeState(self.ctx, pools)
+        self._begin(now)
+        ordered = list(jobs) if self.keep_order else _order(jobs)
+        self._prepare(ordered)
+        out: list[Placement] = []
+        for unit in _gangs(ordered):
+            if unit[0].gang and len(unit) < unit[0].gang_size:
+                continue  # a gang waits until all its members are queued
+            placed = self._place_unit(unit, free, now)
+            out.extend(placed)
+        return out
+
+    def _place_unit(
+        self, unit: list[QueuedJob], free: _FreeState, now: float, allow: Allow | None = None
+    ) -> list[Placement]:
+        taken: list[tuple[int, Capacity]] = []
+        result: list[Placement] = []
+        site: SiteId | None = None
+        for job in unit:
+            if job.spec.not_before is not None and job.spec.not_before > now:
+                break
+            mask = allow(job) if allow is not None else None
+            got = self._choose(job, free, now, site if job.gang else None, mask)
+            if got is None:
+                break
+            i, placement = got
+            if placement.start_at <= now:
+                free.take(i, job.spec.demand)
+                taken.append((i, job.spec.demand))
+            site = self.ctx.pools[i].site
+            result.append(placement)
+        if len(result) < len(unit):
+            for i, d in taken:
+                free.give(i, d)
+            return []
+        return result
+
+    def _begin(self, now: float) -> None:
+        pass
+
+    def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
+        pass
+
+    def _choose(
+        self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
+    ) -> tuple[int, Placement] | None:
+        raise NotImplementedError
+
+    def _restrict(self, idx: np.ndarray, site: SiteId | None) -> np.ndarray:
+        if site is None:
+            return idx
+        return idx[self.ctx.site_idx[idx] == self.ctx.network.index[site]]
+
+    def _placement(self, job: QueuedJob, i: int, now: float, start: float | None = None) -> Placement:
+        pool = self.ctx.pools[i]
+        return Placement(job.id, pool.site, pool.name, now if start is None else start)
+
+
+class GridScheduler(_PolicyBase):
+    """The multi-objective grid scheduler (see the module docstring for the score)."""
+
+    def __init__(
+        self,
+        grid: GridModel | GridContext,
+        *,
+        weights: Weights = Weights(),
+        tenant_weights: Mapping[str, Weights] | None = None,
+        job_weights: Mapping[str, Weights] | None = None,
+        horizon_h: int = 24,
+        keep_order: bool = False,
+    ) -> None:
+        super().__init__(grid)
+        self.weights = weights
+        self.tenant_weights = dict(tenant_weights or {})
+        self.job_weights = dict(job_weights or {})
+        self.horizon_h = horizon_h
+        self.keep_order = keep_order
+        self._static: dict[tuple, np.ndarray] = {}
+        self._shortlist: dict[tuple, np.ndarray] = {}
+        self._full: dict[tuple, Capacity] = {}
+        self._transfer: dict[tuple[str, float], np.ndarray] = {}
+
+    def weights_for(self, job: QueuedJob) -> Weights:
+        return self.job_weights.get(job.id) or self.tenant_weights.get(job.tenant) or self.weights
+
+    def _begin(self, now: float) -> None:
+        if len(self._static) > 50_000 or getattr(self, "_static_waits", False):
+            self._static.clear()
+        self._static_waits = False  # set when a plan call sees engine waits: those make static terms per call
+        self._shortlist.clear()
+        self._full.clear()
+        self._pre: dict[str, np.ndarray] = {}
+        self._dead: dict[tuple, np.ndarray] = {}
+        self._ordered: Sequence[QueuedJob] = ()
+        self._pos: dict[str, int] = {}
+
+    def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
+        """Remember the order so scores can be computed for many upcoming jobs at once."""
+        self._ordered = ordered
+        self._pos = {j.id: k for k, j in enumerate(ordered)}
+
+    def _precompute(self, pos: int, free: _FreeState, now: float, chunk: int = 2048) -> None:
+        """Score rows for the next ``chunk`` jobs without deadline, one matrix per (shape, weights) group."""
+        groups: dict[tuple, list[QueuedJob]] = {}
+        end = min(len(self._ordered), pos + chunk)
+        for job in self._ordered[pos:end]:
+            if job.spec.deadline is None and not job.gang and job.id not in self._pre:
+                w = self.weights_for(job)
+                groups.setdefault((self._static_shape(job.spec), w), []).append(job)
+        for key, js in groups.items():
+            w = key[1]
+            idx = self.ctx.candidates(js[0].spec)
+            if len(idx) == 0:
+                continue
+            dur = np.array([j.spec.duration_s for j in js])
+            qs = [_bucket(d, 1.25) for d in dur]
+            first: dict[int, int] = {}
+            for k, q in enumerate(qs):
+                first.setdefault(q, k)
+            table = np.stack([self._static_terms(js[k].spec, idx, free, now, w, key) for k in first.values()])
+            row_of = {q: r for r, q in enumerate(first)}
+            statics = table[np.array([row_of[q] for q in qs])]
+            t = free.wait[idx][None, :] + dur[:, None] / self.ctx.speed[idx][None, :]
+            if any(j.spec.data_gb > 0 and j.spec.data_site for j in js):
+                t = t + np.stack([self._transfer_s(j.spec, idx) for j in js])
+            if w.time:
+                statics = statics + w.time * (t / np.maximum(t.min(axis=1, keepdims=True), 1e-9) - 1.0)
+            statics[~np.isfinite(t)] = np.inf
+            for k, job in enumerate(js):
+                self._pre[job.id] = statics[k]
+
+    def start_times(self, spec: JobSpec, now: float) -> np.ndarray:
+        """Now, then each local hour boundary within the horizon (deferrable jobs only)."""
+        if not _is_deferrable(spec):
+            return np.array([now])
+        first = math.floor(now / 3600.0) * 3600.0 + 3600.0
+        hours = first + 3600.0 * np.arange(self.horizon_h)
+        return np.concatenate(([now], hours[hours < (spec.deadline or now)]))
+
+    def _choose(
+        self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
+    ) -> tuple[int, Placement] | None:
+        spec = job.spec
+        idx = self.ctx.candidates(spec)
+        if len(idx) == 0:
+            return None
+        allowed = None  # restrictions (gang site, backfill guard) as a mask over idx; scores stay cached
+        if site is not None:
+            allowed = self.ctx.site_idx[idx] == self.ctx.network.index[site]
+        if mask is not None:
+            allowed = mask[idx] if allowed is None else allowed & mask[idx]
+        if allowed is not None and not allowed.any():
+            return None
+        w = self.weights_for(job)
+        key = (self._static_shape(spec), w)
+        if (full := self._full.get(key)) is not None and spec.demand.fits_in(full):
+            return None  # a no-bigger demand of this shape found no room; free capacity only shrinks
+        if spec.deadline is None:
+            got = self._choose_ranked(job, idx, free, now, w, key, allowed)
+        else:
+            got = self._choose_timed(job, idx, free, now, w, key, allowed)
+        if got is None and allowed is None and spec.deadline is None:
+            self._full[key] = spec.demand
+        return got
+
+    def _static_shape(self, spec: JobSpec) -> tuple:
+        """The shape without the data site when every pool can reach it (the data only moves the time term)."""
+        net = self.ctx.network
+        data = spec.data_site if spec.data_gb > 0 and spec.data_site in net.index else ""
+        if data and np.isfinite(net.latency_ms[net.index[data]]).all():
+            data = ""
+        return (*_shape(spec)[:6], data, spec.cores, spec.memory_gb, spec.devices)
+
+    def _transfer_s(self, spec: JobSpec, idx: np.ndarray) -> np.ndarray:
+        if not (spec.data_site and spec.data_gb > 0 and spec.data_site in self.ctx.network.index):
+            return np.zeros(len(idx))
+        k = (spec.data_site, spec.data_gb)
+        row = self._transfer.get(k)
+        if row is None:
+            row = self._transfer[k] = self.ctx.network.transfer_row(spec.data_site, spec.data_gb)
+        return row[self.ctx.site_idx[idx]]
+
+    def _static_terms(self, spec: JobSpec, idx: np.ndarray, free: _FreeState, now: float, w: Weights,
+                      key: tuple | None) -> np.ndarray:
+        """w_cost T_cost + w_carbon T_carbon + w_latency T_lat for starting now, run time in 25 % log steps."""
+        q = _bucket(spec.duration_s, 1.25)
+        if free.any_wait:
+            self._static_waits = True
+        k = None if key is None else (key, q, math.floor(now / 900.0))  # reused within a quarter hour
+        hit = self._static.get(k) if k is not None else None
+        if hit is not None:
+            return hit
+        at = now if free.any_wait else math.floor(now / 900.0) * 900.0 + 450.0
+        terms = self.ctx.evaluate(spec, idx, free.wait, np.array([at]), at, 1.25**q, transfer=np.zeros(len(idx)))
+        ok = np.isfinite(terms["finish"][:, 0])
+        part = (w.cost * _ratio(terms["cost_fen"][:, 0], ok) + w.carbon * _ratio(terms["carbon_kg"][:, 0], ok)
+                + w.latency * _ratio(np.asarray(terms["latency_ms"][:, 0], dtype=float), ok))
+        if k is not None:
+            self._static[k] = part
+        return part
+
+    def _choose_ranked(
+        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, key: tuple | None,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[int, Placement] | None:
+        spec = job.spec
+        score = None
+        if key is not None and job.id in self._pos:
+            score = self._pre.pop(job.id, None)
+            if score is None:
+                self._precompute(self._pos[job.id], free, now)
+                score = self._pre.pop(job.id, None)
+        if score is None:
+            static = self._static_terms(spec, idx, free, now, w, key)
+            t = free.wait[idx] + self._transfer_s(spec, idx) + spec.duration_s / self.ctx.speed[idx]
+            score = static + w.time * (t / max(float(t.min()), 1e-9) - 1.0) if w.time else static.copy()
+            score[~np.isfinite(t)] = np.inf
+        if key is not None:
+            dead = self._dead.get(key)
+            if dead is None:
+                dead = self._dead[key] = np.zeros(len(idx), dtype=bool)
+            elif dead.any():
+                score = np.where(dead, np.inf, score)
+        else:
+            dead = np.zeros(len(idx), dtype=bool)
+        if allowed is not None:
+            score = np.where(allowed, score, np.inf)
+        demand = spec.demand
+        for _ in range(8):
+            r = int(np.argmin(score))
+            if not np.isfinite(score[r]):
+                return None
+            i = int(idx[r])
+            if free.fits_one(i, demand):
+                return i, self._exact(job, i, free, now, now, self._transfer_one(spec, i), float(score[r]))
+            score[r] = np.inf
+            dead[r] = True  # full for this shape's demand for the rest of this plan call
+        ok = free.fits(idx, demand) & np.isfinite(score)
+        if not ok.any():
+            return None
+        dead |= ~ok
+        r = int(np.argmin(np.where(ok, score, np.inf)))
+        i = int(idx[r])
+        return i, self._exact(job, i, free, now, now, self._transfer_one(spec, i), float(score[r]))
+
+    def _transfer_one(self, spec: JobSpec, i: int) -> float:
+        net = self.ctx.network
+        if not (spec.data_site and spec.data_gb > 0 and spec.data_site in net.index):
+            return 0.0
+        return net.transfer_s(spec.data_site, self.ctx.pools[i].site, spec.data_gb)
+
+    def _exact(self, job: QueuedJob, i: int, free: _FreeState, now: float, start: float, transfer: float,
+               score: float) -> Placement:
+        """The chosen placement's predicted terms, computed exactly for this one pool (scalar arithmetic)."""
+        ctx, spec = self.ctx, job.spec
+        run = spec.duration_s / ctx.speed_list[i]
+        begin = max(start, now + (float(free.wait[i]) if free.any_wait else 0.0) + transfer)
+        finish = begin + run
+        h0, h1 = begin / 3600.0 + ctx.grid.utc_offset_h, finish / 3600.0 + ctx.grid.utc_offset_h
+        pc, cc = ctx.price_cum_rows[i], ctx.ci_cum_rows[i]
+        price = _scalar_integral(pc, h1) - _scalar_integral(pc, h0)
+        ci = _scalar_integral(cc, h1) - _scalar_integral(cc, h0)
+        n = job_units(spec)
+        latency = 0.0
+        if spec.consumer_site in ctx.network.index:
+            latency = float(ctx.network.latency_ms[ctx.network.index[spec.consumer_site], ctx.site_idx[i]])
+        flat = {"cost_fen": n * spec.duration_s / 3600.0 * price / max(h1 - h0, 1e-12),
+                "carbon_kg": n * ctx.power_list[i] * ci, "latency_ms": latency, "transfer_s": transfer,
+                "run_s": run, "finish": finish, "score": score}
+        pool = ctx.pools[i]
+        return Placement(job.id, pool.site, pool.name, start, _public_terms(flat, spec))
+
+    def _choose_timed(
+        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, key: tuple | None,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[int, Placement] | None:
+        spec = job.spec
+        if allowed is not None:
+            idx = idx[allowed]
+            key = None  # a restricted set gets its own shortlist
+        idx = self._short(spec, idx, free, now, w, key)
+        starts = self.start_times(spec, now) if not job.gang else np.array([now])  # a gang starts together, now
+        terms = self.ctx.evaluate(spec, idx, free.wait, starts, now, spec.duration_s,
+                                  transfer=self._transfer_s(spec, idx))
+        score, _ = score_terms(terms, spec, now, w)
+        fits = free.fits(idx, spec.demand)
+        score[~fits, 0] = np.inf  # starting now needs room now; a later start reserves nothing yet
+        if not np.isfinite(score).any():
+            return None
+        r, c = np.unravel_index(int(np.argmin(score)), score.shape)
+        i = int(idx[r])
+        flat = {k: float(v[r, c]) for k, v in terms.items()}
+        flat["score"] = float(score[r, c])
+        pool = self.ctx.pools[i]
+        start = float(starts[c]) if c > 0 else now
+        return i, Placement(job.id, pool.site, pool.name, start, _public_terms(flat, spec))
+
+    def _short(self, spec: JobSpec, idx: np.ndarray, free: _FreeState, now: float, w: Weights,
+               key: tuple | None, k: int = 8) -> np.ndarray:
+        """For deferrable jobs on large grids: the best ``k`` pools at each start hour, and the ``k`` fastest."""
+        if len(idx) <= 4 * k:
+            return idx
+        q = _bucket(spec.duration_s, 2.0)
+        ck = None if key is None else (key, q)
+        hit = self._shortlist.get(ck) if ck is not None else None
+        if hit is not None:
+            return hit
+        starts = now + 3600.0 * np.arange(self.horizon_h + 1)
+        terms = self.ctx.evaluate(spec, idx, free.wait, starts, now, 2.0**q, transfer=np.zeros(len(idx)))
+        keep = np.zeros(len(idx), dtype=bool)
+        ok = np.isfinite(terms["finish"])
+        static = (w.cost * _ratio(terms["cost_fen"], ok) + w.carbon * _ratio(terms["carbon_kg"], ok)
+                  + w.latency * _ratio(np.asarray(terms["latency_ms"], dtype=float), ok))
+        keep[np.argpartition(static, k - 1, axis=0)[:k].ravel()] = True  # best k at each start hour
+        keep[np.argpartition(terms["finish"][:, 0], k - 1)[:k]] = True  # and the k fastest
+        short = idx[keep]
+        if ck is not None:
+            self._shortlist[ck] = short
+        return short
+
+    # ---- submit-time checks and explanations ---------------------------------------------------
+
+    def candidates(self, job: QueuedJob, pools: Sequence[PoolState], *, now: float) -> list[Candidate]:
+        """Every pool that could run ``job``, scored at its best start time, best first."""
+        free = _FreeState(self.ctx, pools)
+        idx = self.ctx.candidates(job.spec)
+        if len(idx) == 0:
+            return []
+        starts = self.start_times(job.spec, now)
+        terms = self.ctx.evaluate(job.spec, idx, free.wait, starts, now, job.spec.duration_s)
+        score, _ = score_terms(terms, job.spec, now, self.weights_for(job))
+        fits = free.fits(idx, job.spec.demand)
+        out = []
+        for r, i in enumerate(idx):
+            c = int(np.argmin(score[r]))
+            flat = {k: float(v[r, c]) for k, v in terms.items()}
+            flat["score"] = float(score[r, c])
+            pool = self.ctx.pools[int(i)]
+            out.append(
+                Candidate(pool.site, pool.name, float(starts[c]), float(score[r, c]), _public_terms(flat, job.spec),
+                          bool(fits[r]))
+            )
+        return sorted(out, key=lambda c: (c.score, c.start_at))
+
+    def best_finish(self, spec: JobSpec, *, now: float) -> tuple[float, PoolKey | None]:
+        """Earliest predicted finish over every pool that could run ``spec`` (ignoring load)."""
+        idx = self.ctx.candidates(spec)
+        if len(idx) == 0:
+            return math.inf, None
+        wait = np.zeros(len(self.ctx.pools))
+        terms = self.ctx.evaluate(spec, idx, wait, np.array([now]), now, spec.duration_s)
+        r = int(np.argmin(terms["finish"][:, 0]))
+        pool = self.ctx.pools[int(idx[r])]
+        return float(terms["finish"][r, 0]), (pool.site, pool.name)
+
+    def check_submit(self, spec: JobSpec, *, now: float) -> None:
+        """Raise ``Unplaceable`` when no pool could ever run ``spec`` or none can meet its deadline."""
+        idx = self.ctx.candidates(spec)
+        if len(idx) == 0:
+            reasons = self.ctx.ruled_out(spec)
+            detail = "; ".join(f"{self.ctx.pools[i].site}/{self.ctx.pools[i].name}: {r}" for i, r in reasons.items())
+            raise Unplaceable(f"no pool can run this job ({detail or 'no pools'})",
+                              ruled_out={f"{self.ctx.pools[i].site}/{self.ctx.pools[i].name}": r
+                                         for i, r in reasons.items()})
+        if spec.deadline is not None:
+            finish, where = self.best_finish(spec, now=now)
+            if finish > spec.deadline:
+                raise Unplaceable(
+                    f"no pool can meet the deadline: the earliest finish is {finish - spec.deadline:.0f} s late "
+                    f"(at {where[0]}/{where[1]})" if where else "no pool can meet the deadline",
+                    earliest_finish=finish,
+                    deadline=spec.deadline,
+                )
+
+
+def _public_terms(flat: dict[str, float], spec: JobSpec) -> dict[str, float]:
+    out = {
+        "cost_fen": flat["cost_fen"],
+        "carbon_kg": flat["carbon_kg"],
+        "latency_ms": flat["latency_ms"],
+        "transfer_s": flat["transfer_s"],
+        "run_s": flat["run_s"],
+        "finish_at": flat["finish"],
+    }
+    if "score" in flat:
+        out["score"] = flat["score"]
+    if spec.deadline is not None:
+        out["deadline_miss"] = 1.0 if flat["finish"] > spec.deadline + 1e-6 else 0.0
+    return out
+
+
+# ---- baselines ------------------------------------------------------------------------------------
+
+
+class _FirstRoom(_PolicyBase):
+    """Baselines: a fixed preference order per job; the first candidate with room wins."""
+
+    def _prefer(self, job: QueuedJob, idx: np.ndarray, now: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def _choose(
+        self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
+    ) -> tuple[int, Placement] | None:
+        idx = self.ctx.candidates(job.spec)
+        idx = self._restrict(idx, site)
+        if mask is not None:
+            idx = idx[mask[idx]]
+        if len(idx) == 0:
+            return None
+        order = self._prefer(job, idx, now)
+        ok = free.fits(order, job.spec.demand)
+        if not ok.any():
+            return None
+        i = int(order[int(np.argmax(ok))])
+        return i, self._placement(job, i, now)
+
+
+class RandomPolicy(_FirstRoom):
+    """Any pool that could run the job, uniformly at random (seeded)."""
+
+    def __init__(self, grid: GridModel | GridContext, seed: int = 0) -> None:
+        super().__init__(grid)
+        self.rng = np.random.default_rng(seed)
+
+    def _prefer(self, job: QueuedJob, idx: np.ndarray, now: float) -> np.ndarray:
+        return self.rng.permutation(idx)
+
+
+class RoundRobin(_FirstRoom):
+    """Pools in turn: each job starts looking one past where the last one landed."""
+
+    def __init__(self, grid: GridModel | GridContext) -> None:
+        super().__init__(grid)
+        self.next = 0
+
+    def _prefer(self, job: QueuedJob, idx: np.ndarray, now: float) -> np.ndarray:
+        k = int(np.searchsorted(idx, self.next % len(self.ctx.pools)))
+        self.next += 1
+        return np.roll(idx, -k)
+
+
+class NearestSite(_FirstRoom):
+    """Lowest latency from the consumer (else the data) site; ties in grid order."""
+
+    def _prefer(self, job: QueuedJob, idx: np.ndarray, now: float) -> np.ndarray:
+        origin = job.spec.consumer_site or job.spec.data_site
+        net = self.ctx.network
+        if origin not in net.index:
+            return idx
+        lat = net.latency_ms[net.index[origin], self.ctx.site_idx[idx]]
+        return idx[np.argsort(lat, kind="stable")]
+
+
+class CheapestFirst(_FirstRoom):
+    """SkyPilot-like: the lowest price for the job's run starting now; no time shifting."""
+
+    def _prefer(self, job: QueuedJob, idx: np.ndarray, now: float) -> np.ndarray:
+        wait = np.zeros(len(self.ctx.pools))
+        terms = self.ctx.evaluate(job.spec, idx, wait, np.array([now]), now, job.spec.duration_s)
+        return idx[np.argsort(terms["cost_fen"][:, 0], kind="stable")]
+
+
+SchedulerFactory = Callable[[GridContext], _PolicyBase]
+
+POLICIES: dict[str, SchedulerFactory] = {
+    "grid": lambda ctx: GridScheduler(ctx),
+    "random": lambda ctx: RandomPolicy(ctx, seed=0),
+    "round-robin": RoundRobin,
+    "nearest-site": NearestSite,
+    "cheapest-first": CheapestFirst,
+}
