@@ -49,6 +49,7 @@ from suanwang.domain.scheduler import (  # noqa: E402
     PriceSignal,
 )
 from suanwang.sim import load_alibaba_dlrm, load_azure_llm, load_grid, load_swf, run_simulation  # noqa: E402
+from suanwang.sim.sizing import capacity_share, scaled  # noqa: E402
 from suanwang.sim.traces import with_placement_hints  # noqa: E402
 
 DATA = ROOT / "src/suanwang/data"
@@ -170,28 +171,6 @@ def instances(quick: bool) -> list[tuple[str, object]]:
         ("azure_llm_code", with_placement_hints(llm.head(n * 2), consumer_sites=edges, latency_ms_max=20.0,
                                                 seed=3)),
     ]
-
-
-def scaled(model: GridModel, factor: float) -> GridModel:
-    """The same grid with every pool's capacity times ``factor`` (at least one node): a slice a trace window loads."""
-    pools = []
-    for p in model.pools:
-        node = p.largest_node
-        cap = Capacity(max(node.cores, round(p.capacity.cores * factor)),
-                       max(node.memory_gb, round(p.capacity.memory_gb * factor)),
-                       max(node.devices, round(p.capacity.devices * factor)))
-        pools.append(replace(p, capacity=cap))
-    return replace(model, pools=tuple(pools))
-
-
-def capacity_share(model: GridModel, trace: object, target: float) -> float:
-    """The share of the grid at which the trace's offered load is ``target`` of capacity (binding class)."""
-    span = max(float(trace.submit_s.max() - trace.submit_s.min()), 3600.0)
-    dev_load = float(np.sum(trace.devices * trace.duration_s)) / span
-    core_load = float(np.sum(np.where(trace.devices > 0, 0, trace.cores) * trace.duration_s)) / span
-    devs = sum(p.capacity.devices for p in model.pools)
-    cores = sum(p.capacity.cores for p in model.pools if p.capacity.devices == 0)
-    return min(1.0, max(dev_load / devs, core_load / cores) / target)
 
 
 def quality(quick: bool, load: float) -> dict[str, object]:

@@ -10,10 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from suanwang.domain.placement import FirstFit, Scheduler
+from sqlalchemy.orm import Session
+
+from suanwang.domain.job import JobSpec
+from suanwang.domain.placement import Scheduler
 from suanwang.services import scheduling
+from suanwang.services.planner import GridPlanner
 from suanwang.store.db import Database
 
 log = logging.getLogger("suanwang.platform")
@@ -29,14 +34,24 @@ class Settings:
 
 class Platform:
     def __init__(self, db: Database, settings: Settings | None = None, scheduler: Scheduler | None = None) -> None:
+        """``scheduler`` fixes the policy (tests, benchmarks); by default the grid planner builds one per pass."""
         self.db = db
         self.settings = settings or Settings()
-        self.scheduler: Scheduler = scheduler or FirstFit()
+        self.planner = GridPlanner()
+        self.fixed_scheduler = scheduler
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._next_reap = 0.0
+
+    def check_submit(self, session: Session, specs: Sequence[JobSpec]) -> None:
+        """Tell the consumer at submit when no pool can meet a job's deadline (others are checked by the store)."""
+        if any(spec.deadline is not None for spec in specs):
+            now = time.time()
+            for spec in specs:
+                if spec.deadline is not None:
+                    self.planner.check_submit(session, spec, now=now)
 
     def wake(self) -> None:
         self._wake.set()
@@ -55,7 +70,8 @@ class Platform:
                     scheduling.mark_offline_sites(s, now=now, timeout_s=self.settings.site_timeout_s)
             with self.db.transaction() as s:
                 if scheduling.claim_scheduling_pass(s):
-                    scheduling.place_waiting_jobs(s, self.scheduler, now=now)
+                    scheduler = self.fixed_scheduler or self.planner.scheduler(s)
+                    scheduling.place_waiting_jobs(s, scheduler, now=now)
 
     def start(self) -> None:
         with self.db.transaction() as s:

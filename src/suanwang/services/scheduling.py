@@ -8,16 +8,20 @@ its plan in one transaction.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from suanwang.domain.grid import Capacity
 from suanwang.domain.job import JobState, state_after_lost_lease
+from suanwang.domain.explain import explain
+from suanwang.domain.fairness import FairScheduler, RunningJob
 from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler
-from suanwang.domain.resources import LostPolicy
+from suanwang.domain.resources import LostPolicy, ServiceLevel
 from suanwang.services.jobs import move, spec_from_json
 from suanwang.services.sites import all_pools, list_sites
+from suanwang.services.planner import GridPlanner
 from suanwang.store.db import is_postgres
 from suanwang.store.tables import JobRow, SiteRow
 
@@ -96,7 +100,37 @@ def queued_jobs(session: Session, *, limit: int = 10_000) -> list[JobRow]:
     )
 
 
+def running_jobs(session: Session) -> list[RunningJob]:
+    rows = session.scalars(select(JobRow).where(JobRow.state == JobState.RUNNING.value))
+    return [
+        RunningJob(id=r.id, tenant=r.tenant_id, site=r.site or "", pool=r.pool or "",
+                   demand=Capacity(r.cores, r.memory_gb, r.devices), started_at=r.started_at or 0.0,
+                   expected_end=(r.started_at or 0.0) + float(r.spec.get("duration_s", 3600.0)),
+                   service_level=ServiceLevel(r.spec.get("service_level", "standard")))
+        for r in rows
+    ]
+
+
+def preempt(session: Session, job_ids: list[str], *, now: float) -> None:
+    """Requeue running spot jobs to make room; their agents kill them on the next heartbeat.
+
+    Their usage so far was reported and is billed; the next attempt starts afresh.
+    """
+    for job in session.scalars(select(JobRow).where(JobRow.id.in_(job_ids)).with_for_update()):
+        if job.state == JobState.RUNNING.value:
+            move(session, job, JobState.REQUEUED, "preempted for guaranteed work", now=now)
+            job.site = None
+            job.pool = None
+            job.lease_expires_at = None
+
+
 def place_waiting_jobs(session: Session, scheduler: Scheduler, *, now: float) -> list[Placement]:
+    """Run the scheduler over the queue and apply its plan.
+
+    A placement starting later (a deferrable job shifted to cheaper or greener
+    hours) takes no capacity now: the job stays waiting with the planned start
+    recorded, and a later pass places it when its hour comes.
+    """
     rows = queued_jobs(session)
     if not rows:
         return []
@@ -105,12 +139,38 @@ def place_waiting_jobs(session: Session, scheduler: Scheduler, *, now: float) ->
         QueuedJob(id=r.id, spec=spec_from_json(r.spec), tenant=r.tenant_id, submitted_at=r.submitted_at, attempt=r.attempt)
         for r in rows
     ]
-    plan = scheduler.plan(queue, pool_states(session), now=now)
+    pools = pool_states(session)
+    if isinstance(scheduler, FairScheduler):
+        result = scheduler.plan_with_preemption(queue, pools, now=now, running=running_jobs(session))
+        preempt(session, result.preempt, now=now)
+        plan = result.placements
+    else:
+        plan = scheduler.plan(queue, pools, now=now)
+    placed = []
     for placement in plan:
         job = by_id[placement.job_id]
+        record = {"site": placement.site, "pool": placement.pool, "start_at": placement.start_at,
+                  "terms": placement.terms}
+        if placement.start_at > now + 1.0:
+            if job.placement != record | {"deferred": True}:
+                job.placement = record | {"deferred": True}
+            continue
         job.site = placement.site
         job.pool = placement.pool
         job.placed_at = now
-        job.placement = {"start_at": placement.start_at, "terms": placement.terms}
+        job.placement = record
         move(session, job, JobState.PLACED, f"placed on {placement.site}/{placement.pool}", now=now)
-    return plan
+        placed.append(placement)
+    return placed
+
+
+def explain_job(session: Session, planner: GridPlanner, job: JobRow, *, now: float) -> dict[str, Any]:
+    """The scheduler's reasons for one job, as it would decide now (with its recorded placement, if any)."""
+    placed = None
+    if job.placement.get("site"):
+        placed = Placement(job.id, job.placement["site"], job.placement["pool"], job.placement.get("start_at", now),
+                           job.placement.get("terms", {}))
+    queued = QueuedJob(id=job.id, spec=spec_from_json(job.spec), tenant=job.tenant_id, submitted_at=job.submitted_at,
+                       attempt=job.attempt)
+    result = explain(planner.grid_scheduler(session), queued, pool_states(session), now=now, placed=placed).as_dict()
+    return result | {"state": job.state, "deferred": bool(job.placement.get("deferred"))}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import PlainTextResponse
 
 from suanwang.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from suanwang.api.schemas import JobBatchIn, JobIn, JobListOut, JobOut, UsageOut
-from suanwang.services import jobs
+from suanwang.services import jobs, scheduling
 from suanwang.store.tables import JobRow, UsageRow
 
 router = APIRouter(tags=["jobs"])
@@ -35,6 +36,7 @@ def submit_job(
     # The transaction is opened here rather than through SessionDep: the hottest route saves
     # the generator dependency's extra threadpool round trips.
     with platform.db.transaction() as session:
+        platform.check_submit(session, [spec])
         [row] = jobs.submit_jobs(session, actor, [spec], client_keys=[idempotency_key])
     platform.wake()
     return job_out(row)
@@ -43,6 +45,7 @@ def submit_job(
 @router.post("/jobs/batch", status_code=201)
 def submit_batch(body: JobBatchIn, session: SessionDep, actor: CurrentPrincipal, platform: PlatformDep) -> list[JobOut]:
     specs = [jobs.spec_from_json(j.model_dump()) for j in body.jobs]
+    platform.check_submit(session, specs)
     rows = jobs.submit_jobs(session, actor, specs)
     platform.wake()
     return [job_out(r) for r in rows]
@@ -65,6 +68,12 @@ def get_job(job_id: str, session: SessionDep, actor: CurrentPrincipal) -> JobOut
 @router.post("/jobs/{job_id}/cancel")
 def cancel_job(job_id: str, session: SessionDep, actor: CurrentPrincipal) -> JobOut:
     return job_out(jobs.cancel_job(session, actor, job_id))
+
+
+@router.get("/jobs/{job_id}/explain")
+def explain_job(job_id: str, session: SessionDep, actor: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]:
+    """Why a job is where it is: pools considered, ruled out and by what, and the best few scores."""
+    return scheduling.explain_job(session, platform.planner, jobs.get_job(session, actor, job_id), now=time.time())
 
 
 @router.get("/jobs/{job_id}/events")

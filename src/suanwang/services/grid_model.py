@@ -1,0 +1,79 @@
+"""The scheduler's view of the live grid, built from the database.
+
+``GridModel`` wants, per pool, an hourly price for one reference unit of work
+(a reference-card-hour, or a generic-core-hour on CPU pools), a speed and a
+power draw, and per site an hourly carbon intensity.  Prices come from the
+pool's price per standard compute unit (SCU, 1 TFLOPS·h FP32) shaped by the
+site province's time-of-use bands; where no operator price book applies,
+``DEFAULT_FEN_PER_SCU`` stands in (a product default, said so in the
+README).  Carbon is the site's grid emission factor, flat over the day until
+an hourly series is configured.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from sqlalchemy.orm import Session
+
+from suanwang.domain import units
+from suanwang.domain.grid import Link, Pool, Site
+from suanwang.domain.resources import ResourceClass
+from suanwang.domain.scheduler import HOURS, CarbonSignal, GridModel, PoolSignals, PriceSignal
+from suanwang.domain.tou import CHINA_TZ, tou_tariff_for_province
+from suanwang.errors import InvalidSpec
+from suanwang.services.sites import all_pools, list_links, list_sites, site_from_row
+
+# fen per SCU (one TFLOPS·h of FP32 work) when no price book says otherwise; roughly what public clouds
+# in China charge for the kind (an A10 card-hour ~ 31 SCU ~ 12 yuan; a server core-hour ~ 0.04 SCU ~ 0.1 yuan)
+DEFAULT_FEN_PER_SCU: dict[ResourceClass, Decimal] = {
+    ResourceClass.GENERAL: Decimal(250),
+    ResourceClass.INTELLIGENT: Decimal(40),
+    ResourceClass.SUPER: Decimal(150),
+    ResourceClass.QUANTUM: Decimal(100),
+}
+
+
+def reference_scu_per_hour(pool: Pool) -> Decimal:
+    """SCU that one reference unit of the scheduler's work (card-hour or core-hour) is worth."""
+    catalog = units.load_catalog()
+    reference = units.REFERENCE_DEVICE if pool.capacity.devices else units.GENERIC_CPU
+    return units.scu_per_hour(catalog.get(reference))
+
+
+def hourly_price(pool: Pool, site: Site, fen_per_scu: Decimal) -> PriceSignal:
+    """Fen per reference unit-hour for each local hour, shaped by the province's time-of-use bands."""
+    tariff = tou_tariff_for_province(site.province or "")
+    base = fen_per_scu * reference_scu_per_hour(pool)
+    day = datetime(2026, 7, 1, tzinfo=CHINA_TZ)
+    return PriceSignal(tuple(
+        int((base * tariff.period_at(day + timedelta(hours=h)).multiplier).to_integral_value(ROUND_HALF_EVEN))
+        for h in range(HOURS)
+    ))
+
+
+def pool_signals(pool: Pool, site: Site, fen_per_scu: Decimal | None = None) -> PoolSignals:
+    catalog = units.load_catalog()
+    price = hourly_price(pool, site, fen_per_scu if fen_per_scu is not None else DEFAULT_FEN_PER_SCU[pool.resource_class])
+    try:
+        speed = units.speed_factor(pool.device_model if pool.capacity.devices else "", pool.cpu_model)
+        spec = catalog.get(pool.device_model) if pool.capacity.devices else catalog.find(pool.cpu_model)
+    except InvalidSpec:
+        speed, spec = 1.0, None
+    power_kw = 0.4 if pool.capacity.devices else 0.01  # per card / per core when the catalog has no TDP
+    if spec is not None and spec.tdp_w:
+        per = Decimal(spec.cores) if not pool.capacity.devices and spec.cores else Decimal(1)
+        power_kw = float(spec.tdp_w / per / 1000)
+    return PoolSignals(price=price, speed=max(speed, 1e-6), power_kw=power_kw)
+
+
+def load_grid_model(session: Session) -> GridModel:
+    sites = [site_from_row(r) for r in list_sites(session)]
+    by_name = {s.name: s for s in sites}
+    pools = all_pools(session)
+    links = [Link(a=r.a, b=r.b, latency_ms=r.latency_ms, bandwidth_gbps=r.bandwidth_gbps, direct=r.direct)
+             for r in list_links(session)]
+    signals = {(p.site, p.name): pool_signals(p, by_name[p.site]) for p in pools}
+    carbon = {s.name: CarbonSignal.flat(s.carbon_kg_per_kwh) for s in sites}
+    return GridModel(sites=tuple(sites), pools=tuple(pools), links=tuple(links), signals=signals, carbon=carbon)
