@@ -19,7 +19,8 @@ def _check_exactly_once(live: LivePlatform, job_ids: list[str]) -> None:
         for job_id in job_ids:
             job = live.wait_for(job_id, TERMINAL, timeout=90)
             assert job["state"] == "succeeded", job
-            assert job["attempt"] == 1, f"{job_id} ran {job['attempt']} times"
+            events = c.get(f"/jobs/{job_id}/events").json()
+            assert job["attempt"] == 1, f"{job_id} ran {job['attempt']} times: {events}"
             usage = c.get(f"/jobs/{job_id}/usage").json()
             assert sorted(r["seq"] for r in usage) == list(range(len(usage))), usage
             assert 2.0 <= sum(r["wall_s"] for r in usage) < 30

@@ -29,6 +29,7 @@ class Settings:
     lease_s: float = 15.0  # an agent that misses heartbeats this long loses its jobs
     site_timeout_s: float = 30.0  # a site silent this long shows offline
     tick_s: float = 0.5  # control-loop period when nothing wakes it
+    restart_grace_s: float = 30.0  # after a platform restart, agents get this long to reconnect
     min_tick_s: float = 0.05  # at most this often, so a burst of submits is placed in batches
 
 
@@ -75,7 +76,7 @@ class Platform:
 
     def start(self) -> None:
         with self.db.transaction() as s:
-            scheduling.extend_leases_after_restart(s, now=time.time(), lease_s=2 * self.settings.lease_s)
+            scheduling.extend_leases_after_restart(s, now=time.time(), lease_s=self.settings.restart_grace_s)
         self._thread = threading.Thread(target=self._run, name="suanwang-control-loop", daemon=True)
         self._thread.start()
 
