@@ -68,12 +68,24 @@ def pool_signals(pool: Pool, site: Site, fen_per_scu: Decimal | None = None) -> 
     return PoolSignals(price=price, speed=max(speed, 1e-6), power_kw=power_kw)
 
 
-def load_grid_model(session: Session) -> GridModel:
-    sites = [site_from_row(r) for r in list_sites(session)]
+GridShape = tuple[tuple[Site, ...], tuple[Pool, ...], tuple[Link, ...]]
+
+
+def load_grid_shape(session: Session) -> GridShape:
+    """Sites, pools and links as domain values: cheap to read, and the key the planner caches on."""
+    sites = tuple(site_from_row(r) for r in list_sites(session))
+    links = tuple(Link(a=r.a, b=r.b, latency_ms=r.latency_ms, bandwidth_gbps=r.bandwidth_gbps, direct=r.direct)
+                  for r in list_links(session))
+    return sites, tuple(all_pools(session)), links
+
+
+def build_grid_model(shape: GridShape) -> GridModel:
+    sites, pools, links = shape
     by_name = {s.name: s for s in sites}
-    pools = all_pools(session)
-    links = [Link(a=r.a, b=r.b, latency_ms=r.latency_ms, bandwidth_gbps=r.bandwidth_gbps, direct=r.direct)
-             for r in list_links(session)]
     signals = {(p.site, p.name): pool_signals(p, by_name[p.site]) for p in pools}
     carbon = {s.name: CarbonSignal.flat(s.carbon_kg_per_kwh) for s in sites}
-    return GridModel(sites=tuple(sites), pools=tuple(pools), links=tuple(links), signals=signals, carbon=carbon)
+    return GridModel(sites=sites, pools=pools, links=links, signals=signals, carbon=carbon)
+
+
+def load_grid_model(session: Session) -> GridModel:
+    return build_grid_model(load_grid_shape(session))

@@ -1,8 +1,9 @@
 """The live platform's scheduler: the grid scheduler with fair share and preemption, rebuilt when the grid changes.
 
-Building the scheduler's context (network paths, vectorised pool tables) is
-worth caching; the cache key is the grid model itself (sites, pools, links,
-signals), so a registered pool or a new link takes effect on the next pass.
+Building the scheduler's context (price and carbon signals, network paths,
+vectorised pool tables) is worth caching; the cache key is the grid's shape
+(sites, pools, links), so a registered pool or a new link takes effect on the
+next pass.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from suanwang.domain.fairness import FairScheduler, FairShare, TenantPolicy
 from suanwang.domain.grid import Capacity
 from suanwang.domain.job import JobSpec
 from suanwang.domain.scheduler import GridModel, GridScheduler, Weights
-from suanwang.services.grid_model import load_grid_model
+from suanwang.services.grid_model import build_grid_model, load_grid_shape
 
 
 class GridPlanner:
@@ -28,11 +29,11 @@ class GridPlanner:
         self._lock = threading.Lock()
 
     def scheduler(self, session: Session) -> FairScheduler:
-        model = load_grid_model(session)
-        key = repr(model)
+        shape = load_grid_shape(session)
+        key = repr(shape)
         with self._lock:
             if self._fair is None or key != self._key:
-                self._fair = self._build(model)
+                self._fair = self._build(build_grid_model(shape))
                 self._key = key
             return self._fair
 
