@@ -20,6 +20,7 @@ import httpx
 
 from suanwang import __version__
 from suanwang.agent.executors.base import Executor, Task, TaskPhase, TaskStatus
+from suanwang.agent.executors.errors import EngineError
 from suanwang.agent.outbox import Outbox, TaskRecord
 
 log = logging.getLogger("suanwang.agent")
@@ -158,8 +159,13 @@ class Agent:
 
     def follow(self) -> None:
         """Poll each task; queue its logs, usage and, at the end, its final state."""
+        try:
+            statuses = self._poll_all()
+        except EngineError as exc:  # the engine's clients hiccuped: the tasks are still there, ask again next step
+            log.warning("engine poll failed: %s", exc)
+            return
         for key, rec in list(self.tasks.items()):
-            status = self.executor.poll(rec.handle)
+            status = statuses.get(rec.handle) or self.executor.poll(rec.handle)
             finished = status.phase is not TaskPhase.RUNNING
             reports = self._log_reports(rec)
             if finished:
@@ -170,6 +176,13 @@ class Agent:
             self._last_usage.setdefault(key, time.monotonic())
             if reports or finished:
                 self.outbox.commit(rec, reports, finished=finished)
+
+    def _poll_all(self) -> dict[str, TaskStatus]:
+        """All tasks' statuses in one engine round trip where the executor offers ``poll_many``."""
+        poll_many = getattr(self.executor, "poll_many", None)
+        if poll_many is None or not self.tasks:
+            return {}
+        return dict(poll_many([rec.handle for rec in self.tasks.values()]))
 
     def _log_reports(self, rec: TaskRecord) -> list[tuple[str, dict[str, Any]]]:
         out = []

@@ -12,6 +12,7 @@ import typer
 
 from suanwang import __version__
 from suanwang.cli import jobs as job_commands
+from suanwang.cli.demo import demo as demo_command
 from suanwang.cli.client import Client, console, default_data_dir, print_json
 
 app = typer.Typer(help="suanwang (算网): an open computing power network.", no_args_is_help=True,
@@ -19,6 +20,7 @@ app = typer.Typer(help="suanwang (算网): an open computing power network.", no
 admin = typer.Typer(help="Operator commands: tenants and tokens.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 job_commands.register(app)
+app.command("demo")(demo_command)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where state and tokens live (default ~/.suanwang)")]
 DbUrl = Annotated[str | None, typer.Option("--database-url", envvar="SUANWANG_DATABASE_URL",
@@ -99,6 +101,7 @@ def agent(
     heartbeat_s: float = 1.0,
     poll_s: float = 0.1,
     usage_interval_s: float = 10.0,
+    max_tasks: Annotated[int, typer.Option(min=1, help="most tasks handed to the engine at once")] = 64,
 ) -> None:
     """Run a site agent: connect outbound to the platform, pull work and run it in this site's engine."""
     from suanwang.agent.runner import Agent
@@ -106,7 +109,7 @@ def agent(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     executor = _executor(config, workdir)
     runner = Agent(url, token, executor, workdir, heartbeat_s=heartbeat_s, poll_s=poll_s,
-                   usage_interval_s=usage_interval_s)
+                   usage_interval_s=usage_interval_s, max_tasks=max_tasks)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
         runner.run_forever()
