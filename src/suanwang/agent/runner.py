@@ -13,13 +13,14 @@ import dataclasses
 import logging
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from suanwang import __version__
-from suanwang.agent.executors.base import Executor, Task, TaskPhase, TaskStatus
+from suanwang.agent.executors.base import Executor, Task, TaskPhase, TaskStatus, Usage
 from suanwang.agent.executors.errors import EngineError
 from suanwang.agent.outbox import Outbox, TaskRecord
 
@@ -100,12 +101,20 @@ class Agent:
         """Re-adopt tasks that the engine still runs after an agent restart."""
         for rec in self.outbox.tasks():
             task = _task_from(rec)
-            if self.executor.adopt(rec.handle, task):
+            if not rec.handle:
+                # Killed between recording the task and saving the engine's id: the engine may have it all the same.
+                rec.handle = self._find(task) or ""
+                self.outbox.add_task(rec)
+            if rec.handle and self.executor.adopt(rec.handle, task):
                 self.tasks[(rec.job_id, rec.attempt)] = rec
                 log.info("re-adopted %s attempt %s", rec.job_id, rec.attempt)
             else:
                 status = TaskStatus(TaskPhase.LOST, _usage_of(rec), reason="gone from engine after agent restart")
                 self.outbox.commit(rec, self._final_reports(rec, status), finished=True)
+
+    def _find(self, task: Task) -> str | None:
+        find = getattr(self.executor, "find", None)
+        return find(task) if find is not None else None
 
     def run_forever(self) -> None:
         self.recover()
@@ -146,16 +155,36 @@ class Agent:
 
     def lease(self, wait_s: float) -> None:
         tasks = self._post("/agent/lease", {"max_jobs": self.max_tasks - len(self.tasks), "wait_s": wait_s})
+        recs = []
         for t in tasks:
             task = Task(job_id=t["job_id"], attempt=t["attempt"], command=tuple(t["command"]), pool=t["pool"],
                         cores=t["cores"], memory_gb=t["memory_gb"], devices=t["devices"], env=t["env"],
                         workdir=t["workdir"], duration_s=t["duration_s"])
-            now = time.time()
-            rec = TaskRecord(task.job_id, task.attempt, "", dataclasses.asdict(task), 0, {}, now, 0, False)
+            rec = TaskRecord(task.job_id, task.attempt, "", dataclasses.asdict(task), 0, {}, time.time(), 0, False)
             self.outbox.add_task(rec)  # recorded before it starts: a crash here leaves a trace to adopt
-            rec.handle = self.executor.start(task)
+            recs.append((rec, task))
+        workers = min(len(recs), int(getattr(self.executor, "parallel_starts", 1)))
+        if workers > 1:  # engines reached by RPC (sbatch, Ray) take starts in parallel
+            with ThreadPoolExecutor(workers) as pool:
+                outcomes = list(pool.map(self._start, [task for _, task in recs]))
+        else:
+            outcomes = [self._start(task) for _, task in recs]
+        for (rec, _), outcome in zip(recs, outcomes):
+            if isinstance(outcome, EngineError):
+                # Not the job's fault: it goes back to the platform as lost, which requeues it by its policy.
+                log.warning("engine refused %s attempt %s: %s", rec.job_id, rec.attempt, outcome)
+                status = TaskStatus(TaskPhase.LOST, Usage(), reason=f"engine refused the task: {outcome}"[:500])
+                self.outbox.commit(rec, self._final_reports(rec, status), finished=True)
+                continue
+            rec.handle = outcome
             self.outbox.add_task(rec)
-            self.tasks[(task.job_id, task.attempt)] = rec
+            self.tasks[(rec.job_id, rec.attempt)] = rec
+
+    def _start(self, task: Task) -> str | EngineError:
+        try:
+            return self.executor.start(task)
+        except EngineError as exc:
+            return exc
 
     def follow(self) -> None:
         """Poll each task; queue its logs, usage and, at the end, its final state."""
@@ -229,11 +258,12 @@ class Agent:
                 return
             batch_ids, batch = [], []
             for item_id, path, body in items:
-                if path != "/agent/usage" or len(batch) >= 500:
-                    break
-                batch_ids.append(item_id)
-                batch.extend(body["records"])
+                if path == "/agent/usage" and len(batch) < 500:
+                    batch_ids.append(item_id)
+                    batch.extend(body["records"])
             if batch:
+                # Every usage record of the window travels first, in one batch.  That keeps each
+                # job's own order (its usage was queued before its logs' end and final status).
                 self._send(batch_ids, "/agent/usage", {"records": batch})
                 continue
             item_id, path, body = items[0]

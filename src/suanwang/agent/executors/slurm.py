@@ -255,6 +255,7 @@ class SlurmExecutor:
     """Executor on a Slurm cluster reached through its client commands on this host."""
 
     engine = "slurm"
+    parallel_starts = 8  # the agent may sbatch this many tasks at once: slurmctld serves RPCs concurrently
 
     def __init__(
         self,
@@ -469,6 +470,19 @@ class SlurmExecutor:
                 return f.read()
         except FileNotFoundError:
             return b""
+
+    def find(self, task: Task) -> str | None:
+        """The id of the Slurm job submitted for ``task`` (by its unique job name), or None.
+
+        An agent killed after ``sbatch`` but before saving the id finds its job this way, so
+        the job is adopted rather than given up and run twice.
+        """
+        name = job_name(task)
+        ids = self._client("squeue", "-h", "-n", name, "-o", "%i").split()
+        if not ids:
+            out = self._client("sacct", "-n", "-P", "-X", f"--name={name}", "-S", "now-7days", "-o", "JobID")
+            ids = [line.strip() for line in out.splitlines() if line.strip().isdigit()]
+        return ids[-1] if ids else None
 
     def adopt(self, handle: str, task: Task) -> bool:
         """True if Slurm still knows job ``handle`` under this task's name (running or finished).
