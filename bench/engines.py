@@ -78,7 +78,7 @@ def via_suanwang(live: Live, spec: Any, n: int, job: dict[str, Any], max_tasks: 
         while any(c.get("/jobs", params={"state": s, "limit": 1}).json()["jobs"] for s in ACTIVE):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"suanwang did not finish {n} jobs in {timeout_s} s")
-            time.sleep(0.1)
+            time.sleep(0.2)
         wall_s = time.perf_counter() - t0
         succeeded = _count(c, "succeeded")
         sites = {j["site"] for j in c.get("/jobs", params={"limit": 1000}).json()["jobs"]}

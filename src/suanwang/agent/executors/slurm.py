@@ -418,7 +418,8 @@ class SlurmExecutor:
         return out
 
     def _queued_ids(self) -> set[str]:
-        return set(self._client("squeue", "-h", "-o", "%i").split())
+        """Every job slurmctld holds, finished ones included (until MinJobAge purges them)."""
+        return set(self._client("squeue", "-h", "-t", "all", "-o", "%i").split())
 
     def _fix_failures(self, out: dict[str, TaskStatus]) -> None:
         for handle, status in out.items():
