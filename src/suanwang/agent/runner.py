@@ -126,19 +126,27 @@ class Agent:
         self._stop = True
 
     def step(self) -> None:
+        """Follow the engine, then report, then take new work: a freed slot is refilled in the same step."""
+        self.follow()
         if self._online():
             try:
                 if not self._registered:
                     self.register()
-                self.flush()
+                finished = self.flush()
                 if time.monotonic() >= self._next_heartbeat:
                     self.heartbeat()
                 if len(self.tasks) < self.max_tasks:
-                    self.lease(wait_s=0.0 if self.tasks else min(1.0, self.heartbeat_s / 2))
+                    self.lease(wait_s=self._lease_wait(finished))
                 self._ok()
             except PlatformUnavailable as exc:
                 self._failed(exc)
-        self.follow()
+
+    def _lease_wait(self, finished: int) -> float:
+        """Long-poll when idle; just after reporting ends, wait briefly for the platform to place
+        the next jobs into the freed capacity rather than finding nothing and losing a step."""
+        if not self.tasks:
+            return min(1.0, self.heartbeat_s / 2)
+        return min(0.2, self.poll_s * 4) if finished else 0.0
 
     def heartbeat(self) -> None:
         running = [{"job_id": j, "attempt": a} for j, a in self.tasks]
@@ -250,12 +258,13 @@ class Agent:
                          "reason": status.reason}))
         return reports
 
-    def flush(self) -> None:
-        """Send queued reports in order; consecutive usage reports travel as one batch."""
+    def flush(self) -> int:
+        """Send queued reports in order; usage reports travel in batches.  Returns the final statuses sent."""
+        statuses = 0
         while True:
             items = self.outbox.pending()
             if not items:
-                return
+                return statuses
             batch_ids, batch = [], []
             for item_id, path, body in items:
                 if path == "/agent/usage" and len(batch) < 500:
@@ -268,6 +277,7 @@ class Agent:
                 continue
             item_id, path, body = items[0]
             self._send([item_id], path, body)
+            statuses += path.endswith("/status")
 
     def _send(self, ids: list[int], path: str, body: dict[str, Any]) -> None:
         try:
