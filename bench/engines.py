@@ -2,7 +2,8 @@
 
 The same run measures both, one after the other on the same engine, so the ratio
 via/native is suanwang's cost at a real site: platform (serve, SQLite), agent with the
-site config (``--config``), batch submission (POST /api/v1/jobs/batch), placement, lease,
+site config (``--config``, ``--max-tasks``), the platform's ``--engine-queue`` (default 3 here: the
+Slurm/Ray pool may hold 3x its cores, the excess queued in the engine), batch submission (POST /api/v1/jobs/batch), placement, lease,
 the engine, and every report back until each job is terminal on the platform.
 
     python bench/engines.py [--quick] [--slurm-jobs N] [--ray-jobs N] [--max-tasks M]
@@ -88,26 +89,27 @@ def via_suanwang(live: Live, spec: Any, n: int, job: dict[str, Any], max_tasks: 
             "e2e_rate": round(n / wall_s, 2), "max_tasks": max_tasks, "sites": sorted(s for s in sites if s)}
 
 
-def _slurm(n: int, conf: str, max_tasks: int) -> dict[str, Any]:
+def _slurm(n: int, conf: str, max_tasks: int, engine_queue: float) -> dict[str, Any]:
     if reason := slurm_unavailable(conf):
         return {"skipped": reason}
     native = measure_slurm(n, partition="hpc", slurm_conf=conf)
     with tempfile.TemporaryDirectory(prefix="swbench-") as tmp:
-        live = Live(Path(tmp))
+        live = Live(Path(tmp), serve_args=("--engine-queue", str(engine_queue)))
         try:
             job = {"command": ["true"], "resource_class": "super", "cores": 1, "memory_gb": 0.0625, "duration_s": 60}
             via = via_suanwang(live, slurm_site(conf, "bench-slurm"), n, job, max_tasks)
         finally:
             live.stop()
-    return {"native": native, "via_suanwang": via, "ratio": round(via["e2e_rate"] / native["e2e_rate"], 3)}
+    return {"native": native, "via_suanwang": {**via, "engine_queue": engine_queue},
+            "ratio": round(via["e2e_rate"] / native["e2e_rate"], 3)}
 
 
-def _ray(n: int, address: str, max_tasks: int) -> dict[str, Any]:
+def _ray(n: int, address: str, max_tasks: int, engine_queue: float) -> dict[str, Any]:
     if reason := ray_unavailable(address):
         return {"skipped": reason}
     native = measure_ray(n, address=address, num_cpus=1)  # the same 1 CPU per job that suanwang asks for
     with tempfile.TemporaryDirectory(prefix="swbench-") as tmp:
-        live = Live(Path(tmp))
+        live = Live(Path(tmp), serve_args=("--engine-queue", str(engine_queue)))
         try:
             spec = ray_site(address, "bench-ray")
             spec.config["pools"][0].update(resource_class="general", device_model="", device_memory_gb=0)
@@ -116,7 +118,8 @@ def _ray(n: int, address: str, max_tasks: int) -> dict[str, Any]:
             via = via_suanwang(live, spec, n, job, max_tasks)
         finally:
             live.stop()
-    return {"native": native, "via_suanwang": via, "ratio": round(via["e2e_rate"] / native["e2e_rate"], 3)}
+    return {"native": native, "via_suanwang": {**via, "engine_queue": engine_queue},
+            "ratio": round(via["e2e_rate"] / native["e2e_rate"], 3)}
 
 
 def main() -> None:
@@ -125,14 +128,16 @@ def main() -> None:
     ap.add_argument("--slurm-jobs", type=int)
     ap.add_argument("--ray-jobs", type=int)
     ap.add_argument("--max-tasks", type=int, default=256, help="the agent's --max-tasks")
+    ap.add_argument("--engine-queue", type=float, default=3.0,
+                    help="the platform's --engine-queue: Slurm/Ray pools may hold this multiple of their capacity")
     ap.add_argument("--slurm-conf", default=os.environ.get("SLURM_CONF") or DEFAULT_SLURM_CONF)
     ap.add_argument("--ray-address", default=os.environ.get("SUANWANG_RAY_ADDRESS", DEFAULT_RAY_ADDRESS))
     args = ap.parse_args()
     n_slurm = args.slurm_jobs or (100 if args.quick else 1000)
     n_ray = args.ray_jobs or (4 if args.quick else 40)
     os.environ.pop("SUANWANG_DATABASE_URL", None)
-    slurm = _slurm(n_slurm, args.slurm_conf, args.max_tasks)
-    ray = _ray(n_ray, args.ray_address, args.max_tasks)
+    slurm = _slurm(n_slurm, args.slurm_conf, args.max_tasks, args.engine_queue)
+    ray = _ray(n_ray, args.ray_address, args.max_tasks, args.engine_queue)
     result = {
         "bench": "engines", "quick": args.quick,
         "host": {"cpus": os.cpu_count(), "machine": host_platform.machine(), "python": host_platform.python_version()},

@@ -27,7 +27,8 @@ DbUrl = Annotated[str | None, typer.Option("--database-url", envvar="SUANWANG_DA
                                            help="SQLAlchemy URL; default: SQLite in the data directory")]
 
 
-def _platform(data_dir: Path, database_url: str | None, lease_s: float, tick_s: float):  # type: ignore[no-untyped-def]
+def _platform(data_dir: Path, database_url: str | None, lease_s: float, tick_s: float,  # type: ignore[no-untyped-def]
+              engine_queue: float = 1.0):
     from suanwang.services.bootstrap import bootstrap
     from suanwang.services.platform import Platform, Settings
     from suanwang.store.db import Database, sqlite_url
@@ -36,7 +37,8 @@ def _platform(data_dir: Path, database_url: str | None, lease_s: float, tick_s: 
     db = Database(database_url or sqlite_url(data_dir / "suanwang.db"))
     db.migrate()
     bootstrap(db, data_dir)
-    return Platform(db, Settings(lease_s=lease_s, site_timeout_s=max(2 * lease_s, 5.0), tick_s=tick_s))
+    return Platform(db, Settings(lease_s=lease_s, site_timeout_s=max(2 * lease_s, 5.0), tick_s=tick_s,
+                                    engine_queue=engine_queue))
 
 
 def _server(platform, host: str, port: int):  # type: ignore[no-untyped-def]
@@ -52,10 +54,12 @@ def _server(platform, host: str, port: int):  # type: ignore[no-untyped-def]
 def serve(
     data_dir: DataDir = None, database_url: DbUrl = None, host: str = "127.0.0.1", port: int = 8600,
     lease_s: float = 15.0, tick_s: float = 0.5,
+    engine_queue: Annotated[float, typer.Option(min=1.0, help="Slurm and Ray pools may hold this multiple of "
+                                                "their capacity, queued in the engine (1 = none)")] = 1.0,
 ) -> None:
     """Run the platform (API, scheduler, control loop) without an agent."""
     d = data_dir or default_data_dir()
-    platform = _platform(d, database_url, lease_s, tick_s)
+    platform = _platform(d, database_url, lease_s, tick_s, engine_queue)
     (d / "url").write_text(f"http://{host}:{port}\n")
     console.print(f"suanwang platform on http://{host}:{port}  (operator token: {d / 'operator.token'})")
     _server(platform, host, port).run()

@@ -25,6 +25,7 @@ class Settings:
     site_timeout_s: float = 30.0  # a site silent this long shows offline
     tick_s: float = 0.5  # control-loop period when nothing wakes it
     min_tick_s: float = 0.05  # at most this often, so a burst of submits is placed in batches
+    engine_queue: float = 1.0  # Slurm/Ray pools may hold this multiple of their capacity (their own queue)
 
 
 class Platform:
@@ -55,7 +56,7 @@ class Platform:
                     scheduling.mark_offline_sites(s, now=now, timeout_s=self.settings.site_timeout_s)
             with self.db.transaction() as s:
                 if scheduling.claim_scheduling_pass(s):
-                    scheduling.place_waiting_jobs(s, self.scheduler, now=now)
+                    scheduling.place_waiting_jobs(s, self.scheduler, now=now, engine_queue=self.settings.engine_queue)
 
     def start(self) -> None:
         with self.db.transaction() as s:

@@ -15,13 +15,24 @@ from sqlalchemy.orm import Session
 from suanwang.domain.grid import Capacity
 from suanwang.domain.job import JobState, state_after_lost_lease
 from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler
-from suanwang.domain.resources import LostPolicy
+from suanwang.domain.resources import Engine, LostPolicy
 from suanwang.services.jobs import move, spec_from_json
 from suanwang.services.sites import all_pools, list_sites
 from suanwang.store.db import is_postgres
 from suanwang.store.tables import JobRow, SiteRow
 
 _HOLDING = (JobState.PLACED.value, JobState.RUNNING.value)
+# Engines with a queue of their own: work placed beyond their free capacity waits there, ready to
+# start the moment a slot frees, instead of a report-place-lease round trip later.
+QUEUEING_ENGINES = frozenset({Engine.SLURM, Engine.RAY})
+
+
+def placeable_capacity(capacity: Capacity, engine: Engine, engine_queue: float) -> Capacity:
+    """What placement may hold on a pool: its capacity, times ``engine_queue`` where the engine queues."""
+    if engine not in QUEUEING_ENGINES or engine_queue <= 1.0:
+        return capacity
+    return Capacity(int(capacity.cores * engine_queue), capacity.memory_gb * engine_queue,
+                    int(capacity.devices * engine_queue))
 _WAITING = (JobState.PENDING.value, JobState.REQUEUED.value)
 
 
@@ -68,8 +79,11 @@ def mark_offline_sites(session: Session, *, now: float, timeout_s: float) -> lis
     return [s.name for s in stale]
 
 
-def pool_states(session: Session) -> list[PoolState]:
-    """Every pool with its free capacity: capacity minus what placed and running jobs hold."""
+def pool_states(session: Session, engine_queue: float = 1.0) -> list[PoolState]:
+    """Every pool with its free capacity: capacity minus what placed and running jobs hold.
+
+    With ``engine_queue`` > 1, pools whose engine queues (Slurm, Ray) count that multiple of their capacity.
+    """
     held: dict[tuple[str, str], Capacity] = defaultdict(Capacity)
     rows = session.execute(
         select(JobRow.site, JobRow.pool, func.sum(JobRow.cores), func.sum(JobRow.memory_gb), func.sum(JobRow.devices))
@@ -80,7 +94,7 @@ def pool_states(session: Session) -> list[PoolState]:
         held[(site, pool)] = Capacity(int(cores or 0), float(mem or 0.0), int(devices or 0))
     online = {s.name: s.online for s in list_sites(session)}
     return [
-        PoolState(pool=p, free=p.capacity - held[(p.site, p.name)], online=online.get(p.site, False))
+        PoolState(pool=p, free=placeable_capacity(p.capacity, p.engine, engine_queue) - held[(p.site, p.name)], online=online.get(p.site, False))
         for p in all_pools(session)
     ]
 
@@ -96,7 +110,9 @@ def queued_jobs(session: Session, *, limit: int = 10_000) -> list[JobRow]:
     )
 
 
-def place_waiting_jobs(session: Session, scheduler: Scheduler, *, now: float) -> list[Placement]:
+def place_waiting_jobs(
+    session: Session, scheduler: Scheduler, *, now: float, engine_queue: float = 1.0
+) -> list[Placement]:
     rows = queued_jobs(session)
     if not rows:
         return []
@@ -105,7 +121,7 @@ def place_waiting_jobs(session: Session, scheduler: Scheduler, *, now: float) ->
         QueuedJob(id=r.id, spec=spec_from_json(r.spec), tenant=r.tenant_id, submitted_at=r.submitted_at, attempt=r.attempt)
         for r in rows
     ]
-    plan = scheduler.plan(queue, pool_states(session), now=now)
+    plan = scheduler.plan(queue, pool_states(session, engine_queue), now=now)
     for placement in plan:
         job = by_id[placement.job_id]
         job.site = placement.site
