@@ -16,7 +16,7 @@ from tests.e2e.conftest import TERMINAL, LivePlatform
 
 pytestmark = pytest.mark.e2e
 
-SLEEPER = ["python3", "-c", "import time; time.sleep(2.5); print('finished')"]
+SLEEPER = ["python3", "-c", "import time; print('started', flush=True); time.sleep(2.5); print('finished')"]
 
 
 def check_exactly_once(live: LivePlatform, job_ids: list[str]) -> None:
@@ -34,10 +34,19 @@ def check_exactly_once(live: LivePlatform, job_ids: list[str]) -> None:
 
 
 def _submit_and_wait_running(live: LivePlatform, job: dict[str, Any], n: int) -> list[str]:
+    """Submit and wait until every job runs in the engine (its first line came back through the agent).
+
+    "running" on the platform is not enough: it is committed before the lease reply reaches the
+    agent, and a platform killed in between loses the reply, so the job is requeued unrun (attempt 2).
+    """
     with live.client() as c:
         ids = [c.post("/jobs", json=job).json()["id"] for _ in range(n)]
-    for job_id in ids:
-        live.wait_for(job_id, {"running"})
+        for job_id in ids:
+            live.wait_for(job_id, {"running"})
+            deadline = time.time() + 60
+            while "started" not in c.get(f"/jobs/{job_id}/logs").text:
+                assert time.time() < deadline, f"{job_id} never started"
+                time.sleep(0.05)
     return ids
 
 
