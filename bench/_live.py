@@ -18,7 +18,9 @@ def free_port() -> int:
 
 
 class Live:
-    def __init__(self, data_dir: Path, database_url: str | None = None, serve_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str | None = None, serve_args: tuple[str, ...] = ()
+    ) -> None:
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{free_port()}"
         self.procs: list[subprocess.Popen[bytes]] = []

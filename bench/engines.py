@@ -2,11 +2,12 @@
 
 The same run measures both, one after the other on the same engine, so the ratio
 via/native is suanwang's cost at a real site: platform (serve, SQLite), agent with the
-site config (``--config``, ``--max-tasks``), the platform's ``--engine-queue`` (default 3 here: the
-Slurm/Ray pool may hold 3x its cores, the excess queued in the engine), batch submission (POST /api/v1/jobs/batch), placement, lease,
-the engine, and every report back until each job is terminal on the platform.
+site config (``--config``, ``--max-tasks``), the platform's ``--engine-queue`` (3 here: the
+Slurm/Ray pool may hold 3x its cores, the excess queued in the engine), batch submission
+(POST /api/v1/jobs/batch), placement, lease, the engine, and every report back until each
+job is terminal on the platform.
 
-    python bench/engines.py [--quick] [--slurm-jobs N] [--ray-jobs N] [--max-tasks M]
+    python bench/engines.py [--quick] [--slurm-jobs N] [--ray-jobs N] [--max-tasks M] [--engine-queue F]
 
 Writes bench/results/engines.json; the last stdout line is a JSON object with
 slurm_native_jobs_per_s, slurm_via_suanwang_jobs_per_s, slurm_ratio and the same for Ray.

@@ -287,7 +287,10 @@ def demo(
         console.print("demo stopped")
 
 
-def _choose_sites(slurm_conf: str, ray_address: str, slurm: bool, ray: bool) -> tuple[list[SiteSpec], list[tuple[str, str]]]:
+def _choose_sites(
+    slurm_conf: str, ray_address: str, slurm: bool, ray: bool
+) -> tuple[list[SiteSpec], list[tuple[str, str]]]:
+    """The engine sites to start, and (engine, reason) for each one skipped."""
     specs, skipped = [], []
     if not slurm:
         skipped.append(("slurm", "--no-slurm"))

@@ -94,7 +94,8 @@ def pool_states(session: Session, engine_queue: float = 1.0) -> list[PoolState]:
         held[(site, pool)] = Capacity(int(cores or 0), float(mem or 0.0), int(devices or 0))
     online = {s.name: s.online for s in list_sites(session)}
     return [
-        PoolState(pool=p, free=placeable_capacity(p.capacity, p.engine, engine_queue) - held[(p.site, p.name)], online=online.get(p.site, False))
+        PoolState(pool=p, free=placeable_capacity(p.capacity, p.engine, engine_queue) - held[(p.site, p.name)],
+                  online=online.get(p.site, False))
         for p in all_pools(session)
     ]
 

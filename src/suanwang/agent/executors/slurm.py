@@ -423,7 +423,8 @@ class SlurmExecutor:
 
     def _fix_failures(self, out: dict[str, TaskStatus]) -> None:
         for handle, status in out.items():
-            if status.phase is TaskPhase.FAILED and status.reason == "killed by signal 9" and self._log_says_oom(handle):
+            signal9 = status.phase is TaskPhase.FAILED and status.reason == "killed by signal 9"
+            if signal9 and self._log_says_oom(handle):
                 out[handle] = TaskStatus(TaskPhase.FAILED, status.usage, status.exit_code,
                                          "out of memory: job memory limit exceeded")
 
