@@ -18,7 +18,9 @@ def free_port() -> int:
 
 
 class Live:
-    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str | None = None, serve_args: tuple[str, ...] = ()
+    ) -> None:
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{free_port()}"
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -26,6 +28,7 @@ class Live:
                "--tick-s", "0.2"]
         if database_url:
             cmd += ["--database-url", database_url]
+        cmd += list(serve_args)
         self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(data_dir / "server.log", "ab")))
         deadline = time.time() + 60
         while time.time() < deadline:

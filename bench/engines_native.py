@@ -69,13 +69,15 @@ def measure_slurm(
             "partition": partition, "partition_cpus": int(cpus or 0)}
 
 
-def measure_ray(n: int, address: str = DEFAULT_RAY_ADDRESS, timeout_s: float = 600) -> dict[str, Any]:
-    """Submit ``n`` Ray jobs with entrypoint ``true`` (0.1 CPU each); wait until all are terminal."""
+def measure_ray(
+    n: int, address: str = DEFAULT_RAY_ADDRESS, timeout_s: float = 600, num_cpus: float = 0.1
+) -> dict[str, Any]:
+    """Submit ``n`` Ray jobs with entrypoint ``true`` (``num_cpus`` each); wait until all are terminal."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(address)
     t0 = time.perf_counter()
-    ids = [client.submit_job(entrypoint="true", entrypoint_num_cpus=0.1) for _ in range(n)]
+    ids = [client.submit_job(entrypoint="true", entrypoint_num_cpus=num_cpus) for _ in range(n)]
     submit_s = time.perf_counter() - t0
     pending, statuses = set(ids), {}
     deadline = time.monotonic() + timeout_s
@@ -91,7 +93,8 @@ def measure_ray(n: int, address: str = DEFAULT_RAY_ADDRESS, timeout_s: float = 6
     wall_s = time.perf_counter() - t0
     completed = sum(1 for s in statuses.values() if s == JobStatus.SUCCEEDED)
     return {"jobs": n, "completed": completed, "submit_s": round(submit_s, 3), "wall_s": round(wall_s, 3),
-            "submit_rate": round(n / submit_s, 2), "e2e_rate": round(n / wall_s, 2), "ray_version": _ray_version()}
+            "submit_rate": round(n / submit_s, 2), "e2e_rate": round(n / wall_s, 2), "num_cpus": num_cpus,
+            "ray_version": _ray_version()}
 
 
 def _ray_version() -> str:

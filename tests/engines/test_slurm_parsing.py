@@ -190,3 +190,20 @@ def test_adopt_waits_out_accountings_placeholder_name_but_refuses_another_name(t
     assert not ex.adopt("7", ours)
     run = Scripted({"squeue": ["sw-j-1\n"]})
     assert SlurmExecutor([PartitionPool("hpc", "p")], log_dir=tmp_path, runner=run).adopt("7", ours)
+
+
+def test_poll_many_answers_every_task_from_one_sacct_and_one_squeue(tmp_path) -> None:
+    calls: list[str] = []
+    running = "8|sw-j-2|RUNNING|0:0|3|00:01.000||64M|cpu=1,mem=64M\n"
+    answers = Scripted({"sacct": [SACCT_OK + running], "squeue": ["9\n8\n"], "sstat": ["8.batch|1M\n"]})
+
+    def run(argv: Sequence[str], stdin: str | None, env: Mapping[str, str]) -> str:
+        calls.append(argv[0])
+        return answers(argv, stdin, env)
+
+    ex = SlurmExecutor([PartitionPool("hpc", "p")], log_dir=tmp_path, runner=run, recheck_s=0)
+    out = ex.poll_many(["7", "8", "9"])
+    assert out["7"].phase is TaskPhase.SUCCEEDED
+    assert out["8"].phase is TaskPhase.RUNNING and out["8"].usage.peak_memory_bytes == 1024**2
+    assert out["9"].phase is TaskPhase.RUNNING  # slurmctld has it, accounting not yet
+    assert calls == ["sacct", "squeue", "sstat"]

@@ -13,13 +13,15 @@ import dataclasses
 import logging
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from suanwang import __version__
-from suanwang.agent.executors.base import Executor, Task, TaskPhase, TaskStatus
+from suanwang.agent.executors.base import Executor, Task, TaskPhase, TaskStatus, Usage
+from suanwang.agent.executors.errors import EngineError
 from suanwang.agent.outbox import Outbox, TaskRecord
 
 log = logging.getLogger("suanwang.agent")
@@ -99,12 +101,20 @@ class Agent:
         """Re-adopt tasks that the engine still runs after an agent restart."""
         for rec in self.outbox.tasks():
             task = _task_from(rec)
-            if self.executor.adopt(rec.handle, task):
+            if not rec.handle:
+                # Killed between recording the task and saving the engine's id: the engine may have it all the same.
+                rec.handle = self._find(task) or ""
+                self.outbox.add_task(rec)
+            if rec.handle and self.executor.adopt(rec.handle, task):
                 self.tasks[(rec.job_id, rec.attempt)] = rec
                 log.info("re-adopted %s attempt %s", rec.job_id, rec.attempt)
             else:
                 status = TaskStatus(TaskPhase.LOST, _usage_of(rec), reason="gone from engine after agent restart")
                 self.outbox.commit(rec, self._final_reports(rec, status), finished=True)
+
+    def _find(self, task: Task) -> str | None:
+        find = getattr(self.executor, "find", None)
+        return find(task) if find is not None else None
 
     def run_forever(self) -> None:
         self.recover()
@@ -116,19 +126,27 @@ class Agent:
         self._stop = True
 
     def step(self) -> None:
+        """Follow the engine, then report, then take new work: a freed slot is refilled in the same step."""
+        self.follow()
         if self._online():
             try:
                 if not self._registered:
                     self.register()
-                self.flush()
+                finished = self.flush()
                 if time.monotonic() >= self._next_heartbeat:
                     self.heartbeat()
                 if len(self.tasks) < self.max_tasks:
-                    self.lease(wait_s=0.0 if self.tasks else min(1.0, self.heartbeat_s / 2))
+                    self.lease(wait_s=self._lease_wait(finished))
                 self._ok()
             except PlatformUnavailable as exc:
                 self._failed(exc)
-        self.follow()
+
+    def _lease_wait(self, finished: int) -> float:
+        """Long-poll when idle; just after reporting ends, wait briefly for the platform to place
+        the next jobs into the freed capacity rather than finding nothing and losing a step."""
+        if not self.tasks:
+            return min(1.0, self.heartbeat_s / 2)
+        return min(0.2, self.poll_s * 4) if finished else 0.0
 
     def heartbeat(self) -> None:
         running = [{"job_id": j, "attempt": a} for j, a in self.tasks]
@@ -145,21 +163,46 @@ class Agent:
 
     def lease(self, wait_s: float) -> None:
         tasks = self._post("/agent/lease", {"max_jobs": self.max_tasks - len(self.tasks), "wait_s": wait_s})
+        recs = []
         for t in tasks:
             task = Task(job_id=t["job_id"], attempt=t["attempt"], command=tuple(t["command"]), pool=t["pool"],
                         cores=t["cores"], memory_gb=t["memory_gb"], devices=t["devices"], env=t["env"],
                         workdir=t["workdir"], duration_s=t["duration_s"])
-            now = time.time()
-            rec = TaskRecord(task.job_id, task.attempt, "", dataclasses.asdict(task), 0, {}, now, 0, False)
+            rec = TaskRecord(task.job_id, task.attempt, "", dataclasses.asdict(task), 0, {}, time.time(), 0, False)
             self.outbox.add_task(rec)  # recorded before it starts: a crash here leaves a trace to adopt
-            rec.handle = self.executor.start(task)
+            recs.append((rec, task))
+        workers = min(len(recs), int(getattr(self.executor, "parallel_starts", 1)))
+        if workers > 1:  # engines reached by RPC (sbatch, Ray) take starts in parallel
+            with ThreadPoolExecutor(workers) as pool:
+                outcomes = list(pool.map(self._start, [task for _, task in recs]))
+        else:
+            outcomes = [self._start(task) for _, task in recs]
+        for (rec, _), outcome in zip(recs, outcomes):
+            if isinstance(outcome, EngineError):
+                # Not the job's fault: it goes back to the platform as lost, which requeues it by its policy.
+                log.warning("engine refused %s attempt %s: %s", rec.job_id, rec.attempt, outcome)
+                status = TaskStatus(TaskPhase.LOST, Usage(), reason=f"engine refused the task: {outcome}"[:500])
+                self.outbox.commit(rec, self._final_reports(rec, status), finished=True)
+                continue
+            rec.handle = outcome
             self.outbox.add_task(rec)
-            self.tasks[(task.job_id, task.attempt)] = rec
+            self.tasks[(rec.job_id, rec.attempt)] = rec
+
+    def _start(self, task: Task) -> str | EngineError:
+        try:
+            return self.executor.start(task)
+        except EngineError as exc:
+            return exc
 
     def follow(self) -> None:
         """Poll each task; queue its logs, usage and, at the end, its final state."""
+        try:
+            statuses = self._poll_all()
+        except EngineError as exc:  # the engine's clients hiccuped: the tasks are still there, ask again next step
+            log.warning("engine poll failed: %s", exc)
+            return
         for key, rec in list(self.tasks.items()):
-            status = self.executor.poll(rec.handle)
+            status = statuses.get(rec.handle) or self.executor.poll(rec.handle)
             finished = status.phase is not TaskPhase.RUNNING
             reports = self._log_reports(rec)
             if finished:
@@ -170,6 +213,13 @@ class Agent:
             self._last_usage.setdefault(key, time.monotonic())
             if reports or finished:
                 self.outbox.commit(rec, reports, finished=finished)
+
+    def _poll_all(self) -> dict[str, TaskStatus]:
+        """All tasks' statuses in one engine round trip where the executor offers ``poll_many``."""
+        poll_many = getattr(self.executor, "poll_many", None)
+        if poll_many is None or not self.tasks:
+            return {}
+        return dict(poll_many([rec.handle for rec in self.tasks.values()]))
 
     def _log_reports(self, rec: TaskRecord) -> list[tuple[str, dict[str, Any]]]:
         out = []
@@ -208,23 +258,26 @@ class Agent:
                          "reason": status.reason}))
         return reports
 
-    def flush(self) -> None:
-        """Send queued reports in order; consecutive usage reports travel as one batch."""
+    def flush(self) -> int:
+        """Send queued reports in order; usage reports travel in batches.  Returns the final statuses sent."""
+        statuses = 0
         while True:
             items = self.outbox.pending()
             if not items:
-                return
+                return statuses
             batch_ids, batch = [], []
             for item_id, path, body in items:
-                if path != "/agent/usage" or len(batch) >= 500:
-                    break
-                batch_ids.append(item_id)
-                batch.extend(body["records"])
+                if path == "/agent/usage" and len(batch) < 500:
+                    batch_ids.append(item_id)
+                    batch.extend(body["records"])
             if batch:
+                # Every usage record of the window travels first, in one batch.  That keeps each
+                # job's own order (its usage was queued before its logs' end and final status).
                 self._send(batch_ids, "/agent/usage", {"records": batch})
                 continue
             item_id, path, body = items[0]
             self._send([item_id], path, body)
+            statuses += path.endswith("/status")
 
     def _send(self, ids: list[int], path: str, body: dict[str, Any]) -> None:
         try:

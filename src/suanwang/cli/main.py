@@ -13,6 +13,7 @@ import typer
 from suanwang import __version__
 from suanwang.cli import jobs as job_commands
 from suanwang.cli import sim as sim_commands
+from suanwang.cli.demo import demo as demo_command
 from suanwang.cli.client import Client, console, default_data_dir, print_json
 
 app = typer.Typer(help="suanwang (算网): an open computing power network.", no_args_is_help=True,
@@ -21,13 +22,15 @@ admin = typer.Typer(help="Operator commands: tenants and tokens.", no_args_is_he
 app.add_typer(admin, name="admin")
 job_commands.register(app)
 sim_commands.register(app)
+app.command("demo")(demo_command)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where state and tokens live (default ~/.suanwang)")]
 DbUrl = Annotated[str | None, typer.Option("--database-url", envvar="SUANWANG_DATABASE_URL",
                                            help="SQLAlchemy URL; default: SQLite in the data directory")]
 
 
-def _platform(data_dir: Path, database_url: str | None, lease_s: float, tick_s: float):  # type: ignore[no-untyped-def]
+def _platform(data_dir: Path, database_url: str | None, lease_s: float, tick_s: float,  # type: ignore[no-untyped-def]
+              engine_queue: float = 1.0):
     from suanwang.services.bootstrap import bootstrap
     from suanwang.services.platform import Platform, Settings
     from suanwang.store.db import Database, sqlite_url
@@ -36,7 +39,8 @@ def _platform(data_dir: Path, database_url: str | None, lease_s: float, tick_s: 
     db = Database(database_url or sqlite_url(data_dir / "suanwang.db"))
     db.migrate()
     bootstrap(db, data_dir)
-    return Platform(db, Settings(lease_s=lease_s, site_timeout_s=max(2 * lease_s, 5.0), tick_s=tick_s))
+    return Platform(db, Settings(lease_s=lease_s, site_timeout_s=max(2 * lease_s, 5.0), tick_s=tick_s,
+                                    engine_queue=engine_queue))
 
 
 def _server(platform, host: str, port: int):  # type: ignore[no-untyped-def]
@@ -52,10 +56,12 @@ def _server(platform, host: str, port: int):  # type: ignore[no-untyped-def]
 def serve(
     data_dir: DataDir = None, database_url: DbUrl = None, host: str = "127.0.0.1", port: int = 8600,
     lease_s: float = 15.0, tick_s: float = 0.5,
+    engine_queue: Annotated[float, typer.Option(min=1.0, help="Slurm and Ray pools may hold this multiple of "
+                                                "their capacity, queued in the engine (1 = none)")] = 1.0,
 ) -> None:
     """Run the platform (API, scheduler, control loop) without an agent."""
     d = data_dir or default_data_dir()
-    platform = _platform(d, database_url, lease_s, tick_s)
+    platform = _platform(d, database_url, lease_s, tick_s, engine_queue)
     (d / "url").write_text(f"http://{host}:{port}\n")
     console.print(f"suanwang platform on http://{host}:{port}  (operator token: {d / 'operator.token'})")
     _server(platform, host, port).run()
@@ -101,6 +107,7 @@ def agent(
     heartbeat_s: float = 1.0,
     poll_s: float = 0.1,
     usage_interval_s: float = 10.0,
+    max_tasks: Annotated[int, typer.Option(min=1, help="most tasks handed to the engine at once")] = 64,
 ) -> None:
     """Run a site agent: connect outbound to the platform, pull work and run it in this site's engine."""
     from suanwang.agent.runner import Agent
@@ -108,7 +115,7 @@ def agent(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     executor = _executor(config, workdir)
     runner = Agent(url, token, executor, workdir, heartbeat_s=heartbeat_s, poll_s=poll_s,
-                   usage_interval_s=usage_interval_s)
+                   usage_interval_s=usage_interval_s, max_tasks=max_tasks)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
         runner.run_forever()

@@ -31,6 +31,7 @@ class Settings:
     tick_s: float = 0.5  # control-loop period when nothing wakes it
     restart_grace_s: float = 30.0  # after a platform restart, agents get this long to reconnect
     min_tick_s: float = 0.05  # at most this often, so a burst of submits is placed in batches
+    engine_queue: float = 1.0  # Slurm/Ray pools may hold this multiple of their capacity (their own queue)
 
 
 class Platform:
@@ -72,7 +73,7 @@ class Platform:
             with self.db.transaction() as s:
                 if scheduling.claim_scheduling_pass(s):
                     scheduler = self.fixed_scheduler or self.planner.scheduler(s)
-                    scheduling.place_waiting_jobs(s, scheduler, now=now)
+                    scheduling.place_waiting_jobs(s, scheduler, now=now, engine_queue=self.settings.engine_queue)
 
     def start(self) -> None:
         with self.db.transaction() as s:

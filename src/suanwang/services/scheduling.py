@@ -18,7 +18,7 @@ from suanwang.domain.job import JobState, state_after_lost_lease
 from suanwang.domain.explain import explain
 from suanwang.domain.fairness import FairScheduler, RunningJob
 from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler
-from suanwang.domain.resources import LostPolicy, ServiceLevel
+from suanwang.domain.resources import Engine, LostPolicy, ServiceLevel
 from suanwang.services.jobs import move, spec_from_json
 from suanwang.services.sites import all_pools, list_sites
 from suanwang.services.planner import GridPlanner
@@ -26,6 +26,17 @@ from suanwang.store.db import is_postgres
 from suanwang.store.tables import JobRow, SiteRow
 
 _HOLDING = (JobState.PLACED.value, JobState.RUNNING.value)
+# Engines with a queue of their own: work placed beyond their free capacity waits there, ready to
+# start the moment a slot frees, instead of a report-place-lease round trip later.
+QUEUEING_ENGINES = frozenset({Engine.SLURM, Engine.RAY})
+
+
+def placeable_capacity(capacity: Capacity, engine: Engine, engine_queue: float) -> Capacity:
+    """What placement may hold on a pool: its capacity, times ``engine_queue`` where the engine queues."""
+    if engine not in QUEUEING_ENGINES or engine_queue <= 1.0:
+        return capacity
+    return Capacity(int(capacity.cores * engine_queue), capacity.memory_gb * engine_queue,
+                    int(capacity.devices * engine_queue))
 _WAITING = (JobState.PENDING.value, JobState.REQUEUED.value)
 
 
@@ -72,8 +83,11 @@ def mark_offline_sites(session: Session, *, now: float, timeout_s: float) -> lis
     return [s.name for s in stale]
 
 
-def pool_states(session: Session) -> list[PoolState]:
-    """Every pool with its free capacity: capacity minus what placed and running jobs hold."""
+def pool_states(session: Session, engine_queue: float = 1.0) -> list[PoolState]:
+    """Every pool with its free capacity: capacity minus what placed and running jobs hold.
+
+    With ``engine_queue`` > 1, pools whose engine queues (Slurm, Ray) count that multiple of their capacity.
+    """
     held: dict[tuple[str, str], Capacity] = defaultdict(Capacity)
     rows = session.execute(
         select(JobRow.site, JobRow.pool, func.sum(JobRow.cores), func.sum(JobRow.memory_gb), func.sum(JobRow.devices))
@@ -84,7 +98,8 @@ def pool_states(session: Session) -> list[PoolState]:
         held[(site, pool)] = Capacity(int(cores or 0), float(mem or 0.0), int(devices or 0))
     online = {s.name: s.online for s in list_sites(session)}
     return [
-        PoolState(pool=p, free=p.capacity - held[(p.site, p.name)], online=online.get(p.site, False))
+        PoolState(pool=p, free=placeable_capacity(p.capacity, p.engine, engine_queue) - held[(p.site, p.name)],
+                  online=online.get(p.site, False))
         for p in all_pools(session)
     ]
 
@@ -124,7 +139,9 @@ def preempt(session: Session, job_ids: list[str], *, now: float) -> None:
             job.lease_expires_at = None
 
 
-def place_waiting_jobs(session: Session, scheduler: Scheduler, *, now: float) -> list[Placement]:
+def place_waiting_jobs(
+    session: Session, scheduler: Scheduler, *, now: float, engine_queue: float = 1.0
+) -> list[Placement]:
     """Run the scheduler over the queue and apply its plan.
 
     A placement starting later (a deferrable job shifted to cheaper or greener
@@ -139,7 +156,7 @@ def place_waiting_jobs(session: Session, scheduler: Scheduler, *, now: float) ->
         QueuedJob(id=r.id, spec=spec_from_json(r.spec), tenant=r.tenant_id, submitted_at=r.submitted_at, attempt=r.attempt)
         for r in rows
     ]
-    pools = pool_states(session)
+    pools = pool_states(session, engine_queue)
     if isinstance(scheduler, FairScheduler):
         result = scheduler.plan_with_preemption(queue, pools, now=now, running=running_jobs(session))
         preempt(session, result.preempt, now=now)

@@ -73,7 +73,11 @@ class PoolInfo:
 
 
 class Executor(Protocol):
-    """What the agent needs from an engine.  ``handle`` is the engine's id for a task."""
+    """What the agent needs from an engine.  ``handle`` is the engine's id for a task.
+
+    An executor may also offer ``poll_many(handles) -> dict[handle, TaskStatus]``: the agent
+    then asks once per step for all its tasks (handles left out are polled one by one).
+    """
 
     engine: str
 

@@ -8,6 +8,7 @@ Slurm's own records, so a restarted agent can adopt its jobs by id:
            ``--mem``, ``--gres=gpu:N``, ``--output`` at ``<log_dir>/slurm-<jobid>.out``.
 * poll:    ``sacct`` (slurmdbd), falling back to ``squeue`` while accounting has not
            seen a just-submitted job yet.  Running jobs add ``sstat``'s MaxRSS.
+           ``poll_many`` does the same for all the agent's tasks in one call of each.
 * usage:   ElapsedRaw (wall), TotalCPU (cpu), MaxRSS over steps (peak memory),
            AllocTRES ``gres/gpu`` x ElapsedRaw (device seconds).  All cumulative.
 * cancel:  ``scancel``.  detect_pools: ``scontrol show node -o`` grouped by partition.
@@ -254,6 +255,7 @@ class SlurmExecutor:
     """Executor on a Slurm cluster reached through its client commands on this host."""
 
     engine = "slurm"
+    parallel_starts = 8  # the agent may sbatch this many tasks at once: slurmctld serves RPCs concurrently
 
     def __init__(
         self,
@@ -388,6 +390,64 @@ class SlurmExecutor:
                 status = TaskStatus(TaskPhase.RUNNING, Usage(u.wall_s, u.cpu_s, rss, u.device_s))
         return status
 
+    def poll_many(self, handles: Sequence[str]) -> dict[str, TaskStatus]:
+        """Every handle's status from one ``sacct`` (and at most one ``squeue``, one ``sstat``).
+
+        A per-task poll costs a client process per task per agent step, which caps an agent
+        at a few dozen tasks; this one is what keeps a busy partition fed.  Handles that
+        neither daemon lists fall back to :meth:`poll`, which rechecks before calling them lost.
+        """
+        if not handles:
+            return {}
+        by_job: dict[str, list[SacctRow]] = {}
+        for row in self._sacct(",".join(handles)):
+            by_job.setdefault(row.job_id.split(".")[0], []).append(row)
+        out: dict[str, TaskStatus] = {}
+        missing = []
+        for handle in handles:
+            status = status_from_sacct(handle, by_job.get(handle, []))
+            if status is None:
+                missing.append(handle)
+            else:
+                out[handle] = status
+        queued = self._queued_ids() if missing else set()
+        for handle in missing:
+            out[handle] = TaskStatus(TaskPhase.RUNNING, Usage()) if handle in queued else self.poll(handle)
+        self._fix_failures(out)
+        self._add_running_rss(out, by_job)
+        return out
+
+    def _queued_ids(self) -> set[str]:
+        """Every job slurmctld holds, finished ones included (until MinJobAge purges them)."""
+        return set(self._client("squeue", "-h", "-t", "all", "-o", "%i").split())
+
+    def _fix_failures(self, out: dict[str, TaskStatus]) -> None:
+        for handle, status in out.items():
+            signal9 = status.phase is TaskPhase.FAILED and status.reason == "killed by signal 9"
+            if signal9 and self._log_says_oom(handle):
+                out[handle] = TaskStatus(TaskPhase.FAILED, status.usage, status.exit_code,
+                                         "out of memory: job memory limit exceeded")
+
+    def _add_running_rss(self, out: dict[str, TaskStatus], by_job: Mapping[str, list[SacctRow]]) -> None:
+        running = [h for h, s in out.items() if s.phase is TaskPhase.RUNNING
+                   and any(r.state.startswith("RUNNING") for r in by_job.get(h, []) if r.job_id == h)]
+        if not running:
+            return
+        try:
+            text = self._client("sstat", "-n", "-P", "-a", "-j", ",".join(running), "-o", "JobID,MaxRSS")
+        except EngineError:
+            return
+        rss: dict[str, int] = {}
+        for line in text.splitlines():
+            if "|" in line:
+                job, size = line.split("|")[:2]
+                key = job.split(".")[0]
+                rss[key] = max(rss.get(key, 0), parse_size(size))
+        for handle in running:
+            u = out[handle].usage
+            if rss.get(handle, 0) > u.peak_memory_bytes:
+                out[handle] = TaskStatus(TaskPhase.RUNNING, Usage(u.wall_s, u.cpu_s, rss[handle], u.device_s))
+
     def _log_says_oom(self, handle: str) -> bool:
         """slurmstepd writes its memory-limit kill into the job's output file."""
         try:
@@ -412,6 +472,19 @@ class SlurmExecutor:
                 return f.read()
         except FileNotFoundError:
             return b""
+
+    def find(self, task: Task) -> str | None:
+        """The id of the Slurm job submitted for ``task`` (by its unique job name), or None.
+
+        An agent killed after ``sbatch`` but before saving the id finds its job this way, so
+        the job is adopted rather than given up and run twice.
+        """
+        name = job_name(task)
+        ids = self._client("squeue", "-h", "-n", name, "-o", "%i").split()
+        if not ids:
+            out = self._client("sacct", "-n", "-P", "-X", f"--name={name}", "-S", "now-7days", "-o", "JobID")
+            ids = [line.strip() for line in out.splitlines() if line.strip().isdigit()]
+        return ids[-1] if ids else None
 
     def adopt(self, handle: str, task: Task) -> bool:
         """True if Slurm still knows job ``handle`` under this task's name (running or finished).

@@ -1,0 +1,147 @@
+"""The agent loop against a scripted engine and a recording platform: failures cost no job and no report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from suanwang.agent.executors.base import PoolInfo, Task, TaskPhase, TaskStatus, Usage
+from suanwang.agent.executors.errors import EngineError
+from suanwang.agent.outbox import TaskRecord
+from suanwang.agent.runner import Agent
+
+
+class FakeEngine:
+    engine = "fake"
+    parallel_starts = 4
+
+    def __init__(self, refuse: set[str] = frozenset(), known: dict[str, str] | None = None) -> None:
+        self.refuse = set(refuse)
+        self.known = dict(known or {})  # job name -> handle, what find() sees
+        self.phases: dict[str, TaskPhase] = {}
+        self.started: list[str] = []
+        self.poll_error = False
+
+    def detect_pools(self) -> list[PoolInfo]:
+        return [PoolInfo(name="p", resource_class="general", cores=4, memory_gb=8)]
+
+    def start(self, task: Task) -> str:
+        if task.job_id in self.refuse:
+            raise EngineError("queue is closed")
+        self.started.append(task.job_id)
+        self.phases[f"h-{task.job_id}"] = TaskPhase.RUNNING
+        return f"h-{task.job_id}"
+
+    def poll(self, handle: str) -> TaskStatus:
+        return TaskStatus(self.phases.get(handle, TaskPhase.LOST), Usage(wall_s=1.0))
+
+    def poll_many(self, handles: list[str]) -> dict[str, TaskStatus]:
+        if self.poll_error:
+            raise EngineError("sacct: slurmdbd not responding")
+        return {h: self.poll(h) for h in handles}
+
+    def cancel(self, handle: str) -> None:
+        self.phases[handle] = TaskPhase.CANCELLED
+
+    def read_log(self, handle: str, offset: int) -> bytes:
+        return b""
+
+    def adopt(self, handle: str, task: Task) -> bool:
+        return handle in self.phases
+
+    def find(self, task: Task) -> str | None:
+        return self.known.get(task.job_id)
+
+
+class Platform:
+    """Records every call; hands out the queued tasks once."""
+
+    def __init__(self, tasks: list[str]) -> None:
+        self.to_lease = tasks
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/v1")
+        body = json.loads(request.content or b"{}")
+        self.calls.append((path, body))
+        if path == "/agent/register":
+            return httpx.Response(200, json={"site": "s", "pools": ["p"], "lease_s": 15})
+        if path == "/agent/heartbeat":
+            return httpx.Response(200, json={"kill": [], "lease_s": 15})
+        if path == "/agent/lease":
+            tasks, self.to_lease = self.to_lease, []
+            return httpx.Response(200, json=[
+                {"job_id": j, "attempt": 1, "command": ["true"], "pool": "p", "cores": 1, "memory_gb": 1,
+                 "devices": 0, "env": {}, "workdir": "", "duration_s": 60} for j in tasks])
+        return httpx.Response(200, json={})
+
+    def statuses(self) -> dict[str, str]:
+        return {p.split("/")[3]: b["phase"] for p, b in self.calls if p.endswith("/status")}
+
+
+def _agent(tmp_path: Path, engine: FakeEngine, platform: Platform) -> Agent:
+    agent = Agent("http://platform", "t", engine, tmp_path, usage_interval_s=3600)
+    agent.http = httpx.Client(base_url="http://platform/api/v1", transport=httpx.MockTransport(platform))
+    return agent
+
+
+def test_a_task_the_engine_refuses_goes_back_as_lost_and_the_rest_run(tmp_path: Path) -> None:
+    engine, platform = FakeEngine(refuse={"j2"}), Platform(["j1", "j2", "j3"])
+    agent = _agent(tmp_path, engine, platform)
+    agent.step()
+    assert sorted(engine.started) == ["j1", "j3"]
+    assert set(agent.tasks) == {("j1", 1), ("j3", 1)}
+    agent.step()  # flushes the refusal
+    assert platform.statuses() == {"j2": "lost"}
+    assert agent.outbox.tasks() and all(r.job_id != "j2" for r in agent.outbox.tasks())
+
+
+def test_an_engine_poll_failure_skips_a_step_instead_of_killing_the_agent(tmp_path: Path) -> None:
+    engine, platform = FakeEngine(), Platform(["j1"])
+    agent = _agent(tmp_path, engine, platform)
+    agent.step()
+    engine.poll_error = True
+    engine.phases["h-j1"] = TaskPhase.SUCCEEDED
+    agent.step()
+    assert ("j1", 1) in agent.tasks and platform.statuses() == {}
+    engine.poll_error = False
+    agent.step()
+    agent.step()
+    assert platform.statuses() == {"j1": "succeeded"}
+
+
+def test_a_task_killed_before_its_handle_was_saved_is_found_and_adopted_not_lost(tmp_path: Path) -> None:
+    engine = FakeEngine(known={"j1": "h-j1"})
+    engine.phases["h-j1"] = TaskPhase.RUNNING
+    platform = Platform([])
+    agent = _agent(tmp_path, engine, platform)
+    task = {"job_id": "j1", "attempt": 1, "command": ["true"], "pool": "p", "cores": 1, "memory_gb": 1.0,
+            "devices": 0, "env": {}, "workdir": "", "duration_s": 60.0}
+    agent.outbox.add_task(TaskRecord("j1", 1, "", task, 0, {}, 0.0, 0, False))  # the crash left no handle
+    agent.recover()
+    assert ("j1", 1) in agent.tasks and agent.tasks[("j1", 1)].handle == "h-j1"
+    assert engine.started == []  # adopted, not started again
+    agent.outbox.add_task(TaskRecord("j9", 1, "", {**task, "job_id": "j9"}, 0, {}, 0.0, 0, False))
+    agent.tasks.clear()
+    agent.recover()
+    agent.step()
+    assert platform.statuses().get("j9") == "lost"  # never reached the engine: given back
+
+
+def test_flush_sends_all_queued_usage_in_one_batch_before_the_statuses(tmp_path: Path) -> None:
+    engine, platform = FakeEngine(), Platform(["j1", "j2", "j3"])
+    agent = _agent(tmp_path, engine, platform)
+    agent.step()
+    for h in list(engine.phases):
+        engine.phases[h] = TaskPhase.SUCCEEDED
+    agent.follow()
+    platform.calls.clear()
+    agent.flush()
+    paths = [p for p, _ in platform.calls]
+    assert paths[0] == "/agent/usage" and paths.count("/agent/usage") == 1
+    assert len(platform.calls[0][1]["records"]) == 3
+    assert sorted(p.split("/")[3] for p in paths[1:]) == ["j1", "j2", "j3"]
+    assert agent.outbox.size() == 0
