@@ -1,0 +1,621 @@
+"""Double-entry ledger core: accounts, postings, transfers, holds and the rules a store enforces.
+
+Why: every movement of money is a :class:`Transfer` of :class:`Posting` legs in
+integer fen.  Planners here (``plan_*``) are pure: they turn intent plus the
+state the caller read into a transfer.  :func:`check_transfer` is the one rule
+book any store (``MemoryLedger``, the database adapter) runs, against a
+:class:`LedgerView`, inside the same atomic step that appends the transfer.
+
+Invariants owned here (LEDGER.md)
+- L1 each transfer's postings sum to zero per currency (checked on construction,
+  asserted again on apply; the assert stays on in production).
+- L4 append-only: a correction is a REVERSAL transfer linked to the original,
+  booked after it; an original can be reversed once; hold movements are not
+  reversible (release or void them instead).
+- L5 one transfer per idempotency key: same key and same request -> EXISTS;
+  same key, different request -> EXISTS_WITH_DIFFERENT_PAYLOAD.  Deviation from
+  TigerBeetle: a *failed* key is not burnt, because charge keys are derived from
+  usage-record keys and a charge must be re-planned and retried after a race.
+- L6 a hold resolves once (RELEASE or VOID); charges capture from it while open,
+  never more than remains.
+- L7 floors, counting holds pessimistically (held money has left the wallet):
+  wallet >= -credit_limit, hold / earnings / voucher fund >= 0.  Two flows may
+  pass a floor and are flagged ``over_limit`` instead of refused, because the
+  money was already earned: a CHARGE (compute already delivered) may overdraw a
+  wallet, a REVERSAL may overdraw provider earnings (a claw-back).
+- Settled periods are immutable: nothing may be booked before ``settled_until``.
+
+Sign convention: a posting adds ``fen`` to its account; a positive balance is
+value the account holds.  Top-ups come from FUNDING (operator cash), which
+therefore goes negative; the sum over all accounts is always zero.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Protocol
+
+from suanwang.domain.money import CURRENCY, Fen, check_currency, check_fen
+from suanwang.errors import Conflict, InsufficientFunds, InvalidSpec, NotFound, SuanwangError
+
+TransferKey = str  # client-generated idempotency key, e.g. "usage:job-1:0:3"
+HoldId = str
+
+
+@enum.unique
+class AccountKind(enum.StrEnum):
+    """What an account is for; decides its floor."""
+
+    WALLET = "wallet"  # a consumer's spendable funds (floor: -credit_limit)
+    HOLD = "hold"  # a consumer's funds reserved for running jobs (floor 0)
+    EARNINGS = "earnings"  # what the platform owes a provider (floor 0)
+    FEES = "fees"  # platform fee income
+    VOUCHER = "voucher"  # a voucher programme's fund (floor 0)
+    FUNDING = "funding"  # operator cash: source of top-ups and voucher funds, sink of payouts
+    ROUNDING = "rounding"  # integer residue of splitting a charge into provider and fee legs
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Account:
+    kind: AccountKind
+    owner: str
+
+    def __post_init__(self) -> None:
+        if not self.owner or ":" in self.owner:
+            raise InvalidSpec(f"account owner must be non-empty without ':': {self.owner!r}")
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.owner}"
+
+    @classmethod
+    def parse(cls, text: str) -> Account:
+        kind, _, owner = text.partition(":")
+        try:
+            return cls(AccountKind(kind), owner)
+        except ValueError as exc:
+            raise InvalidSpec(f"unknown account {text!r}") from exc
+
+
+def wallet(consumer: str) -> Account:
+    return Account(AccountKind.WALLET, consumer)
+
+
+def hold_account(consumer: str) -> Account:
+    return Account(AccountKind.HOLD, consumer)
+
+
+def earnings(provider: str) -> Account:
+    return Account(AccountKind.EARNINGS, provider)
+
+
+def voucher_fund(programme: str) -> Account:
+    return Account(AccountKind.VOUCHER, programme)
+
+
+PLATFORM_FEES = Account(AccountKind.FEES, "platform")
+OPERATOR_FUNDING = Account(AccountKind.FUNDING, "operator")
+ROUNDING = Account(AccountKind.ROUNDING, "platform")
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One leg: ``fen`` (signed, non-zero) added to ``account``."""
+
+    account: Account
+    fen: Fen
+    currency: str = CURRENCY
+
+    def __post_init__(self) -> None:
+        check_fen(self.fen, "posting amount")
+        check_currency(self.currency)
+        if self.fen == 0:
+            raise InvalidSpec(f"zero posting to {self.account}")
+
+
+@enum.unique
+class TransferKind(enum.StrEnum):
+    TOPUP = "topup"  # operator funding -> consumer wallet
+    HOLD_PLACE = "hold_place"  # wallet -> hold, at submit, from the quote
+    HOLD_RELEASE = "hold_release"  # hold -> wallet: what remains at completion; closes the hold
+    HOLD_VOID = "hold_void"  # hold -> wallet: cancelled before any capture; closes the hold
+    CHARGE = "charge"  # one usage record: (hold|wallet) + voucher -> earnings + fee + rounding
+    VOUCHER_FUND = "voucher_fund"  # operator funding -> voucher programme fund
+    PAYOUT = "payout"  # provider earnings -> operator funding (paid out of the platform)
+    REVERSAL = "reversal"  # negates an earlier transfer (a correction)
+    ADJUSTMENT = "adjustment"  # an operator's manual balanced correction
+
+
+REVERSIBLE = frozenset({TransferKind.TOPUP, TransferKind.CHARGE, TransferKind.VOUCHER_FUND,
+                        TransferKind.PAYOUT, TransferKind.ADJUSTMENT})
+_HOLD_KINDS = frozenset({TransferKind.HOLD_PLACE, TransferKind.HOLD_RELEASE, TransferKind.HOLD_VOID})
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """Who and what a transfer traces back to (the audit view reads these)."""
+
+    actor: str
+    reason: str = ""
+    consumer: str = ""
+    provider: str = ""
+    job_id: str = ""
+    usage_key: str = ""
+    price_book_version: int | None = None
+    resource_class: str = ""
+    pool: str = ""
+    usage_start: datetime | None = None
+    usage_end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.actor:
+            raise InvalidSpec("every transfer needs an actor")
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A balanced, immutable journal entry.
+
+    ``request`` is the digest of the request the key stands for (for a charge,
+    the usage record; for a release, the hold id; by default the legs, kind
+    and links, but not ``booked_at`` or ``audit``); idempotency compares it, so
+    a retry made later, or re-planned against newer state, still answers EXISTS.
+    ``hold_fen`` is the amount placed, captured or released on ``hold_id``;
+    ``voucher_fen`` what the voucher programme paid (negative in a reversal);
+    ``voucher_cap_fen`` that programme's per-consumer cap at planning time.
+    """
+
+    key: TransferKey
+    kind: TransferKind
+    postings: tuple[Posting, ...]
+    booked_at: datetime
+    audit: Audit
+    request: str = ""
+    hold_id: HoldId = ""
+    hold_fen: Fen = 0
+    voucher_programme: str = ""
+    voucher_fen: Fen = 0
+    voucher_cap_fen: Fen = 0
+    reverses: TransferKey = ""
+    hold_expires_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            raise InvalidSpec("a transfer needs an idempotency key")
+        if self.booked_at.tzinfo is None:
+            raise InvalidSpec(f"transfer {self.key}: booked_at must be timezone-aware")
+        for value, what in ((self.hold_fen, "hold_fen"), (self.voucher_fen, "voucher_fen"),
+                            (self.voucher_cap_fen, "voucher_cap_fen")):
+            check_fen(value, what)
+        totals = currency_totals(self.postings)
+        if any(totals.values()):
+            raise InvalidSpec(f"transfer {self.key} does not balance: {totals}")
+        self._check_links()
+        if not self.request:
+            object.__setattr__(self, "request", digest(self.kind, self.postings, self.hold_id, self.hold_fen,
+                                                       self.voucher_programme, self.voucher_fen, self.reverses))
+
+    def _check_links(self) -> None:
+        """The hold and voucher fields must say what the postings do, or the hold/voucher books drift."""
+        held = sum(p.fen for p in self.postings if p.account.kind is AccountKind.HOLD)
+        expected_held = {TransferKind.HOLD_PLACE: self.hold_fen}.get(self.kind, -self.hold_fen)
+        if held != expected_held:
+            raise InvalidSpec(f"transfer {self.key}: hold postings {held} do not match hold_fen {self.hold_fen}")
+        if (self.kind in _HOLD_KINDS or self.hold_fen) and not self.hold_id:
+            raise InvalidSpec(f"transfer {self.key}: {self.kind} needs a hold_id")
+        if self.kind not in _HOLD_KINDS | {TransferKind.CHARGE} and (self.hold_id or self.hold_fen):
+            raise InvalidSpec(f"transfer {self.key}: {self.kind} cannot move a hold")
+        if self.kind in (TransferKind.CHARGE, TransferKind.REVERSAL) and self.voucher_programme:
+            paid = -sum(p.fen for p in self.postings if p.account == voucher_fund(self.voucher_programme))
+            if paid != self.voucher_fen:
+                raise InvalidSpec(f"transfer {self.key}: voucher postings {paid} do not match voucher_fen")
+
+    def delta(self, account: Account) -> Fen:
+        return sum(p.fen for p in self.postings if p.account == account)
+
+    def accounts(self) -> list[Account]:
+        return sorted({p.account for p in self.postings})
+
+
+def currency_totals(postings: Iterable[Posting]) -> dict[str, Fen]:
+    totals: dict[str, Fen] = {}
+    for p in postings:
+        totals[p.currency] = totals.get(p.currency, 0) + p.fen
+    return totals
+
+
+def _canonical(value: object) -> object:
+    if isinstance(value, float):
+        raise TypeError(f"float {value!r} in a money request: use int fen or Decimal")
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canonical(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):  # the same instant digests the same in any zone
+        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+    if isinstance(value, Decimal):  # 1, 1.0 and 1.00 are the same quantity
+        return format(value.normalize(), "f")
+    if isinstance(value, Fraction):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, frozenset | set):
+        return sorted(str(_canonical(v)) for v in value)
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    return value
+
+
+def digest(*parts: object) -> str:
+    """A stable sha256 of plain values and frozen dataclasses (no float allowed in money)."""
+    text = json.dumps([_canonical(p) for p in parts], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@enum.unique
+class HoldState(enum.StrEnum):
+    OPEN = "open"  # placed; charges capture from it
+    RELEASED = "released"  # completed: the remainder went back to the wallet
+    VOIDED = "voided"  # cancelled before any capture
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation for one job; ``expires_at`` (if set) is when a sweeper releases it."""
+
+    id: HoldId
+    consumer: str
+    amount_fen: Fen
+    captured_fen: Fen = 0
+    released_fen: Fen = 0
+    state: HoldState = HoldState.OPEN
+    expires_at: datetime | None = None
+
+    @property
+    def remaining_fen(self) -> Fen:
+        return self.amount_fen - self.captured_fen - self.released_fen
+
+
+def holds_to_expire(holds: Iterable[Hold], *, now: datetime) -> list[Hold]:
+    """Open holds whose expiry has come, by (expires_at, id): release each with ``plan_release``."""
+    due = [h for h in holds if h.state is HoldState.OPEN and h.expires_at is not None and h.expires_at <= now]
+    return sorted(due, key=lambda h: (h.expires_at, h.id))
+
+
+@enum.unique
+class ResultCode(enum.StrEnum):
+    CREATED = "created"
+    EXISTS = "exists"  # identical retry: the original result stands
+    EXISTS_WITH_DIFFERENT_PAYLOAD = "exists_with_different_payload"
+    EXCEEDS_CREDIT = "exceeds_credit"  # a wallet would pass its credit line
+    EXCEEDS_BALANCE = "exceeds_balance"  # a hold, earnings or voucher account would go negative
+    HOLD_EXISTS = "hold_exists"
+    HOLD_NOT_FOUND = "hold_not_found"
+    HOLD_CLOSED = "hold_closed"  # already released or voided
+    HOLD_EXCEEDED = "hold_exceeded"  # capture larger than what remains
+    HOLD_STALE = "hold_stale"  # release planned from an outdated remaining amount
+    HOLD_CAPTURED = "hold_captured"  # void asked after a capture; release instead
+    VOUCHER_CAP_EXCEEDED = "voucher_cap_exceeded"
+    PERIOD_SETTLED = "period_settled"  # booked inside a settled period
+    REVERSAL_TARGET_MISSING = "reversal_target_missing"
+    ALREADY_REVERSED = "already_reversed"
+    NOT_REVERSIBLE = "not_reversible"
+    LINKED_FAILED = "linked_failed"  # another transfer of an atomic batch failed
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    key: TransferKey
+    code: ResultCode
+    over_limit: bool = False  # applied, but a wallet passed its credit line (stop the job)
+
+    @property
+    def ok(self) -> bool:
+        return self.code in (ResultCode.CREATED, ResultCode.EXISTS)
+
+
+_ERROR_BY_CODE: dict[ResultCode, type[SuanwangError]] = {
+    ResultCode.EXCEEDS_CREDIT: InsufficientFunds,
+    ResultCode.EXCEEDS_BALANCE: Conflict,
+    ResultCode.HOLD_NOT_FOUND: NotFound,
+    ResultCode.REVERSAL_TARGET_MISSING: NotFound,
+}
+
+
+def result_error(result: TransferResult, transfer: Transfer | None = None) -> SuanwangError | None:
+    """The exception an adapter raises for a refused result (None if ok): EXCEEDS_CREDIT -> 402, ..."""
+    if result.ok:
+        return None
+    error = _ERROR_BY_CODE.get(result.code, Conflict)
+    what = f" ({transfer.kind}, booked {transfer.booked_at.isoformat()})" if transfer else ""
+    messages = {
+        ResultCode.EXCEEDS_CREDIT: "insufficient funds: wallet balance plus credit line cannot cover it",
+        ResultCode.EXISTS_WITH_DIFFERENT_PAYLOAD: "idempotency key reused with a different request",
+        ResultCode.PERIOD_SETTLED: "the period it would be booked in is settled and immutable",
+    }
+    message = messages.get(result.code, result.code.value.replace("_", " "))
+    return error(f"transfer {result.key}{what} refused: {message}", code=result.code.value)
+
+
+class LedgerView(Protocol):
+    """What :func:`check_transfer` needs to read; a store answers it under its lock."""
+
+    def balance(self, account: Account) -> Fen: ...
+    def credit_limit(self, consumer: str) -> Fen: ...
+    def hold(self, hold_id: HoldId) -> Hold | None: ...
+    def transfer(self, key: TransferKey) -> Transfer | None: ...
+    def reversed_by(self, key: TransferKey) -> TransferKey | None: ...
+    def voucher_used(self, programme: str, consumer: str) -> Fen: ...
+    def settled_until(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    code: ResultCode | None  # None: the transfer may be applied
+    over_limit: bool = False
+
+
+def check_transfer(view: LedgerView, t: Transfer) -> Check:
+    """The rule book.  Call only after the idempotency lookup found no transfer with ``t.key``."""
+    settled = view.settled_until()
+    if settled is not None and t.booked_at < settled:
+        return Check(ResultCode.PERIOD_SETTLED)
+    for rule in (_check_hold, _check_reversal, _check_voucher):
+        code = rule(view, t)
+        if code is not None:
+            return Check(code)
+    return _check_floors(view, t)
+
+
+def _check_hold(view: LedgerView, t: Transfer) -> ResultCode | None:
+    if not t.hold_id:
+        return None
+    hold = view.hold(t.hold_id)
+    if t.kind is TransferKind.HOLD_PLACE:
+        return ResultCode.HOLD_EXISTS if hold is not None else None
+    if hold is None:
+        return ResultCode.HOLD_NOT_FOUND
+    if hold.state is not HoldState.OPEN:
+        return ResultCode.HOLD_CLOSED
+    if t.kind is TransferKind.CHARGE:
+        return ResultCode.HOLD_EXCEEDED if t.hold_fen > hold.remaining_fen else None
+    if t.kind is TransferKind.HOLD_VOID and hold.captured_fen > 0:
+        return ResultCode.HOLD_CAPTURED
+    return ResultCode.HOLD_STALE if t.hold_fen != hold.remaining_fen else None
+
+
+def _check_reversal(view: LedgerView, t: Transfer) -> ResultCode | None:
+    if t.kind is not TransferKind.REVERSAL:
+        return None
+    original = view.transfer(t.reverses)
+    if original is None:
+        return ResultCode.REVERSAL_TARGET_MISSING
+    if original.kind not in REVERSIBLE:
+        return ResultCode.NOT_REVERSIBLE
+    if view.reversed_by(original.key) is not None:
+        return ResultCode.ALREADY_REVERSED
+    if t.booked_at < original.booked_at or t.postings != reversal_postings(original):
+        return ResultCode.NOT_REVERSIBLE  # a reversal follows its original and negates it exactly
+    return None
+
+
+def _check_voucher(view: LedgerView, t: Transfer) -> ResultCode | None:
+    if t.voucher_fen <= 0 or not t.voucher_programme:
+        return None
+    used = view.voucher_used(t.voucher_programme, t.audit.consumer)
+    return ResultCode.VOUCHER_CAP_EXCEEDED if used + t.voucher_fen > t.voucher_cap_fen else None
+
+
+def floor_of(view: LedgerView, account: Account) -> Fen | None:
+    """The lowest balance ``account`` may reach, or None if unbounded."""
+    if account.kind is AccountKind.WALLET:
+        return -view.credit_limit(account.owner)
+    if account.kind in (AccountKind.HOLD, AccountKind.EARNINGS, AccountKind.VOUCHER):
+        return 0
+    return None
+
+
+def _check_floors(view: LedgerView, t: Transfer) -> Check:
+    over = False
+    for account in t.accounts():
+        delta = t.delta(account)
+        floor = floor_of(view, account)
+        if delta >= 0 or floor is None or view.balance(account) + delta >= floor:
+            continue
+        if t.kind is TransferKind.CHARGE and account.kind is AccountKind.WALLET:
+            over = True
+        elif t.kind is TransferKind.REVERSAL and account.kind is AccountKind.EARNINGS:
+            over = True
+        elif account.kind is AccountKind.WALLET:
+            return Check(ResultCode.EXCEEDS_CREDIT)
+        else:
+            return Check(ResultCode.EXCEEDS_BALANCE)
+    return Check(None, over)
+
+
+def hold_after(hold: Hold | None, t: Transfer) -> Hold | None:
+    """The hold's state once ``t`` (already checked) is applied; None if ``t`` has no hold."""
+    if not t.hold_id:
+        return None
+    if t.kind is TransferKind.HOLD_PLACE:
+        return Hold(t.hold_id, t.audit.consumer, t.hold_fen, expires_at=t.hold_expires_at)
+    assert hold is not None
+    if t.kind is TransferKind.CHARGE:
+        return replace(hold, captured_fen=hold.captured_fen + t.hold_fen)
+    state = HoldState.VOIDED if t.kind is TransferKind.HOLD_VOID else HoldState.RELEASED
+    return replace(hold, released_fen=hold.released_fen + t.hold_fen, state=state)
+
+
+# ---- planners (pure) -----------------------------------------------------------------------------------
+
+
+def _positive(fen: Fen, what: str) -> Fen:
+    check_fen(fen, what)
+    if fen <= 0:
+        raise InvalidSpec(f"{what} must be positive, got {fen} fen")
+    return fen
+
+
+def plan_topup(key: TransferKey, *, consumer: str, fen: Fen, at: datetime, actor: str, reason: str = "") -> Transfer:
+    """Operator adds ``fen`` to a consumer's wallet.  Raises InvalidSpec if not positive."""
+    _positive(fen, "top-up")
+    postings = (Posting(OPERATOR_FUNDING, -fen), Posting(wallet(consumer), fen))
+    return Transfer(key, TransferKind.TOPUP, postings, at, Audit(actor, reason, consumer=consumer))
+
+
+def plan_hold(key: TransferKey, *, hold_id: HoldId, consumer: str, fen: Fen, at: datetime, actor: str,
+              job_id: str = "", expires_at: datetime | None = None) -> Transfer:
+    """Reserve ``fen`` of a consumer's wallet (and credit) for a job, at submit, from its quote."""
+    _positive(fen, "hold")
+    if expires_at is not None and expires_at <= at:
+        raise InvalidSpec(f"hold {hold_id} would expire before it is placed")
+    postings = (Posting(wallet(consumer), -fen), Posting(hold_account(consumer), fen))
+    audit = Audit(actor, "hold placed", consumer=consumer, job_id=job_id)
+    return Transfer(key, TransferKind.HOLD_PLACE, postings, at, audit, hold_id=hold_id, hold_fen=fen,
+                    hold_expires_at=expires_at)
+
+
+def plan_release(key: TransferKey, *, hold: Hold, at: datetime, actor: str, void: bool = False,
+                 job_id: str = "", reason: str = "") -> Transfer:
+    """Close an open hold, returning what remains to the wallet (VOID: cancelled before any capture).
+
+    At completion this is the second phase of the two-phase hold: what the
+    job's charges captured stays captured, the remainder is released.
+    """
+    fen = hold.remaining_fen
+    postings = (Posting(hold_account(hold.consumer), -fen), Posting(wallet(hold.consumer), fen)) if fen else ()
+    kind = TransferKind.HOLD_VOID if void else TransferKind.HOLD_RELEASE
+    why = reason or ("hold voided" if void else "hold released")
+    audit = Audit(actor, why, consumer=hold.consumer, job_id=job_id)
+    # The request is "close this hold": a retry planned after the close still answers EXISTS.
+    return Transfer(key, kind, postings, at, audit, request=digest(kind, hold.id), hold_id=hold.id, hold_fen=fen)
+
+
+def plan_voucher_funding(key: TransferKey, *, programme: str, fen: Fen, at: datetime, actor: str) -> Transfer:
+    _positive(fen, "voucher funding")
+    postings = (Posting(OPERATOR_FUNDING, -fen), Posting(voucher_fund(programme), fen))
+    return Transfer(key, TransferKind.VOUCHER_FUND, postings, at, Audit(actor, "voucher programme funded"),
+                    voucher_programme=programme)
+
+
+def plan_payout(key: TransferKey, *, provider: str, fen: Fen, at: datetime, actor: str) -> Transfer:
+    _positive(fen, "payout")
+    postings = (Posting(earnings(provider), -fen), Posting(OPERATOR_FUNDING, fen))
+    return Transfer(key, TransferKind.PAYOUT, postings, at, Audit(actor, "payout", provider=provider))
+
+
+def plan_adjustment(key: TransferKey, *, postings: Iterable[Posting], at: datetime, actor: str,
+                    reason: str) -> Transfer:
+    """An operator's balanced manual correction; the reason is mandatory."""
+    if not reason:
+        raise InvalidSpec("an adjustment needs a reason")
+    return Transfer(key, TransferKind.ADJUSTMENT, tuple(postings), at, Audit(actor, reason))
+
+
+def reversal_postings(original: Transfer) -> tuple[Posting, ...]:
+    """The legs that undo ``original``; what it captured from a hold goes back to the wallet."""
+    merged: dict[Account, Fen] = {}
+    for p in original.postings:
+        account = wallet(p.account.owner) if p.account.kind is AccountKind.HOLD else p.account
+        merged[account] = merged.get(account, 0) - p.fen
+    return tuple(Posting(a, fen) for a, fen in sorted(merged.items()) if fen)
+
+
+def plan_reversal(key: TransferKey, *, original: Transfer, at: datetime, actor: str, reason: str) -> Transfer:
+    """Negate ``original``.  What a charge captured from a hold is refunded to the wallet."""
+    if original.kind not in REVERSIBLE:
+        raise InvalidSpec(f"transfer {original.key} ({original.kind}) cannot be reversed")
+    if at < original.booked_at:
+        raise InvalidSpec(f"reversal of {original.key} must be booked after it")
+    if not reason:
+        raise InvalidSpec("a reversal needs a reason")
+    postings = reversal_postings(original)
+    audit = Audit(actor, reason, consumer=original.audit.consumer, provider=original.audit.provider,
+                  job_id=original.audit.job_id, usage_key=original.audit.usage_key,
+                  price_book_version=original.audit.price_book_version,
+                  resource_class=original.audit.resource_class, pool=original.audit.pool)
+    request = digest(TransferKind.REVERSAL, original.key)
+    return Transfer(key, TransferKind.REVERSAL, postings, at, audit, request=request,
+                    voucher_programme=original.voucher_programme, voucher_fen=-original.voucher_fen,
+                    reverses=original.key)
+
+
+# ---- folds (L3) ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Balances:
+    """Balances folded from transfers; ``as_of`` excludes transfers booked at or after it."""
+
+    fen: Mapping[Account, Fen] = field(default_factory=dict)
+
+    def __getitem__(self, account: Account) -> Fen:
+        return self.fen.get(account, 0)
+
+
+def fold_balances(transfers: Iterable[Transfer], *, as_of: datetime | None = None) -> Balances:
+    """L3: a balance is the fold of its postings (optionally as of a time, half-open)."""
+    totals: dict[Account, Fen] = {}
+    for t in transfers:
+        if as_of is not None and t.booked_at >= as_of:
+            continue
+        for p in t.postings:
+            totals[p.account] = totals.get(p.account, 0) + p.fen
+    return Balances(totals)
+
+
+def audit_record(t: Transfer) -> dict[str, str]:
+    """A flat, printable trace of a transfer for the audit view: key, kind, time, legs and provenance."""
+    a = t.audit
+    return {
+        "key": t.key, "kind": t.kind.value, "booked_at": t.booked_at.isoformat(), "actor": a.actor,
+        "reason": a.reason, "consumer": a.consumer, "provider": a.provider, "job_id": a.job_id,
+        "usage_key": a.usage_key,
+        "price_book_version": "" if a.price_book_version is None else str(a.price_book_version),
+        "resource_class": a.resource_class, "pool": a.pool,
+        "usage_start": a.usage_start.isoformat() if a.usage_start else "",
+        "usage_end": a.usage_end.isoformat() if a.usage_end else "",
+        "hold_id": t.hold_id, "voucher_programme": t.voucher_programme, "reverses": t.reverses,
+        "postings": "; ".join(f"{p.account} {p.fen:+d}" for p in t.postings), "request": t.request,
+    }
+
+
+# ---- rows (for store adapters) -------------------------------------------------------------------------
+
+_AUDIT_TIMES = ("usage_start", "usage_end")
+
+
+def transfer_to_row(t: Transfer) -> dict[str, Any]:
+    """A JSON-ready dict of ``t`` (ints, strings, lists): what a store persists.  Inverse: transfer_from_row."""
+    audit = {f.name: getattr(t.audit, f.name) for f in fields(Audit)}
+    for name in _AUDIT_TIMES:
+        audit[name] = audit[name].isoformat() if audit[name] else None
+    return {
+        "key": t.key, "kind": t.kind.value, "booked_at": t.booked_at.isoformat(), "request": t.request,
+        "postings": [[str(p.account), p.fen, p.currency] for p in t.postings], "audit": audit,
+        "hold_id": t.hold_id, "hold_fen": t.hold_fen, "voucher_programme": t.voucher_programme,
+        "voucher_fen": t.voucher_fen, "voucher_cap_fen": t.voucher_cap_fen, "reverses": t.reverses,
+        "hold_expires_at": t.hold_expires_at.isoformat() if t.hold_expires_at else None,
+    }
+
+
+def transfer_from_row(row: Mapping[str, Any]) -> Transfer:
+    """Rebuild a transfer persisted by :func:`transfer_to_row` (validating it again)."""
+    audit = dict(row["audit"])
+    for name in _AUDIT_TIMES:
+        audit[name] = datetime.fromisoformat(audit[name]) if audit[name] else None
+    postings = tuple(Posting(Account.parse(a), fen, cur) for a, fen, cur in row["postings"])
+    expires = row.get("hold_expires_at")
+    return Transfer(
+        row["key"], TransferKind(row["kind"]), postings, datetime.fromisoformat(row["booked_at"]), Audit(**audit),
+        request=row["request"], hold_id=row["hold_id"], hold_fen=row["hold_fen"],
+        voucher_programme=row["voucher_programme"], voucher_fen=row["voucher_fen"],
+        voucher_cap_fen=row["voucher_cap_fen"], reverses=row["reverses"],
+        hold_expires_at=datetime.fromisoformat(expires) if expires else None,
+    )

@@ -1,0 +1,169 @@
+"""Money: integer fen, fixed-scale unit prices, and the one declared rounding rule.
+
+Why this module exists: every money path in suanwang goes through these few
+helpers, so that no float, unknown currency or silent rounding can slip in.
+
+Invariants owned here
+- An amount of money is an ``int`` number of fen (分, 1/100 yuan).  ``bool`` and
+  ``float`` are rejected everywhere, ``Decimal`` only if it is integral.
+- A unit price (fen per unit) is a ``Decimal`` with exactly ``PRICE_PLACES`` (4)
+  decimal places of fen; finer input is rejected rather than rounded.
+- Exact intermediate amounts are ``Decimal``; they become fen only through
+  :func:`round_fen`, which uses ``ROUNDING`` (banker's rounding, ROUND_HALF_EVEN)
+  and returns the residue so that callers account for it.
+- Only ``CNY`` is supported; anything else raises :class:`InvalidSpec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from fractions import Fraction
+
+from suanwang.errors import InvalidSpec
+
+Fen = int
+Exact = Decimal | Fraction  # an exact, not yet rounded amount of fen
+CURRENCY = "CNY"
+SUPPORTED_CURRENCIES = frozenset({CURRENCY})
+PRICE_PLACES = 4
+PRICE_QUANTUM = Decimal(1).scaleb(-PRICE_PLACES)  # 0.0001 fen
+ROUNDING = ROUND_HALF_EVEN  # the declared rounding mode of every fen amount
+FEN_PER_YUAN = 100
+
+
+def check_currency(currency: str) -> str:
+    """Return ``currency`` if supported, else raise InvalidSpec naming it."""
+    if currency not in SUPPORTED_CURRENCIES:
+        raise InvalidSpec(f"unknown currency {currency!r}: only CNY is supported", currency=currency)
+    return currency
+
+
+def check_fen(value: object, what: str = "amount") -> Fen:
+    """Return ``value`` if it is an ``int`` (not bool), else raise InvalidSpec."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidSpec(f"{what} must be an integer number of fen, got {type(value).__name__}", value=repr(value))
+    return value
+
+
+def _to_decimal(value: object, what: str) -> Decimal:
+    if isinstance(value, bool) or isinstance(value, float):
+        raise InvalidSpec(f"{what} must not be a float or bool (money is exact): {value!r}")
+    if isinstance(value, Decimal | int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation as exc:
+            raise InvalidSpec(f"{what} is not a number: {value!r}") from exc
+    else:
+        raise InvalidSpec(f"{what} must be str, int or Decimal, got {type(value).__name__}")
+    if not result.is_finite():
+        raise InvalidSpec(f"{what} must be finite: {value!r}")
+    return result
+
+
+def parse_fen(value: object, *, currency: str = CURRENCY, what: str = "amount") -> Fen:
+    """Parse an amount of fen from ``int``, integral ``Decimal`` or a string like ``"1234"``.
+
+    Raises InvalidSpec for float, bool, fractional fen or an unknown currency.
+    """
+    check_currency(currency)
+    number = _to_decimal(value, what)
+    if number != number.to_integral_value():
+        raise InvalidSpec(f"{what} must be a whole number of fen: {value!r}")
+    return int(number)
+
+
+def parse_yuan(value: object, *, currency: str = CURRENCY, what: str = "amount") -> Fen:
+    """Parse yuan (``"12.34"``) into fen (1234); more than two decimals is rejected."""
+    check_currency(currency)
+    number = _to_decimal(value, what) * FEN_PER_YUAN
+    if number != number.to_integral_value():
+        raise InvalidSpec(f"{what} has more than two decimal places of yuan: {value!r}")
+    return int(number)
+
+
+def parse_price(value: object, *, what: str = "unit price") -> Decimal:
+    """Parse a unit price in fen with at most 4 decimal places; returns it at scale 4."""
+    number = _to_decimal(value, what)
+    quantized = number.quantize(PRICE_QUANTUM)
+    if quantized != number:
+        raise InvalidSpec(f"{what} has more than {PRICE_PLACES} decimal places of fen: {value!r}")
+    if quantized < 0:
+        raise InvalidSpec(f"{what} must not be negative: {value!r}")
+    return quantized
+
+
+def parse_quantity(value: object, *, what: str = "quantity") -> Decimal:
+    """Parse a non-negative exact quantity (units, hours, percent)."""
+    number = _to_decimal(value, what)
+    if number < 0:
+        raise InvalidSpec(f"{what} must not be negative: {value!r}")
+    return number
+
+
+def round_fen(exact: Exact) -> tuple[Fen, Exact]:
+    """Round an exact fen amount (``Decimal`` or ``Fraction``) to whole fen, half to even.
+
+    This is the only place fen are rounded.  Returns ``(fen, residue)`` with
+    ``fen + residue == exact`` exactly, so the caller can account for the
+    sub-fen residue (|residue| <= 0.5).
+    """
+    if isinstance(exact, Decimal):
+        fen = int(exact.quantize(Decimal(1), rounding=ROUNDING))
+        return fen, exact - fen
+    if isinstance(exact, Fraction):
+        fen = round(exact)  # Fraction.__round__ rounds half to even
+        return fen, exact - fen
+    raise TypeError(f"round_fen takes a Decimal or Fraction, got {type(exact).__name__}")
+
+
+def apply_bps(amount: Fen, bps: int) -> Fen:
+    """``amount * bps / 10000`` rounded half-even: a fee or share in basis points."""
+    check_fen(amount)
+    if isinstance(bps, bool) or not isinstance(bps, int) or not 0 <= bps <= 10_000:
+        raise InvalidSpec(f"basis points must be an int within 0..10000, got {bps!r}")
+    return round_fen(Fraction(amount * bps, 10_000))[0]
+
+
+def format_yuan(fen: Fen) -> str:
+    """``1234`` -> ``"12.34"`` (for statements and CSV)."""
+    check_fen(fen)
+    sign = "-" if fen < 0 else ""
+    whole, part = divmod(abs(fen), FEN_PER_YUAN)
+    return f"{sign}{whole}.{part:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount in fen with its currency; the shape the API edge exchanges."""
+
+    fen: Fen
+    currency: str = CURRENCY
+
+    def __post_init__(self) -> None:
+        check_fen(self.fen)
+        check_currency(self.currency)
+
+    @classmethod
+    def parse(cls, value: object, currency: str = CURRENCY) -> Money:
+        return cls(parse_fen(value, currency=currency), currency)
+
+    def __add__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.fen + other.fen, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.fen - other.fen, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.fen, self.currency)
+
+    def _same_currency(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise InvalidSpec(f"cannot combine {self.currency} with {other.currency}")
+
+    def __str__(self) -> str:
+        return f"{format_yuan(self.fen)} {self.currency}"
