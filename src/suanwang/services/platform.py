@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from suanwang.domain.placement import FirstFit, Scheduler
-from suanwang.services import scheduling
+from suanwang.services import billing, scheduling
 from suanwang.store.db import Database
 
 log = logging.getLogger("suanwang.platform")
@@ -25,6 +25,7 @@ class Settings:
     site_timeout_s: float = 30.0  # a site silent this long shows offline
     tick_s: float = 0.5  # control-loop period when nothing wakes it
     min_tick_s: float = 0.05  # at most this often, so a burst of submits is placed in batches
+    rating_batch: int = 1000  # usage records rated per transaction
 
 
 class Platform:
@@ -56,6 +57,7 @@ class Platform:
             with self.db.transaction() as s:
                 if scheduling.claim_scheduling_pass(s):
                     scheduling.place_waiting_jobs(s, self.scheduler, now=now)
+            billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=10)  # own transactions
 
     def start(self) -> None:
         with self.db.transaction() as s:
