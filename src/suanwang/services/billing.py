@@ -114,6 +114,10 @@ def parse_time(value: object, what: str) -> datetime:
         return utc(float(value))
     if isinstance(value, str):
         try:
+            return utc(float(Decimal(value)))  # Unix seconds stored as an exact decimal string
+        except ArithmeticError:
+            pass
+        try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             raise InvalidSpec(f"{what} is not an ISO 8601 time: {value!r}") from None
