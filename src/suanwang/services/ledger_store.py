@@ -144,15 +144,24 @@ class SqlLedger:
         if not ids:
             return
         self._take_shared_lock()
+        if self.pg:
+            # Create first (in sorted order), then lock all in sorted order: locking the existing rows
+            # and creating the missing ones afterwards would take locks out of order and can deadlock.
+            self._create_accounts(ids)
+            self._select_accounts(ids)
+            return
         missing = set(ids) - self._select_accounts(ids)
         if missing:
-            rows = []
-            for account_id in sorted(missing):
-                account = Account.parse(account_id)
-                rows.append({"id": account_id, "kind": account.kind.value, "owner": account.owner, "currency": "CNY",
-                             "balance_fen": 0, "credit_limit_fen": 0})
-            self.session.execute(_upsert_ignore(self.session, AccountRow.__table__), rows)
+            self._create_accounts(sorted(missing))
             self._select_accounts(sorted(missing))
+
+    def _create_accounts(self, ids: Sequence[str]) -> None:
+        rows = []
+        for account_id in ids:
+            account = Account.parse(account_id)
+            rows.append({"id": account_id, "kind": account.kind.value, "owner": account.owner, "currency": "CNY",
+                         "balance_fen": 0, "credit_limit_fen": 0})
+        self.session.execute(_upsert_ignore(self.session, AccountRow.__table__), rows)
 
     def _select_accounts(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
