@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from suanwang import __version__
+from suanwang.cli import billing as billing_commands
 from suanwang.cli import jobs as job_commands
 from suanwang.cli.client import Client, console, default_data_dir, print_json
 
@@ -19,6 +20,7 @@ app = typer.Typer(help="suanwang (算网): an open computing power network.", no
 admin = typer.Typer(help="Operator commands: tenants and tokens.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 job_commands.register(app)
+billing_commands.register(app)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where state and tokens live (default ~/.suanwang)")]
 DbUrl = Annotated[str | None, typer.Option("--database-url", envvar="SUANWANG_DATABASE_URL",
