@@ -638,7 +638,8 @@ def rate_pending_usage(session: Session, *, limit: int = 1000) -> RatingReport:
     records, free = _records(session, rows, books)
     charged, over = _charge(session, records, books) if records else (0, set())
     ids = [r.id for r in rows]
-    session.execute(update(UsageRow).where(UsageRow.id.in_(ids)).values(rated=True))
+    table = UsageRow.__table__
+    session.connection().execute(update(table).where(table.c.id.in_(ids)).values(rated=True))
     cancelled = tuple(sorted(j for j in over if _stop_overspent(session, j)))
     return RatingReport(len(rows), charged, free, cancelled)
 

@@ -26,13 +26,14 @@ balances), which is what makes rating thousands of records a second possible.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import JSON, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -361,9 +362,9 @@ class SqlLedger:
         """Send the staged writes: one statement per table (executemany)."""
         s, conn = self._staged, self.session.connection()
         if s.transfers:
-            conn.execute(insert(TransferRow.__table__), s.transfers)
+            self._bulk_insert(conn, TransferRow.__table__, s.transfers)
         if s.postings:
-            conn.execute(insert(PostingRow.__table__), s.postings)
+            self._bulk_insert(conn, PostingRow.__table__, s.postings)
         dirty = [{"k": k, "b": a.balance} for k, a in self._accounts.items() if a.dirty]
         if dirty:
             table = AccountRow.__table__
@@ -373,6 +374,19 @@ class SqlLedger:
         self._flush_holds(conn)
         self._flush_vouchers(conn)
         self._staged = _Staged()
+
+    def _bulk_insert(self, conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+        """One executemany on SQLite; COPY on PostgreSQL (psycopg would otherwise send a statement per row)."""
+        if not self.pg or len(rows) < 50:
+            conn.execute(insert(table), rows)
+            return
+        columns = list(rows[0])
+        json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
+        names = ", ".join(f'"{c}"' for c in columns)
+        with conn.connection.dbapi_connection.cursor() as cursor, \
+                cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row([json.dumps(row[c]) if c in json_columns else row[c] for c in columns])
 
     def _flush_holds(self, conn: Any) -> None:
         s = self._staged
