@@ -313,6 +313,7 @@ def set_price_book(session: Session, actor: Principal, data: Mapping[str, Any]) 
         body["entries"] = _merge_provider_entries(session, actor, books, body.get("entries"), now)
     book = book_from_json(body)
     check_new_price_book(books, book, now=now - timedelta(seconds=1))
+    _any_book_cache.clear()
     session.add(PriceBookRow(version=book.version, effective_us=to_us(book.effective_from), created_at=time.time(),
                              created_by=_actor(actor), body=body))
     session.flush()
@@ -573,7 +574,7 @@ def _any_book(session: Session) -> bool:
     key = str(session.get_bind().url)
     hit = _any_book_cache.get(key)
     mono = time.monotonic()
-    if hit is None or hit[0] < mono or not hit[1]:
+    if hit is None or hit[0] < mono:
         hit = (mono + 1.0, session.scalar(select(PriceBookRow.version).limit(1)) is not None)
         _any_book_cache[key] = hit
     return hit[1]

@@ -376,13 +376,19 @@ class SqlLedger:
         self._staged = _Staged()
 
     def _bulk_insert(self, conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-        """One executemany on SQLite; COPY on PostgreSQL (psycopg would otherwise send a statement per row)."""
-        if not self.pg or len(rows) < 50:
+        """COPY on PostgreSQL (psycopg would otherwise send a statement per row); a driver-level
+        executemany on SQLite (SQLAlchemy's per-row parameter processing costs more than the insert)."""
+        if len(rows) < 50:
             conn.execute(insert(table), rows)
             return
         columns = list(rows[0])
         json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
         names = ", ".join(f'"{c}"' for c in columns)
+        if not self.pg:
+            sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" for _ in columns)})'
+            conn.exec_driver_sql(sql, [tuple(json.dumps(row[c]) if c in json_columns else row[c] for c in columns)
+                                       for row in rows])
+            return
         with conn.connection.dbapi_connection.cursor() as cursor, \
                 cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
             for row in rows:
