@@ -31,16 +31,41 @@ def records(n: int) -> list[UsageRecord]:
     out = []
     for i in range(n):
         start = T0 + timedelta(minutes=37 * i % (30 * 24 * 60))
-        out.append(UsageRecord(f"job-{i // 10}", 0, i % 10, f"c{i % 50}", f"p{i % 5}", "qingyang", "qy-cpu",
-                               ResourceClass.GENERAL, "standard", ServiceLevel.STANDARD, start,
-                               start + timedelta(minutes=75), ((PriceUnit.SCU_HOUR, Decimal("2.5")),)))
+        out.append(
+            UsageRecord(
+                f"job-{i // 10}",
+                0,
+                i % 10,
+                f"c{i % 50}",
+                f"p{i % 5}",
+                "qingyang",
+                "qy-cpu",
+                ResourceClass.GENERAL,
+                "standard",
+                ServiceLevel.STANDARD,
+                start,
+                start + timedelta(minutes=75),
+                ((PriceUnit.SCU, Decimal("2.5")),),
+            )
+        )
     return out
 
 
 def run(n: int) -> dict[str, object]:
-    book = PriceBook(1, T0 - timedelta(days=1), (PriceEntry(ResourceClass.GENERAL, "standard", ServiceLevel.STANDARD,
-                                                            Decimal("123.4567"), tou=tou_tariff_for_province("Gansu"),
-                                                            green_discount_pct=Decimal(5)),))
+    book = PriceBook(
+        1,
+        T0 - timedelta(days=1),
+        (
+            PriceEntry(
+                ResourceClass.GENERAL,
+                "standard",
+                ServiceLevel.STANDARD,
+                Decimal("123.4567"),
+                tou=tou_tariff_for_province("Gansu"),
+                green_discount_pct=Decimal(5),
+            ),
+        ),
+    )
     contracts = {f"p{i}": ProviderContract(f"p{i}", 700) for i in range(5)}
     recs = records(n)
     ledger = MemoryLedger()
@@ -56,8 +81,7 @@ def run(n: int) -> dict[str, object]:
     t3 = time.perf_counter()
     retries = [ledger.apply(t) for t in transfers[: n // 10]]
     t4 = time.perf_counter()
-    settlement = ledger.settle(start=T0 - timedelta(days=1), end=T0 + timedelta(days=40),
-                               now=T0 + timedelta(days=40))
+    settlement = ledger.settle(start=T0 - timedelta(days=1), end=T0 + timedelta(days=40), now=T0 + timedelta(days=40))
     t5 = time.perf_counter()
     assert all(r.ok for r in results) and all(r.code.value == "exists" for r in retries)
     assert all(s.reconciles() for s in settlement.consumers)

@@ -21,16 +21,33 @@ def at(hours: float = 0, day: int = 0) -> datetime:
     return T0 + timedelta(days=day, hours=hours)
 
 
-def a_pool(name: str = "qy-cpu", site: str = "qingyang", cls: ResourceClass = ResourceClass.GENERAL,
-           tier: str = "standard") -> Pool:
+def a_pool(
+    name: str = "qy-cpu", site: str = "qingyang", cls: ResourceClass = ResourceClass.GENERAL, tier: str = "standard"
+) -> Pool:
     devices = 8 if cls is ResourceClass.INTELLIGENT else 0
-    return Pool(name, site, cls, Engine.LOCAL, Capacity(cores=64, memory_gb=256, devices=devices),
-                device_model="H800" if devices else "", tier=tier)
+    return Pool(
+        name,
+        site,
+        cls,
+        Engine.LOCAL,
+        Capacity(cores=64, memory_gb=256, devices=devices),
+        device_model="H800" if devices else "",
+        tier=tier,
+    )
 
 
-def an_entry(price: str = "100", *, cls: ResourceClass = ResourceClass.GENERAL, tier: str = "standard",
-             level: ServiceLevel = ServiceLevel.STANDARD, unit: PriceUnit = PriceUnit.SCU_HOUR, site: str = "",
-             pool: str = "", tou: TouTariff | None = None, green: str = "0") -> PriceEntry:
+def an_entry(
+    price: str = "100",
+    *,
+    cls: ResourceClass = ResourceClass.GENERAL,
+    tier: str = "standard",
+    level: ServiceLevel = ServiceLevel.STANDARD,
+    unit: PriceUnit = PriceUnit.SCU,
+    site: str = "",
+    pool: str = "",
+    tou: TouTariff | None = None,
+    green: str = "0",
+) -> PriceEntry:
     return PriceEntry(cls, tier, level, Decimal(price), unit, site, pool, tou, Decimal(green))
 
 
@@ -42,15 +59,40 @@ def gansu_tou() -> TouTariff:
     return tou_tariff_for_province("Gansu")
 
 
-def a_record(job: str = "job-1", seq: int = 0, *, attempt: int = 0, consumer: str = "acme",
-             provider: str = "qy-dc", start: datetime | None = None, hours: float = 1, scu: str = "1",
-             pool: str = "qy-cpu", site: str = "qingyang", cls: ResourceClass = ResourceClass.GENERAL,
-             tier: str = "standard", level: ServiceLevel = ServiceLevel.STANDARD,
-             extra: dict[PriceUnit, str] | None = None) -> UsageRecord:
+def a_record(
+    job: str = "job-1",
+    seq: int = 0,
+    *,
+    attempt: int = 0,
+    consumer: str = "acme",
+    provider: str = "qy-dc",
+    start: datetime | None = None,
+    hours: float = 1,
+    scu: str = "1",
+    pool: str = "qy-cpu",
+    site: str = "qingyang",
+    cls: ResourceClass = ResourceClass.GENERAL,
+    tier: str = "standard",
+    level: ServiceLevel = ServiceLevel.STANDARD,
+    extra: dict[PriceUnit, str] | None = None,
+) -> UsageRecord:
     begin = start or at(10)
-    quantities = {PriceUnit.SCU_HOUR: Decimal(scu)} | {u: Decimal(q) for u, q in (extra or {}).items()}
-    return UsageRecord(job, attempt, seq, consumer, provider, site, pool, cls, tier, level, begin,
-                       begin + timedelta(hours=hours), tuple(quantities.items()))
+    quantities = {PriceUnit.SCU: Decimal(scu)} | {u: Decimal(q) for u, q in (extra or {}).items()}
+    return UsageRecord(
+        job,
+        attempt,
+        seq,
+        consumer,
+        provider,
+        site,
+        pool,
+        cls,
+        tier,
+        level,
+        begin,
+        begin + timedelta(hours=hours),
+        tuple(quantities.items()),
+    )
 
 
 def a_contract(provider: str = "qy-dc", fee_bps: int = 500) -> ProviderContract:

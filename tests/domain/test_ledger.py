@@ -6,7 +6,6 @@ from dataclasses import replace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from money_builders import at, hold_of
 
 from suanwang.domain.ledger import (
     OPERATOR_FUNDING,
@@ -34,6 +33,7 @@ from suanwang.domain.ledger import (
 )
 from suanwang.domain.memory_ledger import MemoryLedger
 from suanwang.errors import Conflict, InsufficientFunds, InvalidSpec
+from tests.domain.money_builders import at, hold_of
 
 
 def postings(text: str) -> list[Posting]:
@@ -51,10 +51,16 @@ def ledger() -> MemoryLedger:
 
 def test_an_unbalanced_transfer_cannot_be_built() -> None:
     with pytest.raises(InvalidSpec, match=r"does not balance: \{'CNY': 1\}"):
-        plan_adjustment("a1", postings=postings("""
+        plan_adjustment(
+            "a1",
+            postings=postings("""
             wallet:acme      101
             funding:operator -100
-        """), at=at(0), actor="op", reason="typo")
+        """),
+            at=at(0),
+            actor="op",
+            reason="typo",
+        )
 
 
 def test_negative_or_zero_top_up_is_rejected_with_a_clear_message() -> None:
@@ -241,8 +247,9 @@ def test_expired_holds_are_found_in_order_and_released(ledger: MemoryLedger) -> 
     due = holds_to_expire(ledger.holds(), now=at(5))
     assert [h.id for h in due] == ["j1", "j0"]
     for hold in due:
-        assert ledger.apply(plan_release(f"x-{hold.id}", hold=hold, at=at(5), actor="sweeper",
-                                         reason="hold expired")).ok
+        assert ledger.apply(
+            plan_release(f"x-{hold.id}", hold=hold, at=at(5), actor="sweeper", reason="hold expired")
+        ).ok
     assert holds_to_expire(ledger.holds(), now=at(5)) == []
     assert ledger.balance(hold_account("acme")) == 10
     with pytest.raises(InvalidSpec, match="expire before"):
@@ -261,10 +268,12 @@ def test_transfers_round_trip_through_rows(ledger: MemoryLedger) -> None:
 
 
 def test_hold_and_voucher_fields_must_match_the_postings() -> None:
-    legs = tuple(postings("""
+    legs = tuple(
+        postings("""
         wallet:acme  -10
         hold:acme     10
-    """))
+    """)
+    )
     audit = Audit("api")
     with pytest.raises(InvalidSpec, match="do not match hold_fen"):
         Transfer("x", TransferKind.HOLD_PLACE, legs, at(0), audit, hold_id="j", hold_fen=9)
@@ -272,10 +281,12 @@ def test_hold_and_voucher_fields_must_match_the_postings() -> None:
         Transfer("x", TransferKind.ADJUSTMENT, legs, at(0), audit)
     with pytest.raises(InvalidSpec, match="needs a hold_id"):
         Transfer("x", TransferKind.HOLD_PLACE, legs, at(0), audit, hold_fen=10)
-    fund = tuple(postings("""
+    fund = tuple(
+        postings("""
         voucher:sme     -5
         earnings:dc      5
-    """))
+    """)
+    )
     with pytest.raises(InvalidSpec, match="voucher postings 5 do not match"):
         Transfer("x", TransferKind.CHARGE, fund, at(0), audit, voucher_programme="sme", voucher_fen=4)
 
@@ -284,10 +295,16 @@ def test_a_tampered_or_backdated_reversal_is_refused(ledger: MemoryLedger) -> No
     original = ledger.transfer("t0")
     assert original is not None
     honest = plan_reversal("rev", original=original, at=at(1), actor="op", reason="x")
-    tampered = replace(honest, postings=tuple(postings("""
+    tampered = replace(
+        honest,
+        postings=tuple(
+            postings("""
         wallet:acme       -999
         funding:operator   999
-    """)), request="")
+    """)
+        ),
+        request="",
+    )
     assert ledger.apply(tampered).code is ResultCode.NOT_REVERSIBLE
     backdated = replace(honest, booked_at=at(-1))
     assert ledger.apply(backdated).code is ResultCode.NOT_REVERSIBLE

@@ -16,7 +16,6 @@ from decimal import Decimal
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from money_builders import T0, a_book, a_contract, a_record, an_entry, gansu_tou
 
 from suanwang.domain.ledger import (
     AccountKind,
@@ -39,17 +38,19 @@ from suanwang.domain.ledger import (
     voucher_fund,
     wallet,
 )
-from suanwang.domain.memory_ledger import MemoryLedger
+from suanwang.domain.memory_ledger import LedgerStore, MemoryLedger
 from suanwang.domain.pricing import PriceBook, check_new_price_book, price_book_in_force
 from suanwang.domain.rating import UsageRecord, VoucherState, plan_charge, rate_usage
 from suanwang.domain.settlement import consumer_statement, provider_statement
 from suanwang.domain.voucher import VoucherProgramme
 from suanwang.errors import Conflict, InvalidSpec
+from tests.domain.money_builders import T0, a_book, a_contract, a_record, an_entry, gansu_tou
 
 CONSUMERS = ("acme", "beta")
 PROVIDERS = ("p1", "p2")
-PROGRAMME = VoucherProgramme("small-biz", Decimal("30"), 2_000, T0 - timedelta(days=1), T0 + timedelta(days=30),
-                             consumers=frozenset({"acme"}))
+PROGRAMME = VoucherProgramme(
+    "small-biz", Decimal("30"), 2_000, T0 - timedelta(days=1), T0 + timedelta(days=30), consumers=frozenset({"acme"})
+)
 
 
 def vars_of(value: object) -> dict[str, object]:
@@ -57,9 +58,15 @@ def vars_of(value: object) -> dict[str, object]:
 
 
 class MoneyMachine(RuleBasedStateMachine):
+    """Override ``make_ledger`` in a subclass to run the same sequences against another store."""
+
+    @staticmethod
+    def make_ledger() -> LedgerStore:
+        return MemoryLedger()
+
     def __init__(self) -> None:
         super().__init__()
-        self.ledger = MemoryLedger()
+        self.ledger = self.make_ledger()
         self.now = T0
         self.books: list[PriceBook] = [a_book(an_entry("250.5", tou=gansu_tou(), green="5"))]
         self.jobs: dict[str, tuple[str, str]] = {}  # job -> (consumer, provider)
@@ -123,13 +130,20 @@ class MoneyMachine(RuleBasedStateMachine):
         book = price_book_in_force(self.books, record.start)
         used = self.ledger.voucher_used(PROGRAMME.id, record.consumer)
         vs = VoucherState(PROGRAMME, used, self.ledger.balance(voucher_fund(PROGRAMME.id)))
-        charge = rate_usage(record, book, contract=a_contract(record.provider, 700), voucher=vs,
-                            settled_until=self.ledger.settled_until())
+        charge = rate_usage(
+            record,
+            book,
+            contract=a_contract(record.provider, 700),
+            voucher=vs,
+            settled_until=self.ledger.settled_until(),
+        )
         result = self.ledger.apply(plan_charge(charge, hold=self.ledger.hold(record.job_id), actor="rater"))
         event(f"charge: {result.code.value}{' over limit' if result.over_limit else ''}")
-        if result.code is ResultCode.CREATED:
-            event(f"charge: voucher {bool(charge.voucher_fen)}, hold {self.ledger.hold(record.job_id).state}, "
-                  f"late {charge.booked_at != record.end}")
+        hold = self.ledger.hold(record.job_id)
+        if result.code is ResultCode.CREATED and hold is not None:
+            event(
+                f"charge: voucher {bool(charge.voucher_fen)}, hold {hold.state}, late {charge.booked_at != record.end}"
+            )
         if result.code is ResultCode.CREATED and result.over_limit:
             self.over_limit.add(record.consumer)
         if result.ok:
@@ -143,8 +157,15 @@ class MoneyMachine(RuleBasedStateMachine):
     def report_usage(self, data: st.DataObject, seq: int, back: int, scu: int) -> None:
         job = data.draw(st.sampled_from(sorted(self.jobs)))
         consumer, provider = self.jobs[job]
-        record = a_record(job, seq, consumer=consumer, provider=provider, start=self.now - timedelta(hours=back),
-                          hours=1, scu=str(Decimal(scu) / 4))
+        record = a_record(
+            job,
+            seq,
+            consumer=consumer,
+            provider=provider,
+            start=self.now - timedelta(hours=back),
+            hours=1,
+            scu=str(Decimal(scu) / 4),
+        )
         first = self.sent.setdefault(record.key, record)
         code = self._rate_and_apply(first)  # a resend carries the record as first sent
         if record.key in self.charged:
@@ -164,8 +185,14 @@ class MoneyMachine(RuleBasedStateMachine):
     def conflicting_resend(self, data: st.DataObject) -> None:
         key = data.draw(st.sampled_from(sorted(self.sent)))
         old = self.sent[key]
-        changed = a_record(old.job_id, old.seq, consumer=old.consumer, provider=old.provider, start=old.start,
-                           scu=str(old.quantities[0][1] + 1))
+        changed = a_record(
+            old.job_id,
+            old.seq,
+            consumer=old.consumer,
+            provider=old.provider,
+            start=old.start,
+            scu=str(old.quantities[0][1] + 1),
+        )
         assert self._rate_and_apply(changed) is ResultCode.EXISTS_WITH_DIFFERENT_PAYLOAD
 
     def _open_hold(self, data: st.DataObject) -> Hold | None:
@@ -206,8 +233,7 @@ class MoneyMachine(RuleBasedStateMachine):
     @rule(provider=st.sampled_from(PROVIDERS), fen=st.integers(1, 5_000))
     def pay_out(self, provider: str, fen: int) -> None:
         have = self.ledger.balance(earnings(provider))
-        code = self.ledger.apply(plan_payout(self.key("pay"), provider=provider, fen=fen, at=self.now,
-                                             actor="op")).code
+        code = self.ledger.apply(plan_payout(self.key("pay"), provider=provider, fen=fen, at=self.now, actor="op")).code
         assert code is (ResultCode.CREATED if fen <= have else ResultCode.EXCEEDS_BALANCE)
 
     @rule(price=st.integers(1, 100_000), hours=st.integers(0, 5))
@@ -217,8 +243,9 @@ class MoneyMachine(RuleBasedStateMachine):
         new = a_book(an_entry(str(Decimal(price) / 100), tou=gansu_tou()), version=version, effective_from=starts)
         self.books.append(check_new_price_book(self.books, new, now=self.now))
         try:
-            check_new_price_book(self.books, a_book(version=version + 1, effective_from=self.now - timedelta(
-                seconds=1)), now=self.now)
+            check_new_price_book(
+                self.books, a_book(version=version + 1, effective_from=self.now - timedelta(seconds=1)), now=self.now
+            )
         except InvalidSpec as exc:
             assert "in the past" in str(exc)
         else:
@@ -282,8 +309,9 @@ class MoneyMachine(RuleBasedStateMachine):
     @invariant()
     def hold_accounts_clear_to_open_holds(self) -> None:
         for consumer in CONSUMERS:
-            remaining = sum(h.remaining_fen for h in self.ledger.holds()
-                            if h.consumer == consumer and h.state is HoldState.OPEN)
+            remaining = sum(
+                h.remaining_fen for h in self.ledger.holds() if h.consumer == consumer and h.state is HoldState.OPEN
+            )
             assert self.ledger.balance(hold_account(consumer)) == remaining >= 0
 
     @invariant()
@@ -298,6 +326,7 @@ class MoneyMachine(RuleBasedStateMachine):
             assert self.ledger.voucher_used(PROGRAMME.id, consumer) <= PROGRAMME.cap_per_consumer_fen
 
 
-MoneyMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=50, deadline=None,
-                                          suppress_health_check=[HealthCheck.too_slow])
+MoneyMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 test_money_machine = MoneyMachine.TestCase

@@ -7,7 +7,6 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from money_builders import T0, a_book, a_pool, an_entry, at, gansu_tou
 
 from suanwang.domain.pricing import (
     PriceBook,
@@ -24,14 +23,17 @@ from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.domain.tou import TouBand
 from suanwang.domain.voucher import VoucherProgramme
 from suanwang.errors import InvalidSpec
+from tests.domain.money_builders import T0, a_book, a_pool, an_entry, at, gansu_tou
 
 GENERAL, STANDARD = ResourceClass.GENERAL, ServiceLevel.STANDARD
 
 
-def lookup(book: PriceBook, units: tuple[PriceUnit, ...] = (PriceUnit.SCU_HOUR,), site: str = "qingyang",
-           pool: str = "qy-cpu") -> PriceEntry | None:
-    return find_price(book, resource_class=GENERAL, tier="standard", service_level=STANDARD, site=site, pool=pool,
-                      units=units)
+def lookup(
+    book: PriceBook, units: tuple[PriceUnit, ...] = (PriceUnit.SCU,), site: str = "qingyang", pool: str = "qy-cpu"
+) -> PriceEntry | None:
+    return find_price(
+        book, resource_class=GENERAL, tier="standard", service_level=STANDARD, site=site, pool=pool, units=units
+    )
 
 
 def test_the_most_specific_scope_wins() -> None:
@@ -42,10 +44,13 @@ def test_the_most_specific_scope_wins() -> None:
 
 def test_native_unit_wins_within_a_scope_but_not_over_a_more_specific_scope() -> None:
     book = a_book(an_entry("10"), an_entry("3", unit=PriceUnit.CORE_HOUR), an_entry("40", site="qingyang"))
-    both = (PriceUnit.CORE_HOUR, PriceUnit.SCU_HOUR)
-    found = [lookup(book, both), lookup(book, both, site="wuhu"), lookup(book, (PriceUnit.SCU_HOUR,), site="wuhu")]
+    both = (PriceUnit.CORE_HOUR, PriceUnit.SCU)
+    found = [lookup(book, both), lookup(book, both, site="wuhu"), lookup(book, (PriceUnit.SCU,), site="wuhu")]
     assert [(e.unit, e.unit_price_fen) if e else None for e in found] == [
-        (PriceUnit.SCU_HOUR, 40), (PriceUnit.CORE_HOUR, 3), (PriceUnit.SCU_HOUR, 10)]
+        (PriceUnit.SCU, 40),
+        (PriceUnit.CORE_HOUR, 3),
+        (PriceUnit.SCU, 10),
+    ]
 
 
 def test_grade_must_match() -> None:
@@ -113,10 +118,14 @@ def a_request(**units: dict[PriceUnit, Decimal]) -> QuoteRequest:
 
 
 def test_quote_lists_eligible_pools_cheapest_first_with_breakdown() -> None:
-    pools = [a_pool("qy-cpu"), a_pool("wh-cpu", site="wuhu"), a_pool("qy-gpu", cls=ResourceClass.INTELLIGENT),
-             a_pool("qy-flag", tier="flagship")]
+    pools = [
+        a_pool("qy-cpu"),
+        a_pool("wh-cpu", site="wuhu"),
+        a_pool("qy-gpu", cls=ResourceClass.INTELLIGENT),
+        a_pool("qy-flag", tier="flagship"),
+    ]
     book = a_book(an_entry("100", tou=gansu_tou()), an_entry("60", site="wuhu"))
-    scu = {PriceUnit.SCU_HOUR: Decimal(4)}
+    scu = {PriceUnit.SCU: Decimal(4)}
     quotes = quote(a_request(**{p.name: scu for p in pools}), pools, [book])
     assert [q.pool for q in quotes] == ["wh-cpu", "qy-cpu"]  # gpu: other class; flagship: no price
     wuhu, qingyang = quotes
@@ -129,8 +138,13 @@ def test_quote_lists_eligible_pools_cheapest_first_with_breakdown() -> None:
 def test_quote_shows_the_voucher_share_and_what_the_consumer_pays() -> None:
     programme = VoucherProgramme("v", Decimal(25), 100, T0 - timedelta(days=1), T0 + timedelta(days=1))
     pool = a_pool()
-    [q] = quote(a_request(**{pool.name: {PriceUnit.SCU_HOUR: Decimal(4)}}), [pool], [a_book()],
-                programmes=[programme], voucher_used_fen={"v": 20})
+    [q] = quote(
+        a_request(**{pool.name: {PriceUnit.SCU: Decimal(4)}}),
+        [pool],
+        [a_book()],
+        programmes=[programme],
+        voucher_used_fen={"v": 20},
+    )
     assert (q.gross_fen, q.voucher_programme, q.voucher_fen, q.total_fen) == (400, "v", 80, 320)
 
 

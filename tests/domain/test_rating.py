@@ -2,19 +2,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from money_builders import T0, a_book, a_contract, a_record, an_entry, at, gansu_tou, hold_of
 
 from suanwang.domain.ledger import (
     PLATFORM_FEES,
-    HoldState,
     ROUNDING,
+    HoldState,
     ResultCode,
     earnings,
     hold_account,
@@ -27,9 +26,10 @@ from suanwang.domain.ledger import (
 )
 from suanwang.domain.memory_ledger import MemoryLedger
 from suanwang.domain.pricing import PriceUnit
-from suanwang.domain.rating import VoucherState, credit_headroom_fen, booking_time, plan_charge, rate_usage, usage_key
+from suanwang.domain.rating import VoucherState, booking_time, credit_headroom_fen, plan_charge, rate_usage, usage_key
 from suanwang.domain.voucher import VoucherProgramme
 from suanwang.errors import InvalidSpec
+from tests.domain.money_builders import T0, a_book, a_contract, a_record, an_entry, at, gansu_tou, hold_of
 
 
 def funded_ledger(fen: int = 10_000) -> MemoryLedger:
@@ -71,8 +71,9 @@ def test_rounding_residue_of_the_split_goes_to_the_rounding_account() -> None:
 
 @settings(deadline=None)
 @given(st.integers(0, 10**7), st.integers(0, 10**4), st.integers(0, 10_000), st.integers(0, 300))
-def test_every_leg_is_the_nearest_fen_to_its_exact_share(price_cents: int, scu_hundredths: int, bps: int,
-                                                          minutes: int) -> None:
+def test_every_leg_is_the_nearest_fen_to_its_exact_share(
+    price_cents: int, scu_hundredths: int, bps: int, minutes: int
+) -> None:
     book = a_book(an_entry(str(Decimal(price_cents) / 100), tou=gansu_tou()))
     record = a_record(start=at(8), hours=minutes / 60, scu=str(Decimal(scu_hundredths) / 100))
     charge = rate_usage(record, book, contract=a_contract(fee_bps=bps))
@@ -164,8 +165,10 @@ def test_delivered_compute_is_charged_past_the_credit_line_and_flagged() -> None
     result = ledger.apply(plan_charge(charge, hold=None, actor="w"))
     assert result.code is ResultCode.CREATED and result.over_limit
     assert ledger.balance(wallet("acme")) == -50
-    assert ledger.apply(plan_hold("h", hold_id="j2", consumer="acme", fen=1, at=at(12), actor="api")).code \
+    assert (
+        ledger.apply(plan_hold("h", hold_id="j2", consumer="acme", fen=1, at=at(12), actor="api")).code
         is ResultCode.EXCEEDS_CREDIT
+    )
 
 
 def test_vouchers_pay_their_share_within_the_cap() -> None:
@@ -202,6 +205,11 @@ def test_late_usage_is_booked_into_the_open_period() -> None:
     assert plan_charge(charge, hold=None, actor="w").audit.usage_end == at(2)
 
 
+def test_rating_refuses_a_book_not_yet_in_force_at_the_usage() -> None:
+    with pytest.raises(InvalidSpec, match="price_book_in_force"):
+        rate_usage(a_record(start=at(10)), a_book(effective_from=at(11)), contract=a_contract())
+
+
 def test_rating_refuses_unpriced_usage_and_the_wrong_contract() -> None:
     with pytest.raises(InvalidSpec, match="no price for general/flagship/standard"):
         rate_usage(a_record(tier="flagship"), a_book(), contract=a_contract())
@@ -222,7 +230,7 @@ def test_bad_usage_records_are_rejected() -> None:
         a_record(scu="-1")
     good = a_record()
     with pytest.raises(InvalidSpec, match="float"):
-        replace(good, quantities=((PriceUnit.CORE_HOUR, 1.5),))
+        replace(good, quantities=((PriceUnit.CORE_HOUR, 1.5),))  # type: ignore[arg-type]
     with pytest.raises(InvalidSpec, match="measures no quantity"):
         replace(good, quantities=())
 
@@ -230,7 +238,7 @@ def test_bad_usage_records_are_rejected() -> None:
 def test_a_retry_that_spells_the_same_usage_differently_is_still_the_same_request() -> None:
     ledger = funded_ledger()
     first = a_record(scu="1.5", start=at(10))
-    same = a_record(scu="1.50", start=at(10).astimezone(timezone.utc))
+    same = a_record(scu="1.50", start=at(10).astimezone(UTC))
     assert ledger.apply(plan_charge(rate_usage(first, a_book(), contract=a_contract()), hold=None, actor="w")).ok
     retry = plan_charge(rate_usage(same, a_book(), contract=a_contract()), hold=None, actor="w")
     assert ledger.apply(retry).code is ResultCode.EXISTS

@@ -5,8 +5,6 @@ import io
 from datetime import timedelta
 from decimal import Decimal
 
-from money_builders import T0, a_book, a_contract, a_record, an_entry, at, hold_of
-
 from suanwang.domain.ledger import (
     ResultCode,
     earnings,
@@ -22,6 +20,7 @@ from suanwang.domain.rating import VoucherState, plan_charge, rate_usage
 from suanwang.domain.resources import ResourceClass
 from suanwang.domain.settlement import CSV_COLUMNS, compute_settlement, plan_payouts, settlement_csv
 from suanwang.domain.voucher import VoucherProgramme
+from tests.domain.money_builders import T0, a_book, a_contract, a_record, an_entry, at, hold_of
 
 PROGRAMME = VoucherProgramme("sme", Decimal(50), 1_000, T0 - timedelta(days=1), T0 + timedelta(days=9))
 
@@ -30,9 +29,11 @@ def a_day_of_business() -> MemoryLedger:
     """acme tops up 100.00, runs job-1 (2 records) under a hold and job-2 (intelligent) with a voucher."""
     ledger = MemoryLedger()
     book = a_book(an_entry("100"), an_entry("1000", cls=ResourceClass.INTELLIGENT))
-    for t in (plan_topup("t0", consumer="acme", fen=10_000, at=at(1), actor="op"),
-              plan_voucher_funding("f0", programme="sme", fen=500, at=at(1), actor="op"),
-              plan_hold("h1", hold_id="job-1", consumer="acme", fen=300, at=at(2), actor="api", job_id="job-1")):
+    for t in (
+        plan_topup("t0", consumer="acme", fen=10_000, at=at(1), actor="op"),
+        plan_voucher_funding("f0", programme="sme", fen=500, at=at(1), actor="op"),
+        plan_hold("h1", hold_id="job-1", consumer="acme", fen=300, at=at(2), actor="api", job_id="job-1"),
+    ):
         assert ledger.apply(t).ok
     for seq in (1, 0):  # out of order
         charge = rate_usage(a_record("job-1", seq, scu="1"), book, contract=a_contract(fee_bps=1_000))
@@ -50,13 +51,24 @@ def test_statements_show_charges_by_job_and_class_and_reconcile() -> None:
     s = ledger.settle(start=at(0), end=at(24), now=at(24), fee_bps={"qy-dc": 1_000, "gpu-dc": 500})
     [acme] = s.consumers
     assert (acme.opening_fen, acme.topups_fen, acme.charged_fen, acme.voucher_fen, acme.closing_fen) == (
-        0, 10_000, 200 + 500, 500, 9_300)
+        0,
+        10_000,
+        200 + 500,
+        500,
+        9_300,
+    )
     lines = [(c.job_id, c.resource_class, c.records, c.gross_fen, c.voucher_fen, c.paid_fen) for c in acme.charges]
     assert lines == [("job-1", "general", 2, 200, 0, 200), ("job-2", "intelligent", 1, 1_000, 500, 500)]
     assert acme.reconciles() and acme.closing_held_fen == 0
     gpu, qy = s.providers
     assert (qy.provider, qy.gross_fen, qy.fee_fen, qy.earned_fen, qy.closing_fen, qy.fee_bps) == (
-        "qy-dc", 200, 20, 180, 180, 1_000)
+        "qy-dc",
+        200,
+        20,
+        180,
+        180,
+        1_000,
+    )
     assert (gpu.gross_fen, gpu.fee_fen, gpu.earned_fen) == (1_000, 50, 950)
     assert all(p.reconciles() for p in s.providers)
     assert sum(line.closing_fen for line in s.trial_balance) == 0
@@ -82,7 +94,7 @@ def test_a_second_period_opens_with_the_first_ones_closing() -> None:
     ledger = a_day_of_business()
     first = ledger.settle(start=at(0), end=at(24), now=at(24))
     payouts = plan_payouts(first, at=at(24), actor="op")
-    assert [(p.key, p.postings[0].fen) for p in payouts][0][1] == -950
+    assert next((p.key, p.postings[0].fen) for p in payouts)[1] == -950
     assert all(ledger.apply(p).ok for p in payouts)
     assert all(ledger.apply(p).code is ResultCode.EXISTS for p in plan_payouts(first, at=at(25), actor="op"))
     second = ledger.settle(start=at(24), end=at(48), now=at(48))
@@ -97,8 +109,17 @@ def test_csv_has_a_header_and_amounts_in_fen_and_yuan() -> None:
     rows = list(csv.DictReader(io.StringIO(settlement_csv(s))))
     assert tuple(rows[0]) == CSV_COLUMNS
     closing = [r for r in rows if (r["section"], r["party"], r["item"]) == ("consumer", "acme", "closing")]
-    assert closing == [{"section": "consumer", "party": "acme", "job_id": "", "resource_class": "",
-                        "item": "closing", "fen": "9300", "yuan": "93.00"}]
+    assert closing == [
+        {
+            "section": "consumer",
+            "party": "acme",
+            "job_id": "",
+            "resource_class": "",
+            "item": "closing",
+            "fen": "9300",
+            "yuan": "93.00",
+        }
+    ]
     gpu = [r for r in rows if r["section"] == "provider_charge" and r["job_id"] == "job-2"]
     assert {r["item"]: int(r["fen"]) for r in gpu} == {"gross": 1_000, "fee": 50, "net": 950}
     assert sum(int(r["fen"]) for r in rows if r["section"] == "account" and r["item"] == "closing") == 0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import itertools
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -27,8 +28,13 @@ ONE = Decimal(1)
 
 def test_overlapping_periods_are_rejected_naming_the_hours() -> None:
     with pytest.raises(InvalidSpec, match=r"overlap at hours 09, 10 \(flat, peak\)"):
-        TouSchedule((TouPeriod(TouBand.PEAK, ((9, 12),), ONE), TouPeriod(TouBand.FLAT, ((7, 11),), ONE),
-                     TouPeriod(TouBand.VALLEY, ((12, 7),), ONE)))
+        TouSchedule(
+            (
+                TouPeriod(TouBand.PEAK, ((9, 12),), ONE),
+                TouPeriod(TouBand.FLAT, ((7, 11),), ONE),
+                TouPeriod(TouBand.VALLEY, ((12, 7),), ONE),
+            )
+        )
 
 
 def test_gapped_periods_are_rejected_naming_the_hours() -> None:
@@ -52,7 +58,7 @@ def test_beijing_has_tip_hours_in_july_only() -> None:
 
 def test_hours_are_china_local_time_whatever_zone_comes_in() -> None:
     beijing = tou_tariff_for_province("Beijing")
-    utc_3am = datetime(2026, 1, 15, 3, 0, tzinfo=timezone.utc)  # 11:00 in Beijing
+    utc_3am = datetime(2026, 1, 15, 3, 0, tzinfo=UTC)  # 11:00 in Beijing
     assert beijing.period_at(utc_3am).band is TouBand.PEAK
     with pytest.raises(InvalidSpec, match="timezone-aware"):
         beijing.period_at(datetime(2026, 1, 15, 3, 0))
@@ -97,8 +103,8 @@ def test_segments_tile_the_interval_exactly(start_min: int, length_min: int, pro
     end = start + timedelta(minutes=length_min)
     segments = split_by_tou(tariff, start, end)
     assert segments[0].start == start and segments[-1].end == end
-    assert all(a.end == b.start for a, b in zip(segments, segments[1:], strict=False))
-    assert all((a.band, a.multiplier) != (b.band, b.multiplier) for a, b in zip(segments, segments[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(segments))
+    assert all((a.band, a.multiplier) != (b.band, b.multiplier) for a, b in itertools.pairwise(segments))
     assert sum(s.seconds for s in segments) == length_min * 60
     assert all(tariff.period_at(s.start).band is s.band for s in segments if s.end > s.start)
 

@@ -1,16 +1,16 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from money_builders import T0, at
 
 from suanwang.domain.resources import ResourceClass
 from suanwang.domain.voucher import VoucherProgramme, pick_programme, voucher_share
 from suanwang.errors import InvalidSpec
+from tests.domain.money_builders import T0, at
 
 
 def a_programme(pid: str = "v", share: str = "50", cap: int = 1_000, **kw: object) -> VoucherProgramme:
@@ -28,12 +28,17 @@ def test_a_share_above_100_percent_is_rejected() -> None:
 
 def test_eligibility_needs_window_class_and_consumer() -> None:
     p = a_programme(resource_classes=frozenset({ResourceClass.INTELLIGENT}), consumers=frozenset({"acme"}))
-    ok = {"consumer": "acme", "resource_class": ResourceClass.INTELLIGENT, "at": at(1)}
-    assert p.is_eligible(**ok)
-    assert not p.is_eligible(**ok | {"consumer": "beta"})
-    assert not p.is_eligible(**ok | {"resource_class": ResourceClass.GENERAL})
-    assert not p.is_eligible(**ok | {"at": T0 + timedelta(days=30)})  # half-open window
-    assert not p.is_eligible(**ok | {"at": T0 - timedelta(seconds=1)})
+
+    def eligible(
+        consumer: str = "acme", cls: ResourceClass = ResourceClass.INTELLIGENT, when: datetime | None = None
+    ) -> bool:
+        return p.is_eligible(consumer=consumer, resource_class=cls, at=when or at(1))
+
+    assert eligible()
+    assert not eligible(consumer="beta")
+    assert not eligible(cls=ResourceClass.GENERAL)
+    assert not eligible(when=T0 + timedelta(days=30))  # half-open window
+    assert not eligible(when=T0 - timedelta(seconds=1))
 
 
 def test_the_programme_paying_most_wins_then_the_smallest_id() -> None:

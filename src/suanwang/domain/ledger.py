@@ -132,8 +132,9 @@ class TransferKind(enum.StrEnum):
     ADJUSTMENT = "adjustment"  # an operator's manual balanced correction
 
 
-REVERSIBLE = frozenset({TransferKind.TOPUP, TransferKind.CHARGE, TransferKind.VOUCHER_FUND,
-                        TransferKind.PAYOUT, TransferKind.ADJUSTMENT})
+REVERSIBLE = frozenset(
+    {TransferKind.TOPUP, TransferKind.CHARGE, TransferKind.VOUCHER_FUND, TransferKind.PAYOUT, TransferKind.ADJUSTMENT}
+)
 _HOLD_KINDS = frozenset({TransferKind.HOLD_PLACE, TransferKind.HOLD_RELEASE, TransferKind.HOLD_VOID})
 
 
@@ -190,16 +191,30 @@ class Transfer:
             raise InvalidSpec("a transfer needs an idempotency key")
         if self.booked_at.tzinfo is None:
             raise InvalidSpec(f"transfer {self.key}: booked_at must be timezone-aware")
-        for value, what in ((self.hold_fen, "hold_fen"), (self.voucher_fen, "voucher_fen"),
-                            (self.voucher_cap_fen, "voucher_cap_fen")):
+        for value, what in (
+            (self.hold_fen, "hold_fen"),
+            (self.voucher_fen, "voucher_fen"),
+            (self.voucher_cap_fen, "voucher_cap_fen"),
+        ):
             check_fen(value, what)
         totals = currency_totals(self.postings)
         if any(totals.values()):
             raise InvalidSpec(f"transfer {self.key} does not balance: {totals}")
         self._check_links()
         if not self.request:
-            object.__setattr__(self, "request", digest(self.kind, self.postings, self.hold_id, self.hold_fen,
-                                                       self.voucher_programme, self.voucher_fen, self.reverses))
+            object.__setattr__(
+                self,
+                "request",
+                digest(
+                    self.kind,
+                    self.postings,
+                    self.hold_id,
+                    self.hold_fen,
+                    self.voucher_programme,
+                    self.voucher_fen,
+                    self.reverses,
+                ),
+            )
 
     def _check_links(self) -> None:
         """The hold and voucher fields must say what the postings do, or the hold/voucher books drift."""
@@ -421,6 +436,10 @@ def floor_of(view: LedgerView, account: Account) -> Fen | None:
     return None
 
 
+# Flows that pass a floor flagged (over_limit) instead of refused: the money was already earned.
+_MAY_PASS_FLOOR = frozenset({(TransferKind.CHARGE, AccountKind.WALLET), (TransferKind.REVERSAL, AccountKind.EARNINGS)})
+
+
 def _check_floors(view: LedgerView, t: Transfer) -> Check:
     over = False
     for account in t.accounts():
@@ -428,9 +447,7 @@ def _check_floors(view: LedgerView, t: Transfer) -> Check:
         floor = floor_of(view, account)
         if delta >= 0 or floor is None or view.balance(account) + delta >= floor:
             continue
-        if t.kind is TransferKind.CHARGE and account.kind is AccountKind.WALLET:
-            over = True
-        elif t.kind is TransferKind.REVERSAL and account.kind is AccountKind.EARNINGS:
+        if (t.kind, account.kind) in _MAY_PASS_FLOOR:
             over = True
         elif account.kind is AccountKind.WALLET:
             return Check(ResultCode.EXCEEDS_CREDIT)
@@ -469,20 +486,31 @@ def plan_topup(key: TransferKey, *, consumer: str, fen: Fen, at: datetime, actor
     return Transfer(key, TransferKind.TOPUP, postings, at, Audit(actor, reason, consumer=consumer))
 
 
-def plan_hold(key: TransferKey, *, hold_id: HoldId, consumer: str, fen: Fen, at: datetime, actor: str,
-              job_id: str = "", expires_at: datetime | None = None) -> Transfer:
+def plan_hold(
+    key: TransferKey,
+    *,
+    hold_id: HoldId,
+    consumer: str,
+    fen: Fen,
+    at: datetime,
+    actor: str,
+    job_id: str = "",
+    expires_at: datetime | None = None,
+) -> Transfer:
     """Reserve ``fen`` of a consumer's wallet (and credit) for a job, at submit, from its quote."""
     _positive(fen, "hold")
     if expires_at is not None and expires_at <= at:
         raise InvalidSpec(f"hold {hold_id} would expire before it is placed")
     postings = (Posting(wallet(consumer), -fen), Posting(hold_account(consumer), fen))
     audit = Audit(actor, "hold placed", consumer=consumer, job_id=job_id)
-    return Transfer(key, TransferKind.HOLD_PLACE, postings, at, audit, hold_id=hold_id, hold_fen=fen,
-                    hold_expires_at=expires_at)
+    return Transfer(
+        key, TransferKind.HOLD_PLACE, postings, at, audit, hold_id=hold_id, hold_fen=fen, hold_expires_at=expires_at
+    )
 
 
-def plan_release(key: TransferKey, *, hold: Hold, at: datetime, actor: str, void: bool = False,
-                 job_id: str = "", reason: str = "") -> Transfer:
+def plan_release(
+    key: TransferKey, *, hold: Hold, at: datetime, actor: str, void: bool = False, job_id: str = "", reason: str = ""
+) -> Transfer:
     """Close an open hold, returning what remains to the wallet (VOID: cancelled before any capture).
 
     At completion this is the second phase of the two-phase hold: what the
@@ -500,8 +528,14 @@ def plan_release(key: TransferKey, *, hold: Hold, at: datetime, actor: str, void
 def plan_voucher_funding(key: TransferKey, *, programme: str, fen: Fen, at: datetime, actor: str) -> Transfer:
     _positive(fen, "voucher funding")
     postings = (Posting(OPERATOR_FUNDING, -fen), Posting(voucher_fund(programme), fen))
-    return Transfer(key, TransferKind.VOUCHER_FUND, postings, at, Audit(actor, "voucher programme funded"),
-                    voucher_programme=programme)
+    return Transfer(
+        key,
+        TransferKind.VOUCHER_FUND,
+        postings,
+        at,
+        Audit(actor, "voucher programme funded"),
+        voucher_programme=programme,
+    )
 
 
 def plan_payout(key: TransferKey, *, provider: str, fen: Fen, at: datetime, actor: str) -> Transfer:
@@ -510,8 +544,9 @@ def plan_payout(key: TransferKey, *, provider: str, fen: Fen, at: datetime, acto
     return Transfer(key, TransferKind.PAYOUT, postings, at, Audit(actor, "payout", provider=provider))
 
 
-def plan_adjustment(key: TransferKey, *, postings: Iterable[Posting], at: datetime, actor: str,
-                    reason: str) -> Transfer:
+def plan_adjustment(
+    key: TransferKey, *, postings: Iterable[Posting], at: datetime, actor: str, reason: str
+) -> Transfer:
     """An operator's balanced manual correction; the reason is mandatory."""
     if not reason:
         raise InvalidSpec("an adjustment needs a reason")
@@ -536,14 +571,29 @@ def plan_reversal(key: TransferKey, *, original: Transfer, at: datetime, actor: 
     if not reason:
         raise InvalidSpec("a reversal needs a reason")
     postings = reversal_postings(original)
-    audit = Audit(actor, reason, consumer=original.audit.consumer, provider=original.audit.provider,
-                  job_id=original.audit.job_id, usage_key=original.audit.usage_key,
-                  price_book_version=original.audit.price_book_version,
-                  resource_class=original.audit.resource_class, pool=original.audit.pool)
+    audit = Audit(
+        actor,
+        reason,
+        consumer=original.audit.consumer,
+        provider=original.audit.provider,
+        job_id=original.audit.job_id,
+        usage_key=original.audit.usage_key,
+        price_book_version=original.audit.price_book_version,
+        resource_class=original.audit.resource_class,
+        pool=original.audit.pool,
+    )
     request = digest(TransferKind.REVERSAL, original.key)
-    return Transfer(key, TransferKind.REVERSAL, postings, at, audit, request=request,
-                    voucher_programme=original.voucher_programme, voucher_fen=-original.voucher_fen,
-                    reverses=original.key)
+    return Transfer(
+        key,
+        TransferKind.REVERSAL,
+        postings,
+        at,
+        audit,
+        request=request,
+        voucher_programme=original.voucher_programme,
+        voucher_fen=-original.voucher_fen,
+        reverses=original.key,
+    )
 
 
 # ---- folds (L3) ----------------------------------------------------------------------------------------
@@ -574,15 +624,25 @@ def audit_record(t: Transfer) -> dict[str, str]:
     """A flat, printable trace of a transfer for the audit view: key, kind, time, legs and provenance."""
     a = t.audit
     return {
-        "key": t.key, "kind": t.kind.value, "booked_at": t.booked_at.isoformat(), "actor": a.actor,
-        "reason": a.reason, "consumer": a.consumer, "provider": a.provider, "job_id": a.job_id,
+        "key": t.key,
+        "kind": t.kind.value,
+        "booked_at": t.booked_at.isoformat(),
+        "actor": a.actor,
+        "reason": a.reason,
+        "consumer": a.consumer,
+        "provider": a.provider,
+        "job_id": a.job_id,
         "usage_key": a.usage_key,
         "price_book_version": "" if a.price_book_version is None else str(a.price_book_version),
-        "resource_class": a.resource_class, "pool": a.pool,
+        "resource_class": a.resource_class,
+        "pool": a.pool,
         "usage_start": a.usage_start.isoformat() if a.usage_start else "",
         "usage_end": a.usage_end.isoformat() if a.usage_end else "",
-        "hold_id": t.hold_id, "voucher_programme": t.voucher_programme, "reverses": t.reverses,
-        "postings": "; ".join(f"{p.account} {p.fen:+d}" for p in t.postings), "request": t.request,
+        "hold_id": t.hold_id,
+        "voucher_programme": t.voucher_programme,
+        "reverses": t.reverses,
+        "postings": "; ".join(f"{p.account} {p.fen:+d}" for p in t.postings),
+        "request": t.request,
     }
 
 
@@ -597,10 +657,18 @@ def transfer_to_row(t: Transfer) -> dict[str, Any]:
     for name in _AUDIT_TIMES:
         audit[name] = audit[name].isoformat() if audit[name] else None
     return {
-        "key": t.key, "kind": t.kind.value, "booked_at": t.booked_at.isoformat(), "request": t.request,
-        "postings": [[str(p.account), p.fen, p.currency] for p in t.postings], "audit": audit,
-        "hold_id": t.hold_id, "hold_fen": t.hold_fen, "voucher_programme": t.voucher_programme,
-        "voucher_fen": t.voucher_fen, "voucher_cap_fen": t.voucher_cap_fen, "reverses": t.reverses,
+        "key": t.key,
+        "kind": t.kind.value,
+        "booked_at": t.booked_at.isoformat(),
+        "request": t.request,
+        "postings": [[str(p.account), p.fen, p.currency] for p in t.postings],
+        "audit": audit,
+        "hold_id": t.hold_id,
+        "hold_fen": t.hold_fen,
+        "voucher_programme": t.voucher_programme,
+        "voucher_fen": t.voucher_fen,
+        "voucher_cap_fen": t.voucher_cap_fen,
+        "reverses": t.reverses,
         "hold_expires_at": t.hold_expires_at.isoformat() if t.hold_expires_at else None,
     }
 
@@ -613,9 +681,17 @@ def transfer_from_row(row: Mapping[str, Any]) -> Transfer:
     postings = tuple(Posting(Account.parse(a), fen, cur) for a, fen, cur in row["postings"])
     expires = row.get("hold_expires_at")
     return Transfer(
-        row["key"], TransferKind(row["kind"]), postings, datetime.fromisoformat(row["booked_at"]), Audit(**audit),
-        request=row["request"], hold_id=row["hold_id"], hold_fen=row["hold_fen"],
-        voucher_programme=row["voucher_programme"], voucher_fen=row["voucher_fen"],
-        voucher_cap_fen=row["voucher_cap_fen"], reverses=row["reverses"],
+        row["key"],
+        TransferKind(row["kind"]),
+        postings,
+        datetime.fromisoformat(row["booked_at"]),
+        Audit(**audit),
+        request=row["request"],
+        hold_id=row["hold_id"],
+        hold_fen=row["hold_fen"],
+        voucher_programme=row["voucher_programme"],
+        voucher_fen=row["voucher_fen"],
+        voucher_cap_fen=row["voucher_cap_fen"],
+        reverses=row["reverses"],
         hold_expires_at=datetime.fromisoformat(expires) if expires else None,
     )

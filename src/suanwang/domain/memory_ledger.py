@@ -22,6 +22,7 @@ import threading
 from collections.abc import Sequence
 from copy import copy
 from datetime import datetime
+from typing import Protocol
 
 from suanwang.domain.ledger import (
     Account,
@@ -29,6 +30,7 @@ from suanwang.domain.ledger import (
     Balances,
     Hold,
     HoldId,
+    LedgerView,
     ResultCode,
     Transfer,
     TransferKey,
@@ -43,6 +45,29 @@ from suanwang.domain.ledger import (
 from suanwang.domain.money import Fen, check_fen
 from suanwang.domain.settlement import Settlement, check_period, compute_settlement
 from suanwang.errors import InvalidSpec
+
+
+class LedgerStore(LedgerView, Protocol):
+    """The port every ledger store implements (MemoryLedger here; SQLite/PostgreSQL adapters later).
+
+    The stateful test ``tests/domain/test_money_machine.py`` drives any
+    implementation: subclass ``MoneyMachine`` with another ``make_ledger``.
+    """
+
+    def set_credit_limit(self, consumer: str, fen: Fen) -> None: ...
+    def apply(self, transfer: Transfer) -> TransferResult: ...
+    def apply_batch(self, transfers: Sequence[Transfer]) -> list[TransferResult]: ...
+    def settle(
+        self, *, start: datetime, end: datetime, now: datetime, fee_bps: dict[str, int] | None = None
+    ) -> Settlement: ...
+    @property
+    def transfers(self) -> tuple[Transfer, ...]: ...
+    @property
+    def settlements(self) -> tuple[Settlement, ...]: ...
+    def balances(self, *, as_of: datetime | None = None) -> Balances: ...
+    def holds(self) -> tuple[Hold, ...]: ...
+    def available(self, consumer: str) -> Fen: ...
+    def accounts(self, kind: AccountKind | None = None) -> list[Account]: ...
 
 
 class _State:
@@ -149,8 +174,9 @@ class MemoryLedger:
         state.results[t.key] = result
         return result
 
-    def settle(self, *, start: datetime, end: datetime, now: datetime,
-               fee_bps: dict[str, int] | None = None) -> Settlement:
+    def settle(
+        self, *, start: datetime, end: datetime, now: datetime, fee_bps: dict[str, int] | None = None
+    ) -> Settlement:
         """Close ``[start, end)``: compute statements and make the period immutable."""
         with self._lock:
             check_period(self.settled_until(), start=start, end=end, now=now)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from fractions import Fraction
+from typing import overload
 
 from suanwang.errors import InvalidSpec
 
@@ -47,7 +48,7 @@ def check_fen(value: object, what: str = "amount") -> Fen:
 
 
 def _to_decimal(value: object, what: str) -> Decimal:
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise InvalidSpec(f"{what} must not be a float or bool (money is exact): {value!r}")
     if isinstance(value, Decimal | int):
         result = Decimal(value)
@@ -103,6 +104,10 @@ def parse_quantity(value: object, *, what: str = "quantity") -> Decimal:
     return number
 
 
+@overload
+def round_fen(exact: Decimal) -> tuple[Fen, Decimal]: ...
+@overload
+def round_fen(exact: Fraction) -> tuple[Fen, Fraction]: ...
 def round_fen(exact: Exact) -> tuple[Fen, Exact]:
     """Round an exact fen amount (``Decimal`` or ``Fraction``) to whole fen, half to even.
 

@@ -1,14 +1,15 @@
 """Price books, price lookup, time-of-use pricing of an interval, and quotes.
 
 Why: the platform sells heterogeneous compute at a price per standard compute
-unit-hour (SCU·h) or per native unit (core-hour, card-hour, node-hour, shot),
+unit (SCU, 1 TFLOPS·h of FP32 peak held, ``suanwang.domain.units``) or per
+native unit (core-hour, card-hour, node-hour, shot),
 by resource class and grade, per site or pool, varying by time of day.
 
 Invariants owned here
 - Unit prices are fen at scale 4 (``money.parse_price``); exact arithmetic is
   ``Fraction`` until one rounding point (``money.round_fen``, half-even).
 - Lookup: the most specific scope wins (pool > site > everywhere); within a
-  scope the caller's unit preference decides (native units before SCU·h).
+  scope the caller's unit preference decides (native units before SCU).
 - A book is versioned and never edited: a new version must have a higher
   number and take effect no earlier than now and no earlier than the latest
   book, so history is never rewritten.  Usage is priced by the book in force
@@ -38,7 +39,7 @@ from suanwang.errors import InvalidSpec
 class PriceUnit(enum.StrEnum):
     """What one unit of a price is."""
 
-    SCU_HOUR = "scu_hour"  # one standard compute unit for one hour (suanwang.domain.units)
+    SCU = "scu"  # one standard compute unit: 1 TFLOPS·h FP32 held (suanwang.domain.units.usage_units)
     CORE_HOUR = "core_hour"  # general: one CPU core for one hour
     CARD_HOUR = "card_hour"  # intelligent: one accelerator card for one hour
     NODE_HOUR = "node_hour"  # super: one HPC node for one hour
@@ -58,7 +59,7 @@ class PriceEntry:
     tier: str
     service_level: ServiceLevel
     unit_price_fen: Decimal
-    unit: PriceUnit = PriceUnit.SCU_HOUR
+    unit: PriceUnit = PriceUnit.SCU
     site: SiteId = ""
     pool: PoolId = ""
     tou: TouTariff | None = None
@@ -109,25 +110,39 @@ def price_book_in_force(books: Iterable[PriceBook], at: datetime) -> PriceBook:
 def check_new_price_book(books: Sequence[PriceBook], new: PriceBook, *, now: datetime) -> PriceBook:
     """Refuse a book that would rewrite history; return it if acceptable."""
     if any(b.version >= new.version for b in books):
-        raise InvalidSpec(f"price book version {new.version} is not above the latest "
-                          f"{max(b.version for b in books)}")
+        raise InvalidSpec(f"price book version {new.version} is not above the latest {max(b.version for b in books)}")
     if new.effective_from < now:
-        raise InvalidSpec(f"price book v{new.version} would take effect in the past "
-                          f"({new.effective_from.isoformat()} < now {now.isoformat()})")
+        raise InvalidSpec(
+            f"price book v{new.version} would take effect in the past "
+            f"({new.effective_from.isoformat()} < now {now.isoformat()})"
+        )
     latest = max((b.effective_from for b in books), default=None)
     if latest is not None and new.effective_from < latest:
         raise InvalidSpec(f"price book v{new.version} takes effect before the latest book ({latest.isoformat()})")
     return new
 
 
-def find_price(book: PriceBook, *, resource_class: ResourceClass, tier: str, service_level: ServiceLevel,
-               site: SiteId, pool: PoolId, units: Sequence[PriceUnit]) -> PriceEntry | None:
+def find_price(
+    book: PriceBook,
+    *,
+    resource_class: ResourceClass,
+    tier: str,
+    service_level: ServiceLevel,
+    site: SiteId,
+    pool: PoolId,
+    units: Sequence[PriceUnit],
+) -> PriceEntry | None:
     """The entry that prices this grade at this pool, or None.  See the module docstring for precedence."""
     best: tuple[int, int, PriceEntry] | None = None
     for entry in book.entries:
-        if (entry.resource_class is not resource_class or entry.tier != tier
-                or entry.service_level is not service_level or entry.unit not in units
-                or entry.site not in ("", site) or entry.pool not in ("", pool)):
+        if (
+            entry.resource_class is not resource_class
+            or entry.tier != tier
+            or entry.service_level is not service_level
+            or entry.unit not in units
+            or entry.site not in ("", site)
+            or entry.pool not in ("", pool)
+        ):
             continue
         rank = (-entry.specificity, units.index(entry.unit), entry)
         if best is None or rank[:2] < best[:2]:
@@ -159,8 +174,9 @@ class PriceBreakdown:
     net: Fraction  # subtotal - green_discount: the exact amount to charge
 
 
-def price_interval(book: PriceBook, entry: PriceEntry, units: Decimal, start: datetime,
-                   end: datetime) -> PriceBreakdown:
+def price_interval(
+    book: PriceBook, entry: PriceEntry, units: Decimal, start: datetime, end: datetime
+) -> PriceBreakdown:
     """Price ``units`` spread uniformly over ``[start, end)`` (instantaneous: all in one FLAT share)."""
     qty = parse_quantity(units, what="units")
     segments = split_by_tou(entry.tou, start, end)
@@ -172,8 +188,9 @@ def price_interval(book: PriceBook, entry: PriceEntry, units: Decimal, start: da
         acc = by_band.setdefault((seg.band, seg.multiplier), [Fraction(0), Fraction(0)])
         acc[0] += seg.seconds
         acc[1] += share
-    shares = tuple(TouShare(band, mult, secs, u, u * price * Fraction(mult))
-                   for (band, mult), (secs, u) in by_band.items())
+    shares = tuple(
+        TouShare(band, mult, secs, u, u * price * Fraction(mult)) for (band, mult), (secs, u) in by_band.items()
+    )
     subtotal = sum((s.amount for s in shares), Fraction(0))
     green = subtotal * Fraction(entry.green_discount_pct) / 100
     return PriceBreakdown(book.version, entry, qty, shares, subtotal, green, subtotal - green)
@@ -187,8 +204,9 @@ class QuoteRequest:
     """What a consumer asks a price for.
 
     ``units_by_pool`` gives, per candidate pool, the quantity the job would use
-    over ``duration`` in each unit (the service computes SCU·h with
-    ``suanwang.domain.units``); pools absent from it are not eligible.
+    over ``duration`` in each unit (the service computes SCU as
+    ``units.pool_capacity_scu_per_hour(...)`` of the job's share x hours);
+    pools absent from it are not eligible.
     """
 
     consumer: str
@@ -219,14 +237,20 @@ class PoolQuote:
 
 
 def preferred_units(quantities: Mapping[PriceUnit, Decimal]) -> tuple[PriceUnit, ...]:
-    """Native units the caller measured first (in enum order), then SCU·h."""
-    natives = [u for u in PriceUnit if u is not PriceUnit.SCU_HOUR and u in quantities]
-    return (*natives, PriceUnit.SCU_HOUR) if PriceUnit.SCU_HOUR in quantities else tuple(natives)
+    """Native units the caller measured first (in enum order), then SCU."""
+    natives = [u for u in PriceUnit if u is not PriceUnit.SCU and u in quantities]
+    return (*natives, PriceUnit.SCU) if PriceUnit.SCU in quantities else tuple(natives)
 
 
-def quote(request: QuoteRequest, pools: Iterable[Pool], books: Iterable[PriceBook], *,
-          programmes: Iterable[VoucherProgramme] = (), voucher_used_fen: Mapping[str, Fen] | None = None,
-          voucher_fund_fen: Mapping[str, Fen] | None = None) -> list[PoolQuote]:
+def quote(
+    request: QuoteRequest,
+    pools: Iterable[Pool],
+    books: Iterable[PriceBook],
+    *,
+    programmes: Iterable[VoucherProgramme] = (),
+    voucher_used_fen: Mapping[str, Fen] | None = None,
+    voucher_fund_fen: Mapping[str, Fen] | None = None,
+) -> list[PoolQuote]:
     """Price the request at every eligible pool, cheapest first (ties: pool name).
 
     ``voucher_used_fen`` / ``voucher_fund_fen`` (programme -> fen) say what the
@@ -235,16 +259,24 @@ def quote(request: QuoteRequest, pools: Iterable[Pool], books: Iterable[PriceBoo
     """
     book = price_book_in_force(books, request.start)
     end = request.start + request.duration
-    programme = pick_programme(programmes, consumer=request.consumer, resource_class=request.resource_class,
-                               at=request.start)
+    programme = pick_programme(
+        programmes, consumer=request.consumer, resource_class=request.resource_class, at=request.start
+    )
     quotes: list[PoolQuote] = []
     for pool in pools:
         quantities = request.units_by_pool.get(pool.name)
         if pool.resource_class is not request.resource_class or not quantities:
             continue
         units = preferred_units(quantities)
-        entry = find_price(book, resource_class=pool.resource_class, tier=pool.tier,
-                           service_level=request.service_level, site=pool.site, pool=pool.name, units=units)
+        entry = find_price(
+            book,
+            resource_class=pool.resource_class,
+            tier=pool.tier,
+            service_level=request.service_level,
+            site=pool.site,
+            pool=pool.name,
+            units=units,
+        )
         if entry is None:
             continue
         breakdown = price_interval(book, entry, quantities[entry.unit], request.start, end)
@@ -254,6 +286,9 @@ def quote(request: QuoteRequest, pools: Iterable[Pool], books: Iterable[PriceBoo
             used = (voucher_used_fen or {}).get(programme.id, 0)
             fund = (voucher_fund_fen or {}).get(programme.id, gross)
             voucher = voucher_share(programme, gross_fen=gross, used_fen=used, fund_fen=fund)
-        quotes.append(PoolQuote(pool.name, pool.site, breakdown, gross, programme.id if programme else "",
-                                voucher, gross - voucher))
+        quotes.append(
+            PoolQuote(
+                pool.name, pool.site, breakdown, gross, programme.id if programme else "", voucher, gross - voucher
+            )
+        )
     return sorted(quotes, key=lambda q: (q.total_fen, q.pool))

@@ -55,7 +55,7 @@ from suanwang.errors import InvalidSpec
 class UsageRecord:
     """Measured consumption of one job attempt over ``[start, end)``.
 
-    ``quantities`` maps each unit measured (SCU·h and/or native units) to the
+    ``quantities`` maps each unit measured (SCU and/or native units) to the
     amount consumed in the interval.  ``(job_id, attempt, seq)`` identifies it.
     """
 
@@ -84,8 +84,11 @@ class UsageRecord:
         if self.end < self.start:
             raise InvalidSpec(f"usage record {self.key} ends before it starts")
         items = self.quantities.items() if isinstance(self.quantities, Mapping) else self.quantities
-        normal = tuple(sorted(((PriceUnit(u), parse_quantity(q, what=f"{u} quantity")) for u, q in items),
-                              key=lambda uq: uq[0].value))
+        normal = tuple(
+            sorted(
+                ((PriceUnit(u), parse_quantity(q, what=f"{u} quantity")) for u, q in items), key=lambda uq: uq[0].value
+            )
+        )
         if not normal:
             raise InvalidSpec(f"usage record {self.key} measures no quantity")
         object.__setattr__(self, "quantities", normal)
@@ -156,21 +159,41 @@ def booking_time(usage_end: datetime, settled_until: datetime | None) -> datetim
     return usage_end
 
 
-def rate_usage(record: UsageRecord, book: PriceBook, *, contract: ProviderContract,
-               voucher: VoucherState | None = None, settled_until: datetime | None = None) -> Charge:
+def rate_usage(
+    record: UsageRecord,
+    book: PriceBook,
+    *,
+    contract: ProviderContract,
+    voucher: VoucherState | None = None,
+    settled_until: datetime | None = None,
+) -> Charge:
     """Price one usage record with ``book`` (the one in force at ``record.start``).
 
     Raises InvalidSpec if the book has no price for the record's grade and pool,
     or if ``contract`` is for another provider.
     """
+    if book.effective_from > record.start:
+        raise InvalidSpec(
+            f"price book v{book.version} takes effect at {book.effective_from.isoformat()}, after usage "
+            f"{record.key} started: pick the book with price_book_in_force(books, record.start)"
+        )
     if contract.provider != record.provider:
         raise InvalidSpec(f"contract of {contract.provider} used to rate usage of {record.provider}")
     units = preferred_units(dict(record.quantities))
-    entry = find_price(book, resource_class=record.resource_class, tier=record.tier,
-                       service_level=record.service_level, site=record.site, pool=record.pool, units=units)
+    entry = find_price(
+        book,
+        resource_class=record.resource_class,
+        tier=record.tier,
+        service_level=record.service_level,
+        site=record.site,
+        pool=record.pool,
+        units=units,
+    )
     if entry is None:
-        raise InvalidSpec(f"price book v{book.version} has no price for {record.resource_class}/{record.tier}/"
-                          f"{record.service_level} at pool {record.pool} ({record.site}) in {list(units)}")
+        raise InvalidSpec(
+            f"price book v{book.version} has no price for {record.resource_class}/{record.tier}/"
+            f"{record.service_level} at pool {record.pool} ({record.site}) in {list(units)}"
+        )
     breakdown = price_interval(book, entry, record.quantity(entry.unit), record.start, record.end)
     gross, residue = round_fen(breakdown.net)
     fee_exact = breakdown.net * contract.fee_bps / 10_000
@@ -178,12 +201,27 @@ def rate_usage(record: UsageRecord, book: PriceBook, *, contract: ProviderContra
     provider, _ = round_fen(breakdown.net - fee_exact)
     voucher_fen, programme_id, cap = 0, "", 0
     if voucher is not None and voucher.programme.is_eligible(
-            consumer=record.consumer, resource_class=record.resource_class, at=record.start):
+        consumer=record.consumer, resource_class=record.resource_class, at=record.start
+    ):
         programme_id, cap = voucher.programme.id, voucher.programme.cap_per_consumer_fen
-        voucher_fen = voucher_share(voucher.programme, gross_fen=gross, used_fen=voucher.used_fen,
-                                    fund_fen=voucher.fund_fen)
-    return Charge(record, breakdown, gross, residue, contract.fee_bps, fee, provider, gross - fee - provider,
-                  programme_id, voucher_fen, cap, gross - voucher_fen, booking_time(record.end, settled_until))
+        voucher_fen = voucher_share(
+            voucher.programme, gross_fen=gross, used_fen=voucher.used_fen, fund_fen=voucher.fund_fen
+        )
+    return Charge(
+        record,
+        breakdown,
+        gross,
+        residue,
+        contract.fee_bps,
+        fee,
+        provider,
+        gross - fee - provider,
+        programme_id,
+        voucher_fen,
+        cap,
+        gross - voucher_fen,
+        booking_time(record.end, settled_until),
+    )
 
 
 def plan_charge(charge: Charge, *, hold: Hold | None, actor: str) -> Transfer:
@@ -207,15 +245,32 @@ def plan_charge(charge: Charge, *, hold: Hold | None, actor: str) -> Transfer:
         (ROUNDING, charge.rounding_fen),
     )
     postings = tuple(Posting(account, fen) for account, fen in legs if fen and account is not None)
-    audit = Audit(actor, f"usage charge, fee {charge.fee_bps} bps", consumer=record.consumer,
-                  provider=record.provider, job_id=record.job_id,
-                  usage_key=record.key, price_book_version=charge.price.book_version,
-                  resource_class=record.resource_class.value, pool=record.pool, usage_start=record.start,
-                  usage_end=record.end)
-    return Transfer(record.key, TransferKind.CHARGE, postings, charge.booked_at, audit, request=digest(record),
-                    hold_id=hold.id if from_hold else "", hold_fen=from_hold,
-                    voucher_programme=charge.voucher_programme if charge.voucher_fen else "",
-                    voucher_fen=charge.voucher_fen, voucher_cap_fen=charge.voucher_cap_fen)
+    audit = Audit(
+        actor,
+        f"usage charge, fee {charge.fee_bps} bps",
+        consumer=record.consumer,
+        provider=record.provider,
+        job_id=record.job_id,
+        usage_key=record.key,
+        price_book_version=charge.price.book_version,
+        resource_class=record.resource_class.value,
+        pool=record.pool,
+        usage_start=record.start,
+        usage_end=record.end,
+    )
+    return Transfer(
+        record.key,
+        TransferKind.CHARGE,
+        postings,
+        charge.booked_at,
+        audit,
+        request=digest(record),
+        hold_id=hold.id if hold is not None and from_hold else "",
+        hold_fen=from_hold,
+        voucher_programme=charge.voucher_programme if charge.voucher_fen else "",
+        voucher_fen=charge.voucher_fen,
+        voucher_cap_fen=charge.voucher_cap_fen,
+    )
 
 
 def credit_headroom_fen(*, hold: Hold | None, wallet_fen: Fen, credit_limit_fen: Fen) -> Fen:

@@ -118,8 +118,10 @@ def check_period(settled_until: datetime | None, *, start: datetime, end: dateti
     if end > now:
         raise InvalidSpec(f"cannot settle a period that ends in the future ({end.isoformat()} > {now.isoformat()})")
     if settled_until is not None and start < settled_until:
-        raise Conflict(f"period from {start.isoformat()} overlaps one already settled (until "
-                       f"{settled_until.isoformat()}); a settled period is immutable")
+        raise Conflict(
+            f"period from {start.isoformat()} overlaps one already settled (until "
+            f"{settled_until.isoformat()}); a settled period is immutable"
+        )
     if settled_until is not None and start > settled_until:
         raise InvalidSpec(f"settlement must continue from {settled_until.isoformat()}, not {start.isoformat()}")
 
@@ -136,8 +138,10 @@ class _LineAcc:
             acc[i] += v
 
     def result(self) -> tuple[ChargeLine, ...]:
-        return tuple(ChargeLine(job, cls, n, gross, voucher, paid, fee, rnd, gross - fee - rnd)
-                     for (job, cls), (n, gross, voucher, paid, fee, rnd) in sorted(self.lines.items()))
+        return tuple(
+            ChargeLine(job, cls, n, gross, voucher, paid, fee, rnd, gross - fee - rnd)
+            for (job, cls), (n, gross, voucher, paid, fee, rnd) in sorted(self.lines.items())
+        )
 
 
 def _is_charge_flow(t: Transfer, transfers_by_key: dict[str, Transfer]) -> bool:
@@ -147,15 +151,17 @@ def _is_charge_flow(t: Transfer, transfers_by_key: dict[str, Transfer]) -> bool:
     return t.kind is TransferKind.REVERSAL and original is not None and original.kind is TransferKind.CHARGE
 
 
-def consumer_statement(consumer: str, transfers: Sequence[Transfer], *, start: datetime,
-                       end: datetime) -> ConsumerStatement:
+def consumer_statement(
+    consumer: str, transfers: Sequence[Transfer], *, start: datetime, end: datetime
+) -> ConsumerStatement:
     """One consumer's statement for ``[start, end)`` (wallet and hold together)."""
     folds = _Folds(transfers, start, end)
     return _consumer_statement(consumer, folds, _in_period(transfers, start, end))
 
 
-def provider_statement(provider: str, transfers: Sequence[Transfer], *, start: datetime, end: datetime,
-                       fee_bps: int | None = None) -> ProviderStatement:
+def provider_statement(
+    provider: str, transfers: Sequence[Transfer], *, start: datetime, end: datetime, fee_bps: int | None = None
+) -> ProviderStatement:
     """One provider's statement for ``[start, end)`` (its earnings account)."""
     folds = _Folds(transfers, start, end)
     return _provider_statement(provider, folds, _in_period(transfers, start, end), fee_bps)
@@ -184,14 +190,23 @@ def _consumer_statement(consumer: str, folds: _Folds, period: Sequence[Transfer]
                 sums[TransferKind.CHARGE] += -delta
                 continue
         sums[t.kind] += delta
-    return ConsumerStatement(consumer, sum(folds.before[a] for a in accounts), sums[TransferKind.TOPUP],
-                             sums[TransferKind.CHARGE], voucher, sums[TransferKind.REVERSAL],
-                             sums[TransferKind.ADJUSTMENT], sum(folds.after[a] for a in accounts),
-                             folds.after[hold_account(consumer)], lines.result())
+    return ConsumerStatement(
+        consumer,
+        sum(folds.before[a] for a in accounts),
+        sums[TransferKind.TOPUP],
+        sums[TransferKind.CHARGE],
+        voucher,
+        sums[TransferKind.REVERSAL],
+        sums[TransferKind.ADJUSTMENT],
+        sum(folds.after[a] for a in accounts),
+        folds.after[hold_account(consumer)],
+        lines.result(),
+    )
 
 
-def _provider_statement(provider: str, folds: _Folds, period: Sequence[Transfer],
-                        fee_bps: int | None) -> ProviderStatement:
+def _provider_statement(
+    provider: str, folds: _Folds, period: Sequence[Transfer], fee_bps: int | None
+) -> ProviderStatement:
     account = earnings(provider)
     sums = dict.fromkeys(TransferKind, 0)
     lines = _LineAcc()
@@ -203,14 +218,25 @@ def _provider_statement(provider: str, folds: _Folds, period: Sequence[Transfer]
             lines.add(t, paid, delta)
         sums[t.kind] += delta
     charges = lines.result()
-    return ProviderStatement(provider, fee_bps, folds.before[account], sum(c.gross_fen for c in charges),
-                             sum(c.fee_fen for c in charges), sum(c.rounding_fen for c in charges),
-                             sums[TransferKind.CHARGE], -sums[TransferKind.PAYOUT], sums[TransferKind.REVERSAL],
-                             sums[TransferKind.ADJUSTMENT], folds.after[account], charges)
+    return ProviderStatement(
+        provider,
+        fee_bps,
+        folds.before[account],
+        sum(c.gross_fen for c in charges),
+        sum(c.fee_fen for c in charges),
+        sum(c.rounding_fen for c in charges),
+        sums[TransferKind.CHARGE],
+        -sums[TransferKind.PAYOUT],
+        sums[TransferKind.REVERSAL],
+        sums[TransferKind.ADJUSTMENT],
+        folds.after[account],
+        charges,
+    )
 
 
-def _by_party(period: Sequence[Transfer], kinds: tuple[AccountKind, ...],
-              audit_field: str) -> dict[str, list[Transfer]]:
+def _by_party(
+    period: Sequence[Transfer], kinds: tuple[AccountKind, ...], audit_field: str
+) -> dict[str, list[Transfer]]:
     """Period transfers grouped by the owners they touch (accounts of ``kinds``) or name in ``audit_field``."""
     groups: dict[str, list[Transfer]] = {}
     for t in period:
@@ -238,12 +264,12 @@ def _trial_balance(folds: _Folds, period: Sequence[Transfer]) -> tuple[AccountLi
             side = credits if p.fen > 0 else debits
             side[p.account] = side.get(p.account, 0) + abs(p.fen)
     accounts = sorted(set(folds.after.fen) | set(folds.before.fen))
-    return tuple(AccountLine(a, folds.before[a], debits.get(a, 0), credits.get(a, 0), folds.after[a])
-                 for a in accounts)
+    return tuple(AccountLine(a, folds.before[a], debits.get(a, 0), credits.get(a, 0), folds.after[a]) for a in accounts)
 
 
-def compute_settlement(transfers: Sequence[Transfer], *, start: datetime, end: datetime,
-                       fee_bps: dict[str, int] | None = None) -> Settlement:
+def compute_settlement(
+    transfers: Sequence[Transfer], *, start: datetime, end: datetime, fee_bps: dict[str, int] | None = None
+) -> Settlement:
     """Statements for every consumer and provider with an account touched before ``end``.
 
     Cost: two folds over all transfers plus one pass over the period's.
@@ -251,24 +277,34 @@ def compute_settlement(transfers: Sequence[Transfer], *, start: datetime, end: d
     folds = _Folds(transfers, start, end)
     period = _in_period(transfers, start, end)
     tb = _trial_balance(folds, period)
-    owners = {kind: sorted({line.account.owner for line in tb if line.account.kind is kind})
-              for kind in (AccountKind.WALLET, AccountKind.HOLD, AccountKind.EARNINGS)}
+    owners = {
+        kind: sorted({line.account.owner for line in tb if line.account.kind is kind})
+        for kind in (AccountKind.WALLET, AccountKind.HOLD, AccountKind.EARNINGS)
+    }
     consumers = sorted(set(owners[AccountKind.WALLET]) | set(owners[AccountKind.HOLD]))
     by_consumer = _by_party(period, (AccountKind.WALLET, AccountKind.HOLD), "consumer")
     by_provider = _by_party(period, (AccountKind.EARNINGS,), "provider")
     return Settlement(
-        start, end,
+        start,
+        end,
         tuple(_consumer_statement(c, folds, by_consumer.get(c, [])) for c in consumers),
-        tuple(_provider_statement(p, folds, by_provider.get(p, []), (fee_bps or {}).get(p))
-              for p in owners[AccountKind.EARNINGS]),
-        tb, len(period))
+        tuple(
+            _provider_statement(p, folds, by_provider.get(p, []), (fee_bps or {}).get(p))
+            for p in owners[AccountKind.EARNINGS]
+        ),
+        tb,
+        len(period),
+    )
 
 
 def plan_payouts(settlement: Settlement, *, at: datetime, actor: str) -> list[Transfer]:
     """Pay each provider its positive closing earnings; keys are derived from the period, so a rerun is EXISTS."""
     period = f"{settlement.start.isoformat()}/{settlement.end.isoformat()}"
-    return [plan_payout(f"payout:{p.provider}:{period}", provider=p.provider, fen=p.closing_fen, at=at, actor=actor)
-            for p in settlement.providers if p.closing_fen > 0]
+    return [
+        plan_payout(f"payout:{p.provider}:{period}", provider=p.provider, fen=p.closing_fen, at=at, actor=actor)
+        for p in settlement.providers
+        if p.closing_fen > 0
+    ]
 
 
 CSV_COLUMNS = ("section", "party", "job_id", "resource_class", "item", "fen", "yuan")
@@ -284,21 +320,19 @@ def settlement_csv(settlement: Settlement) -> str:
         writer.writerow((section, party, job, cls, item, fen, format_yuan(fen)))
 
     for c in settlement.consumers:
-        for item in ("opening", "topups", "charged", "voucher", "reversals", "adjustments", "closing",
-                     "closing_held"):
+        for item in ("opening", "topups", "charged", "voucher", "reversals", "adjustments", "closing", "closing_held"):
             row("consumer", c.consumer, item, getattr(c, f"{item}_fen"))
         for line in c.charges:
             row("consumer_charge", c.consumer, "paid", line.paid_fen, line.job_id, line.resource_class)
             row("consumer_charge", c.consumer, "voucher", line.voucher_fen, line.job_id, line.resource_class)
     for p in settlement.providers:
-        for item in ("opening", "gross", "fee", "rounding", "earned", "payouts", "reversals", "adjustments",
-                     "closing"):
+        for item in ("opening", "gross", "fee", "rounding", "earned", "payouts", "reversals", "adjustments", "closing"):
             row("provider", p.provider, item, getattr(p, f"{item}_fen"))
         for line in p.charges:
             row("provider_charge", p.provider, "gross", line.gross_fen, line.job_id, line.resource_class)
             row("provider_charge", p.provider, "fee", line.fee_fen, line.job_id, line.resource_class)
             row("provider_charge", p.provider, "net", line.net_fen, line.job_id, line.resource_class)
-    for line in settlement.trial_balance:
-        row("account", str(line.account), "opening", line.opening_fen)
-        row("account", str(line.account), "closing", line.closing_fen)
+    for account_line in settlement.trial_balance:
+        row("account", str(account_line.account), "opening", account_line.opening_fen)
+        row("account", str(account_line.account), "closing", account_line.closing_fen)
     return out.getvalue()

@@ -149,8 +149,9 @@ class TouTariff:
         doubled = sorted({m for m in seen if seen.count(m) > 1})
         missing = sorted(ALL_MONTHS - set(seen))
         if doubled or missing or not set(seen) <= ALL_MONTHS:
-            raise InvalidSpec(f"tariff {self.name}: seasons must cover months 1..12 once "
-                              f"(doubled {doubled}, missing {missing})")
+            raise InvalidSpec(
+                f"tariff {self.name}: seasons must cover months 1..12 once (doubled {doubled}, missing {missing})"
+            )
 
     @property
     def is_stand_in(self) -> bool:
@@ -212,8 +213,12 @@ def split_by_tou(tariff: TouTariff | None, start: datetime, end: datetime) -> li
     return segments
 
 
-def uniform_tariff(name: str, bands: dict[TouBand, tuple[Window, ...]],
-                   multipliers: dict[TouBand, Decimal] | None = None, source: str = "") -> TouTariff:
+def uniform_tariff(
+    name: str,
+    bands: dict[TouBand, tuple[Window, ...]],
+    multipliers: dict[TouBand, Decimal] | None = None,
+    source: str = "",
+) -> TouTariff:
     """A tariff with one all-year schedule built from band -> windows."""
     mult = multipliers or DEFAULT_MULTIPLIERS
     schedule = TouSchedule(tuple(TouPeriod(b, w, mult[b]) for b, w in bands.items()))
@@ -233,9 +238,19 @@ _SEASON_MONTHS = {
 STAND_IN_SOURCE = "Beijing"
 STAND_IN_PROVINCES = ("Gansu", "Ningxia", "Inner Mongolia", "Guizhou", "Anhui", "Guangdong", "Zhejiang")
 _ALIASES = {
-    "北京": "Beijing", "上海": "Shanghai", "湖南": "Hunan", "海南": "Hainan", "甘肃": "Gansu",
-    "宁夏": "Ningxia", "内蒙古": "Inner Mongolia", "mengxi": "Inner Mongolia", "蒙西": "Inner Mongolia",
-    "贵州": "Guizhou", "安徽": "Anhui", "广东": "Guangdong", "浙江": "Zhejiang",
+    "北京": "Beijing",
+    "上海": "Shanghai",
+    "湖南": "Hunan",
+    "海南": "Hainan",
+    "甘肃": "Gansu",
+    "宁夏": "Ningxia",
+    "内蒙古": "Inner Mongolia",
+    "mengxi": "Inner Mongolia",
+    "蒙西": "Inner Mongolia",
+    "贵州": "Guizhou",
+    "安徽": "Anhui",
+    "广东": "Guangdong",
+    "浙江": "Zhejiang",
 }
 
 
@@ -309,6 +324,6 @@ def tou_tariff_for_province(province: str, multipliers: dict[TouBand, Decimal] |
     if key in _csv_windows():
         return _tariff_from_data(key, mult, "data: suanwang/data/cn_tou_tariffs")
     stand_in = _tariff_from_data(STAND_IN_SOURCE, mult, "")
-    base = [s for s in stand_in.seasons if 1 in s.months][0].schedule  # all-year windows, no tip
+    base = next(s for s in stand_in.seasons if 1 in s.months).schedule  # all-year windows, no tip
     source = f"stand-in: {STAND_IN_SOURCE} all-year windows (no time-of-use data for {province or 'unknown'})"
     return TouTariff(key or "unknown", (TouSeason(ALL_MONTHS, base),), source)

@@ -57,13 +57,16 @@ class VoucherProgramme:
             raise InvalidSpec(f"voucher {self.id}: at least one resource class must be eligible")
 
     def is_eligible(self, *, consumer: str, resource_class: ResourceClass, at: datetime) -> bool:
-        return (self.valid_from <= at < self.valid_until
-                and resource_class in self.resource_classes
-                and (self.consumers is None or consumer in self.consumers))
+        return (
+            self.valid_from <= at < self.valid_until
+            and resource_class in self.resource_classes
+            and (self.consumers is None or consumer in self.consumers)
+        )
 
 
-def pick_programme(programmes: Iterable[VoucherProgramme], *, consumer: str, resource_class: ResourceClass,
-                   at: datetime) -> VoucherProgramme | None:
+def pick_programme(
+    programmes: Iterable[VoucherProgramme], *, consumer: str, resource_class: ResourceClass, at: datetime
+) -> VoucherProgramme | None:
     """The eligible programme paying the largest share (ties: smallest id), or None."""
     eligible = [p for p in programmes if p.is_eligible(consumer=consumer, resource_class=resource_class, at=at)]
     if not eligible:
