@@ -257,7 +257,7 @@ def entry_from_json(data: Mapping[str, Any]) -> PriceEntry:
         resource_class=_enum(ResourceClass, data.get("resource_class", "general"), "resource_class"),
         tier=str(data.get("tier", "standard")),
         service_level=_enum(ServiceLevel, data.get("service_level", "standard"), "service_level"),
-        unit_price_fen=data["unit_price_fen"], unit=_enum(PriceUnit, data.get("unit", "scu_hour"), "unit"),
+        unit_price_fen=data["unit_price_fen"], unit=_enum(PriceUnit, data.get("unit", PriceUnit.SCU.value), "unit"),
         site=str(data.get("site", "")), pool=str(data.get("pool", "")), tou=tariff_from_json(data.get("tou")),
         green_discount_pct=data.get("green_discount_pct", 0))
 
@@ -458,7 +458,7 @@ def _job_quantities(spec: JobSpec, pool: Pool) -> dict[PriceUnit, Decimal]:
     core_s = spec.cores * spec.duration_s
     device_s = spec.devices * spec.duration_s
     scu_nano = units_nano(pool, core_s=core_s, device_s=device_s)  # type: ignore[arg-type]
-    quantities = {PriceUnit.SCU_HOUR: Decimal(scu_nano).scaleb(-9)}
+    quantities = {PriceUnit.SCU: Decimal(scu_nano).scaleb(-9)}
     if spec.cores:
         quantities[PriceUnit.CORE_HOUR] = Decimal(str(core_s)) / 3600
     if spec.devices:
@@ -586,6 +586,7 @@ def release_job_hold(session: Session, job: JobRow, *, now: float | None = None)
     if state != HoldState.OPEN.value:
         return
     ledger = SqlLedger(session)
+    ledger.lock_accounts([hold_account(job.tenant_id), wallet(job.tenant_id)])  # accounts before the hold row
     hold = ledger.hold(job.id)
     if hold is None or hold.state is not HoldState.OPEN:
         return
@@ -607,11 +608,11 @@ class RatingReport:
     rated: int  # usage rows marked rated in this step
     charged: int  # charges created now (EXISTS not counted)
     free: int  # rows with no book in force or no price: no charge
-    cancelled_jobs: tuple[str, ...]  # jobs stopped because a charge passed the credit line
+    over_limit_jobs: tuple[str, ...]  # jobs whose charge passed the credit line: stop them (stop_overspent_jobs)
 
 
 def _quantities(row: UsageRow) -> tuple[tuple[PriceUnit, Decimal], ...]:
-    out = [(PriceUnit.SCU_HOUR, Decimal(row.units_nano).scaleb(-9))]
+    out = [(PriceUnit.SCU, Decimal(row.units_nano).scaleb(-9))]
     if row.core_s:
         out.append((PriceUnit.CORE_HOUR, Decimal(str(row.core_s)) / 3600))
     if row.device_s:
@@ -641,8 +642,7 @@ def rate_pending_usage(session: Session, *, limit: int = 1000) -> RatingReport:
     ids = [r.id for r in rows]
     table = UsageRow.__table__
     session.connection().execute(update(table).where(table.c.id.in_(ids)).values(rated=True))
-    cancelled = tuple(sorted(j for j in over if _stop_overspent(session, j)))
-    return RatingReport(len(rows), charged, free, cancelled)
+    return RatingReport(len(rows), charged, free, tuple(sorted(over)))
 
 
 def _records(session: Session, rows: Sequence[UsageRow], books: Sequence[PriceBook]) -> tuple[list[UsageRecord], int]:
@@ -704,11 +704,21 @@ def _charge(session: Session, records: Sequence[UsageRecord], books: Sequence[Pr
     return charged, over
 
 
+def stop_overspent_jobs(session: Session, job_ids: Sequence[str]) -> list[str]:
+    """Cancel jobs whose consumer passed the credit line; their agents kill them on the next heartbeat.
+
+    Runs in its own transaction after the charges committed, locking the job
+    before its accounts (the order cancel and completion use).  If the process
+    dies in between, the job's next charge is over the line again and stops it.
+    """
+    return [j for j in sorted(job_ids) if _stop_overspent(session, j)]
+
+
 def _stop_overspent(session: Session, job_id: str) -> bool:
-    """Cancel a job whose consumer passed the credit line; its agent kills it on the next heartbeat."""
     from suanwang.services.jobs import move
 
-    job = session.get(JobRow, job_id)
+    query = select(JobRow).where(JobRow.id == job_id).with_for_update().execution_options(populate_existing=True)
+    job = session.scalar(query)
     if job is None or JobState(job.state).is_terminal:
         return False
     if job.state == JobState.RUNNING.value:
@@ -726,6 +736,11 @@ def rate_all(db: Any, *, limit: int = 1000, max_batches: int = 1_000_000) -> int
             with db.transaction() as s:
                 return rate_pending_usage(s, limit=limit)
         report = retrying(step)
+        if report.over_limit_jobs:
+            def stop(ids: tuple[str, ...] = report.over_limit_jobs) -> list[str]:
+                with db.transaction() as s:
+                    return stop_overspent_jobs(s, ids)
+            retrying(stop)
         total += report.rated
         if report.rated < limit:
             break
