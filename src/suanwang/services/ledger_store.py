@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from suanwang.domain.ledger import (
     Account,
     AccountKind,
+    Balances,
     Hold,
     HoldId,
     HoldState,
@@ -50,12 +51,14 @@ from suanwang.domain.ledger import (
     TransferResult,
     check_transfer,
     currency_totals,
+    fold_balances,
     hold_after,
     transfer_from_row,
     transfer_to_row,
     wallet,
 )
 from suanwang.domain.money import Fen, check_fen
+from suanwang.domain.settlement import Settlement, check_period, compute_settlement, settlement_csv
 from suanwang.errors import InvalidSpec
 from suanwang.store.db import is_postgres
 from suanwang.store.ledger_tables import (
@@ -513,3 +516,95 @@ def lock_for_settlement(session: Session) -> None:
     """Keep bookers out while a period is closed (PostgreSQL; SQLite's write lock already does)."""
     if is_postgres(session.get_bind()):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SETTLE_LOCK})
+
+
+class DbLedgerStore:
+    """The core's ``LedgerStore`` port over a Database, one transaction per call.
+
+    What the platform uses is ``SqlLedger`` inside a use case's transaction;
+    this facade exists so that the core's model-based test
+    (``tests/domain/test_money_machine.py``) can drive the database adapter
+    with the very sequences it checks ``MemoryLedger`` with.
+    """
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def _run(self, fn: Any) -> Any:
+        with self.db.transaction() as session:
+            return fn(session)
+
+    # LedgerView: plain reads (a read must not create accounts)
+    def balance(self, account: Account) -> Fen:
+        return self._run(lambda s: s.scalar(select(AccountRow.balance_fen).where(AccountRow.id == str(account)))) or 0
+
+    def credit_limit(self, consumer: str) -> Fen:
+        return self._run(lambda s: credit_limit_of(s, consumer))
+
+    def hold(self, hold_id: HoldId) -> Hold | None:
+        return self._run(lambda s: SqlLedger(s).hold(hold_id))
+
+    def transfer(self, key: TransferKey) -> Transfer | None:
+        return self._run(lambda s: SqlLedger(s).transfer(key))
+
+    def reversed_by(self, key: TransferKey) -> TransferKey | None:
+        return self._run(lambda s: SqlLedger(s).reversed_by(key))
+
+    def voucher_used(self, programme: str, consumer: str) -> Fen:
+        return self._run(lambda s: SqlLedger(s).voucher_used(programme, consumer))
+
+    def settled_until(self) -> datetime | None:
+        return self._run(lambda s: SqlLedger(s).settled_until())
+
+    # commands
+    def set_credit_limit(self, consumer: str, fen: Fen) -> None:
+        self._run(lambda s: SqlLedger(s).set_credit_limit(consumer, fen))
+
+    def apply(self, transfer: Transfer) -> TransferResult:
+        return self._run(lambda s: SqlLedger(s).apply(transfer))
+
+    def apply_batch(self, transfers: Sequence[Transfer]) -> list[TransferResult]:
+        return self._run(lambda s: SqlLedger(s).apply_many(transfers, atomic=True))
+
+    def settle(self, *, start: datetime, end: datetime, now: datetime,
+               fee_bps: dict[str, int] | None = None) -> Settlement:
+        def run(s: Session) -> Settlement:
+            lock_for_settlement(s)
+            check_period(SqlLedger(s).settled_until(), start=start, end=end, now=now)
+            settlement = compute_settlement(load_transfers(s, before=end), start=start, end=end, fee_bps=fee_bps)
+            s.add(SettlementRow(start_us=to_us(start), end_us=to_us(end), created_at=time.time(), created_by="store",
+                                transfer_count=settlement.transfer_count, statements={}, csv=settlement_csv(settlement)))
+            return settlement
+        return self._run(run)
+
+    # reads
+    @property
+    def transfers(self) -> tuple[Transfer, ...]:
+        return tuple(self._run(load_transfers))
+
+    @property
+    def settlements(self) -> tuple[Settlement, ...]:
+        def run(s: Session) -> tuple[Settlement, ...]:
+            periods = s.execute(select(SettlementRow.start_us, SettlementRow.end_us).order_by(SettlementRow.start_us))
+            transfers = load_transfers(s)
+            return tuple(compute_settlement(transfers, start=from_us(a), end=from_us(b)) for a, b in periods)
+        return self._run(run)
+
+    def balances(self, *, as_of: datetime | None = None) -> Balances:
+        if as_of is None:
+            return Balances(self._run(cached_balances))
+        return fold_balances(self.transfers, as_of=as_of)
+
+    def holds(self) -> tuple[Hold, ...]:
+        def run(s: Session) -> tuple[Hold, ...]:
+            ledger = SqlLedger(s)
+            ids = list(s.scalars(select(HoldRow.id).order_by(HoldRow.id)))
+            ledger.load_holds(ids)
+            return tuple(h for h in (ledger.hold(i) for i in ids) if h is not None)
+        return self._run(run)
+
+    def available(self, consumer: str) -> Fen:
+        return self.balance(wallet(consumer)) + self.credit_limit(consumer)
+
+    def accounts(self, kind: AccountKind | None = None) -> list[Account]:
+        return sorted(self._run(lambda s: cached_balances(s, kind)))
