@@ -85,7 +85,7 @@ def test_platform_killed_while_rating_and_settling_charges_each_usage_once(live:
                 settler = threading.Thread(target=_post_quietly, args=(
                     op, "/settlements", {"start": start, "end": time.time() - 0.5}))
                 settler.start()
-                time.sleep(rng.uniform(0.0, 0.15))
+                time.sleep(rng.uniform(0.0, 0.3))
                 _kill(live)
                 settler.join()
         else:
@@ -93,6 +93,10 @@ def test_platform_killed_while_rating_and_settling_charges_each_usage_once(live:
         live.start_server(lease_s=120.0)
         with live.client(live.token("agent")) as agent:  # the agent's outbox re-sends what it is not sure of
             assert agent.post("/agent/usage", json={"records": batch}).is_success
+    with live.client(live.token("operator")) as op:  # and one period closed with nobody killing it
+        last = [s["end"] for s in op.get("/settlements").json()]
+        closed = op.post("/settlements", json={"start": last[-1] if last else 0, "end": time.time() - 0.5})
+        assert closed.status_code == 201, closed.text
     _check(live, reported, consumer)
 
 
