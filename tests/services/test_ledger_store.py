@@ -172,3 +172,24 @@ def test_concurrent_twins_of_one_transfer_apply_once(db: Database, threads: int)
     with db.transaction() as s:
         assert s.scalar(select(AccountRow.balance_fen).where(AccountRow.id == str(wallet("acme")))) == 7
         assert cached_balances(s, AccountKind.WALLET)[wallet("acme")] == 7
+
+
+def test_reversing_a_voucher_charge_in_a_later_transaction_gives_the_voucher_back(db: Database) -> None:
+    """Found by the model-based test: a reversal's voucher slot must be read before it is written."""
+    with db.transaction() as s:
+        ledger = SqlLedger(s)
+        ledger.apply(plan_topup("t", consumer="acme", fen=10_000, at=at(0), actor="op"))
+        ledger.apply(plan_voucher_funding("vf", programme="starter", fen=3_000, at=at(0), actor="op"))
+        voucher = VoucherState(PROGRAMME, 0, 3_000)
+        charge = rate_usage(a_record("job-1", 0, scu="3", start=at(2)), a_book(an_entry("1000")),
+                            contract=a_contract(), voucher=voucher)
+        assert ledger.apply(plan_charge(charge, hold=None, actor="rater")).code is ResultCode.CREATED
+    with db.transaction() as s:
+        ledger = SqlLedger(s)
+        original = ledger.transfer(charge.record.key)
+        assert original is not None and original.voucher_fen > 0
+        reversal = plan_reversal("rev", original=original, at=at(5), actor="op", reason="bad meter")
+        assert ledger.apply(reversal).code is ResultCode.CREATED
+    with db.transaction() as s:
+        assert SqlLedger(s).voucher_used("starter", "acme") == 0
+        assert reconcile(s).ok

@@ -387,7 +387,8 @@ def programme_from_json(data: Mapping[str, Any]) -> VoucherProgramme:
     return VoucherProgramme(
         id=str(data["id"]), share_pct=data["share_pct"],
         cap_per_consumer_fen=parse_fen(data["cap_per_consumer_fen"], what="voucher cap"),
-        valid_from=parse_time(data["valid_from"], "valid_from"), valid_until=parse_time(data["valid_until"], "valid_until"),
+        valid_from=parse_time(data["valid_from"], "valid_from"),
+        valid_until=parse_time(data["valid_until"], "valid_until"),
         resource_classes=frozenset(_enum(ResourceClass, c, "resource_class") for c in classes) if classes
         else frozenset(ResourceClass),
         consumers=frozenset(str(c) for c in consumers) if consumers is not None else None)
@@ -764,7 +765,8 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def settle(session: Session, actor: Principal, *, start: datetime, end: datetime, payouts: bool = True) -> dict[str, Any]:
+def settle(session: Session, actor: Principal, *, start: datetime, end: datetime,
+           payouts: bool = True) -> dict[str, Any]:
     """Close ``[start, end)``: statements per consumer and provider, payouts, and the period made immutable.
 
     Settling exactly the last settled period again returns it (a retried

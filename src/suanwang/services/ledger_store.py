@@ -196,7 +196,8 @@ class SqlLedger:
     def load_keys(self, keys: Iterable[TransferKey]) -> None:
         ids = sorted(set(keys) - self._known.keys())
         for chunk in _chunks(ids):
-            query = select(TransferRow.key, TransferRow.request, TransferRow.over_limit).where(TransferRow.key.in_(chunk))
+            query = (select(TransferRow.key, TransferRow.request, TransferRow.over_limit)
+                     .where(TransferRow.key.in_(chunk)))
             for key, request, over in self.session.execute(query):
                 self._known[key] = (request, over)
         for key in ids:
@@ -248,7 +249,8 @@ class SqlLedger:
     def reversed_by(self, key: TransferKey) -> TransferKey | None:
         if key not in self._reversed:
             self._reversed[key] = self.session.scalar(
-                select(TransferRow.key).where(TransferRow.reverses == key, TransferRow.kind == TransferKind.REVERSAL.value))
+                select(TransferRow.key).where(TransferRow.reverses == key,
+                                              TransferRow.kind == TransferKind.REVERSAL.value))
         return self._reversed[key]
 
     def voucher_used(self, programme: str, consumer: str) -> Fen:
@@ -332,7 +334,9 @@ class SqlLedger:
             self._reversed[t.reverses] = t.key
         if t.voucher_programme and t.voucher_fen:
             slot = (t.voucher_programme, t.audit.consumer)
-            used = self._voucher.get(slot)
+            if slot not in self._voucher:  # a reversal (negative voucher_fen) was never checked, so not loaded
+                self.load_voucher_slots([slot])
+            used = self._voucher[slot]
             if used is None:
                 self._staged.new_slots.add(slot)
             else:
@@ -401,13 +405,12 @@ class SqlLedger:
         s = self._staged
         if s.new_holds:
             conn.execute(insert(HoldRow.__table__), [self._hold_row(h) for h in sorted(s.new_holds)])
-        changed = sorted(s.dirty_holds - s.new_holds)
+        changed = [h for h in (self._holds[i] for i in sorted(s.dirty_holds - s.new_holds)) if h is not None]
         if changed:
             table = HoldRow.__table__
             conn.execute(update(table).where(table.c.id == bindparam("k")).values(
                 captured_fen=bindparam("c"), released_fen=bindparam("r"), state=bindparam("s")),
-                [{"k": h, "c": self._holds[h].captured_fen, "r": self._holds[h].released_fen,  # type: ignore[union-attr]
-                  "s": self._holds[h].state.value} for h in changed])  # type: ignore[union-attr]
+                [{"k": h.id, "c": h.captured_fen, "r": h.released_fen, "s": h.state.value} for h in changed])
 
     def _hold_row(self, hold_id: HoldId) -> dict[str, Any]:
         h = self._holds[hold_id]
@@ -490,7 +493,8 @@ class Reconciliation:
 
 def reconcile(session: Session) -> Reconciliation:
     """Prove each cached balance is the sum of its postings, every transfer balances and all accounts sum to 0."""
-    sums = dict(session.execute(select(PostingRow.account, func.sum(PostingRow.fen)).group_by(PostingRow.account)).all())
+    by_account = select(PostingRow.account, func.sum(PostingRow.fen)).group_by(PostingRow.account)
+    sums = dict(session.execute(by_account).all())
     cached = dict(session.execute(select(AccountRow.id, AccountRow.balance_fen)).all())
     mismatches = tuple(sorted((a, cached.get(a, 0), int(sums.get(a, 0) or 0))
                               for a in set(sums) | set(cached) if cached.get(a, 0) != int(sums.get(a, 0) or 0)))
@@ -573,7 +577,8 @@ class DbLedgerStore:
             check_period(SqlLedger(s).settled_until(), start=start, end=end, now=now)
             settlement = compute_settlement(load_transfers(s, before=end), start=start, end=end, fee_bps=fee_bps)
             s.add(SettlementRow(start_us=to_us(start), end_us=to_us(end), created_at=time.time(), created_by="store",
-                                transfer_count=settlement.transfer_count, statements={}, csv=settlement_csv(settlement)))
+                                transfer_count=settlement.transfer_count, statements={},
+                                csv=settlement_csv(settlement)))
             return settlement
         return self._run(run)
 
