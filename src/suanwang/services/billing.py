@@ -612,7 +612,7 @@ class RatingReport:
     over_limit_jobs: tuple[str, ...]  # jobs whose charge passed the credit line: stop them (stop_overspent_jobs)
 
 
-def _quantities(row: UsageRow) -> tuple[tuple[PriceUnit, Decimal], ...]:
+def _quantities(row: Any) -> tuple[tuple[PriceUnit, Decimal], ...]:
     out = [(PriceUnit.SCU, Decimal(row.units_nano).scaleb(-9))]
     if row.core_s:
         out.append((PriceUnit.CORE_HOUR, Decimal(str(row.core_s)) / 3600))
@@ -621,11 +621,19 @@ def _quantities(row: UsageRow) -> tuple[tuple[PriceUnit, Decimal], ...]:
     return tuple(out)
 
 
-def _pending(session: Session, limit: int) -> list[UsageRow]:
-    query = select(UsageRow).where(UsageRow.rated.is_(False)).order_by(UsageRow.id).limit(limit)
+_USAGE_COLUMNS = ("id", "job_id", "attempt", "seq", "tenant_id", "site", "pool", "resource_class", "start", "end",
+                  "core_s", "device_s", "units_nano")
+
+
+def _pending(session: Session, limit: int) -> list[Any]:
+    """Unrated usage rows as plain tuples (ORM objects cost more than the rating); PostgreSQL workers
+    skip rows another worker holds, so they share the queue (the charge key alone makes it exactly once)."""
+    table = UsageRow.__table__
+    query = (select(*(table.c[c] for c in _USAGE_COLUMNS)).where(table.c.rated.is_(False))
+             .order_by(table.c.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return list(session.scalars(query))
+    return list(session.connection().execute(query))
 
 
 def rate_pending_usage(session: Session, *, limit: int = 1000) -> RatingReport:
@@ -646,8 +654,9 @@ def rate_pending_usage(session: Session, *, limit: int = 1000) -> RatingReport:
     return RatingReport(len(rows), charged, free, tuple(sorted(over)))
 
 
-def _records(session: Session, rows: Sequence[UsageRow], books: Sequence[PriceBook]) -> tuple[list[UsageRecord], int]:
-    jobs = {j.id: j for j in session.scalars(select(JobRow).where(JobRow.id.in_({r.job_id for r in rows})))}
+def _records(session: Session, rows: Sequence[Any], books: Sequence[PriceBook]) -> tuple[list[UsageRecord], int]:
+    levels = {job_id: ServiceLevel((spec or {}).get("service_level", "standard")) for job_id, spec in session.execute(
+        select(JobRow.id, JobRow.spec).where(JobRow.id.in_({r.job_id for r in rows})))}
     sites = dict(session.execute(select(SiteRow.name, SiteRow.tenant_id)).all())
     tiers = {(p.site, p.name): p.tier for p in session.scalars(select(PoolRow))}
     records, free = [], 0
@@ -658,11 +667,9 @@ def _records(session: Session, rows: Sequence[UsageRow], books: Sequence[PriceBo
         except InvalidSpec:
             free += 1  # no book in force when this usage started: free
             continue
-        job = jobs[row.job_id]
-        level = ServiceLevel((job.spec or {}).get("service_level", "standard"))
         records.append(UsageRecord(row.job_id, row.attempt, row.seq, row.tenant_id, sites.get(row.site, row.site),
                                    row.site, row.pool, ResourceClass(row.resource_class),
-                                   tiers.get((row.site, row.pool), "standard"), level, start, utc(row.end),
+                                   tiers.get((row.site, row.pool), "standard"), levels[row.job_id], start, utc(row.end),
                                    _quantities(row)))
     return records, free
 
