@@ -193,3 +193,20 @@ def test_reversing_a_voucher_charge_in_a_later_transaction_gives_the_voucher_bac
     with db.transaction() as s:
         assert SqlLedger(s).voucher_used("starter", "acme") == 0
         assert reconcile(s).ok
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE ledger_transfers SET kind = 'topup'", "DELETE FROM ledger_transfers",
+    "UPDATE ledger_postings SET fen = fen + 1", "DELETE FROM ledger_postings",
+])
+def test_the_database_refuses_to_edit_posted_transfers(db: Database, statement: str) -> None:
+    """L4 enforced by the database itself: corrections are reversals, never updates or deletes."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    with db.transaction() as s:
+        SqlLedger(s).apply(plan_topup("a", consumer="acme", fen=100, at=at(0), actor="op"))
+    with pytest.raises(DBAPIError, match="append-only"), db.transaction() as s:
+        s.execute(text(statement))
+    with db.transaction() as s:
+        assert reconcile(s).ok and reconcile(s).transfers == 1

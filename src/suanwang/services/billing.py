@@ -789,13 +789,12 @@ def settle(session: Session, actor: Principal, *, start: datetime, end: datetime
     check_period(ledger.settled_until(), start=start, end=end, now=now_utc())
     settlement = compute_settlement(load_transfers(session, before=end), start=start, end=end,
                                     fee_bps=contracts(session))
+    paid = _pay_out(ledger, settlement, actor) if payouts else []  # booked at ``end``: in the next period
     row = SettlementRow(start_us=to_us(start), end_us=to_us(end), created_at=time.time(), created_by=_actor(actor),
-                        transfer_count=settlement.transfer_count, statements=_jsonable(settlement),
-                        csv=settlement_csv(settlement))
-    session.add(row)
+                        transfer_count=settlement.transfer_count,
+                        statements={**_jsonable(settlement), "payouts": paid}, csv=settlement_csv(settlement))
+    session.add(row)  # written once: the table refuses updates and deletes
     session.flush()
-    paid = _pay_out(ledger, settlement, actor) if payouts else []
-    row.statements = {**row.statements, "payouts": paid}
     record_audit(session, actor, "settlement.close", str(row.id), start=start.isoformat(), end=end.isoformat(),
                  transfers=settlement.transfer_count)
     return settlement_json(row)
