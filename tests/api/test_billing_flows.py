@@ -67,3 +67,20 @@ def test_consumers_see_only_their_own_money(grid: Grid) -> None:
     assert other.get(f"{API}/wallets/{consumer}").status_code == 404
     assert other.get(f"{API}/ledger/reconcile").status_code == 403
     assert len(grid.consumer.get(f"{API}/ledger/transfers").json()) == 4  # top-up, hold, charge, release
+
+
+def test_an_operator_corrects_a_charge_by_reversing_it_once(grid: Grid) -> None:
+    consumer = priced(grid)
+    top_up(grid, consumer, 10_000)
+    job_id = run_with_usage(grid, 1.0)
+    key = f"usage:{job_id}:1:0"
+    body = {"transfer": key, "reason": "meter fault at the site"}
+    first = grid.operator.post(f"{API}/ledger/reversals", json=body)
+    assert first.status_code == 201 and first.json()["result"] == "created"
+    assert first.json()["reverses"] == key and first.json()["usage_key"] == key
+    assert grid.operator.post(f"{API}/ledger/reversals", json=body).json()["result"] == "exists"  # a retry
+    assert wallet(grid, consumer)["balance"] == 10_000
+    assert grid.consumer.post(f"{API}/ledger/reversals", json=body).status_code == 403
+    missing = grid.operator.post(f"{API}/ledger/reversals", json={"transfer": "nope", "reason": "x"})
+    assert missing.status_code == 404
+    assert grid.operator.get(f"{API}/ledger/reconcile").json()["ok"] is True

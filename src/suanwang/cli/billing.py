@@ -45,6 +45,7 @@ def _wallet_line(w: dict[str, Any]) -> str:
 def register(app: typer.Typer) -> None:
     app.add_typer(price_book, name="price-book")
     app.add_typer(voucher, name="voucher")
+    register_reverse(app)
 
     @app.command()
     def quote(
@@ -137,6 +138,15 @@ def register(app: typer.Typer) -> None:
             table.add_row(str(t["seq"]), t["kind"], t["booked_at"][:19], t["job_id"], t["usage_key"],
                           t["price_book_version"], t["actor"], t["postings"])
         console.print(table)
+
+
+def register_reverse(app: typer.Typer) -> None:
+    @app.command()
+    def reverse(transfer: str, reason: Annotated[str, typer.Option(help="why (kept in the audit trail)")],
+                url: Url = None, token: Token = None, json: Json = False) -> None:
+        """Operator: correct a transfer by booking its exact negation (a transfer is reversed once)."""
+        r = _operator(url, token).call("POST", "/ledger/reversals", json={"transfer": transfer, "reason": reason})
+        print_json(r) if json else console.print(f"{r['result']}: {r['key']} ({r['postings']})")
 
 
 def _time(value: str) -> str | float:

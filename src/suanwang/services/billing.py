@@ -49,6 +49,7 @@ from suanwang.domain.ledger import (
     hold_account,
     plan_hold,
     plan_release,
+    plan_reversal,
     plan_topup,
     plan_voucher_funding,
     result_error,
@@ -850,6 +851,25 @@ def ledger_transfers(session: Session, actor: Principal, *, job_id: str | None =
     from suanwang.domain.ledger import transfer_from_row
 
     return [{"seq": r.seq, "over_limit": r.over_limit, **audit_record(transfer_from_row(r.body))} for r in rows]
+
+
+def reverse_transfer(session: Session, actor: Principal, key: str, reason: str) -> dict[str, Any]:
+    """Operator correction: book the exact negation of transfer ``key`` (L4: never an edit).
+
+    The reversal's key is derived from the original's, so a retried request
+    answers ``exists``; a transfer is reversed at most once.
+    """
+    require(actor, Role.OPERATOR)
+    ledger = SqlLedger(session)
+    original = ledger.transfer(key)
+    if original is None:
+        raise NotFound(f"transfer {key} not found")
+    at = max(now_utc(), original.booked_at)
+    transfer = plan_reversal(f"reversal:{key}", original=original, at=at, actor=_actor(actor), reason=reason)
+    result = ledger.apply(transfer)
+    _raise_if_refused(result, transfer)
+    record_audit(session, actor, "ledger.reverse", key, reason=reason, result=result.code.value)
+    return {"result": result.code.value, "over_limit": result.over_limit, **audit_record(transfer)}
 
 
 def reconcile_view(session: Session, actor: Principal) -> dict[str, Any]:

@@ -63,6 +63,11 @@ class FundIn(In):
     amount_fen: StrictInt | str
 
 
+class ReverseIn(In):
+    transfer: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+
+
 class SettleIn(In):
     start: str | float
     end: str | float
@@ -160,6 +165,11 @@ def ledger_transfers(session: SessionDep, actor: CurrentPrincipal, job_id: str |
                      consumer: str | None = None,
                      limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[dict[str, Any]]:
     return billing.ledger_transfers(session, actor, job_id=job_id, consumer=consumer, limit=limit)
+
+
+@router.post("/ledger/reversals", status_code=201)
+def reverse(body: ReverseIn, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
+    return billing.reverse_transfer(session, actor, body.transfer, body.reason)
 
 
 @router.get("/ledger/accounts")
