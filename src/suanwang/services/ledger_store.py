@@ -431,11 +431,6 @@ class SqlLedger:
                          .values(used_fen=bindparam("u")),
                          [{"p": p, "c": c, "u": self._voucher[(p, c)]} for p, c in changed])
 
-    # ---- reads ------------------------------------------------------------------------------------------
-    def hold_for_job(self, job_id: str) -> Hold | None:
-        hold_id = self.session.scalar(select(HoldRow.id).where(HoldRow.job_id == job_id).order_by(HoldRow.id.desc()))
-        return self.hold(hold_id) if hold_id else None
-
 
 # ---- reads without locks (views, settlement, reconciliation) -----------------------------------------------
 
