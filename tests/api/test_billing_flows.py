@@ -84,3 +84,25 @@ def test_an_operator_corrects_a_charge_by_reversing_it_once(grid: Grid) -> None:
     missing = grid.operator.post(f"{API}/ledger/reversals", json={"transfer": "nope", "reason": "x"})
     assert missing.status_code == 404
     assert grid.operator.get(f"{API}/ledger/reconcile").json()["ok"] is True
+
+
+def test_a_job_is_stopped_before_its_next_report_would_pass_the_credit_line(grid: Grid) -> None:
+    consumer = priced(grid)
+    top_up(grid, consumer, 2000)  # exactly the hold of one JOB: nothing left beyond it
+    job = grid.consumer.post(f"{API}/jobs", json=JOB).json()
+    grid.tick()
+    [task] = grid.agent.post(f"{API}/agent/lease", json={"max_jobs": 1}).json()
+
+    def report(seq: int, core_hours: float) -> None:
+        start = time.time()
+        usage = {"job_id": job["id"], "attempt": task["attempt"], "seq": seq, "pool": "cpu", "start": start,
+                 "end": start + 0.001, "wall_s": core_hours * 3600 / 2, "cpu_s": 1.0, "peak_memory_bytes": 1}
+        grid.agent.post(f"{API}/agent/usage", json={"records": [usage]})
+        grid.tick()
+
+    report(0, 0.5)  # 500 fen: 1500 left, room for another such report
+    assert grid.consumer.get(f"{API}/jobs/{job['id']}").json()["state"] == "running"
+    report(1, 1.0)  # 1000 fen: 500 left, less than another such report
+    stopped = grid.consumer.get(f"{API}/jobs/{job['id']}").json()
+    assert stopped["state"] == "cancelled" and "credit line" in stopped["reason"]
+    assert wallet(grid, consumer) == {"balance": 500, "held": 0, "credit_limit": 0, "available": 500}

@@ -15,9 +15,10 @@ Rules this module adds
 - A job that reaches a terminal state has its hold released (``release:<job>``).
 - Rating books one CHARGE per usage record, keyed by the usage key: a retried
   report, a crash between steps or two workers at once all end in one charge
-  (the key is unique in the database).  A charge that passes the credit line is
-  still booked (the compute was delivered) and the job is cancelled, so a
-  running job overspends by at most one usage report.
+  (the key is unique in the database).  A job is cancelled when what is left
+  (hold, wallet, credit) could not pay another report like its last one; a
+  charge that still passes the credit line is booked (the compute was
+  delivered), flagged over_limit, and stops the job the same way.
 - Usage no price entry covers is marked rated without a charge and audited
   (``usage.unpriced``); configure the price book to avoid it.
 """
@@ -68,7 +69,14 @@ from suanwang.domain.pricing import (
     price_book_in_force,
     quote,
 )
-from suanwang.domain.rating import ProviderContract, UsageRecord, VoucherState, plan_charge, rate_usage
+from suanwang.domain.rating import (
+    ProviderContract,
+    UsageRecord,
+    VoucherState,
+    credit_headroom_fen,
+    plan_charge,
+    rate_usage,
+)
 from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.domain.settlement import Settlement, check_period, compute_settlement, plan_payouts, settlement_csv
 from suanwang.domain.tou import DEFAULT_MULTIPLIERS, TouBand, TouTariff, tou_tariff_for_province, uniform_tariff
@@ -610,7 +618,7 @@ class RatingReport:
     rated: int  # usage rows marked rated in this step
     charged: int  # charges created now (EXISTS not counted)
     free: int  # rows with no book in force or no price: no charge
-    over_limit_jobs: tuple[str, ...]  # jobs whose charge passed the credit line: stop them (stop_overspent_jobs)
+    over_limit_jobs: tuple[str, ...]  # jobs at or past the credit line: stop them (stop_overspent_jobs)
 
 
 def _quantities(row: Any) -> tuple[tuple[PriceUnit, Decimal], ...]:
@@ -707,10 +715,19 @@ def _charge(session: Session, records: Sequence[UsageRecord], books: Sequence[Pr
             record_audit(session, None, "usage.refused", record.key, code=result.code.value)
             continue
         charged += result.code.value == "created"
-        if result.over_limit:
+        if result.over_limit or _next_report_would_pass_the_line(ledger, record, charge.consumer_fen):
             over.add(record.job_id)
     ledger.flush()
     return charged, over
+
+
+def _next_report_would_pass_the_line(ledger: SqlLedger, record: UsageRecord, last_fen: Fen) -> bool:
+    """Stop a job before its consumer passes the credit line: when what is left (open hold, wallet and
+    credit) cannot pay another report like the last one.  A job's rate can rise (a dearer time-of-use
+    band), so a report may still pass the line; that charge is booked ``over_limit`` and stops the job."""
+    headroom = credit_headroom_fen(hold=ledger.hold(record.job_id), wallet_fen=ledger.balance(wallet(record.consumer)),
+                                   credit_limit_fen=ledger.credit_limit(record.consumer))
+    return last_fen > 0 and headroom < last_fen
 
 
 def stop_overspent_jobs(session: Session, job_ids: Sequence[str]) -> list[str]:
