@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from suanwang import __version__
-from suanwang.api.routes import admin, agent, jobs, sites
+from suanwang.api.routes import admin, agent, billing, jobs, sites
 from suanwang.errors import SuanwangError
 from suanwang.services.platform import Platform
 from suanwang.web.page import render_index
@@ -46,7 +46,7 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
         return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems), "problems": problems},
                             status_code=422)
 
-    for router in (jobs.router, sites.router, agent.router, admin.router):
+    for router in (jobs.router, sites.router, agent.router, admin.router, billing.router):
         app.include_router(router, prefix=API)
 
     @app.get(f"{API}/health", tags=["meta"])

@@ -14,6 +14,7 @@ from suanwang.domain.job import JobSpec, JobState, check_transition
 from suanwang.domain.placement import check_placeable
 from suanwang.domain.resources import LostPolicy, ResourceClass, ServiceLevel
 from suanwang.errors import InvalidSpec, NotFound
+from suanwang.services import billing
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, new_id, require
 from suanwang.services.sites import cached_pools
@@ -58,6 +59,7 @@ def move(session: Session, job: JobRow, new: JobState, reason: str = "", *, now:
     if new.is_terminal:
         job.finished_at = at
         job.lease_expires_at = None
+        billing.release_job_hold(session, job, now=at)  # money: give back what remains of its hold
     session.add(JobEventRow(job_id=job.id, at=at, attempt=job.attempt, from_state=current.value, to_state=new.value,
                             reason=reason[:2000]))
 
@@ -76,6 +78,7 @@ def submit_jobs(
     now = time.time()
     rows: list[JobRow] = []
     new: list[dict[str, Any]] = []
+    priced: list[tuple[str, JobSpec]] = []
     for spec, key in zip(specs, keys, strict=True):
         if key:
             existing = session.scalar(select(JobRow).where(JobRow.tenant_id == actor.tenant_id, JobRow.client_key == key))
@@ -92,7 +95,9 @@ def submit_jobs(
             "reason": "", "placement": {},
         }
         new.append(values)
+        priced.append((values["id"], spec))
         rows.append(JobRow(**values))
+    billing.hold_for_submit(session, actor, priced, pools, now=now)  # money: 402 if it cannot be covered
     if new:
         session.execute(insert(JobRow), new)
         session.execute(insert(JobEventRow), [

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Scheduler
-from suanwang.services import scheduling
+from suanwang.services import billing, scheduling
 from suanwang.services.planner import GridPlanner
 from suanwang.store.db import Database
 
@@ -32,6 +32,7 @@ class Settings:
     restart_grace_s: float = 30.0  # after a platform restart, agents get this long to reconnect
     min_tick_s: float = 0.05  # at most this often, so a burst of submits is placed in batches
     engine_queue: float = 1.0  # Slurm/Ray pools may hold this multiple of their capacity (their own queue)
+    rating_batch: int = 1000  # usage records rated per transaction
 
 
 class Platform:
@@ -74,6 +75,7 @@ class Platform:
                 if scheduling.claim_scheduling_pass(s):
                     scheduler = self.fixed_scheduler or self.planner.scheduler(s)
                     scheduling.place_waiting_jobs(s, scheduler, now=now, engine_queue=self.settings.engine_queue)
+            billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=10)  # own transactions
 
     def start(self) -> None:
         with self.db.transaction() as s:

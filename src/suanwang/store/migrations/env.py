@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import pool
 
 from suanwang.store.db import make_engine
+from suanwang.store import ledger_tables  # noqa: F401  (registers the money tables on Base)
 from suanwang.store.tables import Base
 
 config = context.config
