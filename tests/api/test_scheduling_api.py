@@ -54,3 +54,26 @@ def test_guaranteed_work_preempts_exactly_the_spot_job_it_needs(grid: Grid) -> N
     hb = grid.agent.post("/api/v1/agent/heartbeat", json={"running": [{"job_id": t["job_id"], "attempt": 1}
                                                                       for t in tasks]}).json()
     assert hb["kill"] == [{"job_id": preempted, "attempt": 1}]
+
+
+def test_the_scheduler_follows_the_price_book_in_force(grid: Grid) -> None:
+    from tests.api.test_billing_api import top_up
+
+    pools = [{"name": name, "resource_class": "general", "engine": "local", "cores": 8, "memory_gb": 32}
+             for name in ("north", "south")]
+    grid.register(pools)
+    consumer = grid.consumer.get("/api/v1/whoami").json()["tenant_id"]
+    top_up(grid, consumer, 1_000_000)
+
+    def placed_pool() -> str:
+        job = grid.consumer.post("/api/v1/jobs", json={"command": ["true"], "duration_s": 60}).json()
+        grid.tick()
+        return str(grid.consumer.get(f"/api/v1/jobs/{job['id']}").json()["pool"])
+
+    book = {"entries": [{"pool": "north", "site": "local", "unit_price_fen": 900},
+                        {"pool": "south", "site": "local", "unit_price_fen": 300}]}
+    assert grid.operator.post("/api/v1/price-books", json=book).status_code == 201
+    assert placed_pool() == "south"
+    book["entries"][0]["unit_price_fen"], book["entries"][1]["unit_price_fen"] = 300, 900
+    assert grid.operator.post("/api/v1/price-books", json=book).status_code == 201
+    assert placed_pool() == "north"

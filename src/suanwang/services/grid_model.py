@@ -3,25 +3,27 @@
 ``GridModel`` wants, per pool, an hourly price for one reference unit of work
 (a reference-card-hour, or a generic-core-hour on CPU pools), a speed and a
 power draw, and per site an hourly carbon intensity.  Prices come from the
-pool's price per standard compute unit (SCU, 1 TFLOPS·h FP32) shaped by the
-site province's time-of-use bands; where no operator price book applies,
-``DEFAULT_FEN_PER_SCU`` stands in (a product default, said so in the
-README).  Carbon is the site's grid emission factor, flat over the day until
+pool's price per standard compute unit (SCU, 1 TFLOPS·h FP32) in the price
+book in force (standard grade; native units converted to SCU), shaped by the
+entry's time-of-use bands or else the site province's; where no operator
+price book applies, ``DEFAULT_FEN_PER_SCU`` stands in (a product default,
+said so in the README).  Carbon is the site's grid emission factor, flat over the day until
 an hourly series is configured.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy.orm import Session
 
 from suanwang.domain import units
 from suanwang.domain.grid import Link, Pool, Site
-from suanwang.domain.resources import ResourceClass
+from suanwang.domain.pricing import PriceBook, PriceUnit, find_price
+from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.domain.scheduler import HOURS, CarbonSignal, GridModel, PoolSignals, PriceSignal
-from suanwang.domain.tou import CHINA_TZ, tou_tariff_for_province
+from suanwang.domain.tou import CHINA_TZ, TouTariff, tou_tariff_for_province
 from suanwang.errors import InvalidSpec
 from suanwang.services.sites import all_pools, list_links, list_sites, site_from_row
 
@@ -42,9 +44,10 @@ def reference_scu_per_hour(pool: Pool) -> Decimal:
     return units.scu_per_hour(catalog.get(reference))
 
 
-def hourly_price(pool: Pool, site: Site, fen_per_scu: Decimal) -> PriceSignal:
-    """Fen per reference unit-hour for each local hour, shaped by the province's time-of-use bands."""
-    tariff = tou_tariff_for_province(site.province or "")
+def hourly_price(pool: Pool, site: Site, fen_per_scu: Decimal, tariff: TouTariff | None = None) -> PriceSignal:
+    """Fen per reference unit-hour for each local hour, shaped by time-of-use bands (the price book's, else the
+    site province's)."""
+    tariff = tariff or tou_tariff_for_province(site.province or "")
     base = fen_per_scu * reference_scu_per_hour(pool)
     day = datetime(2026, 7, 1, tzinfo=CHINA_TZ)
     return PriceSignal(tuple(
@@ -53,9 +56,42 @@ def hourly_price(pool: Pool, site: Site, fen_per_scu: Decimal) -> PriceSignal:
     ))
 
 
-def pool_signals(pool: Pool, site: Site, fen_per_scu: Decimal | None = None) -> PoolSignals:
+_NATIVE = (PriceUnit.SCU, PriceUnit.CORE_HOUR, PriceUnit.CARD_HOUR, PriceUnit.NODE_HOUR)
+
+
+def book_fen_per_scu(pool: Pool, book: PriceBook | None) -> tuple[Decimal, TouTariff | None] | None:
+    """The standard-grade price per SCU the operator's book sets for ``pool`` (native units converted)."""
+    if book is None:
+        return None
+    entry = find_price(book, resource_class=pool.resource_class, tier=pool.tier, service_level=ServiceLevel.STANDARD,
+                       site=pool.site, pool=pool.name, units=_NATIVE)
+    if entry is None:
+        return None
     catalog = units.load_catalog()
-    price = hourly_price(pool, site, fen_per_scu if fen_per_scu is not None else DEFAULT_FEN_PER_SCU[pool.resource_class])
+    try:
+        if entry.unit is PriceUnit.SCU:
+            per_unit = Decimal(1)
+        elif entry.unit is PriceUnit.CARD_HOUR and pool.capacity.devices:
+            per_unit = units.scu_per_hour(catalog.get(pool.device_model))
+        elif entry.unit is PriceUnit.CORE_HOUR:
+            cpu = catalog.find(pool.cpu_model) or catalog.get(units.GENERIC_CPU)
+            per_unit = units.scu_per_hour(cpu)
+        else:  # a node-hour: the largest node's capacity in SCU
+            node = pool.largest_node
+            per_unit = units.pool_capacity_scu_per_hour(cores=node.cores, devices=node.devices,
+                                                        cpu_model=pool.cpu_model, device_model=pool.device_model)
+    except InvalidSpec:
+        return None
+    if per_unit <= 0:
+        return None
+    return entry.unit_price_fen / per_unit, entry.tou
+
+
+def pool_signals(pool: Pool, site: Site, book: PriceBook | None = None) -> PoolSignals:
+    catalog = units.load_catalog()
+    priced = book_fen_per_scu(pool, book)
+    fen_per_scu = priced[0] if priced else DEFAULT_FEN_PER_SCU[pool.resource_class]
+    price = hourly_price(pool, site, fen_per_scu, priced[1] if priced else None)
     try:
         speed = units.speed_factor(pool.device_model if pool.capacity.devices else "", pool.cpu_model)
         spec = catalog.get(pool.device_model) if pool.capacity.devices else catalog.find(pool.cpu_model)
@@ -79,13 +115,20 @@ def load_grid_shape(session: Session) -> GridShape:
     return sites, tuple(all_pools(session)), links
 
 
-def build_grid_model(shape: GridShape) -> GridModel:
+def build_grid_model(shape: GridShape, book: PriceBook | None = None) -> GridModel:
     sites, pools, links = shape
     by_name = {s.name: s for s in sites}
-    signals = {(p.site, p.name): pool_signals(p, by_name[p.site]) for p in pools}
+    signals = {(p.site, p.name): pool_signals(p, by_name[p.site], book) for p in pools}
     carbon = {s.name: CarbonSignal.flat(s.carbon_kg_per_kwh) for s in sites}
     return GridModel(sites=sites, pools=pools, links=links, signals=signals, carbon=carbon)
 
 
+def book_in_force(books: list[PriceBook], at: datetime) -> PriceBook | None:
+    candidates = [b for b in books if b.effective_from <= at]
+    return max(candidates, key=lambda b: (b.effective_from, b.version)) if candidates else None
+
+
 def load_grid_model(session: Session) -> GridModel:
-    return build_grid_model(load_grid_shape(session))
+    from suanwang.services.billing import load_books
+
+    return build_grid_model(load_grid_shape(session), book_in_force(load_books(session), datetime.now(UTC)))

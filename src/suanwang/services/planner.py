@@ -2,13 +2,14 @@
 
 Building the scheduler's context (price and carbon signals, network paths,
 vectorised pool tables) is worth caching; the cache key is the grid's shape
-(sites, pools, links), so a registered pool or a new link takes effect on the
-next pass.
+(sites, pools, links) and the price book in force, so a registered pool, a new
+link or a new book takes effect on the next pass.
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from collections.abc import Mapping
 
 from sqlalchemy.orm import Session
@@ -17,7 +18,8 @@ from suanwang.domain.fairness import FairScheduler, FairShare, TenantPolicy
 from suanwang.domain.grid import Capacity
 from suanwang.domain.job import JobSpec
 from suanwang.domain.scheduler import GridModel, GridScheduler, Weights
-from suanwang.services.grid_model import build_grid_model, load_grid_shape
+from suanwang.services.billing import load_books
+from suanwang.services.grid_model import book_in_force, build_grid_model, load_grid_shape
 
 
 class GridPlanner:
@@ -30,10 +32,11 @@ class GridPlanner:
 
     def scheduler(self, session: Session) -> FairScheduler:
         shape = load_grid_shape(session)
-        key = repr(shape)
+        book = book_in_force(load_books(session), datetime.now(UTC))
+        key = repr((shape, book.version if book else None))
         with self._lock:
             if self._fair is None or key != self._key:
-                self._fair = self._build(build_grid_model(shape))
+                self._fair = self._build(build_grid_model(shape, book))
                 self._key = key
             return self._fair
 
