@@ -292,16 +292,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-_book_cache: dict[int, PriceBook] = {}
+_book_cache: dict[tuple[str, int], PriceBook] = {}
 
 
 def load_books(session: Session) -> list[PriceBook]:
     """Every price book (parsed once per process: a version is immutable)."""
     books = []
+    database = str(session.get_bind().url)  # versions are per database: tests run many in one process
     for version, body in session.execute(select(PriceBookRow.version, PriceBookRow.body)):
-        book = _book_cache.get(version)
+        book = _book_cache.get((database, version))
         if book is None:
-            book = _book_cache[version] = book_from_json(body)
+            book = _book_cache[(database, version)] = book_from_json(body)
         books.append(book)
     return books
 
