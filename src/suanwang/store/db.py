@@ -9,6 +9,7 @@ instead of "database is locked" errors.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,11 +70,20 @@ class Database:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time.  Waiting for it in SQLite's busy handler means sleeping in
+        # steps of up to 100 ms while the lock sits free; waiting on a lock in this process wakes the
+        # next writer the moment the last one commits.  A plain Lock, not an RLock: FastAPI may enter and
+        # leave a dependency's transaction on different threads.
+        self._writer = threading.Lock() if self.url.startswith("sqlite") else None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One database transaction per state change: commit on success, roll back on error."""
-        with self.sessions() as session, session.begin():
+        if self._writer is None:
+            with self.sessions() as session, session.begin():
+                yield session
+            return
+        with self._writer, self.sessions() as session, session.begin():
             yield session
 
     def migrate(self) -> None:
