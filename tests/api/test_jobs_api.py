@@ -150,3 +150,19 @@ def test_nan_and_infinity_are_rejected(grid: Grid) -> None:
             r = grid.consumer.post("/api/v1/jobs", content=body, headers={"Content-Type": "application/json"})
             assert r.status_code == 422, (field, value, r.text)
             assert field in r.json()["detail"]
+
+
+def test_admin_bad_input_is_4xx(grid: Grid) -> None:
+    op = grid.operator
+    for name in ("b", "c"):
+        assert op.post("/api/v1/sites", json={"name": name}).status_code == 201
+    assert op.post("/api/v1/sites", json={"name": "b"}).status_code == 409
+    assert op.post("/api/v1/sites", json={"name": "far", "lat": 200}).status_code == 422
+    link = {"a": "b", "b": "c", "latency_ms": 5, "bandwidth_gbps": 10}
+    assert op.post("/api/v1/links", json=link).status_code == 201
+    again = op.post("/api/v1/links", json=link | {"a": "c", "b": "b"})
+    assert again.status_code == 409 and "already exists" in again.json()["detail"]
+    assert op.post("/api/v1/links", json=link | {"bandwidth_gbps": -1}).status_code == 422
+    assert op.post("/api/v1/links", json=link | {"b": "nowhere"}).status_code == 404
+    assert op.post("/api/v1/tokens", json={"role": "agent", "tenant_id": "t-operator"}).status_code == 422
+    assert op.get("/api/v1/wallets/t-nobody").status_code == 404

@@ -49,17 +49,10 @@ def ray_address_from_env() -> str:
 
 
 def ray_unavailable() -> str:
-    try:
-        import ray.job_submission  # noqa: F401
-    except ImportError:
-        return "ray is not installed (pip install 'ray[default]')"
-    import httpx
+    """Why the Ray tests cannot run here: the same check `suanwang demo` makes."""
+    from suanwang.cli.demo import ray_unavailable as unavailable
 
-    try:
-        httpx.get(f"{ray_address_from_env()}/api/version", timeout=5).raise_for_status()
-    except httpx.HTTPError as exc:
-        return f"no Ray dashboard at {ray_address_from_env()} (run scripts/ray/setup.sh): {exc}"
-    return ""
+    return unavailable(ray_address_from_env())
 
 
 def wait_until(poll: Callable[[], TaskStatus], done: Callable[[TaskStatus], bool], timeout_s: float = 60) -> TaskStatus:

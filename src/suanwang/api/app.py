@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import IntegrityError
 
 from suanwang import __version__
 from suanwang.api.routes import admin, agent, billing, jobs, sites
@@ -39,6 +40,12 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
     @app.exception_handler(SuanwangError)
     async def _domain_error(request: Request, exc: SuanwangError) -> JSONResponse:
         return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
+        # a race the services' own checks could not see (two requests creating the same thing at once)
+        return JSONResponse({"error": "conflict", "detail": "the request conflicts with data stored meanwhile; "
+                             "read the current state and retry"}, status_code=409)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -185,6 +185,7 @@ def _check_tenant(session: Session, consumer: str) -> None:
 
 def wallet_view(session: Session, actor: Principal, consumer: str) -> dict[str, Any]:
     _consumer_visible(actor, consumer)
+    _check_tenant(session, consumer)
     balances = cached_balances(session)
     balance = balances.get(wallet(consumer), 0)
     held = balances.get(hold_account(consumer), 0)

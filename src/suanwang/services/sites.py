@@ -93,6 +93,9 @@ def create_link(session: Session, actor: Principal, link: Link) -> LinkRow:
     require(actor, Role.OPERATOR)
     for end in (link.a, link.b):
         get_site(session, end)
+    pair = ((LinkRow.a == link.a) & (LinkRow.b == link.b)) | ((LinkRow.a == link.b) & (LinkRow.b == link.a))
+    if session.scalar(select(LinkRow.id).where(pair)) is not None:
+        raise Conflict(f"a link between {link.a} and {link.b} already exists")
     row = LinkRow(a=link.a, b=link.b, latency_ms=link.latency_ms, bandwidth_gbps=link.bandwidth_gbps, direct=link.direct)
     session.add(row)
     record_audit(session, actor, "link.create", f"{link.a}-{link.b}")
