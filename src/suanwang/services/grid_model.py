@@ -25,7 +25,7 @@ from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.domain.scheduler import HOURS, CarbonSignal, GridModel, PoolSignals, PriceSignal
 from suanwang.domain.tou import CHINA_TZ, TouTariff, tou_tariff_for_province
 from suanwang.errors import InvalidSpec
-from suanwang.services.sites import all_pools, list_links, list_sites, site_from_row
+from suanwang.services.sites import list_links, list_pools, list_sites, pool_from_row, site_from_row
 
 # fen per SCU (one TFLOPS·h of FP32 work) when no price book says otherwise; roughly what public clouds
 # in China charge for the kind (an A10 card-hour ~ 31 SCU ~ 12 yuan; a server core-hour ~ 0.04 SCU ~ 0.1 yuan)
@@ -109,10 +109,18 @@ GridShape = tuple[tuple[Site, ...], tuple[Pool, ...], tuple[Link, ...]]
 
 def load_grid_shape(session: Session) -> GridShape:
     """Sites, pools and links as domain values: cheap to read, and the key the planner caches on."""
-    sites = tuple(site_from_row(r) for r in list_sites(session))
+    return load_grid(session)[0]
+
+
+def load_grid(session: Session) -> tuple[GridShape, dict[str, bool]]:
+    """The grid's shape and which sites are online, from one read of each table (once per scheduling pass)."""
+    site_rows = list_sites(session)
+    regions = {r.name: r.region for r in site_rows}
+    sites = tuple(site_from_row(r) for r in site_rows)
+    pools = tuple(pool_from_row(r, regions.get(r.site, "")) for r in list_pools(session))
     links = tuple(Link(a=r.a, b=r.b, latency_ms=r.latency_ms, bandwidth_gbps=r.bandwidth_gbps, direct=r.direct)
                   for r in list_links(session))
-    return sites, tuple(all_pools(session)), links
+    return (sites, pools, links), {r.name: r.online for r in site_rows}
 
 
 def build_grid_model(shape: GridShape, book: PriceBook | None = None) -> GridModel:

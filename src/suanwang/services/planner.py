@@ -19,7 +19,7 @@ from suanwang.domain.grid import Capacity
 from suanwang.domain.job import JobSpec
 from suanwang.domain.scheduler import GridModel, GridScheduler, Weights
 from suanwang.services.billing import load_books
-from suanwang.services.grid_model import book_in_force, build_grid_model, load_grid_shape
+from suanwang.services.grid_model import GridShape, book_in_force, build_grid_model, load_grid_shape
 
 
 class GridPlanner:
@@ -30,8 +30,9 @@ class GridPlanner:
         self._fair: FairScheduler | None = None
         self._lock = threading.Lock()
 
-    def scheduler(self, session: Session) -> FairScheduler:
-        shape = load_grid_shape(session)
+    def scheduler(self, session: Session, shape: GridShape | None = None) -> FairScheduler:
+        """The scheduler for the grid as it is now; ``shape`` when the caller has just read it."""
+        shape = shape if shape is not None else load_grid_shape(session)
         book = book_in_force(load_books(session), datetime.now(UTC))
         key = repr((shape, book.version if book else None))
         with self._lock:

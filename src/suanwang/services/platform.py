@@ -7,6 +7,7 @@ to the tick.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -31,6 +32,7 @@ class Settings:
     tick_s: float = 0.5  # control-loop period when nothing wakes it
     restart_grace_s: float = 30.0  # after a platform restart, agents get this long to reconnect
     min_tick_s: float = 0.05  # at most this often, so a burst of submits is placed in batches
+    loop_share: float = 0.33  # under load, the control loop pauses twice as long as its last pass took
     engine_queue: float = 1.0  # Slurm/Ray pools may hold this multiple of their capacity (their own queue)
     rating_batch: int = 1000  # usage records rated per transaction
 
@@ -73,7 +75,7 @@ class Platform:
                     scheduling.mark_offline_sites(s, now=now, timeout_s=self.settings.site_timeout_s)
             with self.db.transaction() as s:
                 if scheduling.claim_scheduling_pass(s):
-                    scheduler = self.fixed_scheduler or self.planner.scheduler(s)
+                    scheduler = self.fixed_scheduler or functools.partial(self.planner.scheduler, s)
                     scheduling.place_waiting_jobs(s, scheduler, now=now, engine_queue=self.settings.engine_queue)
             billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=10)  # own transactions
 
@@ -90,13 +92,20 @@ class Platform:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        last_pass_s = 0.0
         while not self._stop.is_set():
             self._wake.wait(self.settings.tick_s)
-            time.sleep(self.settings.min_tick_s)  # let a burst of wake-ups coalesce into one pass
+            # Let a burst of wake-ups coalesce into one pass.  The pause grows with the last pass, so under
+            # load the loop takes at most ``loop_share`` of the process and the API keeps the rest: a pass
+            # over a bigger batch costs less per job than many small ones.
+            share = min(max(self.settings.loop_share, 0.01), 1.0)
+            time.sleep(max(self.settings.min_tick_s, last_pass_s * (1 - share) / share))
             self._wake.clear()
             if self._stop.is_set():
                 break
+            started = time.perf_counter()
             try:
                 self.tick()
             except Exception:  # keep the loop alive; the next tick retries from committed state
                 log.exception("control loop tick failed")
+            last_pass_s = time.perf_counter() - started

@@ -8,22 +8,23 @@ its plan in one transaction.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from suanwang.domain.grid import Capacity
-from suanwang.domain.job import JobState, state_after_lost_lease
+from suanwang.domain.job import JobSpec, JobState, check_transition, state_after_lost_lease
 from suanwang.domain.explain import explain
 from suanwang.domain.fairness import FairScheduler, RunningJob
 from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler
 from suanwang.domain.resources import Engine, LostPolicy, ServiceLevel
 from suanwang.services.jobs import move, spec_from_json
-from suanwang.services.sites import all_pools, list_sites
+from suanwang.services.grid_model import GridShape, load_grid
 from suanwang.services.planner import GridPlanner
 from suanwang.store.db import is_postgres
-from suanwang.store.tables import JobRow, SiteRow
+from suanwang.store.tables import JobEventRow, JobRow, SiteRow
 
 _HOLDING = (JobState.PLACED.value, JobState.RUNNING.value)
 # Engines with a queue of their own: work placed beyond their free capacity waits there, ready to
@@ -83,10 +84,13 @@ def mark_offline_sites(session: Session, *, now: float, timeout_s: float) -> lis
     return [s.name for s in stale]
 
 
-def pool_states(session: Session, engine_queue: float = 1.0) -> list[PoolState]:
+def pool_states(
+    session: Session, engine_queue: float = 1.0, *, grid: tuple[GridShape, dict[str, bool]] | None = None
+) -> list[PoolState]:
     """Every pool with its free capacity: capacity minus what placed and running jobs hold.
 
     With ``engine_queue`` > 1, pools whose engine queues (Slurm, Ray) count that multiple of their capacity.
+    ``grid`` is the (shape, online) pair of ``load_grid`` when the caller has just read it.
     """
     held: dict[tuple[str, str], Capacity] = defaultdict(Capacity)
     rows = session.execute(
@@ -96,21 +100,31 @@ def pool_states(session: Session, engine_queue: float = 1.0) -> list[PoolState]:
     )
     for site, pool, cores, mem, devices in rows:
         held[(site, pool)] = Capacity(int(cores or 0), float(mem or 0.0), int(devices or 0))
-    online = {s.name: s.online for s in list_sites(session)}
+    (_, pools, _), online = grid if grid is not None else load_grid(session)
     return [
         PoolState(pool=p, free=placeable_capacity(p.capacity, p.engine, engine_queue) - held[(p.site, p.name)],
                   online=online.get(p.site, False))
-        for p in all_pools(session)
+        for p in pools
     ]
 
 
-def queued_jobs(session: Session, *, limit: int = 10_000) -> list[JobRow]:
+_QUEUED_COLUMNS = (JobRow.id, JobRow.state, JobRow.spec, JobRow.tenant_id, JobRow.submitted_at, JobRow.attempt,
+                   JobRow.placement)
+
+
+def queued_jobs(session: Session, *, limit: int = 10_000) -> list[Any]:
+    """The waiting jobs in queue order, as plain rows (the columns placement needs).
+
+    On PostgreSQL the rows are locked, skipping any a concurrent cancel holds, so
+    a placement never overwrites a state change made meanwhile.
+    """
     return list(
-        session.scalars(
-            select(JobRow)
+        session.execute(
+            select(*_QUEUED_COLUMNS)
             .where(JobRow.state.in_(_WAITING))
             .order_by(JobRow.priority.desc(), JobRow.submitted_at, JobRow.id)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
     )
 
@@ -131,6 +145,8 @@ def preempt(session: Session, job_ids: list[str], *, now: float) -> None:
 
     Their usage so far was reported and is billed; the next attempt starts afresh.
     """
+    if not job_ids:
+        return
     for job in session.scalars(select(JobRow).where(JobRow.id.in_(job_ids)).with_for_update()):
         if job.state == JobState.RUNNING.value:
             move(session, job, JobState.REQUEUED, "preempted for guaranteed work", now=now)
@@ -139,46 +155,77 @@ def preempt(session: Session, job_ids: list[str], *, now: float) -> None:
             job.lease_expires_at = None
 
 
+_specs: dict[str, JobSpec] = {}
+_SPEC_CACHE_MAX = 200_000
+
+
+def _spec(job_id: str, data: dict[str, Any]) -> JobSpec:
+    """A queued job's spec, parsed once: a job's spec never changes after submit, and a backlog is re-planned each pass."""
+    spec = _specs.get(job_id)
+    if spec is None:
+        if len(_specs) >= _SPEC_CACHE_MAX:
+            _specs.clear()
+        spec = _specs[job_id] = spec_from_json(data)
+    return spec
+
+
 def place_waiting_jobs(
-    session: Session, scheduler: Scheduler, *, now: float, engine_queue: float = 1.0
+    session: Session, scheduler: Scheduler | Callable[[GridShape], Scheduler], *, now: float,
+    engine_queue: float = 1.0,
 ) -> list[Placement]:
     """Run the scheduler over the queue and apply its plan.
 
+    ``scheduler`` may be a function of the grid's shape (the planner's), so an
+    idle pass with nothing queued reads neither the grid nor the price books.
     A placement starting later (a deferrable job shifted to cheaper or greener
     hours) takes no capacity now: the job stays waiting with the planned start
-    recorded, and a later pass places it when its hour comes.
+    recorded, and a later pass places it when its hour comes.  The plan is
+    written with one UPDATE and one INSERT per pass (Core executemany), not
+    row by row through the ORM.
     """
     rows = queued_jobs(session)
     if not rows:
         return []
     by_id = {r.id: r for r in rows}
     queue = [
-        QueuedJob(id=r.id, spec=spec_from_json(r.spec), tenant=r.tenant_id, submitted_at=r.submitted_at, attempt=r.attempt)
+        QueuedJob(id=r.id, spec=_spec(r.id, r.spec), tenant=r.tenant_id, submitted_at=r.submitted_at, attempt=r.attempt)
         for r in rows
     ]
-    pools = pool_states(session, engine_queue)
+    grid = load_grid(session)
+    if not hasattr(scheduler, "plan"):
+        scheduler = scheduler(grid[0])
+    pools = pool_states(session, engine_queue, grid=grid)
     if isinstance(scheduler, FairScheduler):
         result = scheduler.plan_with_preemption(queue, pools, now=now, running=running_jobs(session))
         preempt(session, result.preempt, now=now)
         plan = result.placements
     else:
         plan = scheduler.plan(queue, pools, now=now)
-    placed = []
+    placed, deferred, events = [], [], []
     for placement in plan:
         job = by_id[placement.job_id]
         record = {"site": placement.site, "pool": placement.pool, "start_at": placement.start_at,
                   "terms": placement.terms}
         if placement.start_at > now + 1.0:
             if job.placement != record | {"deferred": True}:
-                job.placement = record | {"deferred": True}
+                deferred.append({"b_id": job.id, "placement": record | {"deferred": True}})
             continue
-        job.site = placement.site
-        job.pool = placement.pool
-        job.placed_at = now
-        job.placement = record
-        move(session, job, JobState.PLACED, f"placed on {placement.site}/{placement.pool}", now=now)
-        placed.append(placement)
-    return placed
+        check_transition(JobState(job.state), JobState.PLACED)
+        _specs.pop(job.id, None)
+        placed.append({"b_id": job.id, "site": placement.site, "pool": placement.pool, "placed_at": now,
+                       "placement": record, "state": JobState.PLACED.value})
+        events.append({"job_id": job.id, "at": now, "attempt": job.attempt, "from_state": job.state,
+                       "to_state": JobState.PLACED.value, "reason": f"placed on {placement.site}/{placement.pool}"})
+    jobs = JobRow.__table__
+    if deferred:
+        session.execute(update(jobs).where(jobs.c.id == bindparam("b_id")).values(placement=bindparam("placement")),
+                        deferred)
+    if placed:
+        session.execute(update(jobs).where(jobs.c.id == bindparam("b_id")).values(
+            state=bindparam("state"), site=bindparam("site"), pool=bindparam("pool"),
+            placed_at=bindparam("placed_at"), placement=bindparam("placement")), placed)
+        session.execute(insert(JobEventRow.__table__), events)
+    return [p for p in plan if p.start_at <= now + 1.0]
 
 
 def explain_job(session: Session, planner: GridPlanner, job: JobRow, *, now: float) -> dict[str, Any]:

@@ -90,7 +90,8 @@ class PoolRow(Base):
 class JobRow(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        Index("ix_jobs_state_site", "state", "site"),
+        # Covering: what placed and running jobs hold per pool is summed from the index alone each pass.
+        Index("ix_jobs_state_held", "state", "site", "pool", "cores", "memory_gb", "devices"),
         Index("ix_jobs_tenant_submitted", "tenant_id", "submitted_at"),
         UniqueConstraint("tenant_id", "client_key"),
     )
