@@ -145,3 +145,24 @@ def test_flush_sends_all_queued_usage_in_one_batch_before_the_statuses(tmp_path:
     assert len(platform.calls[0][1]["records"]) == 3
     assert sorted(p.split("/")[3] for p in paths[1:]) == ["j1", "j2", "j3"]
     assert agent.outbox.size() == 0
+
+
+def test_a_lease_call_that_failed_is_repeated_with_the_same_request_id(tmp_path: Path) -> None:
+    platform = Platform(["j1"])
+    failing = {"left": 1}
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/agent/lease") and failing["left"]:
+            failing["left"] -= 1
+            platform.calls.append(("/agent/lease", json.loads(request.content)))
+            raise httpx.ReadError("connection reset while reading the reply")
+        return platform(request)
+
+    agent = _agent(tmp_path, FakeEngine(), platform)
+    agent.http = httpx.Client(base_url="http://platform/api/v1", transport=httpx.MockTransport(flaky))
+    for _ in range(3):
+        agent.step()
+        agent._retry_at = 0.0  # skip the back-off
+    ids = [b["request_id"] for p, b in platform.calls if p == "/agent/lease"]
+    assert len(ids) >= 3 and ids[0] == ids[1] != ids[2]  # repeated after the failure, fresh after a reply
+    assert set(agent.tasks) == {("j1", 1)}

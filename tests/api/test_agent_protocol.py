@@ -120,3 +120,23 @@ def test_register_rejects_a_gpu_pool_without_device_model(grid: Grid) -> None:
         {"name": "gpu", "resource_class": "intelligent", "engine": "local", "cores": 8, "memory_gb": 32, "devices": 2}]})
     assert r.status_code == 422
     assert "device" in r.json()["detail"]
+
+
+def test_a_lease_call_repeated_after_a_lost_reply_gets_the_same_attempts(grid: Grid) -> None:
+    grid.register()
+    ids = {grid.consumer.post("/api/v1/jobs", json=JOB).json()["id"] for _ in range(2)}
+    grid.tick()
+    first = grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 4, "request_id": "r-1"}).json()
+    assert {t["job_id"] for t in first} == ids and {t["attempt"] for t in first} == {1}
+    # The reply was lost; the agent repeats the call: same attempts, not re-leased, not lapsing.
+    again = grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 4, "request_id": "r-1"}).json()
+    assert sorted((t["job_id"], t["attempt"]) for t in again) == sorted((t["job_id"], t["attempt"]) for t in first)
+    assert grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 4, "request_id": "r-2"}).json() == []
+    events = [e["to"] for i in ids for e in grid.consumer.get(f"/api/v1/jobs/{i}/events").json()]
+    assert events.count("running") == 2  # one start per job
+
+
+def test_a_lease_request_id_longer_than_64_characters_is_refused(grid: Grid) -> None:
+    grid.register()
+    r = grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 1, "request_id": "x" * 65})
+    assert r.status_code == 422 and "request_id" in r.text

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import socket
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class Agent:
         self._last_usage: dict[tuple[str, int], float] = {}
         self._stop = False
         self._lease_s = 15.0  # the platform tells us its lease on register and heartbeat
+        self._lease_request = uuid.uuid4().hex
 
     # --- platform calls ------------------------------------------------------------------
     def _post(self, path: str, body: dict[str, Any]) -> Any:
@@ -162,7 +164,11 @@ class Agent:
                 self.outbox.commit(rec, [], finished=False)
 
     def lease(self, wait_s: float) -> None:
-        tasks = self._post("/agent/lease", {"max_jobs": self.max_tasks - len(self.tasks), "wait_s": wait_s})
+        # The id changes only once a reply arrived: a call that failed is repeated with it, so attempts the
+        # platform leased before the reply was lost come back to us instead of lapsing unrun.
+        body = {"max_jobs": self.max_tasks - len(self.tasks), "wait_s": wait_s, "request_id": self._lease_request}
+        tasks = self._post("/agent/lease", body)
+        self._lease_request = uuid.uuid4().hex
         recs = []
         for t in tasks:
             task = Task(job_id=t["job_id"], attempt=t["attempt"], command=tuple(t["command"]), pool=t["pool"],

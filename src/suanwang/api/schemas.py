@@ -150,6 +150,8 @@ class HeartbeatIn(In):
 class LeaseIn(In):
     max_jobs: int = Field(default=8, ge=1, le=1000)
     wait_s: float = Field(default=0.0, ge=0, le=30)
+    # Repeat a call whose reply was lost with the same id: it answers with the same attempts.
+    request_id: str = Field(default="", max_length=64)
 
 
 class TaskOut(BaseModel):

@@ -43,10 +43,26 @@ class UsageReport:
     device_s: float = 0.0
 
 
-def lease_jobs(session: Session, agent: Principal, *, max_jobs: int, lease_s: float) -> list[JobRow]:
-    """Hand this site's placed jobs to its agent as new attempts."""
+def lease_jobs(
+    session: Session, agent: Principal, *, max_jobs: int, lease_s: float, request_id: str = ""
+) -> list[JobRow]:
+    """Hand this site's placed jobs to its agent as new attempts.
+
+    A call repeated with the same ``request_id`` (its reply was lost: the
+    platform restarted, the connection dropped) gets the attempts it leased the
+    first time, still running, instead of leaving them to lapse unrun.
+    """
     require(agent, Role.AGENT)
     now = time.time()
+    if request_id:
+        replay = list(session.scalars(
+            select(JobRow).where(JobRow.site == agent.site, JobRow.state == JobState.RUNNING.value,
+                                 JobRow.lease_request == request_id).order_by(JobRow.placed_at, JobRow.id)
+        ))
+        if replay:
+            for job in replay:
+                job.lease_expires_at = now + lease_s
+            return replay
     query = (
         select(JobRow)
         .where(JobRow.site == agent.site, JobRow.state == JobState.PLACED.value)
@@ -60,6 +76,7 @@ def lease_jobs(session: Session, agent: Principal, *, max_jobs: int, lease_s: fl
         job.attempt += 1
         job.started_at = now
         job.lease_expires_at = now + lease_s
+        job.lease_request = request_id or None
         move(session, job, JobState.RUNNING, f"leased by agent of {agent.site}", now=now)
     return jobs
 

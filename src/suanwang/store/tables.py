@@ -109,6 +109,7 @@ class JobRow(Base):
     pool: Mapped[str | None] = mapped_column(String(100), nullable=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_request: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the agent's lease call, for replay
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     client_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     submitted_at: Mapped[float] = mapped_column(Float)

@@ -37,7 +37,8 @@ def lease(body: LeaseIn, agent: CurrentPrincipal, platform: PlatformDep) -> list
     deadline = time.monotonic() + body.wait_s
     while True:
         with platform.db.transaction() as session:
-            jobs = agents.lease_jobs(session, agent, max_jobs=body.max_jobs, lease_s=platform.settings.lease_s)
+            jobs = agents.lease_jobs(session, agent, max_jobs=body.max_jobs, lease_s=platform.settings.lease_s,
+                                     request_id=body.request_id)
             tasks = [
                 TaskOut(job_id=j.id, attempt=j.attempt, pool=j.pool or "", command=j.spec["command"], cores=j.cores,
                         memory_gb=j.memory_gb, devices=j.devices, env=j.spec.get("env", {}),
