@@ -147,6 +147,7 @@ REVERSIBLE = frozenset(
 )
 _HOLD_KINDS = frozenset({TransferKind.HOLD_PLACE, TransferKind.HOLD_RELEASE, TransferKind.HOLD_VOID})
 _HOLD_OR_CHARGE = _HOLD_KINDS | {TransferKind.CHARGE}
+_INT = {int}
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,16 +203,25 @@ class Transfer:
             raise InvalidSpec("a transfer needs an idempotency key")
         if self.booked_at.tzinfo is None:
             raise InvalidSpec(f"transfer {self.key}: booked_at must be timezone-aware")
-        for value, what in (
-            (self.hold_fen, "hold_fen"),
-            (self.voucher_fen, "voucher_fen"),
-            (self.voucher_cap_fen, "voucher_cap_fen"),
-        ):
-            check_fen(value, what)
-        totals = currency_totals(self.postings)
-        if any(totals.values()):
-            raise InvalidSpec(f"transfer {self.key} does not balance: {totals}")
-        self._check_links()
+        if set(map(type, (self.hold_fen, self.voucher_fen, self.voucher_cap_fen))) != _INT:
+            for value, what in (
+                (self.hold_fen, "hold_fen"),
+                (self.voucher_fen, "voucher_fen"),
+                (self.voucher_cap_fen, "voucher_cap_fen"),
+            ):
+                check_fen(value, what)
+        total = held = 0
+        currencies = set()
+        for p in self.postings:  # one pass: rating builds thousands of transfers a second
+            total += p.fen
+            currencies.add(p.currency)
+            if p.account.kind is AccountKind.HOLD:
+                held += p.fen
+        if total or len(currencies) > 1:
+            totals = currency_totals(self.postings)
+            if any(totals.values()):
+                raise InvalidSpec(f"transfer {self.key} does not balance: {totals}")
+        self._check_links(held)
         if not self.request:
             object.__setattr__(
                 self,
@@ -227,9 +237,9 @@ class Transfer:
                 ),
             )
 
-    def _check_links(self) -> None:
-        """The hold and voucher fields must say what the postings do, or the hold/voucher books drift."""
-        held = sum(p.fen for p in self.postings if p.account.kind is AccountKind.HOLD)
+    def _check_links(self, held: Fen) -> None:
+        """The hold and voucher fields must say what the postings do, or the hold/voucher books drift.
+        ``held`` is the sum of the postings to hold accounts."""
         expected_held = self.hold_fen if self.kind is TransferKind.HOLD_PLACE else -self.hold_fen
         if held != expected_held:
             raise InvalidSpec(f"transfer {self.key}: hold postings {held} do not match hold_fen {self.hold_fen}")
@@ -737,6 +747,7 @@ class _Unwritable(Exception):
 
 
 _json_ascii = json.encoder.encode_basestring_ascii  # a str as json.dumps (ensure_ascii) writes it
+_STR = {str}
 
 
 def _json_time(at: datetime | None, *known: tuple[datetime | None, str]) -> str:
@@ -757,8 +768,8 @@ def _transfer_json(t: Transfer) -> str:
              a.actor, a.reason, a.consumer, a.provider, a.job_id, a.usage_key, a.resource_class, a.pool)
     ints = (t.hold_fen, t.voucher_fen, t.voucher_cap_fen)
     version = a.price_book_version
-    if (type(t.kind) is not TransferKind or not all(type(x) is str for x in texts)
-            or not all(type(x) is int for x in ints) or not (version is None or type(version) is int)):
+    if (type(t.kind) is not TransferKind or set(map(type, texts)) != _STR or set(map(type, ints)) != _INT
+            or not (version is None or type(version) is int)):
         raise _Unwritable
     key, request, hold_id, programme, reverses, actor, reason, consumer, provider, job_id, usage_key, cls, pool = (
         map(_json_ascii, texts))
@@ -772,7 +783,7 @@ def _transfer_json(t: Transfer) -> str:
     end = _json_time(a.usage_end, (t.booked_at, booked), (a.usage_start, start))
     expires = _json_time(t.hold_expires_at, (t.booked_at, booked))
     return (  # the key order of transfer_to_row, and of Audit's fields
-        f'{{"key": {key}, "kind": "{t.kind.value}", "booked_at": {booked}, "request": {request}, '
+        f'{{"key": {key}, "kind": "{t.kind}", "booked_at": {booked}, "request": {request}, '
         f'"postings": [{", ".join(legs)}], "audit": {{"actor": {actor}, "reason": {reason}, '
         f'"consumer": {consumer}, "provider": {provider}, "job_id": {job_id}, "usage_key": {usage_key}, '
         f'"price_book_version": {"null" if version is None else version}, "resource_class": {cls}, '

@@ -221,7 +221,14 @@ class PriceBreakdown:
 
     def net_ratio(self) -> tuple[int, int]:
         """``net`` as an (unreduced) numerator and positive denominator, for rounding in integers."""
-        _, subtotal_n, subtotal_d = self._terms()
+        if len(self.bands) == 1:  # most intervals lie in one band: the units need no split
+            _, multiplier, _ = self.bands[0]
+            qty_n, qty_d = self.units.as_integer_ratio()
+            price_n, price_d = self.entry.unit_price_fen.as_integer_ratio()
+            mult_n, mult_d = multiplier.as_integer_ratio()
+            subtotal_n, subtotal_d = qty_n * price_n * mult_n, qty_d * price_d * mult_d
+        else:
+            _, subtotal_n, subtotal_d = self._terms()
         green_n, green_d = self.entry.green_discount_pct.as_integer_ratio()
         return subtotal_n * (100 * green_d - green_n), subtotal_d * green_d * 100
 

@@ -133,19 +133,23 @@ def usage_digest(record: UsageRecord) -> str:
     tests/domain/test_rating_fast.py holds the two equal on random records.
     """
     texts = (record.consumer, record.job_id, record.pool, record.provider, record.site, record.tier)
-    if not all(type(x) is str for x in texts) or type(record.attempt) is not int or type(record.seq) is not int \
-            or type(record.resource_class) is not ResourceClass or type(record.service_level) is not ServiceLevel \
-            or not all(type(u) is PriceUnit and type(q) is Decimal for u, q in record.quantities):
+    units, amounts = zip(*record.quantities, strict=True)
+    if (set(map(type, texts)) != _STR or type(record.attempt) is not int or type(record.seq) is not int
+            or type(record.resource_class) is not ResourceClass or type(record.service_level) is not ServiceLevel
+            or set(map(type, units)) != _UNIT or set(map(type, amounts)) != _DECIMAL):
         return digest(record)
     consumer, job_id, pool, provider, site, tier = map(_json_text, texts)
-    quantities = ", ".join(f'["{u.value}", "{format(q.normalize(), "f")}"]' for u, q in record.quantities)
-    return digest_text(
+    quantities = ", ".join(f'["{u}", "{format(q.normalize(), "f")}"]' for u, q in record.quantities)
+    return digest_text(  # enum members format as their values (StrEnum)
         f'[{{"attempt": {record.attempt}, "consumer": {consumer}, "end": "{_utc_iso(record.end)}", '
         f'"job_id": {job_id}, "pool": {pool}, "provider": {provider}, "quantities": [{quantities}], '
-        f'"resource_class": "{record.resource_class.value}", "seq": {record.seq}, '
-        f'"service_level": "{record.service_level.value}", "site": {site}, "start": "{_utc_iso(record.start)}", '
+        f'"resource_class": "{record.resource_class}", "seq": {record.seq}, '
+        f'"service_level": "{record.service_level}", "site": {site}, "start": "{_utc_iso(record.start)}", '
         f'"tier": {tier}}}]'
     )
+
+
+_STR, _UNIT, _DECIMAL, _INT = {str}, {PriceUnit}, {Decimal}, {int}
 
 
 def _utc_iso(at: datetime) -> str:
@@ -198,8 +202,11 @@ class Charge:
     request: str  # the record's digest (usage_digest): the charge transfer's idempotency request
 
     def __post_init__(self) -> None:
-        for name in ("gross_fen", "fee_fen", "provider_fen", "rounding_fen", "voucher_fen", "consumer_fen"):
-            check_fen(getattr(self, name), name)
+        amounts = (self.gross_fen, self.fee_fen, self.provider_fen, self.rounding_fen, self.voucher_fen,
+                   self.consumer_fen)
+        if set(map(type, amounts)) != _INT:  # else name the first that is not int fen
+            for name in ("gross_fen", "fee_fen", "provider_fen", "rounding_fen", "voucher_fen", "consumer_fen"):
+                check_fen(getattr(self, name), name)
         assert self.fee_fen + self.provider_fen + self.rounding_fen == self.gross_fen
         assert self.consumer_fen + self.voucher_fen == self.gross_fen
 

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
@@ -643,15 +644,18 @@ _USAGE_COLUMNS = ("id", "job_id", "attempt", "seq", "tenant_id", "site", "pool",
                   "core_s", "device_s", "units_nano")  # rows are unpacked in this order (by name costs more)
 
 
-def _pending(session: Session, limit: int) -> list[Any]:
-    """Unrated usage rows as plain tuples (ORM objects cost more than the rating); PostgreSQL workers
-    skip rows another worker holds, so they share the queue (the charge key alone makes it exactly once)."""
+def _claim(session: Session, limit: int) -> list[Any]:
+    """Mark up to ``limit`` unrated usage rows rated and return them (oldest first) as plain tuples, in one
+    statement.  The mark commits only with the charges (the caller's transaction), so a crash leaves the
+    rows unrated; PostgreSQL workers skip rows another worker claimed, so they share the queue (the
+    charge key alone makes it exactly once)."""
     table = UsageRow.__table__
-    query = (select(*(table.c[c] for c in _USAGE_COLUMNS)).where(table.c.rated.is_(False))
-             .order_by(table.c.id).limit(limit))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return session.connection().execute(query).all()
+    pending = select(table.c.id).where(table.c.rated.is_(False)).order_by(table.c.id).limit(limit)
+    if is_postgres(session.get_bind()):
+        pending = pending.with_for_update(skip_locked=True)
+    claim = (update(table).where(table.c.id.in_(pending)).values(rated=True)
+             .returning(*(table.c[c] for c in _USAGE_COLUMNS)))
+    return sorted(session.connection().execute(claim).all(), key=itemgetter(0))  # RETURNING has no order
 
 
 def rate_pending_usage(session: Session, *, limit: int = 1000) -> RatingReport:
@@ -660,16 +664,12 @@ def rate_pending_usage(session: Session, *, limit: int = 1000) -> RatingReport:
     Safe to run in several workers at once and to re-run after a crash at any
     point: the charge key is the usage key, unique in the database.
     """
-    rows = _pending(session, limit)
+    rows = _claim(session, limit)
     if not rows:
         return RatingReport(0, 0, 0, ())
     books = BooksInForce(load_books(session))
     records, free = _records(session, rows, books)
     charged, over = _charge(session, records, books) if records else (0, set())
-    ids = [r[0] for r in rows]
-    table = UsageRow.__table__
-    pg = is_postgres(session.get_bind())
-    session.connection().execute(update(table).where(among(table.c.id, ids, pg=pg)).values(rated=True))
     return RatingReport(len(rows), charged, free, tuple(sorted(over)))
 
 

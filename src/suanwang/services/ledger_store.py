@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import any_, bindparam, func, insert, select, text, update
+from sqlalchemy import String, any_, bindparam, func, insert, literal_column, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
@@ -95,11 +95,13 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 
 
 def among(column: Any, values: Iterable[Any], *, pg: bool) -> Any:
-    """``column IN (values)``; on PostgreSQL ``column = ANY(array)``: one parameter instead of thousands,
-    which psycopg would otherwise parse out of the statement text on every call."""
+    """``column IN (values)`` with the values as one parameter: ``= ANY(array)`` on PostgreSQL, a JSON
+    array read by ``json_each`` on SQLite.  A batch asks about thousands of keys, and a parameter each
+    costs more to compile and send (psycopg even parses them out of the text) than the lookup."""
     if pg:
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(list(values))
+    array = bindparam(None, json.dumps(list(values)), type_=String())
+    return column.in_(select(literal_column("value")).select_from(func.json_each(array)))
 
 
 def _upsert_ignore(session: Session, table: Any) -> Any:
@@ -315,7 +317,7 @@ class SqlLedger:
         """Check ``t`` against the locked state and stage its writes; ``flush`` sends them."""
         self._take_shared_lock()
         ids = [str(p.account) for p in t.postings]
-        if not all(i in self._accounts for i in ids):
+        if not self._accounts.keys() >= set(ids):
             self.lock_accounts(ids)  # locks first: a concurrent twin is then seen as EXISTS
         if t.hold_id:
             self.hold(t.hold_id)
@@ -334,7 +336,7 @@ class SqlLedger:
         return TransferResult(t.key, ResultCode.CREATED, check.over_limit)
 
     def _stage_effects(self, t: Transfer, over_limit: bool, ids: list[str]) -> None:
-        booked = to_us(t.booked_at)
+        booked = (t.booked_at - EPOCH) // _US  # to_us: the transfer checked that it is aware
         postings = self._staged.postings
         for p, account_id in zip(t.postings, ids, strict=True):
             acc = self._accounts[account_id]
@@ -404,10 +406,14 @@ class SqlLedger:
         insert), or COPY for a large batch on PostgreSQL (psycopg would otherwise send a statement per
         row).  JSON columns arrive encoded: the driver sees text and the column's type reads it back."""
         names = ", ".join(f'"{c}"' for c in columns)
-        if not self.pg or len(rows) < 50:
-            mark = "%s" if self.pg else "?"
-            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join(mark for _ in columns)})',
+        if not self.pg:
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" for _ in columns)})',
                                  rows)
+            return
+        if len(rows) < 50:  # one statement, all rows in its VALUES
+            group = f'({", ".join("%s" for _ in columns)})'
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join(group for _ in rows)}',
+                                 tuple(v for row in rows for v in row))
             return
         sql = f'COPY "{table.name}" ({names}) FROM STDIN'
         dbapi = conn.dialect.loaded_dbapi
