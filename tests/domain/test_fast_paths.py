@@ -99,8 +99,8 @@ def reference_digest(*parts: object) -> str:
 
 # ---- strategies ---------------------------------------------------------------------------------------------
 
-multipliers = st.sampled_from([Decimal("1"), Decimal("1.0"), Decimal("0.75"), Decimal("1.25"), Decimal("1.35"),
-                               Decimal("0.6"), Decimal("0"), Decimal("2.125"), Decimal("0.333")])
+multipliers = st.sampled_from([Decimal(1), Decimal("1.0"), Decimal("0.75"), Decimal("1.25"), Decimal("1.35"),
+                               Decimal("0.6"), Decimal(0), Decimal("2.125"), Decimal("0.333")])
 
 
 @st.composite
@@ -287,7 +287,7 @@ def test_books_in_force_finds_the_book_price_book_in_force_finds(starts: list[tu
 
 
 @given(st.dictionaries(st.sampled_from(PriceUnit), quantities, min_size=1))
-def test_quantities_given_in_normal_order_are_kept_as_normalisation_makes_them(measured: dict[PriceUnit, Decimal]) -> None:
+def test_quantities_in_normal_order_are_kept_as_normalisation_makes_them(measured: dict[PriceUnit, Decimal]) -> None:
     start = datetime(2026, 3, 2, tzinfo=UTC)
     ordered = tuple(sorted(measured.items(), key=lambda uq: uq[0].value))
     from_dict = UsageRecord("j", 0, 0, "c", "p", "s", "o", ResourceClass.GENERAL, "standard", ServiceLevel.STANDARD,
@@ -311,7 +311,7 @@ def test_a_charge_body_reuses_its_times_correctly() -> None:
     record = UsageRecord("job", 0, 3, "acme", "dc", "site", "pool", ResourceClass.GENERAL, "standard",
                          ServiceLevel.STANDARD, start, start + timedelta(minutes=1, microseconds=7),
                          {PriceUnit.SCU: Decimal("12.5")})
-    entry = PriceEntry(ResourceClass.GENERAL, "standard", ServiceLevel.STANDARD, Decimal("100"), PriceUnit.SCU)
+    entry = PriceEntry(ResourceClass.GENERAL, "standard", ServiceLevel.STANDARD, Decimal(100), PriceUnit.SCU)
     for settled in (None, start + timedelta(hours=1)):  # booked at the usage end, or later (late usage)
         charge = rate_usage(record, a_book(entry, effective_from=start), contract=ProviderContract("dc", 700),
                             settled_until=settled)

@@ -275,7 +275,7 @@ def _canonical(value: object) -> object:
     return handler(value)
 
 
-def _handler_for(kind: type) -> Any:  # noqa: PLR0911 (one branch per kind of value)
+def _handler_for(kind: type) -> Any:
     """How values of exactly ``kind`` canonicalise; the branch order decides for types that are several things."""
     if issubclass(kind, float):
         return _refuse_float

@@ -216,7 +216,8 @@ class PriceBreakdown:
         common = math.lcm(*(d for _, d in ratios))
         units_d = qty_d * total_us if total_us else qty_d  # an instant puts all units in its one band
         units = [(qty_n * us if total_us else qty_n, units_d) for _, _, us in self.bands]
-        subtotal_n = sum(n * price_n * mult_n * (common // mult_d) for (n, _), (mult_n, mult_d) in zip(units, ratios))
+        subtotal_n = sum(n * price_n * mult_n * (common // mult_d)
+                         for (n, _), (mult_n, mult_d) in zip(units, ratios, strict=True))
         return units, subtotal_n, units_d * price_d * common
 
     def net_ratio(self) -> tuple[int, int]:

@@ -130,7 +130,7 @@ def usage_digest(record: UsageRecord) -> str:
     Rating digests thousands of records a second; the general walk over the
     dataclass costs more than the rest of planning a charge.  Any field of an
     unexpected type (a str or int subclass, say) takes the general path, and
-    tests/domain/test_rating_fast.py holds the two equal on random records.
+    tests/domain/test_fast_paths.py holds the two equal on random records.
     """
     texts = (record.consumer, record.job_id, record.pool, record.provider, record.site, record.tier)
     units, amounts = zip(*record.quantities, strict=True)

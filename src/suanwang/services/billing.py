@@ -99,6 +99,7 @@ from suanwang.services.ledger_store import (
     reconcile,
     to_us,
 )
+from suanwang.store.db import is_postgres
 from suanwang.store.ledger_tables import (
     HoldRow,
     PriceBookRow,
@@ -107,7 +108,6 @@ from suanwang.store.ledger_tables import (
     TransferRow,
     VoucherProgrammeRow,
 )
-from suanwang.store.db import is_postgres
 from suanwang.store.tables import JobRow, PoolRow, SiteRow, TenantRow, UsageRow
 
 log = logging.getLogger("suanwang.billing")
@@ -680,6 +680,7 @@ def _records(session: Session, rows: Sequence[Any], books: BooksInForce) -> tupl
     sites = dict(session.execute(select(SiteRow.name, SiteRow.tenant_id)).all())
     tiers = {(p.site, p.name): p.tier for p in session.scalars(select(PoolRow))}
     first = books.first_effective()
+    classes = {c.value: c for c in ResourceClass}  # ResourceClass(value) costs more than a dict
     records, free = [], 0
     for _, job_id, attempt, seq, consumer, site, pool, cls, start_s, end_s, core_s, device_s, units_nano in rows:
         start = utc(start_s)
@@ -687,8 +688,8 @@ def _records(session: Session, rows: Sequence[Any], books: BooksInForce) -> tupl
             free += 1  # no book in force when this usage started: free
             continue
         records.append(UsageRecord(job_id, attempt, seq, consumer, sites.get(site, site), site, pool,
-                                   ResourceClass(cls), tiers.get((site, pool), "standard"), levels[job_id], start,
-                                   utc(end_s), _quantities(core_s, device_s, units_nano)))
+                                   classes.get(cls) or ResourceClass(cls), tiers.get((site, pool), "standard"),
+                                   levels[job_id], start, utc(end_s), _quantities(core_s, device_s, units_nano)))
     return records, free
 
 
