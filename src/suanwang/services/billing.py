@@ -34,7 +34,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import false, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -650,7 +650,7 @@ def _claim(session: Session, limit: int) -> list[Any]:
     rows unrated; PostgreSQL workers skip rows another worker claimed, so they share the queue (the
     charge key alone makes it exactly once)."""
     table = UsageRow.__table__
-    pending = select(table.c.id).where(table.c.rated.is_(False)).order_by(table.c.id).limit(limit)
+    pending = select(table.c.id).where(table.c.rated == false()).order_by(table.c.id).limit(limit)  # = : indexed
     if is_postgres(session.get_bind()):
         pending = pending.with_for_update(skip_locked=True)
     claim = (update(table).where(table.c.id.in_(pending)).values(rated=True)
