@@ -5,8 +5,10 @@
 For SQLite (a temporary file, WAL) and PostgreSQL (a fresh schema in
 ``postgresql+psycopg://postgres@127.0.0.1:5432/test``; skipped if unreachable):
 (1) ratings/s: unrated usage rows -> charges, with ``billing.rate_all`` exactly
-as the control loop runs it (1000 records per transaction: price lookup,
-time-of-use split, voucher, hold capture, balanced CHARGE, rows marked rated);
+as the control loop runs it (1000 records per transaction: rows claimed, price
+lookup, time-of-use split, voucher and hold lookups, balanced CHARGE; the seeded
+jobs place no holds and no voucher programme exists, so nothing is captured
+from a hold or paid by a voucher);
 (2) transactions/s: pre-planned transfers applied by ``SqlLedger.apply_many``
 in batches of 1000 per transaction (top-ups to 50 wallets; every one touches
 the hot operator funding account); (3) a full reconciliation, which must pass.

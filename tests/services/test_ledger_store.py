@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from suanwang.domain.ledger import (
     AccountKind,
@@ -210,3 +211,19 @@ def test_the_database_refuses_to_edit_posted_transfers(db: Database, statement: 
         s.execute(text(statement))
     with db.transaction() as s:
         assert reconcile(s).ok and reconcile(s).transfers == 1
+
+
+@pytest.mark.parametrize("size", [3, 80])  # a multi-row INSERT, and COPY on PostgreSQL
+def test_a_twin_that_slipped_past_the_lookup_fails_as_an_integrity_error(db: Database, size: int) -> None:
+    """The unique key is the last line (module docstring): however a batch is written, a duplicate surfaces
+    as SQLAlchemy's IntegrityError, which ``billing.retrying`` and the API map (retry, 409)."""
+    transfers = [plan_topup(f"twin-{i}", consumer="acme", fen=5, at=at(0), actor="op") for i in range(size)]
+    with db.transaction() as s:
+        assert SqlLedger(s).apply(transfers[0]).code is ResultCode.CREATED
+    with pytest.raises(IntegrityError), db.transaction() as s:
+        ledger = SqlLedger(s)
+        ledger.load_keys([t.key for t in transfers])
+        ledger._known[transfers[0].key] = None  # as if a concurrent twin committed after our lookup
+        ledger.apply_many(transfers)
+    with db.transaction() as s:
+        assert cached_balances(s)[wallet("acme")] == 5 and reconcile(s).ok

@@ -33,8 +33,10 @@ therefore goes negative; the sum over all accounts is always zero.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
+import json.encoder
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
@@ -72,7 +74,10 @@ class Account:
             raise InvalidSpec(f"account owner must be non-empty without ':': {self.owner!r}")
 
     def __str__(self) -> str:
-        return f"{self.kind.value}:{self.owner}"
+        return self.kind + ":" + self.owner  # a StrEnum concatenates as its value (no enum property lookup)
+
+    def __hash__(self) -> int:  # the generated hash calls Enum.__hash__ in Python; accounts key hot dicts
+        return hash((str.__hash__(self.kind), self.owner))
 
     @classmethod
     def parse(cls, text: str) -> Account:
@@ -83,18 +88,23 @@ class Account:
             raise InvalidSpec(f"unknown account {text!r}") from exc
 
 
+# An Account is immutable, so the few thousand a platform uses are built (and validated) once each.
+@functools.lru_cache(maxsize=65_536)
 def wallet(consumer: str) -> Account:
     return Account(AccountKind.WALLET, consumer)
 
 
+@functools.lru_cache(maxsize=65_536)
 def hold_account(consumer: str) -> Account:
     return Account(AccountKind.HOLD, consumer)
 
 
+@functools.lru_cache(maxsize=65_536)
 def earnings(provider: str) -> Account:
     return Account(AccountKind.EARNINGS, provider)
 
 
+@functools.lru_cache(maxsize=4_096)
 def voucher_fund(programme: str) -> Account:
     return Account(AccountKind.VOUCHER, programme)
 
@@ -136,6 +146,8 @@ REVERSIBLE = frozenset(
     {TransferKind.TOPUP, TransferKind.CHARGE, TransferKind.VOUCHER_FUND, TransferKind.PAYOUT, TransferKind.ADJUSTMENT}
 )
 _HOLD_KINDS = frozenset({TransferKind.HOLD_PLACE, TransferKind.HOLD_RELEASE, TransferKind.HOLD_VOID})
+_HOLD_OR_CHARGE = _HOLD_KINDS | {TransferKind.CHARGE}
+_INT = {int}
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,16 +203,25 @@ class Transfer:
             raise InvalidSpec("a transfer needs an idempotency key")
         if self.booked_at.tzinfo is None:
             raise InvalidSpec(f"transfer {self.key}: booked_at must be timezone-aware")
-        for value, what in (
-            (self.hold_fen, "hold_fen"),
-            (self.voucher_fen, "voucher_fen"),
-            (self.voucher_cap_fen, "voucher_cap_fen"),
-        ):
-            check_fen(value, what)
-        totals = currency_totals(self.postings)
-        if any(totals.values()):
-            raise InvalidSpec(f"transfer {self.key} does not balance: {totals}")
-        self._check_links()
+        if set(map(type, (self.hold_fen, self.voucher_fen, self.voucher_cap_fen))) != _INT:
+            for value, what in (
+                (self.hold_fen, "hold_fen"),
+                (self.voucher_fen, "voucher_fen"),
+                (self.voucher_cap_fen, "voucher_cap_fen"),
+            ):
+                check_fen(value, what)
+        total = held = 0
+        currencies = set()
+        for p in self.postings:  # one pass: rating builds thousands of transfers a second
+            total += p.fen
+            currencies.add(p.currency)
+            if p.account.kind is AccountKind.HOLD:
+                held += p.fen
+        if total or len(currencies) > 1:
+            totals = currency_totals(self.postings)
+            if any(totals.values()):
+                raise InvalidSpec(f"transfer {self.key} does not balance: {totals}")
+        self._check_links(held)
         if not self.request:
             object.__setattr__(
                 self,
@@ -216,15 +237,15 @@ class Transfer:
                 ),
             )
 
-    def _check_links(self) -> None:
-        """The hold and voucher fields must say what the postings do, or the hold/voucher books drift."""
-        held = sum(p.fen for p in self.postings if p.account.kind is AccountKind.HOLD)
-        expected_held = {TransferKind.HOLD_PLACE: self.hold_fen}.get(self.kind, -self.hold_fen)
+    def _check_links(self, held: Fen) -> None:
+        """The hold and voucher fields must say what the postings do, or the hold/voucher books drift.
+        ``held`` is the sum of the postings to hold accounts."""
+        expected_held = self.hold_fen if self.kind is TransferKind.HOLD_PLACE else -self.hold_fen
         if held != expected_held:
             raise InvalidSpec(f"transfer {self.key}: hold postings {held} do not match hold_fen {self.hold_fen}")
         if (self.kind in _HOLD_KINDS or self.hold_fen) and not self.hold_id:
             raise InvalidSpec(f"transfer {self.key}: {self.kind} needs a hold_id")
-        if self.kind not in _HOLD_KINDS | {TransferKind.CHARGE} and (self.hold_id or self.hold_fen):
+        if self.kind not in _HOLD_OR_CHARGE and (self.hold_id or self.hold_fen):
             raise InvalidSpec(f"transfer {self.key}: {self.kind} cannot move a hold")
         if self.kind in (TransferKind.CHARGE, TransferKind.REVERSAL) and self.voucher_programme:
             paid = -sum(p.fen for p in self.postings if p.account == voucher_fund(self.voucher_programme))
@@ -246,30 +267,59 @@ def currency_totals(postings: Iterable[Posting]) -> dict[str, Fen]:
 
 
 def _canonical(value: object) -> object:
-    if isinstance(value, float):
-        raise TypeError(f"float {value!r} in a money request: use int fen or Decimal")
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _canonical(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, datetime):  # the same instant digests the same in any zone
-        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
-    if isinstance(value, Decimal):  # 1, 1.0 and 1.00 are the same quantity
-        return format(value.normalize(), "f")
-    if isinstance(value, Fraction):
-        return str(value)
-    if isinstance(value, tuple | list):
-        return [_canonical(v) for v in value]
-    if isinstance(value, frozenset | set):
-        return sorted(str(_canonical(v)) for v in value)
-    if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    """The JSON form a digest hashes: by the exact type's handler (found once per type, in the
+    order of :func:`_handler_for`), because rating digests thousands of records a second."""
+    handler = _HANDLERS.get(type(value))
+    if handler is None:
+        handler = _HANDLERS[type(value)] = _handler_for(type(value))
+    return handler(value)
+
+
+def _handler_for(kind: type) -> Any:
+    """How values of exactly ``kind`` canonicalise; the branch order decides for types that are several things."""
+    if issubclass(kind, float):
+        return _refuse_float
+    if is_dataclass(kind) and not issubclass(kind, type):
+        names = tuple(f.name for f in fields(kind))
+        return lambda value: {name: _canonical(getattr(value, name)) for name in names}
+    if issubclass(kind, enum.Enum):
+        return lambda value: value.value
+    if issubclass(kind, datetime):  # the same instant digests the same in any zone
+        return lambda value: value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+    if issubclass(kind, Decimal):  # 1, 1.0 and 1.00 are the same quantity
+        return lambda value: format(value.normalize(), "f")
+    if issubclass(kind, Fraction):
+        return str
+    if issubclass(kind, tuple | list):
+        return lambda value: [_canonical(v) for v in value]
+    if issubclass(kind, frozenset | set):
+        return lambda value: sorted(str(_canonical(v)) for v in value)
+    if issubclass(kind, Mapping):
+        return lambda value: {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    return _same
+
+
+def _refuse_float(value: object) -> object:
+    raise TypeError(f"float {value!r} in a money request: use int fen or Decimal")
+
+
+def _same(value: object) -> object:
     return value
+
+
+_HANDLERS: dict[type, Any] = {str: _same, int: _same, bool: _same, type(None): _same}
+
+
+_DIGEST_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)  # json.dumps would build one per call
 
 
 def digest(*parts: object) -> str:
     """A stable sha256 of plain values and frozen dataclasses (no float allowed in money)."""
-    text = json.dumps([_canonical(p) for p in parts], sort_keys=True, ensure_ascii=False)
+    return digest_text(_DIGEST_JSON.encode([_canonical(p) for p in parts]))
+
+
+def digest_text(text: str) -> str:
+    """The sha256 of a canonical JSON text: what :func:`digest` hashes (for writers of that text)."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -441,18 +491,24 @@ _MAY_PASS_FLOOR = frozenset({(TransferKind.CHARGE, AccountKind.WALLET), (Transfe
 
 
 def _check_floors(view: LedgerView, t: Transfer) -> Check:
-    over = False
-    for account in t.accounts():
-        delta = t.delta(account)
+    """Refuse (the first account in sorted order that fails decides the code) or flag over_limit."""
+    deltas: dict[Account, Fen] = {}
+    for p in t.postings:
+        deltas[p.account] = deltas.get(p.account, 0) + p.fen
+    over, refused = False, []
+    for account, delta in deltas.items():
+        if delta >= 0:
+            continue
         floor = floor_of(view, account)
-        if delta >= 0 or floor is None or view.balance(account) + delta >= floor:
+        if floor is None or view.balance(account) + delta >= floor:
             continue
         if (t.kind, account.kind) in _MAY_PASS_FLOOR:
             over = True
-        elif account.kind is AccountKind.WALLET:
-            return Check(ResultCode.EXCEEDS_CREDIT)
         else:
-            return Check(ResultCode.EXCEEDS_BALANCE)
+            refused.append(account)
+    if refused:
+        first = min(refused)
+        return Check(ResultCode.EXCEEDS_CREDIT if first.kind is AccountKind.WALLET else ResultCode.EXCEEDS_BALANCE)
     return Check(None, over)
 
 
@@ -651,9 +707,12 @@ def audit_record(t: Transfer) -> dict[str, str]:
 _AUDIT_TIMES = ("usage_start", "usage_end")
 
 
+_AUDIT_FIELDS = tuple(f.name for f in fields(Audit))
+
+
 def transfer_to_row(t: Transfer) -> dict[str, Any]:
     """A JSON-ready dict of ``t`` (ints, strings, lists): what a store persists.  Inverse: transfer_from_row."""
-    audit = {f.name: getattr(t.audit, f.name) for f in fields(Audit)}
+    audit = {name: getattr(t.audit, name) for name in _AUDIT_FIELDS}
     for name in _AUDIT_TIMES:
         audit[name] = audit[name].isoformat() if audit[name] else None
     return {
@@ -671,6 +730,67 @@ def transfer_to_row(t: Transfer) -> dict[str, Any]:
         "reverses": t.reverses,
         "hold_expires_at": t.hold_expires_at.isoformat() if t.hold_expires_at else None,
     }
+
+
+def transfer_json(t: Transfer) -> str:
+    """``json.dumps(transfer_to_row(t))``, written directly: a store encodes one per transfer it books, and
+    the dict plus the general encoder cost more than checking the transfer.  A field of a type the
+    writer does not know (say a str subclass) sends the whole transfer down the general path."""
+    try:
+        return _transfer_json(t)
+    except _Unwritable:
+        return json.dumps(transfer_to_row(t))
+
+
+class _Unwritable(Exception):
+    """A value the direct writer does not write as json.dumps would."""
+
+
+_json_ascii = json.encoder.encode_basestring_ascii  # a str as json.dumps (ensure_ascii) writes it
+_STR = {str}
+
+
+def _json_time(at: datetime | None, *known: tuple[datetime | None, str]) -> str:
+    """A time as transfer_to_row stores it (isoformat in its own zone), reusing one already written."""
+    if at is None:
+        return "null"
+    for other, text in known:
+        if at is other:
+            return text
+    if type(at) is not datetime:
+        raise _Unwritable
+    return f'"{at.isoformat()}"'
+
+
+def _transfer_json(t: Transfer) -> str:
+    a = t.audit
+    texts = (t.key, t.request, t.hold_id, t.voucher_programme, t.reverses,
+             a.actor, a.reason, a.consumer, a.provider, a.job_id, a.usage_key, a.resource_class, a.pool)
+    ints = (t.hold_fen, t.voucher_fen, t.voucher_cap_fen)
+    version = a.price_book_version
+    if (type(t.kind) is not TransferKind or set(map(type, texts)) != _STR or set(map(type, ints)) != _INT
+            or not (version is None or type(version) is int)):
+        raise _Unwritable
+    key, request, hold_id, programme, reverses, actor, reason, consumer, provider, job_id, usage_key, cls, pool = (
+        map(_json_ascii, texts))
+    legs = []
+    for p in t.postings:
+        if type(p.fen) is not int or type(p.currency) is not str or type(p.account.owner) is not str:
+            raise _Unwritable
+        legs.append(f"[{_json_ascii(str(p.account))}, {p.fen}, {_json_ascii(p.currency)}]")
+    booked = _json_time(t.booked_at)
+    start = _json_time(a.usage_start, (t.booked_at, booked))
+    end = _json_time(a.usage_end, (t.booked_at, booked), (a.usage_start, start))
+    expires = _json_time(t.hold_expires_at, (t.booked_at, booked))
+    return (  # the key order of transfer_to_row, and of Audit's fields
+        f'{{"key": {key}, "kind": "{t.kind}", "booked_at": {booked}, "request": {request}, '
+        f'"postings": [{", ".join(legs)}], "audit": {{"actor": {actor}, "reason": {reason}, '
+        f'"consumer": {consumer}, "provider": {provider}, "job_id": {job_id}, "usage_key": {usage_key}, '
+        f'"price_book_version": {"null" if version is None else version}, "resource_class": {cls}, '
+        f'"pool": {pool}, "usage_start": {start}, "usage_end": {end}}}, "hold_id": {hold_id}, '
+        f'"hold_fen": {t.hold_fen}, "voucher_programme": {programme}, "voucher_fen": {t.voucher_fen}, '
+        f'"voucher_cap_fen": {t.voucher_cap_fen}, "reverses": {reverses}, "hold_expires_at": {expires}}}'
+    )
 
 
 def transfer_from_row(row: Mapping[str, Any]) -> Transfer:

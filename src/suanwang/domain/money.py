@@ -10,7 +10,8 @@ Invariants owned here
   decimal places of fen; finer input is rejected rather than rounded.
 - Exact intermediate amounts are ``Decimal``; they become fen only through
   :func:`round_fen`, which uses ``ROUNDING`` (banker's rounding, ROUND_HALF_EVEN)
-  and returns the residue so that callers account for it.
+  and returns the residue so that callers account for it (:func:`round_ratio` is
+  the same rule on a numerator and denominator, for hot paths in integers).
 - Only ``CNY`` is supported; anything else raises :class:`InvalidSpec`.
 """
 
@@ -42,6 +43,8 @@ def check_currency(currency: str) -> str:
 
 def check_fen(value: object, what: str = "amount") -> Fen:
     """Return ``value`` if it is an ``int`` (not bool), else raise InvalidSpec."""
+    if type(value) is int:  # the common case, decided at once
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidSpec(f"{what} must be an integer number of fen, got {type(value).__name__}", value=repr(value))
     return value
@@ -111,7 +114,8 @@ def round_fen(exact: Fraction) -> tuple[Fen, Fraction]: ...
 def round_fen(exact: Exact) -> tuple[Fen, Exact]:
     """Round an exact fen amount (``Decimal`` or ``Fraction``) to whole fen, half to even.
 
-    This is the only place fen are rounded.  Returns ``(fen, residue)`` with
+    This (with :func:`round_ratio`, the same rule in integers) is the only place
+    fen are rounded.  Returns ``(fen, residue)`` with
     ``fen + residue == exact`` exactly, so the caller can account for the
     sub-fen residue (|residue| <= 0.5).
     """
@@ -119,9 +123,21 @@ def round_fen(exact: Exact) -> tuple[Fen, Exact]:
         fen = int(exact.quantize(Decimal(1), rounding=ROUNDING))
         return fen, exact - fen
     if isinstance(exact, Fraction):
-        fen = round(exact)  # Fraction.__round__ rounds half to even
+        fen = round_ratio(exact.numerator, exact.denominator)
         return fen, exact - fen
     raise TypeError(f"round_fen takes a Decimal or Fraction, got {type(exact).__name__}")
+
+
+def round_ratio(numerator: int, denominator: int) -> Fen:
+    """``numerator / denominator`` fen (denominator > 0) rounded half to even, in integers:
+    :func:`round_fen`'s rule (and ``Fraction.__round__``'s) without building a Fraction."""
+    if denominator <= 0:
+        raise ValueError(f"round_ratio needs a positive denominator, got {denominator}")
+    fen, remainder = divmod(numerator, denominator)
+    twice = remainder * 2
+    if twice > denominator or (twice == denominator and fen % 2):
+        fen += 1
+    return fen
 
 
 def apply_bps(amount: Fen, bps: int) -> Fen:

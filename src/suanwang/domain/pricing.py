@@ -20,9 +20,11 @@ Invariants owned here
 
 from __future__ import annotations
 
+import bisect
 import enum
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -30,7 +32,7 @@ from fractions import Fraction
 from suanwang.domain.grid import Pool, PoolId, SiteId
 from suanwang.domain.money import Fen, parse_price, parse_quantity, round_fen
 from suanwang.domain.resources import ResourceClass, ServiceLevel
-from suanwang.domain.tou import TouBand, TouTariff, split_by_tou
+from suanwang.domain.tou import TouBand, TouTariff, band_microseconds
 from suanwang.domain.voucher import VoucherProgramme, pick_programme, voucher_share
 from suanwang.errors import InvalidSpec
 
@@ -87,6 +89,10 @@ class PriceBook:
     version: int
     effective_from: datetime
     entries: tuple[PriceEntry, ...]
+    # find_price answers, memoised: a book never changes, and a batch of usage asks the same few questions
+    _lookups: dict[tuple[object, ...], PriceEntry | None] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
@@ -105,6 +111,25 @@ def price_book_in_force(books: Iterable[PriceBook], at: datetime) -> PriceBook:
     if not candidates:
         raise InvalidSpec(f"no price book in force at {at.isoformat()}")
     return max(candidates, key=lambda b: (b.effective_from, b.version))
+
+
+class BooksInForce:
+    """:func:`price_book_in_force` for many instants: the books sorted once, each instant found by bisection."""
+
+    def __init__(self, books: Iterable[PriceBook]) -> None:
+        self._books = sorted(books, key=lambda b: (b.effective_from, b.version))
+        self._starts = [b.effective_from for b in self._books]
+
+    def first_effective(self) -> datetime | None:
+        """When the first book takes effect (None: no book): usage before it is free."""
+        return self._starts[0] if self._starts else None
+
+    def at(self, at: datetime) -> PriceBook:
+        """The book with the latest ``effective_from <= at`` (ties: highest version); InvalidSpec if none."""
+        found = bisect.bisect_right(self._starts, at)
+        if not found:
+            raise InvalidSpec(f"no price book in force at {at.isoformat()}")
+        return self._books[found - 1]
 
 
 def check_new_price_book(books: Sequence[PriceBook], new: PriceBook, *, now: datetime) -> PriceBook:
@@ -133,6 +158,9 @@ def find_price(
     units: Sequence[PriceUnit],
 ) -> PriceEntry | None:
     """The entry that prices this grade at this pool, or None.  See the module docstring for precedence."""
+    question = (resource_class, tier, service_level, site, pool, tuple(units))
+    if question in book._lookups:
+        return book._lookups[question]
     best: tuple[int, int, PriceEntry] | None = None
     for entry in book.entries:
         if (
@@ -147,7 +175,8 @@ def find_price(
         rank = (-entry.specificity, units.index(entry.unit), entry)
         if best is None or rank[:2] < best[:2]:
             best = rank
-    return best[2] if best else None
+    found = book._lookups[question] = best[2] if best else None
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,15 +192,71 @@ class TouShare:
 
 @dataclass(frozen=True, slots=True)
 class PriceBreakdown:
-    """Exact price of a quantity over an interval, before rounding and vouchers."""
+    """Exact price of a quantity over an interval, before rounding and vouchers.
+
+    Each band gets ``units * its seconds / all seconds`` at ``unit price *
+    multiplier``; the green discount comes off the sum.  Stored as the
+    integers it is made of (microseconds per band), and the exact Fractions
+    are derived when asked for: rating needs only :meth:`net_ratio`, and
+    Fractions cost more than the rest of pricing a record.
+    """
 
     book_version: int
     entry: PriceEntry
     units: Decimal
-    shares: tuple[TouShare, ...]
-    subtotal: Fraction  # sum of band amounts
-    green_discount: Fraction
-    net: Fraction  # subtotal - green_discount: the exact amount to charge
+    bands: tuple[tuple[TouBand, Decimal, int], ...]  # (band, multiplier, microseconds), in order of first appearance
+
+    def _terms(self) -> tuple[list[tuple[int, int]], int, int]:
+        """Each band's units as (numerator, denominator) over one denominator, and the subtotal's
+        numerator and denominator (over the least common multiple of the multipliers' denominators)."""
+        total_us = sum(us for _, _, us in self.bands)
+        qty_n, qty_d = self.units.as_integer_ratio()
+        price_n, price_d = self.entry.unit_price_fen.as_integer_ratio()
+        ratios = [multiplier.as_integer_ratio() for _, multiplier, _ in self.bands]
+        common = math.lcm(*(d for _, d in ratios))
+        units_d = qty_d * total_us if total_us else qty_d  # an instant puts all units in its one band
+        units = [(qty_n * us if total_us else qty_n, units_d) for _, _, us in self.bands]
+        subtotal_n = sum(n * price_n * mult_n * (common // mult_d)
+                         for (n, _), (mult_n, mult_d) in zip(units, ratios, strict=True))
+        return units, subtotal_n, units_d * price_d * common
+
+    def net_ratio(self) -> tuple[int, int]:
+        """``net`` as an (unreduced) numerator and positive denominator, for rounding in integers."""
+        if len(self.bands) == 1:  # most intervals lie in one band: the units need no split
+            _, multiplier, _ = self.bands[0]
+            qty_n, qty_d = self.units.as_integer_ratio()
+            price_n, price_d = self.entry.unit_price_fen.as_integer_ratio()
+            mult_n, mult_d = multiplier.as_integer_ratio()
+            subtotal_n, subtotal_d = qty_n * price_n * mult_n, qty_d * price_d * mult_d
+        else:
+            _, subtotal_n, subtotal_d = self._terms()
+        green_n, green_d = self.entry.green_discount_pct.as_integer_ratio()
+        return subtotal_n * (100 * green_d - green_n), subtotal_d * green_d * 100
+
+    @property
+    def shares(self) -> tuple[TouShare, ...]:
+        units, _, _ = self._terms()
+        price = Fraction(self.entry.unit_price_fen)
+        out = []
+        for (band, multiplier, us), (n, d) in zip(self.bands, units, strict=True):
+            share = Fraction(n, d)
+            out.append(TouShare(band, multiplier, Fraction(us, 1_000_000), share, share * price * Fraction(multiplier)))
+        return tuple(out)
+
+    @property
+    def subtotal(self) -> Fraction:
+        """The sum of the bands' amounts."""
+        _, subtotal_n, subtotal_d = self._terms()
+        return Fraction(subtotal_n, subtotal_d)
+
+    @property
+    def green_discount(self) -> Fraction:
+        return self.subtotal * Fraction(self.entry.green_discount_pct) / 100
+
+    @property
+    def net(self) -> Fraction:
+        """subtotal - green_discount: the exact amount to charge."""
+        return Fraction(*self.net_ratio())
 
 
 def price_interval(
@@ -179,21 +264,7 @@ def price_interval(
 ) -> PriceBreakdown:
     """Price ``units`` spread uniformly over ``[start, end)`` (instantaneous: all in one FLAT share)."""
     qty = parse_quantity(units, what="units")
-    segments = split_by_tou(entry.tou, start, end)
-    total_s = sum((s.seconds for s in segments), Fraction(0))
-    price = Fraction(entry.unit_price_fen)
-    by_band: dict[tuple[TouBand, Decimal], list[Fraction]] = {}
-    for seg in segments:
-        share = Fraction(qty) * seg.seconds / total_s if total_s else Fraction(qty)
-        acc = by_band.setdefault((seg.band, seg.multiplier), [Fraction(0), Fraction(0)])
-        acc[0] += seg.seconds
-        acc[1] += share
-    shares = tuple(
-        TouShare(band, mult, secs, u, u * price * Fraction(mult)) for (band, mult), (secs, u) in by_band.items()
-    )
-    subtotal = sum((s.amount for s in shares), Fraction(0))
-    green = subtotal * Fraction(entry.green_discount_pct) / 100
-    return PriceBreakdown(book.version, entry, qty, shares, subtotal, green, subtotal - green)
+    return PriceBreakdown(book.version, entry, qty, tuple(band_microseconds(entry.tou, start, end)))
 
 
 # ---- quotes --------------------------------------------------------------------------------------------
@@ -238,8 +309,15 @@ class PoolQuote:
 
 def preferred_units(quantities: Mapping[PriceUnit, Decimal]) -> tuple[PriceUnit, ...]:
     """Native units the caller measured first (in enum order), then SCU."""
-    natives = [u for u in PriceUnit if u is not PriceUnit.SCU and u in quantities]
-    return (*natives, PriceUnit.SCU) if PriceUnit.SCU in quantities else tuple(natives)
+    measured = frozenset(quantities)
+    found = _PREFERRED.get(measured)
+    if found is None:
+        natives = [u for u in PriceUnit if u is not PriceUnit.SCU and u in measured]
+        found = _PREFERRED[measured] = (*natives, PriceUnit.SCU) if PriceUnit.SCU in measured else tuple(natives)
+    return found
+
+
+_PREFERRED: dict[frozenset[PriceUnit], tuple[PriceUnit, ...]] = {}  # at most 2**5 sets of units
 
 
 def quote(

@@ -23,9 +23,10 @@ of the open period if its time lies in a settled period (:func:`booking_time`).
 
 from __future__ import annotations
 
+import json.encoder
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
@@ -39,16 +40,19 @@ from suanwang.domain.ledger import (
     Transfer,
     TransferKind,
     digest,
+    digest_text,
     earnings,
     hold_account,
     voucher_fund,
     wallet,
 )
-from suanwang.domain.money import Fen, check_fen, parse_quantity, round_fen
+from suanwang.domain.money import Fen, check_fen, parse_quantity, round_ratio
 from suanwang.domain.pricing import PriceBook, PriceBreakdown, PriceUnit, find_price, preferred_units, price_interval
 from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.domain.voucher import VoucherProgramme, voucher_share
 from suanwang.errors import InvalidSpec
+
+_json_text = json.encoder.encode_basestring  # a str as json.dumps(ensure_ascii=False) writes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,8 @@ class UsageRecord:
             raise InvalidSpec("usage record times must be timezone-aware")
         if self.end < self.start:
             raise InvalidSpec(f"usage record {self.key} ends before it starts")
+        if _is_normal(self.quantities):
+            return  # already what the normalisation below would make (the rating worker builds it so)
         items = self.quantities.items() if isinstance(self.quantities, Mapping) else self.quantities
         normal = tuple(
             sorted(
@@ -99,6 +105,55 @@ class UsageRecord:
 
     def quantity(self, unit: PriceUnit) -> Decimal:
         return dict(self.quantities)[unit]
+
+
+def _is_normal(quantities: object) -> bool:
+    """A non-empty tuple of (PriceUnit, finite Decimal >= 0) pairs in strictly increasing unit order."""
+    if type(quantities) is not tuple or not quantities:
+        return False
+    last = ""
+    for pair in quantities:
+        if type(pair) is not tuple or len(pair) != 2:
+            return False
+        unit, quantity = pair
+        if type(unit) is not PriceUnit or unit <= last or type(quantity) is not Decimal:
+            return False
+        if not quantity.is_finite() or quantity < 0:
+            return False
+        last = unit
+    return True
+
+
+def usage_digest(record: UsageRecord) -> str:
+    """``digest(record)``, the request digest of its charge, with the canonical JSON written directly.
+
+    Rating digests thousands of records a second; the general walk over the
+    dataclass costs more than the rest of planning a charge.  Any field of an
+    unexpected type (a str or int subclass, say) takes the general path, and
+    tests/domain/test_fast_paths.py holds the two equal on random records.
+    """
+    texts = (record.consumer, record.job_id, record.pool, record.provider, record.site, record.tier)
+    units, amounts = zip(*record.quantities, strict=True)
+    if (set(map(type, texts)) != _STR or type(record.attempt) is not int or type(record.seq) is not int
+            or type(record.resource_class) is not ResourceClass or type(record.service_level) is not ServiceLevel
+            or set(map(type, units)) != _UNIT or set(map(type, amounts)) != _DECIMAL):
+        return digest(record)
+    consumer, job_id, pool, provider, site, tier = map(_json_text, texts)
+    quantities = ", ".join(f'["{u}", "{format(q.normalize(), "f")}"]' for u, q in record.quantities)
+    return digest_text(  # enum members format as their values (StrEnum)
+        f'[{{"attempt": {record.attempt}, "consumer": {consumer}, "end": "{_utc_iso(record.end)}", '
+        f'"job_id": {job_id}, "pool": {pool}, "provider": {provider}, "quantities": [{quantities}], '
+        f'"resource_class": "{record.resource_class}", "seq": {record.seq}, '
+        f'"service_level": "{record.service_level}", "site": {site}, "start": "{_utc_iso(record.start)}", '
+        f'"tier": {tier}}}]'
+    )
+
+
+_STR, _UNIT, _DECIMAL, _INT = {str}, {PriceUnit}, {Decimal}, {int}
+
+
+def _utc_iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
 
 
 def usage_key(job_id: str, attempt: int, seq: int) -> str:
@@ -144,10 +199,14 @@ class Charge:
     voucher_cap_fen: Fen
     consumer_fen: Fen
     booked_at: datetime
+    request: str  # the record's digest (usage_digest): the charge transfer's idempotency request
 
     def __post_init__(self) -> None:
-        for name in ("gross_fen", "fee_fen", "provider_fen", "rounding_fen", "voucher_fen", "consumer_fen"):
-            check_fen(getattr(self, name), name)
+        amounts = (self.gross_fen, self.fee_fen, self.provider_fen, self.rounding_fen, self.voucher_fen,
+                   self.consumer_fen)
+        if set(map(type, amounts)) != _INT:  # else name the first that is not int fen
+            for name in ("gross_fen", "fee_fen", "provider_fen", "rounding_fen", "voucher_fen", "consumer_fen"):
+                check_fen(getattr(self, name), name)
         assert self.fee_fen + self.provider_fen + self.rounding_fen == self.gross_fen
         assert self.consumer_fen + self.voucher_fen == self.gross_fen
 
@@ -167,10 +226,12 @@ def rate_usage(
     voucher: VoucherState | None = None,
     settled_until: datetime | None = None,
 ) -> Charge:
-    """Price one usage record with ``book`` (the one in force at ``record.start``).
+    """Price one usage record with ``book`` (the one in force at ``record.start``), and apply ``voucher``.
 
     Raises InvalidSpec if the book has no price for the record's grade and pool,
-    or if ``contract`` is for another provider.
+    or if ``contract`` is for another provider.  Without a voucher nothing here
+    depends on the ledger, so a batch can rate all its records first and then
+    apply vouchers (:func:`apply_voucher`) in order against the running state.
     """
     if book.effective_from > record.start:
         raise InvalidSpec(
@@ -195,19 +256,12 @@ def rate_usage(
             f"{record.service_level} at pool {record.pool} ({record.site}) in {list(units)}"
         )
     breakdown = price_interval(book, entry, record.quantity(entry.unit), record.start, record.end)
-    gross, residue = round_fen(breakdown.net)
-    fee_exact = breakdown.net * contract.fee_bps / 10_000
-    fee, _ = round_fen(fee_exact)
-    provider, _ = round_fen(breakdown.net - fee_exact)
-    voucher_fen, programme_id, cap = 0, "", 0
-    if voucher is not None and voucher.programme.is_eligible(
-        consumer=record.consumer, resource_class=record.resource_class, at=record.start
-    ):
-        programme_id, cap = voucher.programme.id, voucher.programme.cap_per_consumer_fen
-        voucher_fen = voucher_share(
-            voucher.programme, gross_fen=gross, used_fen=voucher.used_fen, fund_fen=voucher.fund_fen
-        )
-    return Charge(
+    net_n, net_d = breakdown.net_ratio()  # in integers: rating is a hot path
+    gross = round_ratio(net_n, net_d)
+    residue = Fraction(net_n - gross * net_d, net_d)
+    fee = round_ratio(net_n * contract.fee_bps, net_d * 10_000)  # the exact fee: net * bps / 10000
+    provider = round_ratio(net_n * (10_000 - contract.fee_bps), net_d * 10_000)  # net - the exact fee
+    charge = Charge(
         record,
         breakdown,
         gross,
@@ -216,12 +270,31 @@ def rate_usage(
         fee,
         provider,
         gross - fee - provider,
-        programme_id,
-        voucher_fen,
-        cap,
-        gross - voucher_fen,
+        "",
+        0,
+        0,
+        gross,
         booking_time(record.end, settled_until),
+        usage_digest(record),
     )
+    return charge if voucher is None else apply_voucher(charge, voucher)
+
+
+def apply_voucher(charge: Charge, voucher: VoucherState) -> Charge:
+    """``charge`` (rated without a voucher) with what ``voucher``'s programme pays of it (rounding step 3).
+
+    Unchanged if the programme does not cover the record (consumer, class, or
+    validity at the usage start).
+    """
+    record = charge.record
+    programme = voucher.programme
+    if not programme.is_eligible(consumer=record.consumer, resource_class=record.resource_class, at=record.start):
+        return charge
+    if charge.voucher_programme:
+        raise InvalidSpec(f"charge of {record.key} already has voucher {charge.voucher_programme} applied")
+    fen = voucher_share(programme, gross_fen=charge.gross_fen, used_fen=voucher.used_fen, fund_fen=voucher.fund_fen)
+    return replace(charge, voucher_programme=programme.id, voucher_fen=fen,
+                   voucher_cap_fen=programme.cap_per_consumer_fen, consumer_fen=charge.gross_fen - fen)
 
 
 def plan_charge(charge: Charge, *, hold: Hold | None, actor: str) -> Transfer:
@@ -231,6 +304,7 @@ def plan_charge(charge: Charge, *, hold: Hold | None, actor: str) -> Transfer:
     meanwhile the store answers HOLD_CLOSED and the caller re-plans.
     """
     record = charge.record
+    key = record.key
     from_hold = 0
     if hold is not None and hold.state is HoldState.OPEN:
         if hold.consumer != record.consumer:
@@ -251,7 +325,7 @@ def plan_charge(charge: Charge, *, hold: Hold | None, actor: str) -> Transfer:
         consumer=record.consumer,
         provider=record.provider,
         job_id=record.job_id,
-        usage_key=record.key,
+        usage_key=key,
         price_book_version=charge.price.book_version,
         resource_class=record.resource_class.value,
         pool=record.pool,
@@ -259,12 +333,12 @@ def plan_charge(charge: Charge, *, hold: Hold | None, actor: str) -> Transfer:
         usage_end=record.end,
     )
     return Transfer(
-        record.key,
+        key,
         TransferKind.CHARGE,
         postings,
         charge.booked_at,
         audit,
-        request=digest(record),
+        request=charge.request,
         hold_id=hold.id if hold is not None and from_hold else "",
         hold_fen=from_hold,
         voucher_programme=charge.voucher_programme if charge.voucher_fen else "",

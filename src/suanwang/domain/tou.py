@@ -29,7 +29,7 @@ import csv
 import enum
 import io
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
 from functools import cache
@@ -39,6 +39,11 @@ from suanwang.errors import InvalidSpec
 
 CHINA_TZ = timezone(timedelta(hours=8), "CST")
 ALL_MONTHS = frozenset(range(1, 13))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
+_US = timedelta(microseconds=1)
+_HOUR_US = 3_600_000_000
+_CST_US = 8 * _HOUR_US  # China Standard Time is UTC+8 all year, so local hours are fixed offsets of UTC
 
 
 @enum.unique
@@ -143,6 +148,7 @@ class TouTariff:
     name: str
     seasons: tuple[TouSeason, ...]
     source: str = ""
+    _by_month: tuple[tuple[TouPeriod, ...], ...] = field(init=False, repr=False, compare=False)  # [month][hour]
 
     def __post_init__(self) -> None:
         seen: list[int] = [m for s in self.seasons for m in s.months]
@@ -152,6 +158,8 @@ class TouTariff:
             raise InvalidSpec(
                 f"tariff {self.name}: seasons must cover months 1..12 once (doubled {doubled}, missing {missing})"
             )
+        by_month = {m: s.schedule._by_hour for s in self.seasons for m in s.months}
+        object.__setattr__(self, "_by_month", ((),) + tuple(by_month[m] for m in range(1, 13)))
 
     @property
     def is_stand_in(self) -> bool:
@@ -159,15 +167,16 @@ class TouTariff:
 
     def period_at(self, at: datetime) -> TouPeriod:
         local = _local(at)
-        for season in self.seasons:
-            if local.month in season.months:
-                return season.schedule.period_at(local.hour)
-        raise AssertionError("month uncovered")  # unreachable: validated
+        return self._by_month[local.month][local.hour]
+
+
+def _aware(at: datetime) -> None:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidSpec(f"time {at.isoformat()} must be timezone-aware")
 
 
 def _local(at: datetime) -> datetime:
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise InvalidSpec(f"time {at.isoformat()} must be timezone-aware")
+    _aware(at)
     return at.astimezone(CHINA_TZ)
 
 
@@ -211,6 +220,34 @@ def split_by_tou(tariff: TouTariff | None, start: datetime, end: datetime) -> li
             segments.append(TouSegment(period.band, period.multiplier, cursor, stop))
         cursor = stop
     return segments
+
+
+def band_microseconds(tariff: TouTariff | None, start: datetime, end: datetime) -> list[tuple[TouBand, Decimal, int]]:
+    """:func:`split_by_tou` in integer microseconds, summed per (band, multiplier) in order of first appearance.
+
+    What pricing needs, without a datetime or Fraction per hour: rating prices
+    thousands of records a second.  Same validation and the same cut points
+    (local hours are UTC+8 with no daylight saving, so they are fixed offsets).
+    """
+    _aware(start), _aware(end)
+    if end < start:
+        raise InvalidSpec(f"interval ends before it starts: {start.isoformat()} .. {end.isoformat()}")
+    start_us, end_us = (start - _EPOCH) // _US, (end - _EPOCH) // _US
+    if tariff is None or end_us == start_us:
+        return [(TouBand.FLAT, Decimal(1), end_us - start_us)]
+    totals: dict[tuple[TouBand, Decimal], int] = {}
+    cursor, hour, day, by_hour = start_us, (start_us + _CST_US) // _HOUR_US, -1, ()
+    while cursor < end_us:
+        if hour // 24 != day:
+            day = hour // 24
+            by_hour = tariff._by_month[date.fromordinal(_EPOCH_ORDINAL + day).month]
+        period = by_hour[hour % 24]
+        hour += 1
+        stop = min(end_us, hour * _HOUR_US - _CST_US)
+        key = (period.band, period.multiplier)
+        totals[key] = totals.get(key, 0) + stop - cursor
+        cursor = stop
+    return [(band, multiplier, us) for (band, multiplier), us in totals.items()]
 
 
 def uniform_tariff(

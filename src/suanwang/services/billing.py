@@ -31,9 +31,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import false, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -45,6 +46,7 @@ from suanwang.domain.ledger import (
     Account,
     AccountKind,
     HoldState,
+    ResultCode,
     audit_record,
     earnings,
     hold_account,
@@ -60,6 +62,7 @@ from suanwang.domain.ledger import (
 from suanwang.domain.money import Fen, check_currency, format_yuan, parse_fen
 from suanwang.domain.placement import rule_out
 from suanwang.domain.pricing import (
+    BooksInForce,
     PoolQuote,
     PriceBook,
     PriceEntry,
@@ -73,6 +76,7 @@ from suanwang.domain.rating import (
     ProviderContract,
     UsageRecord,
     VoucherState,
+    apply_voucher,
     credit_headroom_fen,
     plan_charge,
     rate_usage,
@@ -86,6 +90,7 @@ from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, require
 from suanwang.services.ledger_store import (
     SqlLedger,
+    among,
     cached_balances,
     credit_limit_of,
     from_us,
@@ -94,6 +99,7 @@ from suanwang.services.ledger_store import (
     reconcile,
     to_us,
 )
+from suanwang.store.db import is_postgres
 from suanwang.store.ledger_tables import (
     HoldRow,
     PriceBookRow,
@@ -623,28 +629,33 @@ class RatingReport:
     over_limit_jobs: tuple[str, ...]  # jobs at or past the credit line: stop them (stop_overspent_jobs)
 
 
-def _quantities(row: Any) -> tuple[tuple[PriceUnit, Decimal], ...]:
-    out = [(PriceUnit.SCU, Decimal(row.units_nano).scaleb(-9))]
-    if row.core_s:
-        out.append((PriceUnit.CORE_HOUR, Decimal(str(row.core_s)) / 3600))
-    if row.device_s:
-        out.append((PriceUnit.CARD_HOUR, Decimal(str(row.device_s)) / 3600))
+def _quantities(core_s: float, device_s: float, units_nano: int) -> tuple[tuple[PriceUnit, Decimal], ...]:
+    """What a usage row measured per unit, in the order a UsageRecord keeps them (by unit name)."""
+    out = []
+    if device_s:
+        out.append((PriceUnit.CARD_HOUR, Decimal(str(device_s)) / 3600))
+    if core_s:
+        out.append((PriceUnit.CORE_HOUR, Decimal(str(core_s)) / 3600))
+    out.append((PriceUnit.SCU, Decimal(units_nano).scaleb(-9)))
     return tuple(out)
 
 
 _USAGE_COLUMNS = ("id", "job_id", "attempt", "seq", "tenant_id", "site", "pool", "resource_class", "start", "end",
-                  "core_s", "device_s", "units_nano")
+                  "core_s", "device_s", "units_nano")  # rows are unpacked in this order (by name costs more)
 
 
-def _pending(session: Session, limit: int) -> list[Any]:
-    """Unrated usage rows as plain tuples (ORM objects cost more than the rating); PostgreSQL workers
-    skip rows another worker holds, so they share the queue (the charge key alone makes it exactly once)."""
+def _claim(session: Session, limit: int) -> list[Any]:
+    """Mark up to ``limit`` unrated usage rows rated and return them (oldest first) as plain tuples, in one
+    statement.  The mark commits only with the charges (the caller's transaction), so a crash leaves the
+    rows unrated; PostgreSQL workers skip rows another worker claimed, so they share the queue (the
+    charge key alone makes it exactly once)."""
     table = UsageRow.__table__
-    query = (select(*(table.c[c] for c in _USAGE_COLUMNS)).where(table.c.rated.is_(False))
-             .order_by(table.c.id).limit(limit))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list(session.connection().execute(query))
+    pending = select(table.c.id).where(table.c.rated == false()).order_by(table.c.id).limit(limit)  # = : indexed
+    if is_postgres(session.get_bind()):
+        pending = pending.with_for_update(skip_locked=True)
+    claim = (update(table).where(table.c.id.in_(pending)).values(rated=True)
+             .returning(*(table.c[c] for c in _USAGE_COLUMNS)))
+    return sorted(session.connection().execute(claim).all(), key=itemgetter(0))  # RETURNING has no order
 
 
 def rate_pending_usage(session: Session, *, limit: int = 1000) -> RatingReport:
@@ -653,70 +664,69 @@ def rate_pending_usage(session: Session, *, limit: int = 1000) -> RatingReport:
     Safe to run in several workers at once and to re-run after a crash at any
     point: the charge key is the usage key, unique in the database.
     """
-    rows = _pending(session, limit)
+    rows = _claim(session, limit)
     if not rows:
         return RatingReport(0, 0, 0, ())
-    books = load_books(session)
+    books = BooksInForce(load_books(session))
     records, free = _records(session, rows, books)
     charged, over = _charge(session, records, books) if records else (0, set())
-    ids = [r.id for r in rows]
-    table = UsageRow.__table__
-    session.connection().execute(update(table).where(table.c.id.in_(ids)).values(rated=True))
     return RatingReport(len(rows), charged, free, tuple(sorted(over)))
 
 
-def _records(session: Session, rows: Sequence[Any], books: Sequence[PriceBook]) -> tuple[list[UsageRecord], int]:
-    levels = {job_id: ServiceLevel((spec or {}).get("service_level", "standard")) for job_id, spec in session.execute(
-        select(JobRow.id, JobRow.spec).where(JobRow.id.in_({r.job_id for r in rows})))}
+def _records(session: Session, rows: Sequence[Any], books: BooksInForce) -> tuple[list[UsageRecord], int]:
+    jobs = among(JobRow.id, {r[1] for r in rows}, pg=is_postgres(session.get_bind()))
+    levels = {job_id: ServiceLevel((spec or {}).get("service_level", "standard"))
+              for job_id, spec in session.execute(select(JobRow.id, JobRow.spec).where(jobs))}
     sites = dict(session.execute(select(SiteRow.name, SiteRow.tenant_id)).all())
     tiers = {(p.site, p.name): p.tier for p in session.scalars(select(PoolRow))}
+    first = books.first_effective()
+    classes = {c.value: c for c in ResourceClass}  # ResourceClass(value) costs more than a dict
     records, free = [], 0
-    for row in rows:
-        start = utc(row.start)
-        try:
-            price_book_in_force(books, start)
-        except InvalidSpec:
+    for _, job_id, attempt, seq, consumer, site, pool, cls, start_s, end_s, core_s, device_s, units_nano in rows:
+        start = utc(start_s)
+        if first is None or start < first:
             free += 1  # no book in force when this usage started: free
             continue
-        records.append(UsageRecord(row.job_id, row.attempt, row.seq, row.tenant_id, sites.get(row.site, row.site),
-                                   row.site, row.pool, ResourceClass(row.resource_class),
-                                   tiers.get((row.site, row.pool), "standard"), levels[row.job_id], start, utc(row.end),
-                                   _quantities(row)))
+        records.append(UsageRecord(job_id, attempt, seq, consumer, sites.get(site, site), site, pool,
+                                   classes.get(cls) or ResourceClass(cls), tiers.get((site, pool), "standard"),
+                                   levels[job_id], start, utc(end_s), _quantities(core_s, device_s, units_nano)))
     return records, free
 
 
-def _charge(session: Session, records: Sequence[UsageRecord], books: Sequence[PriceBook]) -> tuple[int, set[str]]:
+def _charge(session: Session, records: Sequence[UsageRecord], books: BooksInForce) -> tuple[int, set[str]]:
     fees = contracts(session)
     programmes = load_programmes(session)
     ledger = SqlLedger(session)
-    accounts: set[Account] = {PLATFORM_FEES, ROUNDING}
-    for r in records:
-        accounts |= {wallet(r.consumer), hold_account(r.consumer), earnings(r.provider)}
-    accounts |= {voucher_fund(p.id) for p in programmes}
-    ledger.lock_accounts(accounts)
+    consumers = {r.consumer for r in records}
+    providers = {r.provider for r in records}
+    ledger.lock_accounts([PLATFORM_FEES, ROUNDING, *(voucher_fund(p.id) for p in programmes),
+                          *(a for c in consumers for a in (wallet(c), hold_account(c))), *map(earnings, providers)])
     ledger.load_holds({r.job_id for r in records})
     ledger.load_keys({r.key for r in records})
-    ledger.load_voucher_slots({(p.id, r.consumer) for p in programmes for r in records})
+    ledger.load_voucher_slots({(p.id, c) for p in programmes for c in consumers})
     settled = ledger.settled_until()
-    charged, over = 0, set()
-    for record in records:
-        book = price_book_in_force(books, record.start)
-        contract = ProviderContract(record.provider, fees.get(record.provider, 0))
-        programme = pick_programme(programmes, consumer=record.consumer, resource_class=record.resource_class,
-                                   at=record.start)
-        voucher = None if programme is None else VoucherState(
-            programme, ledger.voucher_used(programme.id, record.consumer), ledger.balance(voucher_fund(programme.id)))
+    terms = {p: ProviderContract(p, fees.get(p, 0)) for p in sorted(providers)}
+    charges = []
+    for record in records:  # first what needs no ledger state: price, split, request digest (one pass is faster)
         try:
-            charge = rate_usage(record, book, contract=contract, voucher=voucher, settled_until=settled)
+            charges.append(rate_usage(record, books.at(record.start), contract=terms[record.provider],
+                                      settled_until=settled))
         except InvalidSpec as exc:
             record_audit(session, None, "usage.unpriced", record.key, reason=exc.message)
-            continue
+    charged, over = 0, set()
+    for charge in charges:  # then, in order, against the ledger as the charges before left it
+        record = charge.record
+        programme = pick_programme(programmes, consumer=record.consumer, resource_class=record.resource_class,
+                                   at=record.start) if programmes else None
+        if programme is not None:
+            charge = apply_voucher(charge, VoucherState(programme, ledger.voucher_used(programme.id, record.consumer),
+                                                        ledger.balance(voucher_fund(programme.id))))
         result = ledger.stage(plan_charge(charge, hold=ledger.hold(record.job_id), actor=SYSTEM))
         if not result.ok:
             log.error("charge %s refused: %s", record.key, result.code)
             record_audit(session, None, "usage.refused", record.key, code=result.code.value)
             continue
-        charged += result.code.value == "created"
+        charged += result.code is ResultCode.CREATED
         if result.over_limit or _next_report_would_pass_the_line(ledger, record, charge.consumer_fen):
             over.add(record.job_id)
     ledger.flush()

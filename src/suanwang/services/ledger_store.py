@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, func, insert, select, text, update
+from sqlalchemy import String, any_, bindparam, func, insert, literal_column, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from suanwang.domain.ledger import (
@@ -54,7 +56,7 @@ from suanwang.domain.ledger import (
     fold_balances,
     hold_after,
     transfer_from_row,
-    transfer_to_row,
+    transfer_json,
     wallet,
 )
 from suanwang.domain.money import Fen, check_fen
@@ -92,6 +94,16 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[i : i + _CHUNK]
 
 
+def among(column: Any, values: Iterable[Any], *, pg: bool) -> Any:
+    """``column IN (values)`` with the values as one parameter: ``= ANY(array)`` on PostgreSQL, a JSON
+    array read by ``json_each`` on SQLite.  A batch asks about thousands of keys, and a parameter each
+    costs more to compile and send (psycopg even parses them out of the text) than the lookup."""
+    if pg:
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    array = bindparam(None, json.dumps(list(values)), type_=String())
+    return column.in_(select(literal_column("value")).select_from(func.json_each(array)))
+
+
 def _upsert_ignore(session: Session, table: Any) -> Any:
     dialect = postgresql if is_postgres(session.get_bind()) else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
@@ -104,10 +116,17 @@ class _Acc:
     dirty: bool = False
 
 
+# Staged rows are tuples in these column orders (JSON columns already encoded): one executemany / COPY each.
+_TRANSFER_COLUMNS = ("key", "kind", "booked_us", "created_at", "request", "hold_id", "voucher_programme",
+                     "voucher_fen", "reverses", "consumer", "provider", "job_id", "usage_key", "price_book_version",
+                     "actor", "over_limit", "body")
+_POSTING_COLUMNS = ("transfer_key", "account", "fen", "currency", "booked_us")
+
+
 @dataclass
 class _Staged:
-    transfers: list[dict[str, Any]] = field(default_factory=list)
-    postings: list[dict[str, Any]] = field(default_factory=list)
+    transfers: list[tuple[Any, ...]] = field(default_factory=list)
+    postings: list[tuple[Any, ...]] = field(default_factory=list)
     new_holds: set[HoldId] = field(default_factory=set)
     dirty_holds: set[HoldId] = field(default_factory=set)
     new_slots: set[tuple[str, str]] = field(default_factory=set)
@@ -171,7 +190,7 @@ class SqlLedger:
         found: set[str] = set()
         for chunk in _chunks(ids):
             query = (select(AccountRow.id, AccountRow.balance_fen, AccountRow.credit_limit_fen)
-                     .where(AccountRow.id.in_(chunk)).order_by(AccountRow.id))
+                     .where(among(AccountRow.id, chunk, pg=self.pg)).order_by(AccountRow.id))
             if self.pg:
                 query = query.with_for_update()
             for account_id, balance, limit in self.session.execute(query):
@@ -182,7 +201,7 @@ class SqlLedger:
     def load_holds(self, hold_ids: Iterable[HoldId]) -> None:
         ids = sorted(set(hold_ids) - self._holds.keys() - {""})
         for chunk in _chunks(ids):
-            query = select(HoldRow).where(HoldRow.id.in_(chunk)).order_by(HoldRow.id)
+            query = select(HoldRow).where(among(HoldRow.id, chunk, pg=self.pg)).order_by(HoldRow.id)
             if self.pg:
                 query = query.with_for_update()
             for row in self.session.scalars(query):
@@ -197,7 +216,7 @@ class SqlLedger:
         ids = sorted(set(keys) - self._known.keys())
         for chunk in _chunks(ids):
             query = (select(TransferRow.key, TransferRow.request, TransferRow.over_limit)
-                     .where(TransferRow.key.in_(chunk)))
+                     .where(among(TransferRow.key, chunk, pg=self.pg)))
             for key, request, over in self.session.execute(query):
                 self._known[key] = (request, over)
         for key in ids:
@@ -209,7 +228,7 @@ class SqlLedger:
             consumers = sorted(c for p, c in wanted if p == programme)
             for chunk in _chunks(consumers):
                 query = select(VoucherUsageRow.consumer, VoucherUsageRow.used_fen).where(
-                    VoucherUsageRow.programme == programme, VoucherUsageRow.consumer.in_(chunk))
+                    VoucherUsageRow.programme == programme, among(VoucherUsageRow.consumer, chunk, pg=self.pg))
                 for consumer, used in self.session.execute(query):
                     self._voucher[(programme, consumer)] = used
         for slot in wanted:
@@ -297,7 +316,9 @@ class SqlLedger:
     def stage(self, t: Transfer) -> TransferResult:
         """Check ``t`` against the locked state and stage its writes; ``flush`` sends them."""
         self._take_shared_lock()
-        self.lock_accounts(t.accounts())  # locks first: a concurrent twin is then seen as EXISTS
+        ids = [str(p.account) for p in t.postings]
+        if not self._accounts.keys() >= set(ids):
+            self.lock_accounts(ids)  # locks first: a concurrent twin is then seen as EXISTS
         if t.hold_id:
             self.hold(t.hold_id)
         if t.key not in self._known:
@@ -311,17 +332,17 @@ class SqlLedger:
         if check.code is not None:
             return TransferResult(t.key, check.code)
         assert not any(currency_totals(t.postings).values()), f"unbalanced transfer {t.key}"  # L1, kept on
-        self._stage_effects(t, check.over_limit)
+        self._stage_effects(t, check.over_limit, ids)
         return TransferResult(t.key, ResultCode.CREATED, check.over_limit)
 
-    def _stage_effects(self, t: Transfer, over_limit: bool) -> None:
-        booked = to_us(t.booked_at)
-        for p in t.postings:
-            acc = self._acc(p.account)
+    def _stage_effects(self, t: Transfer, over_limit: bool, ids: list[str]) -> None:
+        booked = (t.booked_at - EPOCH) // _US  # to_us: the transfer checked that it is aware
+        postings = self._staged.postings
+        for p, account_id in zip(t.postings, ids, strict=True):
+            acc = self._accounts[account_id]
             acc.balance += p.fen
             acc.dirty = True
-            self._staged.postings.append({"transfer_key": t.key, "account": str(p.account), "fen": p.fen,
-                                          "currency": p.currency, "booked_us": booked})
+            postings.append((t.key, account_id, p.fen, p.currency, booked))
         new_hold = hold_after(self.hold(t.hold_id) if t.hold_id else None, t)
         if new_hold is not None:
             if t.kind is TransferKind.HOLD_PLACE:
@@ -345,13 +366,11 @@ class SqlLedger:
         self._known[t.key] = (t.request, over_limit)
         self._transfers[t.key] = t
         a = t.audit
-        self._staged.transfers.append({
-            "key": t.key, "kind": t.kind.value, "booked_us": booked, "created_at": time.time(),
-            "request": t.request, "hold_id": t.hold_id, "voucher_programme": t.voucher_programme,
-            "voucher_fen": t.voucher_fen, "reverses": t.reverses, "consumer": a.consumer, "provider": a.provider,
-            "job_id": a.job_id, "usage_key": a.usage_key, "price_book_version": a.price_book_version,
-            "actor": a.actor[:100], "over_limit": over_limit, "body": transfer_to_row(t),
-        })
+        self._staged.transfers.append((
+            t.key, str(t.kind), booked, time.time(), t.request, t.hold_id, t.voucher_programme, t.voucher_fen,
+            t.reverses, a.consumer, a.provider, a.job_id, a.usage_key, a.price_book_version, a.actor[:100],
+            over_limit, transfer_json(t),
+        ))
 
     def _checkpoint(self) -> tuple[Any, ...]:
         accs = {k: _Acc(v.balance, v.credit_limit, v.dirty) for k, v in self._accounts.items()}
@@ -369,9 +388,9 @@ class SqlLedger:
         """Send the staged writes: one statement per table (executemany)."""
         s, conn = self._staged, self.session.connection()
         if s.transfers:
-            self._bulk_insert(conn, TransferRow.__table__, s.transfers)
+            self._bulk_insert(conn, TransferRow.__table__, _TRANSFER_COLUMNS, s.transfers)
         if s.postings:
-            self._bulk_insert(conn, PostingRow.__table__, s.postings)
+            self._bulk_insert(conn, PostingRow.__table__, _POSTING_COLUMNS, s.postings)
         dirty = [{"k": k, "b": a.balance} for k, a in self._accounts.items() if a.dirty]
         if dirty:
             table = AccountRow.__table__
@@ -382,24 +401,28 @@ class SqlLedger:
         self._flush_vouchers(conn)
         self._staged = _Staged()
 
-    def _bulk_insert(self, conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-        """COPY on PostgreSQL (psycopg would otherwise send a statement per row); a driver-level
-        executemany on SQLite (SQLAlchemy's per-row parameter processing costs more than the insert)."""
-        if len(rows) < 50:
-            conn.execute(insert(table), rows)
-            return
-        columns = list(rows[0])
-        json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    def _bulk_insert(self, conn: Any, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        """A driver-level executemany (SQLAlchemy's per-row parameter processing costs more than the
+        insert), or COPY for a large batch on PostgreSQL (psycopg would otherwise send a statement per
+        row).  JSON columns arrive encoded: the driver sees text and the column's type reads it back."""
         names = ", ".join(f'"{c}"' for c in columns)
         if not self.pg:
-            sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" for _ in columns)})'
-            conn.exec_driver_sql(sql, [tuple(json.dumps(row[c]) if c in json_columns else row[c] for c in columns)
-                                       for row in rows])
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" for _ in columns)})',
+                                 rows)
             return
-        with conn.connection.dbapi_connection.cursor() as cursor, \
-                cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-            for row in rows:
-                copy.write_row([json.dumps(row[c]) if c in json_columns else row[c] for c in columns])
+        if len(rows) < 50:  # one statement, all rows in its VALUES
+            group = f'({", ".join("%s" for _ in columns)})'
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join(group for _ in rows)}',
+                                 tuple(v for row in rows for v in row))
+            return
+        sql = f'COPY "{table.name}" ({names}) FROM STDIN'
+        dbapi = conn.dialect.loaded_dbapi
+        try:
+            with conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except dbapi.Error as exc:  # as SQLAlchemy reports errors: a duplicate key is an IntegrityError
+            raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=conn.dialect) from exc
 
     def _flush_holds(self, conn: Any) -> None:
         s = self._staged
