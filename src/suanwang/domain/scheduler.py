@@ -270,9 +270,16 @@ class GridContext:
         key = _shape(spec)
         hit = self._rules.get(key)
         if hit is None:
-            hit = self._rules[key] = np.flatnonzero(self._rule_mask(spec))
             if len(self._rules) > 100_000:
                 self._rules.clear()
+            base = (*key[:6], *key[8:])  # the data site only adds reachability: the rest is shared
+            mask = self._rules.get(base)
+            if mask is None:
+                mask = self._rules[base] = self._rule_mask(spec)
+            net = self.network
+            if spec.data_site and spec.data_gb > 0 and spec.data_site in net.index:
+                mask = mask & np.isfinite(net.latency_ms[net.index[spec.data_site], self.site_idx])
+            hit = self._rules[key] = np.flatnonzero(mask)
         return hit
 
     def ruled_out(self, spec: JobSpec) -> dict[int, str]:
@@ -280,6 +287,7 @@ class GridContext:
         return {i: r for i in range(len(self.pools)) if (r := self.hard_rule(spec, i))}
 
     def _rule_mask(self, spec: JobSpec) -> np.ndarray:
+        """The hard rules over every pool, but for reachability of the data site (``candidates`` adds it)."""
         a = self._arr
         ok = a["cls"] == spec.resource_class.value
         if spec.device_model:
@@ -294,8 +302,6 @@ class GridContext:
             if spec.consumer_site not in net.index:
                 return np.zeros(len(self.pools), dtype=bool)
             ok &= net.latency_ms[net.index[spec.consumer_site], self.site_idx] <= spec.latency_ms_max
-        if spec.data_site and spec.data_gb > 0 and spec.data_site in net.index:
-            ok &= np.isfinite(net.latency_ms[net.index[spec.data_site], self.site_idx])
         return ok
 
     def evaluate(
@@ -377,7 +383,10 @@ def _ratio(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def _ratio_many(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``_ratio`` for each job (axis 0) separately."""
     axes = tuple(range(1, x.ndim))
-    low = np.where(mask, x, np.inf).min(axis=axes, keepdims=True)
+    every = bool(mask.all())
+    low = (x if every else np.where(mask, x, np.inf)).min(axis=axes, keepdims=True)
+    if every and bool((low > 0).all()):
+        return x / low - 1.0
     high = np.where(mask, x, -np.inf).max(axis=axes, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(low > 0, x / low - 1.0, np.where(high > 0, x / np.maximum(high, 1e-12), 0.0))
@@ -510,14 +519,32 @@ class _PolicyBase:
         self._begin(now)
         ordered = list(jobs) if self.keep_order else _order(jobs, self.urgency(now))
         self._prepare(ordered)
+        gangs = {unit[0].gang: unit for unit in _gangs([j for j in ordered if j.gang])}
         out: list[Placement] = []
-        for unit in _gangs(ordered):
-            if unit[0].gang and len(unit) < unit[0].gang_size:
-                continue  # a gang waits until all its members are queued
-            placed = self._place_unit(unit, free, now)
-            out.extend(placed)
+        for job in ordered:
+            if not job.gang:
+                placement = self._place_one(job, free, now)
+                if placement is not None:
+                    out.append(placement)
+                continue
+            unit = gangs[job.gang]
+            if unit[0] is job and len(unit) >= job.gang_size:  # a gang waits until all its members are queued
+                out.extend(self._place_unit(unit, free, now))
         self._end()
         return out
+
+    def _place_one(self, job: QueuedJob, free: _FreeState, now: float) -> Placement | None:
+        """A job outside any gang (``_place_unit`` without the all-or-nothing bookkeeping)."""
+        spec = job.spec
+        if spec.not_before is not None and spec.not_before > now:
+            return None
+        got = self._choose(job, free, now, None)
+        if got is None:
+            return None
+        i, placement = got
+        if placement.start_at <= now:
+            free.take(i, spec)
+        return placement
 
     def _place_unit(
         self, unit: list[QueuedJob], free: _FreeState, now: float, allow: Allow | None = None
@@ -710,7 +737,7 @@ class GridScheduler(_PolicyBase):
         self._ordered: Sequence[QueuedJob] = ()
         self._pos: dict[str, int] = {}
         self._scanned = 0
-        self._pending: list[tuple[dict[str, float], JobSpec, int, float, float, float]] = []
+        self._pending: tuple[list, ...] = ([], [], [], [], [], [])  # terms, spec, pool, begin, transfer, score
 
     def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
         """Remember the order so scores can be computed for many upcoming jobs at once."""
@@ -1030,23 +1057,29 @@ class GridScheduler(_PolicyBase):
         """The placement now; its predicted terms are filled in for all placements at once at the end (``_end``)."""
         begin = max(start, now + (float(free.wait[i]) if free.any_wait else 0.0) + transfer)
         terms: dict[str, float] = {}
-        self._pending.append((terms, job.spec, i, begin, transfer, score))
+        all_terms, specs, pools, begins, transfers, scores = self._pending
+        all_terms.append(terms)
+        specs.append(job.spec)
+        pools.append(i)
+        begins.append(begin)
+        transfers.append(transfer)
+        scores.append(score)
         pool = self.ctx.pools[i]
         return Placement(job.id, pool.site, pool.name, start, terms)
 
     def _end(self) -> None:
         """Exact predicted terms of this call's placements (one vectorised pass instead of one per job)."""
-        pend, self._pending = self._pending, []
-        if not pend:
+        (all_terms, specs, pools, begins, transfers, scores), self._pending = self._pending, ([], [], [], [], [], [])
+        if not all_terms:
             return
         ctx = self.ctx
         net = ctx.network
-        m = len(pend)
-        i = np.fromiter((p[2] for p in pend), dtype=np.int64, count=m)
-        begin = np.fromiter((p[3] for p in pend), dtype=float, count=m)
-        dur = np.fromiter((p[1].duration_s for p in pend), dtype=float, count=m)
-        units = np.fromiter((job_units(p[1]) for p in pend), dtype=float, count=m)
-        origin = np.fromiter((net.index.get(p[1].consumer_site, -1) for p in pend), dtype=np.int64, count=m)
+        m = len(all_terms)
+        i = np.array(pools, dtype=np.int64)
+        begin = np.array(begins, dtype=float)
+        dur = np.fromiter((s.duration_s for s in specs), dtype=float, count=m)
+        units = np.fromiter((job_units(s) for s in specs), dtype=float, count=m)
+        origin = np.fromiter((net.index.get(s.consumer_site, -1) for s in specs), dtype=np.int64, count=m)
         run = dur / ctx.speed[i]
         finish = begin + run
         off = ctx.grid.utc_offset_h
@@ -1057,11 +1090,10 @@ class GridScheduler(_PolicyBase):
         cost = units * dur / 3600.0 * diff[:m] / np.maximum(h1 - h0, 1e-12)
         carbon = units * ctx.power[i] * diff[m:]
         latency = np.where(origin >= 0, net.latency_ms[np.maximum(origin, 0), ctx.site_idx[i]], 0.0)
-        for p, c, k, lat, rn, f in zip(pend, cost.tolist(), carbon.tolist(), latency.tolist(), run.tolist(),
-                                       finish.tolist(), strict=True):
-            terms, spec = p[0], p[1]
-            terms.update(cost_fen=c, carbon_kg=k, latency_ms=lat, transfer_s=p[4], run_s=rn, finish_at=f,
-                         score=p[5])
+        for terms, spec, c, k, lat, tr, rn, f, sc in zip(all_terms, specs, cost.tolist(), carbon.tolist(),
+                                                          latency.tolist(), transfers, run.tolist(), finish.tolist(),
+                                                          scores, strict=True):
+            terms.update(cost_fen=c, carbon_kg=k, latency_ms=lat, transfer_s=tr, run_s=rn, finish_at=f, score=sc)
             if spec.deadline is not None:
                 terms["deadline_miss"] = 1.0 if f > spec.deadline + 1e-6 else 0.0
 
