@@ -140,7 +140,10 @@ def throughput(n_sites: int, n_jobs: int, seed: int = 1, repeat: int = 3) -> dic
     jobs = synthetic_jobs(n_jobs, n_sites, rng, now)
     states = [PoolState(p, p.capacity) for p in grid.pools]
     walls, cpus = [], []
+    placements: list = []
     for _ in range(repeat):  # a fresh scheduler each time (no warm caches); the median of the runs is reported
+        placements = []  # the last run's output is not kept alive through this one
+        gc.collect()
         t0 = time.perf_counter()
         sched = GridScheduler(grid)
         t_ctx = time.perf_counter() - t0

@@ -15,7 +15,12 @@ A tenant's dominant share is the largest fraction it uses of any resource
 
 Within a tier, the next job offered comes from the tenant with the lowest
 ``ds`` (ties by tenant name), and that tenant's ``ds`` grows by the job's
-demand before the next pick (progressive filling).  Over a long run each
+demand before the next pick (progressive filling).  Urgent jobs come first
+within their tier: jobs the inner policy marks urgent (the grid scheduler:
+deadline jobs whose slack is down to their margin, see its ``urgency``),
+across tenants, earliest latest start first, within quota; their demand
+counts toward their tenants' shares before the DRF picks.  Deadline-unaware
+policies mark none.  Over a long run each
 tenant's dominant share tends to ``share / sum(shares)`` of the grid while
 all are backlogged.  ``quota`` caps what a tenant may use at once; a job that
 would exceed it waits.

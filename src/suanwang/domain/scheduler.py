@@ -42,23 +42,43 @@ times are now and each hour boundary of the next ``horizon_h`` hours, kept
 only when ``finish <= deadline`` and, for a start later than now, a margin
 remains: ``finish + max(run_p, 1 h) <= deadline`` (capacity may be taken by
 then; the margin leaves time to wait for it).  A deferred placement has
-``start_at > now`` and takes no capacity now.  A job starting now goes only
-to a pool with room now; with none, it stays queued.  If no candidate meets
-a deadline the job is placed at the earliest finish with
-``terms["deadline_miss"] = 1``; ``check_submit`` tells the consumer so at
-submit.  Gangs (``QueuedJob.gang``) are placed on one site, all members or
-none.
+``start_at > now`` and takes no capacity now: the job stays queued with its
+planned start (in the live platform and in the simulator alike) and every
+later ``plan`` decides again, so capacity taken meanwhile or a shrinking
+slack changes the decision.  A job starting now goes only to a pool with
+room now; with none, it stays queued.  Where queue waits (``wait_p``) would
+make the cheap pools miss a deadline, only pools that meet it are
+candidates.  When no candidate can meet the deadline any more, the job
+starts at the earliest finish among pools with room now (never later: that
+would only add lateness) with ``terms["deadline_miss"] = 1``, or stays
+queued; ``check_submit`` tells the consumer so at submit.  Gangs
+(``QueuedJob.gang``) are placed on one site, all members or none.
 
-Speed: the cost, carbon and latency terms of jobs without a deadline are
-computed once per (shape, weights, run time in 25 % log steps clamped to
-5 min..2 days) for a window starting at the middle of the current quarter
+Urgent jobs (``urgency``): a deadline job whose slack, deadline - now - its
+run time on its fastest candidate, is at most its margin ``max(run, 1 h)``
+can no longer be deferred.  It is offered capacity before the other jobs of
+its priority (under fair share: of its tier, before DRF), earliest latest
+start first (EDF), and still counts toward its tenant's share.  This is
+what keeps a deferral, or a queue, from turning into a miss when the
+capacity of its planned hour has been taken.
+
+Speed.  The cost, carbon and latency terms of a job starting now depend on
+its candidate set, its latency origin and its run time, not on its size:
+one table per (candidate set, origin, weights) holds them for run times in
+25 % log steps clamped to 5 min..2 days, from per-pool cost and carbon
+computed once for a window starting at the middle of the current quarter
 hour (plus the engine wait, if any; the data transfer, seconds to minutes,
-does not move it) and reused across ``plan`` calls in that quarter hour; the
-time term is exact per job, and the scores of the next 2,048 jobs are
-computed as one matrix per (shape, weights) group.  A deferrable job is
-scored over a shortlist: the best 8 pools by cost, carbon and latency terms
-at each start hour, and the 8 fastest (run time in factor-2 steps).  The
-chosen placement's terms are computed exactly.
+does not move it), reused across ``plan`` calls in that quarter hour.
+Without engine waits and data transfer the time term is speed_max / speed -
+1 whatever the run time, so all such jobs of a group and step rank the
+candidates alike: the ranking is sorted once and each job walks it from the
+first pool not yet found full for its demand (most jobs take this path).
+Jobs with input data elsewhere get exact score rows, one matrix per group
+for the next 16,384 jobs.  A deadline job is scored over a shortlist: the
+best 8 pools by cost, carbon and latency terms at each start hour, and the
+8 fastest (run time in factor-2 steps), one matrix per group and step.  The
+chosen placements' terms are computed exactly, for all placements of a
+``plan`` call in one pass at its end.
 """
 
 from __future__ import annotations
@@ -671,9 +691,9 @@ class GridScheduler(_PolicyBase):
 
     def _wk(self, w: Weights) -> int:
         """A small key for a weights object (hashing a dataclass per job is slow)."""
-        hit = self._wkeys.get(id(w))
-        if hit is None or hit[0] is not w:
-            hit = self._wkeys[id(w)] = (w, len(self._wkeys) + 1_000_000 * (hit is not None))
+        hit = self._wkeys.get(id(w))  # holding ``w`` keeps its id from being reused
+        if hit is None:
+            hit = self._wkeys[id(w)] = (w, len(self._wkeys))
         return hit[1]
 
     def urgency(self, now: float) -> Urgency:
@@ -721,8 +741,9 @@ class GridScheduler(_PolicyBase):
     def _begin(self, now: float) -> None:
         if len(self._static) > 50_000 or getattr(self, "_static_waits", False):
             self._static.clear()
-        if len(self._ids) > 200_000:
+        if len(self._ids) > 200_000 or len(self._wkeys) > 10_000:  # the cached tables' keys are renumbered
             self._ids.clear()
+            self._wkeys.clear()
             self._shapes.clear()
             self._static.clear()
         self._static_waits = False  # set when a plan call sees engine waits: those make static terms per call
@@ -1047,10 +1068,9 @@ class GridScheduler(_PolicyBase):
         return i, self._pending_placement(job, i, free, now, start, self._transfer_one(spec, i), score)
 
     def _transfer_one(self, spec: JobSpec, i: int) -> float:
-        net = self.ctx.network
-        if not (spec.data_site and spec.data_gb > 0 and spec.data_site in net.index):
+        if not (spec.data_site and spec.data_gb > 0 and spec.data_site in self.ctx.network.index):
             return 0.0
-        return net.transfer_s(spec.data_site, self.ctx.pools[i].site, spec.data_gb)
+        return float(self._transfer_s(spec, np.array([i]))[0])
 
     def _pending_placement(self, job: QueuedJob, i: int, free: _FreeState, now: float, start: float,
                            transfer: float, score: float) -> Placement:
@@ -1069,6 +1089,7 @@ class GridScheduler(_PolicyBase):
 
     def _end(self) -> None:
         """Exact predicted terms of this call's placements (one vectorised pass instead of one per job)."""
+        self._by_spec.clear()
         (all_terms, specs, pools, begins, transfers, scores), self._pending = self._pending, ([], [], [], [], [], [])
         if not all_terms:
             return
