@@ -425,8 +425,8 @@ def _score_many(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``score_terms`` for jobs of one shape at once (deadlines nan for none; ``valid``: [job, start] cells to use).
 
-    Returns the scores, the cells they are relative to (those meeting the deadline where any does), and per job
-    whether any cell meets its deadline.
+    Returns the scores, the cells they are relative to (those meeting the deadline where any does; starting now
+    where none does), and per job whether any cell meets its deadline.
     """
     finish = terms["finish"]
     ok = np.isfinite(finish)
@@ -440,6 +440,9 @@ def _score_many(
         meets[:, :, 1:] &= finish[:, :, 1:] + margin <= due
     met = meets.any(axis=(1, 2))
     ok = np.where((has & met)[:, None, None], meets, ok)
+    late = has & ~met
+    if late.any() and finish.shape[2] > 1:  # it can no longer make it: starting now is all that counts
+        ok[late, :, 1:] = False
     timed = has & (np.where(has, deadline, -np.inf) > now)
     best = np.where(ok, finish, np.inf).min(axis=(1, 2), keepdims=True)
     best = np.where(np.isfinite(best), best, now)
@@ -828,10 +831,12 @@ class GridScheduler(_PolicyBase):
         short = self._short(spec, info, info.idx if idx is None else idx, free, now, w, cache=idx is None)
         starts = self.start_times(spec, now, all_hours=True) if not gang else np.array([now])
         deadline = np.array([j.spec.deadline for j in js], dtype=float)
-        starts = starts[:max(1, int(np.searchsorted(starts, deadline.max())))]  # none starts at its deadline
-        valid = starts[None, :] < deadline[:, None]
-        valid[:, 0] = True
         dur = np.array([j.spec.duration_s for j in js])
+        run = dur / float(self.ctx.speed[short].max())  # a later start meets its deadline only if it keeps
+        valid = starts[None, :] + run[:, None] + np.maximum(run, 3600.0)[:, None] <= deadline[:, None] + 1e-6
+        valid[:, 0] = True  # its margin even on the fastest pool
+        starts = starts[:int(np.flatnonzero(valid.any(axis=0))[-1]) + 1]
+        valid = valid[:, :len(starts)]
         units = np.array([job_units(j.spec) for j in js], dtype=float)
         transfer = (np.stack([self._transfer_s(j.spec, short) for j in js])
                     if any(self._info(j.spec).data for j in js) else np.zeros((len(js), len(short))))
