@@ -216,9 +216,12 @@ def _integral(cum: np.ndarray, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
 _Q_LOW, _Q_HIGH = round(math.log(300.0) / math.log(1.25)), round(math.log(172800.0) / math.log(1.25))
 
 
+_LOG_STEP = {1.25: math.log(1.25), 2.0: math.log(2.0)}
+
+
 def _bucket(duration_s: float, step: float) -> int:
     """Run time in log steps, clamped to 5 min .. 2 days (outside, the hourly means barely change)."""
-    return round(math.log(min(max(duration_s, 300.0), 172800.0)) / math.log(step))
+    return round(math.log(min(max(duration_s, 300.0), 172800.0)) / (_LOG_STEP.get(step) or math.log(step)))
 
 
 def _cumulative(series: np.ndarray) -> np.ndarray:
@@ -685,6 +688,7 @@ class GridScheduler(_PolicyBase):
         self._shapes: dict[tuple, _Shape] = {}
         self._ids: dict[object, int] = {}  # interned keys: candidate sets, groups, demands
         self._wkeys: dict[int, tuple[Weights, int]] = {}
+        self._names = [(p.site, p.name) for p in self.ctx.pools]
         self._begin(0.0)
 
     def weights_for(self, job: QueuedJob) -> Weights:
@@ -761,6 +765,7 @@ class GridScheduler(_PolicyBase):
         self._ordered: Sequence[QueuedJob] = ()
         self._pos: dict[str, int] = {}
         self._scanned = 0
+        self._wk_plain = -1
         self._pending: tuple[list, ...] = ([], [], [], [], [], [])  # terms, spec, pool, begin, transfer, score
 
     def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
@@ -877,8 +882,12 @@ class GridScheduler(_PolicyBase):
             allowed = mask[idx] if allowed is None else allowed & mask[idx]
         if allowed is not None and not allowed.any():
             return None
-        w = self.weights_for(job)
-        wk = self._wk(w)
+        if self.job_weights or self.tenant_weights:
+            w = self.weights_for(job)
+            wk = self._wk(w)
+        else:
+            w, wk = self.weights, self._wk(self.weights) if self._wk_plain < 0 else self._wk_plain
+            self._wk_plain = wk
         full = self._full.get((info.demand, wk))
         if full is not None and spec.cores <= full.cores and spec.memory_gb <= full.memory_gb \
                 and spec.devices <= full.devices:
@@ -955,7 +964,7 @@ class GridScheduler(_PolicyBase):
                      wk: int) -> tuple[int, Placement] | None:
         """The best candidate with room, walking the group's ranking (its score is the same for every job)."""
         spec = job.spec
-        q = _bucket(spec.duration_s, 1.25)
+        q = round(math.log(min(max(spec.duration_s, 300.0), 172800.0)) / _LOG_STEP[1.25])  # _bucket, inlined
         walk = self._walks.get((info.demand, wk, q))
         if walk is None:
             walk = self._walks[(info.demand, wk, q)] = self._new_walk(spec, info, free, now, w, wk, q)
@@ -977,7 +986,16 @@ class GridScheduler(_PolicyBase):
                 if w.time:
                     d = spec.duration_s
                     score += w.time * ((d / self.ctx.speed_list[i]) / max(d / info.fastest, 1e-9) - 1.0)
-                return i, self._pending_placement(job, i, free, now, now, 0.0, score)
+                terms: dict[str, float] = {}  # ``_pending_placement`` for a start now without transfer or wait
+                all_terms, specs, pools, begins, transfers, scores = self._pending
+                all_terms.append(terms)
+                specs.append(spec)
+                pools.append(i)
+                begins.append(now)
+                transfers.append(0.0)
+                scores.append(score)
+                site, name = self._names[i]
+                return i, Placement(job.id, site, name, now, terms)
             dead[r] = 1
         return None
 
