@@ -166,3 +166,17 @@ def test_fair_share_converges_to_configured_shares_over_a_long_run(shares: list[
     want = {t: tenants[t].share / sum(shares) for t in tenants}
     for t in tenants:
         assert got[t] == pytest.approx(want[t], abs=0.08)
+
+
+def test_urgent_jobs_go_first_within_their_tier_in_deadline_order_and_within_quota() -> None:
+    fair = FairShare(Capacity(100, 1000.0, 10), {"vip": TenantPolicy(priority=5),
+                                                  "capped": TenantPolicy(quota=Capacity(100, 1000.0, 1))})
+    heavy = {"a": Capacity(50, 500.0, 5)}  # tenant a has the highest dominant share
+    jobs = [job("b1", tenant="b"), job("a_late", tenant="a", deadline=NOON + 7200, duration_s=600.0),
+            job("a_soon", tenant="a", deadline=NOON + 3600, duration_s=600.0), job("v1", tenant="vip"),
+            job("c_big", tenant="capped", devices=2, deadline=NOON + 1800, duration_s=600.0)]
+    urgent = {"a_late", "a_soon", "c_big"}
+    order = [j.id for j in fair.order(jobs, heavy, lambda j: j.id in urgent)]
+    assert order == ["v1", "a_soon", "a_late", "b1"]  # tier first; then urgent by latest start; c_big over quota
+    assert [j.id for j in fair.order(jobs, heavy)][1:] == ["b1", "a_soon", "a_late"]  # without urgency: DRF
+

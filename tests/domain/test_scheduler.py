@@ -218,3 +218,71 @@ def test_gang_members_with_deadlines_start_together_now() -> None:
     gang = [type(m)(m.id, m.spec, m.tenant, m.submitted_at, gang="G", gang_size=3) for m in members]
     placed = GridScheduler(g).plan(gang, states(g), now=NOON)
     assert len(placed) == 3 and {p.start_at for p in placed} == {NOON}
+
+
+# ---- deadlines under pressure ------------------------------------------------------------------
+
+
+def test_a_deadline_job_leaves_a_cheap_pool_whose_queue_would_make_it_miss() -> None:
+    g = grid([pool("cheap", "qingyang"), pool("dear", "beijing")], prices={"cheap": (100,) * 24, "dear": (300,) * 24})
+    busy = [PoolState(g.pools[0], g.pools[0].capacity, wait_s=3 * 3600.0), PoolState(g.pools[1], g.pools[1].capacity)]
+    tight = job("tight", deadline=NOON + 2 * 3600, duration_s=3600.0)
+    roomy = job("roomy", deadline=NOON + 6 * 3600, duration_s=3600.0)
+    placed = {p.job_id: p for p in GridScheduler(g).plan([tight, roomy], busy, now=NOON)}
+    assert placed["tight"].pool == "dear" and placed["tight"].terms["deadline_miss"] == 0.0
+    assert placed["roomy"].pool == "cheap"  # the queue leaves it time: the cheap pool still wins
+    assert placed["roomy"].terms["finish_at"] <= roomy.spec.deadline
+
+
+def test_a_job_that_can_no_longer_be_deferred_goes_before_earlier_jobs_of_its_priority() -> None:
+    g = grid([pool("a", "qingyang", devices=1, node_devices=1)])
+    early = job("early", submitted=NOON - 600)  # no deadline, submitted first
+    late = job("late", submitted=NOON - 60, deadline=NOON + 5000, duration_s=1800.0)  # slack 3200 s < margin 1 h
+    vip = job("vip", submitted=NOON - 30, priority=5)
+    sched = GridScheduler(g)
+    assert [p.job_id for p in sched.plan([early, late], states(g), now=NOON)] == ["late"]
+    assert [p.job_id for p in sched.plan([early, late, vip], states(g), now=NOON)] == ["vip"]  # priority first
+    relaxed = job("late", submitted=NOON - 60, deadline=NOON + 20 * 3600, duration_s=1800.0, latency_ms_max=50.0,
+                  consumer_site="qingyang")  # plenty of slack: submit order stands
+    assert [p.job_id for p in sched.plan([early, relaxed], states(g), now=NOON)] == ["early"]
+
+
+def test_a_deferred_job_is_released_when_its_slack_shrinks() -> None:
+    g = grid([pool("a", "qingyang")], prices={"a": VALLEY})
+    j = job(deadline=T0 + 26 * 3600, duration_s=3600.0)  # 02:00 next day: the valley starts at 23:00
+    sched = GridScheduler(g)
+    [p] = sched.plan([j], states(g), now=NOON)
+    assert p.start_at == T0 + 23 * 3600  # held for the valley, keeping a margin of its run time
+    assert not sched.urgency(NOON)(j)
+    # 23:00 came and the pool was full: each plan decides again; once the slack is below the margin the job
+    # is urgent and starts as soon as there is room, never deferred again
+    at = T0 + 24.5 * 3600
+    assert sched.urgency(at)(j)
+    [p] = sched.plan([j], states(g), now=at)
+    assert p.start_at == at and p.terms["deadline_miss"] == 0.0
+
+
+def test_a_job_that_cannot_meet_its_deadline_is_never_deferred() -> None:
+    g = grid([pool("a", "qingyang"), pool("b", "beijing")], prices={"a": VALLEY, "b": VALLEY})
+    hopeless = job(deadline=NOON + 2 * 3600, duration_s=3 * 3600.0)
+    full = [PoolState(g.pools[0], Capacity(0, 0.0, 0)), PoolState(g.pools[1], Capacity(0, 0.0, 0))]
+    assert GridScheduler(g).plan([hopeless], full, now=NOON) == []  # waits for room; no valley start
+    one = [PoolState(g.pools[0], Capacity(0, 0.0, 0)), PoolState(g.pools[1], g.pools[1].capacity)]
+    [p] = GridScheduler(g).plan([hopeless], one, now=NOON)
+    assert (p.pool, p.start_at, p.terms["deadline_miss"]) == ("b", NOON, 1.0)  # the earliest finish, flagged
+
+
+def test_placements_are_identical_with_precomputed_and_single_job_scores() -> None:
+    g = grid([pool("a", "qingyang"), pool("b", "beijing", model="A100"), pool("c", "shanghai"),
+              pool("u", "ulanqab", devices=4)], prices={"a": VALLEY, "b": (150,) * 24, "u": (90,) * 24})
+    jobs = [job(f"j{i}", devices=1 + i % 3, duration_s=900.0 * (1 + i % 7), submitted=NOON - i,
+                deadline=NOON + (3 + i % 20) * 3600 if i % 3 == 0 else None,
+                data_site="shanghai" if i % 4 == 0 else "", data_gb=50.0 if i % 4 == 0 else 0.0)
+            for i in range(60)]
+    together = GridScheduler(g).plan(jobs, states(g), now=NOON)
+    alone = GridScheduler(g)
+    alone._precompute = lambda *a, **k: None  # every job scored on its own
+    one_by_one = alone.plan(jobs, states(g), now=NOON)
+    assert [(p.job_id, p.pool, p.start_at) for p in together] == [(p.job_id, p.pool, p.start_at) for p in one_by_one]
+    for a, b in zip(together, one_by_one, strict=True):
+        assert a.terms == pytest.approx(b.terms)

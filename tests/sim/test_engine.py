@@ -98,3 +98,15 @@ def test_run_simulation_accepts_file_paths(tmp_path: Path) -> None:
     p.write_text("submit_s,duration_s,cores,devices,tenant\n0,600,8,1,a\n60,1200,64,0,b\n")
     r = run_simulation(grid_file, p, "grid")
     assert r.summary()["finished"] == 2 and r.cost_fen.min() > 0
+
+
+def test_a_deferred_job_whose_hour_is_taken_is_planned_again_and_still_meets_its_deadline(tmp_path: Path) -> None:
+    g = grid([pool("a", "qingyang", devices=3, node_devices=2)], prices={"a": VALLEY})
+    h = 3600
+    rows = [f"0,{48 * h},8,2,32,x,,standard,"]  # x holds 2 of 3 devices: its dominant share stays above y's
+    rows.append(f"{12 * h},{h},4,1,16,x,{27 * h},standard,")  # j1: due 03:00; the valley starts at 23:00
+    rows += [f"{22 * h + 1800 + k * 1800},{h},4,1,16,y,,standard," for k in range(24)]  # y keeps the last device busy
+    r = run_simulation(g, trace(tmp_path, rows), "grid")
+    assert r.start[1] >= T0 + 23 * h  # held for the valley at noon
+    assert r.end[1] <= T0 + 27 * h  # y's stream took its hour; planned again, it went first once its slack ran low
+    assert r.deadline_misses == 0

@@ -50,7 +50,8 @@ def register(app: typer.Typer) -> None:
         trace: Annotated[Path | None, typer.Option(help="trace: SWF, Alibaba DLRM, Azure LLM or generic CSV")] = None,
         policy: Annotated[list[str] | None, typer.Option(help="policies to compare (repeat); default: all")] = None,
         limit: Annotated[int, typer.Option(help="replay the first N jobs")] = 1000,
-        load: Annotated[float, typer.Option(help="size the grid so the trace loads it to this share")] = 0.7,
+        load: Annotated[float, typer.Option(help="offered load: the grid is sliced to it (the trace's arrivals "
+                                                 "compressed where one node per pool is still too much)")] = 0.7,
         deadline_fraction: Annotated[float, typer.Option(help="share of jobs given a synthetic deadline")] = 0.3,
         seed: int = 1,
         out: Annotated[Path, typer.Option(help="report directory (index.html + PNG plots)")] = Path("sim-report"),
@@ -58,7 +59,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Replay a workload against a grid through the live scheduler code, per policy, and write a report."""
         from suanwang.sim import POLICIES, load_grid, load_trace, run_simulation, with_placement_hints, write_report
-        from suanwang.sim.sizing import capacity_share, scaled
+        from suanwang.sim.sizing import at_load
 
         try:
             grid_file = load_grid(grid or Path(str(DEFAULT_GRID)))
@@ -69,7 +70,7 @@ def register(app: typer.Typer) -> None:
         edges = [s.name for s in grid_file.model.sites][-3:]
         jobs = with_placement_hints(jobs, consumer_sites=edges, data_sites=edges, data_gb=5.0,
                                     deadline_fraction=deadline_fraction, seed=seed)
-        model = scaled(grid_file.model, capacity_share(grid_file.model, jobs, load))
+        model, jobs, _ = at_load(grid_file.model, jobs, load)
         policies = policy or list(POLICIES)
         results = []
         columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} jobs"),

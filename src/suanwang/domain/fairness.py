@@ -15,7 +15,12 @@ A tenant's dominant share is the largest fraction it uses of any resource
 
 Within a tier, the next job offered comes from the tenant with the lowest
 ``ds`` (ties by tenant name), and that tenant's ``ds`` grows by the job's
-demand before the next pick (progressive filling).  Over a long run each
+demand before the next pick (progressive filling).  Urgent jobs come first
+within their tier: jobs the inner policy marks urgent (the grid scheduler:
+deadline jobs whose slack is down to their margin, see its ``urgency``),
+across tenants, earliest latest start first, within quota; their demand
+counts toward their tenants' shares before the DRF picks.  Deadline-unaware
+policies mark none.  Over a long run each
 tenant's dominant share tends to ``share / sum(shares)`` of the grid while
 all are backlogged.  ``quota`` caps what a tenant may use at once; a job that
 would exceed it waits.
@@ -41,7 +46,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,7 +54,7 @@ import numpy as np
 from suanwang.domain.grid import Capacity, PoolId, SiteId
 from suanwang.domain.placement import Placement, PoolState, QueuedJob
 from suanwang.domain.resources import ServiceLevel
-from suanwang.domain.scheduler import GridScheduler, _FreeState, _gangs, _PolicyBase
+from suanwang.domain.scheduler import _FreeState, _gangs, _PolicyBase
 from suanwang.errors import InvalidSpec
 
 
@@ -130,19 +135,29 @@ class FairShare:
     def policy(self, tenant: str) -> TenantPolicy:
         return self.tenants.get(tenant) or TenantPolicy()
 
-    def order(self, jobs: Sequence[QueuedJob], usage: Mapping[str, Capacity] | None = None) -> list[QueuedJob]:
-        """Jobs in the order they are offered capacity: tiers, then DRF across tenants, then each queue."""
+    def order(self, jobs: Sequence[QueuedJob], usage: Mapping[str, Capacity] | None = None,
+              urgent: Callable[[QueuedJob], bool] | None = None) -> list[QueuedJob]:
+        """Jobs in the order they are offered capacity: tiers, then urgent jobs (EDF), then DRF, then each queue."""
         used = dict(usage or {})
         queues: dict[str, list[QueuedJob]] = defaultdict(list)
+        first: dict[int, list[QueuedJob]] = defaultdict(list)
         for job in jobs:
-            queues[job.tenant].append(job)
+            if urgent is not None and urgent(job):
+                first[self.policy(job.tenant).priority].append(job)
+            else:
+                queues[job.tenant].append(job)
         tiers: dict[int, list[str]] = defaultdict(list)
         for tenant, q in queues.items():
             q.sort(key=_queue_key)
             tiers[self.policy(tenant).priority].append(tenant)
         out: list[QueuedJob] = []
-        for tier in sorted(tiers, reverse=True):
-            out.extend(self._drf(tiers[tier], queues, used))
+        for tier in sorted(set(tiers) | set(first), reverse=True):
+            for job in sorted(first.get(tier, ()), key=_queue_key):
+                held = used.get(job.tenant, Capacity())
+                if self.within_quota(job.tenant, held, job.spec.demand):
+                    out.append(job)
+                    used[job.tenant] = held + job.spec.demand
+            out.extend(self._drf(tiers.get(tier, []), queues, used))
         return out
 
     def _drf(self, tenants: list[str], queues: dict[str, list[QueuedJob]], used: dict[str, Capacity]) -> list[QueuedJob]:
@@ -216,8 +231,7 @@ class FairScheduler:
     ) -> Plan:
         ctx = self.inner.ctx
         free = _FreeState(ctx, pools)
-        if isinstance(self.inner, GridScheduler):
-            self.inner._begin(now)
+        self.inner._begin(now)
         releases = _releases(ctx.index, running)
         by_pool: dict[int, list[RunningJob]] = defaultdict(list)
         for r in running:
@@ -228,7 +242,7 @@ class FairScheduler:
         placements: list[Placement] = []
         preempt: list[str] = []
         evicted: set[str] = set()
-        ordered = self.fair.order(jobs, usage_by_tenant(running))
+        ordered = self.fair.order(jobs, usage_by_tenant(running), self.inner.urgency(now))
         self.inner._prepare(ordered)
 
         def allow(job: QueuedJob) -> np.ndarray | None:
@@ -247,6 +261,7 @@ class FairScheduler:
                 placements.extend(placed)
             elif len(heads) < self.backfill_heads:
                 heads.append(self._shadow(unit[0], free, releases, now))
+        self.inner._end()
         self.preemptions = preempt
         return Plan(placements, preempt)
 

@@ -42,29 +42,50 @@ times are now and each hour boundary of the next ``horizon_h`` hours, kept
 only when ``finish <= deadline`` and, for a start later than now, a margin
 remains: ``finish + max(run_p, 1 h) <= deadline`` (capacity may be taken by
 then; the margin leaves time to wait for it).  A deferred placement has
-``start_at > now`` and takes no capacity now.  A job starting now goes only
-to a pool with room now; with none, it stays queued.  If no candidate meets
-a deadline the job is placed at the earliest finish with
-``terms["deadline_miss"] = 1``; ``check_submit`` tells the consumer so at
-submit.  Gangs (``QueuedJob.gang``) are placed on one site, all members or
-none.
+``start_at > now`` and takes no capacity now: the job stays queued with its
+planned start (in the live platform and in the simulator alike) and every
+later ``plan`` decides again, so capacity taken meanwhile or a shrinking
+slack changes the decision.  A job starting now goes only to a pool with
+room now; with none, it stays queued.  Where queue waits (``wait_p``) would
+make the cheap pools miss a deadline, only pools that meet it are
+candidates.  When no candidate can meet the deadline any more, the job
+starts at the earliest finish among pools with room now (never later: that
+would only add lateness) with ``terms["deadline_miss"] = 1``, or stays
+queued; ``check_submit`` tells the consumer so at submit.  Gangs
+(``QueuedJob.gang``) are placed on one site, all members or none.
 
-Speed: the cost, carbon and latency terms of jobs without a deadline are
-computed once per (shape, weights, run time in 25 % log steps clamped to
-5 min..2 days) for a window starting at the middle of the current quarter
+Urgent jobs (``urgency``): a deadline job whose slack, deadline - now - its
+run time on its fastest candidate, is at most its margin ``max(run, 1 h)``
+can no longer be deferred.  It is offered capacity before the other jobs of
+its priority (under fair share: of its tier, before DRF), earliest latest
+start first (EDF), and still counts toward its tenant's share.  This is
+what keeps a deferral, or a queue, from turning into a miss when the
+capacity of its planned hour has been taken.
+
+Speed.  The cost, carbon and latency terms of a job starting now depend on
+its candidate set, its latency origin and its run time, not on its size:
+one table per (candidate set, origin, weights) holds them for run times in
+25 % log steps clamped to 5 min..2 days, from per-pool cost and carbon
+computed once for a window starting at the middle of the current quarter
 hour (plus the engine wait, if any; the data transfer, seconds to minutes,
-does not move it) and reused across ``plan`` calls in that quarter hour; the
-time term is exact per job, and the scores of the next 2,048 jobs are
-computed as one matrix per (shape, weights) group.  A deferrable job is
-scored over a shortlist: the best 8 pools by cost, carbon and latency terms
-at each start hour, and the 8 fastest (run time in factor-2 steps).  The
-chosen placement's terms are computed exactly.
+does not move it), reused across ``plan`` calls in that quarter hour.
+Without engine waits and data transfer the time term is speed_max / speed -
+1 whatever the run time, so all such jobs of a group and step rank the
+candidates alike: the ranking is sorted once and each job walks it from the
+first pool not yet found full for its demand (most jobs take this path).
+Jobs with input data elsewhere get exact score rows, one matrix per group
+for the next 16,384 jobs.  A deadline job is scored over a shortlist: the
+best 8 pools by cost, carbon and latency terms at each start hour, and the
+8 fastest (run time in factor-2 steps), one matrix per group and step.  The
+chosen placements' terms are computed exactly, for all placements of a
+``plan`` call in one pass at its end.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -192,17 +213,15 @@ def _integral(cum: np.ndarray, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
     return days * flat.take(rows * (HOURS + 1) + HOURS) + lo + (rem - h) * (flat.take(at + 1) - lo)
 
 
+_Q_LOW, _Q_HIGH = round(math.log(300.0) / math.log(1.25)), round(math.log(172800.0) / math.log(1.25))
+
+
+_LOG_STEP = {1.25: math.log(1.25), 2.0: math.log(2.0)}
+
+
 def _bucket(duration_s: float, step: float) -> int:
     """Run time in log steps, clamped to 5 min .. 2 days (outside, the hourly means barely change)."""
-    return round(math.log(min(max(duration_s, 300.0), 172800.0)) / math.log(step))
-
-
-def _scalar_integral(cum: list[float], x: float) -> float:
-    days = math.floor(x / HOURS)
-    rem = x - days * HOURS
-    h = min(int(rem), HOURS - 1)
-    lo = cum[h]
-    return days * cum[HOURS] + lo + (rem - h) * (cum[h + 1] - lo)
+    return round(math.log(min(max(duration_s, 300.0), 172800.0)) / (_LOG_STEP.get(step) or math.log(step)))
 
 
 def _cumulative(series: np.ndarray) -> np.ndarray:
@@ -230,10 +249,7 @@ class GridContext:
         self.price_cum = _cumulative(self.price)
         self.ci_cum = _cumulative(self.ci)
         self.both_cum = np.concatenate((self.price_cum, self.ci_cum))
-        self.price_cum_rows = self.price_cum.tolist()  # plain lists: scalar arithmetic without numpy overhead
-        self.ci_cum_rows = self.ci_cum.tolist()
-        self.speed_list = self.speed.tolist()
-        self.power_list = self.power.tolist()
+        self.speed_list = self.speed.tolist()  # a plain list: scalar arithmetic without numpy overhead
         self.site_idx = np.array([self.network.index[p.site] for p in grid.pools], dtype=np.int64)
         self.has_devices = np.array([p.capacity.devices > 0 for p in grid.pools])
         self._rules: dict[tuple, np.ndarray] = {}
@@ -277,9 +293,16 @@ class GridContext:
         key = _shape(spec)
         hit = self._rules.get(key)
         if hit is None:
-            hit = self._rules[key] = np.flatnonzero(self._rule_mask(spec))
             if len(self._rules) > 100_000:
                 self._rules.clear()
+            base = (*key[:6], *key[8:])  # the data site only adds reachability: the rest is shared
+            mask = self._rules.get(base)
+            if mask is None:
+                mask = self._rules[base] = self._rule_mask(spec)
+            net = self.network
+            if spec.data_site and spec.data_gb > 0 and spec.data_site in net.index:
+                mask = mask & np.isfinite(net.latency_ms[net.index[spec.data_site], self.site_idx])
+            hit = self._rules[key] = np.flatnonzero(mask)
         return hit
 
     def ruled_out(self, spec: JobSpec) -> dict[int, str]:
@@ -287,6 +310,7 @@ class GridContext:
         return {i: r for i in range(len(self.pools)) if (r := self.hard_rule(spec, i))}
 
     def _rule_mask(self, spec: JobSpec) -> np.ndarray:
+        """The hard rules over every pool, but for reachability of the data site (``candidates`` adds it)."""
         a = self._arr
         ok = a["cls"] == spec.resource_class.value
         if spec.device_model:
@@ -301,8 +325,6 @@ class GridContext:
             if spec.consumer_site not in net.index:
                 return np.zeros(len(self.pools), dtype=bool)
             ok &= net.latency_ms[net.index[spec.consumer_site], self.site_idx] <= spec.latency_ms_max
-        if spec.data_site and spec.data_gb > 0 and spec.data_site in net.index:
-            ok &= np.isfinite(net.latency_ms[net.index[spec.data_site], self.site_idx])
         return ok
 
     def evaluate(
@@ -310,27 +332,36 @@ class GridContext:
         transfer: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Predicted terms for candidates ``idx`` (rows) and start times ``starts`` (columns)."""
-        n = job_units(spec)
         if transfer is None:
             transfer = np.zeros(len(idx))
             if spec.data_site and spec.data_gb > 0 and spec.data_site in self.network.index:
                 transfer = self.network.transfer_row(spec.data_site, spec.data_gb)[self.site_idx[idx]]
-        run = duration / self.speed[idx]
-        ready = now + wait[idx] + transfer
-        start = np.maximum(starts[None, :], ready[:, None])
-        finish = start + run[:, None]
-        rows = idx[:, None]
+        terms = self.evaluate_many(spec, idx, wait, starts, now, np.array([duration]), transfer[None, :])
+        return {k: v[0] for k, v in terms.items()}
+
+    def evaluate_many(
+        self, spec: JobSpec, idx: np.ndarray, wait: np.ndarray, starts: np.ndarray, now: float,
+        durations: np.ndarray, transfer: np.ndarray, units: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """``evaluate`` for jobs with the same candidates at once (run times ``durations``, ``units`` each, else the
+        spec's): arrays [job, candidate, start]."""
+        n = np.full(len(durations), float(job_units(spec))) if units is None else units
+        run = durations[:, None] / self.speed[idx][None, :]
+        ready = now + wait[idx][None, :] + transfer
+        start = np.maximum(starts[None, None, :], ready[:, :, None])
+        finish = start + run[:, :, None]
+        rows = np.broadcast_to(idx[None, :, None], start.shape)
         off = self.grid.utc_offset_h
         h0 = start / 3600.0 + off
         h1 = finish / 3600.0 + off
         span = np.maximum(h1 - h0, 1e-12)
         # price rows then carbon rows of one table: one integral call for both
         both = np.concatenate((rows, rows + len(self.pools)))
-        hh = np.concatenate((h1, h1)), np.concatenate((h0, h0))
-        diff = _integral(self.both_cum, both, hh[0]) - _integral(self.both_cum, both, hh[1])
-        m = len(idx)
-        cost = (n * duration / 3600.0) * diff[:m] / span
-        carbon = n * self.power[rows] * (run[:, None] / 3600.0) * diff[m:] / span
+        diff = (_integral(self.both_cum, both, np.concatenate((h1, h1)))
+                - _integral(self.both_cum, both, np.concatenate((h0, h0))))
+        j = len(durations)
+        cost = (n * durations / 3600.0)[:, None, None] * diff[:j] / span
+        carbon = n[:, None, None] * self.power[idx][None, :, None] * (run[:, :, None] / 3600.0) * diff[j:] / span
         latency = np.zeros(len(idx))
         if spec.consumer_site in self.network.index:
             latency = self.network.latency_ms[self.network.index[spec.consumer_site], self.site_idx[idx]]
@@ -340,9 +371,9 @@ class GridContext:
             "finish": finish,
             "cost_fen": cost,
             "carbon_kg": carbon,
-            "latency_ms": zero + latency[:, None],
-            "transfer_s": zero + transfer[:, None],
-            "run_s": zero + run[:, None],
+            "latency_ms": zero + latency[None, :, None],
+            "transfer_s": zero + transfer[:, :, None],
+            "run_s": zero + run[:, :, None],
         }
 
 
@@ -372,29 +403,67 @@ def _ratio(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return x / low - 1.0
 
 
+def _ratio_many(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``_ratio`` for each job (axis 0) separately."""
+    axes = tuple(range(1, x.ndim))
+    every = bool(mask.all())
+    low = (x if every else np.where(mask, x, np.inf)).min(axis=axes, keepdims=True)
+    if every and bool((low > 0).all()):
+        return x / low - 1.0
+    high = np.where(mask, x, -np.inf).max(axis=axes, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(low > 0, x / low - 1.0, np.where(high > 0, x / np.maximum(high, 1e-12), 0.0))
+    return np.where(np.isfinite(low), out, 0.0)
+
+
 def score_terms(terms: dict[str, np.ndarray], spec: JobSpec, now: float, w: Weights) -> tuple[np.ndarray, np.ndarray]:
     """Score (lower is better) and deadline-feasibility mask for evaluated candidates."""
+    deadline = np.array([math.nan if spec.deadline is None else spec.deadline])
+    score, ok, _ = _score_many({k: v[None] for k, v in terms.items()}, deadline, None, now, w)
+    return score[0], ok[0]
+
+
+def _score_many(
+    terms: dict[str, np.ndarray], deadline: np.ndarray, valid: np.ndarray | None, now: float, w: Weights
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``score_terms`` for jobs of one shape at once (deadlines nan for none; ``valid``: [job, start] cells to use).
+
+    Returns the scores, the cells they are relative to (those meeting the deadline where any does; starting now
+    where none does), and per job whether any cell meets its deadline.
+    """
     finish = terms["finish"]
     ok = np.isfinite(finish)
-    if spec.deadline is not None:
-        meets = ok & (finish <= spec.deadline + 1e-6)
-        if finish.shape[1] > 1:  # a shifted start keeps a margin: its run time again, at least an hour
-            margin = np.maximum(terms["run_s"][:, 1:], 3600.0)
-            meets[:, 1:] &= finish[:, 1:] + margin <= spec.deadline + 1e-6
-        if meets.any():
-            ok = meets
-    if spec.deadline is not None and spec.deadline > now:
-        best = float(finish[ok].min()) if ok.any() else now
-        t_time = (finish - best) / (spec.deadline - now)
-    else:
-        t_time = _ratio(finish - now, ok)
+    if valid is not None:
+        ok &= valid[:, None, :]
+    has = ~np.isnan(deadline)
+    due = np.where(has, deadline, np.inf)[:, None, None] + 1e-6
+    meets = ok & (finish <= due)
+    if finish.shape[2] > 1:  # a shifted start keeps a margin: its run time again, at least an hour
+        margin = np.maximum(terms["run_s"][:, :, 1:], 3600.0)
+        meets[:, :, 1:] &= finish[:, :, 1:] + margin <= due
+    met = meets.any(axis=(1, 2))
+    ok = np.where((has & met)[:, None, None], meets, ok)
+    late = has & ~met
+    if late.any() and finish.shape[2] > 1:  # it can no longer make it: starting now is all that counts
+        ok[late, :, 1:] = False
+    timed = has & (np.where(has, deadline, -np.inf) > now)
+    best = np.where(ok, finish, np.inf).min(axis=(1, 2), keepdims=True)
+    best = np.where(np.isfinite(best), best, now)
+    slack = np.where(timed, np.where(has, deadline, now) - now, 1.0)[:, None, None]
+    t_time = np.where(timed[:, None, None], (finish - best) / slack, _ratio_many(finish - now, ok))
     score = (
-        w.cost * _ratio(terms["cost_fen"], ok)
+        w.cost * _ratio_many(terms["cost_fen"], ok)
         + w.time * t_time
-        + w.carbon * _ratio(terms["carbon_kg"], ok)
-        + w.latency * _ratio(np.asarray(terms["latency_ms"], dtype=float), ok)
+        + w.carbon * _ratio_many(terms["carbon_kg"], ok)
+        + w.latency * _ratio_many(np.asarray(terms["latency_ms"], dtype=float), ok)
     )
-    return np.where(ok, score, np.inf), ok
+    return np.where(ok, score, np.inf), ok, has & met
+
+
+class _Demand(Protocol):
+    cores: int
+    memory_gb: float
+    devices: int
 
 
 class _FreeState:
@@ -414,25 +483,38 @@ class _FreeState:
             self.wait[i] = state.wait_s
         self.any_wait = bool(self.wait.any())
 
-    def fits(self, idx: np.ndarray, d: Capacity) -> np.ndarray:
+    def fits(self, idx: np.ndarray, d: _Demand) -> np.ndarray:
         return (self.cores[idx] >= d.cores) & (self.mem[idx] >= d.memory_gb - 1e-9) & (self.dev[idx] >= d.devices)
 
-    def fits_one(self, i: int, d: Capacity) -> bool:
+    def fits_one(self, i: int, d: _Demand) -> bool:
         return self.cores[i] >= d.cores and self.mem[i] >= d.memory_gb - 1e-9 and self.dev[i] >= d.devices
 
-    def take(self, i: int, d: Capacity) -> None:
+    def take(self, i: int, d: _Demand) -> None:
         self.cores[i] -= d.cores
         self.mem[i] -= d.memory_gb
         self.dev[i] -= d.devices
 
-    def give(self, i: int, d: Capacity) -> None:
+    def give(self, i: int, d: _Demand) -> None:
         self.cores[i] += d.cores
         self.mem[i] += d.memory_gb
         self.dev[i] += d.devices
 
 
-def _order(jobs: Sequence[QueuedJob]) -> list[QueuedJob]:
-    return sorted(jobs, key=lambda j: (-j.spec.priority, j.submitted_at, j.id))
+Urgency = Callable[[QueuedJob], bool]
+
+
+def _order(jobs: Sequence[QueuedJob], urgent: Urgency | None = None) -> list[QueuedJob]:
+    """Priority first; within a priority, urgent jobs by latest start (EDF), then submit time."""
+    if urgent is None:
+        return sorted(jobs, key=lambda j: (-j.spec.priority, j.submitted_at, j.id))
+
+    def key(j: QueuedJob) -> tuple:
+        s = j.spec
+        if urgent(j):
+            return (-s.priority, 0, (s.deadline or 0.0) - s.duration_s, j.submitted_at, j.id)
+        return (-s.priority, 1, 0.0, j.submitted_at, j.id)
+
+    return sorted(jobs, key=key)
 
 
 def _gangs(jobs: Sequence[QueuedJob]) -> list[list[QueuedJob]]:
@@ -461,24 +543,44 @@ class _PolicyBase:
     def plan(self, jobs: Sequence[QueuedJob], pools: Sequence[PoolState], *, now: float) -> list[Placement]:
         free = _FreeState(self.ctx, pools)
         self._begin(now)
-        ordered = list(jobs) if self.keep_order else _order(jobs)
+        ordered = list(jobs) if self.keep_order else _order(jobs, self.urgency(now))
         self._prepare(ordered)
+        gangs = {unit[0].gang: unit for unit in _gangs([j for j in ordered if j.gang])}
         out: list[Placement] = []
-        for unit in _gangs(ordered):
-            if unit[0].gang and len(unit) < unit[0].gang_size:
-                continue  # a gang waits until all its members are queued
-            placed = self._place_unit(unit, free, now)
-            out.extend(placed)
+        for job in ordered:
+            if not job.gang:
+                placement = self._place_one(job, free, now)
+                if placement is not None:
+                    out.append(placement)
+                continue
+            unit = gangs[job.gang]
+            if unit[0] is job and len(unit) >= job.gang_size:  # a gang waits until all its members are queued
+                out.extend(self._place_unit(unit, free, now))
+        self._end()
         return out
+
+    def _place_one(self, job: QueuedJob, free: _FreeState, now: float) -> Placement | None:
+        """A job outside any gang (``_place_unit`` without the all-or-nothing bookkeeping)."""
+        spec = job.spec
+        if spec.not_before is not None and spec.not_before > now:
+            return None
+        got = self._choose(job, free, now, None)
+        if got is None:
+            return None
+        i, placement = got
+        if placement.start_at <= now:
+            free.take(i, spec)
+        return placement
 
     def _place_unit(
         self, unit: list[QueuedJob], free: _FreeState, now: float, allow: Allow | None = None
     ) -> list[Placement]:
-        taken: list[tuple[int, Capacity]] = []
+        taken: list[tuple[int, JobSpec]] = []
         result: list[Placement] = []
         site: SiteId | None = None
         for job in unit:
-            if job.spec.not_before is not None and job.spec.not_before > now:
+            spec = job.spec
+            if spec.not_before is not None and spec.not_before > now:
                 break
             mask = allow(job) if allow is not None else None
             got = self._choose(job, free, now, site if job.gang else None, mask)
@@ -486,8 +588,8 @@ class _PolicyBase:
                 break
             i, placement = got
             if placement.start_at <= now:
-                free.take(i, job.spec.demand)
-                taken.append((i, job.spec.demand))
+                free.take(i, spec)
+                taken.append((i, spec))
             site = self.ctx.pools[i].site
             result.append(placement)
         if len(result) < len(unit):
@@ -497,7 +599,14 @@ class _PolicyBase:
         return result
 
     def _begin(self, now: float) -> None:
-        pass
+        """A plan call starts (per-call caches)."""
+
+    def _end(self) -> None:
+        """A plan call ends: every placement it returned is complete."""
+
+    def urgency(self, now: float) -> Urgency | None:
+        """Which queued jobs go first within their priority tier (deadline-aware policies only)."""
+        return None
 
     def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
         pass
@@ -515,6 +624,42 @@ class _PolicyBase:
     def _placement(self, job: QueuedJob, i: int, now: float, start: float | None = None) -> Placement:
         pool = self.ctx.pools[i]
         return Placement(job.id, pool.site, pool.name, now if start is None else start)
+
+
+@dataclass(slots=True)
+class _Shape:
+    """What the scheduler works out once per job shape (the fields ``_shape`` reads)."""
+
+    idx: np.ndarray  # pools that could ever run it
+    group: int  # id of (candidate set, latency origin): all its static terms, ranking and shortlist depend on
+    demand: int  # id of (group, cores, memory, devices): what "found full" is remembered for
+    data: bool  # input data elsewhere: a transfer time per pool
+    bounded: bool  # a latency bound: never deferred
+    fastest: float  # the highest speed among the candidates (0 without any)
+    idx_list: list[int]
+
+
+@dataclass(slots=True)
+class _Walk:
+    """One demand's walk down its group's ranking for one run-time step (the score is the same for every job)."""
+
+    order: list[int]  # positions into idx, best first (finite scores only)
+    idx: list[int]
+    static: list[float]  # static terms per position
+    dead: bytearray  # per position: full for this demand in this plan call (shared with ``_choose_ranked``)
+    cursor: int = 0  # order[:cursor] is all full
+
+
+@dataclass(slots=True)
+class _Timed:
+    """A deadline job's scores over its shortlist: starting now per pool, and the best later start."""
+
+    idx: np.ndarray
+    starts: np.ndarray
+    now_score: np.ndarray  # per candidate, starting now (inf: not a candidate for this deadline)
+    finish_now: np.ndarray  # per candidate, finish when starting now
+    later: tuple[float, int, int]  # best (score, row, column) over later starts (inf: none)
+    meets: bool  # some cell meets the deadline
 
 
 class GridScheduler(_PolicyBase):
@@ -540,69 +685,194 @@ class GridScheduler(_PolicyBase):
         self._shortlist: dict[tuple, np.ndarray] = {}
         self._full: dict[tuple, Capacity] = {}
         self._transfer: dict[tuple[str, float], np.ndarray] = {}
+        self._shapes: dict[tuple, _Shape] = {}
+        self._ids: dict[object, int] = {}  # interned keys: candidate sets, groups, demands
+        self._wkeys: dict[int, tuple[Weights, int]] = {}
+        self._names = [(p.site, p.name) for p in self.ctx.pools]
+        self._begin(0.0)
 
     def weights_for(self, job: QueuedJob) -> Weights:
+        if not self.job_weights and not self.tenant_weights:
+            return self.weights
         return self.job_weights.get(job.id) or self.tenant_weights.get(job.tenant) or self.weights
+
+    def _wk(self, w: Weights) -> int:
+        """A small key for a weights object (hashing a dataclass per job is slow)."""
+        hit = self._wkeys.get(id(w))  # holding ``w`` keeps its id from being reused
+        if hit is None:
+            hit = self._wkeys[id(w)] = (w, len(self._wkeys))
+        return hit[1]
+
+    def urgency(self, now: float) -> Urgency:
+        """A deadline job is urgent once it can no longer be deferred: slack (deadline - now - run) <= margin."""
+
+        def urgent(job: QueuedJob) -> bool:
+            spec = job.spec
+            if spec.deadline is None:
+                return False
+            fastest = self._info(spec).fastest
+            if fastest <= 0:
+                return False
+            run = spec.duration_s / fastest
+            return spec.deadline - now - run <= max(run, 3600.0)
+
+        return urgent
+
+    def _intern(self, key: object) -> int:
+        hit = self._ids.get(key)
+        if hit is None:
+            hit = self._ids[key] = len(self._ids)
+        return hit
+
+    def _info(self, spec: JobSpec) -> _Shape:
+        hit = self._by_spec.get(id(spec))  # per plan call: the same spec object is asked about several times
+        if hit is not None and hit[0] is spec:
+            return hit[1]
+        key = _shape(spec)
+        info = self._shapes.get(key)
+        if info is None:
+            if len(self._shapes) > 100_000:
+                self._shapes.clear()
+            idx = self.ctx.candidates(spec)
+            net = self.ctx.network
+            origin = spec.consumer_site if spec.consumer_site in net.index else ""
+            group = self._intern(("group", self._intern(idx.tobytes()), origin))
+            demand = self._intern(("demand", group, spec.cores, spec.memory_gb, spec.devices))
+            data = bool(spec.data_site and spec.data_gb > 0 and spec.data_site in net.index)
+            fastest = float(self.ctx.speed[idx].max()) if len(idx) else 0.0
+            info = self._shapes[key] = _Shape(idx, group, demand, data, spec.latency_ms_max is not None, fastest,
+                                              idx.tolist())
+        self._by_spec[id(spec)] = (spec, info)
+        return info
 
     def _begin(self, now: float) -> None:
         if len(self._static) > 50_000 or getattr(self, "_static_waits", False):
             self._static.clear()
+        if len(self._ids) > 200_000 or len(self._wkeys) > 10_000:  # the cached tables' keys are renumbered
+            self._ids.clear()
+            self._wkeys.clear()
+            self._shapes.clear()
+            self._static.clear()
         self._static_waits = False  # set when a plan call sees engine waits: those make static terms per call
         self._shortlist.clear()
         self._full.clear()
+        self._by_spec: dict[int, tuple[JobSpec, _Shape]] = {}
         self._pre: dict[str, np.ndarray] = {}
-        self._dead: dict[tuple, np.ndarray] = {}
+        self._timed: dict[str, _Timed] = {}
+        self._ranks: dict[tuple, tuple] = {}  # per group and weights: orders; per step too: rows as lists
+        self._walks: dict[tuple, _Walk] = {}
+        self._dead: dict[tuple, bytearray] = {}
         self._ordered: Sequence[QueuedJob] = ()
         self._pos: dict[str, int] = {}
+        self._scanned = 0
+        self._wk_plain = -1
+        self._pending: tuple[list, ...] = ([], [], [], [], [], [])  # terms, spec, pool, begin, transfer, score
 
     def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
         """Remember the order so scores can be computed for many upcoming jobs at once."""
         self._ordered = ordered
         self._pos = {j.id: k for k, j in enumerate(ordered)}
 
-    def _precompute(self, pos: int, free: _FreeState, now: float, chunk: int = 2048) -> None:
-        """Score rows for the next ``chunk`` jobs without deadline, one matrix per (shape, weights) group."""
-        groups: dict[tuple, list[QueuedJob]] = {}
-        end = min(len(self._ordered), pos + chunk)
-        for job in self._ordered[pos:end]:
-            if job.spec.deadline is None and not job.gang and job.id not in self._pre:
-                w = self.weights_for(job)
-                groups.setdefault((self._static_shape(job.spec), w), []).append(job)
-        for key, js in groups.items():
-            w = key[1]
-            idx = self.ctx.candidates(js[0].spec)
-            if len(idx) == 0:
-                continue
-            dur = np.array([j.spec.duration_s for j in js])
-            qs = [_bucket(d, 1.25) for d in dur]
-            first: dict[int, int] = {}
-            for k, q in enumerate(qs):
-                first.setdefault(q, k)
-            table = np.stack([self._static_terms(js[k].spec, idx, free, now, w, key) for k in first.values()])
-            row_of = {q: r for r, q in enumerate(first)}
-            statics = table[np.array([row_of[q] for q in qs])]
-            t = free.wait[idx][None, :] + dur[:, None] / self.ctx.speed[idx][None, :]
-            if any(j.spec.data_gb > 0 and j.spec.data_site for j in js):
-                t = t + np.stack([self._transfer_s(j.spec, idx) for j in js])
-            if w.time:
-                statics = statics + w.time * (t / np.maximum(t.min(axis=1, keepdims=True), 1e-9) - 1.0)
-            statics[~np.isfinite(t)] = np.inf
-            for k, job in enumerate(js):
-                self._pre[job.id] = statics[k]
+    def _precompute(self, pos: int, free: _FreeState, now: float, chunk: int = 16384) -> None:
+        """Scores of the next ``chunk`` jobs, one matrix per group of jobs with the same candidates and weights.
 
-    def start_times(self, spec: JobSpec, now: float) -> np.ndarray:
-        """Now, then each local hour boundary within the horizon (deferrable jobs only)."""
+        Jobs without a deadline whose score is the same for their whole group (no data transfer, no engine
+        waits) need none: they walk their group's ranking (``_choose_fast``).
+        """
+        if pos < self._scanned:
+            return
+        end = min(len(self._ordered), pos + chunk)
+        self._scanned = end
+        ranked: dict[tuple, list[QueuedJob]] = {}
+        timed: dict[tuple, list[QueuedJob]] = {}
+        for job in self._ordered[pos:end]:
+            spec = job.spec
+            if job.gang or (spec.deadline is None and not free.any_wait and not (spec.data_site and spec.data_gb)):
+                continue  # a gang member is scored alone; most jobs walk a ranking
+            info = self._info(spec)
+            if len(info.idx) == 0:
+                continue
+            w = self.weights_for(job)
+            if spec.deadline is not None:
+                timed.setdefault((info.group, self._wk(w), info.bounded, _bucket(spec.duration_s, 2.0)),
+                                 []).append(job)
+            elif info.data or free.any_wait:
+                ranked.setdefault((info.group, self._wk(w)), []).append(job)
+        for js in ranked.values():
+            rows = self._ranked_rows(js, self._info(js[0].spec), free, now)
+            for k, job in enumerate(js):
+                self._pre[job.id] = rows[k]
+        for js in timed.values():
+            for k in range(0, len(js), 256):  # bounded matrices: jobs x candidates x start times
+                part = js[k:k + 256]
+                for job, t in zip(part, self._timed_rows(part, self._info(part[0].spec), free, now), strict=True):
+                    self._timed[job.id] = t
+
+    def _ranked_rows(self, js: Sequence[QueuedJob], info: _Shape, free: _FreeState, now: float) -> np.ndarray:
+        """Score rows (jobs x candidates) for starting now: static terms per run-time step, exact time term."""
+        w = self.weights_for(js[0])
+        idx = info.idx
+        dur = np.array([j.spec.duration_s for j in js])
+        qs = [_bucket(d, 1.25) for d in dur]
+        first: dict[int, int] = {}
+        for k, q in enumerate(qs):
+            first.setdefault(q, k)
+        table = np.stack([self._static_terms(js[k].spec, info, free, now, w) for k in first.values()])
+        row_of = {q: r for r, q in enumerate(first)}
+        statics = table[np.array([row_of[q] for q in qs])]
+        t = free.wait[idx][None, :] + dur[:, None] / self.ctx.speed[idx][None, :]
+        if any(self._info(j.spec).data for j in js):
+            t = t + np.stack([self._transfer_s(j.spec, idx) for j in js])
+        if w.time:
+            statics = statics + w.time * (t / np.maximum(t.min(axis=1, keepdims=True), 1e-9) - 1.0)
+        statics[~np.isfinite(t)] = np.inf
+        return statics
+
+    def _timed_rows(self, js: Sequence[QueuedJob], info: _Shape, free: _FreeState, now: float,
+                    idx: np.ndarray | None = None, gang: bool = False) -> list[_Timed]:
+        """Scores of deadline jobs with the same candidates, weights and run-time step over their shortlist."""
+        spec = js[0].spec
+        w = self.weights_for(js[0])
+        short = self._short(spec, info, info.idx if idx is None else idx, free, now, w, cache=idx is None)
+        starts = self.start_times(spec, now, all_hours=True) if not gang else np.array([now])
+        deadline = np.array([j.spec.deadline for j in js], dtype=float)
+        dur = np.array([j.spec.duration_s for j in js])
+        run = dur / float(self.ctx.speed[short].max())  # a later start meets its deadline only if it keeps
+        valid = starts[None, :] + run[:, None] + np.maximum(run, 3600.0)[:, None] <= deadline[:, None] + 1e-6
+        valid[:, 0] = True  # its margin even on the fastest pool
+        starts = starts[:int(np.flatnonzero(valid.any(axis=0))[-1]) + 1]
+        valid = valid[:, :len(starts)]
+        units = np.array([job_units(j.spec) for j in js], dtype=float)
+        transfer = (np.stack([self._transfer_s(j.spec, short) for j in js])
+                    if any(self._info(j.spec).data for j in js) else np.zeros((len(js), len(short))))
+        terms = self.ctx.evaluate_many(spec, short, free.wait, starts, now, dur, transfer, units)
+        score, _, met = _score_many(terms, deadline, valid, now, w)
+        finish = terms["finish"][:, :, 0]
+        later: list[tuple[float, int, int]] = [(math.inf, 0, 0)] * len(js)
+        if len(starts) > 1:
+            rest = score[:, :, 1:].reshape(len(js), -1)
+            at = rest.argmin(axis=1)
+            best = rest[np.arange(len(js)), at]
+            s = len(starts) - 1
+            later = list(zip(best.tolist(), (at // s).tolist(), (at % s + 1).tolist(), strict=True))
+        return [_Timed(short, starts, score[k, :, 0], finish[k], later[k], bool(met[k])) for k in range(len(js))]
+
+    def start_times(self, spec: JobSpec, now: float, *, all_hours: bool = False) -> np.ndarray:
+        """Now, then each local hour boundary within the horizon (deferrable jobs only) before the deadline."""
         if not _is_deferrable(spec):
             return np.array([now])
         first = math.floor(now / 3600.0) * 3600.0 + 3600.0
         hours = first + 3600.0 * np.arange(self.horizon_h)
-        return np.concatenate(([now], hours[hours < (spec.deadline or now)]))
+        if not all_hours:
+            hours = hours[hours < (spec.deadline or now)]
+        return np.concatenate(([now], hours))
 
     def _choose(
         self, job: QueuedJob, free: _FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
     ) -> tuple[int, Placement] | None:
         spec = job.spec
-        idx = self.ctx.candidates(spec)
+        info = self._info(spec)
+        idx = info.idx
         if len(idx) == 0:
             return None
         allowed = None  # restrictions (gang site, backfill guard) as a mask over idx; scores stay cached
@@ -612,25 +882,25 @@ class GridScheduler(_PolicyBase):
             allowed = mask[idx] if allowed is None else allowed & mask[idx]
         if allowed is not None and not allowed.any():
             return None
-        w = self.weights_for(job)
-        key = (self._static_shape(spec), w)
-        if (full := self._full.get(key)) is not None and spec.demand.fits_in(full):
-            return None  # a no-bigger demand of this shape found no room; free capacity only shrinks
-        if spec.deadline is None:
-            got = self._choose_ranked(job, idx, free, now, w, key, allowed)
+        if self.job_weights or self.tenant_weights:
+            w = self.weights_for(job)
+            wk = self._wk(w)
         else:
-            got = self._choose_timed(job, idx, free, now, w, key, allowed)
+            w, wk = self.weights, self._wk(self.weights) if self._wk_plain < 0 else self._wk_plain
+            self._wk_plain = wk
+        full = self._full.get((info.demand, wk))
+        if full is not None and spec.cores <= full.cores and spec.memory_gb <= full.memory_gb \
+                and spec.devices <= full.devices:
+            return None  # a no-bigger demand of this shape found no room; free capacity only shrinks
+        if spec.deadline is not None:
+            got = self._choose_timed(job, info, free, now, allowed)
+        elif allowed is None and not info.data and not free.any_wait:
+            got = self._choose_fast(job, info, free, now, w, wk)
+        else:
+            got = self._choose_ranked(job, info, free, now, wk, allowed)
         if got is None and allowed is None and spec.deadline is None:
-            self._full[key] = spec.demand
+            self._full[(info.demand, wk)] = spec.demand
         return got
-
-    def _static_shape(self, spec: JobSpec) -> tuple:
-        """The shape without the data site when every pool can reach it (the data only moves the time term)."""
-        net = self.ctx.network
-        data = spec.data_site if spec.data_gb > 0 and spec.data_site in net.index else ""
-        if data and np.isfinite(net.latency_ms[net.index[data]]).all():
-            data = ""
-        return (*_shape(spec)[:6], data, spec.cores, spec.memory_gb, spec.devices)
 
     def _transfer_s(self, spec: JobSpec, idx: np.ndarray) -> np.ndarray:
         if not (spec.data_site and spec.data_gb > 0 and spec.data_site in self.ctx.network.index):
@@ -641,128 +911,243 @@ class GridScheduler(_PolicyBase):
             row = self._transfer[k] = self.ctx.network.transfer_row(spec.data_site, spec.data_gb)
         return row[self.ctx.site_idx[idx]]
 
-    def _static_terms(self, spec: JobSpec, idx: np.ndarray, free: _FreeState, now: float, w: Weights,
-                      key: tuple | None) -> np.ndarray:
+    def _static_terms(self, spec: JobSpec, info: _Shape, free: _FreeState, now: float, w: Weights) -> np.ndarray:
         """w_cost T_cost + w_carbon T_carbon + w_latency T_lat for starting now, run time in 25 % log steps."""
-        q = _bucket(spec.duration_s, 1.25)
-        if free.any_wait:
-            self._static_waits = True
-        k = None if key is None else (key, q, math.floor(now / 900.0))  # reused within a quarter hour
-        hit = self._static.get(k) if k is not None else None
+        return self._static_table(spec, info, free, now, w)[_bucket(spec.duration_s, 1.25) - _Q_LOW]
+
+    def _static_table(self, spec: JobSpec, info: _Shape, free: _FreeState, now: float, w: Weights) -> np.ndarray:
+        """Static terms of a group for every run-time step (rows), reused within a quarter hour.
+
+        The terms are ratios to the best candidate, so they depend on the candidate set, the latency origin and
+        the run time, not on the job's size: one table serves every shape of the group, and the per-pool cost
+        and carbon behind it serve every group.
+        """
+        k = (info.group, self._wk(w), math.floor(now / 900.0))
+        hit = self._static.get(k)
         if hit is not None:
             return hit
-        at = now if free.any_wait else math.floor(now / 900.0) * 900.0 + 450.0
-        terms = self.ctx.evaluate(spec, idx, free.wait, np.array([at]), at, 1.25**q, transfer=np.zeros(len(idx)))
-        ok = np.isfinite(terms["finish"][:, 0])
-        part = (w.cost * _ratio(terms["cost_fen"][:, 0], ok) + w.carbon * _ratio(terms["carbon_kg"][:, 0], ok)
-                + w.latency * _ratio(np.asarray(terms["latency_ms"][:, 0], dtype=float), ok))
-        if k is not None:
-            self._static[k] = part
-        return part
+        cost, carbon, ok = self._pool_table(spec, free, now)
+        idx = info.idx
+        cost, carbon, ok = cost[:, idx], carbon[:, idx], ok[:, idx]
+        table = w.cost * _ratio_many(cost, ok) + w.carbon * _ratio_many(carbon, ok)
+        if w.latency and spec.consumer_site in self.ctx.network.index:
+            net = self.ctx.network
+            latency = net.latency_ms[net.index[spec.consumer_site], self.ctx.site_idx[idx]]
+            table = table + w.latency * _ratio_many(np.broadcast_to(latency, cost.shape), ok)
+        self._static[k] = table
+        return table
+
+    def _pool_table(self, spec: JobSpec, free: _FreeState, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cost and carbon of one unit on every pool for every run-time step, starting now (or mid-quarter hour)."""
+        if free.any_wait:
+            self._static_waits = True
+        k = ("pools", math.floor(now / 900.0))
+        hit = self._static.get(k)
+        if hit is None:
+            at = now if free.any_wait else math.floor(now / 900.0) * 900.0 + 450.0
+            every = np.arange(len(self.ctx.pools))
+            steps = 1.25 ** np.arange(_Q_LOW, _Q_HIGH + 1, dtype=float)
+            terms = self.ctx.evaluate_many(spec, every, free.wait, np.array([at]), at, steps,
+                                           np.zeros((len(steps), len(every))), np.ones(len(steps)))
+            hit = self._static[k] = (terms["cost_fen"][:, :, 0], terms["carbon_kg"][:, :, 0],
+                                     np.isfinite(terms["finish"][:, :, 0]))
+        return hit
+
+    def _dead_for(self, info: _Shape, wk: int) -> bytearray:
+        """Per demand and weights: candidates found full for that demand in this plan call."""
+        dead = self._dead.get((info.demand, wk))
+        if dead is None:
+            dead = self._dead[(info.demand, wk)] = bytearray(len(info.idx))
+        return dead
+
+    def _choose_fast(self, job: QueuedJob, info: _Shape, free: _FreeState, now: float, w: Weights,
+                     wk: int) -> tuple[int, Placement] | None:
+        """The best candidate with room, walking the group's ranking (its score is the same for every job)."""
+        spec = job.spec
+        q = round(math.log(min(max(spec.duration_s, 300.0), 172800.0)) / _LOG_STEP[1.25])  # _bucket, inlined
+        walk = self._walks.get((info.demand, wk, q))
+        if walk is None:
+            walk = self._walks[(info.demand, wk, q)] = self._new_walk(spec, info, free, now, w, wk, q)
+        order, idx, dead = walk.order, walk.idx, walk.dead
+        n = len(order)
+        c = walk.cursor
+        while c < n and dead[order[c]]:
+            c += 1
+        walk.cursor = c
+        cores, mem, dev = free.cores, free.mem, free.dev
+        need_c, need_m, need_d = spec.cores, spec.memory_gb - 1e-9, spec.devices
+        for pos in range(c, n):
+            r = order[pos]
+            if dead[r]:
+                continue
+            i = idx[r]
+            if cores[i] >= need_c and mem[i] >= need_m and dev[i] >= need_d:
+                score = walk.static[r]
+                if w.time:
+                    d = spec.duration_s
+                    score += w.time * ((d / self.ctx.speed_list[i]) / max(d / info.fastest, 1e-9) - 1.0)
+                terms: dict[str, float] = {}  # ``_pending_placement`` for a start now without transfer or wait
+                all_terms, specs, pools, begins, transfers, scores = self._pending
+                all_terms.append(terms)
+                specs.append(spec)
+                pools.append(i)
+                begins.append(now)
+                transfers.append(0.0)
+                scores.append(score)
+                site, name = self._names[i]
+                return i, Placement(job.id, site, name, now, terms)
+            dead[r] = 1
+        return None
+
+    def _new_walk(self, spec: JobSpec, info: _Shape, free: _FreeState, now: float, w: Weights, wk: int,
+                  q: int) -> _Walk:
+        rows = self._ranks.get((info.group, wk, q))
+        if rows is None:
+            table = self._static_table(spec, info, free, now, w)
+            hit = self._ranks.get((info.group, wk))
+            if hit is None:  # every run-time step of the group at once
+                score = table
+                if w.time:  # without waits or transfers the time term is speed_max / speed - 1 for any run time
+                    t = 1.0 / self.ctx.speed[info.idx]
+                    score = table + w.time * (t / t.min() - 1.0)[None, :]
+                hit = self._ranks[(info.group, wk)] = (np.argsort(score, axis=1, kind="stable"),
+                                                       np.isfinite(score).sum(axis=1))
+            order, finite = hit
+            row = q - _Q_LOW
+            rows = self._ranks[(info.group, wk, q)] = (order[row, :finite[row]].tolist(), table[row].tolist())
+        return _Walk(rows[0], info.idx_list, rows[1], self._dead_for(info, wk))
 
     def _choose_ranked(
-        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, key: tuple | None,
-        allowed: np.ndarray | None = None,
+        self, job: QueuedJob, info: _Shape, free: _FreeState, now: float, wk: int, allowed: np.ndarray | None,
     ) -> tuple[int, Placement] | None:
         spec = job.spec
-        score = None
-        if key is not None and job.id in self._pos:
+        idx = info.idx
+        score = self._pre.pop(job.id, None)
+        if score is None and job.id in self._pos:
+            self._precompute(self._pos[job.id], free, now)
             score = self._pre.pop(job.id, None)
-            if score is None:
-                self._precompute(self._pos[job.id], free, now)
-                score = self._pre.pop(job.id, None)
         if score is None:
-            static = self._static_terms(spec, idx, free, now, w, key)
-            t = free.wait[idx] + self._transfer_s(spec, idx) + spec.duration_s / self.ctx.speed[idx]
-            score = static + w.time * (t / max(float(t.min()), 1e-9) - 1.0) if w.time else static.copy()
-            score[~np.isfinite(t)] = np.inf
-        if key is not None:
-            dead = self._dead.get(key)
-            if dead is None:
-                dead = self._dead[key] = np.zeros(len(idx), dtype=bool)
-            elif dead.any():
-                score = np.where(dead, np.inf, score)
-        else:
-            dead = np.zeros(len(idx), dtype=bool)
+            score = self._ranked_rows([job], info, free, now)[0]
+        dead = np.frombuffer(self._dead_for(info, wk), dtype=bool)
+        if dead.any():
+            score = np.where(dead, np.inf, score)
         if allowed is not None:
             score = np.where(allowed, score, np.inf)
-        demand = spec.demand
         for _ in range(8):
             r = int(np.argmin(score))
             if not np.isfinite(score[r]):
                 return None
             i = int(idx[r])
-            if free.fits_one(i, demand):
-                return i, self._exact(job, i, free, now, now, self._transfer_one(spec, i), float(score[r]))
+            if free.fits_one(i, spec):
+                return i, self._pending_placement(job, i, free, now, now, self._transfer_one(spec, i), float(score[r]))
             score[r] = np.inf
-            dead[r] = True  # full for this shape's demand for the rest of this plan call
-        ok = free.fits(idx, demand) & np.isfinite(score)
-        if not ok.any():
+            dead[r] = True  # full for this demand for the rest of this plan call
+        fits = free.fits(idx, spec)
+        dead |= ~fits
+        score = np.where(fits, score, np.inf)
+        r = int(np.argmin(score))
+        if not np.isfinite(score[r]):
             return None
-        dead |= ~ok
-        r = int(np.argmin(np.where(ok, score, np.inf)))
         i = int(idx[r])
-        return i, self._exact(job, i, free, now, now, self._transfer_one(spec, i), float(score[r]))
-
-    def _transfer_one(self, spec: JobSpec, i: int) -> float:
-        net = self.ctx.network
-        if not (spec.data_site and spec.data_gb > 0 and spec.data_site in net.index):
-            return 0.0
-        return net.transfer_s(spec.data_site, self.ctx.pools[i].site, spec.data_gb)
-
-    def _exact(self, job: QueuedJob, i: int, free: _FreeState, now: float, start: float, transfer: float,
-               score: float) -> Placement:
-        """The chosen placement's predicted terms, computed exactly for this one pool (scalar arithmetic)."""
-        ctx, spec = self.ctx, job.spec
-        run = spec.duration_s / ctx.speed_list[i]
-        begin = max(start, now + (float(free.wait[i]) if free.any_wait else 0.0) + transfer)
-        finish = begin + run
-        h0, h1 = begin / 3600.0 + ctx.grid.utc_offset_h, finish / 3600.0 + ctx.grid.utc_offset_h
-        pc, cc = ctx.price_cum_rows[i], ctx.ci_cum_rows[i]
-        price = _scalar_integral(pc, h1) - _scalar_integral(pc, h0)
-        ci = _scalar_integral(cc, h1) - _scalar_integral(cc, h0)
-        n = job_units(spec)
-        latency = 0.0
-        if spec.consumer_site in ctx.network.index:
-            latency = float(ctx.network.latency_ms[ctx.network.index[spec.consumer_site], ctx.site_idx[i]])
-        flat = {"cost_fen": n * spec.duration_s / 3600.0 * price / max(h1 - h0, 1e-12),
-                "carbon_kg": n * ctx.power_list[i] * ci, "latency_ms": latency, "transfer_s": transfer,
-                "run_s": run, "finish": finish, "score": score}
-        pool = ctx.pools[i]
-        return Placement(job.id, pool.site, pool.name, start, _public_terms(flat, spec))
+        return i, self._pending_placement(job, i, free, now, now, self._transfer_one(spec, i), float(score[r]))
 
     def _choose_timed(
-        self, job: QueuedJob, idx: np.ndarray, free: _FreeState, now: float, w: Weights, key: tuple | None,
-        allowed: np.ndarray | None = None,
+        self, job: QueuedJob, info: _Shape, free: _FreeState, now: float, allowed: np.ndarray | None,
     ) -> tuple[int, Placement] | None:
-        spec = job.spec
-        if allowed is not None:
-            idx = idx[allowed]
-            key = None  # a restricted set gets its own shortlist
-        idx = self._short(spec, idx, free, now, w, key)
-        starts = self.start_times(spec, now) if not job.gang else np.array([now])  # a gang starts together, now
-        terms = self.ctx.evaluate(spec, idx, free.wait, starts, now, spec.duration_s,
-                                  transfer=self._transfer_s(spec, idx))
-        score, _ = score_terms(terms, spec, now, w)
-        fits = free.fits(idx, spec.demand)
-        score[~fits, 0] = np.inf  # starting now needs room now; a later start reserves nothing yet
-        if not np.isfinite(score).any():
-            return None
-        r, c = np.unravel_index(int(np.argmin(score)), score.shape)
-        i = int(idx[r])
-        flat = {k: float(v[r, c]) for k, v in terms.items()}
-        flat["score"] = float(score[r, c])
-        pool = self.ctx.pools[i]
-        start = float(starts[c]) if c > 0 else now
-        return i, Placement(job.id, pool.site, pool.name, start, _public_terms(flat, spec))
+        """A deadline job: the best (pool, start) meeting its deadline; a start now needs room now.
 
-    def _short(self, spec: JobSpec, idx: np.ndarray, free: _FreeState, now: float, w: Weights,
-               key: tuple | None, k: int = 8) -> np.ndarray:
+        When no pool can meet the deadline any more: the earliest finish among pools with room now (a later
+        start would only add lateness).
+        """
+        spec = job.spec
+        t = None
+        if allowed is None and not job.gang:
+            t = self._timed.pop(job.id, None)
+            if t is None and job.id in self._pos:
+                self._precompute(self._pos[job.id], free, now)
+                t = self._timed.pop(job.id, None)
+        if t is None:  # a restricted set (gang site, backfill guard) gets its own shortlist
+            [t] = self._timed_rows([job], info, free, now, None if allowed is None else info.idx[allowed],
+                                   gang=bool(job.gang))
+        fits = free.fits(t.idx, spec)
+        if t.meets:
+            now_score = np.where(fits, t.now_score, np.inf)  # starting now needs room now
+            r = int(np.argmin(now_score))
+            score, c = float(now_score[r]), 0
+            later, lr, lc = t.later  # a later start reserves nothing yet; ties go to the earlier cell
+            if later < score or (later == score and lr * len(t.starts) + lc < r * len(t.starts)):
+                score, r, c = later, lr, lc
+            if not math.isfinite(score):
+                return None
+        else:
+            finish = np.where(fits, t.finish_now, np.inf)
+            if not np.isfinite(finish).any():
+                return None
+            near = finish <= finish.min() + 1e-6
+            r, c = int(np.argmin(np.where(near, t.now_score, np.inf))), 0
+            score = float(t.now_score[r])
+        i = int(t.idx[r])
+        start = float(t.starts[c]) if c > 0 else now
+        return i, self._pending_placement(job, i, free, now, start, self._transfer_one(spec, i), score)
+
+    def _transfer_one(self, spec: JobSpec, i: int) -> float:
+        if not (spec.data_site and spec.data_gb > 0 and spec.data_site in self.ctx.network.index):
+            return 0.0
+        return float(self._transfer_s(spec, np.array([i]))[0])
+
+    def _pending_placement(self, job: QueuedJob, i: int, free: _FreeState, now: float, start: float,
+                           transfer: float, score: float) -> Placement:
+        """The placement now; its predicted terms are filled in for all placements at once at the end (``_end``)."""
+        begin = max(start, now + (float(free.wait[i]) if free.any_wait else 0.0) + transfer)
+        terms: dict[str, float] = {}
+        all_terms, specs, pools, begins, transfers, scores = self._pending
+        all_terms.append(terms)
+        specs.append(job.spec)
+        pools.append(i)
+        begins.append(begin)
+        transfers.append(transfer)
+        scores.append(score)
+        pool = self.ctx.pools[i]
+        return Placement(job.id, pool.site, pool.name, start, terms)
+
+    def _end(self) -> None:
+        """Exact predicted terms of this call's placements (one vectorised pass instead of one per job)."""
+        self._by_spec.clear()
+        (all_terms, specs, pools, begins, transfers, scores), self._pending = self._pending, ([], [], [], [], [], [])
+        if not all_terms:
+            return
+        ctx = self.ctx
+        net = ctx.network
+        m = len(all_terms)
+        i = np.array(pools, dtype=np.int64)
+        begin = np.array(begins, dtype=float)
+        dur = np.fromiter((s.duration_s for s in specs), dtype=float, count=m)
+        units = np.fromiter((job_units(s) for s in specs), dtype=float, count=m)
+        origin = np.fromiter((net.index.get(s.consumer_site, -1) for s in specs), dtype=np.int64, count=m)
+        run = dur / ctx.speed[i]
+        finish = begin + run
+        off = ctx.grid.utc_offset_h
+        h0, h1 = begin / 3600.0 + off, finish / 3600.0 + off
+        rows = np.concatenate((i, i + len(ctx.pools)))
+        diff = (_integral(ctx.both_cum, rows, np.concatenate((h1, h1)))
+                - _integral(ctx.both_cum, rows, np.concatenate((h0, h0))))
+        cost = units * dur / 3600.0 * diff[:m] / np.maximum(h1 - h0, 1e-12)
+        carbon = units * ctx.power[i] * diff[m:]
+        latency = np.where(origin >= 0, net.latency_ms[np.maximum(origin, 0), ctx.site_idx[i]], 0.0)
+        for terms, spec, c, k, lat, tr, rn, f, sc in zip(all_terms, specs, cost.tolist(), carbon.tolist(),
+                                                          latency.tolist(), transfers, run.tolist(), finish.tolist(),
+                                                          scores, strict=True):
+            terms.update(cost_fen=c, carbon_kg=k, latency_ms=lat, transfer_s=tr, run_s=rn, finish_at=f, score=sc)
+            if spec.deadline is not None:
+                terms["deadline_miss"] = 1.0 if f > spec.deadline + 1e-6 else 0.0
+
+    def _short(self, spec: JobSpec, info: _Shape, idx: np.ndarray, free: _FreeState, now: float, w: Weights,
+               *, cache: bool, k: int = 8) -> np.ndarray:
         """For deferrable jobs on large grids: the best ``k`` pools at each start hour, and the ``k`` fastest."""
         if len(idx) <= 4 * k:
             return idx
         q = _bucket(spec.duration_s, 2.0)
-        ck = None if key is None else (key, q)
+        ck = (info.group, self._wk(w), q) if cache else None
         hit = self._shortlist.get(ck) if ck is not None else None
         if hit is not None:
             return hit

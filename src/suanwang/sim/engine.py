@@ -10,9 +10,11 @@ wall.
 
 Every policy runs behind the same ``FairScheduler`` (DRF order, backfill
 guard, preemption of spot for guaranteed work), so policies differ only in
-where they put a job.  A placement with ``start_at > now`` (time shifting) holds
-the job until then; it is planned again at that time.  Preempted jobs are
-requeued as a new attempt and billed only for what ran.
+where they put a job.  A placement with ``start_at > now`` (time shifting)
+leaves the job queued, as the live platform does: every later plan decides
+again (capacity may have been taken, its slack may have shrunk), and a plan
+is due at the planned start.  Preempted jobs are requeued as a new attempt
+and billed only for what ran.
 
 Billing is exact: ``fen = round_half_up(sum_h price_h * SCU-seconds_h / 3600)``
 with SCU-seconds = units x speed x seconds in each local hour, using integers
@@ -161,6 +163,7 @@ class Simulator:
         self.deadline = np.where(np.isnan(trace.deadline_s), np.nan, trace.t0 + trace.deadline_s)
         self.preemptions = 0
         self.plan_pending = False
+        self._wake: set[tuple[float, int]] = set()  # (planned start, job) of deferred jobs
         self.plan_calls = 0
         self.done = 0
         span = float(trace.submit_s.max() + trace.duration_s.max()) if n else 0.0
@@ -189,8 +192,10 @@ class Simulator:
                 self.queue[f"j{arg}"] = tr.job(arg)
                 self._want_plan()
             elif kind == WAKE:
-                self.queue[f"j{arg}"] = tr.job(arg)
-                self._want_plan()
+                self._wake.discard((t, arg))
+                if f"j{arg}" in self.queue:  # its planned start: plan again (it may have started earlier)
+                    idle_plans = 0
+                    self._want_plan()
             elif kind == PLAN:
                 self.plan_pending = False
                 placed = self._plan()
@@ -231,12 +236,14 @@ class Simulator:
             self._preempt(jid)
         placed = 0
         for p in plan.placements:
+            n = int(p.job_id[1:])
+            if p.start_at > now + 1e-6:  # deferred: stays queued, planned again each time (live-platform parity)
+                if (p.start_at, n) not in self._wake:
+                    self._wake.add((p.start_at, n))
+                    self.push(p.start_at, WAKE, n)
+                continue
             job = self.queue.pop(p.job_id)
             i = self.ctx.index[(p.site, p.pool)]
-            n = int(job.id[1:])
-            if p.start_at > now + 1e-6:
-                self.push(p.start_at, WAKE, n)
-                continue
             placed += 1
             self._start(job, i, now)
         if self.queue and self.running:
