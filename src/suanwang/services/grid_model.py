@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.domain import units
 from suanwang.domain.grid import Link, Pool, Site
-from suanwang.domain.pricing import PriceBook, PriceUnit, find_price
+from suanwang.domain.pricing import PriceBook, PriceUnit, find_price, price_book_in_force
 from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.domain.scheduler import HOURS, CarbonSignal, GridModel, PoolSignals, PriceSignal
 from suanwang.domain.tou import CHINA_TZ, TouTariff, tou_tariff_for_province
@@ -132,8 +132,11 @@ def build_grid_model(shape: GridShape, book: PriceBook | None = None) -> GridMod
 
 
 def book_in_force(books: list[PriceBook], at: datetime) -> PriceBook | None:
-    candidates = [b for b in books if b.effective_from <= at]
-    return max(candidates, key=lambda b: (b.effective_from, b.version)) if candidates else None
+    """``price_book_in_force``, or None when no book is in force yet (the scheduler then uses the defaults)."""
+    try:
+        return price_book_in_force(books, at)
+    except InvalidSpec:
+        return None
 
 
 def load_grid_model(session: Session) -> GridModel:
