@@ -771,25 +771,37 @@ def _transfer_json(t: Transfer) -> str:
     if (type(t.kind) is not TransferKind or set(map(type, texts)) != _STR or set(map(type, ints)) != _INT
             or not (version is None or type(version) is int)):
         raise _Unwritable
-    key, request, hold_id, programme, reverses, actor, reason, consumer, provider, job_id, usage_key, cls, pool = (
-        map(_json_ascii, texts))
     legs = []
     for p in t.postings:
         if type(p.fen) is not int or type(p.currency) is not str or type(p.account.owner) is not str:
             raise _Unwritable
-        legs.append(f"[{_json_ascii(str(p.account))}, {p.fen}, {_json_ascii(p.currency)}]")
+        legs.append((str(p.account), p.fen, p.currency))
     booked = _json_time(t.booked_at)
     start = _json_time(a.usage_start, (t.booked_at, booked))
     end = _json_time(a.usage_end, (t.booked_at, booked), (a.usage_start, start))
     expires = _json_time(t.hold_expires_at, (t.booked_at, booked))
+    return transfer_text(t.kind, t.key, booked, t.request, legs, a.actor, a.reason, a.consumer, a.provider, a.job_id,
+                         a.usage_key, version, a.resource_class, a.pool, start, end, t.hold_id, t.hold_fen,
+                         t.voucher_programme, t.voucher_fen, t.voucher_cap_fen, t.reverses, expires)
+
+
+def transfer_text(kind: TransferKind, key: str, booked: str, request: str, legs: Iterable[tuple[str, Fen, str]],
+                  actor: str, reason: str, consumer: str, provider: str, job_id: str, usage_key: str,
+                  version: int | None, resource_class: str, pool: str, start: str, end: str, hold_id: str,
+                  hold_fen: Fen, programme: str, voucher_fen: Fen, cap: Fen, reverses: str, expires: str) -> str:
+    """The stored body (``json.dumps(transfer_to_row(...))``) from plain values: strs and ints as they
+    are, times already written as JSON (``"<isoformat>"`` or ``null``).  Rating writes its charges'
+    bodies with this directly, without building a Transfer (domain.rating_batch)."""
+    e = _json_ascii
+    postings = ", ".join(f"[{e(account)}, {fen}, {e(currency)}]" for account, fen, currency in legs)
     return (  # the key order of transfer_to_row, and of Audit's fields
-        f'{{"key": {key}, "kind": "{t.kind}", "booked_at": {booked}, "request": {request}, '
-        f'"postings": [{", ".join(legs)}], "audit": {{"actor": {actor}, "reason": {reason}, '
-        f'"consumer": {consumer}, "provider": {provider}, "job_id": {job_id}, "usage_key": {usage_key}, '
-        f'"price_book_version": {"null" if version is None else version}, "resource_class": {cls}, '
-        f'"pool": {pool}, "usage_start": {start}, "usage_end": {end}}}, "hold_id": {hold_id}, '
-        f'"hold_fen": {t.hold_fen}, "voucher_programme": {programme}, "voucher_fen": {t.voucher_fen}, '
-        f'"voucher_cap_fen": {t.voucher_cap_fen}, "reverses": {reverses}, "hold_expires_at": {expires}}}'
+        f'{{"key": {e(key)}, "kind": "{kind}", "booked_at": {booked}, "request": {e(request)}, '
+        f'"postings": [{postings}], "audit": {{"actor": {e(actor)}, "reason": {e(reason)}, '
+        f'"consumer": {e(consumer)}, "provider": {e(provider)}, "job_id": {e(job_id)}, "usage_key": {e(usage_key)}, '
+        f'"price_book_version": {"null" if version is None else version}, "resource_class": {e(resource_class)}, '
+        f'"pool": {e(pool)}, "usage_start": {start}, "usage_end": {end}}}, "hold_id": {e(hold_id)}, '
+        f'"hold_fen": {hold_fen}, "voucher_programme": {e(programme)}, "voucher_fen": {voucher_fen}, '
+        f'"voucher_cap_fen": {cap}, "reverses": {e(reverses)}, "hold_expires_at": {expires}}}'
     )
 
 

@@ -138,14 +138,24 @@ def usage_digest(record: UsageRecord) -> str:
             or type(record.resource_class) is not ResourceClass or type(record.service_level) is not ServiceLevel
             or set(map(type, units)) != _UNIT or set(map(type, amounts)) != _DECIMAL):
         return digest(record)
-    consumer, job_id, pool, provider, site, tier = map(_json_text, texts)
-    quantities = ", ".join(f'["{u}", "{format(q.normalize(), "f")}"]' for u, q in record.quantities)
+    return usage_request(record.consumer, record.job_id, record.pool, record.provider, record.site, record.tier,
+                         record.attempt, record.seq, record.resource_class, record.service_level,
+                         _utc_iso(record.start), _utc_iso(record.end), record.quantities)
+
+
+def usage_request(consumer: str, job_id: str, pool: str, provider: str, site: str, tier: str, attempt: int, seq: int,
+                  resource_class: str, service_level: str, start: str, end: str,
+                  quantities: tuple[tuple[PriceUnit, Decimal], ...]) -> str:
+    """The digest of a usage record from its plain values (times as UTC isoformat): the canonical JSON
+    that ``digest(record)`` hashes, written directly (see :func:`usage_digest`)."""
+    e = _json_text
+    amounts = ", ".join(f'["{u}", "{format(q.normalize(), "f")}"]' for u, q in quantities)
     return digest_text(  # enum members format as their values (StrEnum)
-        f'[{{"attempt": {record.attempt}, "consumer": {consumer}, "end": "{_utc_iso(record.end)}", '
-        f'"job_id": {job_id}, "pool": {pool}, "provider": {provider}, "quantities": [{quantities}], '
-        f'"resource_class": "{record.resource_class}", "seq": {record.seq}, '
-        f'"service_level": "{record.service_level}", "site": {site}, "start": "{_utc_iso(record.start)}", '
-        f'"tier": {tier}}}]'
+        f'[{{"attempt": {attempt}, "consumer": {e(consumer)}, "end": "{end}", '
+        f'"job_id": {e(job_id)}, "pool": {e(pool)}, "provider": {e(provider)}, "quantities": [{amounts}], '
+        f'"resource_class": "{resource_class}", "seq": {seq}, '
+        f'"service_level": "{service_level}", "site": {e(site)}, "start": "{start}", '
+        f'"tier": {e(tier)}}}]'
     )
 
 

@@ -73,6 +73,7 @@ from suanwang.domain.pricing import (
     quote,
 )
 from suanwang.domain.rating import (
+    Charge,
     ProviderContract,
     UsageRecord,
     VoucherState,
@@ -80,7 +81,9 @@ from suanwang.domain.rating import (
     credit_headroom_fen,
     plan_charge,
     rate_usage,
+    usage_key,
 )
+from suanwang.domain.rating_batch import FREE, PricedUsage, RatingContext, plan_row, price_row, quantities
 from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.domain.settlement import Settlement, check_period, compute_settlement, plan_payouts, settlement_csv
 from suanwang.domain.tou import DEFAULT_MULTIPLIERS, TouBand, TouTariff, tou_tariff_for_province, uniform_tariff
@@ -629,17 +632,6 @@ class RatingReport:
     over_limit_jobs: tuple[str, ...]  # jobs at or past the credit line: stop them (stop_overspent_jobs)
 
 
-def _quantities(core_s: float, device_s: float, units_nano: int) -> tuple[tuple[PriceUnit, Decimal], ...]:
-    """What a usage row measured per unit, in the order a UsageRecord keeps them (by unit name)."""
-    out = []
-    if device_s:
-        out.append((PriceUnit.CARD_HOUR, Decimal(str(device_s)) / 3600))
-    if core_s:
-        out.append((PriceUnit.CORE_HOUR, Decimal(str(core_s)) / 3600))
-    out.append((PriceUnit.SCU, Decimal(units_nano).scaleb(-9)))
-    return tuple(out)
-
-
 _USAGE_COLUMNS = ("id", "job_id", "attempt", "seq", "tenant_id", "site", "pool", "resource_class", "start", "end",
                   "core_s", "device_s", "units_nano")  # rows are unpacked in this order (by name costs more)
 
@@ -658,87 +650,127 @@ def _claim(session: Session, limit: int) -> list[Any]:
     return sorted(session.connection().execute(claim).all(), key=itemgetter(0))  # RETURNING has no order
 
 
-def rate_pending_usage(session: Session, *, limit: int = 1000) -> RatingReport:
+def rate_pending_usage(session: Session, *, limit: int = 1000, fast: bool = True) -> RatingReport:
     """Rate up to ``limit`` unrated usage records into charges, in the caller's transaction.
 
     Safe to run in several workers at once and to re-run after a crash at any
-    point: the charge key is the usage key, unique in the database.
+    point: the charge key is the usage key, unique in the database.  ``fast``
+    prices the common case in integers (domain.rating_batch); False sends every
+    record the general way (the reference the tests compare it with).
     """
     rows = _claim(session, limit)
     if not rows:
         return RatingReport(0, 0, 0, ())
-    books = BooksInForce(load_books(session))
-    records, free = _records(session, rows, books)
-    charged, over = _charge(session, records, books) if records else (0, set())
+    ctx = _rating_context(session, rows)
+    items: list[tuple[Any, PricedUsage | Charge]] = []
+    free = 0
+    for row in rows:  # first what needs no ledger state: price, split, request digest
+        priced = price_row(row, ctx) if fast else None
+        if priced == FREE or (priced is None and _is_free(row, ctx)):
+            free += 1  # no book in force when this usage started: free
+            continue
+        charge = priced if isinstance(priced, PricedUsage) else _rate(session, _record(row, ctx), ctx)
+        if charge is not None:
+            items.append((row, charge))
+    charged, over = _charge(session, items, ctx) if items else (0, set())
     return RatingReport(len(rows), charged, free, tuple(sorted(over)))
 
 
-def _records(session: Session, rows: Sequence[Any], books: BooksInForce) -> tuple[list[UsageRecord], int]:
-    jobs = among(JobRow.id, {r[1] for r in rows}, pg=is_postgres(session.get_bind()))
-    levels = {job_id: ServiceLevel((spec or {}).get("service_level", "standard"))
-              for job_id, spec in session.execute(select(JobRow.id, JobRow.spec).where(jobs))}
-    sites = dict(session.execute(select(SiteRow.name, SiteRow.tenant_id)).all())
-    tiers = {(p.site, p.name): p.tier for p in session.scalars(select(PoolRow))}
-    first = books.first_effective()
-    classes = {c.value: c for c in ResourceClass}  # ResourceClass(value) costs more than a dict
-    records, free = [], 0
-    for _, job_id, attempt, seq, consumer, site, pool, cls, start_s, end_s, core_s, device_s, units_nano in rows:
-        start = utc(start_s)
-        if first is None or start < first:
-            free += 1  # no book in force when this usage started: free
-            continue
-        records.append(UsageRecord(job_id, attempt, seq, consumer, sites.get(site, site), site, pool,
-                                   classes.get(cls) or ResourceClass(cls), tiers.get((site, pool), "standard"),
-                                   levels[job_id], start, utc(end_s), _quantities(core_s, device_s, units_nano)))
-    return records, free
+def _rating_context(session: Session, rows: Sequence[Any]) -> RatingContext:
+    pg = is_postgres(session.get_bind())
+    level = JobRow.spec["service_level"].as_string()  # the one field rating reads: not the whole spec
+    levels = {job_id: ServiceLevel(value or "standard")
+              for job_id, value in session.execute(select(JobRow.id, level).where(among(JobRow.id, {r[1] for r in rows},
+                                                                                        pg=pg)))}
+    return RatingContext(
+        books=BooksInForce(load_books(session)),
+        providers=dict(session.execute(select(SiteRow.name, SiteRow.tenant_id)).all()),
+        tiers={(site, pool): tier for site, pool, tier in session.execute(select(PoolRow.site, PoolRow.name,
+                                                                                 PoolRow.tier))},
+        levels=levels, fee_bps=contracts(session), settled_until=SqlLedger(session).settled_until(),
+        programmes=load_programmes(session))
 
 
-def _charge(session: Session, records: Sequence[UsageRecord], books: BooksInForce) -> tuple[int, set[str]]:
-    fees = contracts(session)
-    programmes = load_programmes(session)
+def _is_free(row: Sequence[Any], ctx: RatingContext) -> bool:
+    first = ctx.books.first_effective()
+    return first is None or utc(row[8]) < first
+
+
+def _record(row: Sequence[Any], ctx: RatingContext) -> UsageRecord:
+    _, job_id, attempt, seq, consumer, site, pool, cls, start_s, end_s, core_s, device_s, units_nano = row
+    return UsageRecord(job_id, attempt, seq, consumer, ctx.providers.get(site, site), site, pool, ResourceClass(cls),
+                       ctx.tiers.get((site, pool), "standard"), ctx.levels[job_id], utc(start_s), utc(end_s),
+                       quantities(core_s, device_s, units_nano))
+
+
+def _rate(session: Session, record: UsageRecord, ctx: RatingContext) -> Charge | None:
+    """The general path: rate_usage, or None (audited) for usage no price entry covers."""
+    contract = ProviderContract(record.provider, ctx.fee_bps.get(record.provider, 0))
+    try:
+        return rate_usage(record, ctx.books.at(record.start), contract=contract, settled_until=ctx.settled_until)
+    except InvalidSpec as exc:
+        record_audit(session, None, "usage.unpriced", record.key, reason=exc.message)
+        return None
+
+
+def _charge(session: Session, items: Sequence[tuple[Any, PricedUsage | Charge]],
+            ctx: RatingContext) -> tuple[int, set[str]]:
+    """Book the rated items in order, each against the ledger as the charges before it left it."""
     ledger = SqlLedger(session)
-    consumers = {r.consumer for r in records}
-    providers = {r.provider for r in records}
-    ledger.lock_accounts([PLATFORM_FEES, ROUNDING, *(voucher_fund(p.id) for p in programmes),
+    consumers = {row[4] for row, _ in items}
+    providers = {ctx.providers.get(row[5], row[5]) for row, _ in items}
+    ledger.lock_accounts([PLATFORM_FEES, ROUNDING, *(voucher_fund(p.id) for p in ctx.programmes),
                           *(a for c in consumers for a in (wallet(c), hold_account(c))), *map(earnings, providers)])
-    ledger.load_holds({r.job_id for r in records})
-    ledger.load_keys({r.key for r in records})
-    ledger.load_voucher_slots({(p.id, c) for p in programmes for c in consumers})
-    settled = ledger.settled_until()
-    terms = {p: ProviderContract(p, fees.get(p, 0)) for p in sorted(providers)}
-    charges = []
-    for record in records:  # first what needs no ledger state: price, split, request digest (one pass is faster)
-        try:
-            charges.append(rate_usage(record, books.at(record.start), contract=terms[record.provider],
-                                      settled_until=settled))
-        except InvalidSpec as exc:
-            record_audit(session, None, "usage.unpriced", record.key, reason=exc.message)
+    ledger.load_holds({row[1] for row, _ in items})
+    ledger.load_keys({usage_key(row[1], row[2], row[3]) for row, _ in items})
+    ledger.load_voucher_slots({(p.id, c) for p in ctx.programmes for c in consumers})
     charged, over = 0, set()
-    for charge in charges:  # then, in order, against the ledger as the charges before left it
-        record = charge.record
-        programme = pick_programme(programmes, consumer=record.consumer, resource_class=record.resource_class,
-                                   at=record.start) if programmes else None
-        if programme is not None:
-            charge = apply_voucher(charge, VoucherState(programme, ledger.voucher_used(programme.id, record.consumer),
-                                                        ledger.balance(voucher_fund(programme.id))))
-        result = ledger.stage(plan_charge(charge, hold=ledger.hold(record.job_id), actor=SYSTEM))
-        if not result.ok:
-            log.error("charge %s refused: %s", record.key, result.code)
-            record_audit(session, None, "usage.refused", record.key, code=result.code.value)
-            continue
-        charged += result.code is ResultCode.CREATED
-        if result.over_limit or _next_report_would_pass_the_line(ledger, record, charge.consumer_fen):
-            over.add(record.job_id)
+    for row, item in items:
+        if isinstance(item, PricedUsage):
+            planned = None if ledger.knows(item.key) else plan_row(item, hold=ledger.hold(item.job_id), view=ledger,
+                                                                   actor=SYSTEM)
+            if planned is not None:
+                ledger.stage_charge(planned)
+                charged += 1
+                if planned.over_limit or _next_report_would_pass_the_line(ledger, item.job_id, item.consumer,
+                                                                          item.gross_fen):
+                    over.add(item.job_id)
+                continue
+            item = _rate(session, _record(row, ctx), ctx)  # the rule book may refuse it: say why the general way
+            if item is None:
+                continue
+        created, stop = _book_charge(session, ledger, item, ctx.programmes)
+        charged += created
+        if stop:
+            over.add(item.record.job_id)
     ledger.flush()
     return charged, over
 
 
-def _next_report_would_pass_the_line(ledger: SqlLedger, record: UsageRecord, last_fen: Fen) -> bool:
+def _book_charge(session: Session, ledger: SqlLedger, charge: Charge,
+                 programmes: Sequence[VoucherProgramme]) -> tuple[bool, bool]:
+    """Stage one charge the general way: (created, stop its job)."""
+    record = charge.record
+    programme = pick_programme(programmes, consumer=record.consumer, resource_class=record.resource_class,
+                               at=record.start) if programmes else None
+    if programme is not None:
+        charge = apply_voucher(charge, VoucherState(programme, ledger.voucher_used(programme.id, record.consumer),
+                                                    ledger.balance(voucher_fund(programme.id))))
+    result = ledger.stage(plan_charge(charge, hold=ledger.hold(record.job_id), actor=SYSTEM))
+    if not result.ok:
+        log.error("charge %s refused: %s", record.key, result.code)
+        record_audit(session, None, "usage.refused", record.key, code=result.code.value)
+        return False, False
+    return result.code is ResultCode.CREATED, result.over_limit or _next_report_would_pass_the_line(
+        ledger, record.job_id, record.consumer, charge.consumer_fen)
+
+
+def _next_report_would_pass_the_line(ledger: SqlLedger, job_id: str, consumer: str, last_fen: Fen) -> bool:
     """Stop a job before its consumer passes the credit line: when what is left (open hold, wallet and
     credit) cannot pay another report like the last one.  A job's rate can rise (a dearer time-of-use
     band), so a report may still pass the line; that charge is booked ``over_limit`` and stops the job."""
-    headroom = credit_headroom_fen(hold=ledger.hold(record.job_id), wallet_fen=ledger.balance(wallet(record.consumer)),
-                                   credit_limit_fen=ledger.credit_limit(record.consumer))
+    headroom = credit_headroom_fen(hold=ledger.hold(job_id), wallet_fen=ledger.balance(wallet(consumer)),
+                                   credit_limit_fen=ledger.credit_limit(consumer))
     return last_fen > 0 and headroom < last_fen
 
 

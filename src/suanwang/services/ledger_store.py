@@ -59,7 +59,8 @@ from suanwang.domain.ledger import (
     transfer_json,
     wallet,
 )
-from suanwang.domain.money import Fen, check_fen
+from suanwang.domain.money import CURRENCY, Fen, check_fen
+from suanwang.domain.rating_batch import ChargeRow
 from suanwang.domain.settlement import Settlement, check_period, compute_settlement, settlement_csv
 from suanwang.errors import InvalidSpec
 from suanwang.store.db import is_postgres
@@ -261,6 +262,8 @@ class SqlLedger:
 
     def transfer(self, key: TransferKey) -> Transfer | None:
         if key not in self._transfers:
+            if self._known.get(key) is not None:
+                self.flush()  # staged by stage_charge, without a Transfer: read it back from its row
             body = self.session.scalar(select(TransferRow.body).where(TransferRow.key == key))
             self._transfers[key] = transfer_from_row(body) if body is not None else None
         return self._transfers[key]
@@ -371,6 +374,30 @@ class SqlLedger:
             t.reverses, a.consumer, a.provider, a.job_id, a.usage_key, a.price_book_version, a.actor[:100],
             over_limit, transfer_json(t),
         ))
+
+    def knows(self, key: TransferKey) -> bool:
+        """Whether a transfer with ``key`` is booked or staged (load_keys first for a batch)."""
+        if key not in self._known:
+            self.load_keys([key])
+        return self._known[key] is not None
+
+    def stage_charge(self, c: ChargeRow) -> None:
+        """Stage a charge that ``rating_batch.plan_row`` planned against this ledger (its rule book
+        already applied there): the writes ``stage`` would make for the same transfer."""
+        self._take_shared_lock()
+        p, postings, accounts = c.priced, self._staged.postings, self._accounts
+        for account_id, fen in c.legs:
+            acc = accounts[account_id]
+            acc.balance += fen
+            acc.dirty = True
+            postings.append((p.key, account_id, fen, CURRENCY, p.booked_us))
+        if c.hold is not None:
+            self._holds[c.hold.id] = c.hold
+            self._staged.dirty_holds.add(c.hold.id)
+        self._known[p.key] = (p.request, c.over_limit)
+        self._staged.transfers.append((
+            p.key, "charge", p.booked_us, time.time(), p.request, c.hold_id, "", 0, "", p.consumer, p.provider,
+            p.job_id, p.key, p.version, c.actor[:100], c.over_limit, c.body))
 
     def _checkpoint(self) -> tuple[Any, ...]:
         accs = {k: _Acc(v.balance, v.credit_limit, v.dirty) for k, v in self._accounts.items()}

@@ -1,0 +1,210 @@
+"""Rating a batch in integers: a usage row's charge as the general path books it, without its objects.
+
+Why: the general path (UsageRecord -> rate_usage -> Charge -> plan_charge ->
+Transfer -> check_transfer -> stored row) builds and validates six objects
+per record, which costs several times the database writes; the rating worker
+must keep up with tens of thousands of records a second.  This module prices
+a row straight from the plain values the store claimed and writes the charge's
+legs, request digest and stored body exactly as the general path would.
+
+It covers the common case only.  :func:`price_row` answers None (take the
+general path) for a row it does not cover: usage no entry prices, a quantity
+the record would refuse, or a voucher programme that may pay part of it;
+:func:`plan_row` answers None where the rule book might refuse the charge
+(its hold is another consumer's, or the hold account would go below zero).
+tests/domain/test_rating_batch.py holds both paths equal on random batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from suanwang.domain.ledger import (
+    PLATFORM_FEES,
+    ROUNDING,
+    Hold,
+    HoldState,
+    LedgerView,
+    TransferKind,
+    earnings,
+    hold_account,
+    transfer_text,
+    wallet,
+)
+from suanwang.domain.money import CURRENCY, Fen, round_ratio
+from suanwang.domain.pricing import BooksInForce, PriceBreakdown, PriceUnit, find_price, preferred_units
+from suanwang.domain.rating import booking_time, usage_key, usage_request
+from suanwang.domain.resources import ResourceClass, ServiceLevel
+from suanwang.domain.tou import band_microseconds
+from suanwang.domain.voucher import VoucherProgramme, pick_programme
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_ROUNDING, _FEES = str(ROUNDING), str(PLATFORM_FEES)
+_CLASSES = {c.value: c for c in ResourceClass}  # ResourceClass(value) costs more than a dict
+FREE = "free"  # price_row's answer for usage that started before any price book: rated, no charge
+
+
+def quantities(core_s: float, device_s: float, units_nano: int) -> tuple[tuple[PriceUnit, Decimal], ...]:
+    """What a usage row measured per unit, in the order a UsageRecord keeps them (by unit name)."""
+    out = []
+    if device_s:
+        out.append((PriceUnit.CARD_HOUR, Decimal(str(device_s)) / 3600))
+    if core_s:
+        out.append((PriceUnit.CORE_HOUR, Decimal(str(core_s)) / 3600))
+    out.append((PriceUnit.SCU, Decimal(units_nano).scaleb(-9)))
+    return tuple(out)
+
+
+def utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class PricedUsage(NamedTuple):
+    """A rated usage row: who pays whom how much, and the texts its charge transfer carries."""
+
+    key: str
+    job_id: str
+    consumer: str
+    provider: str
+    pool: str
+    resource_class: str
+    version: int
+    fee_bps: int
+    usage_start: str  # isoformat, as the stored body writes it
+    usage_end: str
+    booked_at: str  # isoformat
+    booked_us: int
+    request: str
+    gross_fen: Fen
+    fee_fen: Fen
+    provider_fen: Fen
+    rounding_fen: Fen
+
+
+@dataclass
+class RatingContext:
+    """What pricing a batch reads besides the rows (the caller loads it once per batch)."""
+
+    books: BooksInForce
+    providers: Mapping[str, str]  # site -> provider tenant
+    tiers: Mapping[tuple[str, str], str]  # (site, pool) -> hardware tier
+    levels: Mapping[str, ServiceLevel]  # job -> service level
+    fee_bps: Mapping[str, int]  # provider -> platform fee
+    settled_until: datetime | None
+    programmes: Sequence[VoucherProgramme] = ()
+    _terms: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+    def terms(self, book: Any, cls: ResourceClass, tier: str, level: ServiceLevel, site: str, pool: str,
+              units: tuple[PriceUnit, ...]) -> tuple[Any, ...] | None:
+        """(entry, price ratio, green factor ratio) for a grade at a pool, or None if unpriced."""
+        question = (book.version, cls, tier, level, site, pool, units)
+        if question not in self._terms:
+            entry = find_price(book, resource_class=cls, tier=tier, service_level=level, site=site, pool=pool,
+                               units=units)
+            if entry is None:
+                self._terms[question] = None
+            else:
+                green_n, green_d = entry.green_discount_pct.as_integer_ratio()
+                self._terms[question] = (entry, *entry.unit_price_fen.as_integer_ratio(),
+                                         100 * green_d - green_n, green_d * 100)
+        return self._terms[question]
+
+
+def price_row(row: Sequence[Any], ctx: RatingContext) -> PricedUsage | str | None:
+    """Rate a claimed usage row ``(id, job_id, attempt, seq, consumer, site, pool, resource_class, start,
+    end, core_s, device_s, units_nano)``: a PricedUsage, FREE, or None for the general path."""
+    _, job_id, attempt, seq, consumer, site, pool, cls_value, start_s, end_s, core_s, device_s, units_nano = row
+    start, end = utc(start_s), utc(end_s)
+    first = ctx.books.first_effective()
+    if first is None or start < first:
+        return FREE
+    cls = _CLASSES.get(cls_value)
+    level = ctx.levels.get(job_id)
+    if (cls is None or level is None or not job_id or ":" in job_id or end < start
+            or type(attempt) is not int or type(seq) is not int or attempt < 0 or seq < 0):
+        return None
+    measured = quantities(core_s, device_s, units_nano)
+    for _, q in measured:
+        if not q.is_finite() or q < 0:
+            return None
+    if ctx.programmes and pick_programme(ctx.programmes, consumer=consumer, resource_class=cls, at=start):
+        return None
+    book = ctx.books.at(start)
+    tier = ctx.tiers.get((site, pool), "standard")
+    units = preferred_units(dict(measured))
+    terms = ctx.terms(book, cls, tier, level, site, pool, units)
+    if terms is None:
+        return None
+    entry, price_n, price_d, green_n, green_d = terms
+    qty = next(q for u, q in measured if u is entry.unit)
+    bands = band_microseconds(entry.tou, start, end)
+    if len(bands) == 1:
+        qty_n, qty_d = qty.as_integer_ratio()
+        mult_n, mult_d = bands[0][1].as_integer_ratio()
+        net_n, net_d = qty_n * price_n * mult_n * green_n, qty_d * price_d * mult_d * green_d
+    else:
+        net_n, net_d = PriceBreakdown(book.version, entry, qty, tuple(bands)).net_ratio()
+    provider = ctx.providers.get(site, site)
+    bps = ctx.fee_bps.get(provider, 0)
+    gross = round_ratio(net_n, net_d)
+    fee = round_ratio(net_n * bps, net_d * 10_000)
+    paid = round_ratio(net_n * (10_000 - bps), net_d * 10_000)
+    start_text, end_text = start.isoformat(), end.isoformat()
+    booked = booking_time(end, ctx.settled_until)
+    booked_text = end_text if booked is end else booked.isoformat()
+    request = usage_request(consumer, job_id, pool, provider, site, tier, attempt, seq, cls, level, start_text,
+                            end_text, measured)
+    return PricedUsage(usage_key(job_id, attempt, seq), job_id, consumer, provider, pool, cls_value, book.version,
+                       bps, start_text, end_text, booked_text, (booked - EPOCH) // _US, request, gross, fee, paid,
+                       gross - fee - paid)
+
+
+class ChargeRow(NamedTuple):
+    """A priced usage row planned against the ledger: what the store books for it."""
+
+    priced: PricedUsage
+    legs: tuple[tuple[str, Fen], ...]  # (account id, signed fen), non-zero, in the order plan_charge posts
+    hold: Hold | None  # the job's hold after this charge captured from it (None: untouched)
+    hold_id: str  # set when the hold paid some of it
+    hold_fen: Fen
+    over_limit: bool
+    actor: str
+    body: str  # the stored transfer body
+
+
+def plan_row(priced: PricedUsage, *, hold: Hold | None, view: LedgerView, actor: str) -> ChargeRow | None:
+    """The CHARGE of ``priced`` (open hold first, then wallet) as plan_charge and check_transfer make it,
+    or None where the rule book might refuse it (the general path then answers why)."""
+    consumer, gross = priced.consumer, priced.gross_fen
+    from_hold, after = 0, None
+    if hold is not None and hold.state is HoldState.OPEN:
+        if hold.consumer != consumer:
+            return None
+        from_hold = min(gross, hold.remaining_fen)
+    held, purse = str(hold_account(consumer)), str(wallet(consumer))
+    if from_hold and view.balance(hold_account(consumer)) < from_hold:
+        return None  # the hold account would pass its floor: refused, said by the general path
+    legs = tuple((account, fen) for account, fen in (
+        (held, -from_hold), (purse, from_hold - gross), (str(earnings(priced.provider)), priced.provider_fen),
+        (_FEES, priced.fee_fen), (_ROUNDING, priced.rounding_fen)) if fen)
+    over = False
+    if gross > from_hold:  # the wallet pays the rest: a charge may pass the credit line, flagged
+        over = view.balance(wallet(consumer)) + from_hold - gross < -view.credit_limit(consumer)
+    hold_id = ""
+    if from_hold:
+        assert hold is not None
+        hold_id = hold.id
+        after = Hold(hold.id, hold.consumer, hold.amount_fen, hold.captured_fen + from_hold, hold.released_fen,
+                     hold.state, hold.expires_at)
+    p = priced
+    body = transfer_text(TransferKind.CHARGE, p.key, f'"{p.booked_at}"', p.request,
+                         [(account, fen, CURRENCY) for account, fen in legs], actor,
+                         f"usage charge, fee {p.fee_bps} bps", consumer, p.provider, p.job_id, p.key, p.version,
+                         p.resource_class, p.pool, f'"{p.usage_start}"', f'"{p.usage_end}"', hold_id, from_hold, "",
+                         0, 0, "", "null")
+    return ChargeRow(priced, legs, after, hold_id, from_hold, over, actor, body)
