@@ -30,14 +30,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, insert, select, text
 
 from suanwang.domain.ledger import plan_topup
 from suanwang.services import billing
 from suanwang.services.auth import Principal, Role
 from suanwang.services.ledger_store import SqlLedger, reconcile
 from suanwang.store.db import Database
-from suanwang.store.tables import JobRow, PoolRow, SiteRow, TenantRow, UsageRow
+from suanwang.store.tables import JobRow, PoolRow, SiteRow, TenantRow, UnratedUsageRow, UsageRow
 
 PG_URL = os.environ.get("SUANWANG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CONSUMERS = 50
@@ -74,11 +74,12 @@ def _seed(db: Database, n_usage: int) -> float:
     rows = [{"job_id": f"job{i % JOBS}", "attempt": 1, "seq": i // JOBS, "tenant_id": f"c{i % JOBS % CONSUMERS}",
              "site": "qingyang", "pool": "cpu", "resource_class": "general", "start": t0 + i * 0.01,
              "end": t0 + i * 0.01 + 60, "wall_s": 60.0, "cpu_s": 50.0, "core_s": 120.0 + i % 13, "device_s": 0.0,
-             "peak_memory_bytes": 1, "units_nano": 1_333_333 + i % 7, "reported_at": now, "rated": False}
+             "peak_memory_bytes": 1, "units_nano": 1_333_333 + i % 7, "reported_at": now}
             for i in range(n_usage)]
     with db.transaction() as s:
         for k in range(0, len(rows), 10_000):
             s.execute(insert(UsageRow), rows[k : k + 10_000])
+        s.execute(insert(UnratedUsageRow).from_select(["id"], select(UsageRow.id)))  # as record_usage queues them
     return t0
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from suanwang.store.ledger_tables import TransferRow
-from suanwang.store.tables import UsageRow
+from suanwang.services.agents import queue_for_rating
+from suanwang.store.tables import UnratedUsageRow, UsageRow
 from tests.api.conftest import Grid
 
 API = "/api/v1"
@@ -99,12 +100,12 @@ def test_usage_is_charged_once_even_when_rated_again(grid: Grid) -> None:
     consumer = priced(grid)
     top_up(grid, consumer, 10_000)
     job_id = run_with_usage(grid, 1.0)
-    with grid.platform.db.transaction() as s:  # a crash after the charge but before marking the row rated
-        s.execute(update(UsageRow).values(rated=False))
+    with grid.platform.db.transaction() as s:  # as if a crash had left the charged record on the queue
+        queue_for_rating(s, list(s.scalars(select(UsageRow.id))))
     grid.tick()
     with grid.platform.db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(TransferRow).where(TransferRow.kind == "charge")) == 1
-        assert s.scalar(select(func.count()).select_from(UsageRow).where(UsageRow.rated.is_(False))) == 0
+        assert s.scalar(select(func.count()).select_from(UnratedUsageRow)) == 0
     assert wallet(grid, consumer)["balance"] == 9000
     assert len(grid.consumer.get(f"{API}/ledger/transfers", params={"job_id": job_id}).json()) == 3
 

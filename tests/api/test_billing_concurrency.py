@@ -9,11 +9,12 @@ from sqlalchemy import func, select
 
 from suanwang.errors import InsufficientFunds
 from suanwang.services import billing, jobs
+from suanwang.services.agents import queue_for_rating
 from suanwang.services.auth import Principal, Role
 from suanwang.services.ledger_store import cached_balances, reconcile
 from suanwang.domain.ledger import hold_account, wallet
 from suanwang.store.ledger_tables import TransferRow
-from suanwang.store.tables import UsageRow
+from suanwang.store.tables import UnratedUsageRow, UsageRow
 from tests.api.conftest import Grid
 from tests.api.test_billing_api import API, JOB, priced, top_up
 
@@ -64,10 +65,13 @@ def test_workers_rating_at_once_charge_each_usage_record_exactly_once(grid: Grid
         [job] = jobs.submit_jobs(s, principal, [jobs.spec_from_json(JOB)])
         job.site, job.pool, job.attempt, job.state = "local", "cpu", 1, "running"
         now = time.time()
-        s.add_all([UsageRow(job_id=job.id, attempt=1, seq=i, tenant_id=consumer, site="local", pool="cpu",
-                            resource_class="general", start=now + i, end=now + i + 1, wall_s=1.0, cpu_s=1.0,
-                            core_s=3.6 * (i % 7 + 1), device_s=0.0, peak_memory_bytes=1, units_nano=1000,
-                            reported_at=now, rated=False) for i in range(600)])
+        usage = [UsageRow(job_id=job.id, attempt=1, seq=i, tenant_id=consumer, site="local", pool="cpu",
+                          resource_class="general", start=now + i, end=now + i + 1, wall_s=1.0, cpu_s=1.0,
+                          core_s=3.6 * (i % 7 + 1), device_s=0.0, peak_memory_bytes=1, units_nano=1000,
+                          reported_at=now) for i in range(600)]
+        s.add_all(usage)
+        s.flush()
+        queue_for_rating(s, [u.id for u in usage])
     barrier = threading.Barrier(4)
 
     def worker() -> None:
@@ -82,7 +86,7 @@ def test_workers_rating_at_once_charge_each_usage_record_exactly_once(grid: Grid
     with grid.platform.db.transaction() as s:
         charges = s.scalar(select(func.count()).select_from(TransferRow).where(TransferRow.kind == "charge"))
         assert charges == 600
-        assert s.scalar(select(func.count()).select_from(UsageRow).where(UsageRow.rated.is_(False))) == 0
+        assert s.scalar(select(func.count()).select_from(UnratedUsageRow)) == 0
         assert reconcile(s).ok
         expected = sum(i % 7 + 1 for i in range(600))  # 1 fen per 0.001 core-hour x (3.6 s x k) = k fen
         assert cached_balances(s)[wallet(consumer)] + cached_balances(s)[hold_account(consumer)] == 10**9 - expected

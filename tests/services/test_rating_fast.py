@@ -15,10 +15,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 
 from suanwang.domain.ledger import plan_hold, plan_topup, plan_voucher_funding
 from suanwang.services import billing
+from suanwang.services.agents import queue_for_rating
 from suanwang.services.auth import Principal, Role
 from suanwang.services.ledger_store import SqlLedger
 from suanwang.store.db import Database
@@ -106,13 +107,15 @@ def _seed(db: Database, s: dict[str, Any]) -> None:
         rows.append({"job_id": JOBS[job][0], "attempt": 1, "seq": seq, "tenant_id": consumer, "site": "qingyang",
                      "pool": pool, "resource_class": cls, "start": T0 + offset, "end": T0 + offset + duration,
                      "wall_s": duration, "cpu_s": 0.0, "core_s": core_s, "device_s": device_s,
-                     "peak_memory_bytes": 1, "units_nano": nano, "reported_at": now, "rated": False})
+                     "peak_memory_bytes": 1, "units_nano": nano, "reported_at": now})
     with db.transaction() as session:
         session.execute(insert(UsageRow), rows)
-    if s["charged_before"]:  # some records were charged already, then a crash left them unrated
-        billing.rate_all(db, limit=s["charged_before"])
+        queue_for_rating(session, list(session.scalars(select(UsageRow.id))))
+    if s["charged_before"]:  # the first records were charged already, and are back on the queue
         with db.transaction() as session:
-            session.execute(update(UsageRow).values(rated=False))
+            billing.rate_pending_usage(session, limit=s["charged_before"], fast=False)
+            queue_for_rating(session, list(session.scalars(select(UsageRow.id).order_by(UsageRow.id)
+                                                          .limit(s["charged_before"]))))
 
 
 def _state(db: Database) -> dict[str, Any]:

@@ -8,11 +8,12 @@ retried or stale report changes nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,7 @@ from suanwang.services.auth import Principal, Role, require
 from suanwang.services.jobs import move
 from suanwang.services.sites import get_site
 from suanwang.store.db import is_postgres
-from suanwang.store.tables import JobRow, LogChunkRow, PoolRow, UsageRow
+from suanwang.store.tables import JobRow, LogChunkRow, PoolRow, UnratedUsageRow, UsageRow
 
 MAX_LOG_CHUNK = 1 << 20
 _FINAL = {"succeeded": JobState.SUCCEEDED, "failed": JobState.FAILED, "cancelled": JobState.CANCELLED}
@@ -142,7 +143,7 @@ def record_usage(session: Session, agent: Principal, reports: list[UsageReport])
     )
     pools = {p.name: p for p in session.scalars(select(PoolRow).where(PoolRow.site == agent.site))}
     now = time.time()
-    added = 0
+    added: list[UsageRow] = []
     for r in reports:
         key = (r.job_id, r.attempt, r.seq)
         if key in seen:
@@ -157,17 +158,22 @@ def record_usage(session: Session, agent: Principal, reports: list[UsageReport])
         if min(r.wall_s, r.cpu_s, r.device_s, r.peak_memory_bytes) < 0 or r.end < r.start:
             raise InvalidSpec(f"usage {key} has negative quantities or ends before it starts")
         core_s = job.cores * r.wall_s
-        session.add(
-            UsageRow(
-                job_id=r.job_id, attempt=r.attempt, seq=r.seq, tenant_id=job.tenant_id, site=agent.site or "",
-                pool=r.pool, resource_class=job.resource_class, start=r.start, end=r.end, wall_s=r.wall_s,
-                cpu_s=r.cpu_s, core_s=core_s, device_s=r.device_s, peak_memory_bytes=r.peak_memory_bytes,
-                units_nano=units_nano(pool, core_s=core_s, device_s=r.device_s), reported_at=now, rated=False,
-            )
-        )
-        added += 1
+        added.append(UsageRow(
+            job_id=r.job_id, attempt=r.attempt, seq=r.seq, tenant_id=job.tenant_id, site=agent.site or "",
+            pool=r.pool, resource_class=job.resource_class, start=r.start, end=r.end, wall_s=r.wall_s,
+            cpu_s=r.cpu_s, core_s=core_s, device_s=r.device_s, peak_memory_bytes=r.peak_memory_bytes,
+            units_nano=units_nano(pool, core_s=core_s, device_s=r.device_s), reported_at=now,
+        ))
+    session.add_all(added)
     session.flush()
-    return added
+    queue_for_rating(session, [u.id for u in added])
+    return len(added)
+
+
+def queue_for_rating(session: Session, usage_ids: Sequence[int]) -> None:
+    """Put usage records on the rating worker's queue (in the transaction that stores them)."""
+    if usage_ids:
+        session.execute(insert(UnratedUsageRow), [{"id": i} for i in usage_ids])
 
 
 def units_nano(pool: PoolRow, *, core_s: float, device_s: float) -> int:

@@ -7,7 +7,7 @@ caller's transaction (one transaction per use case, as every service here).
 
 Rules this module adds
 - No price book in force means the platform is free: no hold at submit, and
-  usage whose start has no book in force is marked rated with no charge
+  usage whose start has no book in force is rated with no charge
   (usage is always priced by the book in force at its start).
 - A hold is placed at submit for the dearest eligible pool's quote (the
   scheduler, not the consumer, picks the pool), keyed ``hold:<job>``; no funds
@@ -19,7 +19,7 @@ Rules this module adds
   (hold, wallet, credit) could not pay another report like its last one; a
   charge that still passes the credit line is booked (the compute was
   delivered), flagged over_limit, and stops the job the same way.
-- Usage no price entry covers is marked rated without a charge and audited
+- Usage no price entry covers is rated without a charge and audited
   (``usage.unpriced``); configure the price book to avoid it.
 """
 
@@ -31,10 +31,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from operator import itemgetter
 from typing import Any, TypeVar
 
-from sqlalchemy import false, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -111,7 +110,7 @@ from suanwang.store.ledger_tables import (
     TransferRow,
     VoucherProgrammeRow,
 )
-from suanwang.store.tables import JobRow, PoolRow, SiteRow, TenantRow, UsageRow
+from suanwang.store.tables import JobRow, PoolRow, SiteRow, TenantRow, UnratedUsageRow, UsageRow
 
 log = logging.getLogger("suanwang.billing")
 SYSTEM = "system"
@@ -637,17 +636,22 @@ _USAGE_COLUMNS = ("id", "job_id", "attempt", "seq", "tenant_id", "site", "pool",
 
 
 def _claim(session: Session, limit: int) -> list[Any]:
-    """Mark up to ``limit`` unrated usage rows rated and return them (oldest first) as plain tuples, in one
-    statement.  The mark commits only with the charges (the caller's transaction), so a crash leaves the
-    rows unrated; PostgreSQL workers skip rows another worker claimed, so they share the queue (the
-    charge key alone makes it exactly once)."""
-    table = UsageRow.__table__
-    pending = select(table.c.id).where(table.c.rated == false()).order_by(table.c.id).limit(limit)  # = : indexed
-    if is_postgres(session.get_bind()):
+    """Take up to ``limit`` usage records off the rating queue and return them (oldest first) as plain
+    tuples.  The claim commits only with the charges (the caller's transaction), so a crash leaves them
+    queued; PostgreSQL workers skip ids another worker claimed, so they share the queue (the charge key
+    alone makes it exactly once)."""
+    queue = UnratedUsageRow.__table__
+    pending = select(queue.c.id).order_by(queue.c.id).limit(limit)
+    pg = is_postgres(session.get_bind())
+    if pg:
         pending = pending.with_for_update(skip_locked=True)
-    claim = (update(table).where(table.c.id.in_(pending)).values(rated=True)
-             .returning(*(table.c[c] for c in _USAGE_COLUMNS)))
-    return sorted(session.connection().execute(claim).all(), key=itemgetter(0))  # RETURNING has no order
+    conn = session.connection()
+    ids = list(conn.execute(delete(queue).where(queue.c.id.in_(pending)).returning(queue.c.id)).scalars())
+    if not ids:
+        return []
+    table = UsageRow.__table__
+    return list(conn.execute(select(*(table.c[c] for c in _USAGE_COLUMNS)).where(among(table.c.id, ids, pg=pg))
+                             .order_by(table.c.id)))
 
 
 def rate_pending_usage(session: Session, *, limit: int = 1000, fast: bool = True) -> RatingReport:
@@ -676,12 +680,25 @@ def rate_pending_usage(session: Session, *, limit: int = 1000, fast: bool = True
     return RatingReport(len(rows), charged, free, tuple(sorted(over)))
 
 
+_levels: dict[tuple[str, str], ServiceLevel] = {}  # (database, job) -> service level: fixed at submit
+
+
+def _service_levels(session: Session, job_ids: set[str]) -> dict[str, ServiceLevel]:
+    """Each job's service level, read once per process (the one spec field rating needs)."""
+    database = str(session.get_bind().url)
+    missing = [j for j in job_ids if (database, j) not in _levels]
+    if missing:
+        if len(_levels) > 200_000:
+            _levels.clear()
+        level = JobRow.spec["service_level"].as_string()
+        query = select(JobRow.id, level).where(among(JobRow.id, missing, pg=is_postgres(session.get_bind())))
+        for job_id, value in session.execute(query):
+            _levels[(database, job_id)] = ServiceLevel(value or "standard")
+    return {j: _levels[(database, j)] for j in job_ids if (database, j) in _levels}
+
+
 def _rating_context(session: Session, rows: Sequence[Any]) -> RatingContext:
-    pg = is_postgres(session.get_bind())
-    level = JobRow.spec["service_level"].as_string()  # the one field rating reads: not the whole spec
-    levels = {job_id: ServiceLevel(value or "standard")
-              for job_id, value in session.execute(select(JobRow.id, level).where(among(JobRow.id, {r[1] for r in rows},
-                                                                                        pg=pg)))}
+    levels = _service_levels(session, {r[1] for r in rows})
     return RatingContext(
         books=BooksInForce(load_books(session)),
         providers=dict(session.execute(select(SiteRow.name, SiteRow.tenant_id)).all()),

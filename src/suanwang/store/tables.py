@@ -140,7 +140,6 @@ class UsageRow(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "attempt", "seq"),
         Index("ix_usage_tenant", "tenant_id", "end"),
-        Index("ix_usage_rated", "rated", "id"),  # the rating worker's queue (migration 0002)
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
@@ -159,7 +158,20 @@ class UsageRow(Base):
     peak_memory_bytes: Mapped[int] = mapped_column(BigInteger)
     units_nano: Mapped[int] = mapped_column(BigInteger)  # standard compute units x 1e9
     reported_at: Mapped[float] = mapped_column(Float)
-    rated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class UnratedUsageRow(Base):
+    """The rating worker's queue: the id of each usage record not yet rated (migration 0004).
+
+    A row is inserted with its usage record and deleted when a rating batch
+    claims it, in the transaction that books the charges.  A separate narrow
+    table, not a flag on the record: on PostgreSQL flipping an indexed flag
+    rewrites the whole record and every index on it (about 30 us a record),
+    where deleting a queue row only marks it dead.
+    """
+
+    __tablename__ = "usage_unrated"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
 
 
 class LogChunkRow(Base):
