@@ -61,6 +61,7 @@ def quantities(core_s: float, device_s: float, units_nano: int) -> tuple[tuple[P
 
 
 def utc(seconds: float) -> datetime:
+    """Unix seconds as an aware UTC datetime (what the usage record and billing use)."""
     return datetime.fromtimestamp(seconds, UTC)
 
 

@@ -82,7 +82,7 @@ from suanwang.domain.rating import (
     rate_usage,
     usage_key,
 )
-from suanwang.domain.rating_batch import FREE, PricedUsage, RatingContext, plan_row, price_row, quantities
+from suanwang.domain.rating_batch import FREE, PricedUsage, RatingContext, plan_row, price_row, quantities, utc
 from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.domain.settlement import Settlement, check_period, compute_settlement, plan_payouts, settlement_csv
 from suanwang.domain.tou import DEFAULT_MULTIPLIERS, TouBand, TouTariff, tou_tariff_for_province, uniform_tariff
@@ -115,10 +115,6 @@ from suanwang.store.tables import JobRow, PoolRow, SiteRow, TenantRow, UnratedUs
 log = logging.getLogger("suanwang.billing")
 SYSTEM = "system"
 T = TypeVar("T")
-
-
-def utc(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 def now_utc() -> datetime:
