@@ -25,12 +25,12 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import insert, select
+from sqlalchemy.exc import OperationalError
 
 from suanwang.domain.ledger import plan_topup
 from suanwang.services import billing
@@ -38,6 +38,9 @@ from suanwang.services.auth import Principal, Role
 from suanwang.services.ledger_store import SqlLedger, reconcile
 from suanwang.store.db import Database
 from suanwang.store.tables import JobRow, PoolRow, SiteRow, TenantRow, UnratedUsageRow, UsageRow
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _live import fresh_schema  # noqa: E402
 
 PG_URL = os.environ.get("SUANWANG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CONSUMERS = 50
@@ -125,21 +128,12 @@ def run_one(url: str, n: int) -> dict[str, Any]:
 
 
 def run_postgres(url: str, n: int) -> dict[str, Any] | None:
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
     try:
-        admin = create_engine(url, connect_args={"connect_timeout": 3})
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # no server: report it, do not fail the SQLite figures
+        with fresh_schema(url) as schema_url:
+            return run_one(schema_url, n)
+    except OperationalError as exc:  # no server: report it, do not fail the SQLite figures
         print(f"PostgreSQL not reachable at {url}: {exc.__class__.__name__}", file=sys.stderr)
         return None
-    sep = "&" if "?" in url else "?"
-    try:
-        return run_one(f"{url}{sep}options=-csearch_path%3D{schema}", n)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from sqlalchemy import update
 
 from suanwang.store.tables import JobRow
@@ -120,6 +121,15 @@ def test_register_rejects_a_gpu_pool_without_device_model(grid: Grid) -> None:
         {"name": "gpu", "resource_class": "intelligent", "engine": "local", "cores": 8, "memory_gb": 32, "devices": 2}]})
     assert r.status_code == 422
     assert "device" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("field", ["tier", "device_model", "cpu_model", "engine"])
+def test_register_refuses_a_pool_field_wider_than_its_column(grid: Grid, field: str) -> None:
+    # PostgreSQL enforces the widths SQLite ignores: a long value was a 500 there, not a message.
+    pool = {"name": "cpu", "resource_class": "general", "engine": "local", "cores": 8, "memory_gb": 32}
+    r = grid.agent.post("/api/v1/agent/register", json={"pools": [pool | {field: "x" * 101}]})
+    assert r.status_code == 422 and field in r.text
+    assert grid.consumer.get("/api/v1/pools").json() == []
 
 
 def test_a_lease_call_repeated_after_a_lost_reply_gets_the_same_attempts(grid: Grid) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from sqlalchemy import select
+
+from suanwang.store.tables import AuditRow
 from tests.api.conftest import Grid
 
 JOB = {"command": ["python", "-c", "print(6*7)"], "cores": 1, "memory_gb": 1}
@@ -123,6 +126,17 @@ def test_batch_is_all_or_nothing(grid: Grid) -> None:
     assert len(grid.consumer.get("/api/v1/jobs").json()["jobs"]) == 5
 
 
+def test_a_large_batch_is_accepted_and_each_job_stays_in_the_audit_trail(grid: Grid) -> None:
+    # 50 ids do not fit the audit row's object column; PostgreSQL refused the batch with a 500 until they moved.
+    grid.register()
+    r = grid.consumer.post("/api/v1/jobs/batch", json={"jobs": [JOB] * 50})
+    assert r.status_code == 201, r.text
+    ids = [j["id"] for j in r.json()]
+    with grid.platform.db.transaction() as s:
+        audit = s.execute(select(AuditRow).where(AuditRow.action == "job.submit")).scalar_one()
+    assert audit.object == "batch of 50" and audit.detail["jobs"] == ids
+
+
 def test_capacity_reports_standard_units_and_pflops(grid: Grid) -> None:
     grid.register()
     cap = grid.consumer.get("/api/v1/capacity").json()
@@ -166,3 +180,13 @@ def test_admin_bad_input_is_4xx(grid: Grid) -> None:
     assert op.post("/api/v1/links", json=link | {"b": "nowhere"}).status_code == 404
     assert op.post("/api/v1/tokens", json={"role": "agent", "tenant_id": "t-operator"}).status_code == 422
     assert op.get("/api/v1/wallets/t-nobody").status_code == 404
+
+
+def test_names_and_keys_longer_than_their_columns_are_refused_with_a_message(grid: Grid) -> None:
+    # PostgreSQL enforces column widths that SQLite ignores: each of these was a 500 there.
+    grid.register()
+    long_name = grid.consumer.post("/api/v1/jobs", json=JOB | {"name": "n" * 201})
+    assert long_name.status_code == 422 and "name" in long_name.text
+    long_key = grid.consumer.post("/api/v1/jobs", json=JOB, headers={"Idempotency-Key": "k" * 201})
+    assert long_key.status_code == 422 and "dempotency" in long_key.text
+    assert grid.consumer.get("/api/v1/jobs").json()["jobs"] == []

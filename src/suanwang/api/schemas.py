@@ -13,7 +13,7 @@ class In(BaseModel):
 
 class JobIn(In):
     command: list[str] = Field(min_length=1)
-    name: str = ""
+    name: str = Field(default="", max_length=200)  # the jobs.name column's width
     resource_class: str = "general"
     device_model: str = ""
     devices: int = 0
@@ -102,15 +102,15 @@ class LinkIn(In):
 
 class PoolIn(In):
     name: str = Field(min_length=1, max_length=100)
-    resource_class: str
-    engine: str = "local"
-    tier: str = "standard"
+    resource_class: str = Field(max_length=20)  # widths: the pools table's columns
+    engine: str = Field(default="local", max_length=20)
+    tier: str = Field(default="standard", max_length=40)
     cores: int = Field(ge=0)
     memory_gb: float = Field(ge=0)
     devices: int = Field(default=0, ge=0)
-    device_model: str = ""
+    device_model: str = Field(default="", max_length=100)
     device_memory_gb: float = Field(default=0.0, ge=0)
-    cpu_model: str = ""
+    cpu_model: str = Field(default="", max_length=100)
     node_cores: int | None = None
     node_memory_gb: float | None = None
     node_devices: int | None = None

@@ -45,6 +45,8 @@ class JobState(enum.StrEnum):
         return self in (JobState.PENDING, JobState.REQUEUED)
 
 
+MAX_NAME = 200  # characters in a job's name: what every store keeps
+
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
 
 _S = JobState
@@ -122,6 +124,8 @@ def validate_spec(spec: JobSpec) -> list[str]:
         problems.append("command must be a non-empty list of non-empty strings")
     if spec.cores < 0:
         problems.append(f"cores must not be negative (got {spec.cores})")
+    if len(spec.name) > MAX_NAME:
+        problems.append(f"name must be at most {MAX_NAME} characters (got {len(spec.name)})")
     if spec.cores == 0 and spec.devices == 0 and spec.resource_class is not ResourceClass.QUANTUM:
         problems.append("a job needs at least one core or one device")
     if spec.memory_gb < 0:

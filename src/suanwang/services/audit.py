@@ -11,10 +11,15 @@ from sqlalchemy.orm import Session
 from suanwang.services.auth import Principal
 from suanwang.store.tables import AuditRow
 
+OBJECT_CHARS = 200  # the width of ``audit.object``; PostgreSQL refuses a longer value, SQLite would keep it
+
 
 def record_audit(
     session: Session, actor: Principal | None, action: str, obj: str = "", **detail: Any
 ) -> None:
+    if len(obj) > OBJECT_CHARS:  # keep the whole name in the detail rather than fail the mutation it records
+        detail["object"] = obj
+        obj = obj[: OBJECT_CHARS - 1] + "…"
     # A Core INSERT, not ``session.add``: nothing reads the row back in the same transaction, and the ORM's
     # unit of work costs more than the rest of a job submission.
     session.execute(insert(AuditRow.__table__), {

@@ -114,7 +114,10 @@ def submit_jobs(
             {"job_id": v["id"], "at": now, "attempt": 0, "from_state": "", "to_state": "pending", "reason": "submitted"}
             for v in new
         ])
-    record_audit(session, actor, "job.submit", ",".join(r.id for r in rows[:20]), count=len(rows))
+    if len(rows) == 1:
+        record_audit(session, actor, "job.submit", rows[0].id, count=1)
+    else:  # every id of a batch stays traceable, in the detail; the object column holds one name
+        record_audit(session, actor, "job.submit", f"batch of {len(rows)}", count=len(rows), jobs=[r.id for r in rows])
     return rows
 
 

@@ -70,7 +70,7 @@ class PostingRow(Base):
     __tablename__ = "ledger_postings"
     __table_args__ = (
         Index("ix_ledger_postings_account", "account", "booked_us"),
-        Index("ix_ledger_postings_transfer", "transfer_key"),
+        # No index on transfer_key: only reconciliation reads by it, over the whole table (migration 0005).
     )
     id: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
     transfer_key: Mapped[str] = mapped_column(String(200))

@@ -30,7 +30,7 @@ def usage_out(row: UsageRow) -> UsageOut:
 @router.post("/jobs", status_code=201)
 def submit_job(
     body: JobIn, actor: CurrentPrincipal, platform: PlatformDep,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,  # jobs.client_key's width
 ) -> JobOut:
     spec = jobs.spec_from_json(body.model_dump())
     # The transaction is opened here rather than through SessionDep: the hottest route saves
