@@ -150,3 +150,22 @@ def test_a_lease_request_id_longer_than_64_characters_is_refused(grid: Grid) -> 
     grid.register()
     r = grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 1, "request_id": "x" * 65})
     assert r.status_code == 422 and "request_id" in r.text
+
+
+def test_agent_reports_with_values_no_column_holds_are_refused(grid: Grid) -> None:
+    task = _leased(grid)
+    huge, long = 2**70, "x" * 5000
+    bad = [
+        ("/usage", {"records": [_usage(task, 0) | {"peak_memory_bytes": huge}]}),
+        ("/usage", {"records": [_usage(task, huge)]}),
+        ("/usage", {"records": [_usage(task, 0) | {"attempt": huge}]}),
+        ("/usage", {"records": [_usage(task, 0) | {"job_id": long, "pool": long}]}),
+        ("/usage", {"records": [_usage(task, 0) | {"end": 1e300, "wall_s": 1e300, "cpu_s": 1e300, "device_s": 1e300}]}),
+        ("/logs", {"job_id": task["job_id"], "attempt": 1, "offset": huge, "data_b64": "eA=="}),
+        ("/logs", {"job_id": long, "attempt": huge, "offset": 0, "data_b64": "eA=="}),
+        (f"/jobs/{task['job_id']}/status", {"attempt": huge, "phase": "running"}),
+        ("/heartbeat", {"running": [{"job_id": task["job_id"], "attempt": huge}]}),
+    ]
+    answers = [(path, grid.agent.post(f"/api/v1/agent{path}", json=body).status_code) for path, body in bad]
+    assert [a for a in answers if not 400 <= a[1] < 500] == []
+    assert grid.agent.post("/api/v1/agent/usage", json={"records": [_usage(task, 0)]}).json()["new"] == 1

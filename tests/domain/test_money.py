@@ -7,7 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from suanwang.domain.money import Money, apply_bps, format_yuan, parse_fen, parse_price, parse_yuan, round_fen
+from suanwang.domain.money import (
+    MAX_FEN,
+    Money,
+    apply_bps,
+    format_yuan,
+    parse_fen,
+    parse_price,
+    parse_yuan,
+    round_fen,
+)
 from suanwang.errors import InvalidSpec
 
 
@@ -92,3 +101,15 @@ def test_money_adds_within_one_currency_and_formats_as_yuan() -> None:
     assert format_yuan(5) == "0.05"
     with pytest.raises(InvalidSpec, match="integer number of fen"):
         Money(1.5)  # type: ignore[arg-type]
+
+
+@given(st.integers(min_value=-(2**80), max_value=2**80))
+def test_an_amount_parses_only_within_what_a_balance_can_hold(fen: int) -> None:
+    # Thousands of the largest amounts still sum inside a signed 64-bit balance.
+    assert MAX_FEN * 9_000 < 2**63
+    if abs(fen) <= MAX_FEN:
+        assert parse_fen(fen) == fen and parse_price(abs(fen)) == abs(fen)
+    else:
+        for parse in (parse_fen, parse_price, lambda v: parse_yuan(Decimal(v) / 100)):
+            with pytest.raises(InvalidSpec, match="beyond"):
+                parse(fen)

@@ -7,6 +7,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# The widest integers the store's INTEGER and BIGINT columns hold; a larger value is a 422, not an overflow.
+INT32, INT64 = 2**31 - 1, 2**63 - 1
+
+
 class In(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -16,8 +20,8 @@ class JobIn(In):
     name: str = Field(default="", max_length=200)  # the jobs.name column's width
     resource_class: str = "general"
     device_model: str = ""
-    devices: int = 0
-    cores: int = 1
+    devices: int = Field(default=0, le=INT32)
+    cores: int = Field(default=1, le=INT32)
     memory_gb: float = 1.0
     device_memory_gb_min: float = 0.0
     duration_s: float = 3600.0
@@ -25,13 +29,13 @@ class JobIn(In):
     data_gb: float = 0.0
     deadline: float | None = None
     not_before: float | None = None
-    max_price_fen: int | None = None
+    max_price_fen: int | None = Field(default=None, le=INT64)
     service_level: str = "standard"
     region: str = ""
     consumer_site: str = ""
     latency_ms_max: float | None = None
     on_lost: str = "requeue"
-    priority: int = 0
+    priority: int = Field(default=0, ge=-INT32 - 1, le=INT32)
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str = ""
 
@@ -69,8 +73,8 @@ class JobListOut(BaseModel):
 
 class SiteIn(In):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
-    region: str = ""
-    province: str = ""
+    region: str = Field(default="", max_length=100)  # the sites table's widths
+    province: str = Field(default="", max_length=100)
     lat: float = 0.0
     lon: float = 0.0
     green_share: float = 0.0
@@ -139,7 +143,7 @@ class RegisterIn(In):
 
 class AttemptRef(In):
     job_id: str
-    attempt: int
+    attempt: int = Field(le=INT32)
 
 
 class HeartbeatIn(In):
@@ -168,22 +172,22 @@ class TaskOut(BaseModel):
 
 
 class StatusIn(In):
-    attempt: int
+    attempt: int = Field(le=INT32)
     phase: str
-    exit_code: int | None = None
+    exit_code: int | None = Field(default=None, ge=-INT32 - 1, le=INT32)
     reason: str = ""
 
 
 class UsageIn(In):
     job_id: str
-    attempt: int = Field(ge=1)
-    seq: int = Field(ge=0)
+    attempt: int = Field(ge=1, le=INT32)
+    seq: int = Field(ge=0, le=INT32)
     pool: str
     start: float
     end: float
     wall_s: float = Field(ge=0)
     cpu_s: float = Field(ge=0)
-    peak_memory_bytes: int = Field(ge=0)
+    peak_memory_bytes: int = Field(ge=0, le=INT64)
     device_s: float = Field(default=0.0, ge=0)
 
 
@@ -210,8 +214,8 @@ class UsageOut(BaseModel):
 
 class LogChunkIn(In):
     job_id: str
-    attempt: int = Field(ge=1)
-    offset: int = Field(ge=0)
+    attempt: int = Field(ge=1, le=INT32)
+    offset: int = Field(ge=0, le=INT64)
     data_b64: str  # raw log bytes, base64, so offsets count bytes exactly
 
 
@@ -224,4 +228,4 @@ class TokenIn(In):
     role: str = Field(pattern="^(operator|provider|consumer|auditor|agent)$")
     tenant_id: str
     site: str | None = None
-    name: str = ""
+    name: str = Field(default="", max_length=200)  # the tokens table's width

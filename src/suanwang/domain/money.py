@@ -32,6 +32,9 @@ PRICE_PLACES = 4
 PRICE_QUANTUM = Decimal(1).scaleb(-PRICE_PLACES)  # 0.0001 fen
 ROUNDING = ROUND_HALF_EVEN  # the declared rounding mode of every fen amount
 FEN_PER_YUAN = 100
+# No single amount or unit price beyond ¥10 trillion: thousands of them still sum inside a signed 64-bit
+# balance, which is what every store keeps.
+MAX_FEN = 10**15
 
 
 def check_currency(currency: str) -> str:
@@ -67,13 +70,19 @@ def _to_decimal(value: object, what: str) -> Decimal:
     return result
 
 
+def _within_bounds(number: Decimal, what: str) -> Decimal:
+    if abs(number) > MAX_FEN:
+        raise InvalidSpec(f"{what} is beyond {MAX_FEN:,} fen (¥10 trillion), the most one amount may be")
+    return number
+
+
 def parse_fen(value: object, *, currency: str = CURRENCY, what: str = "amount") -> Fen:
     """Parse an amount of fen from ``int``, integral ``Decimal`` or a string like ``"1234"``.
 
     Raises InvalidSpec for float, bool, fractional fen or an unknown currency.
     """
     check_currency(currency)
-    number = _to_decimal(value, what)
+    number = _within_bounds(_to_decimal(value, what), what)
     if number != number.to_integral_value():
         raise InvalidSpec(f"{what} must be a whole number of fen: {value!r}")
     return int(number)
@@ -82,7 +91,7 @@ def parse_fen(value: object, *, currency: str = CURRENCY, what: str = "amount") 
 def parse_yuan(value: object, *, currency: str = CURRENCY, what: str = "amount") -> Fen:
     """Parse yuan (``"12.34"``) into fen (1234); more than two decimals is rejected."""
     check_currency(currency)
-    number = _to_decimal(value, what) * FEN_PER_YUAN
+    number = _within_bounds(_to_decimal(value, what) * FEN_PER_YUAN, what)
     if number != number.to_integral_value():
         raise InvalidSpec(f"{what} has more than two decimal places of yuan: {value!r}")
     return int(number)
@@ -90,7 +99,7 @@ def parse_yuan(value: object, *, currency: str = CURRENCY, what: str = "amount")
 
 def parse_price(value: object, *, what: str = "unit price") -> Decimal:
     """Parse a unit price in fen with at most 4 decimal places; returns it at scale 4."""
-    number = _to_decimal(value, what)
+    number = _within_bounds(_to_decimal(value, what), what)
     quantized = number.quantize(PRICE_QUANTUM)
     if quantized != number:
         raise InvalidSpec(f"{what} has more than {PRICE_PLACES} decimal places of fen: {value!r}")

@@ -26,6 +26,7 @@ Rules this module adds
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
@@ -267,6 +268,9 @@ def entry_from_json(data: Mapping[str, Any]) -> PriceEntry:
         raise InvalidSpec(f"unknown price entry fields: {sorted(extra)}")
     if "unit_price_fen" not in data:
         raise InvalidSpec("price entry needs unit_price_fen")
+    for name, width in (("site", 100), ("pool", 100), ("tier", 40)):  # as wide as the names it can match
+        if len(str(data.get(name, ""))) > width:
+            raise InvalidSpec(f"price entry {name} must be at most {width} characters")
     return PriceEntry(
         resource_class=_enum(ResourceClass, data.get("resource_class", "general"), "resource_class"),
         tier=str(data.get("tier", "standard")),
@@ -388,6 +392,9 @@ def contracts(session: Session) -> dict[str, int]:
 # ---- vouchers ----------------------------------------------------------------------------------------------
 
 
+_PROGRAMME_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
 def programme_from_json(data: Mapping[str, Any]) -> VoucherProgramme:
     known = {"id", "share_pct", "cap_per_consumer_fen", "valid_from", "valid_until", "resource_classes", "consumers",
              "fund_fen"}
@@ -397,6 +404,9 @@ def programme_from_json(data: Mapping[str, Any]) -> VoucherProgramme:
     for name in ("id", "share_pct", "cap_per_consumer_fen", "valid_from", "valid_until"):
         if name not in data:
             raise InvalidSpec(f"voucher programme needs {name}")
+    if not isinstance(data["id"], str) or not _PROGRAMME_ID.fullmatch(data["id"]):
+        # The id names the fund's account and, with an Idempotency-Key of up to 150, its funding transfer.
+        raise InvalidSpec("voucher programme id must be 1-32 letters, digits, '_', '.' or '-'")
     classes = data.get("resource_classes")
     consumers = data.get("consumers")
     return VoucherProgramme(

@@ -15,7 +15,7 @@ from suanwang.domain.resources import Engine, ResourceClass
 from suanwang.errors import Conflict, InvalidSpec, NotFound
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, require
-from suanwang.store.tables import LinkRow, PoolRow, SiteRow
+from suanwang.store.tables import LinkRow, PoolRow, SiteRow, TenantRow
 
 
 def site_from_row(row: SiteRow) -> Site:
@@ -58,6 +58,8 @@ def create_site(session: Session, actor: Principal, site: Site, *, owner: str | 
     if session.get(SiteRow, site.name) is not None:
         raise Conflict(f"site {site.name!r} already exists")
     tenant = owner if actor.role is Role.OPERATOR and owner else actor.tenant_id
+    if session.get(TenantRow, tenant) is None:
+        raise NotFound(f"owner tenant {tenant!r} not found")
     row = SiteRow(
         name=site.name,
         tenant_id=tenant,
