@@ -6,41 +6,15 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextmanager
-def fresh_schema(url: str, prefix: str = "bench") -> Iterator[str]:
-    """A PostgreSQL URL whose search path is a new, empty schema, dropped afterwards.
-
-    Each run starts from nothing: jobs left by an earlier run (or an earlier phase of this one) would be
-    scheduled again and change what is measured.  Raises if the server cannot be reached.
-    """
-    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, connect_args={"connect_timeout": 3})
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        sep = "&" if "?" in url else "?"
-        try:
-            yield f"{url}{sep}options=-csearch_path%3D{schema}"
-        finally:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
 
 
 class Live:

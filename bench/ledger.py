@@ -36,11 +36,8 @@ from suanwang.domain.ledger import plan_topup
 from suanwang.services import billing
 from suanwang.services.auth import Principal, Role
 from suanwang.services.ledger_store import SqlLedger, reconcile
-from suanwang.store.db import Database
+from suanwang.store.db import Database, scratch_schema
 from suanwang.store.tables import JobRow, PoolRow, SiteRow, TenantRow, UnratedUsageRow, UsageRow
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _live import fresh_schema  # noqa: E402
 
 PG_URL = os.environ.get("SUANWANG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CONSUMERS = 50
@@ -129,7 +126,7 @@ def run_one(url: str, n: int) -> dict[str, Any]:
 
 def run_postgres(url: str, n: int) -> dict[str, Any] | None:
     try:
-        with fresh_schema(url) as schema_url:
+        with scratch_schema(url, "bench") as schema_url:
             return run_one(schema_url, n)
     except OperationalError as exc:  # no server: report it, do not fail the SQLite figures
         print(f"PostgreSQL not reachable at {url}: {exc.__class__.__name__}", file=sys.stderr)

@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
+from suanwang.store.db import scratch_schema
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _live import Live, fresh_schema  # noqa: E402
+from _live import Live  # noqa: E402
 
 JOB = {"command": ["true"], "cores": 1, "memory_gb": 0.01, "duration_s": 1}
 BIG_POOL = {"name": "bench", "resource_class": "general", "engine": "local", "cores": 10_000_000, "memory_gb": 1e9}
@@ -82,7 +84,7 @@ def _database(url: str | None) -> Iterator[str | None]:
     if url is None:
         yield None
     else:
-        with fresh_schema(url) as schema_url:
+        with scratch_schema(url, "bench") as schema_url:
             yield schema_url
 
 

@@ -10,14 +10,13 @@ SUANWANG_REQUIRE_POSTGRES=1 (CI sets it) turns that into a failure.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
 from sqlalchemy import create_engine, text
 
-from suanwang.store.db import Database
+from suanwang.store.db import Database, scratch_schema
 
 # Property tests: no per-example deadline (these machines are shared and noisy); under CI the examples are
 # derandomised, so a run is reproducible and a red CI means a change, not an unlucky draw.
@@ -47,17 +46,8 @@ def postgres_schema_url() -> Iterator[str]:
         if os.environ.get("SUANWANG_REQUIRE_POSTGRES") == "1":
             pytest.fail(_PG_PROBLEM)
         pytest.skip(_PG_PROBLEM)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

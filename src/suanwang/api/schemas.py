@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from suanwang.domain.job import MAX_NAME
+
 
 # The widest integers the store's INTEGER and BIGINT columns hold; a larger value is a 422, not an overflow.
 INT32, INT64 = 2**31 - 1, 2**63 - 1
@@ -17,7 +19,7 @@ class In(BaseModel):
 
 class JobIn(In):
     command: list[str] = Field(min_length=1)
-    name: str = Field(default="", max_length=200)  # the jobs.name column's width
+    name: str = Field(default="", max_length=MAX_NAME)
     resource_class: str = "general"
     device_model: str = ""
     devices: int = Field(default=0, le=INT32)

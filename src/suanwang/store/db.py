@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 ENV_URL = "SUANWANG_DATABASE_URL"
@@ -104,3 +105,25 @@ class Database:
 
 def url_from_env(default: str) -> str:
     return os.environ.get(ENV_URL) or default
+
+
+@contextmanager
+def scratch_schema(url: str, prefix: str = "t") -> Iterator[str]:
+    """A PostgreSQL URL whose search path is a new, empty schema, dropped on exit.
+
+    For tests and benchmarks: each starts from nothing and leaves nothing behind, on a server that may
+    hold other data.  Raises sqlalchemy's OperationalError when the server cannot be reached.
+    """
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        sep = "&" if "?" in url else "?"
+        try:
+            yield f"{url}{sep}options=-csearch_path%3D{schema}"
+        finally:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
