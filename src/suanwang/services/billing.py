@@ -268,8 +268,9 @@ def entry_from_json(data: Mapping[str, Any]) -> PriceEntry:
         raise InvalidSpec(f"unknown price entry fields: {sorted(extra)}")
     if "unit_price_fen" not in data:
         raise InvalidSpec("price entry needs unit_price_fen")
-    for name, width in (("site", 100), ("pool", 100), ("tier", 40)):  # as wide as the names it can match
-        if len(str(data.get(name, ""))) > width:
+    for name, column in (("site", PoolRow.site), ("pool", PoolRow.name), ("tier", PoolRow.tier)):
+        width = column.type.length  # no wider than the pool names it can match
+        if width is not None and len(str(data.get(name, ""))) > width:
             raise InvalidSpec(f"price entry {name} must be at most {width} characters")
     return PriceEntry(
         resource_class=_enum(ResourceClass, data.get("resource_class", "general"), "resource_class"),
