@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import IntegrityError
 
 from suanwang import __version__
+from suanwang.api.deps import tenant_of
+from suanwang.api.idempotency import IdempotencyMiddleware
 from suanwang.api.routes import admin, agent, billing, jobs, sites
 from suanwang.errors import SuanwangError
 from suanwang.services.platform import Platform
@@ -52,6 +55,8 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
         problems = [_describe(e) for e in exc.errors()]
         return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems), "problems": problems},
                             status_code=422)
+
+    app.add_middleware(IdempotencyMiddleware, db=platform.db, tenant_of=functools.partial(tenant_of, platform))
 
     for router in (jobs.router, sites.router, agent.router, admin.router, billing.router):
         app.include_router(router, prefix=API)

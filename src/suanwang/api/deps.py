@@ -44,17 +44,32 @@ SessionDep = Annotated[Session, Depends(get_session)]
 async def get_principal(platform: PlatformDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    token = authorization[7:].strip()
+    principal = await principal_of(platform, authorization[7:].strip())
+    if principal is None:
+        raise Unauthorized("unknown or revoked token")
+    return principal
+
+
+async def principal_of(platform: Platform, token: str) -> Principal | None:
+    """The token's principal, from a short cache or the database; None for an unknown or revoked token."""
     key = hash_token(token)
     hit = _cache.get(key)
     now = time.monotonic()
     if hit and hit[0] > now:
         return hit[1]
     principal = await run_in_threadpool(_authenticate, platform, token)  # a cache miss reads the database
-    if principal is None:
-        raise Unauthorized("unknown or revoked token")
-    _cache[key] = (now + _CACHE_S, principal)
+    if principal is not None:
+        _cache[key] = (now + _CACHE_S, principal)
     return principal
+
+
+async def tenant_of(platform: Platform, scope: dict[str, object]) -> str | None:
+    """The caller's tenant for a raw ASGI request (middleware runs before the routes' dependencies)."""
+    auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")  # type: ignore[call-overload]
+    if not auth.lower().startswith("bearer "):
+        return None
+    principal = await principal_of(platform, auth[7:].strip())
+    return principal.tenant_id if principal else None
 
 
 def _authenticate(platform: Platform, token: str) -> Principal | None:

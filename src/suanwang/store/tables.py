@@ -195,3 +195,22 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(60))
     object: Mapped[str] = mapped_column(String(200), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class IdempotencyRow(Base):
+    """A POST sent with an ``Idempotency-Key``: what was asked, and the answer a retry gets (migration 0010).
+
+    Keys are scoped to the caller's tenant.  ``status`` is 0 while the first request runs; the stored
+    response never holds a token's plaintext (see ``suanwang.api.idempotency``).
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("tenant_id", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of method, path and body
+    created_at: Mapped[float] = mapped_column(Float)
+    status: Mapped[int] = mapped_column(Integer, default=0)
+    content_type: Mapped[str] = mapped_column(String(100), default="")
+    body: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
