@@ -82,7 +82,8 @@ def test_quote_lists_each_eligible_pool_with_its_price(grid: Grid) -> None:
 def test_hold_charge_and_release_leave_the_wallet_at_balance_minus_charges(grid: Grid) -> None:
     consumer = priced(grid)
     top_up(grid, consumer, 10_000)
-    assert top_up(grid, consumer, 10_000)["result"] == "exists"  # same Idempotency-Key: no second top-up
+    again = top_up(grid, consumer, 10_000)  # same Idempotency-Key and body: the first answer, no second top-up
+    assert again["result"] == "created" and again["balance"]["fen"] == 10_000
     job_id = run_with_usage(grid, 1.0, finish=False)
     assert wallet(grid, consumer) == {"balance": 8000, "held": 1000, "credit_limit": 0, "available": 8000}
     grid.agent.post(f"{API}/agent/jobs/{job_id}/status", json={"attempt": 1, "phase": "succeeded", "exit_code": 0})

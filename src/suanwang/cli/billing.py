@@ -84,9 +84,12 @@ def register(app: typer.Typer) -> None:
     def topup(consumer: str, amount_fen: int, reason: str = "", key: Key = None, url: Url = None, token: Token = None,
               json: Json = False) -> None:
         """Operator: add AMOUNT_FEN fen to CONSUMER's wallet (100 fen = 1 yuan)."""
-        r = _operator(url, token).call("POST", "/topups", json={"consumer": consumer, "amount_fen": amount_fen,
-                                                                "reason": reason}, headers=_key(key))
-        print_json(r) if json else console.print(f"{r['result']}: {_wallet_line(r)}")
+        client = _operator(url, token)
+        r = client.call("POST", "/topups", json={"consumer": consumer, "amount_fen": amount_fen, "reason": reason},
+                        headers=_key(key))
+        # a repeated key answers the first result again: say so, the money moved once
+        label = f"{r['result']} earlier (same key; nothing moved now)" if client.replayed else r["result"]
+        print_json(r) if json else console.print(f"{label}: {_wallet_line(r)}")
 
     @app.command()
     def credit(consumer: str, limit_fen: int, url: Url = None, token: Token = None, json: Json = False) -> None:

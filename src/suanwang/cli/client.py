@@ -38,6 +38,8 @@ class Client:
             raise typer.Exit(2)
         self.http = httpx.Client(base_url=self.url + "/api/v1", headers={"Authorization": f"Bearer {self.token}"},
                                  timeout=30.0)
+        self.replayed = False  # the last answer was the stored first answer to its Idempotency-Key
+
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -52,6 +54,7 @@ class Client:
                 detail = resp.text
             err.print(f"[red]error {resp.status_code}: {detail}[/red]")
             raise typer.Exit(1)
+        self.replayed = resp.headers.get("idempotent-replayed") == "true"
         if resp.headers.get("content-type", "").startswith("application/json"):
             return resp.json()
         return resp.text
