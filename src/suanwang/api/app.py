@@ -67,7 +67,7 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
             return JSONResponse({"status": "failing", "version": __version__, "problems": problems}, status_code=503)
         return JSONResponse({"status": "ok", "version": __version__})
 
-    scraped = CollectorRegistry(auto_describe=True)  # this platform's database gauges, read at scrape time
+    scraped = CollectorRegistry(auto_describe=False)  # this platform's database gauges, read at scrape time
     scraped.register(PlatformCollector(lambda: _database_gauges(platform)))
 
     @app.get("/metrics", include_in_schema=False)

@@ -9,6 +9,7 @@ scrapes.  ``suanwang_auth_failures_total`` belongs to the auth module.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+log = logging.getLogger("suanwang.metrics")
 
 PLACEMENTS = Counter("suanwang_placements_total", "Jobs placed on a site and pool by the control loop")
 SCHEDULING_PASS = Histogram("suanwang_scheduling_pass_seconds", "Time of one scheduling pass (load, plan, apply)",
@@ -47,7 +50,13 @@ class PlatformCollector(Collector):
         self.read = read
 
     def collect(self) -> Iterator[Any]:
-        queue, backlog, oldest_s = self.read()
+        try:
+            queue, backlog, oldest_s = self.read()
+        except Exception as exc:  # the process's own series still answer while the database is down
+            log.warning("metrics: database gauges unavailable (%s)", type(exc).__name__)
+            yield GaugeMetricFamily("suanwang_database_up", "1 when the scrape could read the database", value=0)
+            return
+        yield GaugeMetricFamily("suanwang_database_up", "1 when the scrape could read the database", value=1)
         depth = GaugeMetricFamily("suanwang_queue_jobs", "Jobs waiting or holding capacity, by class, site and state",
                                   labels=["resource_class", "site", "state"])
         for labels, value in queue:
