@@ -77,7 +77,7 @@ class Agent:
                 resp = self.http.post(path, json=body, headers={HEADER: request_id})
             except _RETRYABLE as exc:
                 raise PlatformUnavailable(f"{exc} (request {request_id})") from exc
-            log.debug("platform call", extra={"path": path, "status": resp.status_code,
+            log.debug("platform call", extra={"request_id": request_id, "path": path, "status": resp.status_code,
                                               "duration_ms": round((time.monotonic() - started) * 1000, 2)})
             if resp.status_code >= 500:
                 raise PlatformUnavailable(f"{resp.status_code} {resp.text[:200]} (request {request_id})")

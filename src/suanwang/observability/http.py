@@ -26,8 +26,11 @@ _HEADER_KEY = HEADER.lower().encode()
 
 def route_template(scope: Scope) -> str:
     """The matched route's path (``/api/v1/jobs/{job_id}``), so logs and metrics never carry ids."""
-    route = scope.get("route")
-    return getattr(route, "path", None) or "<unmatched>"
+    # FastAPI >= 0.13x keeps an included router's routes unprefixed and records the full template here;
+    # older versions copy each route with its prefix into ``scope["route"]``.
+    context = scope.get("fastapi", {}).get("effective_route_context") if isinstance(scope.get("fastapi"), dict) else None
+    path = getattr(context, "path_format", None) or getattr(scope.get("route"), "path", None)
+    return path or "<unmatched>"
 
 
 class RequestLogMiddleware:
