@@ -67,13 +67,24 @@ class RequestLogMiddleware:
         finally:
             duration_s = time.perf_counter() - started
             route = route_template(scope)
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
-            REQUEST_SECONDS.labels(scope["method"], route).observe(duration_s)
+            _count(scope["method"], route, status, duration_s)
             fields: dict[str, Any] = {"request_id": request_id, "method": scope["method"], "path": route,
                                       "status": status, "duration_ms": round(duration_s * 1000, 2),
                                       "token_id": state.get("token_id") if isinstance(state, dict) else None}
             log.info("%s %s %s", scope["method"], route, status, extra=fields)
             REQUEST_ID.reset(token)
+
+
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled series, looked up once (labels() is slow)
+
+
+def _count(method: str, route: str, status: int, duration_s: float) -> None:
+    key = (method, route, status)
+    child = _children.get(key)
+    if child is None:  # bounded: methods x route templates x statuses
+        child = _children[key] = (REQUESTS.labels(method, route, str(status)), REQUEST_SECONDS.labels(method, route))
+    child[0].inc()
+    child[1].observe(duration_s)
 
 
 async def _internal_error(send: Send, request_id: str) -> None:
