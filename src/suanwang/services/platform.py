@@ -60,7 +60,7 @@ class LoopHealth:
 
     def failed(self, exc: BaseException) -> None:
         self.failures += 1
-        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        self.last_error = type(exc).__name__  # /health is public: the message (SQL, hosts) stays in the log
 
     def problem(self, settings: Settings) -> str | None:
         """Why the loop is unwell, or None."""
