@@ -5,13 +5,16 @@ Each setting comes from, highest first: a command-line flag, the environment
 YAML, named by ``--settings``/``SUANWANG_CONFIG``; keys are the field names
 below), then the default.  A bad value stops the process at start-up with a
 message naming the setting and where it came from (``SettingsError``), never
-half-way through a run.
+half-way through a run.  ``LoopSettings``, the control loop's own input, lives
+here too, so a default is written once; this module imports nothing heavy,
+since the agent reads its settings from it as well.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,14 +22,31 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-from suanwang.services.platform import Settings as LoopSettings
-
 PREFIX = "SUANWANG_"
 CONFIG_ENV = "SUANWANG_CONFIG"
-_LOOP = LoopSettings()  # the control loop's defaults live with the loop
 
 LogFormat = Literal["auto", "json", "plain"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    """The control loop's knobs (``Platform``'s input; ``PlatformSettings.loop()`` builds it from the operator's)."""
+
+    lease_s: float = 15.0  # an agent that misses heartbeats this long loses its jobs
+    site_timeout_s: float = 30.0  # a site silent this long shows offline
+    tick_s: float = 0.5  # control-loop period when nothing wakes it
+    restart_grace_s: float = 30.0  # after a platform restart, agents get this long to reconnect
+    min_tick_s: float = 0.05  # at most this often, so a burst of submits is placed in batches
+    loop_share: float = 0.33  # under load, the control loop pauses twice as long as its last pass took
+    engine_queue: float = 1.0  # Slurm/Ray pools may hold this multiple of their capacity (their own queue)
+    rating_batch: int = 1000  # usage records rated per transaction
+    loop_failures_max: int = 3  # /health fails once this many passes in a row failed
+    loop_stale_s: float = 60.0  # ... or once no pass succeeded for this long
+    reconcile_s: float = 3600.0  # reconcile the ledger this often for the metric (0: only on demand)
+
+
+_LOOP = LoopSettings()
 
 
 class SettingsError(Exception):

@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -23,24 +22,10 @@ from suanwang.observability import metrics
 from suanwang.services import billing, scheduling
 from suanwang.services.ledger_store import reconcile
 from suanwang.services.planner import GridPlanner
+from suanwang.settings import LoopSettings as Settings  # the loop's knobs live with the operator's settings
 from suanwang.store.db import Database
 
 log = logging.getLogger("suanwang.platform")
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    lease_s: float = 15.0  # an agent that misses heartbeats this long loses its jobs
-    site_timeout_s: float = 30.0  # a site silent this long shows offline
-    tick_s: float = 0.5  # control-loop period when nothing wakes it
-    restart_grace_s: float = 30.0  # after a platform restart, agents get this long to reconnect
-    min_tick_s: float = 0.05  # at most this often, so a burst of submits is placed in batches
-    loop_share: float = 0.33  # under load, the control loop pauses twice as long as its last pass took
-    engine_queue: float = 1.0  # Slurm/Ray pools may hold this multiple of their capacity (their own queue)
-    rating_batch: int = 1000  # usage records rated per transaction
-    loop_failures_max: int = 3  # /health fails once this many passes in a row failed
-    loop_stale_s: float = 60.0  # ... or once no pass succeeded for this long
-    reconcile_s: float = 3600.0  # reconcile the ledger this often for the metric (0: only on demand)
 
 
 class LoopHealth:
