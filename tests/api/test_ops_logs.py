@@ -85,9 +85,11 @@ def test_json_format_off_a_terminal_and_plain_on_one() -> None:
     try:
         out = io.StringIO()  # not a terminal: auto means JSON
         configure_logging("auto", "INFO", stream=out)
-        logging.getLogger("suanwang.test").info("placed %d jobs", 3, extra={"request_id": "r1", "site": "qingyang"})
+        logging.getLogger("suanwang.test").info("placed %d jobs", 3, extra={"request_id": "r1", "site": "qingyang",
+                                                                            "detail": {"ok": False}, "at": Path("/x")})
         line = json.loads(out.getvalue())
         assert line["msg"] == "placed 3 jobs" and line["request_id"] == "r1" and line["site"] == "qingyang"
+        assert line["detail"] == {"ok": False} and line["at"] == "/x"
         assert line["level"] == "info" and line["ts"].endswith("Z")
 
         class Tty(io.StringIO):

@@ -50,10 +50,10 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and value is not None:
-                line[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+                line[key] = value  # nested dicts and lists stay JSON; anything else becomes its str()
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
+        return json.dumps(line, ensure_ascii=False, default=str)
 
 
 class PlainFormatter(logging.Formatter):
