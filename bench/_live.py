@@ -25,7 +25,7 @@ class Live:
         self.url = f"http://127.0.0.1:{free_port()}"
         self.procs: list[subprocess.Popen[bytes]] = []
         cmd = [sys.executable, "-m", "suanwang", "serve", "--data-dir", str(data_dir), "--port", self.url.rsplit(":", 1)[1],
-               "--tick-s", "0.2"]
+               "--tick-s", "0.2", "--migrate"]
         if database_url:
             cmd += ["--database-url", database_url]
         cmd += list(serve_args)

@@ -53,7 +53,7 @@ class LivePlatform:
     def start_server(self, lease_s: float = 2.0) -> None:
         port = int(self.url.rsplit(":", 1)[1])
         cmd = [sys.executable, "-m", "suanwang", "serve", "--data-dir", str(self.data_dir), "--database-url",
-               self.db_url, "--port", str(port), "--lease-s", str(lease_s), "--tick-s", "0.2"]
+               self.db_url, "--port", str(port), "--lease-s", str(lease_s), "--tick-s", "0.2", "--migrate"]
         self.server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.data_dir / "server.log", "ab"))
         self.procs.append(self.server)
         deadline = time.time() + 60

@@ -24,6 +24,7 @@ from suanwang import __version__
 from suanwang.agent.executors.base import Executor, Task, TaskPhase, TaskStatus, Usage
 from suanwang.agent.executors.errors import EngineError
 from suanwang.agent.outbox import Outbox, TaskRecord
+from suanwang.observability.logs import HEADER, REQUEST_ID, new_request_id
 
 log = logging.getLogger("suanwang.agent")
 
@@ -66,16 +67,26 @@ class Agent:
         self._lease_request = uuid.uuid4().hex
 
     # --- platform calls ------------------------------------------------------------------
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
+    def _post(self, path: str, body: dict[str, Any], *, request_id: str | None = None) -> Any:
+        """One call, sent with an ``X-Request-ID`` that the platform logs too; our lines about it carry the same id."""
+        request_id = request_id or new_request_id()
+        token = REQUEST_ID.set(request_id)
+        started = time.monotonic()
         try:
-            resp = self.http.post(path, json=body)
-        except _RETRYABLE as exc:
-            raise PlatformUnavailable(str(exc)) from exc
-        if resp.status_code >= 500:
-            raise PlatformUnavailable(f"{resp.status_code} {resp.text[:200]}")
-        if resp.status_code >= 400:
-            raise httpx.HTTPStatusError(f"{resp.status_code}: {resp.text[:300]}", request=resp.request, response=resp)
-        return resp.json()
+            try:
+                resp = self.http.post(path, json=body, headers={HEADER: request_id})
+            except _RETRYABLE as exc:
+                raise PlatformUnavailable(f"{exc} (request {request_id})") from exc
+            log.debug("platform call", extra={"request_id": request_id, "path": path, "status": resp.status_code,
+                                              "duration_ms": round((time.monotonic() - started) * 1000, 2)})
+            if resp.status_code >= 500:
+                raise PlatformUnavailable(f"{resp.status_code} {resp.text[:200]} (request {request_id})")
+            if resp.status_code >= 400:
+                raise httpx.HTTPStatusError(f"{resp.status_code}: {resp.text[:300]} (request {request_id})",
+                                            request=resp.request, response=resp)
+            return resp.json()
+        finally:
+            REQUEST_ID.reset(token)
 
     def _online(self) -> bool:
         return time.monotonic() >= self._retry_at
@@ -167,7 +178,7 @@ class Agent:
         # The id changes only once a reply arrived: a call that failed is repeated with it, so attempts the
         # platform leased before the reply was lost come back to us instead of lapsing unrun.
         body = {"max_jobs": self.max_tasks - len(self.tasks), "wait_s": wait_s, "request_id": self._lease_request}
-        tasks = self._post("/agent/lease", body)
+        tasks = self._post("/agent/lease", body, request_id=self._lease_request)
         self._lease_request = uuid.uuid4().hex
         recs = []
         for t in tasks:

@@ -1,4 +1,4 @@
-"""The ASGI application: routers, error mapping, the minimal page at /, metrics."""
+"""The ASGI application: routers, error mapping, the minimal page at /, health and metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy.exc import IntegrityError
 
 from suanwang import __version__
@@ -17,6 +17,9 @@ from suanwang.api.deps import tenant_of
 from suanwang.api.idempotency import IdempotencyMiddleware
 from suanwang.api.routes import admin, agent, billing, jobs, sites
 from suanwang.errors import SuanwangError
+from suanwang.observability.http import RequestLogMiddleware
+from suanwang.observability.metrics import PlatformCollector
+from suanwang.services import overview
 from suanwang.services.platform import Platform
 from suanwang.web.page import render_index
 
@@ -61,17 +64,30 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
     for router in (jobs.router, sites.router, agent.router, admin.router, billing.router):
         app.include_router(router, prefix=API)
 
-    @app.get(f"{API}/health", tags=["meta"])
-    def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    @app.get(f"{API}/health", tags=["meta"], responses={503: {"description": "the control loop or database is down"}})
+    def health() -> JSONResponse:
+        """200 while the control loop passes and the database answers; 503 with the reasons otherwise."""
+        problems = [p for p in (platform.health.problem(platform.settings), platform.check_database()) if p]
+        if problems:
+            return JSONResponse({"status": "failing", "version": __version__, "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    scraped = CollectorRegistry(auto_describe=False)  # this platform's database gauges, read at scrape time
+    scraped.register(PlatformCollector(lambda: _database_gauges(platform)))
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(REGISTRY) + generate_latest(scraped), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
         with platform.db.sessions() as session:
             return render_index(session)
 
+    app.add_middleware(RequestLogMiddleware)
     return app
+
+
+def _database_gauges(platform: Platform) -> tuple[list[tuple[tuple[str, ...], float]], int, float]:
+    with platform.db.sessions() as session:
+        return (overview.queue_depth(session), *overview.rating_lag(session))

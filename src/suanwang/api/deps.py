@@ -41,7 +41,14 @@ def get_session(platform: PlatformDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-async def get_principal(platform: PlatformDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
+async def get_principal(request: Request, platform: PlatformDep,
+                        authorization: Annotated[str | None, Header()] = None) -> Principal:
+    principal = await _principal(platform, authorization)
+    request.state.token_id = principal.token_id  # for the request's log line (observability.http)
+    return principal
+
+
+async def _principal(platform: Platform, authorization: str | None) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     principal = await principal_of(platform, authorization[7:].strip())

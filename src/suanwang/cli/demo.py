@@ -138,7 +138,7 @@ def start_agent(url: str, token: str, workdir: Path, log: Path, config: Path | N
 
 def start_platform(data_dir: Path, port: int, lease_s: float) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "suanwang", "serve", "--data-dir", str(data_dir), "--port", str(port),
-           "--lease-s", str(lease_s), "--tick-s", "0.2", "--engine-queue", "2"]
+           "--lease-s", str(lease_s), "--tick-s", "0.2", "--engine-queue", "2", "--migrate"]
     env = {k: v for k, v in os.environ.items() if k != "SUANWANG_DATABASE_URL"}  # the demo's own SQLite
     log = data_dir / "logs" / "platform.log"
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -27,22 +27,42 @@ app.command("demo")(demo_command)
 billing_commands.register(app)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where state and tokens live (default ~/.suanwang)")]
-DbUrl = Annotated[str | None, typer.Option("--database-url", envvar="SUANWANG_DATABASE_URL",
-                                           help="SQLAlchemy URL; default: SQLite in the data directory")]
+DbUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL (SUANWANG_DATABASE_URL); "
+                                           "default: SQLite in the data directory")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="settings file, TOML or YAML (SUANWANG_CONFIG)")]
+LogFormat = Annotated[str | None, typer.Option(help="json, plain or auto (JSON unless stderr is a terminal)")]
+LogLevel = Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")]
 
 
-def _platform(data_dir: Path, database_url: str | None, lease_s: float, tick_s: float,  # type: ignore[no-untyped-def]
-              engine_queue: float = 1.0):
+def _settings(kind, **flags):  # type: ignore[no-untyped-def]
+    """Settings from flags, environment, file and defaults; a bad one ends the command with its name."""
+    from suanwang.settings import SettingsError
+
+    try:
+        return kind.load(**flags)
+    except SettingsError as exc:
+        typer.echo(f"suanwang: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _platform(settings, *, migrate: bool):  # type: ignore[no-untyped-def]
+    """Open the database, check (or bring) its schema to head, bootstrap, and build the platform."""
     from suanwang.services.bootstrap import bootstrap
-    from suanwang.services.platform import Platform, Settings
-    from suanwang.store.db import Database, sqlite_url
+    from suanwang.services.platform import Platform
+    from suanwang.store.db import Database
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(database_url or sqlite_url(data_dir / "suanwang.db"))
-    db.migrate()
-    bootstrap(db, data_dir)
-    return Platform(db, Settings(lease_s=lease_s, site_timeout_s=max(2 * lease_s, 5.0), tick_s=tick_s,
-                                    engine_queue=engine_queue))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url())
+    if migrate:
+        db.migrate()
+    else:
+        problem = db.schema_problem()
+        if problem:
+            logging.getLogger("suanwang.platform").error("refusing to start: %s", problem)
+            typer.echo(f"suanwang: refusing to start: {problem}", err=True)
+            raise typer.Exit(3)
+    bootstrap(db, settings.data_dir)
+    return Platform(db, settings.loop())
 
 
 def _server(platform, host: str, port: int):  # type: ignore[no-untyped-def]
@@ -50,42 +70,65 @@ def _server(platform, host: str, port: int):  # type: ignore[no-untyped-def]
 
     from suanwang.api.app import create_app
 
-    config = uvicorn.Config(create_app(platform), host=host, port=port, log_level="warning", access_log=False)
+    # log_config=None: uvicorn's own lines go through our handler and format (observability.logs)
+    config = uvicorn.Config(create_app(platform), host=host, port=port, log_level="warning", access_log=False,
+                            log_config=None)
     return uvicorn.Server(config)
 
 
 @app.command()
 def serve(
-    data_dir: DataDir = None, database_url: DbUrl = None, host: str = "127.0.0.1", port: int = 8600,
-    lease_s: float = 15.0, tick_s: float = 0.5,
-    engine_queue: Annotated[float, typer.Option(min=1.0, help="Slurm and Ray pools may hold this multiple of "
-                                                "their capacity, queued in the engine (1 = none)")] = 1.0,
+    config: ConfigFile = None, data_dir: DataDir = None, database_url: DbUrl = None,
+    host: Annotated[str | None, typer.Option(help="listen address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default 8600)")] = None,
+    lease_s: Annotated[float | None, typer.Option(help="an agent silent this long loses its jobs (default 15)")] = None,
+    tick_s: Annotated[float | None, typer.Option(help="control-loop period (default 0.5)")] = None,
+    engine_queue: Annotated[float | None, typer.Option(help="Slurm and Ray pools may hold this multiple of "
+                                                       "their capacity, queued in the engine (default 1 = none)")] = None,
+    migrate: Annotated[bool | None, typer.Option("--migrate/--no-migrate", help="bring the schema to head first "
+                                                 "(under the migration lock) instead of refusing to start")] = None,
+    log_format: LogFormat = None, log_level: LogLevel = None,
 ) -> None:
-    """Run the platform (API, scheduler, control loop) without an agent."""
-    d = data_dir or default_data_dir()
-    platform = _platform(d, database_url, lease_s, tick_s, engine_queue)
-    (d / "url").write_text(f"http://{host}:{port}\n")
-    console.print(f"suanwang platform on http://{host}:{port}  (operator token: {d / 'operator.token'})")
-    _server(platform, host, port).run()
+    """Run the platform (API, scheduler, control loop) without an agent.  The schema must be at head."""
+    from suanwang.observability.logs import configure_logging
+    from suanwang.settings import PlatformSettings
+
+    settings = _settings(PlatformSettings, settings_file=config, data_dir=data_dir, database_url=database_url,
+                         host=host, port=port, lease_s=lease_s, tick_s=tick_s, engine_queue=engine_queue,
+                         migrate=migrate, log_format=log_format, log_level=log_level)
+    configure_logging(settings.log_format, settings.log_level or "INFO")
+    platform = _platform(settings, migrate=settings.migrate)
+    url = f"http://{settings.host}:{settings.port}"
+    (settings.data_dir / "url").write_text(url + "\n")
+    logging.getLogger("suanwang.platform").info("suanwang platform on %s", url,
+                                                extra={"operator_token_file": str(settings.data_dir / "operator.token")})
+    _server(platform, settings.host, settings.port).run()
 
 
 @app.command()
 def up(
-    data_dir: DataDir = None, database_url: DbUrl = None, host: str = "127.0.0.1", port: int = 8600,
-    lease_s: float = 15.0,
+    config: ConfigFile = None, data_dir: DataDir = None, database_url: DbUrl = None,
+    host: Annotated[str | None, typer.Option(help="listen address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default 8600)")] = None,
+    lease_s: Annotated[float | None, typer.Option(help="an agent silent this long loses its jobs (default 15)")] = None,
+    log_format: LogFormat = None, log_level: LogLevel = None,
 ) -> None:
-    """Start the platform and this machine's agent together; Ctrl-C stops both."""
+    """Start the platform and this machine's agent together (migrating the database first); Ctrl-C stops both."""
     from suanwang.agent.executors.local import LocalExecutor
     from suanwang.agent.runner import Agent
+    from suanwang.observability.logs import configure_logging
+    from suanwang.settings import PlatformSettings
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    d = data_dir or default_data_dir()
-    platform = _platform(d, database_url, lease_s, 0.5)
-    url = f"http://{host}:{port}"
+    settings = _settings(PlatformSettings, settings_file=config, data_dir=data_dir, database_url=database_url,
+                         host=host, port=port, lease_s=lease_s, log_format=log_format, log_level=log_level)
+    configure_logging(settings.log_format, settings.log_level or "WARNING")
+    d = settings.data_dir
+    platform = _platform(settings, migrate=True)  # the single-process quick start migrates by itself
+    url = f"http://{settings.host}:{settings.port}"
     (d / "url").write_text(url + "\n")
-    server = _server(platform, host, port)
+    server = _server(platform, settings.host, settings.port)
     agent = Agent(url, (d / "agent.token").read_text().strip(), LocalExecutor(d / "agent"), d / "agent",
-                  heartbeat_s=min(1.0, lease_s / 3))
+                  heartbeat_s=min(1.0, settings.lease_s / 3))
     agent_thread = threading.Thread(target=agent.run_forever, name="suanwang-agent", daemon=True)
     console.print(f"[bold]suanwang[/bold] is up: {url}  (dashboard {url}/ , API docs {url}/docs)")
     console.print(f"operator token: {d / 'operator.token'}   consumer token: {d / 'consumer.token'}")
@@ -102,22 +145,30 @@ def up(
 
 @app.command()
 def agent(
-    url: Annotated[str, typer.Option(envvar="SUANWANG_URL", help="platform URL")],
-    token: Annotated[str, typer.Option(envvar="SUANWANG_AGENT_TOKEN", help="this site's agent token")],
-    workdir: Annotated[Path, typer.Option(help="agent state, task directories and logs")] = Path("./suanwang-agent"),
+    url: Annotated[str | None, typer.Option(help="platform URL (SUANWANG_URL)")] = None,
+    token: Annotated[str | None, typer.Option(help="this site's agent token (SUANWANG_AGENT_TOKEN)")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="agent state, task directories and logs")] = None,
     config: Annotated[Path | None, typer.Option(help="site config file (engine, pools); default: local engine")] = None,
-    heartbeat_s: float = 1.0,
-    poll_s: float = 0.1,
-    usage_interval_s: float = 10.0,
-    max_tasks: Annotated[int, typer.Option(min=1, help="most tasks handed to the engine at once")] = 64,
+    settings_file: Annotated[Path | None, typer.Option("--settings", help="agent settings file, TOML or YAML "
+                                                       "(SUANWANG_CONFIG)")] = None,
+    heartbeat_s: float | None = None,
+    poll_s: float | None = None,
+    usage_interval_s: float | None = None,
+    max_tasks: Annotated[int | None, typer.Option(help="most tasks handed to the engine at once (default 64)")] = None,
+    log_format: LogFormat = None, log_level: LogLevel = None,
 ) -> None:
     """Run a site agent: connect outbound to the platform, pull work and run it in this site's engine."""
     from suanwang.agent.runner import Agent
+    from suanwang.observability.logs import configure_logging
+    from suanwang.settings import AgentSettings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    executor = _executor(config, workdir)
-    runner = Agent(url, token, executor, workdir, heartbeat_s=heartbeat_s, poll_s=poll_s,
-                   usage_interval_s=usage_interval_s, max_tasks=max_tasks)
+    s = _settings(AgentSettings, settings_file=settings_file, url=url, agent_token=token, workdir=workdir,
+                  site_config=config, heartbeat_s=heartbeat_s, poll_s=poll_s, usage_interval_s=usage_interval_s,
+                  max_tasks=max_tasks, log_format=log_format, log_level=log_level)
+    configure_logging(s.log_format, s.log_level or "INFO")
+    executor = _executor(s.site_config, s.workdir)
+    runner = Agent(s.url, s.agent_token, executor, s.workdir, heartbeat_s=s.heartbeat_s, poll_s=s.poll_s,
+                   usage_interval_s=s.usage_interval_s, max_tasks=s.max_tasks)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
         runner.run_forever()
@@ -138,13 +189,21 @@ def _executor(config: Path | None, workdir: Path):  # type: ignore[no-untyped-de
 
 
 @app.command()
-def migrate(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
-    """Bring the database schema up to date (also done by `up` and `serve`)."""
-    from suanwang.store.db import Database, sqlite_url
+def migrate(config: ConfigFile = None, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Bring the database schema to head, under a lock so that replicas starting together never race.
 
-    d = data_dir or default_data_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    Database(database_url or sqlite_url(d / "suanwang.db")).migrate()
+    `serve` refuses a database that is not at head (unless `--migrate`); `up` migrates by itself.
+    """
+    from suanwang.settings import PlatformSettings
+    from suanwang.store.db import Database
+
+    settings = _settings(PlatformSettings, settings_file=config, data_dir=data_dir, database_url=database_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url())
+    try:
+        db.migrate()
+    finally:
+        db.dispose()
     console.print("schema up to date")
 
 

@@ -4,10 +4,16 @@ Why WAL, BEGIN IMMEDIATE and a busy timeout: the platform and its background
 loop write from several threads; WAL lets readers outside transactions
 proceed, and taking the write lock at BEGIN turns contention into waiting
 instead of "database is locked" errors.
+
+Migrations are an explicit step (``suanwang migrate``, ``Database.migrate``)
+taken under a lock, so replicas starting together never race: a PostgreSQL
+advisory lock, or a lock file beside a SQLite database.  ``schema_problem``
+tells a server that the schema is not the one its code expects.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import uuid
@@ -19,6 +25,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 ENV_URL = "SUANWANG_DATABASE_URL"
+MIGRATION_LOCK = 0x5357_0002  # PostgreSQL advisory lock key: one migrator at a time (scheduling uses ..._0001)
 
 
 def normalise_url(url: str) -> str:
@@ -64,7 +71,8 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # A bounded connect: /health and start-up report an unreachable server instead of hanging on it.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args={"connect_timeout": 10})
 
 
 def is_postgres(engine: Engine) -> bool:
@@ -95,9 +103,46 @@ class Database:
             yield session
 
     def migrate(self) -> None:
+        """Bring the schema to head under the migration lock; a second migrator waits, then finds nothing to do."""
         from suanwang.store.migrate import upgrade
 
-        upgrade(self.url)
+        with self.migration_lock():
+            upgrade(self.url)
+
+    @contextmanager
+    def migration_lock(self) -> Iterator[None]:
+        if is_postgres(self.engine):
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+                conn.commit()  # the lock is the session's; leave no transaction open while holding it
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+                    conn.commit()
+            return
+        path = self.engine.url.database
+        if not path or path == ":memory:":
+            yield  # one process's private database
+            return
+        with open(f"{path}.migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
+            yield
+
+    def schema_problem(self) -> str | None:
+        """Why this code cannot run on the database's schema (not migrated, behind, ahead), or None."""
+        from suanwang.store.migrate import current_revisions, head_revisions, known_revisions
+
+        current, heads = current_revisions(self.engine), head_revisions()
+        if current == heads:
+            return None
+        if not current:
+            return "the database has no suanwang schema yet: run `suanwang migrate` (or serve with --migrate)"
+        if current - known_revisions():
+            return (f"the database is at revision {', '.join(sorted(current))}, which this suanwang does not know: "
+                    "is this suanwang older than the database?")
+        return (f"the database is at revision {', '.join(sorted(current))}, this suanwang needs "
+                f"{', '.join(sorted(heads))}: run `suanwang migrate` (or serve with --migrate)")
 
     def dispose(self) -> None:
         self.engine.dispose()

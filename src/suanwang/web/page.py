@@ -1,15 +1,18 @@
-"""The minimal overview page at /: sites, pools and recent jobs (read-only, no token needed for totals)."""
+"""The minimal overview page at /: public aggregates only, since it needs no token.
+
+Sites, pools, free capacity per resource class and counts of jobs by state;
+never a job id, a command or a tenant (a consumer's own jobs are behind its
+token in the API and CLI).
+"""
 
 from __future__ import annotations
 
 from html import escape
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanwang.services.jobs import count_by_state
+from suanwang.services.overview import free_capacity_by_class, job_counts
 from suanwang.services.sites import grid_capacity, list_pools, list_sites
-from suanwang.store.tables import JobRow
 
 _STYLE = """body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;margin:2rem;color:#1b2733}
 table{border-collapse:collapse;margin-bottom:2rem}td,th{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}
@@ -35,16 +38,18 @@ def render_index(session: Session) -> str:
          p.devices, escape(p.device_model or "-")]
         for p in list_pools(session)
     ]
-    recent = session.scalars(select(JobRow).order_by(JobRow.submitted_at.desc()).limit(50))
-    jobs = [[escape(j.id), escape(j.state), escape(j.site or "-"), escape(j.pool or "-"), j.attempt,
-             escape(" ".join(j.spec.get("command", []))[:80])] for j in recent]
-    counts = ", ".join(f"{k}: {v}" for k, v in sorted(count_by_state(session).items())) or "none yet"
+    free = [[escape(c.resource_class), c.free_cores, c.cores, c.free_devices, c.devices]
+            for c in free_capacity_by_class(session)]
+    counts = job_counts(session)
+    jobs = [[escape(state), n] for state, n in counts.items()]
+    summary = ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none yet"
     return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>suanwang 算网</title>
 <style>{_STYLE}</style></head><body>
 <h1>suanwang 算网 <small>open computing power network</small></h1>
 <p>Grid capacity: <b>{escape(cap['total_scu_per_hour'])}</b> standard compute units per hour
-(<b>{escape(cap['total_pflops'])}</b> P). Jobs: {escape(counts)}.</p>
+(<b>{escape(cap['total_pflops'])}</b> P). Jobs: {escape(summary)}.</p>
 <h2>Sites 节点</h2>{_table(["site", "region", "province", "status", "SCU/h"], sites)}
 <h2>Pools 资源池</h2>{_table(["site", "pool", "class", "engine", "cores", "memory GB", "devices", "device"], pools)}
-<h2>Jobs 作业</h2>{_table(["id", "state", "site", "pool", "attempt", "command"], jobs)}
+<h2>Free capacity 空闲算力</h2>{_table(["class", "free cores", "cores", "free devices", "devices"], free)}
+<h2>Jobs 作业</h2>{_table(["state", "jobs"], jobs)}
 <p><a href="/docs">API docs</a> · <a href="/openapi.json">OpenAPI</a></p></body></html>"""

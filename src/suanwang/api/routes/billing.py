@@ -20,6 +20,7 @@ from pydantic import Field, StrictInt
 from suanwang.api.deps import CurrentPrincipal, SessionDep
 from suanwang.api.schemas import In, JobIn
 from suanwang.errors import InvalidSpec
+from suanwang.observability.metrics import record_reconciliation
 from suanwang.services import billing
 from suanwang.services.jobs import spec_from_json
 
@@ -179,4 +180,6 @@ def ledger_accounts(session: SessionDep, actor: CurrentPrincipal) -> list[dict[s
 
 @router.get("/ledger/reconcile")
 def ledger_reconcile(session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
-    return billing.reconcile_view(session, actor)
+    view = billing.reconcile_view(session, actor)
+    record_reconciliation(view["ok"])  # an on-demand reconciliation updates the metric too
+    return view
