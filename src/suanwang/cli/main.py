@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -35,9 +36,9 @@ def _platform(data_dir: Path, database_url: str | None, lease_s: float, tick_s: 
               engine_queue: float = 1.0):
     from suanwang.services.bootstrap import bootstrap
     from suanwang.services.platform import Platform, Settings
-    from suanwang.store.db import Database, sqlite_url
+    from suanwang.store.db import Database, private_dir, sqlite_url
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)  # tokens, the SQLite database and the local agent's state: this user only
     db = Database(database_url or sqlite_url(data_dir / "suanwang.db"))
     db.migrate()
     bootstrap(db, data_dir)
@@ -69,13 +70,19 @@ def serve(
     _server(platform, host, port).run()
 
 
+JobsRoot = Annotated[Path | None, typer.Option(
+    "--jobs-root", envvar="SUANWANG_JOBS_ROOT",
+    help="where local jobs get their working directories (outside the data directory); default "
+         "/var/lib/suanwang/jobs as root, else beside the data or work directory")]
+
+
 @app.command()
 def up(
     data_dir: DataDir = None, database_url: DbUrl = None, host: str = "127.0.0.1", port: int = 8600,
-    lease_s: float = 15.0,
+    lease_s: float = 15.0, jobs_root: JobsRoot = None,
 ) -> None:
     """Start the platform and this machine's agent together; Ctrl-C stops both."""
-    from suanwang.agent.executors.local import LocalExecutor
+    from suanwang.agent.executors.local import SHARED_USER_WARNING, LocalExecutor, default_jobs_root
     from suanwang.agent.runner import Agent
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -84,7 +91,13 @@ def up(
     url = f"http://{host}:{port}"
     (d / "url").write_text(url + "\n")
     server = _server(platform, host, port)
-    agent = Agent(url, (d / "agent.token").read_text().strip(), LocalExecutor(d / "agent"), d / "agent",
+    # Not root: the quick start still works, with jobs under this user and a warning saying what that means.
+    shared = os.geteuid() != 0
+    if shared:
+        console.print(f"[yellow]warning:[/yellow] {SHARED_USER_WARNING}")
+    executor = _local_or_exit(lambda: LocalExecutor(d / "agent", jobs_root=jobs_root or default_jobs_root(d),
+                                                    shared_user=shared, outside=(d,)))
+    agent = Agent(url, (d / "agent.token").read_text().strip(), executor, d / "agent",
                   heartbeat_s=min(1.0, lease_s / 3))
     agent_thread = threading.Thread(target=agent.run_forever, name="suanwang-agent", daemon=True)
     console.print(f"[bold]suanwang[/bold] is up: {url}  (dashboard {url}/ , API docs {url}/docs)")
@@ -110,12 +123,18 @@ def agent(
     poll_s: float = 0.1,
     usage_interval_s: float = 10.0,
     max_tasks: Annotated[int, typer.Option(min=1, help="most tasks handed to the engine at once")] = 64,
+    jobs_root: JobsRoot = None,
+    insecure_shared_user: Annotated[bool, typer.Option(
+        "--insecure-shared-user", help="not root: run local jobs as this agent's own user (NOT isolated: "
+        "jobs can read the agent's files)")] = False,
 ) -> None:
     """Run a site agent: connect outbound to the platform, pull work and run it in this site's engine."""
     from suanwang.agent.runner import Agent
+    from suanwang.store.db import private_dir
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    executor = _executor(config, workdir)
+    private_dir(workdir)
+    executor = _local_or_exit(lambda: _executor(config, workdir, jobs_root, insecure_shared_user))
     runner = Agent(url, token, executor, workdir, heartbeat_s=heartbeat_s, poll_s=poll_s,
                    usage_interval_s=usage_interval_s, max_tasks=max_tasks)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
@@ -127,23 +146,33 @@ def agent(
         runner.close()
 
 
-def _executor(config: Path | None, workdir: Path):  # type: ignore[no-untyped-def]
+def _executor(config: Path | None, workdir: Path, jobs_root: Path | None, shared: bool):  # type: ignore[no-untyped-def]
     from suanwang.agent.executors.local import LocalExecutor
 
     if config is None:
-        return LocalExecutor(workdir)
+        return LocalExecutor(workdir, jobs_root=jobs_root, shared_user=shared)
     from suanwang.agent.siteconfig import build_executor, load_site_config
 
-    return build_executor(load_site_config(config), workdir=workdir)
+    return build_executor(load_site_config(config), workdir=workdir, shared_user=shared, jobs_root=jobs_root)
+
+
+def _local_or_exit(build):  # type: ignore[no-untyped-def]
+    """Build the executor; a refusal (no isolation possible, a bad site config) is one line and exit 2."""
+    from suanwang.errors import SuanwangError
+
+    try:
+        return build()
+    except SuanwangError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
 def migrate(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     """Bring the database schema up to date (also done by `up` and `serve`)."""
-    from suanwang.store.db import Database, sqlite_url
+    from suanwang.store.db import Database, private_dir, sqlite_url
 
-    d = data_dir or default_data_dir()
-    d.mkdir(parents=True, exist_ok=True)
+    d = private_dir(data_dir or default_data_dir())
     Database(database_url or sqlite_url(d / "suanwang.db")).migrate()
     console.print("schema up to date")
 

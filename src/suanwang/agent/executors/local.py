@@ -35,6 +35,7 @@ from suanwang.agent.executors.base import PoolInfo, Task, TaskPhase, TaskStatus,
 from suanwang.agent.sysinfo import detect_local_pools
 from suanwang.domain.job import carry_problems
 from suanwang.errors import InvalidSpec
+from suanwang.store.db import private_dir
 
 log = logging.getLogger("suanwang.agent")
 
@@ -66,15 +67,6 @@ def _is_within(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it 0700 when it is ours; never loosen or touch a shared dir."""
-    path.mkdir(parents=True, exist_ok=True)
-    st = path.stat()
-    if st.st_mode & 0o077 and st.st_uid == os.geteuid() and not st.st_mode & 0o1000:
-        os.chmod(path, 0o700)
-    return path
-
-
 class LocalExecutor:
     engine = "local"
 
@@ -102,7 +94,10 @@ class LocalExecutor:
                                   f"must not reach", field="local.jobs_root")
         self.jobs_root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.jobs_root, 0o711 if self.isolated else 0o700)  # tenants may enter their own dirs, not list
-        self.users = JobUsers(self.jobs_root, uid_range or DEFAULT_UID_RANGE) if self.isolated else None
+        try:
+            self.users = JobUsers(self.jobs_root, uid_range or DEFAULT_UID_RANGE) if self.isolated else None
+        except ValueError as exc:
+            raise InvalidSpec(f"local.uid_range: {exc}", field="local.uid_range") from exc
         self.cgroups, why = _cgroup.probe(cgroup_root, pids_max=pids_max)
         if why:
             log.warning("local executor: %s", why)
