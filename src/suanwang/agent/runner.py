@@ -222,6 +222,9 @@ class Agent:
         except EngineError as exc:  # the engine's clients hiccuped: the tasks are still there, ask again next step
             log.warning("engine poll failed: %s", exc)
             return
+        except Exception as exc:  # noqa: BLE001 - one task's trouble may break the batch: poll them one by one
+            log.warning("engine poll failed: %r; polling each task", exc)
+            statuses = {}
         for key, rec in list(self.tasks.items()):
             try:
                 status = statuses.get(rec.handle) or self.executor.poll(rec.handle)
