@@ -132,6 +132,10 @@ def test_the_jobs_root_must_lie_outside_the_agents_state(tmp_path: Path) -> None
         LocalExecutor(tmp_path / "agent", jobs_root=tmp_path / "agent" / "jobs")
     with pytest.raises(InvalidSpec, match="local.jobs_root"):
         LocalExecutor(tmp_path / "agent", jobs_root=tmp_path / "j", outside=(tmp_path,))
+    with pytest.raises(InvalidSpec, match="must be a directory of this agent's user"):
+        shared = Path(tempfile.mkdtemp())
+        shared.chmod(0o1777)  # as /tmp: never chmod a shared directory
+        LocalExecutor(tmp_path / "agent", jobs_root=shared)
     with pytest.raises(InvalidSpec, match="local.uid_range"):
         LocalExecutor(tmp_path / "agent", jobs_root=Path(tempfile.mkdtemp()), uid_range=(0, 10))
 
@@ -141,6 +145,7 @@ def test_without_root_the_executor_refuses_unless_told_to_share_its_user(
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(IsolationUnavailable, match="--insecure-shared-user"):
         LocalExecutor(tmp_path / "agent", jobs_root=jobs_root)
+    os.chown(jobs_root, 1000, 1000)  # as that user's own directory would be
     assert LocalExecutor(tmp_path / "agent", jobs_root=jobs_root, shared_user=True).users is None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -133,6 +134,10 @@ def agent(
     from suanwang.store.db import private_dir
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if any(a == "--token" or a.startswith("--token=") for a in sys.argv):
+        logging.getLogger("suanwang.agent").warning(
+            "the agent token is on the command line, where every local user and job can read it (ps, "
+            "/proc/*/cmdline); pass it in SUANWANG_AGENT_TOKEN instead")
     private_dir(workdir)
     executor = _local_or_exit(lambda: _executor(config, workdir, jobs_root, insecure_shared_user))
     runner = Agent(url, token, executor, workdir, heartbeat_s=heartbeat_s, poll_s=poll_s,

@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -93,6 +94,11 @@ class LocalExecutor:
                 raise InvalidSpec(f"local.jobs_root: {self.jobs_root} must lie outside {d}, whose files jobs "
                                   f"must not reach", field="local.jobs_root")
         self.jobs_root.mkdir(parents=True, exist_ok=True)
+        st = self.jobs_root.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o1002:
+            # A shared directory (/tmp) or one another user controls could be swapped under us: refuse it.
+            raise InvalidSpec(f"local.jobs_root: {self.jobs_root} must be a directory of this agent's user, "
+                              f"not world-writable, not a link", field="local.jobs_root")
         os.chmod(self.jobs_root, 0o711 if self.isolated else 0o700)  # tenants may enter their own dirs, not list
         try:
             self.users = JobUsers(self.jobs_root, uid_range or DEFAULT_UID_RANGE) if self.isolated else None
@@ -150,8 +156,10 @@ class LocalExecutor:
     def _make_home(self, home: Path, user: JobUser | None) -> None:
         """The attempt's own 0700 working directory, owned by the job's user."""
         home.mkdir(mode=0o700, exist_ok=True)
+        if home.is_symlink():
+            raise ValueError(f"{home} is a link")
         if user is not None:
-            os.chown(home, user.uid, user.gid)
+            os.chown(home, user.uid, user.gid, follow_symlinks=False)
         os.chmod(home, 0o700)
 
     def _cgroup(self, handle: str, task: Task) -> str | None:
