@@ -249,7 +249,7 @@ def demo(
     lease_s: float = 15.0,
 ) -> None:
     """Start the platform and a site per engine on this machine (local; Slurm, Ray when present)."""
-    from suanwang.store.db import private_dir
+    from suanwang.store.files import private_dir
 
     d = private_dir(data_dir or default_data_dir() / "demo")
     url = f"http://127.0.0.1:{port}"

@@ -131,7 +131,7 @@ def agent(
 ) -> None:
     """Run a site agent: connect outbound to the platform, pull work and run it in this site's engine."""
     from suanwang.agent.runner import Agent
-    from suanwang.store.db import private_dir
+    from suanwang.store.files import private_dir
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if any(a == "--token" or a.startswith("--token=") for a in sys.argv):

@@ -36,7 +36,7 @@ from suanwang.agent.executors.base import PoolInfo, Task, TaskPhase, TaskStatus,
 from suanwang.agent.sysinfo import detect_local_pools
 from suanwang.domain.job import carry_problems
 from suanwang.errors import InvalidSpec
-from suanwang.store.db import private_dir
+from suanwang.store.files import private_dir
 
 log = logging.getLogger("suanwang.agent")
 
