@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
-import sys
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from suanwang.agent.executors.base import Task, TaskPhase, TaskStatus
 from suanwang.agent.executors.local import LocalExecutor
+
+# Jobs run as a tenant's uid, which may not reach this test's own interpreter (under /root here):
+# they find "python3" on PATH as a consumer's job would.
+PY = "python3"
+
+
+@pytest.fixture
+def jobs_root() -> Iterator[Path]:
+    """A jobs root the tenants' uids can reach (pytest's tmp_path is 0700 root's)."""
+    d = Path(tempfile.mkdtemp(prefix="sw-jobs-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def make(jobs_root: Path):  # type: ignore[no-untyped-def]
+    def build(workdir: Path, **kw: object) -> LocalExecutor:
+        return LocalExecutor(workdir, jobs_root=jobs_root, shared_user=os.geteuid() != 0, **kw)  # type: ignore[arg-type]
+    return build
 
 
 def _wait(ex: LocalExecutor, handle: str, timeout: float = 20) -> TaskStatus:
@@ -21,12 +45,13 @@ def _wait(ex: LocalExecutor, handle: str, timeout: float = 20) -> TaskStatus:
 
 
 def _task(*cmd: str, job: str = "j1", **kw: object) -> Task:
+    kw.setdefault("tenant", "t-alice")
     return Task(job_id=job, attempt=1, command=cmd, pool="cpu", **kw)  # type: ignore[arg-type]
 
 
-def test_success_captures_output_and_cpu_time(tmp_path: Path) -> None:
-    ex = LocalExecutor(tmp_path)
-    h = ex.start(_task(sys.executable, "-c", "sum(range(3_000_000)); print('hi'); import sys; print('err', file=sys.stderr)"))
+def test_success_captures_output_and_cpu_time(tmp_path: Path, make) -> None:
+    ex = make(tmp_path)
+    h = ex.start(_task(PY, "-c", "sum(range(3_000_000)); print('hi'); import sys; print('err', file=sys.stderr)"))
     status = _wait(ex, h)
     assert status.phase is TaskPhase.SUCCEEDED and status.exit_code == 0
     assert status.usage.cpu_s > 0 and status.usage.wall_s > 0 and status.usage.peak_memory_bytes > 0
@@ -35,31 +60,31 @@ def test_success_captures_output_and_cpu_time(tmp_path: Path) -> None:
     assert ex.read_log(h, len(log)) == b""
 
 
-def test_nonzero_exit_is_failed_with_reason(tmp_path: Path) -> None:
-    ex = LocalExecutor(tmp_path)
-    status = _wait(ex, ex.start(_task(sys.executable, "-c", "raise SystemExit(3)")))
+def test_nonzero_exit_is_failed_with_reason(tmp_path: Path, make) -> None:
+    ex = make(tmp_path)
+    status = _wait(ex, ex.start(_task(PY, "-c", "raise SystemExit(3)")))
     assert (status.phase, status.exit_code, status.reason) == (TaskPhase.FAILED, 3, "exit code 3")
 
 
-def test_missing_program_fails_cleanly(tmp_path: Path) -> None:
-    ex = LocalExecutor(tmp_path)
+def test_missing_program_fails_cleanly(tmp_path: Path, make) -> None:
+    ex = make(tmp_path)
     status = _wait(ex, ex.start(_task("/no/such/program")))
     assert status.phase is TaskPhase.FAILED and status.exit_code == 127
     assert "/no/such/program" in status.reason
 
 
-def test_env_and_workdir_are_applied(tmp_path: Path) -> None:
-    ex = LocalExecutor(tmp_path / "agent")
-    work = tmp_path / "w"
-    work.mkdir()
-    h = ex.start(_task(sys.executable, "-c", "import os; print(os.getcwd(), os.environ['GREETING'])",
+def test_env_and_workdir_are_applied(tmp_path: Path, make) -> None:
+    ex = make(tmp_path / "agent")
+    work = Path(tempfile.mkdtemp(prefix="sw-w-"))
+    work.chmod(0o755)
+    h = ex.start(_task(PY, "-c", "import os; print(os.getcwd(), os.environ['GREETING'])",
                        env={"GREETING": "ni-hao"}, workdir=str(work)))
     _wait(ex, h)
     assert f"{work} ni-hao".encode() in ex.read_log(h, 0)
 
 
-def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
-    ex = LocalExecutor(tmp_path)
+def test_cancel_kills_the_whole_process_group(tmp_path: Path, make) -> None:
+    ex = make(tmp_path)
     # a shell that starts a grandchild which ignores SIGTERM: only the group SIGKILL ends it
     h = ex.start(_task("sh", "-c", "trap '' TERM; sleep 300 & wait"))
     time.sleep(0.5)
@@ -70,11 +95,11 @@ def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert time.time() - t0 < 2.5
 
 
-def test_a_new_executor_adopts_a_running_task(tmp_path: Path) -> None:
-    first = LocalExecutor(tmp_path)
-    task = _task(sys.executable, "-c", "import time; time.sleep(0.8); print('adopted')")
+def test_a_new_executor_adopts_a_running_task(tmp_path: Path, make) -> None:
+    first = make(tmp_path)
+    task = _task(PY, "-c", "import time; time.sleep(0.8); print('adopted')")
     h = first.start(task)
-    second = LocalExecutor(tmp_path)  # as after an agent restart
+    second = make(tmp_path)  # as after an agent restart
     assert second.adopt(h, task)
     status = _wait(second, h)
     assert status.phase is TaskPhase.SUCCEEDED

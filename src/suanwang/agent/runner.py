@@ -132,7 +132,10 @@ class Agent:
     def run_forever(self) -> None:
         self.recover()
         while not self._stop:
-            self.step()
+            try:
+                self.step()
+            except Exception:  # a bug in one step must not leave the site silently dead while /health says ok
+                log.exception("agent step failed; carrying on")
             time.sleep(self.poll_s)
 
     def stop(self) -> None:
@@ -182,9 +185,16 @@ class Agent:
         self._lease_request = uuid.uuid4().hex
         recs = []
         for t in tasks:
-            task = Task(job_id=t["job_id"], attempt=t["attempt"], command=tuple(t["command"]), pool=t["pool"],
-                        cores=t["cores"], memory_gb=t["memory_gb"], devices=t["devices"], env=t["env"],
-                        workdir=t["workdir"], duration_s=t["duration_s"])
+            try:
+                task = Task(job_id=t["job_id"], attempt=t["attempt"], command=tuple(t["command"]), pool=t["pool"],
+                            cores=t["cores"], memory_gb=t["memory_gb"], devices=t["devices"], env=t["env"],
+                            workdir=t["workdir"], duration_s=t["duration_s"], tenant=t.get("tenant", ""))
+            except (KeyError, TypeError) as exc:  # a task this agent cannot read fails alone
+                task = Task(job_id=str(t.get("job_id")), attempt=int(t.get("attempt", 0)), command=(), pool="")
+                rec = TaskRecord(task.job_id, task.attempt, "", dataclasses.asdict(task), 0, {}, time.time(), 0, False)
+                self.outbox.commit(rec, self._final_reports(rec, _failed(f"agent could not read the task: {exc!r}")),
+                                   finished=True)
+                continue
             rec = TaskRecord(task.job_id, task.attempt, "", dataclasses.asdict(task), 0, {}, time.time(), 0, False)
             self.outbox.add_task(rec)  # recorded before it starts: a crash here leaves a trace to adopt
             recs.append((rec, task))
@@ -201,14 +211,19 @@ class Agent:
                 status = TaskStatus(TaskPhase.LOST, Usage(), reason=f"engine refused the task: {outcome}"[:500])
                 self.outbox.commit(rec, self._final_reports(rec, status), finished=True)
                 continue
+            if isinstance(outcome, Exception):  # anything else fails this attempt only, never the agent
+                log.error("could not start %s attempt %s: %r", rec.job_id, rec.attempt, outcome)
+                self.outbox.commit(rec, self._final_reports(rec, _failed(f"agent could not start the task: {outcome!r}")),
+                                   finished=True)
+                continue
             rec.handle = outcome
             self.outbox.add_task(rec)
             self.tasks[(rec.job_id, rec.attempt)] = rec
 
-    def _start(self, task: Task) -> str | EngineError:
+    def _start(self, task: Task) -> str | Exception:
         try:
             return self.executor.start(task)
-        except EngineError as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as this attempt's failure by the caller
             return exc
 
     def follow(self) -> None:
@@ -218,10 +233,24 @@ class Agent:
         except EngineError as exc:  # the engine's clients hiccuped: the tasks are still there, ask again next step
             log.warning("engine poll failed: %s", exc)
             return
+        except Exception as exc:  # noqa: BLE001 - one task's trouble may break the batch: poll them one by one
+            log.warning("engine poll failed: %r; polling each task", exc)
+            statuses = {}
         for key, rec in list(self.tasks.items()):
-            status = statuses.get(rec.handle) or self.executor.poll(rec.handle)
+            try:
+                status = statuses.get(rec.handle) or self.executor.poll(rec.handle)
+                reports = self._log_reports(rec)
+            except EngineError as exc:  # the engine, not the task: ask again next step
+                log.warning("engine poll of %s failed: %s", rec.handle, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one task's trouble fails that attempt, not the agent
+                log.error("following %s attempt %s failed: %r", rec.job_id, rec.attempt, exc)
+                try:
+                    self.executor.cancel(rec.handle)
+                except Exception:  # noqa: BLE001, S110 - best effort: it may be gone already
+                    pass
+                status, reports = _failed(f"agent could not follow the task: {exc!r}"), []
             finished = status.phase is not TaskPhase.RUNNING
-            reports = self._log_reports(rec)
             if finished:
                 reports += self._final_reports(rec, status)
                 del self.tasks[key]
@@ -308,6 +337,10 @@ class Agent:
     def close(self) -> None:
         self.http.close()
         self.outbox.close()
+
+
+def _failed(reason: str) -> TaskStatus:
+    return TaskStatus(TaskPhase.FAILED, Usage(), reason=reason[:500])
 
 
 def _task_from(rec: TaskRecord) -> Task:

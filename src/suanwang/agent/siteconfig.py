@@ -23,7 +23,9 @@ It is validated up front so a typo fails at start with the field named, not at t
 
 For Ray, ``ray: {address: http://head:8265}`` and pools with an optional ``node_resource``
 (a custom resource that marks the pool's nodes).  For the local engine, each pool gives its
-``cores``, ``memory_gb`` and ``devices``; with no pools the agent detects its machine.
+``cores``, ``memory_gb`` and ``devices``; with no pools the agent detects its machine.  Its
+``local`` section may set ``jobs_root``, ``uid_range: [first, last]`` (the tenants' uids),
+``cgroup_root``, ``pids_max`` and ``insecure_shared_user`` (see the local executor).
 """
 
 from __future__ import annotations
@@ -96,6 +98,11 @@ class RayConfig(_Strict):
 
 class LocalConfig(_Strict):
     workdir: str = ""
+    jobs_root: str = ""  # jobs' working directories; default /var/lib/suanwang/jobs (root), else beside workdir
+    insecure_shared_user: bool = False  # a non-root agent may run jobs as its own user (not isolated)
+    uid_range: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | None = None  # tenants' uids
+    cgroup_root: str = ""  # a writable cgroup v2 directory; default <cgroup2 mount>/suanwang
+    pids_max: Annotated[int, Field(ge=1)] = 4096  # per job, where cgroups are enforced
 
 
 class SiteConfig(_Strict):
@@ -166,7 +173,8 @@ def local_pools(cfg: SiteConfig) -> list[PoolInfo]:
     ]
 
 
-def build_executor(cfg: SiteConfig, workdir: str | Path | None = None) -> Executor:
+def build_executor(cfg: SiteConfig, workdir: str | Path | None = None, *, shared_user: bool = False,
+                   jobs_root: str | Path | None = None) -> Executor:
     """The executor the config describes (engines are imported only when chosen).
 
     ``workdir`` is the agent's state directory: the local engine's task directories, and
@@ -198,14 +206,19 @@ def build_executor(cfg: SiteConfig, workdir: str | Path | None = None) -> Execut
         ]
         return RayExecutor(pools, address=cfg.ray.address, python=cfg.ray.python,
                            enforce_memory=cfg.ray.enforce_memory)
-    return _build_local(cfg, workdir)
+    return _build_local(cfg, workdir, shared_user=shared_user, jobs_root=jobs_root)
 
 
-def _build_local(cfg: SiteConfig, workdir: str | Path | None) -> Executor:
+def _build_local(cfg: SiteConfig, workdir: str | Path | None, *, shared_user: bool = False,
+                 jobs_root: str | Path | None = None) -> Executor:
     """Local engine: pools from the file, or detected from this machine when the file lists none."""
     from suanwang.agent.executors.local import LocalExecutor
 
     root = cfg.local.workdir or workdir
     if not root:
         raise InvalidSpec("local.workdir: required when the agent has no workdir", field="local.workdir")
-    return LocalExecutor(Path(root), pools=local_pools(cfg) or None)
+    loc = cfg.local
+    jobs = jobs_root or loc.jobs_root
+    return LocalExecutor(Path(root), pools=local_pools(cfg) or None, jobs_root=Path(jobs) if jobs else None,
+                         shared_user=shared_user or loc.insecure_shared_user, uid_range=loc.uid_range,
+                         cgroup_root=Path(loc.cgroup_root) if loc.cgroup_root else None, pids_max=loc.pids_max)

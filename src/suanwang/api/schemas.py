@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from suanwang.domain.job import MAX_NAME
+from suanwang.domain.job import MAX_NAME, carry_problems
 
 
 # The widest integers the store's INTEGER and BIGINT columns hold; a larger value is a 422, not an overflow.
@@ -15,6 +16,38 @@ INT32, INT64 = 2**31 - 1, 2**63 - 1
 
 class In(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _utf8_only(cls, data: Any) -> Any:
+        """JSON may spell a lone surrogate ("\\ud800"); no store, log or process can take one: refuse it here."""
+        where = _unencodable(data, "")
+        if where is not None:
+            raise PydanticCustomError("utf8", f"{where or 'body'}: not valid UTF-8 (a lone surrogate)")
+        return data
+
+
+def _unencodable(value: Any, where: str) -> str | None:
+    """The path of the first string (key or value) that is not valid UTF-8, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    items: Any = ()
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    for key, item in items:
+        path = f"{where}.{key}" if where else str(key)
+        if isinstance(key, str) and _unencodable(key, path) is not None:
+            return f"{where}.<key>" if where else "<key>"
+        found = _unencodable(item, path)
+        if found is not None:
+            return found
+    return None
 
 
 class JobIn(In):
@@ -40,6 +73,14 @@ class JobIn(In):
     priority: int = Field(default=0, ge=-INT32 - 1, le=INT32)
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str = ""
+
+    @model_validator(mode="after")
+    def _carriable(self) -> JobIn:
+        """NUL bytes, '=' in a variable's name and over-long strings would fail only at the engine: 422 now."""
+        problems = carry_problems(self.command, self.env, self.workdir)
+        if problems:
+            raise PydanticCustomError("carry", "; ".join(problems))
+        return self
 
 
 class JobBatchIn(In):
@@ -171,6 +212,7 @@ class TaskOut(BaseModel):
     env: dict[str, str]
     workdir: str
     duration_s: float
+    tenant: str = ""  # whose job it is: the local executor runs each tenant's jobs as a user of its own
 
 
 class StatusIn(In):

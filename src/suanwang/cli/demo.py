@@ -249,8 +249,9 @@ def demo(
     lease_s: float = 15.0,
 ) -> None:
     """Start the platform and a site per engine on this machine (local; Slurm, Ray when present)."""
-    d = data_dir or default_data_dir() / "demo"
-    d.mkdir(parents=True, exist_ok=True)
+    from suanwang.store.files import private_dir
+
+    d = private_dir(data_dir or default_data_dir() / "demo")
     url = f"http://127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
     signal.signal(signal.SIGTERM, _interrupt)
@@ -261,8 +262,12 @@ def demo(
         specs, skipped = _choose_sites(slurm_conf or DEFAULT_SLURM_CONF, ray_address, slurm, ray)
         operator = (d / "operator.token").read_text().strip()
         local = SiteSpec("local", "local", "local", "", 0.0, 0.0)
+        # Not root: as `up`, the local site's jobs share this user (with a warning), in a jobs root beside d.
+        shared = () if os.geteuid() == 0 else ("--insecure-shared-user", "--jobs-root", str(d.parent / f"{d.name}-jobs"))
+        if shared:
+            console.print("[yellow]warning:[/yellow] not root: the local site's jobs run as this user, not isolated")
         procs.append(start_agent(url, (d / "agent.token").read_text().strip(), d / "agents" / "local",
-                                 d / "logs" / "agent-local.log"))
+                                 d / "logs" / "agent-local.log", None, *shared))
         for spec in specs:
             token = register_site(url, operator, spec)
             config = write_site_config(d / "sites", spec)

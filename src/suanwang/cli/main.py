@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -50,8 +52,9 @@ def _platform(settings, *, migrate: bool):  # type: ignore[no-untyped-def]
     from suanwang.services.bootstrap import bootstrap
     from suanwang.services.platform import Platform
     from suanwang.store.db import Database
+    from suanwang.store.files import private_dir
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)  # tokens, the SQLite database and the local agent's state: this user only
     db = Database(settings.resolved_database_url())
     if migrate:
         db.migrate()
@@ -105,16 +108,22 @@ def serve(
     _server(platform, settings.host, settings.port).run()
 
 
+JobsRoot = Annotated[Path | None, typer.Option(
+    "--jobs-root", envvar="SUANWANG_JOBS_ROOT",
+    help="where local jobs get their working directories (outside the data directory); default "
+         "/var/lib/suanwang/jobs as root, else beside the data or work directory")]
+
+
 @app.command()
 def up(
     config: ConfigFile = None, data_dir: DataDir = None, database_url: DbUrl = None,
     host: Annotated[str | None, typer.Option(help="listen address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (default 8600)")] = None,
     lease_s: Annotated[float | None, typer.Option(help="an agent silent this long loses its jobs (default 15)")] = None,
-    log_format: LogFormat = None, log_level: LogLevel = None,
+    log_format: LogFormat = None, log_level: LogLevel = None, jobs_root: JobsRoot = None,
 ) -> None:
     """Start the platform and this machine's agent together (migrating the database first); Ctrl-C stops both."""
-    from suanwang.agent.executors.local import LocalExecutor
+    from suanwang.agent.executors.local import SHARED_USER_WARNING, LocalExecutor, default_jobs_root
     from suanwang.agent.runner import Agent
     from suanwang.observability.logs import configure_logging
     from suanwang.settings import PlatformSettings
@@ -127,7 +136,13 @@ def up(
     url = f"http://{settings.host}:{settings.port}"
     (d / "url").write_text(url + "\n")
     server = _server(platform, settings.host, settings.port)
-    agent = Agent(url, (d / "agent.token").read_text().strip(), LocalExecutor(d / "agent"), d / "agent",
+    # Not root: the quick start still works, with jobs under this user and a warning saying what that means.
+    shared = os.geteuid() != 0
+    if shared:
+        console.print(f"[yellow]warning:[/yellow] {SHARED_USER_WARNING}")
+    executor = _local_or_exit(lambda: LocalExecutor(d / "agent", jobs_root=jobs_root or default_jobs_root(d),
+                                                    shared_user=shared, outside=(d,)))
+    agent = Agent(url, (d / "agent.token").read_text().strip(), executor, d / "agent",
                   heartbeat_s=min(1.0, settings.lease_s / 3))
     agent_thread = threading.Thread(target=agent.run_forever, name="suanwang-agent", daemon=True)
     console.print(f"[bold]suanwang[/bold] is up: {url}  (dashboard {url}/ , API docs {url}/docs)")
@@ -156,17 +171,27 @@ def agent(
     usage_interval_s: float | None = None,
     max_tasks: Annotated[int | None, typer.Option(help="most tasks handed to the engine at once (default 64)")] = None,
     log_format: LogFormat = None, log_level: LogLevel = None,
+    jobs_root: JobsRoot = None,
+    insecure_shared_user: Annotated[bool, typer.Option(
+        "--insecure-shared-user", help="not root: run local jobs as this agent's own user (NOT isolated: "
+        "jobs can read the agent's files)")] = False,
 ) -> None:
     """Run a site agent: connect outbound to the platform, pull work and run it in this site's engine."""
     from suanwang.agent.runner import Agent
     from suanwang.observability.logs import configure_logging
     from suanwang.settings import AgentSettings
+    from suanwang.store.files import private_dir
 
     s = _settings(AgentSettings, settings_file=settings_file, url=url, agent_token=token, workdir=workdir,
                   site_config=config, heartbeat_s=heartbeat_s, poll_s=poll_s, usage_interval_s=usage_interval_s,
                   max_tasks=max_tasks, log_format=log_format, log_level=log_level)
     configure_logging(s.log_format, s.log_level or "INFO")
-    executor = _executor(s.site_config, s.workdir)
+    if any(a == "--token" or a.startswith("--token=") for a in sys.argv):
+        logging.getLogger("suanwang.agent").warning(
+            "the agent token is on the command line, where every local user and job can read it (ps, "
+            "/proc/*/cmdline); pass it in SUANWANG_AGENT_TOKEN instead")
+    private_dir(s.workdir)
+    executor = _local_or_exit(lambda: _executor(s.site_config, s.workdir, jobs_root, insecure_shared_user))
     runner = Agent(s.url, s.agent_token, executor, s.workdir, heartbeat_s=s.heartbeat_s, poll_s=s.poll_s,
                    usage_interval_s=s.usage_interval_s, max_tasks=s.max_tasks)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
@@ -178,14 +203,25 @@ def agent(
         runner.close()
 
 
-def _executor(config: Path | None, workdir: Path):  # type: ignore[no-untyped-def]
+def _executor(config: Path | None, workdir: Path, jobs_root: Path | None, shared: bool):  # type: ignore[no-untyped-def]
     from suanwang.agent.executors.local import LocalExecutor
 
     if config is None:
-        return LocalExecutor(workdir)
+        return LocalExecutor(workdir, jobs_root=jobs_root, shared_user=shared)
     from suanwang.agent.siteconfig import build_executor, load_site_config
 
-    return build_executor(load_site_config(config), workdir=workdir)
+    return build_executor(load_site_config(config), workdir=workdir, shared_user=shared, jobs_root=jobs_root)
+
+
+def _local_or_exit(build):  # type: ignore[no-untyped-def]
+    """Build the executor; a refusal (no isolation possible, a bad site config) is one line and exit 2."""
+    from suanwang.errors import SuanwangError
+
+    try:
+        return build()
+    except SuanwangError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -196,9 +232,10 @@ def migrate(config: ConfigFile = None, data_dir: DataDir = None, database_url: D
     """
     from suanwang.settings import PlatformSettings
     from suanwang.store.db import Database
+    from suanwang.store.files import private_dir
 
     settings = _settings(PlatformSettings, settings_file=config, data_dir=data_dir, database_url=database_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     db = Database(settings.resolved_database_url())
     try:
         db.migrate()

@@ -147,3 +147,56 @@ def validate_spec(spec: JobSpec) -> list[str]:
     if spec.deadline is not None and spec.not_before is not None and spec.deadline <= spec.not_before:
         problems.append("deadline must be after not_before")
     return problems
+
+
+# What a job may carry to an engine: the limits of execve(2) on Linux, with room to spare for the few
+# variables an engine adds (HOME, USER, SUANWANG_JOB_ID, ...).
+MAX_ARG_BYTES = 128 * 1024 - 1  # MAX_ARG_STRLEN: one argument or one NAME=value string, NUL included
+MAX_CARRY_BYTES = 1024 * 1024  # argv + environment, pointers included; ARG_MAX is 2 MiB on a default stack
+MAX_PATH_BYTES = 4095  # PATH_MAX less the NUL
+
+
+def _utf8(text: str) -> bytes | None:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") that JSON can spell but no process can receive
+        return None
+
+
+def carry_problems(command: tuple[str, ...] | list[str], env: dict[str, str], workdir: str) -> list[str]:
+    """Every reason the command, environment or working directory could not reach a process.
+
+    A NUL byte cannot pass through execve (the string ends there), an '=' in a variable's name
+    splits it elsewhere, and strings past the kernel's limits fail only when the job starts:
+    refused here, at submit, with the field named.  Pure: the API and the local executor ask it.
+    """
+    problems: list[str] = []
+    total = 8  # argv's closing NULL pointer
+    strings = [(f"command.{i}", a) for i, a in enumerate(command)]
+    for name, value in env.items():
+        if not name:
+            problems.append("env: a variable name must not be empty")
+        elif "=" in name:
+            problems.append(f"env.{name[:40]!r}: a variable name must not contain '='")
+        strings.append((f"env.{name[:40]!r}", f"{name}={value}"))
+    for where, text in strings:
+        raw = _utf8(text)
+        if raw is None:
+            problems.append(f"{where}: not valid UTF-8 (a lone surrogate)")
+            continue
+        if b"\0" in raw:
+            problems.append(f"{where}: must not contain a NUL byte")
+        if len(raw) > MAX_ARG_BYTES:
+            problems.append(f"{where}: {len(raw)} bytes, more than one argument or variable may carry "
+                            f"({MAX_ARG_BYTES})")
+        total += len(raw) + 1 + 8
+    if total > MAX_CARRY_BYTES:
+        problems.append(f"command and env: {total} bytes in all, more than a job may carry ({MAX_CARRY_BYTES})")
+    raw = _utf8(workdir)
+    if raw is None:
+        problems.append("workdir: not valid UTF-8 (a lone surrogate)")
+    elif b"\0" in raw:
+        problems.append("workdir: must not contain a NUL byte")
+    elif len(raw) > MAX_PATH_BYTES:
+        problems.append(f"workdir: {len(raw)} bytes, longer than a path may be ({MAX_PATH_BYTES})")
+    return problems

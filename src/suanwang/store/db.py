@@ -21,8 +21,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
+
+from suanwang.store.files import private_dir, private_sqlite_file  # noqa: F401 - re-exported
 
 ENV_URL = "SUANWANG_DATABASE_URL"
 MIGRATION_LOCK = 0x5357_0002  # PostgreSQL advisory lock key: one migrator at a time (scheduling uses ..._0001)
@@ -44,6 +46,9 @@ def sqlite_url(path: Path) -> str:
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            private_sqlite_file(database)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")

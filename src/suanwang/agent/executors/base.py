@@ -26,6 +26,7 @@ class Task:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str = ""
     duration_s: float = 3600.0  # expected; engines may use it as a time limit hint
+    tenant: str = ""  # whose job it is: the local executor runs each tenant's jobs as a user of its own
 
 
 @enum.unique

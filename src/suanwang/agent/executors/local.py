@@ -1,16 +1,27 @@
-"""The local executor: each task is a subprocess on this machine, in its own process group.
+"""The local executor: each task is a process on this machine, isolated from the agent and other tenants.
 
-Layout under the agent's work directory: ``tasks/<job>-<attempt>/`` holds
-``output.log`` (stdout and stderr), ``result.json`` (written by the wrapper
-at exit) and ``pid``.  The handle is that directory's name, so a restarted
-agent can adopt a task from its files alone.
+Layout: the agent's state directory holds ``tasks/<job>-<attempt>/`` (0700, the agent's only):
+``job.json`` (what the wrapper runs), ``output.log`` (stdout and stderr, copied from a pipe by
+the wrapper), ``result.json`` (written by the wrapper at exit), ``pid`` and ``job.pid``.  The handle
+is that directory's name, so a restarted agent can adopt a task from its files alone.
+
+Isolation (the agent runs as root): each tenant's jobs run as a uid of their own (``_jobusers``),
+each attempt in its own 0700 working directory ``<jobs root>/<job>-<attempt>``, owned by that uid
+and removed when the attempt ends.  The jobs root lies outside the agent's state directory (by
+default ``/var/lib/suanwang/jobs``), so no relative path from a job reaches the platform's files,
+and the job's environment is built afresh (nothing of the agent's, such as its token, is passed).
+cgroup v2 limits apply where the host offers them (``_cgroup``).  An agent that is not root cannot
+switch users: it refuses to run jobs unless told they may share its own user (``shared_user``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -18,18 +29,84 @@ from pathlib import Path
 
 import psutil
 
+from suanwang.agent.executors import _cgroup
+from suanwang.agent.executors._jobusers import DEFAULT_UID_RANGE, JobUser, JobUsers
+from suanwang.agent.executors._localwrap import write_result
 from suanwang.agent.executors.base import PoolInfo, Task, TaskPhase, TaskStatus, Usage
 from suanwang.agent.sysinfo import detect_local_pools
+from suanwang.domain.job import carry_problems
+from suanwang.errors import InvalidSpec
+from suanwang.store.files import private_dir
+
+log = logging.getLogger("suanwang.agent")
 
 KILL_GRACE_S = 1.0  # SIGTERM first, SIGKILL this long after
+ROOT_JOBS_ROOT = Path("/var/lib/suanwang/jobs")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")  # all a job gets from the agent's environment
+SHARED_USER_WARNING = ("jobs run as this agent's own user, NOT isolated: any job can read the agent's files "
+                       "(its token, the platform's data directory) and other jobs' output; run the agent as root "
+                       "to give each tenant its own uid")
+
+
+class IsolationUnavailable(InvalidSpec):
+    """The local executor cannot give jobs their own users here and was not told it may share its own."""
+
+    code = "isolation_unavailable"
+
+
+def default_jobs_root(state_dir: Path) -> Path:
+    """``/var/lib/suanwang/jobs`` for root, else a sibling of the agent's state directory."""
+    if os.geteuid() == 0:
+        return ROOT_JOBS_ROOT
+    state_dir = Path(state_dir).absolute()
+    return state_dir.parent / f"{state_dir.name}-jobs"
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    path, parent = path.resolve(), parent.resolve()
+    return path == parent or parent in path.parents
 
 
 class LocalExecutor:
     engine = "local"
 
-    def __init__(self, workdir: Path, pools: list[PoolInfo] | None = None) -> None:
-        self.root = Path(workdir) / "tasks"
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, workdir: Path, pools: list[PoolInfo] | None = None, *, jobs_root: Path | None = None,
+                 shared_user: bool = False, uid_range: tuple[int, int] | None = None,
+                 cgroup_root: Path | None = None, pids_max: int = 4096, outside: tuple[Path, ...] = ()) -> None:
+        """``outside``: further directories (the platform's data directory) the jobs root must not lie in."""
+        self.isolated = os.geteuid() == 0
+        if not self.isolated and not shared_user:
+            raise IsolationUnavailable(
+                "the local executor runs each tenant's jobs as a user of its own, which needs root; run the agent "
+                "as root, or pass --insecure-shared-user (site config local.insecure_shared_user: true) to run "
+                "jobs as this agent's own user, where any job can read the agent's files")
+        if self.isolated and shared_user:
+            log.warning("local executor: insecure_shared_user ignored: the agent runs as root, so each tenant's "
+                        "jobs get a user of their own")
+        elif shared_user:
+            log.warning("local executor: %s", SHARED_USER_WARNING)
+        self.state = private_dir(Path(workdir))
+        self.root = private_dir(self.state / "tasks")
+        self.jobs_root = Path(jobs_root) if jobs_root is not None else default_jobs_root(self.state)
+        for d in (self.state, *outside):
+            if _is_within(self.jobs_root, Path(d)) or _is_within(Path(d), self.jobs_root):
+                raise InvalidSpec(f"local.jobs_root: {self.jobs_root} must lie outside {d}, whose files jobs "
+                                  f"must not reach", field="local.jobs_root")
+        self.jobs_root.mkdir(parents=True, exist_ok=True)
+        st = self.jobs_root.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o1002:
+            # A shared directory (/tmp) or one another user controls could be swapped under us: refuse it.
+            raise InvalidSpec(f"local.jobs_root: {self.jobs_root} must be a directory of this agent's user, "
+                              f"not world-writable, not a link", field="local.jobs_root")
+        os.chmod(self.jobs_root, 0o711 if self.isolated else 0o700)  # tenants may enter their own dirs, not list
+        try:
+            self.users = JobUsers(self.jobs_root, uid_range or DEFAULT_UID_RANGE) if self.isolated else None
+        except ValueError as exc:
+            raise InvalidSpec(f"local.uid_range: {exc}", field="local.uid_range") from exc
+        self.cgroups, why = _cgroup.probe(cgroup_root, pids_max=pids_max)
+        if why:
+            log.warning("local executor: %s", why)
         self._pools = pools
         self._started: dict[str, float] = {}
         self._devices: dict[str, float] = {}
@@ -44,23 +121,63 @@ class LocalExecutor:
     def start(self, task: Task) -> str:
         handle = f"{task.job_id}-{task.attempt}"
         d = self.root / handle
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "task.json").write_text(json.dumps({"devices": task.devices, "started": time.time()}))
-        cwd = task.workdir or str(d)
-        env = {**os.environ, **task.env, "SUANWANG_JOB_ID": task.job_id, "SUANWANG_ATTEMPT": str(task.attempt)}
-        wrapper = [sys.executable, "-m", "suanwang.agent.executors._localwrap", str(d / "result.json"), "--"]
-        with open(d / "output.log", "ab") as log:
-            try:
-                proc = subprocess.Popen([*wrapper, *task.command], cwd=cwd, env=env, stdout=log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-            except OSError as exc:  # e.g. the working directory does not exist
-                (d / "result.json").write_text(json.dumps({"exit_code": 127, "wall_s": 0.0, "cpu_s": 0.0,
-                                                           "peak_memory_bytes": 0, "reason": str(exc)}))
-                return handle
+        d.mkdir(exist_ok=True, mode=0o700)
+        home = self.jobs_root / handle
+        meta = {"devices": task.devices, "started": time.time(), "home": str(home), "cgroup": None}
+        (d / "task.json").write_text(json.dumps(meta))
+        self._remember(handle, task.devices, meta["started"])
+        try:
+            problems = carry_problems(task.command, task.env, task.workdir)
+            if problems:  # the platform refuses these at submit; a task that still carries one fails alone
+                raise ValueError("; ".join(problems))
+            user = self.users.user_for(task.tenant) if self.users is not None else None
+            self._make_home(home, user)
+            cgroup = self._cgroup(handle, task)
+        except (OSError, ValueError) as exc:
+            write_result(d / "result.json", {"exit_code": 127, "wall_s": 0.0, "cpu_s": 0.0, "peak_memory_bytes": 0,
+                                             "reason": f"cannot start: {exc}"[:500]})
+            return handle
+        meta["cgroup"] = cgroup
+        (d / "task.json").write_text(json.dumps(meta))
+        env = self._environment(task, home, user)
+        job = {"command": list(task.command), "env": env, "cwd": os.path.join(home, task.workdir),
+               "uid": user.uid if user else None, "gid": user.gid if user else None, "cgroup": cgroup}
+        fd = os.open(d / "job.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(job, f)
+        wrapper = [sys.executable, "-m", "suanwang.agent.executors._localwrap", str(d)]
+        with open(d / "output.log", "ab") as out:
+            proc = subprocess.Popen(wrapper, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
         (d / "pid").write_text(str(proc.pid))
         self._procs[handle] = proc
-        self._remember(handle, task.devices, time.time())
         return handle
+
+    def _make_home(self, home: Path, user: JobUser | None) -> None:
+        """The attempt's own 0700 working directory, owned by the job's user."""
+        home.mkdir(mode=0o700, exist_ok=True)
+        if home.is_symlink():
+            raise ValueError(f"{home} is a link")
+        if user is not None:
+            os.chown(home, user.uid, user.gid, follow_symlinks=False)
+        os.chmod(home, 0o700)
+
+    def _cgroup(self, handle: str, task: Task) -> str | None:
+        if self.cgroups is None:
+            return None
+        try:
+            return str(self.cgroups.create(handle, cores=task.cores, memory_gb=task.memory_gb))
+        except OSError as exc:
+            log.warning("local executor: no cgroup for %s: %s", handle, exc)
+            return None
+
+    def _environment(self, task: Task, home: Path, user: JobUser | None) -> dict[str, str]:
+        """A fresh environment: a few locale and path variables, the job's own, and who and where it is."""
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env.setdefault("PATH", DEFAULT_PATH)
+        name = user.name if user is not None else os.environ.get("USER", "")
+        env |= {"HOME": str(home), "USER": name, "LOGNAME": name}
+        return env | task.env | {"SUANWANG_JOB_ID": task.job_id, "SUANWANG_ATTEMPT": str(task.attempt)}
 
     def _remember(self, handle: str, devices: int, started: float) -> None:
         self._started[handle] = started
@@ -74,9 +191,9 @@ class LocalExecutor:
         self._remember(handle, int(meta.get("devices", 0)), float(meta.get("started", time.time())))
         return (d / "result.json").exists() or self._alive(handle)
 
-    def _pid(self, handle: str) -> int | None:
+    def _pid(self, handle: str, name: str = "pid") -> int | None:
         try:
-            return int((self.root / handle / "pid").read_text())
+            return int((self.root / handle / name).read_text())
         except (OSError, ValueError):
             return None
 
@@ -115,6 +232,7 @@ class LocalExecutor:
         if result_file.exists():
             r = json.loads(result_file.read_text())
             self._reap(handle)
+            self._clean(handle)
             usage = Usage(wall_s=r["wall_s"], cpu_s=r["cpu_s"], peak_memory_bytes=int(r["peak_memory_bytes"]),
                           device_s=devices * r["wall_s"])
             cancelled = handle in self._kill_at
@@ -127,6 +245,7 @@ class LocalExecutor:
                 self._signal(handle, signal.SIGKILL)
             return TaskStatus(TaskPhase.RUNNING, self._usage(handle, wall, devices))
         self._reap(handle)
+        self._clean(handle)
         usage = self._usage(handle, wall, devices)
         if handle in self._kill_at:
             return TaskStatus(TaskPhase.CANCELLED, usage, reason="killed on cancel")
@@ -144,8 +263,20 @@ class LocalExecutor:
             except subprocess.TimeoutExpired:
                 pass
 
+    def _clean(self, handle: str) -> None:
+        """The attempt is over: end its cgroup and remove its working directory (idempotent)."""
+        try:
+            meta = json.loads((self.root / handle / "task.json").read_text())
+        except (OSError, ValueError):
+            return
+        _cgroup.end(meta.get("cgroup"))
+        home = meta.get("home")
+        if home and Path(home).parent == self.jobs_root:
+            shutil.rmtree(home, ignore_errors=True)
+
     def _signal(self, handle: str, sig: int) -> None:
-        pid = self._pid(handle)
+        """Signal the job's process group (the wrapper's, before the job exists)."""
+        pid = self._pid(handle, "job.pid") or self._pid(handle)
         if pid is None:
             return
         try:
