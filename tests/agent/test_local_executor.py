@@ -14,7 +14,7 @@ def _wait(ex: LocalExecutor, handle: str, timeout: float = 20) -> TaskStatus:
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = ex.poll(handle)
-        if status.phase is not TaskPhase.RUNNING:
+        if status.phase.is_final:
             return status
         time.sleep(0.05)
     raise AssertionError("task did not finish")

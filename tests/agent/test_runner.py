@@ -79,7 +79,8 @@ class Platform:
         return httpx.Response(200, json={})
 
     def statuses(self) -> dict[str, str]:
-        return {p.split("/")[3]: b["phase"] for p, b in self.calls if p.endswith("/status")}
+        """Each job's final phase reported."""
+        return {p.split("/")[3]: b["phase"] for p, b in self.calls if p.endswith("/status") and b["phase"] != "started"}
 
 
 def _agent(tmp_path: Path, engine: FakeEngine, platform: Platform) -> Agent:

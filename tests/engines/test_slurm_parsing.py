@@ -69,7 +69,8 @@ def test_a_completed_job_has_sacct_usage_with_gpu_seconds() -> None:
         ("TIMEOUT", "0:0", "CANCELLED|0:15|1K", TaskPhase.FAILED, "time limit reached"),
         ("NODE_FAIL", "0:0", "CANCELLED|0:15|1K", TaskPhase.FAILED, "node failure"),
         ("CANCELLED by 0", "0:0", "CANCELLED|0:15|1K", TaskPhase.CANCELLED, "cancelled by 0"),
-        ("PENDING", "0:0", "PENDING|0:0|", TaskPhase.RUNNING, ""),
+        ("PENDING", "0:0", "PENDING|0:0|", TaskPhase.QUEUED, ""),
+        ("CONFIGURING", "0:0", "PENDING|0:0|", TaskPhase.QUEUED, ""),
         ("RUNNING", "0:0", "RUNNING|0:0|", TaskPhase.RUNNING, ""),
     ],
 )
@@ -205,5 +206,5 @@ def test_poll_many_answers_every_task_from_one_sacct_and_one_squeue(tmp_path) ->
     out = ex.poll_many(["7", "8", "9"])
     assert out["7"].phase is TaskPhase.SUCCEEDED
     assert out["8"].phase is TaskPhase.RUNNING and out["8"].usage.peak_memory_bytes == 1024**2
-    assert out["9"].phase is TaskPhase.RUNNING  # slurmctld has it, accounting not yet
+    assert out["9"].phase is TaskPhase.QUEUED  # slurmctld has it, accounting not yet: not known to have started
     assert calls == ["sacct", "squeue", "sstat"]

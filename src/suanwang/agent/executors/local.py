@@ -2,8 +2,10 @@
 
 Layout under the agent's work directory: ``tasks/<job>-<attempt>/`` holds
 ``output.log`` (stdout and stderr), ``result.json`` (written by the wrapper
-at exit) and ``pid``.  The handle is that directory's name, so a restarted
-agent can adopt a task from its files alone.
+at exit) and ``pid`` ("PID CREATE_TIME" of the wrapper, which leads the task's
+process group).  The handle is that directory's name, so a restarted agent can
+adopt, or kill, a task from its files alone; the create time keeps it from
+signalling a process that merely reuses the pid.  A task runs once spawned.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class LocalExecutor:
                 (d / "result.json").write_text(json.dumps({"exit_code": 127, "wall_s": 0.0, "cpu_s": 0.0,
                                                            "peak_memory_bytes": 0, "reason": str(exc)}))
                 return handle
-        (d / "pid").write_text(str(proc.pid))
+        (d / "pid").write_text(f"{proc.pid} {_create_time(proc.pid)}")
         self._procs[handle] = proc
         self._remember(handle, task.devices, time.time())
         return handle
@@ -75,10 +77,19 @@ class LocalExecutor:
         return (d / "result.json").exists() or self._alive(handle)
 
     def _pid(self, handle: str) -> int | None:
+        """The task's process group leader, or None when that pid now belongs to another process."""
         try:
-            return int((self.root / handle / "pid").read_text())
+            pid, _, created = (self.root / handle / "pid").read_text().partition(" ")
+            pid_n = int(pid)
         except (OSError, ValueError):
             return None
+        now = _create_time(pid_n)
+        try:
+            if now is not None and abs(now - float(created)) > 1.0:
+                return None  # the leader exited and the pid was reused
+        except ValueError:
+            pass  # written without a create time (an older agent, or the process was gone at once)
+        return pid_n
 
     def _alive(self, handle: str) -> bool:
         proc = self._procs.get(handle)
@@ -119,18 +130,18 @@ class LocalExecutor:
                           device_s=devices * r["wall_s"])
             cancelled = handle in self._kill_at
             phase = TaskPhase.CANCELLED if cancelled else (TaskPhase.SUCCEEDED if r["exit_code"] == 0 else TaskPhase.FAILED)
-            return TaskStatus(phase, usage, exit_code=r["exit_code"], reason=r.get("reason", ""))
+            return TaskStatus(phase, usage, exit_code=r["exit_code"], reason=r.get("reason", ""), started_at=started)
         wall = time.time() - started
         if self._alive(handle):
             self._sample(handle)
             if handle in self._kill_at and time.time() >= self._kill_at[handle]:
                 self._signal(handle, signal.SIGKILL)
-            return TaskStatus(TaskPhase.RUNNING, self._usage(handle, wall, devices))
+            return TaskStatus(TaskPhase.RUNNING, self._usage(handle, wall, devices), started_at=started)
         self._reap(handle)
         usage = self._usage(handle, wall, devices)
         if handle in self._kill_at:
-            return TaskStatus(TaskPhase.CANCELLED, usage, reason="killed on cancel")
-        return TaskStatus(TaskPhase.LOST, usage, reason="process vanished without a result")
+            return TaskStatus(TaskPhase.CANCELLED, usage, reason="killed on cancel", started_at=started)
+        return TaskStatus(TaskPhase.LOST, usage, reason="process vanished without a result", started_at=started)
 
     def _usage(self, handle: str, wall: float, devices: int) -> Usage:
         return Usage(wall_s=wall, cpu_s=self._cpu.get(handle, 0.0), peak_memory_bytes=self._peak.get(handle, 0),
@@ -165,3 +176,10 @@ class LocalExecutor:
                 return f.read(256 * 1024)
         except FileNotFoundError:
             return b""
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
