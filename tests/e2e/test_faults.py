@@ -38,8 +38,8 @@ def check_exactly_once(live: LivePlatform, job_ids: list[str]) -> None:
 def _submit_and_wait_running(live: LivePlatform, job: dict[str, Any], n: int) -> list[str]:
     """Submit and wait until every job runs in the engine (its first line came back through the agent).
 
-    "running" on the platform is not enough: it is committed before the lease reply reaches the
-    agent, and a platform killed in between loses the reply, so the job is requeued unrun (attempt 2).
+    "running" on the platform is not enough: the agent's "started" report may arrive before the
+    task's first output line does.
     """
     with live.client() as c:
         ids = [c.post("/jobs", json=job).json()["id"] for _ in range(n)]
@@ -94,8 +94,8 @@ def agent_restarted_after_its_leases_lapsed(
     """SIGKILL the agent while ``n`` jobs run, keep it down until their leases lapse, restart it.
 
     ``attempts_alive(job_ids)`` names the first attempts the site's engine still runs.  Checks that they
-    are gone within one heartbeat of the restart and that the second attempts succeed; returns the job
-    ids and the seconds the old attempts outlived the restart.
+    end and that the second attempts succeed; returns the job ids and the seconds the old attempts
+    outlived the restarted agent's first heartbeat.
     """
     live.start_server(lease_s=2.0)
     agent = live.start_agent("a", None, *agent_args)
@@ -106,13 +106,12 @@ def agent_restarted_after_its_leases_lapsed(
     with live.client() as c:  # the platform gives the lapsed attempts away as new ones
         for job_id in ids:
             deadline = time.time() + 30
-            while c.get(f"/jobs/{job_id}").json()["attempt"] < 2 or c.get(f"/jobs/{job_id}").json()["state"] in {
-                    "queued_at_site", "running"}:
+            while c.get(f"/jobs/{job_id}").json()["state"] in {"queued_at_site", "running"}:
                 assert time.time() < deadline, c.get(f"/jobs/{job_id}/events").json()
                 time.sleep(0.05)
     assert sorted(attempts_alive(ids)) == sorted(ids), "the old attempts must outlive their agent"
+    live.start_agent("a", None, *agent_args)  # returns once the agent's first heartbeat arrived
     restarted = time.time()
-    live.start_agent("a", None, *agent_args)
     while attempts_alive(ids) and time.time() < restarted + 30:
         time.sleep(0.05)
     outlived = time.time() - restarted
@@ -154,7 +153,7 @@ def _pgid(pid: int) -> int | None:
 def test_agent_restarted_after_its_leases_lapsed_kills_the_old_attempts(live: LivePlatform) -> None:
     _, outlived = agent_restarted_after_its_leases_lapsed(live, attempts_alive=local_attempts_alive(live))
     print(f"old attempts outlived the agent's restart by {outlived:.2f}s")
-    assert outlived < 0.5 + 1.0 + 1.0  # one heartbeat (0.5 s), the SIGKILL grace (1 s), and polling slack
+    assert outlived < 0.5 + 1.0  # one heartbeat (0.5 s), and slack for a loaded machine
 
 
 def test_platform_killed_and_restarted_while_jobs_run(live: LivePlatform) -> None:
