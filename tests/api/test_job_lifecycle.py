@@ -6,6 +6,7 @@ import time
 
 from tests.api.conftest import Grid
 from tests.api.test_agent_protocol import JOB, _expire, _leased
+from tests.api.test_billing_cli import cli  # noqa: F401  (the fixture)
 
 
 def _status(grid: Grid, task: dict, **body: object) -> dict:
@@ -104,3 +105,13 @@ def test_bad_status_reports_are_refused_with_the_field_named(grid: Grid) -> None
                         headers={"Content-Type": "application/json"})
     assert r.status_code == 422, r.text
     assert _job(grid, task)["state"] == "queued_at_site"
+
+
+def test_show_says_whether_the_engine_started_the_job(grid: Grid, cli) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    task = _leased(grid)
+    queued = cli("consumer", "show", task["job_id"])
+    assert "queued_at_site" in queued and "not started yet" in queued
+    assert task["job_id"] in cli("consumer", "jobs", "--state", "queued_at_site")
+    _status(grid, task, phase="started", started_at=time.time())
+    running = cli("consumer", "show", task["job_id"])
+    assert "started: " in running and "not started yet" not in running

@@ -82,6 +82,23 @@ def test_slurm_states_map_to_phases_with_reasons(job_state, exit_code, step, pha
     assert status is not None and status.phase is phase and status.reason.startswith(reason)
 
 
+def test_a_slurm_job_runs_from_saccts_start_and_waits_before_it() -> None:
+    from datetime import datetime
+
+    from suanwang.agent.executors.slurm import parse_start
+
+    start = "2026-12-06T05:12:33"
+    running = f"9|n|RUNNING|0:0|4|00:01.0||100M|cpu=1,mem=100M|{start}\n"
+    status = status_from_sacct("9", parse_sacct(running))
+    assert status is not None and status.phase is TaskPhase.RUNNING
+    assert status.started_at == datetime.fromisoformat(start).timestamp()  # the host's local time
+    pending = status_from_sacct("9", parse_sacct("9|n|PENDING|0:0|0|00:00.0||100M||Unknown\n"))
+    assert pending is not None and (pending.phase, pending.started_at) == (TaskPhase.QUEUED, None)
+    done = status_from_sacct("9", parse_sacct(running.replace("RUNNING", "COMPLETED")))
+    assert done is not None and done.phase is TaskPhase.SUCCEEDED and done.started_at == status.started_at
+    assert parse_start("None") is None and parse_start("") is None
+
+
 def test_a_job_absent_from_sacct_has_no_status() -> None:
     assert status_from_sacct("8", parse_sacct(SACCT_OK)) is None
 
