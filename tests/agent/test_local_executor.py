@@ -86,8 +86,9 @@ def test_a_restarted_agent_kills_a_task_from_its_pid_file_alone(tmp_path: Path) 
     import psutil
 
     h = LocalExecutor(tmp_path).start(_task("sh", "-c", "sleep 300 & wait"))
-    pid, created = (tmp_path / "tasks" / h / "pid").read_text().split()
-    assert float(created) == psutil.Process(int(pid)).create_time()  # the pid file names the process, not a number
+    pid = (tmp_path / "tasks" / h / "pid").read_text()
+    created = (tmp_path / "tasks" / h / "pid-created").read_text()
+    assert float(created) == psutil.Process(int(pid)).create_time()  # the files name the process, not a number
     fresh = LocalExecutor(tmp_path)  # no memory of the process: as after an agent restart
     fresh.cancel(h)
     assert _wait(fresh, h, timeout=10).phase is TaskPhase.CANCELLED
@@ -100,10 +101,14 @@ def test_a_pid_reused_by_another_process_is_never_signalled(tmp_path: Path) -> N
     ex = LocalExecutor(tmp_path)
     h = ex.start(_task(sys.executable, "-c", "pass"))
     _wait(ex, h)
+    import psutil
+
     bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    bystander_created = psutil.Process(bystander.pid).create_time()
     try:
         # The task's leader is gone and the kernel handed its pid to an unrelated process.
-        (tmp_path / "tasks" / h / "pid").write_text(f"{bystander.pid} 1.0")
+        (tmp_path / "tasks" / h / "pid").write_text(str(bystander.pid))
+        (tmp_path / "tasks" / h / "pid-created").write_text(str(bystander_created - 5))
         (tmp_path / "tasks" / h / "result.json").unlink()
         fresh = LocalExecutor(tmp_path)
         assert not fresh.adopt(h, _task(sys.executable, "-c", "pass"))

@@ -133,7 +133,7 @@ def local_attempts_alive(live: LivePlatform) -> Callable[[list[str]], list[str]]
     def alive(job_ids: list[str]) -> list[str]:
         out = []
         for job_id in job_ids:
-            pid = int((live.data_dir / "agent-a" / "tasks" / f"{job_id}-1" / "pid").read_text().split()[0])
+            pid = int((live.data_dir / "agent-a" / "tasks" / f"{job_id}-1" / "pid").read_text())
             if any(p.status() != psutil.STATUS_ZOMBIE for p in psutil.process_iter() if _pgid(p.pid) == pid):
                 out.append(job_id)
         return out

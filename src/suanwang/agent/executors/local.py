@@ -2,10 +2,11 @@
 
 Layout under the agent's work directory: ``tasks/<job>-<attempt>/`` holds
 ``output.log`` (stdout and stderr), ``result.json`` (written by the wrapper
-at exit) and ``pid`` ("PID CREATE_TIME" of the wrapper, which leads the task's
-process group).  The handle is that directory's name, so a restarted agent can
-adopt, or kill, a task from its files alone; the create time keeps it from
-signalling a process that merely reuses the pid.  A task runs once spawned.
+at exit), ``pid`` (the wrapper's, which leads the task's process group) and
+``pid-created`` (that process's start time).  The handle is that directory's
+name, so a restarted agent can adopt, or kill, a task from its files alone; the
+start time keeps it from signalling a process that merely reuses the pid.  A
+task runs once spawned.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class LocalExecutor:
                 (d / "result.json").write_text(json.dumps({"exit_code": 127, "wall_s": 0.0, "cpu_s": 0.0,
                                                            "peak_memory_bytes": 0, "reason": str(exc)}))
                 return handle
-        (d / "pid").write_text(f"{proc.pid} {_create_time(proc.pid)}")
+        (d / "pid-created").write_text(str(_create_time(proc.pid)))  # first: a pid file always has its check
+        (d / "pid").write_text(str(proc.pid))
         self._procs[handle] = proc
         self._remember(handle, task.devices, time.time())
         return handle
@@ -79,17 +81,16 @@ class LocalExecutor:
     def _pid(self, handle: str) -> int | None:
         """The task's process group leader, or None when that pid now belongs to another process."""
         try:
-            pid, _, created = (self.root / handle / "pid").read_text().partition(" ")
-            pid_n = int(pid)
+            pid = int((self.root / handle / "pid").read_text())
         except (OSError, ValueError):
             return None
-        now = _create_time(pid_n)
+        now = _create_time(pid)
         try:
-            if now is not None and abs(now - float(created)) > 1.0:
+            if now is not None and abs(now - float((self.root / handle / "pid-created").read_text())) > 0.05:
                 return None  # the leader exited and the pid was reused
-        except ValueError:
-            pass  # written without a create time (an older agent, or the process was gone at once)
-        return pid_n
+        except (OSError, ValueError):
+            pass  # no start time (an older agent, or the process was gone at once): nothing to check against
+        return pid
 
     def _alive(self, handle: str) -> bool:
         proc = self._procs.get(handle)
