@@ -107,7 +107,9 @@ def test_bad_status_reports_are_refused_with_the_field_named(grid: Grid) -> None
     assert _job(grid, task)["state"] == "queued_at_site"
 
 
-def test_show_says_whether_the_engine_started_the_job(grid: Grid, cli) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_show_says_whether_the_engine_started_the_job(  # type: ignore[no-untyped-def]
+    grid: Grid, cli,  # noqa: F811
+) -> None:
     task = _leased(grid)
     queued = cli("consumer", "show", task["job_id"])
     assert "queued_at_site" in queued and "not started yet" in queued

@@ -123,6 +123,10 @@ def agent_restarted_after_its_leases_lapsed(
             assert c.get(f"/jobs/{job_id}/logs").text.count("finished 2") == 1
             old = c.get(f"/jobs/{job_id}/logs", params={"attempt": 1}).text
             assert "finished" not in old, old
+            usage = c.get(f"/jobs/{job_id}/usage").json()
+            old_wall = sum(r["wall_s"] for r in usage if r["attempt"] == 1)
+            print(f"{job_id}: attempt 1 reported {old_wall:.2f}s of wall time, attempt 2 "
+                  f"{sum(r['wall_s'] for r in usage if r['attempt'] == 2):.2f}s")
     return ids, outlived
 
 

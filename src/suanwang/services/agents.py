@@ -122,7 +122,7 @@ def report_status(
     require(agent, Role.AGENT)
     if phase not in _PHASES:
         raise InvalidSpec(f"unknown phase {phase!r} (one of: {', '.join(_PHASES)})")
-    job = session.get(JobRow, job_id)
+    job = session.get(JobRow, job_id, with_for_update=True)  # a reaping pass must not move it under us
     if job is None or job.site != agent.site:
         from suanwang.errors import NotFound
 

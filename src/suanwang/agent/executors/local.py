@@ -131,7 +131,8 @@ class LocalExecutor:
                           device_s=devices * r["wall_s"])
             cancelled = handle in self._kill_at
             phase = TaskPhase.CANCELLED if cancelled else (TaskPhase.SUCCEEDED if r["exit_code"] == 0 else TaskPhase.FAILED)
-            return TaskStatus(phase, usage, exit_code=r["exit_code"], reason=r.get("reason", ""), started_at=started)
+            return TaskStatus(phase, usage, exit_code=r["exit_code"], reason=r.get("reason", ""),
+                              started_at=started)
         wall = time.time() - started
         if self._alive(handle):
             self._sample(handle)

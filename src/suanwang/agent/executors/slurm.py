@@ -8,7 +8,8 @@ Slurm's own records, so a restarted agent can adopt its jobs by id:
            ``--mem``, ``--gres=gpu:N``, ``--output`` at ``<log_dir>/slurm-<jobid>.out``.
 * poll:    ``sacct`` (slurmdbd), falling back to ``squeue`` while accounting has not
            seen a just-submitted job yet.  PENDING (and the other waiting states) is
-           QUEUED; RUNNING carries sacct's Start, which makes the platform's job running.  Running jobs add ``sstat``'s MaxRSS.
+           QUEUED; RUNNING carries sacct's Start, which makes the platform's job running.
+           Running jobs add ``sstat``'s MaxRSS.
            ``poll_many`` does the same for all the agent's tasks in one call of each.
 * usage:   ElapsedRaw (wall), TotalCPU (cpu), MaxRSS over steps (peak memory),
            AllocTRES ``gres/gpu`` x ElapsedRaw (device seconds).  All cumulative.
