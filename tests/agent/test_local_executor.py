@@ -38,7 +38,7 @@ def _wait(ex: LocalExecutor, handle: str, timeout: float = 20) -> TaskStatus:
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = ex.poll(handle)
-        if status.phase is not TaskPhase.RUNNING:
+        if status.phase.is_final:
             return status
         time.sleep(0.05)
     raise AssertionError("task did not finish")
@@ -105,3 +105,50 @@ def test_a_new_executor_adopts_a_running_task(tmp_path: Path, make) -> None:
     assert status.phase is TaskPhase.SUCCEEDED
     assert b"adopted" in second.read_log(h, 0)
     assert not second.adopt("j-unknown-1", task)
+
+
+def test_a_restarted_agent_kills_a_task_from_its_pid_file_alone(tmp_path: Path) -> None:
+    import psutil
+
+    h = LocalExecutor(tmp_path).start(_task("sh", "-c", "sleep 300 & wait"))
+    pid = (tmp_path / "tasks" / h / "pid").read_text()
+    created = (tmp_path / "tasks" / h / "pid-created").read_text()
+    assert float(created) == psutil.Process(int(pid)).create_time()  # the files name the process, not a number
+    fresh = LocalExecutor(tmp_path)  # no memory of the process: as after an agent restart
+    fresh.cancel(h)
+    assert _wait(fresh, h, timeout=10).phase is TaskPhase.CANCELLED
+    assert not [p for p in psutil.process_iter() if _pgid(p.pid) == int(pid) and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_pid_reused_by_another_process_is_never_signalled(tmp_path: Path) -> None:
+    import subprocess
+
+    ex = LocalExecutor(tmp_path)
+    h = ex.start(_task(sys.executable, "-c", "pass"))
+    _wait(ex, h)
+    import psutil
+
+    bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    bystander_created = psutil.Process(bystander.pid).create_time()
+    try:
+        # The task's leader is gone and the kernel handed its pid to an unrelated process.
+        (tmp_path / "tasks" / h / "pid").write_text(str(bystander.pid))
+        (tmp_path / "tasks" / h / "pid-created").write_text(str(bystander_created - 5))
+        (tmp_path / "tasks" / h / "result.json").unlink()
+        fresh = LocalExecutor(tmp_path)
+        assert not fresh.adopt(h, _task(sys.executable, "-c", "pass"))
+        fresh.cancel(h)
+        time.sleep(0.2)  # a signal, had one been sent, lands at once
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def _pgid(pid: int) -> int | None:
+    import os
+
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None

@@ -24,6 +24,8 @@ class FakeEngine:
         self.phases: dict[str, TaskPhase] = {}
         self.started: list[str] = []
         self.poll_error = False
+        self.log: list[tuple[str, str]] = []
+        self.unadoptable: set[str] = set()  # what adopt() cannot confirm (e.g. Slurm accounting lagging)
 
     def detect_pools(self) -> list[PoolInfo]:
         return [PoolInfo(name="p", resource_class="general", cores=4, memory_gb=8)]
@@ -44,13 +46,15 @@ class FakeEngine:
         return {h: self.poll(h) for h in handles}
 
     def cancel(self, handle: str) -> None:
+        self.log.append(("cancel", handle))
         self.phases[handle] = TaskPhase.CANCELLED
 
     def read_log(self, handle: str, offset: int) -> bytes:
         return b""
 
     def adopt(self, handle: str, task: Task) -> bool:
-        return handle in self.phases
+        self.log.append(("adopt", handle))
+        return handle in self.phases and handle not in self.unadoptable
 
     def find(self, task: Task) -> str | None:
         return self.known.get(task.job_id)
@@ -59,8 +63,9 @@ class FakeEngine:
 class Platform:
     """Records every call; hands out the queued tasks once."""
 
-    def __init__(self, tasks: list[str]) -> None:
+    def __init__(self, tasks: list[str], stale: set[tuple[str, int]] = frozenset()) -> None:
         self.to_lease = tasks
+        self.stale = set(stale)  # attempts the platform gave away: a heartbeat naming them answers "kill"
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -70,7 +75,8 @@ class Platform:
         if path == "/agent/register":
             return httpx.Response(200, json={"site": "s", "pools": ["p"], "lease_s": 15})
         if path == "/agent/heartbeat":
-            return httpx.Response(200, json={"kill": [], "lease_s": 15})
+            kill = [r for r in body["running"] if (r["job_id"], r["attempt"]) in self.stale]
+            return httpx.Response(200, json={"kill": kill, "lease_s": 15})
         if path == "/agent/lease":
             tasks, self.to_lease = self.to_lease, []
             return httpx.Response(200, json=[
@@ -79,7 +85,8 @@ class Platform:
         return httpx.Response(200, json={})
 
     def statuses(self) -> dict[str, str]:
-        return {p.split("/")[3]: b["phase"] for p, b in self.calls if p.endswith("/status")}
+        """Each job's final phase reported."""
+        return {p.split("/")[3]: b["phase"] for p, b in self.calls if p.endswith("/status") and b["phase"] != "started"}
 
 
 def _agent(tmp_path: Path, engine: FakeEngine, platform: Platform) -> Agent:
@@ -166,3 +173,78 @@ def test_a_lease_call_that_failed_is_repeated_with_the_same_request_id(tmp_path:
     ids = [b["request_id"] for p, b in platform.calls if p == "/agent/lease"]
     assert len(ids) >= 3 and ids[0] == ids[1] != ids[2]  # repeated after the failure, fresh after a reply
     assert set(agent.tasks) == {("j1", 1)}
+
+
+TASK = {"job_id": "j1", "attempt": 1, "command": ["true"], "pool": "p", "cores": 1, "memory_gb": 1.0,
+        "devices": 0, "env": {}, "workdir": "", "duration_s": 60.0}
+
+
+def test_a_restarted_agent_cancels_the_attempts_given_away_before_anything_else(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    engine.phases.update({"h-j1": TaskPhase.RUNNING, "h-j2": TaskPhase.RUNNING})
+    engine.unadoptable.add("h-j1")  # the engine cannot confirm it is ours: it must be stopped all the same
+    platform = Platform([], stale={("j1", 1)})
+    agent = _agent(tmp_path, engine, platform)
+    agent.outbox.add_task(TaskRecord("j1", 1, "h-j1", TASK, 0, {}, 0.0, 0, False))
+    agent.outbox.add_task(TaskRecord("j2", 1, "h-j2", {**TASK, "job_id": "j2"}, 0, {}, 0.0, 0, False))
+    agent.recover()
+    assert platform.calls[0][0] == "/agent/heartbeat"
+    assert {r["job_id"] for r in platform.calls[0][1]["running"]} == {"j1", "j2"}
+    assert engine.log[0] == ("cancel", "h-j1")  # before the engine is asked about anything
+    assert ("cancel", "h-j2") not in engine.log and set(agent.tasks) == {("j2", 1)}
+
+
+def test_a_restarted_agent_with_the_platform_down_kills_on_its_first_heartbeat(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    engine.phases["h-j1"] = TaskPhase.RUNNING
+    platform = Platform([], stale={("j1", 1)})
+    down = {"on": True}
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if down["on"]:
+            raise httpx.ConnectError("connection refused")
+        return platform(request)
+
+    agent = _agent(tmp_path, engine, platform)
+    agent.http = httpx.Client(base_url="http://platform/api/v1", transport=httpx.MockTransport(flaky))
+    agent.outbox.add_task(TaskRecord("j1", 1, "h-j1", TASK, 0, {}, 0.0, 0, False))
+    agent.recover()
+    assert set(agent.tasks) == {("j1", 1)} and ("cancel", "h-j1") not in engine.log
+    down["on"] = False
+    agent.step()
+    assert ("cancel", "h-j1") in engine.log
+
+
+def test_started_is_reported_once_when_the_engine_starts_the_task_before_its_end(tmp_path: Path) -> None:
+    engine, platform = FakeEngine(), Platform(["j1"])
+    agent = _agent(tmp_path, engine, platform)
+    agent.lease(wait_s=0)
+    engine.phases["h-j1"] = TaskPhase.QUEUED
+    agent.follow()
+    agent.flush()
+    assert [b for p, b in platform.calls if p.endswith("/status")] == []  # held in the engine's queue
+    engine.phases["h-j1"] = TaskPhase.RUNNING
+    agent.follow()
+    agent.follow()
+    engine.phases["h-j1"] = TaskPhase.SUCCEEDED
+    agent.follow()
+    agent.flush()
+    phases = [b["phase"] for p, b in platform.calls if p.endswith("/status")]
+    assert phases == ["started", "succeeded"]
+    started = next(b for p, b in platform.calls if p.endswith("/status"))
+    assert started["attempt"] == 1 and started["started_at"] > 0
+
+
+def test_the_started_mark_survives_a_restart(tmp_path: Path) -> None:
+    engine, platform = FakeEngine(), Platform(["j1"])
+    agent = _agent(tmp_path, engine, platform)
+    agent.lease(wait_s=0)
+    agent.follow()
+    agent.close()
+    again = _agent(tmp_path, engine, platform)
+    [rec] = again.outbox.tasks()
+    assert rec.started
+    again.recover()
+    again.follow()
+    again.flush()
+    assert [b["phase"] for p, b in platform.calls if p.endswith("/status")] == ["started"]

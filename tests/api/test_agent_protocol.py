@@ -73,7 +73,7 @@ def test_lost_lease_requeues_and_a_new_attempt_runs(grid: Grid) -> None:
     old = grid.agent.post(f"/api/v1/agent/jobs/{task['job_id']}/status", json={"attempt": 1, "phase": "succeeded"})
     assert old.json() == {"applied": False}
     events = [e["to"] for e in grid.consumer.get(f"/api/v1/jobs/{task['job_id']}/events").json()]
-    assert events == ["pending", "placed", "running", "requeued", "placed", "running"]
+    assert events == ["pending", "placed", "queued_at_site", "requeued", "placed", "queued_at_site"]
 
 
 def test_lost_lease_with_fail_policy_marks_lost(grid: Grid) -> None:
@@ -143,7 +143,7 @@ def test_a_lease_call_repeated_after_a_lost_reply_gets_the_same_attempts(grid: G
     assert sorted((t["job_id"], t["attempt"]) for t in again) == sorted((t["job_id"], t["attempt"]) for t in first)
     assert grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 4, "request_id": "r-2"}).json() == []
     events = [e["to"] for i in ids for e in grid.consumer.get(f"/api/v1/jobs/{i}/events").json()]
-    assert events.count("running") == 2  # one start per job
+    assert events.count("queued_at_site") == 2  # one lease per job
 
 
 def test_a_lease_request_id_longer_than_64_characters_is_refused(grid: Grid) -> None:
@@ -163,7 +163,7 @@ def test_agent_reports_with_values_no_column_holds_are_refused(grid: Grid) -> No
         ("/usage", {"records": [_usage(task, 0) | {"end": 1e300, "wall_s": 1e300, "cpu_s": 1e300, "device_s": 1e300}]}),
         ("/logs", {"job_id": task["job_id"], "attempt": 1, "offset": huge, "data_b64": "eA=="}),
         ("/logs", {"job_id": long, "attempt": huge, "offset": 0, "data_b64": "eA=="}),
-        (f"/jobs/{task['job_id']}/status", {"attempt": huge, "phase": "running"}),
+        (f"/jobs/{task['job_id']}/status", {"attempt": huge, "phase": "started"}),
         ("/heartbeat", {"running": [{"job_id": task["job_id"], "attempt": huge}]}),
     ]
     answers = [(path, grid.agent.post(f"/api/v1/agent{path}", json=body).status_code) for path, body in bad]

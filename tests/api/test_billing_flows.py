@@ -101,7 +101,7 @@ def test_a_job_is_stopped_before_its_next_report_would_pass_the_credit_line(grid
         grid.tick()
 
     report(0, 0.5)  # 500 fen: 1500 left, room for another such report
-    assert grid.consumer.get(f"{API}/jobs/{job['id']}").json()["state"] == "running"
+    assert grid.consumer.get(f"{API}/jobs/{job['id']}").json()["state"] == "queued_at_site"
     report(1, 1.0)  # 1000 fen: 500 left, less than another such report
     stopped = grid.consumer.get(f"{API}/jobs/{job['id']}").json()
     assert stopped["state"] == "cancelled" and "credit line" in stopped["reason"]

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from suanwang.domain.job import TERMINAL_STATES, TRANSITIONS, JobSpec, JobState, check_transition, state_after_lost_lease
+from suanwang.domain.job import (
+    LEASED_STATES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    JobSpec,
+    JobState,
+    check_transition,
+    state_after_lost_lease,
+)
 from suanwang.domain.resources import LostPolicy, ResourceClass
 from suanwang.errors import IllegalTransition, InvalidSpec
 
@@ -47,6 +55,35 @@ def test_every_state_can_reach_a_terminal_state() -> None:
                     seen.add(nxt)
                     frontier.append(nxt)
         assert seen & TERMINAL_STATES, start
+
+
+def test_a_lease_is_not_a_start() -> None:
+    """An agent's lease makes a job queued_at_site; only its engine's start makes it running."""
+    with pytest.raises(IllegalTransition):
+        check_transition(JobState.PLACED, JobState.RUNNING)
+    assert check_transition(JobState.PLACED, JobState.QUEUED_AT_SITE) is JobState.QUEUED_AT_SITE
+    assert check_transition(JobState.QUEUED_AT_SITE, JobState.RUNNING) is JobState.RUNNING
+    # finished between two polls of its agent: straight to its end, never seen running
+    assert check_transition(JobState.QUEUED_AT_SITE, JobState.SUCCEEDED) is JobState.SUCCEEDED
+    assert {s for s in JobState if s.is_leased} == set(LEASED_STATES) == {JobState.QUEUED_AT_SITE, JobState.RUNNING}
+
+
+@given(path=st.lists(states, max_size=20))
+def test_every_path_into_running_passes_through_a_lease(path: list[JobState]) -> None:
+    """Whatever sequence of events arrives, a job runs only after it was leased, and a lease
+    ends only in running, a final state or a wait for the next attempt."""
+    state, seen = JobState.PENDING, [JobState.PENDING]
+    for new in path:
+        try:
+            state = check_transition(state, new)
+        except IllegalTransition:
+            continue
+        seen.append(state)
+    for before, after in zip(seen, seen[1:]):
+        if after is JobState.RUNNING:
+            assert before is JobState.QUEUED_AT_SITE
+        if before.is_leased and not after.is_leased:
+            assert after.is_terminal or after is JobState.REQUEUED
 
 
 def test_lost_lease_policy() -> None:

@@ -65,7 +65,7 @@ def wait_until(poll: Callable[[], TaskStatus], done: Callable[[TaskStatus], bool
 
 
 def finished(status: TaskStatus) -> bool:
-    return status.phase is not TaskPhase.RUNNING
+    return status.phase.is_final
 
 
 @pytest.fixture

@@ -46,6 +46,15 @@ def test_statuses_map_from_ray_and_the_marker() -> None:
     assert status_from_info(info("SUCCEEDED", 0, end=2000), None, 0, 0).phase is TaskPhase.SUCCEEDED
 
 
+def test_a_pending_ray_job_is_queued_and_a_running_one_says_when_it_started() -> None:
+    pending = status_from_info(info("PENDING"), None, gpus=0, now_ms=3000)
+    assert (pending.phase, pending.started_at) == (TaskPhase.QUEUED, None)
+    running = status_from_info(info("RUNNING", start=1_500), None, gpus=0, now_ms=3000)
+    assert (running.phase, running.started_at) == (TaskPhase.RUNNING, 1.5)
+    done = status_from_info(info("SUCCEEDED", 0, start=1_500, end=2000), None, 0, 0)
+    assert (done.phase, done.started_at) == (TaskPhase.SUCCEEDED, 1.5)
+
+
 def test_pools_sum_alive_nodes_and_honour_node_resources() -> None:
     nodes = [
         {"state": "ALIVE", "resources_total": {"CPU": 8.0, "GPU": 2.0, "memory": 16 * 2**30, "wuhu": 1.0}},

@@ -85,6 +85,17 @@ def test_exceeding_memory_is_failed_as_out_of_memory(executor: SlurmExecutor, wa
     assert status.usage.peak_memory_bytes > 0.1 * 2**30
 
 
+def test_a_job_is_running_from_saccts_start_not_from_its_submission(executor: SlurmExecutor, wait: Callable) -> None:
+    submitted = time.time()
+    handle = executor.start(task("bash", "-c", "echo started; sleep 30"))
+    try:
+        status = wait(lambda: executor.poll(handle), lambda s: s.phase is not TaskPhase.QUEUED, timeout_s=60)
+    finally:
+        executor.cancel(handle)
+    assert status.phase is TaskPhase.RUNNING and status.started_at is not None
+    assert submitted - 2 <= status.started_at <= time.time()  # sacct's Start has whole seconds
+
+
 def test_cancel_reaches_scancel(executor: SlurmExecutor, wait: Callable) -> None:
     handle = executor.start(task("bash", "-c", "echo started; sleep 60"))
     wait(lambda: executor.poll(handle), lambda s: executor.read_log(handle, 0) == b"started\n")

@@ -69,7 +69,8 @@ def test_a_completed_job_has_sacct_usage_with_gpu_seconds() -> None:
         ("TIMEOUT", "0:0", "CANCELLED|0:15|1K", TaskPhase.FAILED, "time limit reached"),
         ("NODE_FAIL", "0:0", "CANCELLED|0:15|1K", TaskPhase.FAILED, "node failure"),
         ("CANCELLED by 0", "0:0", "CANCELLED|0:15|1K", TaskPhase.CANCELLED, "cancelled by 0"),
-        ("PENDING", "0:0", "PENDING|0:0|", TaskPhase.RUNNING, ""),
+        ("PENDING", "0:0", "PENDING|0:0|", TaskPhase.QUEUED, ""),
+        ("CONFIGURING", "0:0", "PENDING|0:0|", TaskPhase.QUEUED, ""),
         ("RUNNING", "0:0", "RUNNING|0:0|", TaskPhase.RUNNING, ""),
     ],
 )
@@ -79,6 +80,23 @@ def test_slurm_states_map_to_phases_with_reasons(job_state, exit_code, step, pha
             f"9.batch|batch|{state}|{code}|1|00:00.1|{rss}||\n")
     status = status_from_sacct("9", parse_sacct(text))
     assert status is not None and status.phase is phase and status.reason.startswith(reason)
+
+
+def test_a_slurm_job_runs_from_saccts_start_and_waits_before_it() -> None:
+    from datetime import datetime
+
+    from suanwang.agent.executors.slurm import parse_start
+
+    start = "2026-12-06T05:12:33"
+    running = f"9|n|RUNNING|0:0|4|00:01.0||100M|cpu=1,mem=100M|{start}\n"
+    status = status_from_sacct("9", parse_sacct(running))
+    assert status is not None and status.phase is TaskPhase.RUNNING
+    assert status.started_at == datetime.fromisoformat(start).timestamp()  # the host's local time
+    pending = status_from_sacct("9", parse_sacct("9|n|PENDING|0:0|0|00:00.0||100M||Unknown\n"))
+    assert pending is not None and (pending.phase, pending.started_at) == (TaskPhase.QUEUED, None)
+    done = status_from_sacct("9", parse_sacct(running.replace("RUNNING", "COMPLETED")))
+    assert done is not None and done.phase is TaskPhase.SUCCEEDED and done.started_at == status.started_at
+    assert parse_start("None") is None and parse_start("") is None
 
 
 def test_a_job_absent_from_sacct_has_no_status() -> None:
@@ -205,5 +223,5 @@ def test_poll_many_answers_every_task_from_one_sacct_and_one_squeue(tmp_path) ->
     out = ex.poll_many(["7", "8", "9"])
     assert out["7"].phase is TaskPhase.SUCCEEDED
     assert out["8"].phase is TaskPhase.RUNNING and out["8"].usage.peak_memory_bytes == 1024**2
-    assert out["9"].phase is TaskPhase.RUNNING  # slurmctld has it, accounting not yet
+    assert out["9"].phase is TaskPhase.QUEUED  # slurmctld has it, accounting not yet: not known to have started
     assert calls == ["sacct", "squeue", "sstat"]

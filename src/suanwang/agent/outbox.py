@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     log_offset INTEGER NOT NULL DEFAULT 0, kill INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, attempt));
 """
+_COLUMNS = "job_id, attempt, handle, task, seq, reported, last_end, log_offset, kill, started"
 
 
 @dataclass
@@ -39,6 +40,7 @@ class TaskRecord:
     last_end: float
     log_offset: int
     kill: bool
+    started: bool = False  # its "started" report is queued: the engine started it
 
 
 class Outbox:
@@ -48,6 +50,9 @@ class Outbox:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(tasks)")}
+        if "started" not in columns:  # a data dir from before the queued_at_site state
+            self._db.execute("ALTER TABLE tasks ADD COLUMN started INTEGER NOT NULL DEFAULT 0")
         self._lock = threading.Lock()
 
     # --- reports -------------------------------------------------------------------------
@@ -67,16 +72,15 @@ class Outbox:
     # --- tasks ---------------------------------------------------------------------------
     def tasks(self) -> list[TaskRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT job_id, attempt, handle, task, seq, reported, last_end, log_offset, kill "
-                                    "FROM tasks ORDER BY job_id, attempt").fetchall()
-        return [TaskRecord(r[0], r[1], r[2], json.loads(r[3]), r[4], json.loads(r[5]), r[6], r[7], bool(r[8]))
-                for r in rows]
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM tasks ORDER BY job_id, attempt").fetchall()
+        return [TaskRecord(r[0], r[1], r[2], json.loads(r[3]), r[4], json.loads(r[5]), r[6], r[7], bool(r[8]),
+                           bool(r[9])) for r in rows]
 
     def add_task(self, rec: TaskRecord) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?)",
+            self._db.execute(f"INSERT OR REPLACE INTO tasks ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                              (rec.job_id, rec.attempt, rec.handle, json.dumps(rec.task), rec.seq,
-                              json.dumps(rec.reported), rec.last_end, rec.log_offset, int(rec.kill)))
+                              json.dumps(rec.reported), rec.last_end, rec.log_offset, int(rec.kill), int(rec.started)))
 
     def commit(self, rec: TaskRecord, reports: list[tuple[str, dict[str, Any]]], *, finished: bool) -> None:
         """Save a task's progress and enqueue its reports atomically."""
@@ -89,9 +93,10 @@ class Outbox:
                     self._db.execute("DELETE FROM tasks WHERE job_id = ? AND attempt = ?", (rec.job_id, rec.attempt))
                 else:
                     self._db.execute(
-                        "UPDATE tasks SET seq=?, reported=?, last_end=?, log_offset=?, kill=? WHERE job_id=? AND attempt=?",
-                        (rec.seq, json.dumps(rec.reported), rec.last_end, rec.log_offset, int(rec.kill), rec.job_id,
-                         rec.attempt))
+                        "UPDATE tasks SET seq=?, reported=?, last_end=?, log_offset=?, kill=?, started=? "
+                        "WHERE job_id=? AND attempt=?",
+                        (rec.seq, json.dumps(rec.reported), rec.last_end, rec.log_offset, int(rec.kill),
+                         int(rec.started), rec.job_id, rec.attempt))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

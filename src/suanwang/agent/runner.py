@@ -3,7 +3,13 @@
 Every report goes through the durable outbox first and is sent in order;
 the platform is reached only by outbound HTTP(S).  When the platform is
 down the agent keeps its tasks running, queues their reports and retries
-with exponential backoff.
+with exponential backoff.  A task's engine starting it is a report too
+("started"): until then the platform calls the job ``queued_at_site``.
+
+On restart the agent first names every attempt its outbox says it ran in one
+heartbeat and stops, through the engine's stored id, each one the platform
+answers as stale (its lease lapsed and the job went to a new attempt), before
+re-adopting the rest: the consumer must not pay for two copies of one job.
 """
 
 from __future__ import annotations
@@ -111,19 +117,47 @@ class Agent:
 
     # --- the loop ------------------------------------------------------------------------
     def recover(self) -> None:
-        """Re-adopt tasks that the engine still runs after an agent restart."""
-        for rec in self.outbox.tasks():
+        """After an agent restart: stop the attempts the platform gave away, re-adopt those the engine still runs."""
+        recs = self.outbox.tasks()
+        stale = self._stale_attempts(recs)
+        for rec in recs:
             task = _task_from(rec)
             if not rec.handle:
                 # Killed between recording the task and saving the engine's id: the engine may have it all the same.
                 rec.handle = self._find(task) or ""
                 self.outbox.add_task(rec)
+            if rec.handle and (rec.job_id, rec.attempt) in stale and not rec.kill:
+                log.info("killing %s attempt %s: its lease lapsed while this agent was down", rec.job_id, rec.attempt)
+                self._kill(rec)
             if rec.handle and self.executor.adopt(rec.handle, task):
                 self.tasks[(rec.job_id, rec.attempt)] = rec
                 log.info("re-adopted %s attempt %s", rec.job_id, rec.attempt)
             else:
                 status = TaskStatus(TaskPhase.LOST, _usage_of(rec), reason="gone from engine after agent restart")
                 self.outbox.commit(rec, self._final_reports(rec, status), finished=True)
+
+    def _stale_attempts(self, recs: list[TaskRecord]) -> set[tuple[str, int]]:
+        """The stored attempts the platform no longer leases to us, from one heartbeat naming them all.
+
+        An unreachable platform answers nothing here; the loop's heartbeats ask again once it is back.
+        """
+        if not recs:
+            return set()
+        try:
+            reply = self._heartbeat_call([(r.job_id, r.attempt) for r in recs])
+        except (PlatformUnavailable, httpx.HTTPStatusError) as exc:
+            log.warning("could not reconcile attempts with the platform at start-up: %s", exc)
+            return set()
+        return {(k["job_id"], k["attempt"]) for k in reply["kill"]}
+
+    def _kill(self, rec: TaskRecord) -> None:
+        try:
+            self.executor.cancel(rec.handle)
+        except EngineError as exc:  # the next heartbeat answers "kill" again and we retry
+            log.warning("engine could not cancel %s attempt %s: %s", rec.job_id, rec.attempt, exc)
+            return
+        rec.kill = True
+        self.outbox.commit(rec, [], finished=False)
 
     def _find(self, task: Task) -> str | None:
         find = getattr(self.executor, "find", None)
@@ -165,17 +199,19 @@ class Agent:
         return min(0.2, self.poll_s * 4) if finished else 0.0
 
     def heartbeat(self) -> None:
-        running = [{"job_id": j, "attempt": a} for j, a in self.tasks]
-        reply = self._post("/agent/heartbeat", {"running": running, "info": {"outbox": self.outbox.size()}})
-        self._next_heartbeat = time.monotonic() + self.heartbeat_s
-        self._lease_s = float(reply.get("lease_s", self._lease_s))
+        reply = self._heartbeat_call(list(self.tasks))
         for k in reply["kill"]:
             rec = self.tasks.get((k["job_id"], k["attempt"]))
             if rec is not None and not rec.kill:
                 log.info("killing %s attempt %s", rec.job_id, rec.attempt)
-                self.executor.cancel(rec.handle)
-                rec.kill = True
-                self.outbox.commit(rec, [], finished=False)
+                self._kill(rec)
+
+    def _heartbeat_call(self, attempts: list[tuple[str, int]]) -> Any:
+        running = [{"job_id": j, "attempt": a} for j, a in attempts]
+        reply = self._post("/agent/heartbeat", {"running": running, "info": {"outbox": self.outbox.size()}})
+        self._next_heartbeat = time.monotonic() + self.heartbeat_s
+        self._lease_s = float(reply.get("lease_s", self._lease_s))
+        return reply
 
     def lease(self, wait_s: float) -> None:
         # The id changes only once a reply arrived: a call that failed is repeated with it, so attempts the
@@ -239,7 +275,10 @@ class Agent:
         for key, rec in list(self.tasks.items()):
             try:
                 status = statuses.get(rec.handle) or self.executor.poll(rec.handle)
-                reports = self._log_reports(rec)
+                reports = []
+                if status.phase is TaskPhase.RUNNING and not rec.started and not rec.kill:
+                    reports.append(self._started_report(rec, status))
+                reports += self._log_reports(rec)
             except EngineError as exc:  # the engine, not the task: ask again next step
                 log.warning("engine poll of %s failed: %s", rec.handle, exc)
                 continue
@@ -250,7 +289,7 @@ class Agent:
                 except Exception:  # noqa: BLE001, S110 - best effort: it may be gone already
                     pass
                 status, reports = _failed(f"agent could not follow the task: {exc!r}"), []
-            finished = status.phase is not TaskPhase.RUNNING
+            finished = status.phase.is_final
             if finished:
                 reports += self._final_reports(rec, status)
                 del self.tasks[key]
@@ -297,11 +336,17 @@ class Agent:
         self._last_usage[(rec.job_id, rec.attempt)] = time.monotonic()
         return [("/agent/usage", {"records": [body]})]
 
+    def _started_report(self, rec: TaskRecord, status: TaskStatus) -> tuple[str, dict[str, Any]]:
+        """The engine started the task: the platform's job becomes running, from the engine's start time."""
+        rec.started = True
+        return (f"/agent/jobs/{rec.job_id}/status",
+                {"attempt": rec.attempt, "phase": "started", "started_at": status.started_at or time.time()})
+
     def _final_reports(self, rec: TaskRecord, status: TaskStatus) -> list[tuple[str, dict[str, Any]]]:
         reports = self._usage_reports(rec, status)
         reports.append((f"/agent/jobs/{rec.job_id}/status",
                         {"attempt": rec.attempt, "phase": status.phase.value, "exit_code": status.exit_code,
-                         "reason": status.reason}))
+                         "reason": status.reason, "started_at": status.started_at}))
         return reports
 
     def flush(self) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -217,9 +217,11 @@ class TaskOut(BaseModel):
 
 class StatusIn(In):
     attempt: int = Field(le=INT32)
-    phase: str
+    # "started": the site's engine started the process (queued_at_site -> running); the rest end the attempt.
+    phase: Literal["started", "succeeded", "failed", "cancelled", "lost"]
     exit_code: int | None = Field(default=None, ge=-INT32 - 1, le=INT32)
     reason: str = ""
+    started_at: float | None = Field(default=None, ge=0)  # Unix s; the platform clamps it to lease time .. now
 
 
 class UsageIn(In):

@@ -77,6 +77,10 @@ def register(app: typer.Typer) -> None:
             print_json(job | {"events": events})
             return
         console.print(_jobs_table([job]))
+        if job["started_at"]:
+            console.print(f"started: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(job['started_at']))}")
+        elif job["state"] == "queued_at_site":
+            console.print(f"leased by {job['site']}'s agent; waiting in its engine's queue, not started yet")
         if job["reason"]:
             console.print(f"reason: {job['reason']}")
         table = Table("at", "attempt", "from", "to", "reason")
@@ -93,7 +97,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def cancel(job_id: str, url: Url = None, token: Token = None, json: Json = False) -> None:
-        """Cancel a job; a running one is killed at its site."""
+        """Cancel a job; one leased to a site (queued_at_site or running) is killed there."""
         job = Client(url, token).call("POST", f"/jobs/{job_id}/cancel")
         print_json(job) if json else console.print(f"{job['id']} {job['state']}")
 

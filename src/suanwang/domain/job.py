@@ -2,15 +2,19 @@
 
 Lifecycle (any other change raises ``IllegalTransition``)::
 
-    pending ──► placed ──► running ──► succeeded | failed
-       │          │           │
-       │          ├──────────►├──► lost        (lease expired, policy "fail")
-       │          └──────────►└──► requeued ──► placed ...  (lease expired or preempted)
-       └──────────┴───────────┴──► cancelled
+    pending ──► placed ──► queued_at_site ──► running ──► succeeded | failed
+       │          │              │   └────────────┼──────► succeeded | failed
+       │          ├─────────────►├───────────────►├──► lost        (lease expired, policy "fail")
+       │          └─────────────►└───────────────►└──► requeued ──► placed ...  (lease expired or preempted)
+       └──────────┴──────────────┴────────────────┴──► cancelled
 
 ``pending`` and ``requeued`` both wait for placement; ``requeued`` says an
 earlier attempt existed.  ``placed`` may also go back to ``pending`` when the
-scheduler withdraws a placement before any agent took it.
+scheduler withdraws a placement before any agent took it.  An agent's lease
+makes an attempt ``queued_at_site`` (the site's engine may still hold it in
+its queue); it is ``running`` only once the engine started its process.  A
+job that finished between two polls of its agent goes straight from
+``queued_at_site`` to its final state.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ JobId = str
 class JobState(enum.StrEnum):
     PENDING = "pending"  # accepted, waiting for a placement
     PLACED = "placed"  # assigned to (site, pool); waiting for that site's agent
-    RUNNING = "running"  # an agent holds its lease and runs it
+    QUEUED_AT_SITE = "queued_at_site"  # an agent holds its lease; the site's engine has not started it yet
+    RUNNING = "running"  # an agent holds its lease and the site's engine has started its process
     SUCCEEDED = "succeeded"  # exited 0
     FAILED = "failed"  # exited non-zero, or the engine failed it
     CANCELLED = "cancelled"  # the consumer or operator cancelled it
@@ -44,16 +49,24 @@ class JobState(enum.StrEnum):
     def is_waiting(self) -> bool:
         return self in (JobState.PENDING, JobState.REQUEUED)
 
+    @property
+    def is_leased(self) -> bool:
+        """An agent holds this job's lease: it renews it, and a lapse requeues the job."""
+        return self in LEASED_STATES
+
 
 MAX_NAME = 200  # characters in a job's name: what every store keeps
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
+# An agent took the job (a lease it renews by heartbeat), whether or not its engine has started it.
+LEASED_STATES = frozenset({JobState.QUEUED_AT_SITE, JobState.RUNNING})
 
 _S = JobState
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     _S.PENDING: frozenset({_S.PLACED, _S.CANCELLED, _S.FAILED}),
     _S.REQUEUED: frozenset({_S.PLACED, _S.CANCELLED, _S.FAILED}),
-    _S.PLACED: frozenset({_S.RUNNING, _S.PENDING, _S.REQUEUED, _S.CANCELLED, _S.LOST, _S.FAILED}),
+    _S.PLACED: frozenset({_S.QUEUED_AT_SITE, _S.PENDING, _S.REQUEUED, _S.CANCELLED, _S.LOST, _S.FAILED}),
+    _S.QUEUED_AT_SITE: frozenset({_S.RUNNING, _S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.LOST, _S.REQUEUED}),
     _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.LOST, _S.REQUEUED}),
     _S.SUCCEEDED: frozenset(),
     _S.FAILED: frozenset(),

@@ -7,6 +7,7 @@ retried or stale report changes nothing.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,16 +19,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from suanwang.domain import units
-from suanwang.domain.job import JobState
+from suanwang.domain.job import LEASED_STATES, JobState
 from suanwang.errors import InvalidSpec
 from suanwang.services.auth import Principal, Role, require
 from suanwang.services.jobs import move
 from suanwang.services.sites import get_site
 from suanwang.store.db import is_postgres
-from suanwang.store.tables import JobRow, LogChunkRow, PoolRow, UnratedUsageRow, UsageRow
+from suanwang.store.tables import JobEventRow, JobRow, LogChunkRow, PoolRow, UnratedUsageRow, UsageRow
 
 MAX_LOG_CHUNK = 1 << 20
 _FINAL = {"succeeded": JobState.SUCCEEDED, "failed": JobState.FAILED, "cancelled": JobState.CANCELLED}
+_PHASES = ("started", *_FINAL, "lost")
+_LEASED = tuple(s.value for s in LEASED_STATES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +52,16 @@ def lease_jobs(
 ) -> list[JobRow]:
     """Hand this site's placed jobs to its agent as new attempts.
 
-    A call repeated with the same ``request_id`` (its reply was lost: the
-    platform restarted, the connection dropped) gets the attempts it leased the
-    first time, still running, instead of leaving them to lapse unrun.
+    A leased attempt is ``queued_at_site`` until the agent reports that its
+    engine started it.  A call repeated with the same ``request_id`` (its reply
+    was lost: the platform restarted, the connection dropped) gets the attempts
+    it leased the first time, still leased, instead of leaving them to lapse unrun.
     """
     require(agent, Role.AGENT)
     now = time.time()
     if request_id:
         replay = list(session.scalars(
-            select(JobRow).where(JobRow.site == agent.site, JobRow.state == JobState.RUNNING.value,
+            select(JobRow).where(JobRow.site == agent.site, JobRow.state.in_(_LEASED),
                                  JobRow.lease_request == request_id).order_by(JobRow.placed_at, JobRow.id)
         ))
         if replay:
@@ -75,10 +79,10 @@ def lease_jobs(
     jobs = list(session.scalars(query))
     for job in jobs:
         job.attempt += 1
-        job.started_at = now
+        job.started_at = None  # set when the engine starts it (report_status phase "started")
         job.lease_expires_at = now + lease_s
         job.lease_request = request_id or None
-        move(session, job, JobState.RUNNING, f"leased by agent of {agent.site}", now=now)
+        move(session, job, JobState.QUEUED_AT_SITE, f"leased by agent of {agent.site}", now=now)
     return jobs
 
 
@@ -96,7 +100,7 @@ def heartbeat(
     kill: list[tuple[str, int]] = []
     for job_id, attempt in running:
         job = session.get(JobRow, job_id)
-        if job is None or job.site != agent.site or job.attempt != attempt or job.state != JobState.RUNNING.value:
+        if job is None or job.site != agent.site or job.attempt != attempt or job.state not in _LEASED:
             kill.append((job_id, attempt))
         else:
             job.lease_expires_at = now + lease_s
@@ -104,28 +108,56 @@ def heartbeat(
 
 
 def report_status(
-    session: Session, agent: Principal, *, job_id: str, attempt: int, phase: str, exit_code: int | None, reason: str
+    session: Session, agent: Principal, *, job_id: str, attempt: int, phase: str, exit_code: int | None, reason: str,
+    started_at: float | None = None,
 ) -> bool:
-    """Apply an attempt's final state; False when the report is stale (job moved on)."""
+    """Apply an attempt's start or final state; False when the report is stale (job moved on).
+
+    ``started`` (the engine started the process at ``started_at``) makes a
+    ``queued_at_site`` job ``running``.  A final report may come without it
+    (the job finished between two polls); its ``started_at`` then dates the
+    start.  The start time is bounded to the lease's time .. now: an agent's
+    clock cannot date work before the platform handed it out, or in the future.
+    """
     require(agent, Role.AGENT)
-    job = session.get(JobRow, job_id)
+    if phase not in _PHASES:
+        raise InvalidSpec(f"unknown phase {phase!r} (one of: {', '.join(_PHASES)})")
+    job = session.get(JobRow, job_id, with_for_update=True)  # a reaping pass must not move it under us
     if job is None or job.site != agent.site:
         from suanwang.errors import NotFound
 
         raise NotFound(f"job {job_id} not found")
-    if job.attempt != attempt or job.state != JobState.RUNNING.value:
+    if job.attempt != attempt or job.state not in _LEASED:
         return False
+    now = time.time()
+    if phase == "started":
+        if job.state == JobState.QUEUED_AT_SITE.value:
+            job.started_at = _bounded_start(session, job, started_at, now=now)
+            move(session, job, JobState.RUNNING, "started by the site's engine", now=now)
+        return True
+    if job.started_at is None and started_at is not None and phase != "lost":
+        job.started_at = _bounded_start(session, job, started_at, now=now)  # it finished between two polls
     if phase == "lost":
         from suanwang.services.scheduling import reap_expired_leases
 
         job.lease_expires_at = 0.0
         reap_expired_leases(session, now=time.time())
         return True
-    if phase not in _FINAL:
-        raise InvalidSpec(f"unknown phase {phase!r} (one of: succeeded, failed, cancelled, lost)")
     job.exit_code = exit_code
     move(session, job, _FINAL[phase], reason or f"exit code {exit_code}")
     return True
+
+
+def _bounded_start(session: Session, job: JobRow, reported: float | None, *, now: float) -> float:
+    """The engine's start time, clamped to when this attempt was leased .. now (a missing one reads as now)."""
+    leased = session.scalar(
+        select(JobEventRow.at).where(JobEventRow.job_id == job.id, JobEventRow.attempt == job.attempt,
+                                     JobEventRow.to_state == JobState.QUEUED_AT_SITE.value)
+        .order_by(JobEventRow.id.desc()).limit(1)
+    )
+    if reported is None or not math.isfinite(reported):
+        return now
+    return min(max(reported, leased if leased is not None else now), now)
 
 
 def record_usage(session: Session, agent: Principal, reports: list[UsageReport]) -> int:

@@ -815,7 +815,7 @@ def _stop_overspent(session: Session, job_id: str) -> bool:
     job = session.scalar(query)
     if job is None or JobState(job.state).is_terminal:
         return False
-    if job.state == JobState.RUNNING.value:
+    if JobState(job.state).is_leased:
         job.cancel_requested = True
     move(session, job, JobState.CANCELLED, "credit line exhausted: charges passed the consumer's credit limit")
     record_audit(session, None, "job.cancel", job_id, reason="credit line exhausted")

@@ -171,14 +171,15 @@ def list_jobs(
 
 
 def cancel_job(session: Session, actor: Principal, job_id: str) -> JobRow:
-    """Cancel at once in the platform; a running attempt is killed by its agent on its next heartbeat."""
+    """Cancel at once in the platform; a leased attempt (queued at its site or running) is killed by its agent
+    on its next heartbeat."""
     require(actor, Role.CONSUMER, Role.OPERATOR)
     job = get_job(session, actor, job_id, for_update=True)
     if JobState(job.state).is_terminal:
         from suanwang.errors import Conflict
 
         raise Conflict(f"job {job_id} is already {job.state}")
-    if job.state == JobState.RUNNING.value:
+    if JobState(job.state).is_leased:
         job.cancel_requested = True
     move(session, job, JobState.CANCELLED, f"cancelled by {actor.role}")
     record_audit(session, actor, "job.cancel", job_id)

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from suanwang.domain.grid import Capacity
-from suanwang.domain.job import JobSpec, JobState, check_transition, state_after_lost_lease
+from suanwang.domain.job import LEASED_STATES, JobSpec, JobState, check_transition, state_after_lost_lease
 from suanwang.domain.explain import explain
 from suanwang.domain.fairness import FairScheduler, RunningJob
 from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler
@@ -26,7 +26,8 @@ from suanwang.services.planner import GridPlanner
 from suanwang.store.db import is_postgres
 from suanwang.store.tables import JobEventRow, JobRow, SiteRow
 
-_HOLDING = (JobState.PLACED.value, JobState.RUNNING.value)
+_LEASED = tuple(s.value for s in LEASED_STATES)  # queued_at_site or running: an agent holds the lease
+_HOLDING = (JobState.PLACED.value, *_LEASED)
 # Engines with a queue of their own: work placed beyond their free capacity waits there, ready to
 # start the moment a slot frees, instead of a report-place-lease round trip later.
 QUEUEING_ENGINES = frozenset({Engine.SLURM, Engine.RAY})
@@ -54,7 +55,7 @@ def claim_scheduling_pass(session: Session) -> bool:
 def reap_expired_leases(session: Session, *, now: float) -> list[str]:
     """Jobs whose agent stopped renewing their lease: requeue or mark lost, per job policy."""
     expired = session.scalars(
-        select(JobRow).where(JobRow.state == JobState.RUNNING.value, JobRow.lease_expires_at < now).with_for_update()
+        select(JobRow).where(JobRow.state.in_(_LEASED), JobRow.lease_expires_at < now).with_for_update()
     ).all()
     for job in expired:
         policy = LostPolicy(job.spec.get("on_lost", LostPolicy.REQUEUE.value))
@@ -71,7 +72,7 @@ def extend_leases_after_restart(session: Session, *, now: float, lease_s: float)
     """Give agents a full lease after the platform was down: its outage is not their fault."""
     result = session.execute(
         update(JobRow)
-        .where(JobRow.state == JobState.RUNNING.value, JobRow.lease_expires_at < now + lease_s)
+        .where(JobRow.state.in_(_LEASED), JobRow.lease_expires_at < now + lease_s)
         .values(lease_expires_at=now + lease_s)
     )
     return int(result.rowcount or 0)
@@ -87,7 +88,7 @@ def mark_offline_sites(session: Session, *, now: float, timeout_s: float) -> lis
 def pool_states(
     session: Session, engine_queue: float = 1.0, *, grid: tuple[GridShape, dict[str, bool]] | None = None
 ) -> list[PoolState]:
-    """Every pool with its free capacity: capacity minus what placed and running jobs hold.
+    """Every pool with its free capacity: capacity minus what placed and leased (queued at site, running) jobs hold.
 
     With ``engine_queue`` > 1, pools whose engine queues (Slurm, Ray) count that multiple of their capacity.
     ``grid`` is the (shape, online) pair of ``load_grid`` when the caller has just read it.
@@ -130,11 +131,12 @@ def queued_jobs(session: Session, *, limit: int = 10_000) -> list[Any]:
 
 
 def running_jobs(session: Session) -> list[RunningJob]:
-    rows = session.scalars(select(JobRow).where(JobRow.state == JobState.RUNNING.value))
+    """Leased jobs, the capacity preemption may free (one still queued at its site counts from its placement)."""
+    rows = session.scalars(select(JobRow).where(JobRow.state.in_(_LEASED)))
     return [
         RunningJob(id=r.id, tenant=r.tenant_id, site=r.site or "", pool=r.pool or "",
-                   demand=Capacity(r.cores, r.memory_gb, r.devices), started_at=r.started_at or 0.0,
-                   expected_end=(r.started_at or 0.0) + float(r.spec.get("duration_s", 3600.0)),
+                   demand=Capacity(r.cores, r.memory_gb, r.devices), started_at=r.started_at or r.placed_at or 0.0,
+                   expected_end=(r.started_at or r.placed_at or 0.0) + float(r.spec.get("duration_s", 3600.0)),
                    service_level=ServiceLevel(r.spec.get("service_level", "standard")))
         for r in rows
     ]
@@ -148,7 +150,7 @@ def preempt(session: Session, job_ids: list[str], *, now: float) -> None:
     if not job_ids:
         return
     for job in session.scalars(select(JobRow).where(JobRow.id.in_(job_ids)).with_for_update()):
-        if job.state == JobState.RUNNING.value:
+        if JobState(job.state).is_leased:
             move(session, job, JobState.REQUEUED, "preempted for guaranteed work", now=now)
             job.site = None
             job.pool = None

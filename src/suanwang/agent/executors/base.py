@@ -31,11 +31,16 @@ class Task:
 
 @enum.unique
 class TaskPhase(enum.StrEnum):
-    RUNNING = "running"
+    QUEUED = "queued"  # the engine holds it in its queue; its process has not started
+    RUNNING = "running"  # the engine started its process
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
     LOST = "lost"  # the engine no longer knows the task
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (TaskPhase.QUEUED, TaskPhase.RUNNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,7 @@ class TaskStatus:
     usage: Usage
     exit_code: int | None = None
     reason: str = ""
+    started_at: float | None = None  # Unix s the engine started the process, where it says (else: when first seen)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,10 @@
 
 Layout: the agent's state directory holds ``tasks/<job>-<attempt>/`` (0700, the agent's only):
 ``job.json`` (what the wrapper runs), ``output.log`` (stdout and stderr, copied from a pipe by
-the wrapper), ``result.json`` (written by the wrapper at exit), ``pid`` and ``job.pid``.  The handle
-is that directory's name, so a restarted agent can adopt a task from its files alone.
+the wrapper), ``result.json`` (written by the wrapper at exit), ``pid`` (the wrapper's),
+``pid-created`` (that process's start time) and ``job.pid`` (the job's process group).  The handle is
+that directory's name, so a restarted agent can adopt, or kill, a task from its files alone; the start
+time keeps it from signalling a process that merely reuses the pid.  A task runs once spawned.
 
 Isolation (the agent runs as root): each tenant's jobs run as a uid of their own (``_jobusers``),
 each attempt in its own 0700 working directory ``<jobs root>/<job>-<attempt>``, owned by that uid
@@ -149,6 +151,7 @@ class LocalExecutor:
         with open(d / "output.log", "ab") as out:
             proc = subprocess.Popen(wrapper, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
+        (d / "pid-created").write_text(str(_create_time(proc.pid)))  # first: a pid file always has its check
         (d / "pid").write_text(str(proc.pid))
         self._procs[handle] = proc
         return handle
@@ -191,11 +194,19 @@ class LocalExecutor:
         self._remember(handle, int(meta.get("devices", 0)), float(meta.get("started", time.time())))
         return (d / "result.json").exists() or self._alive(handle)
 
-    def _pid(self, handle: str, name: str = "pid") -> int | None:
+    def _pid(self, handle: str) -> int | None:
+        """The wrapper, which leads the task's process group, or None when that pid now belongs to another process."""
         try:
-            return int((self.root / handle / name).read_text())
+            pid = int((self.root / handle / "pid").read_text())
         except (OSError, ValueError):
             return None
+        now = _create_time(pid)
+        try:
+            if now is not None and abs(now - float((self.root / handle / "pid-created").read_text())) > 0.05:
+                return None  # the leader exited and the pid was reused
+        except (OSError, ValueError):
+            pass  # no start time (an older agent, or the process was gone at once): nothing to check against
+        return pid
 
     def _alive(self, handle: str) -> bool:
         proc = self._procs.get(handle)
@@ -237,19 +248,20 @@ class LocalExecutor:
                           device_s=devices * r["wall_s"])
             cancelled = handle in self._kill_at
             phase = TaskPhase.CANCELLED if cancelled else (TaskPhase.SUCCEEDED if r["exit_code"] == 0 else TaskPhase.FAILED)
-            return TaskStatus(phase, usage, exit_code=r["exit_code"], reason=r.get("reason", ""))
+            return TaskStatus(phase, usage, exit_code=r["exit_code"], reason=r.get("reason", ""),
+                              started_at=started)
         wall = time.time() - started
         if self._alive(handle):
             self._sample(handle)
             if handle in self._kill_at and time.time() >= self._kill_at[handle]:
                 self._signal(handle, signal.SIGKILL)
-            return TaskStatus(TaskPhase.RUNNING, self._usage(handle, wall, devices))
+            return TaskStatus(TaskPhase.RUNNING, self._usage(handle, wall, devices), started_at=started)
         self._reap(handle)
         self._clean(handle)
         usage = self._usage(handle, wall, devices)
         if handle in self._kill_at:
-            return TaskStatus(TaskPhase.CANCELLED, usage, reason="killed on cancel")
-        return TaskStatus(TaskPhase.LOST, usage, reason="process vanished without a result")
+            return TaskStatus(TaskPhase.CANCELLED, usage, reason="killed on cancel", started_at=started)
+        return TaskStatus(TaskPhase.LOST, usage, reason="process vanished without a result", started_at=started)
 
     def _usage(self, handle: str, wall: float, devices: int) -> Usage:
         return Usage(wall_s=wall, cpu_s=self._cpu.get(handle, 0.0), peak_memory_bytes=self._peak.get(handle, 0),
@@ -276,9 +288,16 @@ class LocalExecutor:
 
     def _signal(self, handle: str, sig: int) -> None:
         """Signal the job's process group (the wrapper's, before the job exists)."""
-        pid = self._pid(handle, "job.pid") or self._pid(handle)
-        if pid is None:
+        wrapper = self._pid(handle)
+        if wrapper is None:
             return
+        pid = wrapper
+        try:  # the job's own group while the wrapper (its parent, checked) still waits for it
+            job = int((self.root / handle / "job.pid").read_text())
+            if psutil.Process(job).ppid() == wrapper:
+                pid = job
+        except (OSError, ValueError, psutil.Error):
+            pass
         try:
             os.killpg(pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -296,3 +315,10 @@ class LocalExecutor:
                 return f.read(256 * 1024)
         except FileNotFoundError:
             return b""
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None

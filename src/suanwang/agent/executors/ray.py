@@ -24,6 +24,7 @@ device seconds = entrypoint GPUs x wall.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -127,8 +128,15 @@ def status_from_info(info: Any, marker: Mapping[str, Any] | None, gpus: float, n
                       gpus * float(marker["wall_s"]))
     else:
         usage = Usage(wall_s=ray_wall, device_s=gpus * ray_wall)
-    if state in {"PENDING", "RUNNING"}:
-        return TaskStatus(TaskPhase.RUNNING, usage)
+    started_at = start / 1000 if start and state != "PENDING" else None
+    if state == "PENDING":
+        return TaskStatus(TaskPhase.QUEUED, usage)
+    if state == "RUNNING":
+        return TaskStatus(TaskPhase.RUNNING, usage, started_at=started_at)
+    return dataclasses.replace(_final_status(state, info, marker, usage), started_at=started_at)
+
+
+def _final_status(state: str, info: Any, marker: Mapping[str, Any] | None, usage: Usage) -> TaskStatus:
     exit_code = getattr(info, "driver_exit_code", None)
     if marker and marker.get("exit_code") is not None:
         exit_code = int(marker["exit_code"])

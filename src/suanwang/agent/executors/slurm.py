@@ -7,7 +7,9 @@ Slurm's own records, so a restarted agent can adopt its jobs by id:
            task's command; partition from the pool mapping, ``--cpus-per-task``,
            ``--mem``, ``--gres=gpu:N``, ``--output`` at ``<log_dir>/slurm-<jobid>.out``.
 * poll:    ``sacct`` (slurmdbd), falling back to ``squeue`` while accounting has not
-           seen a just-submitted job yet.  Running jobs add ``sstat``'s MaxRSS.
+           seen a just-submitted job yet.  PENDING (and the other waiting states) is
+           QUEUED; RUNNING carries sacct's Start, which makes the platform's job running.
+           Running jobs add ``sstat``'s MaxRSS.
            ``poll_many`` does the same for all the agent's tasks in one call of each.
 * usage:   ElapsedRaw (wall), TotalCPU (cpu), MaxRSS over steps (peak memory),
            AllocTRES ``gres/gpu`` x ElapsedRaw (device seconds).  All cumulative.
@@ -24,6 +26,7 @@ so the agent's own secrets never reach a job.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -32,6 +35,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from suanwang.agent.executors.base import PoolInfo, Task, TaskPhase, TaskStatus, Usage
@@ -41,10 +45,13 @@ from suanwang.errors import InvalidSpec
 Runner = Callable[[Sequence[str], str | None, Mapping[str, str]], str]
 
 _BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
+# Not finished.  Of these, the queued ones have not started the job's process (nodes not yet given or booting).
 _RUNNING_STATES = frozenset(
     {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED",
      "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 )
+_QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "CONFIGURING", "RESV_DEL_HOLD",
+                            "SPECIAL_EXIT"})
 _FAILED_REASONS = {
     "FAILED": "non-zero exit",
     "OUT_OF_MEMORY": "out of memory",
@@ -56,7 +63,7 @@ _FAILED_REASONS = {
 }
 _UNUSABLE_NODE = frozenset({"DOWN", "DRAIN", "DRAINED", "DRAINING", "FAIL", "FAILING", "INVAL", "FUTURE", "NO_RESPOND"})
 _DBD_PLACEHOLDER_NAME = "allocation"
-_SACCT_FIELDS = "JobID,JobName,State,ExitCode,ElapsedRaw,TotalCPU,MaxRSS,ReqMem,AllocTRES"
+_SACCT_FIELDS = "JobID,JobName,State,ExitCode,ElapsedRaw,TotalCPU,MaxRSS,ReqMem,AllocTRES,Start"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +157,15 @@ class SacctRow:
     max_rss: int
     req_mem: int
     alloc_tres: dict[str, str]
+    start: float | None = None  # Unix s the job started on its node; None while it waits
+
+
+def parse_start(text: str) -> float | None:
+    """sacct's Start ('2026-12-06T05:12:33', in the host's local time) to Unix seconds; 'Unknown'/'None' -> None."""
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        return None
 
 
 def parse_sacct(text: str) -> list[SacctRow]:
@@ -160,7 +176,7 @@ def parse_sacct(text: str) -> list[SacctRow]:
             continue
         rows.append(
             SacctRow(f[0], f[1], f[2], f[3], float(f[4] or 0), parse_duration(f[5]), parse_size(f[6]),
-                     parse_size(f[7]), parse_tres(f[8]))
+                     parse_size(f[7]), parse_tres(f[8]), parse_start(f[9]) if len(f) > 9 else None)
         )
     return rows
 
@@ -178,10 +194,17 @@ def status_from_sacct(handle: str, rows: Sequence[SacctRow]) -> TaskStatus | Non
         device_s=gpu_count(job.alloc_tres) * job.elapsed_s,
     )
     state = job.state.split()[0].rstrip("+")
+    if state in _QUEUED_STATES:
+        return TaskStatus(TaskPhase.QUEUED, usage)
+    if state in _RUNNING_STATES:
+        return TaskStatus(TaskPhase.RUNNING, usage, started_at=job.start)
+    return dataclasses.replace(_final_status(job, rows, state, usage), started_at=job.start)
+
+
+def _final_status(job: SacctRow, rows: Sequence[SacctRow], state: str, usage: Usage) -> TaskStatus:
+    peak = usage.peak_memory_bytes
     code, _, signal = job.exit_code.partition(":")
     exit_code = int(code) if code.isdigit() else None
-    if state in _RUNNING_STATES:
-        return TaskStatus(TaskPhase.RUNNING, usage)
     if state == "COMPLETED":
         return TaskStatus(TaskPhase.SUCCEEDED, usage, exit_code=exit_code)
     limit = job.req_mem or max((parse_size(r.alloc_tres.get("mem", "")) for r in rows), default=0)
@@ -374,20 +397,20 @@ class SlurmExecutor:
                 break
             # slurmdbd may not have the job yet while slurmctld does; or slurmctld purged a
             # finished job (MinJobAge) before slurmdbd caught up: ask accounting once more.
-            if self._queued_name(handle) is not None:
-                return TaskStatus(TaskPhase.RUNNING, Usage())
+            if self._queued_name(handle) is not None:  # too new for accounting: not started, as far as we know
+                return TaskStatus(TaskPhase.QUEUED, Usage())
             if attempt == 0:
                 time.sleep(self.recheck_s)
         else:
             return TaskStatus(TaskPhase.LOST, Usage(), reason="Slurm does not know this job")
         if status.phase is TaskPhase.FAILED and status.reason == "killed by signal 9" and self._log_says_oom(handle):
             reason = "out of memory: job memory limit exceeded"
-            status = TaskStatus(TaskPhase.FAILED, status.usage, status.exit_code, reason)
+            status = dataclasses.replace(status, reason=reason)
         if status.phase is TaskPhase.RUNNING:
             rss = self._running_rss(handle)
             if rss > status.usage.peak_memory_bytes:
                 u = status.usage
-                status = TaskStatus(TaskPhase.RUNNING, Usage(u.wall_s, u.cpu_s, rss, u.device_s))
+                status = dataclasses.replace(status, usage=Usage(u.wall_s, u.cpu_s, rss, u.device_s))
         return status
 
     def poll_many(self, handles: Sequence[str]) -> dict[str, TaskStatus]:
@@ -412,7 +435,7 @@ class SlurmExecutor:
                 out[handle] = status
         queued = self._queued_ids() if missing else set()
         for handle in missing:
-            out[handle] = TaskStatus(TaskPhase.RUNNING, Usage()) if handle in queued else self.poll(handle)
+            out[handle] = TaskStatus(TaskPhase.QUEUED, Usage()) if handle in queued else self.poll(handle)
         self._fix_failures(out)
         self._add_running_rss(out, by_job)
         return out
@@ -425,8 +448,7 @@ class SlurmExecutor:
         for handle, status in out.items():
             signal9 = status.phase is TaskPhase.FAILED and status.reason == "killed by signal 9"
             if signal9 and self._log_says_oom(handle):
-                out[handle] = TaskStatus(TaskPhase.FAILED, status.usage, status.exit_code,
-                                         "out of memory: job memory limit exceeded")
+                out[handle] = dataclasses.replace(status, reason="out of memory: job memory limit exceeded")
 
     def _add_running_rss(self, out: dict[str, TaskStatus], by_job: Mapping[str, list[SacctRow]]) -> None:
         running = [h for h, s in out.items() if s.phase is TaskPhase.RUNNING
@@ -446,7 +468,7 @@ class SlurmExecutor:
         for handle in running:
             u = out[handle].usage
             if rss.get(handle, 0) > u.peak_memory_bytes:
-                out[handle] = TaskStatus(TaskPhase.RUNNING, Usage(u.wall_s, u.cpu_s, rss[handle], u.device_s))
+                out[handle] = dataclasses.replace(out[handle], usage=Usage(u.wall_s, u.cpu_s, rss[handle], u.device_s))
 
     def _log_says_oom(self, handle: str) -> bool:
         """slurmstepd writes its memory-limit kill into the job's output file."""
