@@ -107,24 +107,29 @@ def test_a_new_executor_adopts_a_running_task(tmp_path: Path, make) -> None:
     assert not second.adopt("j-unknown-1", task)
 
 
-def test_a_restarted_agent_kills_a_task_from_its_pid_file_alone(tmp_path: Path) -> None:
+def test_a_restarted_agent_kills_a_task_from_its_pid_file_alone(tmp_path: Path, make) -> None:  # type: ignore[no-untyped-def]
     import psutil
 
-    h = LocalExecutor(tmp_path).start(_task("sh", "-c", "sleep 300 & wait"))
+    h = make(tmp_path).start(_task("sh", "-c", "sleep 300 & wait"))
     pid = (tmp_path / "tasks" / h / "pid").read_text()
     created = (tmp_path / "tasks" / h / "pid-created").read_text()
     assert float(created) == psutil.Process(int(pid)).create_time()  # the files name the process, not a number
-    fresh = LocalExecutor(tmp_path)  # no memory of the process: as after an agent restart
+    deadline = time.time() + 10
+    while not (tmp_path / "tasks" / h / "job.pid").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    job = (tmp_path / "tasks" / h / "job.pid").read_text()
+    fresh = make(tmp_path)  # no memory of the process: as after an agent restart
     fresh.cancel(h)
     assert _wait(fresh, h, timeout=10).phase is TaskPhase.CANCELLED
-    assert not [p for p in psutil.process_iter() if _pgid(p.pid) == int(pid) and p.status() != psutil.STATUS_ZOMBIE]
+    groups = {int(pid), int(job)}
+    assert not [p for p in psutil.process_iter() if _pgid(p.pid) in groups and p.status() != psutil.STATUS_ZOMBIE]
 
 
-def test_a_pid_reused_by_another_process_is_never_signalled(tmp_path: Path) -> None:
+def test_a_pid_reused_by_another_process_is_never_signalled(tmp_path: Path, make) -> None:  # type: ignore[no-untyped-def]
     import subprocess
 
-    ex = LocalExecutor(tmp_path)
-    h = ex.start(_task(sys.executable, "-c", "pass"))
+    ex = make(tmp_path)
+    h = ex.start(_task(PY, "-c", "pass"))
     _wait(ex, h)
     import psutil
 
@@ -135,8 +140,8 @@ def test_a_pid_reused_by_another_process_is_never_signalled(tmp_path: Path) -> N
         (tmp_path / "tasks" / h / "pid").write_text(str(bystander.pid))
         (tmp_path / "tasks" / h / "pid-created").write_text(str(bystander_created - 5))
         (tmp_path / "tasks" / h / "result.json").unlink()
-        fresh = LocalExecutor(tmp_path)
-        assert not fresh.adopt(h, _task(sys.executable, "-c", "pass"))
+        fresh = make(tmp_path)
+        assert not fresh.adopt(h, _task(PY, "-c", "pass"))
         fresh.cancel(h)
         time.sleep(0.2)  # a signal, had one been sent, lands at once
         assert bystander.poll() is None
