@@ -1,7 +1,8 @@
 """The platform process: database, scheduler and the background control loop.
 
-The loop requeues lapsed leases, marks silent sites offline and places
-waiting jobs.  A submit wakes it at once, so placement latency is not bound
+The loop requeues lapsed leases, marks silent sites offline, places
+waiting jobs, rates usage and seals committed audit rows and transfers into
+their hash chains.  A submit wakes it at once, so placement latency is not bound
 to the tick.
 """
 
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Scheduler
-from suanwang.services import billing, scheduling
+from suanwang.services import billing, chain, scheduling
 from suanwang.services.planner import GridPlanner
 from suanwang.store.db import Database
 
@@ -78,6 +79,7 @@ class Platform:
                     scheduler = self.fixed_scheduler or functools.partial(self.planner.scheduler, s)
                     scheduling.place_waiting_jobs(s, scheduler, now=now, engine_queue=self.settings.engine_queue)
             billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=10)  # own transactions
+            chain.seal_all(self.db)  # after rating, off its path: hash-chain what has committed (own transactions)
 
     def start(self) -> None:
         with self.db.transaction() as s:
