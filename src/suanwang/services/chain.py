@@ -180,18 +180,20 @@ class ChainReport:
     unsealed: int = 0
     unsealed_late: list[int] = field(default_factory=list)  # ids unsealed for longer than LATE_S (first 20)
     unsealed_late_count: int = 0
+    unsealed_behind: list[int] = field(default_factory=list)  # ids below the sealed head the sealer will not visit
     orphan_postings: list[str] = field(default_factory=list)  # transfer keys with postings but no transfer
 
     @property
     def ok(self) -> bool:
-        return self.broken == 0 and self.unsealed_late_count == 0 and not self.orphan_postings
+        return (self.broken == 0 and self.unsealed_late_count == 0 and not self.unsealed_behind
+                and not self.orphan_postings)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "chain": self.chain, "ok": self.ok, "links": self.links, "checked": self.checked, "head": self.head,
             "first_break": self.first_break.as_json() if self.first_break else None, "broken": self.broken,
             "unsealed": self.unsealed, "unsealed_late": self.unsealed_late_count,
-            "unsealed_late_ids": self.unsealed_late}
+            "unsealed_late_ids": self.unsealed_late, "unsealed_behind_ids": self.unsealed_behind}
         if self.chain == LEDGER.chain:
             out["orphan_postings"] = self.orphan_postings
         return out
@@ -280,6 +282,11 @@ def _unsealed(db: Any, source: Source, report: ChainReport, *, now: float, late_
         late = ~sealed & (at < now - late_s)
         report.unsealed_late_count = s.scalar(select(func.count()).select_from(source.table).where(late)) or 0
         report.unsealed_late = list(s.scalars(select(source.id_col).where(late).order_by(source.id_col).limit(20)))
+        # Below the highest sealed id and not a gap the sealer still watches: no pass will ever seal it.
+        top = select(func.max(LINKS.c.row_id)).where(LINKS.c.chain == source.chain).scalar_subquery()
+        watched = exists().where(and_(GAPS.c.chain == source.chain, GAPS.c.row_id == source.id_col))
+        report.unsealed_behind = list(s.scalars(select(source.id_col).where(~sealed, ~watched, source.id_col < top)
+                                                .order_by(source.id_col).limit(20)))
 
 
 def seal_of(session: Session, chain: str, row_ids: Iterable[int]) -> dict[int, tuple[int, str]]:
