@@ -210,3 +210,21 @@ def test_one_replica_seals_at_a_time(db: Database) -> None:
         assert chain.claim_sealing(s)
         assert chain.seal_all(db) == 0  # the other "replica" finds the claim held and leaves the work
     assert chain.seal_all(db) == 3
+
+
+def test_the_cli_verifies_the_database_and_exits_1_naming_the_row(db: Database) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from suanwang.cli.main import app
+
+    _audit(db, 3)
+    chain.seal_all(db)
+    ok = CliRunner().invoke(app, ["audit", "verify", "--database-url", db.url, "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["ok"]
+    _drop_guard(db, "audit")
+    with db.transaction() as s:
+        s.execute(update(AuditRow).where(AuditRow.id == 2).values(object="j-forged"))
+    bad = CliRunner().invoke(app, ["audit", "verify", "--database-url", db.url, "--json"])
+    assert bad.exit_code == 1 and json.loads(bad.stdout)["chains"][0]["first_break"]["row_id"] == 2

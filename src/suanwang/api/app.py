@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import IntegrityError
 
 from suanwang import __version__
-from suanwang.api.routes import admin, agent, billing, jobs, sites
+from suanwang.api.routes import admin, agent, audit, billing, jobs, sites
 from suanwang.errors import SuanwangError
 from suanwang.services.platform import Platform
 from suanwang.web.page import render_index
@@ -55,6 +55,7 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
 
     for router in (jobs.router, sites.router, agent.router, admin.router, billing.router):
         app.include_router(router, prefix=API)
+    app.include_router(audit.router, prefix=API)
 
     @app.get(f"{API}/health", tags=["meta"])
     def health() -> dict[str, str]:
