@@ -228,3 +228,11 @@ def test_the_cli_verifies_the_database_and_exits_1_naming_the_row(db: Database) 
         s.execute(update(AuditRow).where(AuditRow.id == 2).values(object="j-forged"))
     bad = CliRunner().invoke(app, ["audit", "verify", "--database-url", db.url, "--json"])
     assert bad.exit_code == 1 and json.loads(bad.stdout)["chains"][0]["first_break"]["row_id"] == 2
+
+
+def test_a_forged_transfer_with_an_unreadable_body_does_not_stop_the_sealer() -> None:
+    from suanwang.domain.chain import postings_of_body
+
+    for body in ("text", {"postings": 5}, {"postings": [["a", "NaN", "CNY"]]}, {"postings": [[1, 2]]}, None):
+        assert postings_of_body(body, 1) == []
+    assert postings_of_body({"postings": [["wallet:a", -5, "CNY"]]}, 7) == [("wallet:a", -5, "CNY", 7)]

@@ -23,7 +23,7 @@ MAX_ID = 2**63 - 1  # the widest id either database stores
 def list_audit(
     session: SessionDep, actor: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="rows with a smaller id (the page's next)")] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="rows with a smaller id (a page's next)")] = None,
 ) -> dict[str, Any]:
     """Newest first; each row with its seal (link seq and hash) once the control loop has sealed it."""
     require(actor, Role.OPERATOR, Role.AUDITOR)
