@@ -236,3 +236,31 @@ def test_a_forged_transfer_with_an_unreadable_body_does_not_stop_the_sealer() ->
     for body in ("text", {"postings": 5}, {"postings": [["a", "NaN", "CNY"]]}, {"postings": [[1, 2]]}, None):
         assert postings_of_body(body, 1) == []
     assert postings_of_body({"postings": [["wallet:a", -5, "CNY"]]}, 7) == [("wallet:a", -5, "CNY", 7)]
+
+
+def test_the_walk_names_the_one_record_changed_and_only_it() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from suanwang.domain.chain import GENESIS, ChainWalk, Link, canonical, link_hash
+
+    records = st.lists(st.dictionaries(st.text(max_size=5), st.integers() | st.floats() | st.text(max_size=5),
+                                       max_size=4), min_size=1, max_size=20)
+
+    @settings(max_examples=50)
+    @given(records, st.data())
+    def check(rows: list[dict[str, object]], data: st.DataObject) -> None:
+        links, prev = [], GENESIS
+        for i, row in enumerate(rows, 1):
+            prev = link_hash(prev, canonical(row))
+            links.append(Link(i, i * 10, prev, canonical(row)))
+        clean = ChainWalk()
+        clean.feed(links)
+        assert clean.broken == 0 and clean.checked == len(rows)
+        victim = data.draw(st.integers(0, len(rows) - 1))
+        links[victim] = links[victim]._replace(record=canonical({"forged": True, **rows[victim]}))
+        walk = ChainWalk()
+        walk.feed(links)
+        assert walk.broken == 1 and walk.first_break is not None and walk.first_break.row_id == (victim + 1) * 10
+
+    check()
