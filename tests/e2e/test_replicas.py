@@ -135,9 +135,21 @@ def test_either_replica_killed_mid_pass_the_other_carries_on(replicas: list[Live
         time.sleep(0.1)
     agent.stop.set()
     driver.join(15)
-    assert len(agent.done) == len(submitted), f"{len(agent.done)} of {len(submitted)} jobs ran"
+    assert len(agent.done) == len(submitted), _stuck(replicas[0], agent, submitted)
     print(f"all jobs ran at {time.time() - begun:.1f} s")
     _check(replicas, agent, submitted)
+
+
+def _stuck(replica: LivePlatform, agent: Agent, submitted: list[str]) -> str:
+    missing = sorted(set(submitted) - agent.done)
+    engine = create_engine(replica.db_url)
+    with engine.connect() as conn:
+        jobs = conn.execute(text("SELECT id, state, attempt, lease_request, lease_expires_at FROM jobs WHERE id = ANY(:ids)"),
+                            {"ids": missing}).all()
+        events = conn.execute(text("SELECT job_id, attempt, from_state, to_state, at, reason FROM job_events "
+                                   "WHERE job_id = ANY(:ids) ORDER BY id"), {"ids": missing}).all()
+    engine.dispose()
+    return f"{len(agent.done)} of {len(submitted)} jobs ran; stuck: {jobs}; events {events}; now {time.time()}"
 
 
 def _check(replicas: list[LivePlatform], agent: Agent, submitted: list[str]) -> None:
