@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from suanwang import __version__
 from suanwang.api.deps import tenant_of
 from suanwang.api.idempotency import IdempotencyMiddleware
-from suanwang.api.routes import admin, agent, billing, jobs, sites
+from suanwang.api.routes import admin, agent, audit, billing, jobs, sites
 from suanwang.errors import SuanwangError
 from suanwang.observability.http import RequestLogMiddleware
 from suanwang.observability.metrics import PlatformCollector
@@ -63,6 +63,7 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
 
     for router in (jobs.router, sites.router, agent.router, admin.router, billing.router):
         app.include_router(router, prefix=API)
+    app.include_router(audit.router, prefix=API)
 
     @app.get(f"{API}/health", tags=["meta"], responses={503: {"description": "the control loop or database is down"}})
     def health() -> JSONResponse:

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from suanwang import __version__
+from suanwang.cli import audit as audit_commands
 from suanwang.cli import billing as billing_commands
 from suanwang.cli import jobs as job_commands
 from suanwang.cli import sim as sim_commands
@@ -27,6 +28,7 @@ job_commands.register(app)
 sim_commands.register(app)
 app.command("demo")(demo_command)
 billing_commands.register(app)
+audit_commands.register(app)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where state and tokens live (default ~/.suanwang)")]
 DbUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL (SUANWANG_DATABASE_URL); "

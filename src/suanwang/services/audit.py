@@ -1,4 +1,8 @@
-"""The audit trail: one row per mutation, written in the mutation's own transaction."""
+"""The audit trail: one row per mutation, written in the mutation's own transaction.
+
+Rows are append-only in the database (migration 0007's triggers); the control loop later seals them into
+a hash chain (``services.chain``), so this insert takes no lock and stays off the mutation's hot path.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The platform process: database, scheduler and the background control loop.
 
-The loop requeues lapsed leases, marks silent sites offline and places
-waiting jobs.  A submit wakes it at once, so placement latency is not bound
+The loop requeues lapsed leases, marks silent sites offline, places
+waiting jobs, rates usage and seals committed audit rows and transfers into
+their hash chains.  A submit wakes it at once, so placement latency is not bound
 to the tick.  ``LoopHealth`` keeps what /health needs to say whether the loop
 is alive: consecutive failed passes and when the last pass succeeded.
 """
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Scheduler
 from suanwang.observability import metrics
-from suanwang.services import billing, scheduling
+from suanwang.services import billing, chain, scheduling
 from suanwang.services.ledger_store import reconcile
 from suanwang.services.planner import GridPlanner
 from suanwang.settings import LoopSettings as Settings  # the loop's knobs live with the operator's settings
@@ -109,6 +110,7 @@ class Platform:
                                                            engine_queue=self.settings.engine_queue)
                     metrics.PLACEMENTS.inc(len(placed))
             billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=10)  # own transactions
+            chain.seal_all(self.db)  # after rating, off its path: hash-chain what has committed (own transactions)
 
     def run_pass(self) -> None:
         """One pass of the loop as the loop runs it: a failure is logged and counted, never raised."""

@@ -1,4 +1,4 @@
-"""Database rows of the foundation: tenants, tokens, sites, links, pools, jobs, usage, logs, audit.
+"""Database rows of the foundation: tenants, tokens, sites, links, pools, jobs, usage, logs, audit, chains.
 
 Rows are not domain objects: ``suanwang.services`` converts between the two.
 Times are Unix seconds (float).  Compute units are stored as integer
@@ -185,7 +185,7 @@ class LogChunkRow(Base):
 
 
 class AuditRow(Base):
-    """Every mutation leaves one: who did what to which object."""
+    """Every mutation leaves one: who did what to which object.  Append-only (migration 0007's triggers)."""
 
     __tablename__ = "audit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -214,3 +214,29 @@ class IdempotencyRow(Base):
     status: Mapped[int] = mapped_column(Integer, default=0)
     content_type: Mapped[str] = mapped_column(String(100), default="")
     body: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+
+
+class ChainLinkRow(Base):
+    """One link of a hash chain (``services.chain``): the ``seq``-th row sealed into chain ``chain``.
+
+    Chains: ``audit`` (row_id = audit.id) and ``ledger`` (row_id = ledger_transfers.seq).  Append-only
+    (migration 0007's triggers); ``hash`` covers the previous link's hash and the row's canonical bytes.
+    """
+
+    __tablename__ = "chain_links"
+    __table_args__ = (UniqueConstraint("chain", "row_id"),)
+    chain: Mapped[str] = mapped_column(String(16), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    row_id: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[float] = mapped_column(Float)
+
+
+class ChainGapRow(Base):
+    """An id the sealer skipped because no committed row held it yet: a transaction still running (its row
+    is sealed when it commits) or one rolled back (forgotten after ``services.chain.GAP_HORIZON_S``)."""
+
+    __tablename__ = "chain_gaps"
+    chain: Mapped[str] = mapped_column(String(16), primary_key=True)
+    row_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seen_at: Mapped[float] = mapped_column(Float)

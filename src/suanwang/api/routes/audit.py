@@ -1,0 +1,46 @@
+"""The audit trail over HTTP: list its rows, and verify the audit and ledger hash chains.
+
+Both are for the operator and the auditor only: audit rows name every tenant's actions.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from suanwang.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from suanwang.services import chain
+from suanwang.services.auth import Role, require
+from suanwang.store.tables import AuditRow
+
+router = APIRouter(tags=["audit"])
+MAX_ID = 2**63 - 1  # the widest id either database stores
+
+
+@router.get("/audit")
+def list_audit(
+    session: SessionDep, actor: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="rows with a smaller id (a page's next)")] = None,
+) -> dict[str, Any]:
+    """Newest first; each row with its seal (link seq and hash) once the control loop has sealed it."""
+    require(actor, Role.OPERATOR, Role.AUDITOR)
+    query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(AuditRow.id < before)
+    rows = session.scalars(query).all()
+    seals = chain.seal_of(session, chain.AUDIT.chain, [r.id for r in rows])
+    out = [{"id": r.id, "at": r.at, "actor": r.actor, "tenant_id": r.tenant_id, "action": r.action,
+            "object": r.object, "detail": r.detail,
+            "seal": {"seq": seals[r.id][0], "hash": seals[r.id][1]} if r.id in seals else None} for r in rows]
+    return {"rows": out, "next": rows[-1].id if len(rows) == limit else None}
+
+
+@router.get("/audit/verify")
+def verify_chains(platform: PlatformDep, actor: CurrentPrincipal) -> dict[str, Any]:
+    """Recompute the audit and ledger chains from the rows as stored now (reads in its own short
+    transactions: no request transaction, which on SQLite would hold the writer lock for the walk)."""
+    require(actor, Role.OPERATOR, Role.AUDITOR)
+    return chain.verify(platform.db).as_json()
