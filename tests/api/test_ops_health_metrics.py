@@ -115,7 +115,8 @@ def test_metrics_count_lease_expiries_and_rating_lag(grid: Grid) -> None:
     text = grid.client.get("/metrics").text
     assert _sample(text, "suanwang_rating_backlog") == 1
     assert _sample(text, "suanwang_rating_lag_seconds") >= 0
-    assert _sample(text, "suanwang_queue_jobs", resource_class="general", site="local", state="running") == 1
+    # leased, not yet started by the engine: queued at the site
+    assert _sample(text, "suanwang_queue_jobs", resource_class="general", site="local", state="queued_at_site") == 1
     before = _sample(text, "suanwang_lease_expiries_total")
     with grid.platform.db.transaction() as s:  # the agent vanished: its lease lapsed long ago
         from suanwang.store.tables import JobRow

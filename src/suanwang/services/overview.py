@@ -48,11 +48,12 @@ def job_counts(session: Session) -> dict[str, int]:
 
 
 _QUEUE_STATES = {JobState.PENDING.value: "pending", JobState.REQUEUED.value: "pending",
-                 JobState.PLACED.value: "placed", JobState.RUNNING.value: "running"}
+                 JobState.PLACED.value: "placed", JobState.QUEUED_AT_SITE.value: "queued_at_site",
+                 JobState.RUNNING.value: "running"}
 
 
 def queue_depth(session: Session) -> list[tuple[tuple[str, str, str], float]]:
-    """Jobs pending (requeued counts as pending), placed and running, by (resource class, site, state)."""
+    """Jobs pending (requeued counts as pending), placed, queued at the site and running, by (class, site, state)."""
     rows = session.execute(select(JobRow.resource_class, JobRow.site, JobRow.state, func.count())
                            .where(JobRow.state.in_(list(_QUEUE_STATES)))
                            .group_by(JobRow.resource_class, JobRow.site, JobRow.state))
