@@ -42,7 +42,8 @@ def run_with_usage(grid: Grid, core_hours: float, *, job: dict[str, Any] | None 
     [task] = grid.agent.post(f"{API}/agent/lease", json={"max_jobs": 1}).json()
     start = time.time()
     usage = {"job_id": job_id, "attempt": task["attempt"], "seq": 0, "pool": "cpu", "start": start,
-             "end": start + 0.001, "wall_s": core_hours * 3600 / 2, "cpu_s": 1.0, "peak_memory_bytes": 1}
+             "end": start + core_hours * 3600 / 2, "wall_s": core_hours * 3600 / 2, "cpu_s": 1.0,
+             "peak_memory_bytes": 1}
     assert grid.agent.post(f"{API}/agent/usage", json={"records": [usage]}).json()["new"] == 1
     grid.tick()
     if finish:

@@ -89,6 +89,7 @@ from suanwang.domain.settlement import Settlement, check_period, compute_settlem
 from suanwang.domain.tou import DEFAULT_MULTIPLIERS, TouBand, TouTariff, tou_tariff_for_province, uniform_tariff
 from suanwang.domain.voucher import VoucherProgramme, pick_programme
 from suanwang.errors import Conflict, InsufficientFunds, InvalidSpec, NotFound
+from suanwang.services.attempts import AttemptOutcome, end_attempt, lost_attempts
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, require
 from suanwang.services.ledger_store import (
@@ -817,6 +818,7 @@ def _stop_overspent(session: Session, job_id: str) -> bool:
         return False
     if job.state == JobState.RUNNING.value:
         job.cancel_requested = True
+    end_attempt(session, job, AttemptOutcome.CANCELLED)
     move(session, job, JobState.CANCELLED, "credit line exhausted: charges passed the consumer's credit limit")
     record_audit(session, None, "job.cancel", job_id, reason="credit line exhausted")
     return True

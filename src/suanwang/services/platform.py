@@ -35,6 +35,7 @@ class Settings:
     loop_share: float = 0.33  # under load, the control loop pauses twice as long as its last pass took
     engine_queue: float = 1.0  # Slurm/Ray pools may hold this multiple of their capacity (their own queue)
     rating_batch: int = 1000  # usage records rated per transaction
+    usage_clock_skew_s: float = 120.0  # usage may start this long before its lease and end this long after now
 
 
 class Platform:
