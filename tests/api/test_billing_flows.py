@@ -109,4 +109,8 @@ def test_a_job_is_stopped_before_its_next_report_would_pass_the_credit_line(grid
     report(1, 1.0)  # 1000 fen: 500 left, less than another such report
     stopped = grid.consumer.get(f"{API}/jobs/{job['id']}").json()
     assert stopped["state"] == "cancelled" and "credit line" in stopped["reason"]
+    # The hold waits for the killed attempt's last usage: its agent's final status says none is coming.
+    assert wallet(grid, consumer)["held"] == 500
+    grid.agent.post(f"{API}/agent/jobs/{job['id']}/status", json={"attempt": task["attempt"], "phase": "cancelled"})
+    grid.tick()
     assert wallet(grid, consumer) == {"balance": 500, "held": 0, "credit_limit": 0, "available": 500}

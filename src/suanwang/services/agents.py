@@ -21,7 +21,13 @@ from sqlalchemy.orm import Session
 from suanwang.domain import units
 from suanwang.domain.job import JobState
 from suanwang.errors import InvalidSpec, NotFound
-from suanwang.services.attempts import AttemptOutcome, attempts_by_key, end_attempt, record_attempt
+from suanwang.services.attempts import (
+    AttemptOutcome,
+    attempts_by_key,
+    end_attempt,
+    record_attempt,
+    record_final_report,
+)
 from suanwang.services.auth import Principal, Role, require
 from suanwang.services.jobs import move
 from suanwang.services.sites import get_site
@@ -120,6 +126,9 @@ def report_status(
     if job is None or job.site != agent.site:
 
         raise NotFound(f"job {job_id} not found")
+    if attempt <= job.attempt:
+        # Its usage was sent before this: the hold of a cancelled job need not wait for more (billing).
+        record_final_report(session, job_id, attempt, now=time.time())
     if job.attempt != attempt or job.state != JobState.RUNNING.value:
         return False
     if phase == "lost":

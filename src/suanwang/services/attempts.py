@@ -52,6 +52,26 @@ def end_attempt(session: Session, job: JobRow, outcome: AttemptOutcome, *, now: 
     )
 
 
+def record_final_report(session: Session, job_id: str, attempt: int, *, now: float) -> None:
+    """Record that the agent sent its final status for an attempt: none of its usage is still on the way."""
+    session.execute(
+        update(AttemptRow)
+        .where(AttemptRow.job_id == job_id, AttemptRow.attempt == attempt, AttemptRow.final_report_at.is_(None))
+        .values(final_report_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def may_still_report(session: Session, job: JobRow, *, now: float, grace_s: float) -> bool:
+    """Whether usage of ``job``'s latest attempt may still arrive: the platform ended it (cancel) while it
+    ran, its agent has not sent its final status yet, and ``grace_s`` has not passed since."""
+    if not job.attempt:
+        return False
+    row = session.get(AttemptRow, (job.id, job.attempt))
+    return (row is not None and row.outcome == AttemptOutcome.CANCELLED.value and row.final_report_at is None
+            and (row.ended_at or 0.0) > now - grace_s)
+
+
 def attempts_by_key(session: Session, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], AttemptRow]:
     """The recorded attempts among ``keys`` ((job_id, attempt) pairs), by key."""
     wanted = sorted(set(keys))

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,6 +73,7 @@ from suanwang.domain.pricing import (
     quote,
 )
 from suanwang.domain.rating import (
+    LOST_ATTEMPT,
     Charge,
     ProviderContract,
     UsageRecord,
@@ -89,7 +90,7 @@ from suanwang.domain.settlement import Settlement, check_period, compute_settlem
 from suanwang.domain.tou import DEFAULT_MULTIPLIERS, TouBand, TouTariff, tou_tariff_for_province, uniform_tariff
 from suanwang.domain.voucher import VoucherProgramme, pick_programme
 from suanwang.errors import Conflict, InsufficientFunds, InvalidSpec, NotFound
-from suanwang.services.attempts import AttemptOutcome, end_attempt, lost_attempts
+from suanwang.services.attempts import AttemptOutcome, end_attempt, lost_attempts, may_still_report
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, require
 from suanwang.services.ledger_store import (
@@ -608,17 +609,29 @@ def _any_book(session: Session) -> bool:
     return hit[1]
 
 
-def release_job_hold(session: Session, job: JobRow, *, now: float | None = None) -> None:
-    """At a terminal state: give back what remains of the job's hold (no-op for free jobs).  Called by ``jobs.move``."""
+HOLD_GRACE_S = 600.0  # a cancelled attempt's agent has this long to send its last usage before the hold goes
+
+
+def release_job_hold(session: Session, job: JobRow, *, now: float | None = None) -> bool:
+    """At a terminal state: give back what remains of the job's hold (no-op for free jobs).  Called by
+    ``jobs.move`` and, for holds it left open, by the rating pass (:func:`release_rated_holds`).
+
+    The hold stays open while usage of the job can still be charged to it: records not yet rated, or a
+    cancelled attempt whose agent has not sent its final status (for ``HOLD_GRACE_S``).  Returns
+    whether the hold was released now.
+    """
     state = session.scalar(select(HoldRow.state).where(HoldRow.id == job.id))
     if state != HoldState.OPEN.value:
-        return
+        return False
+    now = now if now is not None else time.time()
+    if _usage_unrated(session, job.id) or may_still_report(session, job, now=now, grace_s=HOLD_GRACE_S):
+        return False  # the rating pass releases it after the last usage is charged
     ledger = SqlLedger(session)
     ledger.lock_accounts([hold_account(job.tenant_id), wallet(job.tenant_id)])  # accounts before the hold row
     hold = ledger.hold(job.id)
     if hold is None or hold.state is not HoldState.OPEN:
-        return
-    at = utc(now if now is not None else time.time())
+        return False
+    at = utc(now)
     settled = ledger.settled_until()
     if settled is not None and at < settled:
         at = settled
@@ -626,6 +639,22 @@ def release_job_hold(session: Session, job: JobRow, *, now: float | None = None)
                             reason=f"job {job.state}")
     result = ledger.apply(transfer)
     _raise_if_refused(result, transfer)
+    return True
+
+
+def _usage_unrated(session: Session, job_id: str) -> bool:
+    queue = UnratedUsageRow.__table__
+    return session.scalar(select(UsageRow.id).join(queue, queue.c.id == UsageRow.id)
+                          .where(UsageRow.job_id == job_id).limit(1)) is not None
+
+
+def release_rated_holds(session: Session, *, now: float, limit: int = 1000) -> list[str]:
+    """Release the holds of terminal jobs that ``release_job_hold`` left open, now that their usage is rated."""
+    terminal = [s.value for s in JobState if s.is_terminal]
+    jobs = session.scalars(select(JobRow).join(HoldRow, HoldRow.id == JobRow.id)
+                           .where(HoldRow.state == HoldState.OPEN.value, JobRow.state.in_(terminal))
+                           .order_by(JobRow.id).limit(limit))
+    return [job.id for job in list(jobs) if release_job_hold(session, job, now=now)]
 
 
 # ---- rating ------------------------------------------------------------------------------------------------
@@ -637,6 +666,8 @@ class RatingReport:
     charged: int  # charges created now (EXISTS not counted)
     free: int  # rows with no book in force or no price: no charge
     over_limit_jobs: tuple[str, ...]  # jobs at or past the credit line: stop them (stop_overspent_jobs)
+    unbilled: int = 0  # rows of attempts the platform declared lost: no charge, the provider bears them
+    late: int = 0  # rows charged after their job's hold was released: paid from the wallet (audited)
 
 
 _USAGE_COLUMNS = ("id", "job_id", "attempt", "seq", "tenant_id", "site", "pool", "resource_class", "start", "end",
@@ -674,9 +705,13 @@ def rate_pending_usage(session: Session, *, limit: int = 1000, fast: bool = True
     if not rows:
         return RatingReport(0, 0, 0, ())
     ctx = _rating_context(session, rows)
+    lost = lost_attempts(session, {r[1] for r in rows})
     items: list[tuple[Any, PricedUsage | Charge]] = []
-    free = 0
+    free, unbilled = 0, []
     for row in rows:  # first what needs no ledger state: price, split, request digest
+        if lost and (row[1], row[2]) in lost:
+            unbilled.append(row[0])  # declared lost: not the consumer's to pay for (DESIGN.md)
+            continue
         priced = price_row(row, ctx) if fast else None
         if priced == FREE or (priced is None and _is_free(row, ctx)):
             free += 1  # no book in force when this usage started: free
@@ -684,8 +719,26 @@ def rate_pending_usage(session: Session, *, limit: int = 1000, fast: bool = True
         charge = priced if isinstance(priced, PricedUsage) else _rate(session, _record(row, ctx), ctx)
         if charge is not None:
             items.append((row, charge))
+    if unbilled:
+        session.execute(update(UsageRow).where(UsageRow.id.in_(unbilled)).values(unbilled_reason=LOST_ATTEMPT)
+                        .execution_options(synchronize_session=False))
+    late = _audit_late(session, items)
     charged, over = _charge(session, items, ctx) if items else (0, set())
-    return RatingReport(len(rows), charged, free, tuple(sorted(over)))
+    return RatingReport(len(rows), charged, free, tuple(sorted(over)), len(unbilled), late)
+
+
+def _audit_late(session: Session, items: Sequence[tuple[Any, PricedUsage | Charge]]) -> int:
+    """Count (and audit) usage arriving after its job's hold was released: the wallet pays it."""
+    job_ids = {row[1] for row, _ in items}
+    if not job_ids:
+        return 0
+    pg = is_postgres(session.get_bind())
+    released = set(session.scalars(select(HoldRow.id).where(among(HoldRow.id, sorted(job_ids), pg=pg),
+                                                            HoldRow.state != HoldState.OPEN.value)))
+    late = [row for row, _ in items if row[1] in released]
+    for row in late:
+        record_audit(session, None, "usage.after_release", usage_key(row[1], row[2], row[3]), job_id=row[1])
+    return len(late)
 
 
 _levels: dict[tuple[str, str], ServiceLevel] = {}  # (database, job) -> service level: fixed at submit
@@ -840,6 +893,11 @@ def rate_all(db: Any, *, limit: int = 1000, max_batches: int = 1_000_000) -> int
         total += report.rated
         if report.rated < limit:
             break
+
+    def release() -> list[str]:
+        with db.transaction() as s:
+            return release_rated_holds(s, now=time.time())
+    retrying(release)  # after the rating: a terminal job's last usage was charged to its hold
     return total
 
 

@@ -178,6 +178,7 @@ class AttemptRow(Base):
     leased_at: Mapped[float] = mapped_column(Float)
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)  # AttemptOutcome
+    final_report_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # its agent's last word on it
 
 
 class UnratedUsageRow(Base):

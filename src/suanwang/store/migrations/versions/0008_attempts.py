@@ -30,14 +30,16 @@ def upgrade() -> None:
     sa.Column('leased_at', sa.Float(), nullable=False),
     sa.Column('ended_at', sa.Float(), nullable=True),
     sa.Column('outcome', sa.String(length=20), nullable=True),
+    sa.Column('final_report_at', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], ),
     sa.PrimaryKeyConstraint('job_id', 'attempt')
     )
     op.execute(
-        "INSERT INTO attempts (job_id, attempt, site, pool, leased_at, ended_at, outcome) "
+        "INSERT INTO attempts (job_id, attempt, site, pool, leased_at, ended_at, outcome, final_report_at) "
         "SELECT id, attempt, site, pool, COALESCE(started_at, placed_at, submitted_at), "
         "CASE WHEN state = 'running' THEN NULL ELSE finished_at END, "
-        "CASE WHEN state = 'running' THEN NULL ELSE state END "
+        "CASE WHEN state = 'running' THEN NULL ELSE state END, "
+        "CASE WHEN state = 'running' THEN NULL ELSE finished_at END "
         "FROM jobs WHERE attempt > 0 AND site IS NOT NULL AND pool IS NOT NULL AND state <> 'placed'"
     )
     with op.batch_alter_table('usage_records', schema=None) as batch_op:
