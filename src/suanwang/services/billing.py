@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -938,7 +938,9 @@ def settle(session: Session, actor: Principal, *, start: datetime, end: datetime
     paid = _pay_out(ledger, settlement, actor) if payouts else []  # booked at ``end``: in the next period
     row = SettlementRow(start_us=to_us(start), end_us=to_us(end), created_at=time.time(), created_by=_actor(actor),
                         transfer_count=settlement.transfer_count,
-                        statements={**_jsonable(settlement), "payouts": paid}, csv=settlement_csv(settlement))
+                        statements={**_jsonable(settlement), "payouts": paid,
+                                    "unbilled": unbilled_usage(session, start=start, end=end)},
+                        csv=settlement_csv(settlement))
     session.add(row)  # written once: the table refuses updates and deletes
     session.flush()
     record_audit(session, actor, "settlement.close", str(row.id), start=start.isoformat(), end=end.isoformat(),
@@ -959,7 +961,20 @@ def settlement_json(row: SettlementRow) -> dict[str, Any]:
     return {"id": row.id, "start": from_us(row.start_us).isoformat(), "end": from_us(row.end_us).isoformat(),
             "transfer_count": row.transfer_count, "consumers": statements.get("consumers", []),
             "providers": statements.get("providers", []), "trial_balance": statements.get("trial_balance", []),
-            "payouts": statements.get("payouts", [])}
+            "payouts": statements.get("payouts", []), "unbilled": statements.get("unbilled", [])}
+
+
+def unbilled_usage(session: Session, *, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Per provider and reason, the usage ending in ``[start, end)`` that rating charged nobody for: work
+    its sites delivered and metered that earns nothing (an attempt the platform declared lost)."""
+    t0, t1 = start.timestamp(), end.timestamp()
+    rows = session.execute(
+        select(UsageRow.site, UsageRow.unbilled_reason, func.count(), func.sum(UsageRow.units_nano))
+        .where(UsageRow.unbilled_reason.is_not(None), UsageRow.end >= t0, UsageRow.end < t1)
+        .group_by(UsageRow.site, UsageRow.unbilled_reason).order_by(UsageRow.site, UsageRow.unbilled_reason))
+    providers = dict(session.execute(select(SiteRow.name, SiteRow.tenant_id)).all())
+    return [{"provider": providers.get(site, site), "site": site, "reason": reason, "records": count,
+             "units": f"{Decimal(int(nano or 0)).scaleb(-9):.9f}"} for site, reason, count, nano in rows]
 
 
 def get_settlement(session: Session, actor: Principal, settlement_id: int) -> SettlementRow:
