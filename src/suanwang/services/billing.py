@@ -722,23 +722,19 @@ def rate_pending_usage(session: Session, *, limit: int = 1000, fast: bool = True
     if unbilled:
         session.execute(update(UsageRow).where(UsageRow.id.in_(unbilled)).values(unbilled_reason=LOST_ATTEMPT)
                         .execution_options(synchronize_session=False))
-    late = _audit_late(session, items)
-    charged, over = _charge(session, items, ctx) if items else (0, set())
+    charged, over, late = _charge(session, items, ctx) if items else (0, set(), 0)
     return RatingReport(len(rows), charged, free, tuple(sorted(over)), len(unbilled), late)
 
 
-def _audit_late(session: Session, items: Sequence[tuple[Any, PricedUsage | Charge]]) -> int:
+def _audit_late(session: Session, ledger: SqlLedger, items: Sequence[tuple[Any, PricedUsage | Charge]]) -> int:
     """Count (and audit) usage arriving after its job's hold was released: the wallet pays it."""
-    job_ids = {row[1] for row, _ in items}
-    if not job_ids:
-        return 0
-    pg = is_postgres(session.get_bind())
-    released = set(session.scalars(select(HoldRow.id).where(among(HoldRow.id, sorted(job_ids), pg=pg),
-                                                            HoldRow.state != HoldState.OPEN.value)))
-    late = [row for row, _ in items if row[1] in released]
-    for row in late:
-        record_audit(session, None, "usage.after_release", usage_key(row[1], row[2], row[3]), job_id=row[1])
-    return len(late)
+    late = 0
+    for row, _ in items:
+        hold = ledger.hold(row[1])
+        if hold is not None and hold.state is not HoldState.OPEN and not ledger.knows(usage_key(*row[1:4])):
+            late += 1
+            record_audit(session, None, "usage.after_release", usage_key(*row[1:4]), job_id=row[1])
+    return late
 
 
 _levels: dict[tuple[str, str], ServiceLevel] = {}  # (database, job) -> service level: fixed at submit
@@ -792,7 +788,7 @@ def _rate(session: Session, record: UsageRecord, ctx: RatingContext) -> Charge |
 
 
 def _charge(session: Session, items: Sequence[tuple[Any, PricedUsage | Charge]],
-            ctx: RatingContext) -> tuple[int, set[str]]:
+            ctx: RatingContext) -> tuple[int, set[str], int]:
     """Book the rated items in order, each against the ledger as the charges before it left it."""
     ledger = SqlLedger(session)
     consumers = {row[4] for row, _ in items}
@@ -802,6 +798,7 @@ def _charge(session: Session, items: Sequence[tuple[Any, PricedUsage | Charge]],
     ledger.load_holds({row[1] for row, _ in items})
     ledger.load_keys({usage_key(row[1], row[2], row[3]) for row, _ in items})
     ledger.load_voucher_slots({(p.id, c) for p in ctx.programmes for c in consumers})
+    late = _audit_late(session, ledger, items)
     charged, over = 0, set()
     for row, item in items:
         if isinstance(item, PricedUsage):
@@ -822,7 +819,7 @@ def _charge(session: Session, items: Sequence[tuple[Any, PricedUsage | Charge]],
         if stop:
             over.add(item.record.job_id)
     ledger.flush()
-    return charged, over
+    return charged, over, late
 
 
 def _book_charge(session: Session, ledger: SqlLedger, charge: Charge,
