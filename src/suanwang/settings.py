@@ -41,6 +41,7 @@ class LoopSettings:
     loop_share: float = 0.33  # under load, the control loop pauses twice as long as its last pass took
     engine_queue: float = 1.0  # Slurm/Ray pools may hold this multiple of their capacity (their own queue)
     rating_batch: int = 1000  # usage records rated per transaction
+    usage_clock_skew_s: float = 120.0  # usage may start this long before its lease and end this long after now
     loop_failures_max: int = 3  # /health fails once this many passes in a row failed
     loop_stale_s: float = 60.0  # ... or once no pass succeeded for this long
     reconcile_s: float = 3600.0  # reconcile the ledger this often for the metric (0: only on demand)
@@ -138,6 +139,7 @@ class PlatformSettings(_Base):
     site_timeout_s: float | None = Field(None, gt=0, le=86_400, allow_inf_nan=False)  # None: 2 x lease, at least 5 s
     engine_queue: float = Field(_LOOP.engine_queue, ge=1.0, le=100.0, allow_inf_nan=False)
     rating_batch: int = Field(_LOOP.rating_batch, ge=1, le=100_000)
+    usage_clock_skew_s: float = Field(_LOOP.usage_clock_skew_s, ge=0, le=86_400, allow_inf_nan=False)
     loop_failures_max: int = Field(_LOOP.loop_failures_max, ge=1, le=1000)  # /health fails after this many
     loop_stale_s: float = Field(_LOOP.loop_stale_s, gt=0, le=86_400, allow_inf_nan=False)  # or no pass this long
     reconcile_s: float = Field(_LOOP.reconcile_s, ge=0, le=30 * 86_400, allow_inf_nan=False)  # 0: never
@@ -160,7 +162,8 @@ class PlatformSettings(_Base):
         return LoopSettings(lease_s=self.lease_s, tick_s=self.tick_s, engine_queue=self.engine_queue,
                             site_timeout_s=self.site_timeout_s or max(2 * self.lease_s, 5.0),
                             rating_batch=self.rating_batch, loop_failures_max=self.loop_failures_max,
-                            loop_stale_s=self.loop_stale_s, reconcile_s=self.reconcile_s)
+                            loop_stale_s=self.loop_stale_s, reconcile_s=self.reconcile_s,
+                            usage_clock_skew_s=self.usage_clock_skew_s)
 
 
 class AgentSettings(_Base):

@@ -61,7 +61,8 @@ class Grid:
 @pytest.fixture
 def grid(db: Database, tmp_path: Path) -> Iterator[Grid]:
     bootstrap(db, tmp_path)
-    platform = Platform(db, Settings(lease_s=5.0, site_timeout_s=10.0))
+    # Tests bill hours of usage in a moment: reports may end up to a day ahead of the platform's clock.
+    platform = Platform(db, Settings(lease_s=5.0, site_timeout_s=10.0, usage_clock_skew_s=86_400.0))
     app = create_app(platform, run_loop=False)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield Grid(platform, client, tmp_path)

@@ -22,9 +22,13 @@ def _leased(grid: Grid, job: dict | None = None) -> dict:
     return task
 
 
+T0 = time.time()  # before any lease of this module's tests: records start after it, back to back by seq
+
+
 def _usage(task: dict, seq: int, wall: float = 10.0) -> dict:
-    return {"job_id": task["job_id"], "attempt": task["attempt"], "seq": seq, "pool": "cpu", "start": 0.0,
-            "end": wall, "wall_s": wall, "cpu_s": wall / 2, "peak_memory_bytes": 1000}
+    start = T0 + seq * wall
+    return {"job_id": task["job_id"], "attempt": task["attempt"], "seq": seq, "pool": "cpu", "start": start,
+            "end": start + wall, "wall_s": wall, "cpu_s": wall / 2, "peak_memory_bytes": 1000}
 
 
 def test_usage_report_retried_is_counted_once(grid: Grid) -> None:
@@ -93,7 +97,7 @@ def test_agent_sees_only_its_own_site(grid: Grid) -> None:
     r = other.post(f"/api/v1/agent/jobs/{task['job_id']}/status", json={"attempt": 1, "phase": "succeeded"})
     assert r.status_code == 404
     r = other.post("/api/v1/agent/usage", json={"records": [_usage(task, 0) | {"pool": "cpu"}]})
-    assert r.status_code == 422
+    assert r.status_code == 404
     assert grid.consumer.post("/api/v1/agent/lease", json={}).status_code == 403
 
 

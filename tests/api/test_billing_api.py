@@ -42,7 +42,8 @@ def run_with_usage(grid: Grid, core_hours: float, *, job: dict[str, Any] | None 
     [task] = grid.agent.post(f"{API}/agent/lease", json={"max_jobs": 1}).json()
     start = time.time()
     usage = {"job_id": job_id, "attempt": task["attempt"], "seq": 0, "pool": "cpu", "start": start,
-             "end": start + 0.001, "wall_s": core_hours * 3600 / 2, "cpu_s": 1.0, "peak_memory_bytes": 1}
+             "end": start + core_hours * 3600 / 2, "wall_s": core_hours * 3600 / 2, "cpu_s": 1.0,
+             "peak_memory_bytes": 1}
     assert grid.agent.post(f"{API}/agent/usage", json={"records": [usage]}).json()["new"] == 1
     grid.tick()
     if finish:
@@ -148,10 +149,11 @@ def test_voucher_pays_its_share_up_to_the_cap_and_shows_its_spending(grid: Grid)
 
 
 def test_settlement_statements_reconcile_and_the_period_is_immutable(grid: Grid) -> None:
-    consumer = priced(grid)
+    # The usage must lie in the past to be settled: 1000 fen of it in a millisecond, at a price to match.
+    consumer = priced(grid, {"entries": [BOOK["entries"][0] | {"unit_price_fen": 1_800_000_000}]})
     grid.operator.put(f"{API}/contracts/t-operator", json={"fee_bps": 1000})
     top_up(grid, consumer, 10_000)
-    run_with_usage(grid, 1.0)
+    run_with_usage(grid, 1 / 1_800_000, job=JOB | {"duration_s": 0.002})
     time.sleep(0.01)
     end = time.time()
     r = grid.operator.post(f"{API}/settlements", json={"start": 0, "end": end})

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from suanwang.cli.main import app
 from tests.api.conftest import Grid
-from tests.api.test_billing_api import BOOK, run_with_usage
+from tests.api.test_billing_api import BOOK, JOB, run_with_usage
 
 
 @pytest.fixture
@@ -39,12 +39,13 @@ def cli(grid: Grid, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped
 def test_money_commands_end_to_end(grid: Grid, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     grid.register()
     book = tmp_path / "book.json"
-    book.write_text(json.dumps(BOOK))
+    # Usage must lie in the past to be settled: 1000 fen of it in a millisecond, at a price to match.
+    book.write_text(json.dumps({"entries": [BOOK["entries"][0] | {"unit_price_fen": 1_800_000_000}]}))
     assert "price book v1" in cli("operator", "price-book", "set", str(book))
     assert json.loads(cli("operator", "price-book", "list", "--json"))[0]["version"] == 1
     consumer = json.loads(cli("consumer", "wallet", "--json"))["consumer"]
     quote = json.loads(cli("consumer", "quote", "--cores", "2", "--json", "--", "true"))
-    assert quote["hold"]["fen"] == 2000
+    assert quote["hold"]["fen"] == 3_600_000_000  # 2 core-hours
     assert "balance 100.00" in cli("operator", "topup", consumer, "10000", "--key", "first")
     again = " ".join(cli("operator", "topup", consumer, "10000", "--key", "first").split())  # unwrapped
     assert "nothing moved now" in again and "balance 100.00" in again
@@ -52,7 +53,7 @@ def test_money_commands_end_to_end(grid: Grid, cli, tmp_path: Path) -> None:  # 
     out = cli("operator", "voucher", "create", "starter", "10", "300", "--valid-from", str(now - 5),
               "--valid-until", str(now + 3600), "--fund-fen", "1000")
     assert "starter: 10% up to 3.00" in out
-    job_id = run_with_usage(grid, 1.0)
+    job_id = run_with_usage(grid, 1 / 1_800_000, job=JOB | {"duration_s": 0.002})
     trail = json.loads(cli("consumer", "ledger", "--job-id", job_id, "--json"))
     assert [t["kind"] for t in trail] == ["hold_place", "charge", "hold_release"]
     assert "reconciled: True" in cli("operator", "ledger", "--reconcile")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from tests.api.conftest import Grid
-from tests.api.test_billing_api import API, JOB, priced, run_with_usage, top_up, wallet
+from tests.api.test_billing_api import API, BOOK, JOB, priced, run_with_usage, top_up, wallet
 
 
 def test_cancelling_a_pending_job_gives_its_hold_back(grid: Grid) -> None:
@@ -20,9 +20,11 @@ def test_cancelling_a_pending_job_gives_its_hold_back(grid: Grid) -> None:
 
 
 def test_usage_reported_after_its_period_was_settled_is_charged_in_the_open_period(grid: Grid) -> None:
-    consumer = priced(grid)
+    # Usage inside a period of milliseconds: 1000 fen of it takes a price of 1000 fen per 2 core-milliseconds.
+    dear = {"entries": [BOOK["entries"][0] | {"unit_price_fen": 1_800_000_000}]}
+    consumer = priced(grid, dear)
     top_up(grid, consumer, 10_000)
-    job = grid.consumer.post(f"{API}/jobs", json=JOB).json()
+    job = grid.consumer.post(f"{API}/jobs", json=JOB | {"duration_s": 0.002}).json()
     grid.tick()
     [task] = grid.agent.post(f"{API}/agent/lease", json={"max_jobs": 1}).json()
     start = time.time()
@@ -30,7 +32,7 @@ def test_usage_reported_after_its_period_was_settled_is_charged_in_the_open_peri
     end = time.time()
     first = grid.operator.post(f"{API}/settlements", json={"start": 0, "end": end}).json()
     usage = {"job_id": job["id"], "attempt": task["attempt"], "seq": 0, "pool": "cpu", "start": start,
-             "end": start + 0.001, "wall_s": 1800, "cpu_s": 1.0, "peak_memory_bytes": 1}
+             "end": start + 0.001, "wall_s": 0.001, "cpu_s": 0.001, "peak_memory_bytes": 1}
     grid.agent.post(f"{API}/agent/usage", json={"records": [usage]})
     grid.tick()
     [charge] = [t for t in grid.operator.get(f"{API}/ledger/transfers").json() if t["kind"] == "charge"]
@@ -93,10 +95,12 @@ def test_a_job_is_stopped_before_its_next_report_would_pass_the_credit_line(grid
     grid.tick()
     [task] = grid.agent.post(f"{API}/agent/lease", json={"max_jobs": 1}).json()
 
+    clock = [time.time()]
+
     def report(seq: int, core_hours: float) -> None:
-        start = time.time()
+        start, clock[0] = clock[0], clock[0] + core_hours * 3600 / 2  # back to back: no second billed twice
         usage = {"job_id": job["id"], "attempt": task["attempt"], "seq": seq, "pool": "cpu", "start": start,
-                 "end": start + 0.001, "wall_s": core_hours * 3600 / 2, "cpu_s": 1.0, "peak_memory_bytes": 1}
+                 "end": clock[0], "wall_s": core_hours * 3600 / 2, "cpu_s": 1.0, "peak_memory_bytes": 1}
         grid.agent.post(f"{API}/agent/usage", json={"records": [usage]})
         grid.tick()
 
@@ -105,4 +109,8 @@ def test_a_job_is_stopped_before_its_next_report_would_pass_the_credit_line(grid
     report(1, 1.0)  # 1000 fen: 500 left, less than another such report
     stopped = grid.consumer.get(f"{API}/jobs/{job['id']}").json()
     assert stopped["state"] == "cancelled" and "credit line" in stopped["reason"]
+    # The hold waits for the killed attempt's last usage: its agent's final status says none is coming.
+    assert wallet(grid, consumer)["held"] == 500
+    grid.agent.post(f"{API}/agent/jobs/{job['id']}/status", json={"attempt": task["attempt"], "phase": "cancelled"})
+    grid.tick()
     assert wallet(grid, consumer) == {"balance": 500, "held": 0, "credit_limit": 0, "available": 500}

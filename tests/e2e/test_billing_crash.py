@@ -39,13 +39,13 @@ def _post_quietly(client: httpx.Client, path: str, body: dict[str, Any]) -> None
 def _setup(live: LivePlatform) -> tuple[list[dict[str, Any]], str]:
     op, agent = live.client(live.token("operator")), live.client(live.token("agent"))
     assert agent.post("/agent/register", json={"pools": [{"name": "cpu", "resource_class": "general",
-                                                          "engine": "local", "cores": 64, "memory_gb": 64}]}).is_success
+                                                          "engine": "local", "cores": 512, "memory_gb": 64}]}).is_success
     assert op.post("/price-books", json=BOOK).status_code == 201
     op.put("/contracts/t-operator", json={"fee_bps": 700})
     with live.client() as c:
         consumer = c.get("/whoami").json()["tenant_id"]
         assert op.post("/topups", json={"consumer": consumer, "amount_fen": 10**9}).status_code == 201
-        ids = [c.post("/jobs", json={"command": ["true"], "cores": 2}).json()["id"] for _ in range(JOBS)]
+        ids = [c.post("/jobs", json={"command": ["true"], "cores": 64}).json()["id"] for _ in range(JOBS)]
     tasks: list[dict[str, Any]] = []
     deadline = time.time() + 30
     while len(tasks) < JOBS and time.time() < deadline:
@@ -60,9 +60,11 @@ def _usage(tasks: list[dict[str, Any]], round_no: int, t0: float) -> list[dict[s
     for i in range(PER_ROUND):
         task = tasks[i % len(tasks)]
         seq = round_no * PER_ROUND + i
-        start = t0 + seq * 0.001  # after the price book took effect, and soon in the past (settleable)
+        # After the price book took effect; all rounds within the platform's clock skew ahead of now.  Each
+        # record's wall time fits its window (plus the tolerance), each attempt's total fits its span.
+        start = t0 + seq * 0.1
         out.append({"job_id": task["job_id"], "attempt": task["attempt"], "seq": seq, "pool": "cpu", "start": start,
-                    "end": start + 0.001, "wall_s": 7.3 + i % 11, "cpu_s": 1.0, "peak_memory_bytes": 1})
+                    "end": start + 0.1, "wall_s": 0.5 + (i % 4) * 0.05, "cpu_s": 1.0, "peak_memory_bytes": 1})
     return out
 
 

@@ -256,6 +256,7 @@ class UsageOut(BaseModel):
     device_s: float
     peak_memory_bytes: int
     units: str
+    unbilled_reason: str | None = None  # set when rating charged the consumer nothing (lost_attempt)
 
 
 class LogChunkIn(In):

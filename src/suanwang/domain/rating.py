@@ -17,6 +17,11 @@ Rounding (L12), declared once:
    consumer pays ``gross - voucher``, first from the job's open hold, the rest
    from the wallet.
 
+Lost attempts: an attempt the platform declared lost is not the consumer's to
+pay for.  Usage of it rated after the declaration books no charge; the record
+keeps the reason (``LOST_ATTEMPT``) and the provider, whose agent lost the
+lease, earns nothing for it.
+
 Late usage (M3): a record is booked at its end time, or at the first instant
 of the open period if its time lies in a settled period (:func:`booking_time`).
 """
@@ -52,6 +57,7 @@ from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.domain.voucher import VoucherProgramme, voucher_share
 from suanwang.errors import InvalidSpec
 
+LOST_ATTEMPT = "lost_attempt"  # why usage is rated with no charge: the platform had declared its attempt lost
 _json_text = json.encoder.encode_basestring  # a str as json.dumps(ensure_ascii=False) writes it
 
 

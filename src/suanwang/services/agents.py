@@ -14,13 +14,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from suanwang.domain import units
 from suanwang.domain.job import LEASED_STATES, JobState
-from suanwang.errors import InvalidSpec
+from suanwang.errors import InvalidSpec, NotFound
+from suanwang.services.attempts import (
+    AttemptOutcome,
+    attempts_by_key,
+    end_attempt,
+    record_attempt,
+    record_final_report,
+)
 from suanwang.services.auth import Principal, Role, require
 from suanwang.services.jobs import move
 from suanwang.services.sites import get_site
@@ -28,6 +35,11 @@ from suanwang.store.db import is_postgres
 from suanwang.store.tables import JobEventRow, JobRow, LogChunkRow, PoolRow, UnratedUsageRow, UsageRow
 
 MAX_LOG_CHUNK = 1 << 20
+MAX_LOG_BYTES = 1 << 28  # per attempt: a log chunk may not start or end past this offset
+MAX_PEAK_MEMORY_BYTES = (1 << 63) - 1
+CLOCK_SKEW_S = 120.0  # an agent's clock may differ from the platform's by this much (Settings.usage_clock_skew_s)
+WALL_TOLERANCE_S = 1.0  # measured wall time may pass its report window by this, plus WALL_TOLERANCE_RATIO
+WALL_TOLERANCE_RATIO = 0.01
 _FINAL = {"succeeded": JobState.SUCCEEDED, "failed": JobState.FAILED, "cancelled": JobState.CANCELLED}
 _PHASES = ("started", *_FINAL, "lost")
 _LEASED = tuple(s.value for s in LEASED_STATES)
@@ -82,6 +94,7 @@ def lease_jobs(
         job.started_at = None  # set when the engine starts it (report_status phase "started")
         job.lease_expires_at = now + lease_s
         job.lease_request = request_id or None
+        record_attempt(session, job, now=now)
         move(session, job, JobState.QUEUED_AT_SITE, f"leased by agent of {agent.site}", now=now)
     return jobs
 
@@ -124,9 +137,11 @@ def report_status(
         raise InvalidSpec(f"unknown phase {phase!r} (one of: {', '.join(_PHASES)})")
     job = session.get(JobRow, job_id, with_for_update=True)  # a reaping pass must not move it under us
     if job is None or job.site != agent.site:
-        from suanwang.errors import NotFound
 
         raise NotFound(f"job {job_id} not found")
+    if attempt <= job.attempt:
+        # Its usage was sent before this: the hold of a cancelled job need not wait for more (billing).
+        record_final_report(session, job_id, attempt, now=time.time())
     if job.attempt != attempt or job.state not in _LEASED:
         return False
     now = time.time()
@@ -140,10 +155,11 @@ def report_status(
     if phase == "lost":
         from suanwang.services.scheduling import reap_expired_leases
 
-        job.lease_expires_at = 0.0
+        job.lease_expires_at = 0.0  # reaping records the attempt as lost
         reap_expired_leases(session, now=time.time())
         return True
     job.exit_code = exit_code
+    end_attempt(session, job, AttemptOutcome(phase))
     move(session, job, _FINAL[phase], reason or f"exit code {exit_code}")
     return True
 
@@ -160,8 +176,15 @@ def _bounded_start(session: Session, job: JobRow, reported: float | None, *, now
     return min(max(reported, leased if leased is not None else now), now)
 
 
-def record_usage(session: Session, agent: Principal, reports: list[UsageReport]) -> int:
-    """Store new usage records; duplicates of already stored keys are skipped.  Returns how many were new."""
+def record_usage(session: Session, agent: Principal, reports: list[UsageReport], *,
+                 clock_skew_s: float = CLOCK_SKEW_S) -> int:
+    """Store new usage records; duplicates of already stored keys are skipped.  Returns how many were new.
+
+    Every record must belong to an attempt leased to the agent's own site and
+    pool (else NotFound), and measure what could have happened (else
+    InvalidSpec): see :func:`check_usage_bounds` and :func:`_check_no_overlap`.
+    One bad record refuses the whole batch, and nothing is stored.
+    """
     require(agent, Role.AGENT)
     if not reports:
         return 0
@@ -173,33 +196,121 @@ def record_usage(session: Session, agent: Principal, reports: list[UsageReport])
             )
         ).all()
     )
+    leased = attempts_by_key(session, [(r.job_id, r.attempt) for r in reports])
+    jobs = {j.id: j for j in session.scalars(select(JobRow).where(JobRow.id.in_({r.job_id for r in reports})))}
     pools = {p.name: p for p in session.scalars(select(PoolRow).where(PoolRow.site == agent.site))}
     now = time.time()
-    added: list[UsageRow] = []
+    fresh: list[UsageReport] = []
     for r in reports:
         key = (r.job_id, r.attempt, r.seq)
         if key in seen:
             continue
         seen.add(key)
-        job = session.get(JobRow, r.job_id)
-        if job is None or (job.site != agent.site and r.attempt >= job.attempt) or r.attempt > job.attempt:
-            raise InvalidSpec(f"usage for job {r.job_id} attempt {r.attempt} does not belong to site {agent.site}")
-        pool = pools.get(r.pool)
-        if pool is None:
-            raise InvalidSpec(f"usage names pool {r.pool!r}, which site {agent.site} does not have")
-        if min(r.wall_s, r.cpu_s, r.device_s, r.peak_memory_bytes) < 0 or r.end < r.start:
-            raise InvalidSpec(f"usage {key} has negative quantities or ends before it starts")
+        attempt = leased.get((r.job_id, r.attempt))
+        if attempt is None or attempt.site != agent.site or r.job_id not in jobs:
+            raise NotFound(f"usage refused: job {r.job_id} has no attempt {r.attempt} leased to site {agent.site}")
+        if attempt.pool != r.pool or r.pool not in pools:
+            raise NotFound(f"usage refused: attempt {r.attempt} of job {r.job_id} was leased to pool "
+                           f"{attempt.pool!r}, not {r.pool!r}")
+        job = jobs[r.job_id]
+        check_usage_bounds(r, cores=job.cores, devices=job.devices, leased_at=attempt.leased_at, now=now,
+                           skew_s=clock_skew_s)
+        fresh.append(r)
+    _check_no_overlap(session, fresh, leased)
+    added: list[UsageRow] = []
+    for r in fresh:
+        job = jobs[r.job_id]
         core_s = job.cores * r.wall_s
         added.append(UsageRow(
             job_id=r.job_id, attempt=r.attempt, seq=r.seq, tenant_id=job.tenant_id, site=agent.site or "",
             pool=r.pool, resource_class=job.resource_class, start=r.start, end=r.end, wall_s=r.wall_s,
             cpu_s=r.cpu_s, core_s=core_s, device_s=r.device_s, peak_memory_bytes=r.peak_memory_bytes,
-            units_nano=units_nano(pool, core_s=core_s, device_s=r.device_s), reported_at=now,
+            units_nano=units_nano(pools[r.pool], core_s=core_s, device_s=r.device_s), reported_at=now,
         ))
     session.add_all(added)
     session.flush()
     queue_for_rating(session, [u.id for u in added])
     return len(added)
+
+
+def check_usage_bounds(r: UsageReport, *, cores: int, devices: int, leased_at: float, now: float,
+                       skew_s: float = CLOCK_SKEW_S) -> None:
+    """Refuse (InvalidSpec) a record that measures more than its attempt could have used.
+
+    Bounds: every number finite; ``leased_at - skew <= start <= end <= now + skew``;
+    ``0 <= wall_s <= (end - start) + tolerance``; ``cpu_s <= wall_s x cores`` and
+    ``device_s <= wall_s x devices`` (each + tolerance).  The tolerance covers an
+    engine that measures wall time apart from the report window (Slurm rounds to
+    whole seconds); the skew, agents' clocks that differ from the platform's.
+    """
+    what = f"usage {r.job_id}/{r.attempt}/{r.seq}"
+    numbers = {"start": r.start, "end": r.end, "wall_s": r.wall_s, "cpu_s": r.cpu_s, "device_s": r.device_s}
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise InvalidSpec(f"{what}: {name} must be a finite number, got {value!r}")
+        if value < 0:
+            raise InvalidSpec(f"{what}: {name} must not be negative, got {value!r}")
+    if isinstance(r.peak_memory_bytes, bool) or not isinstance(r.peak_memory_bytes, int) or not (
+            0 <= r.peak_memory_bytes <= MAX_PEAK_MEMORY_BYTES):
+        raise InvalidSpec(f"{what}: peak_memory_bytes must be an integer within 0..{MAX_PEAK_MEMORY_BYTES}")
+    if r.end < r.start:
+        raise InvalidSpec(f"{what} ends before it starts ({r.end} < {r.start})")
+    if r.start < leased_at - skew_s:
+        raise InvalidSpec(f"{what} starts at {r.start}, before its attempt was leased at {leased_at}")
+    if r.end > now + skew_s:
+        raise InvalidSpec(f"{what} ends at {r.end}, in the future (now is {now:.0f})")
+    slack = wall_tolerance_s(r.end - r.start)
+    if r.wall_s > (r.end - r.start) + slack:
+        raise InvalidSpec(f"{what}: wall_s {r.wall_s} exceeds its interval of {r.end - r.start} s")
+    if r.cpu_s > (r.wall_s + slack) * max(cores, 1):
+        raise InvalidSpec(f"{what}: cpu_s {r.cpu_s} exceeds wall_s x {cores} allocated cores")
+    if r.device_s > (r.wall_s + slack) * devices:
+        raise InvalidSpec(f"{what}: device_s {r.device_s} exceeds wall_s x {devices} allocated devices")
+
+
+def wall_tolerance_s(interval_s: float) -> float:
+    """How far measured wall time may pass its report window: 1 s plus 1 %."""
+    return WALL_TOLERANCE_S + interval_s * WALL_TOLERANCE_RATIO
+
+
+def _check_no_overlap(session: Session, fresh: Sequence[UsageReport], leased: dict[tuple[str, int], Any]) -> None:
+    """Refuse records of one attempt whose intervals overlap (the same seconds billed twice), and an
+    attempt whose records together claim more wall time than their span (tolerance counted once)."""
+    if not fresh:
+        return
+    by_attempt: dict[tuple[str, int], list[tuple[float, float, str]]] = {}  # (start, end, which record)
+    for r in fresh:
+        by_attempt.setdefault((r.job_id, r.attempt), []).append((r.start, r.end, f"seq {r.seq}"))
+    lo, hi = min(r.start for r in fresh), max(r.end for r in fresh)
+    stored = session.execute(
+        select(UsageRow.job_id, UsageRow.attempt, UsageRow.seq, UsageRow.start, UsageRow.end).where(
+            UsageRow.job_id.in_({k[0] for k in by_attempt}), UsageRow.end > lo, UsageRow.start < hi))
+    for job_id, attempt, seq, start, end in stored:
+        if (job_id, attempt) in by_attempt:
+            by_attempt[(job_id, attempt)].append((start, end, f"stored seq {seq}"))
+    for (job_id, attempt), spans in by_attempt.items():
+        latest: tuple[float, float, str] | None = None  # the span reaching furthest so far
+        for span in sorted(s for s in spans if s[1] > s[0]):  # an empty interval overlaps nothing
+            if latest is not None and span[0] < latest[1]:
+                raise InvalidSpec(f"usage of job {job_id} attempt {attempt}: {span[2]} [{span[0]}, {span[1]}) "
+                                  f"overlaps {latest[2]} [{latest[0]}, {latest[1]}): the same seconds twice")
+            if latest is None or span[1] > latest[1]:
+                latest = span
+    totals = session.execute(
+        select(UsageRow.job_id, UsageRow.attempt, func.sum(UsageRow.wall_s), func.min(UsageRow.start),
+               func.max(UsageRow.end))
+        .where(tuple_(UsageRow.job_id, UsageRow.attempt).in_(sorted(by_attempt)))
+        .group_by(UsageRow.job_id, UsageRow.attempt))
+    claimed = {(j, a): (float(w or 0.0), [s] if s is not None else [], [e] if e is not None else [])
+               for j, a, w, s, e in totals}
+    for r in fresh:
+        wall, starts, ends = claimed.setdefault((r.job_id, r.attempt), (0.0, [], []))
+        claimed[(r.job_id, r.attempt)] = (wall + r.wall_s, [*starts, r.start], [*ends, r.end])
+    for (job_id, attempt), (wall, starts, ends) in claimed.items():
+        span = max(ends) - min(starts)
+        if wall > span + wall_tolerance_s(span):
+            raise InvalidSpec(f"usage of job {job_id} attempt {attempt} claims {wall:.3f} s of wall time "
+                              f"within {span:.3f} s")
 
 
 def queue_for_rating(session: Session, usage_ids: Sequence[int]) -> None:
@@ -222,16 +333,17 @@ def units_nano(pool: PoolRow, *, core_s: float, device_s: float) -> int:
 
 
 def store_log_chunk(session: Session, agent: Principal, *, job_id: str, attempt: int, offset: int, data: bytes) -> None:
+    """Store one chunk of an attempt's log: only the agent of the site that ran the attempt may."""
     require(agent, Role.AGENT)
     if len(data) > MAX_LOG_CHUNK:
         raise InvalidSpec(f"log chunk of {len(data)} bytes exceeds {MAX_LOG_CHUNK}")
-    if offset < 0:
-        raise InvalidSpec("log offset must not be negative")
-    job = session.get(JobRow, job_id)
-    if job is None or attempt > job.attempt:
-        from suanwang.errors import NotFound
-
-        raise NotFound(f"job {job_id} attempt {attempt} not found")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidSpec(f"log offset must be an integer >= 0, got {offset!r}")
+    if offset + len(data) > MAX_LOG_BYTES:
+        raise InvalidSpec(f"log chunk at offset {offset} would pass the {MAX_LOG_BYTES}-byte limit of an attempt's log")
+    leased = attempts_by_key(session, [(job_id, attempt)]).get((job_id, attempt))
+    if leased is None or leased.site != agent.site:
+        raise NotFound(f"log refused: job {job_id} has no attempt {attempt} leased to site {agent.site}")
     exists = session.scalar(
         select(LogChunkRow.id).where(LogChunkRow.job_id == job_id, LogChunkRow.attempt == attempt, LogChunkRow.offset == offset)
     )

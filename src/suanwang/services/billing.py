@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,6 +73,7 @@ from suanwang.domain.pricing import (
     quote,
 )
 from suanwang.domain.rating import (
+    LOST_ATTEMPT,
     Charge,
     ProviderContract,
     UsageRecord,
@@ -89,6 +90,7 @@ from suanwang.domain.settlement import Settlement, check_period, compute_settlem
 from suanwang.domain.tou import DEFAULT_MULTIPLIERS, TouBand, TouTariff, tou_tariff_for_province, uniform_tariff
 from suanwang.domain.voucher import VoucherProgramme, pick_programme
 from suanwang.errors import Conflict, InsufficientFunds, InvalidSpec, NotFound
+from suanwang.services.attempts import AttemptOutcome, end_attempt, lost_attempts, may_still_report
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, require
 from suanwang.services.ledger_store import (
@@ -607,17 +609,29 @@ def _any_book(session: Session) -> bool:
     return hit[1]
 
 
-def release_job_hold(session: Session, job: JobRow, *, now: float | None = None) -> None:
-    """At a terminal state: give back what remains of the job's hold (no-op for free jobs).  Called by ``jobs.move``."""
+HOLD_GRACE_S = 600.0  # a cancelled attempt's agent has this long to send its last usage before the hold goes
+
+
+def release_job_hold(session: Session, job: JobRow, *, now: float | None = None) -> bool:
+    """At a terminal state: give back what remains of the job's hold (no-op for free jobs).  Called by
+    ``jobs.move`` and, for holds it left open, by the rating pass (:func:`release_rated_holds`).
+
+    The hold stays open while usage of the job can still be charged to it: records not yet rated, or a
+    cancelled attempt whose agent has not sent its final status (for ``HOLD_GRACE_S``).  Returns
+    whether the hold was released now.
+    """
     state = session.scalar(select(HoldRow.state).where(HoldRow.id == job.id))
     if state != HoldState.OPEN.value:
-        return
+        return False
+    now = now if now is not None else time.time()
+    if _usage_unrated(session, job.id) or may_still_report(session, job, now=now, grace_s=HOLD_GRACE_S):
+        return False  # the rating pass releases it after the last usage is charged
     ledger = SqlLedger(session)
     ledger.lock_accounts([hold_account(job.tenant_id), wallet(job.tenant_id)])  # accounts before the hold row
     hold = ledger.hold(job.id)
     if hold is None or hold.state is not HoldState.OPEN:
-        return
-    at = utc(now if now is not None else time.time())
+        return False
+    at = utc(now)
     settled = ledger.settled_until()
     if settled is not None and at < settled:
         at = settled
@@ -625,6 +639,22 @@ def release_job_hold(session: Session, job: JobRow, *, now: float | None = None)
                             reason=f"job {job.state}")
     result = ledger.apply(transfer)
     _raise_if_refused(result, transfer)
+    return True
+
+
+def _usage_unrated(session: Session, job_id: str) -> bool:
+    queue = UnratedUsageRow.__table__
+    return session.scalar(select(UsageRow.id).join(queue, queue.c.id == UsageRow.id)
+                          .where(UsageRow.job_id == job_id).limit(1)) is not None
+
+
+def release_rated_holds(session: Session, *, now: float, limit: int = 1000) -> list[str]:
+    """Release the holds of terminal jobs that ``release_job_hold`` left open, now that their usage is rated."""
+    terminal = [s.value for s in JobState if s.is_terminal]
+    jobs = session.scalars(select(JobRow).join(HoldRow, HoldRow.id == JobRow.id)
+                           .where(HoldRow.state == HoldState.OPEN.value, JobRow.state.in_(terminal))
+                           .order_by(JobRow.id).limit(limit))
+    return [job.id for job in list(jobs) if release_job_hold(session, job, now=now)]
 
 
 # ---- rating ------------------------------------------------------------------------------------------------
@@ -636,6 +666,8 @@ class RatingReport:
     charged: int  # charges created now (EXISTS not counted)
     free: int  # rows with no book in force or no price: no charge
     over_limit_jobs: tuple[str, ...]  # jobs at or past the credit line: stop them (stop_overspent_jobs)
+    unbilled: int = 0  # rows of attempts the platform declared lost: no charge, the provider bears them
+    late: int = 0  # rows charged after their job's hold was released: paid from the wallet (audited)
 
 
 _USAGE_COLUMNS = ("id", "job_id", "attempt", "seq", "tenant_id", "site", "pool", "resource_class", "start", "end",
@@ -673,9 +705,13 @@ def rate_pending_usage(session: Session, *, limit: int = 1000, fast: bool = True
     if not rows:
         return RatingReport(0, 0, 0, ())
     ctx = _rating_context(session, rows)
+    lost = lost_attempts(session, {r[1] for r in rows})
     items: list[tuple[Any, PricedUsage | Charge]] = []
-    free = 0
+    free, unbilled = 0, []
     for row in rows:  # first what needs no ledger state: price, split, request digest
+        if lost and (row[1], row[2]) in lost:
+            unbilled.append(row[0])  # declared lost: not the consumer's to pay for (DESIGN.md)
+            continue
         priced = price_row(row, ctx) if fast else None
         if priced == FREE or (priced is None and _is_free(row, ctx)):
             free += 1  # no book in force when this usage started: free
@@ -683,8 +719,22 @@ def rate_pending_usage(session: Session, *, limit: int = 1000, fast: bool = True
         charge = priced if isinstance(priced, PricedUsage) else _rate(session, _record(row, ctx), ctx)
         if charge is not None:
             items.append((row, charge))
-    charged, over = _charge(session, items, ctx) if items else (0, set())
-    return RatingReport(len(rows), charged, free, tuple(sorted(over)))
+    if unbilled:
+        session.execute(update(UsageRow).where(UsageRow.id.in_(unbilled)).values(unbilled_reason=LOST_ATTEMPT)
+                        .execution_options(synchronize_session=False))
+    charged, over, late = _charge(session, items, ctx) if items else (0, set(), 0)
+    return RatingReport(len(rows), charged, free, tuple(sorted(over)), len(unbilled), late)
+
+
+def _audit_late(session: Session, ledger: SqlLedger, items: Sequence[tuple[Any, PricedUsage | Charge]]) -> int:
+    """Count (and audit) usage arriving after its job's hold was released: the wallet pays it."""
+    late = 0
+    for row, _ in items:
+        hold = ledger.hold(row[1])
+        if hold is not None and hold.state is not HoldState.OPEN and not ledger.knows(usage_key(*row[1:4])):
+            late += 1
+            record_audit(session, None, "usage.after_release", usage_key(*row[1:4]), job_id=row[1])
+    return late
 
 
 _levels: dict[tuple[str, str], ServiceLevel] = {}  # (database, job) -> service level: fixed at submit
@@ -738,7 +788,7 @@ def _rate(session: Session, record: UsageRecord, ctx: RatingContext) -> Charge |
 
 
 def _charge(session: Session, items: Sequence[tuple[Any, PricedUsage | Charge]],
-            ctx: RatingContext) -> tuple[int, set[str]]:
+            ctx: RatingContext) -> tuple[int, set[str], int]:
     """Book the rated items in order, each against the ledger as the charges before it left it."""
     ledger = SqlLedger(session)
     consumers = {row[4] for row, _ in items}
@@ -748,6 +798,7 @@ def _charge(session: Session, items: Sequence[tuple[Any, PricedUsage | Charge]],
     ledger.load_holds({row[1] for row, _ in items})
     ledger.load_keys({usage_key(row[1], row[2], row[3]) for row, _ in items})
     ledger.load_voucher_slots({(p.id, c) for p in ctx.programmes for c in consumers})
+    late = _audit_late(session, ledger, items)
     charged, over = 0, set()
     for row, item in items:
         if isinstance(item, PricedUsage):
@@ -768,7 +819,7 @@ def _charge(session: Session, items: Sequence[tuple[Any, PricedUsage | Charge]],
         if stop:
             over.add(item.record.job_id)
     ledger.flush()
-    return charged, over
+    return charged, over, late
 
 
 def _book_charge(session: Session, ledger: SqlLedger, charge: Charge,
@@ -817,6 +868,7 @@ def _stop_overspent(session: Session, job_id: str) -> bool:
         return False
     if JobState(job.state).is_leased:
         job.cancel_requested = True
+    end_attempt(session, job, AttemptOutcome.CANCELLED)
     move(session, job, JobState.CANCELLED, "credit line exhausted: charges passed the consumer's credit limit")
     record_audit(session, None, "job.cancel", job_id, reason="credit line exhausted")
     return True
@@ -838,6 +890,11 @@ def rate_all(db: Any, *, limit: int = 1000, max_batches: int = 1_000_000) -> int
         total += report.rated
         if report.rated < limit:
             break
+
+    def release() -> list[str]:
+        with db.transaction() as s:
+            return release_rated_holds(s, now=time.time())
+    retrying(release)  # after the rating: a terminal job's last usage was charged to its hold
     return total
 
 
@@ -878,7 +935,9 @@ def settle(session: Session, actor: Principal, *, start: datetime, end: datetime
     paid = _pay_out(ledger, settlement, actor) if payouts else []  # booked at ``end``: in the next period
     row = SettlementRow(start_us=to_us(start), end_us=to_us(end), created_at=time.time(), created_by=_actor(actor),
                         transfer_count=settlement.transfer_count,
-                        statements={**_jsonable(settlement), "payouts": paid}, csv=settlement_csv(settlement))
+                        statements={**_jsonable(settlement), "payouts": paid,
+                                    "unbilled": unbilled_usage(session, start=start, end=end)},
+                        csv=settlement_csv(settlement))
     session.add(row)  # written once: the table refuses updates and deletes
     session.flush()
     record_audit(session, actor, "settlement.close", str(row.id), start=start.isoformat(), end=end.isoformat(),
@@ -899,7 +958,20 @@ def settlement_json(row: SettlementRow) -> dict[str, Any]:
     return {"id": row.id, "start": from_us(row.start_us).isoformat(), "end": from_us(row.end_us).isoformat(),
             "transfer_count": row.transfer_count, "consumers": statements.get("consumers", []),
             "providers": statements.get("providers", []), "trial_balance": statements.get("trial_balance", []),
-            "payouts": statements.get("payouts", [])}
+            "payouts": statements.get("payouts", []), "unbilled": statements.get("unbilled", [])}
+
+
+def unbilled_usage(session: Session, *, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Per provider and reason, the usage ending in ``[start, end)`` that rating charged nobody for: work
+    its sites delivered and metered that earns nothing (an attempt the platform declared lost)."""
+    t0, t1 = start.timestamp(), end.timestamp()
+    rows = session.execute(
+        select(UsageRow.site, UsageRow.unbilled_reason, func.count(), func.sum(UsageRow.units_nano))
+        .where(UsageRow.unbilled_reason.is_not(None), UsageRow.end >= t0, UsageRow.end < t1)
+        .group_by(UsageRow.site, UsageRow.unbilled_reason).order_by(UsageRow.site, UsageRow.unbilled_reason))
+    providers = dict(session.execute(select(SiteRow.name, SiteRow.tenant_id)).all())
+    return [{"provider": providers.get(site, site), "site": site, "reason": reason, "records": count,
+             "units": f"{Decimal(int(nano or 0)).scaleb(-9):.9f}"} for site, reason, count, nano in rows]
 
 
 def get_settlement(session: Session, actor: Principal, settlement_id: int) -> SettlementRow:

@@ -16,6 +16,7 @@ from suanwang.domain.placement import check_placeable
 from suanwang.domain.resources import LostPolicy, ResourceClass, ServiceLevel
 from suanwang.errors import InvalidSpec, NotFound
 from suanwang.services import billing
+from suanwang.services.attempts import AttemptOutcome, end_attempt
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, new_id, require
 from suanwang.services.sites import cached_pools
@@ -181,6 +182,7 @@ def cancel_job(session: Session, actor: Principal, job_id: str) -> JobRow:
         raise Conflict(f"job {job_id} is already {job.state}")
     if JobState(job.state).is_leased:
         job.cancel_requested = True
+    end_attempt(session, job, AttemptOutcome.CANCELLED)  # before move: the hold waits for its last usage
     move(session, job, JobState.CANCELLED, f"cancelled by {actor.role}")
     record_audit(session, actor, "job.cancel", job_id)
     return job

@@ -20,6 +20,7 @@ from suanwang.domain.explain import explain
 from suanwang.domain.fairness import FairScheduler, RunningJob
 from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler
 from suanwang.domain.resources import Engine, LostPolicy, ServiceLevel
+from suanwang.services.attempts import AttemptOutcome, end_attempt
 from suanwang.services.jobs import move, spec_from_json
 from suanwang.services.grid_model import GridShape, load_grid
 from suanwang.services.planner import GridPlanner
@@ -60,6 +61,7 @@ def reap_expired_leases(session: Session, *, now: float) -> list[str]:
     for job in expired:
         policy = LostPolicy(job.spec.get("on_lost", LostPolicy.REQUEUE.value))
         new = state_after_lost_lease(policy)
+        end_attempt(session, job, AttemptOutcome.LOST, now=now)
         move(session, job, new, f"lease expired at site {job.site} (attempt {job.attempt})", now=now)
         if new is JobState.REQUEUED:
             job.site = None
@@ -151,6 +153,7 @@ def preempt(session: Session, job_ids: list[str], *, now: float) -> None:
         return
     for job in session.scalars(select(JobRow).where(JobRow.id.in_(job_ids)).with_for_update()):
         if JobState(job.state).is_leased:
+            end_attempt(session, job, AttemptOutcome.PREEMPTED, now=now)
             move(session, job, JobState.REQUEUED, "preempted for guaranteed work", now=now)
             job.site = None
             job.pool = None

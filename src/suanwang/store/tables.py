@@ -158,6 +158,27 @@ class UsageRow(Base):
     peak_memory_bytes: Mapped[int] = mapped_column(BigInteger)
     units_nano: Mapped[int] = mapped_column(BigInteger)  # standard compute units x 1e9
     reported_at: Mapped[float] = mapped_column(Float)
+    # Set when rating booked no charge to the consumer, and why (``lost_attempt``); null: billed as usual.
+    unbilled_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class AttemptRow(Base):
+    """One lease of a job to a site's agent (migration 0008): where it ran, and how it ended.
+
+    Usage and logs are accepted only for an attempt leased to the reporting
+    agent's site (and pool); an attempt the platform declared lost is not the
+    consumer's to pay for.  ``outcome`` is null while the attempt runs.
+    """
+
+    __tablename__ = "attempts"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    site: Mapped[str] = mapped_column(String(100))
+    pool: Mapped[str] = mapped_column(String(100))
+    leased_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)  # AttemptOutcome
+    final_report_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # its agent's last word on it
 
 
 class UnratedUsageRow(Base):

@@ -60,9 +60,10 @@ def status(job_id: str, body: StatusIn, session: SessionDep, agent: CurrentPrinc
 
 
 @router.post("/usage")
-def usage(body: UsageBatchIn, session: SessionDep, agent: CurrentPrincipal) -> dict[str, Any]:
+def usage(body: UsageBatchIn, session: SessionDep, agent: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]:
     reports = [agents.UsageReport(**r.model_dump()) for r in body.records]
-    return {"accepted": len(reports), "new": agents.record_usage(session, agent, reports)}
+    new = agents.record_usage(session, agent, reports, clock_skew_s=platform.settings.usage_clock_skew_s)
+    return {"accepted": len(reports), "new": new}
 
 
 @router.post("/logs")
