@@ -3,6 +3,8 @@ the page at / shows only public aggregates."""
 
 from __future__ import annotations
 
+import time
+
 import re
 from pathlib import Path
 
@@ -109,7 +111,8 @@ def test_metrics_count_lease_expiries_and_rating_lag(grid: Grid) -> None:
     grid.tick()
     leased = grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 1, "wait_s": 0}).json()
     assert leased[0]["job_id"] == job
-    usage = {"job_id": job, "attempt": leased[0]["attempt"], "seq": 0, "pool": "cpu", "start": 0.0, "end": 1.0,
+    now = time.time()
+    usage = {"job_id": job, "attempt": leased[0]["attempt"], "seq": 0, "pool": "cpu", "start": now - 1, "end": now,
              "wall_s": 1.0, "cpu_s": 1.0, "device_s": 0.0, "peak_memory_bytes": 0}
     assert grid.agent.post("/api/v1/agent/usage", json={"records": [usage]}).status_code == 200
     text = grid.client.get("/metrics").text
