@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import IntegrityError
 
 from suanwang import __version__
+from suanwang.api.guard import AuthState, Guard, GuardSettings
 from suanwang.api.routes import admin, agent, billing, jobs, sites
 from suanwang.errors import SuanwangError
 from suanwang.services.platform import Platform
@@ -25,7 +26,7 @@ def _describe(error: dict[str, object]) -> str:
     return f"{loc}: {error.get('msg')}" if loc else str(error.get("msg"))
 
 
-def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
+def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_loop:
@@ -33,9 +34,13 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
         yield
         platform.stop()
 
+    auth = AuthState.create(platform.db, guard)
     app = FastAPI(title="suanwang (算网)", version=__version__, lifespan=lifespan,
-                  description="An open computing power network: one access point to compute at many sites.")
+                  description="An open computing power network: one access point to compute at many sites.",
+                  max_body_size=auth.settings.max_body_bytes)  # a streamed body past the cap: 413
     app.state.platform = platform
+    app.state.auth = auth
+    app.add_middleware(Guard, state=auth)  # token, role (api/permissions.py), rate and size, before the body
 
     @app.exception_handler(SuanwangError)
     async def _domain_error(request: Request, exc: SuanwangError) -> JSONResponse:

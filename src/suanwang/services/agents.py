@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from suanwang.domain import units
 from suanwang.domain.job import JobState
 from suanwang.errors import InvalidSpec
-from suanwang.services.auth import Principal, Role, require
+from suanwang.services.auth import Principal, Role
 from suanwang.services.jobs import move
 from suanwang.services.sites import get_site
 from suanwang.store.db import is_postgres
@@ -53,7 +53,6 @@ def lease_jobs(
     platform restarted, the connection dropped) gets the attempts it leased the
     first time, still running, instead of leaving them to lapse unrun.
     """
-    require(agent, Role.AGENT)
     now = time.time()
     if request_id:
         replay = list(session.scalars(
@@ -86,7 +85,6 @@ def heartbeat(
     session: Session, agent: Principal, running: list[tuple[str, int]], *, lease_s: float, info: dict[str, Any]
 ) -> list[tuple[str, int]]:
     """Renew leases of attempts the agent still runs; return the attempts it must kill."""
-    require(agent, Role.AGENT)
     now = time.time()
     site = get_site(session, agent.site or "")
     site.online = True
@@ -107,7 +105,6 @@ def report_status(
     session: Session, agent: Principal, *, job_id: str, attempt: int, phase: str, exit_code: int | None, reason: str
 ) -> bool:
     """Apply an attempt's final state; False when the report is stale (job moved on)."""
-    require(agent, Role.AGENT)
     job = session.get(JobRow, job_id)
     if job is None or job.site != agent.site:
         from suanwang.errors import NotFound
@@ -130,7 +127,6 @@ def report_status(
 
 def record_usage(session: Session, agent: Principal, reports: list[UsageReport]) -> int:
     """Store new usage records; duplicates of already stored keys are skipped.  Returns how many were new."""
-    require(agent, Role.AGENT)
     if not reports:
         return 0
     keys = [(r.job_id, r.attempt, r.seq) for r in reports]
@@ -190,7 +186,6 @@ def units_nano(pool: PoolRow, *, core_s: float, device_s: float) -> int:
 
 
 def store_log_chunk(session: Session, agent: Principal, *, job_id: str, attempt: int, offset: int, data: bytes) -> None:
-    require(agent, Role.AGENT)
     if len(data) > MAX_LOG_CHUNK:
         raise InvalidSpec(f"log chunk of {len(data)} bytes exceeds {MAX_LOG_CHUNK}")
     if offset < 0:
