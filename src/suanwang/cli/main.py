@@ -21,6 +21,8 @@ app = typer.Typer(help="suanwang (算网): an open computing power network.", no
                   pretty_exceptions_enable=False)
 admin = typer.Typer(help="Operator commands: tenants and tokens.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
+tokens = typer.Typer(help="Tokens: create, list, revoke, rotate; one-use agent enrolment.", no_args_is_help=True)
+admin.add_typer(tokens, name="token")
 job_commands.register(app)
 sim_commands.register(app)
 app.command("demo")(demo_command)
@@ -103,7 +105,11 @@ def up(
 @app.command()
 def agent(
     url: Annotated[str, typer.Option(envvar="SUANWANG_URL", help="platform URL")],
-    token: Annotated[str, typer.Option(envvar="SUANWANG_AGENT_TOKEN", help="this site's agent token")],
+    token: Annotated[str | None, typer.Option(envvar="SUANWANG_AGENT_TOKEN", help="this site's agent token")] = None,
+    token_file: Annotated[Path | None, typer.Option(help="read the agent token from this file (written 0600 "
+                                                    "by --enrol-token)")] = None,
+    enrol_token: Annotated[str | None, typer.Option(envvar="SUANWANG_ENROL_TOKEN", help="one-use enrolment "
+                                                    "token: trade it for an agent token, kept in --token-file")] = None,
     workdir: Annotated[Path, typer.Option(help="agent state, task directories and logs")] = Path("./suanwang-agent"),
     config: Annotated[Path | None, typer.Option(help="site config file (engine, pools); default: local engine")] = None,
     heartbeat_s: float = 1.0,
@@ -115,6 +121,7 @@ def agent(
     from suanwang.agent.runner import Agent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token = _agent_token(url, token, token_file, enrol_token)
     executor = _executor(config, workdir)
     runner = Agent(url, token, executor, workdir, heartbeat_s=heartbeat_s, poll_s=poll_s,
                    usage_interval_s=usage_interval_s, max_tasks=max_tasks)
@@ -125,6 +132,22 @@ def agent(
         pass
     finally:
         runner.close()
+
+
+def _agent_token(url: str, token: str | None, token_file: Path | None, enrol_token: str | None) -> str:
+    """The agent's token: --token, else --token-file; with --enrol-token and no file yet, enrol and write it."""
+    from suanwang.cli.client import enrol_agent, read_secret, write_secret
+
+    if token:
+        return token
+    if token_file is not None and token_file.exists():
+        return read_secret(token_file)
+    if enrol_token and token_file is not None:
+        issued = enrol_agent(url, enrol_token)
+        write_secret(token_file, issued)
+        console.print(f"enrolled; agent token written to {token_file} (mode 0600)")
+        return issued
+    raise typer.BadParameter("give --token, an existing --token-file, or --enrol-token with --token-file")
 
 
 def _executor(config: Path | None, workdir: Path):  # type: ignore[no-untyped-def]
@@ -154,18 +177,58 @@ def tenant_create(name: str, kind: str = "consumer", url: str | None = None, tok
     print_json(Client(url, token or _operator_token()).call("POST", "/tenants", json={"name": name, "kind": kind}))
 
 
-@admin.command("token")
+@tokens.command("create")
 def token_create(role: str, tenant_id: str, site: str | None = None, name: str = "",
+                 lifetime_s: Annotated[float | None, typer.Option(help="expire after this many seconds")] = None,
                  url: str | None = None, token: str | None = None) -> None:
     """Issue a token (shown once)."""
-    body = {"role": role, "tenant_id": tenant_id, "site": site, "name": name}
+    body = {"role": role, "tenant_id": tenant_id, "site": site, "name": name, "lifetime_s": lifetime_s}
     print_json(Client(url, token or _operator_token()).call("POST", "/tokens", json=body))
+
+
+@tokens.command("list")
+def token_list(tenant_id: str | None = None, url: str | None = None, token: str | None = None) -> None:
+    """List tokens: ids, roles, scope, expiry, revocation (never a secret)."""
+    params = {"tenant_id": tenant_id} if tenant_id else {}
+    print_json(Client(url, token or _operator_token()).call("GET", "/tokens", params=params))
+
+
+@tokens.command("revoke")
+def token_revoke(token_id: str, url: str | None = None, token: str | None = None) -> None:
+    """Revoke a token (refused everywhere within a second)."""
+    print_json(Client(url, token or _operator_token()).call("POST", f"/tokens/{token_id}/revoke"))
+
+
+@tokens.command("rotate")
+def token_rotate(token_id: str, url: str | None = None, token: str | None = None) -> None:
+    """Replace a token by a new one with the same role, tenant and site (shown once); the old one is revoked."""
+    print_json(Client(url, token or _operator_token()).call("POST", f"/tokens/{token_id}/rotate"))
+
+
+@tokens.command("enrol")
+def token_enrol(site: str, lifetime_s: float = 3600.0, url: str | None = None, token: str | None = None) -> None:
+    """A one-use enrolment token for a new agent of SITE (`suanwang agent --enrol-token T --token-file F`)."""
+    print_json(Client(url, token or _operator_token()).call("POST", f"/sites/{site}/enrolments",
+                                                            json={"lifetime_s": lifetime_s}))
+
+
+@admin.command("permissions")
+def permissions(markdown: Annotated[bool, typer.Option("--markdown", help="as docs/permissions.md")] = False) -> None:
+    """Print the permission table: who may call each route."""
+    from suanwang.api.permissions import TABLE, render_markdown
+
+    if markdown:
+        typer.echo(render_markdown(), nl=False)
+        return
+    for (method, path), rule in sorted(TABLE.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        who = "public" if rule.public else ",".join(sorted(r.value for r in rule.roles))
+        typer.echo(f"{method:6} {path:45} {who}")
 
 
 @admin.command("site")
 def site_create(name: str, region: str = "", province: str = "", lat: float = 0.0, lon: float = 0.0,
                 green_share: float = 0.0, url: str | None = None, token: str | None = None) -> None:
-    """Register a site (then issue its agent a token with `admin token agent ... --site NAME`)."""
+    """Register a site (then `admin token enrol NAME` for its agent)."""
     body = {"name": name, "region": region, "province": province, "lat": lat, "lon": lon, "green_share": green_share}
     print_json(Client(url, token or _operator_token()).call("POST", "/sites", json=body))
 

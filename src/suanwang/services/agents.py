@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from suanwang.domain import units
 from suanwang.domain.job import JobState
 from suanwang.errors import InvalidSpec
-from suanwang.services.auth import Principal, Role
+from suanwang.services.auth import Principal
 from suanwang.services.jobs import move
 from suanwang.services.sites import get_site
 from suanwang.store.db import is_postgres

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
-from suanwang.api.deps import AuthDep, CurrentPrincipal, SessionDep, Unauthorized
+from suanwang.api.deps import AuthDep, CurrentPrincipal, PlatformDep, SessionDep, Unauthorized
 from suanwang.api.guard import source_of
 from suanwang.api.schemas import In, TenantIn, TokenIn
 from suanwang.services import auth
@@ -89,15 +89,17 @@ def new_enrolment(name: str, session: SessionDep, actor: CurrentPrincipal,
 
 
 @router.post("/agent/enrol", status_code=201)
-def enrol(body: EnrolIn, request: Request, session: SessionDep, state: AuthDep) -> dict[str, Any]:
+def enrol(body: EnrolIn, request: Request, platform: PlatformDep, state: AuthDep) -> dict[str, Any]:
     """Trade a one-use enrolment token for this site's agent token (shown once); a second use answers 401."""
-    issued = auth.redeem_enrolment(session, body.enrol_token, now=time.time(), name=body.name)
-    if issued is None:
+    with platform.db.transaction() as session:
+        issued = auth.redeem_enrolment(session, body.enrol_token, now=time.time(), name=body.name)
+        if issued is not None:
+            record_audit(session, None, "agent.enrol", issued[0].id, site=issued[0].site)
+    if issued is None:  # recorded after the transaction above: SQLite has one writer at a time
         state.refusals.record(state.db, source=source_of(request.scope), reason=Refusal.ENROLMENT,
                               method="POST", path=request.url.path)
         raise Unauthorized("unknown, used or expired enrolment token")
     row, plaintext = issued
-    record_audit(session, None, "agent.enrol", row.id, site=row.site)
     return {"id": row.id, "token": plaintext, "role": row.role, "tenant_id": row.tenant_id, "site": row.site}
 
 
