@@ -36,8 +36,7 @@ def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSetting
 
     auth = AuthState.create(platform.db, guard)
     app = FastAPI(title="suanwang (算网)", version=__version__, lifespan=lifespan,
-                  description="An open computing power network: one access point to compute at many sites.",
-                  max_body_size=auth.settings.max_body_bytes)  # a streamed body past the cap: 413
+                  description="An open computing power network: one access point to compute at many sites.")
     app.state.platform = platform
     app.state.auth = auth
     app.add_middleware(Guard, state=auth)  # token, role (api/permissions.py), rate and size, before the body

@@ -5,8 +5,8 @@ the permission table refuses gets 403 before anything parses the request (a
 route's own dependencies run only after FastAPI has read and validated the body).
 Order: match the route (no entry in the table → 403, fail closed), a public
 route skips the token, then token → 401, role → 403, rate → 429, declared
-size → 413.  A streamed body past the cap is stopped by FastAPI's
-``max_body_size`` (413), which ``create_app`` sets to the same cap.
+size → 413 (a streamed body is counted as it arrives and stopped with 413
+at the cap).
 
 Principals are cached per process for at most ``cache_s`` (0.5 s by default),
 so a revocation or expiry holds on every replica within that time; revoking on
@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from fastapi.routing import iter_route_contexts
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from suanwang.api.permissions import Rule, rule_for
 from suanwang.services.audit import record_audit
@@ -218,7 +219,7 @@ class Guard:
             return
         refused = await self._check(scope)
         if refused is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, self._capped(receive), send)
             return
         status, headers, body = refused
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -253,6 +254,21 @@ class Guard:
                              {"Retry-After": str(retry)}, retry_after_s=retry)
             scope[PRINCIPAL_KEY] = found
         return self._check_size(headers.get(b"content-length"))
+
+    def _capped(self, receive: Receive) -> Receive:
+        """``receive`` that stops a body growing past the cap while it streams in (no Content-Length)."""
+        cap, seen = self.state.settings.max_body_bytes, 0
+
+        async def capped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > cap:  # FastAPI re-raises an HTTPException met while reading the body: a 413, not a 400
+                    raise HTTPException(413, f"the request body exceeds the limit of {cap} bytes")
+            return message
+
+        return capped
 
     async def _authenticate(self, header: bytes | None) -> Principal | Refusal:
         if not header or not header[:7].lower() == b"bearer ":
