@@ -34,7 +34,9 @@ def get_session(platform: PlatformDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so a client that reads what it just wrote finds it
+# (by default FastAPI runs the code after ``yield`` once the response is out: a race on PostgreSQL).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 async def get_principal(request: Request) -> Principal:

@@ -191,7 +191,8 @@ def store_log_chunk(session: Session, agent: Principal, *, job_id: str, attempt:
     if offset < 0:
         raise InvalidSpec("log offset must not be negative")
     job = session.get(JobRow, job_id)
-    if job is None or attempt > job.attempt:
+    # another site's job answers 404, as usage does (an older attempt may have run elsewhere before a requeue)
+    if job is None or attempt > job.attempt or (job.site != agent.site and attempt >= job.attempt):
         from suanwang.errors import NotFound
 
         raise NotFound(f"job {job_id} attempt {attempt} not found")
