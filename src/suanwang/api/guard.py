@@ -159,11 +159,16 @@ class AuthState:
         return cls(db=db, settings=s, cache=PrincipalCache(s.cache_s), buckets=TokenBuckets(s.rate_per_s, s.burst),
                    refusals=RefusalLog())
 
+    def cached(self, digest: str) -> Principal | None:
+        principal = self.cache.get(digest)
+        if principal is not None and (principal.expires_at is None or principal.expires_at > self.wall()):
+            return principal
+        return None
+
     def lookup(self, token: str) -> Principal | Refusal:
         """The principal of a bearer token: from the cache while fresh and unexpired, else the database."""
         digest = hash_token(token)
-        principal = self.cache.get(digest)
-        if principal is not None and (principal.expires_at is None or principal.expires_at > self.wall()):
+        if (principal := self.cached(digest)) is not None:
             return principal
         with self.db.sessions() as session:
             found = authenticate(session, token, now=self.wall())
@@ -276,8 +281,7 @@ class Guard:
         token = header[7:].decode("latin-1").strip()
         if not token or len(token) > 256:  # ours are 46 characters; do not hash a megabyte
             return Refusal.UNKNOWN
-        hit = self.state.cache.get(hash_token(token))
-        if hit is not None and (hit.expires_at is None or hit.expires_at > self.state.wall()):
+        if (hit := self.state.cached(hash_token(token))) is not None:
             return hit  # the common case stays on the event loop
         return await run_in_threadpool(self.state.lookup, token)
 
