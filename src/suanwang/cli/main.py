@@ -47,12 +47,13 @@ def _platform(data_dir: Path, database_url: str | None, lease_s: float, tick_s: 
                                     engine_queue=engine_queue))
 
 
-def _server(platform, host: str, port: int):  # type: ignore[no-untyped-def]
+def _server(platform, host: str, port: int, guard=None):  # type: ignore[no-untyped-def]
     import uvicorn
 
     from suanwang.api.app import create_app
 
-    config = uvicorn.Config(create_app(platform), host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(create_app(platform, guard=guard), host=host, port=port, log_level="warning",
+                            access_log=False)
     return uvicorn.Server(config)
 
 
@@ -62,13 +63,19 @@ def serve(
     lease_s: float = 15.0, tick_s: float = 0.5,
     engine_queue: Annotated[float, typer.Option(min=1.0, help="Slurm and Ray pools may hold this multiple of "
                                                 "their capacity, queued in the engine (1 = none)")] = 1.0,
+    rate_per_s: Annotated[float, typer.Option(min=0.001, max=1e9, help="requests per second per token")] = 1000.0,
+    rate_burst: Annotated[float, typer.Option(min=1.0, max=1e9, help="requests a token may send at once")] = 2000.0,
+    max_body_bytes: Annotated[int, typer.Option(min=1, max=2**40, help="larger request bodies answer 413")] = 8 << 20,
 ) -> None:
     """Run the platform (API, scheduler, control loop) without an agent."""
+    from suanwang.api.guard import GuardSettings
+
+    guard = GuardSettings(rate_per_s=rate_per_s, burst=rate_burst, max_body_bytes=max_body_bytes)
     d = data_dir or default_data_dir()
     platform = _platform(d, database_url, lease_s, tick_s, engine_queue)
     (d / "url").write_text(f"http://{host}:{port}\n")
     console.print(f"suanwang platform on http://{host}:{port}  (operator token: {d / 'operator.token'})")
-    _server(platform, host, port).run()
+    _server(platform, host, port, guard).run()
 
 
 @app.command()
