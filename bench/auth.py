@@ -5,7 +5,7 @@
 In-process (httpx.AsyncClient over ASGITransport, no sockets), SQLite, one
 event loop.  The same cheap route (GET /api/v1/whoami) is timed on two apps
 built from one platform in the SAME run: one with the gate (token lookup with
-its 0.5 s principal cache, route match against the permission table, rate
+its 0.8 s principal cache, route match against the permission table, rate
 bucket, size check), one with the gate removed and the caller injected
 (``dependency_overrides``).  Requests alternate one by one between the apps,
 so a noisy moment on a shared machine falls on both.  The gate also times its

@@ -158,3 +158,26 @@ def test_refused_authentications_are_audited_at_most_once_a_second_per_source(gr
         rows = list(s.scalars(select(AuditRow).where(AuditRow.action == "auth.refused").order_by(AuditRow.id)))
     assert [r.detail["count"] for r in rows] == [1, 5]
     assert rows[0].detail["reason"] == "unknown" and rows[0].actor == "system"
+
+
+def test_a_busy_token_is_read_again_in_the_background_before_its_entry_runs_out(grid: Grid) -> None:
+    import time as _time
+
+    from suanwang.services.auth import hash_token, revoke_token
+
+    tok = _issue(grid)
+    auth = grid.client.app.state.auth
+    now = [0.0]
+    auth.cache.clock = lambda: now[0]
+    headers = {"Authorization": f"Bearer {tok['token']}"}
+    assert grid.client.get(f"{API}/jobs", headers=headers).status_code == 200
+    with grid.platform.db.transaction() as s:  # revoked by another replica
+        revoke_token(s, str(tok["id"]), now=1.0)
+    now[0] = auth.settings.cache_s * 0.6  # past half its age: served from the cache, read again behind it
+    assert grid.client.get(f"{API}/jobs", headers=headers).status_code == 200
+    digest = hash_token(str(tok["token"]))
+    deadline = _time.monotonic() + 10
+    while auth.cache.peek(digest) is not None:  # the read-ahead runs on the client's event loop
+        assert _time.monotonic() < deadline, "the cached entry was never read again"
+        _time.sleep(0.01)
+    assert grid.client.get(f"{API}/jobs", headers=headers).status_code == 401  # still within cache_s
