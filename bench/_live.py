@@ -28,7 +28,8 @@ class Live:
                "--tick-s", "0.2", "--migrate"]
         if database_url:
             cmd += ["--database-url", database_url]
-        cmd += list(serve_args)
+        # benchmarks measure the platform's throughput, not per-token rate refusals (the gate still runs)
+        cmd += ["--rate-per-s", "1000000", "--rate-burst", "1000000", *serve_args]
         self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(data_dir / "server.log", "ab")))
         deadline = time.time() + 60
         while time.time() < deadline:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from suanwang import __version__
 from suanwang.api.deps import tenant_of
+from suanwang.api.guard import AuthState, Guard, GuardSettings
 from suanwang.api.idempotency import IdempotencyMiddleware
 from suanwang.api.routes import admin, agent, audit, billing, jobs, sites
 from suanwang.errors import SuanwangError
@@ -31,7 +31,7 @@ def _describe(error: dict[str, object]) -> str:
     return f"{loc}: {error.get('msg')}" if loc else str(error.get("msg"))
 
 
-def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
+def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_loop:
@@ -39,9 +39,11 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
         yield
         platform.stop()
 
+    auth = AuthState.create(platform.db, guard)
     app = FastAPI(title="suanwang (算网)", version=__version__, lifespan=lifespan,
                   description="An open computing power network: one access point to compute at many sites.")
     app.state.platform = platform
+    app.state.auth = auth
 
     @app.exception_handler(SuanwangError)
     async def _domain_error(request: Request, exc: SuanwangError) -> JSONResponse:
@@ -59,7 +61,9 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
         return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems), "problems": problems},
                             status_code=422)
 
-    app.add_middleware(IdempotencyMiddleware, db=platform.db, tenant_of=functools.partial(tenant_of, platform))
+    # Middleware runs outermost last-added: the request log, then the gate, then idempotency (which needs the caller).
+    app.add_middleware(IdempotencyMiddleware, db=platform.db, tenant_of=tenant_of)
+    app.add_middleware(Guard, state=auth)  # token, role (api/permissions.py), rate and size, before the body
 
     for router in (jobs.router, sites.router, agent.router, admin.router, billing.router):
         app.include_router(router, prefix=API)

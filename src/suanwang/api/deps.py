@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from suanwang.api.guard import PRINCIPAL_KEY, AuthState
 from suanwang.errors import SuanwangError
-from suanwang.services.auth import Principal, authenticate, hash_token
+from suanwang.services.auth import Principal
 from suanwang.services.platform import Platform
-
-_CACHE_S = 10.0
-_cache: dict[str, tuple[float, Principal]] = {}
 
 
 class Unauthorized(SuanwangError):
@@ -38,50 +34,29 @@ def get_session(platform: PlatformDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so a client that reads what it just wrote finds it
+# (by default FastAPI runs the code after ``yield`` once the response is out: a race on PostgreSQL).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-async def get_principal(request: Request, platform: PlatformDep,
-                        authorization: Annotated[str | None, Header()] = None) -> Principal:
-    principal = await _principal(platform, authorization)
+async def get_principal(request: Request) -> Principal:
+    """The caller, as the gate (``suanwang.api.guard``) authenticated it before the body was read."""
+    principal: Principal | None = request.scope.get(PRINCIPAL_KEY)
+    if principal is None:  # a public route asked for a caller: a table entry and a route disagree
+        raise Unauthorized("this route needs a bearer token (Authorization: Bearer <token>)")
     request.state.token_id = principal.token_id  # for the request's log line (observability.http)
     return principal
 
 
-async def _principal(platform: Platform, authorization: str | None) -> Principal:
-    if not authorization or not authorization.lower().startswith("bearer "):
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    principal = await principal_of(platform, authorization[7:].strip())
-    if principal is None:
-        raise Unauthorized("unknown or revoked token")
-    return principal
+async def tenant_of(scope: dict[str, object]) -> str | None:
+    """The caller's tenant for a raw ASGI request, as the gate authenticated it (None on a public route)."""
+    principal = scope.get(PRINCIPAL_KEY)
+    return principal.tenant_id if isinstance(principal, Principal) else None
 
 
-async def principal_of(platform: Platform, token: str) -> Principal | None:
-    """The token's principal, from a short cache or the database; None for an unknown or revoked token."""
-    key = hash_token(token)
-    hit = _cache.get(key)
-    now = time.monotonic()
-    if hit and hit[0] > now:
-        return hit[1]
-    principal = await run_in_threadpool(_authenticate, platform, token)  # a cache miss reads the database
-    if principal is not None:
-        _cache[key] = (now + _CACHE_S, principal)
-    return principal
+async def get_auth(request: Request) -> AuthState:
+    return request.app.state.auth  # type: ignore[no-any-return]
 
 
-async def tenant_of(platform: Platform, scope: dict[str, object]) -> str | None:
-    """The caller's tenant for a raw ASGI request (middleware runs before the routes' dependencies)."""
-    auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")  # type: ignore[call-overload]
-    if not auth.lower().startswith("bearer "):
-        return None
-    principal = await principal_of(platform, auth[7:].strip())
-    return principal.tenant_id if principal else None
-
-
-def _authenticate(platform: Platform, token: str) -> Principal | None:
-    with platform.db.sessions() as session:
-        return authenticate(session, token)
-
-
+AuthDep = Annotated[AuthState, Depends(get_auth)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -276,3 +276,4 @@ class TokenIn(In):
     tenant_id: str
     site: str | None = None
     name: str = Field(default="", max_length=200)  # the tokens table's width
+    lifetime_s: float | None = Field(default=None, gt=0, le=10 * 366 * 86400)  # none: no expiry; at most 10 years

@@ -62,3 +62,33 @@ class Client:
 
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def read_secret(path: Path) -> str:
+    text = path.read_text().strip()
+    if not text:
+        err.print(f"[red]{path} is empty[/red]")
+        raise typer.Exit(2)
+    return text
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a token readable by its owner only (0600 from creation, also when the file existed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+
+
+def enrol_agent(url: str, enrol_token: str) -> str:
+    """Trade a one-use enrolment token for this site's agent token."""
+    try:
+        resp = httpx.post(url.rstrip("/") + "/api/v1/agent/enrol", json={"enrol_token": enrol_token}, timeout=30)
+    except httpx.HTTPError as exc:
+        err.print(f"[red]cannot reach {url}: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    if resp.status_code != 201:
+        err.print(f"[red]enrolment refused ({resp.status_code}): {resp.text}[/red]")
+        raise typer.Exit(1)
+    return str(resp.json()["token"])

@@ -24,6 +24,8 @@ app = typer.Typer(help="suanwang (算网): an open computing power network.", no
                   pretty_exceptions_enable=False)
 admin = typer.Typer(help="Operator commands: tenants and tokens.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
+tokens = typer.Typer(help="Tokens: create, list, revoke, rotate; one-use agent enrolment.", no_args_is_help=True)
+admin.add_typer(tokens, name="token")
 job_commands.register(app)
 sim_commands.register(app)
 app.command("demo")(demo_command)
@@ -70,14 +72,14 @@ def _platform(settings, *, migrate: bool):  # type: ignore[no-untyped-def]
     return Platform(db, settings.loop())
 
 
-def _server(platform, host: str, port: int):  # type: ignore[no-untyped-def]
+def _server(platform, host: str, port: int, guard=None):  # type: ignore[no-untyped-def]
     import uvicorn
 
     from suanwang.api.app import create_app
 
     # log_config=None: uvicorn's own lines go through our handler and format (observability.logs)
-    config = uvicorn.Config(create_app(platform), host=host, port=port, log_level="warning", access_log=False,
-                            log_config=None)
+    config = uvicorn.Config(create_app(platform, guard=guard), host=host, port=port, log_level="warning",
+                            access_log=False, log_config=None)
     return uvicorn.Server(config)
 
 
@@ -93,8 +95,12 @@ def serve(
     migrate: Annotated[bool | None, typer.Option("--migrate/--no-migrate", help="bring the schema to head first "
                                                  "(under the migration lock) instead of refusing to start")] = None,
     log_format: LogFormat = None, log_level: LogLevel = None,
+    rate_per_s: Annotated[float, typer.Option(min=0.001, max=1e9, help="requests per second per token")] = 1000.0,
+    rate_burst: Annotated[float, typer.Option(min=1.0, max=1e9, help="requests a token may send at once")] = 2000.0,
+    max_body_bytes: Annotated[int, typer.Option(min=1, max=2**40, help="larger request bodies answer 413")] = 8 << 20,
 ) -> None:
     """Run the platform (API, scheduler, control loop) without an agent.  The schema must be at head."""
+    from suanwang.api.guard import GuardSettings
     from suanwang.observability.logs import configure_logging
     from suanwang.settings import PlatformSettings
 
@@ -107,7 +113,8 @@ def serve(
     (settings.data_dir / "url").write_text(url + "\n")
     logging.getLogger("suanwang.platform").info("suanwang platform on %s", url,
                                                 extra={"operator_token_file": str(settings.data_dir / "operator.token")})
-    _server(platform, settings.host, settings.port).run()
+    guard = GuardSettings(rate_per_s=rate_per_s, burst=rate_burst, max_body_bytes=max_body_bytes)
+    _server(platform, settings.host, settings.port, guard).run()
 
 
 JobsRoot = Annotated[Path | None, typer.Option(
@@ -165,6 +172,10 @@ def agent(
     url: Annotated[str | None, typer.Option(help="platform URL (SUANWANG_URL)")] = None,
     token: Annotated[str | None, typer.Option(help="this site's agent token (SUANWANG_AGENT_TOKEN)")] = None,
     workdir: Annotated[Path | None, typer.Option(help="agent state, task directories and logs")] = None,
+    token_file: Annotated[Path | None, typer.Option(help="read the agent token from this file (written 0600 "
+                                                    "by --enrol-token)")] = None,
+    enrol_token: Annotated[str | None, typer.Option(envvar="SUANWANG_ENROL_TOKEN", help="one-use enrolment "
+                                                    "token: trade it for an agent token, kept in --token-file")] = None,
     config: Annotated[Path | None, typer.Option(help="site config file (engine, pools); default: local engine")] = None,
     settings_file: Annotated[Path | None, typer.Option("--settings", help="agent settings file, TOML or YAML "
                                                        "(SUANWANG_CONFIG)")] = None,
@@ -184,6 +195,8 @@ def agent(
     from suanwang.settings import AgentSettings
     from suanwang.store.files import private_dir
 
+    if token is None and (token_file is not None or enrol_token):
+        token = _agent_token(url or os.environ.get("SUANWANG_URL", ""), None, token_file, enrol_token)
     s = _settings(AgentSettings, settings_file=settings_file, url=url, agent_token=token, workdir=workdir,
                   site_config=config, heartbeat_s=heartbeat_s, poll_s=poll_s, usage_interval_s=usage_interval_s,
                   max_tasks=max_tasks, log_format=log_format, log_level=log_level)
@@ -203,6 +216,22 @@ def agent(
         pass
     finally:
         runner.close()
+
+
+def _agent_token(url: str, token: str | None, token_file: Path | None, enrol_token: str | None) -> str:
+    """The agent's token: --token, else --token-file; with --enrol-token and no file yet, enrol and write it."""
+    from suanwang.cli.client import enrol_agent, read_secret, write_secret
+
+    if token:
+        return token
+    if token_file is not None and token_file.exists():
+        return read_secret(token_file)
+    if enrol_token and token_file is not None:
+        issued = enrol_agent(url, enrol_token)
+        write_secret(token_file, issued)
+        console.print(f"enrolled; agent token written to {token_file} (mode 0600)")
+        return issued
+    raise typer.BadParameter("give --token, an existing --token-file, or --enrol-token with --token-file")
 
 
 def _executor(config: Path | None, workdir: Path, jobs_root: Path | None, shared: bool):  # type: ignore[no-untyped-def]
@@ -252,18 +281,58 @@ def tenant_create(name: str, kind: str = "consumer", url: str | None = None, tok
     print_json(Client(url, token or _operator_token()).call("POST", "/tenants", json={"name": name, "kind": kind}))
 
 
-@admin.command("token")
+@tokens.command("create")
 def token_create(role: str, tenant_id: str, site: str | None = None, name: str = "",
+                 lifetime_s: Annotated[float | None, typer.Option(help="expire after this many seconds")] = None,
                  url: str | None = None, token: str | None = None) -> None:
     """Issue a token (shown once)."""
-    body = {"role": role, "tenant_id": tenant_id, "site": site, "name": name}
+    body = {"role": role, "tenant_id": tenant_id, "site": site, "name": name, "lifetime_s": lifetime_s}
     print_json(Client(url, token or _operator_token()).call("POST", "/tokens", json=body))
+
+
+@tokens.command("list")
+def token_list(tenant_id: str | None = None, url: str | None = None, token: str | None = None) -> None:
+    """List tokens: ids, roles, scope, expiry, revocation (never a secret)."""
+    params = {"tenant_id": tenant_id} if tenant_id else {}
+    print_json(Client(url, token or _operator_token()).call("GET", "/tokens", params=params))
+
+
+@tokens.command("revoke")
+def token_revoke(token_id: str, url: str | None = None, token: str | None = None) -> None:
+    """Revoke a token (refused everywhere within a second)."""
+    print_json(Client(url, token or _operator_token()).call("POST", f"/tokens/{token_id}/revoke"))
+
+
+@tokens.command("rotate")
+def token_rotate(token_id: str, url: str | None = None, token: str | None = None) -> None:
+    """Replace a token by a new one with the same role, tenant and site (shown once); the old one is revoked."""
+    print_json(Client(url, token or _operator_token()).call("POST", f"/tokens/{token_id}/rotate"))
+
+
+@tokens.command("enrol")
+def token_enrol(site: str, lifetime_s: float = 3600.0, url: str | None = None, token: str | None = None) -> None:
+    """A one-use enrolment token for a new agent of SITE (`suanwang agent --enrol-token T --token-file F`)."""
+    print_json(Client(url, token or _operator_token()).call("POST", f"/sites/{site}/enrolments",
+                                                            json={"lifetime_s": lifetime_s}))
+
+
+@admin.command("permissions")
+def permissions(markdown: Annotated[bool, typer.Option("--markdown", help="as docs/permissions.md")] = False) -> None:
+    """Print the permission table: who may call each route."""
+    from suanwang.api.permissions import TABLE, render_markdown
+
+    if markdown:
+        typer.echo(render_markdown(), nl=False)
+        return
+    for (method, path), rule in sorted(TABLE.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        who = "public" if rule.public else ",".join(sorted(r.value for r in rule.roles))
+        typer.echo(f"{method:6} {path:45} {who}")
 
 
 @admin.command("site")
 def site_create(name: str, region: str = "", province: str = "", lat: float = 0.0, lon: float = 0.0,
                 green_share: float = 0.0, url: str | None = None, token: str | None = None) -> None:
-    """Register a site (then issue its agent a token with `admin token agent ... --site NAME`)."""
+    """Register a site (then `admin token enrol NAME` for its agent)."""
     body = {"name": name, "region": region, "province": province, "lat": lat, "lon": lon, "green_share": green_share}
     print_json(Client(url, token or _operator_token()).call("POST", "/sites", json=body))
 

@@ -36,6 +36,24 @@ class TokenRow(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[float] = mapped_column(Float)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: no expiry
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rotated_to: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the token that replaced this one
+
+
+class EnrolmentRow(Base):
+    """A one-use enrolment token: redeemed once for a fresh agent token of ``site``."""
+
+    __tablename__ = "enrolments"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    site: Mapped[str] = mapped_column(ForeignKey("sites.name"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))  # the agent token's tenant: the site's owner
+    issued_by: Mapped[str] = mapped_column(String(64))  # token id of the operator or provider
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    token_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the agent token it became
 
 
 class SiteRow(Base):

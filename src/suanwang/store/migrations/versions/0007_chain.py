@@ -1,7 +1,7 @@
 """chains: hash-chain links and the sealer's gaps; the audit trail and the links become append-only
 
 Revision ID: 0007_chain
-Revises: 0005
+Revises: 0006_tokens
 Create Date: 2026-12-06 05:10:00
 
 ``chain_links`` holds the audit and ledger chains (services.chain seals
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 
 revision = '0007_chain'
-down_revision = '0005'
+down_revision = '0006_tokens'
 branch_labels = None
 depends_on = None
 
