@@ -78,7 +78,7 @@ def test_a_new_book_cannot_rewrite_history() -> None:
 def test_bad_price_entries_are_rejected() -> None:
     with pytest.raises(InvalidSpec, match="same slot twice"):
         a_book(an_entry("1"), an_entry("2"))
-    with pytest.raises(InvalidSpec, match="above 100%"):
+    with pytest.raises(InvalidSpec, match=r"green discount percent must lie within \[0, 100\]"):
         an_entry(green="100.5")
     with pytest.raises(InvalidSpec, match="negative"):
         an_entry("-1")
