@@ -286,3 +286,24 @@ def test_placements_are_identical_with_precomputed_and_single_job_scores() -> No
     assert [(p.job_id, p.pool, p.start_at) for p in together] == [(p.job_id, p.pool, p.start_at) for p in one_by_one]
     for a, b in zip(together, one_by_one, strict=True):
         assert a.terms == pytest.approx(b.terms)
+
+
+def test_a_job_never_lands_where_its_price_exceeds_its_limit() -> None:
+    """The price rule: a provider pricing its pool at 10^15 fen gets none of the jobs it would otherwise win."""
+    from dataclasses import replace
+
+    from suanwang.domain.fairness import FairScheduler, FairShare
+    from suanwang.domain.placement import priced_out
+
+    # the dear pool looks cheapest to the scheduler's signals: only the rule keeps jobs away from it
+    g = grid([pool("dear", "qingyang"), pool("fair", "beijing")], prices={"dear": (1,) * 24, "fair": (900,) * 24})
+    quotes = {("qingyang", "dear"): 10**15, ("beijing", "fair"): 2_000}
+    jobs = [replace(job(f"j{i}", max_price_fen=5_000), prices_fen=quotes) for i in range(20)]
+    assert priced_out(jobs[0]) == {("qingyang", "dear"): "price 1000000000000000 fen > the job's limit 5000 fen "
+                                                          "(its hold)"}
+    fair = FairScheduler(GridScheduler(g), FairShare(Capacity(10_000, 10**6, 100)))
+    for name, sched in [*((n, f(GridContext(g))) for n, f in POLICIES.items()), ("fair", fair), ("first", FirstFit())]:
+        placed = sched.plan(jobs, states(g), now=NOON)
+        assert len(placed) == 16 and {p.pool for p in placed} == {"fair"}, name  # the rest wait for room
+    unlimited = [job(f"u{i}") for i in range(4)]  # no limit (a free platform): the signals decide alone
+    assert {p.pool for p in GridScheduler(g).plan(unlimited, states(g), now=NOON)} == {"dear"}

@@ -87,12 +87,10 @@ def test_a_cap_beyond_max_fen_is_refused() -> None:
 
 
 @pytest.mark.parametrize(("start", "end", "why"), [
-    (T0 - timedelta(days=2), T0 - timedelta(days=1), "valid_until .* has passed"),
     (T0, T0 + MAX_AHEAD + timedelta(seconds=1), "valid_until .* days ahead"),
     (datetime(2999, 1, 1, tzinfo=T0.tzinfo), datetime(2999, 2, 1, tzinfo=T0.tzinfo), "valid_from .* days ahead"),
-    (T0 - MAX_AHEAD - timedelta(seconds=1), T0 + timedelta(days=1), "valid_from .* days ago"),
 ])
-def test_a_new_programme_must_lie_within_two_years_of_now(start: datetime, end: datetime, why: str) -> None:
+def test_a_new_programme_must_end_within_two_years_of_now(start: datetime, end: datetime, why: str) -> None:
     with pytest.raises(InvalidSpec, match=why):
         check_new_programme(VoucherProgramme("v", Decimal(10), 1, start, end), now=T0)
     ok = VoucherProgramme("v", Decimal(10), 1, T0 - timedelta(days=1), T0 + MAX_AHEAD)

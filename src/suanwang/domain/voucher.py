@@ -74,19 +74,15 @@ class VoucherProgramme:
 
 
 def check_new_programme(programme: VoucherProgramme, *, now: datetime) -> VoucherProgramme:
-    """Refuse a programme whose window ends already or lies beyond ``MAX_AHEAD``; return it otherwise.
+    """Refuse a programme whose window reaches beyond ``MAX_AHEAD`` from now; return it otherwise.
 
-    (Stored programmes are re-read without this check: their windows pass as time goes by.)
+    (A window in the past is harmless: it pays nothing.  Stored programmes are re-read without this
+    check: their windows stay valid as time goes by.)
     """
-    if programme.valid_until <= now:
-        raise InvalidSpec(f"voucher {programme.id}: valid_until {programme.valid_until.isoformat()} has passed")
     for what, at in (("valid_from", programme.valid_from), ("valid_until", programme.valid_until)):
         if at > now + MAX_AHEAD:
             raise InvalidSpec(f"voucher {programme.id}: {what} {at.isoformat()} is more than {MAX_AHEAD.days} "
                               f"days ahead")
-    if programme.valid_from < now - MAX_AHEAD:
-        raise InvalidSpec(f"voucher {programme.id}: valid_from {programme.valid_from.isoformat()} is more than "
-                          f"{MAX_AHEAD.days} days ago")
     return programme
 
 
