@@ -40,7 +40,7 @@ def test_money_commands_end_to_end(grid: Grid, cli, tmp_path: Path) -> None:  # 
     grid.register()
     book = tmp_path / "book.json"
     book.write_text(json.dumps(BOOK))
-    assert "price book v1" in cli("operator", "price-book", "set", str(book))
+    assert "price book operator v1" in cli("operator", "price-book", "set", str(book))
     assert json.loads(cli("operator", "price-book", "list", "--json"))[0]["version"] == 1
     consumer = json.loads(cli("consumer", "wallet", "--json"))["consumer"]
     quote = json.loads(cli("consumer", "quote", "--cores", "2", "--json", "--", "true"))

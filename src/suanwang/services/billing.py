@@ -630,10 +630,11 @@ def _in_force(books: list[PriceBook], at: datetime) -> PriceBook | None:
         return None
 
 
-def _signature(spec: JobSpec) -> str:
-    """What of a spec decides its price: all but what it runs."""
-    return repr({f.name: getattr(spec, f.name) for f in fields(spec)
-                 if f.name not in ("command", "env", "name", "workdir")})
+def _signature(spec: JobSpec) -> tuple[object, ...]:
+    """What of a spec decides its quotes and its hold (the fields ``rule_out``, the quantities and the
+    bound read): jobs alike in these share one quote."""
+    return (spec.resource_class, spec.service_level, spec.device_model, spec.device_memory_gb_min, spec.region,
+            spec.cores, spec.memory_gb, spec.devices, spec.duration_s, spec.max_price_fen)
 
 
 def quote_spec(session: Session, consumer: str, spec: JobSpec, pools: Sequence[Pool], *,
@@ -724,7 +725,7 @@ def hold_for_submit(session: Session, actor: Principal, jobs: Sequence[tuple[str
     at = utc(now)
     consumer = actor.tenant_id
     quoter = Quoter(session, at)
-    bounds: dict[str, Fen | None] = {}
+    bounds: dict[tuple[object, ...], Fen | None] = {}
     planned, limits = [], {}
     for job_id, spec in jobs:
         signature = _signature(spec)
@@ -748,19 +749,28 @@ def hold_for_submit(session: Session, actor: Principal, jobs: Sequence[tuple[str
 
 def price_queue(session: Session, queue: Sequence[QueuedJob], pools: Sequence[Pool], *,
                 now: float) -> list[QueuedJob]:
-    """The queue with each limited job's quote per pool now (``QueuedJob.prices_fen``), for the
-    scheduler's price rule (``placement.priced_out``); unchanged when no book is in force."""
-    limited = [j for j in queue if j.spec.max_price_fen is not None]
-    if not limited or not _any_book(session):
+    """The queue with each limited job's quote per pool now (``QueuedJob.prices_fen``) where some pool is
+    quoted above its limit, for the scheduler's price rule (``placement.priced_out``); a job no pool
+    prices out is left as it is (the scheduler's fast paths).  Unchanged when no book is in force."""
+    if not queue or not _any_book(session):
         return list(queue)
-    quoter = Quoter(session, utc(now))
-    if not quoter.priced:
-        return list(queue)
-    priced: dict[str, Mapping[tuple[str, str], Fen]] = {}
-    for job in limited:
-        quotes = quoter.quotes(job.tenant, job.spec, pools) or []
-        priced[job.id] = {(q.site, q.pool): q.total_fen for q in quotes}
-    return [replace(j, prices_fen=priced[j.id]) if j.id in priced else j for j in queue]
+    quoter: Quoter | None = None
+    over: dict[tuple[object, ...], Mapping[tuple[str, str], Fen] | None] = {}
+    out = []
+    for job in queue:
+        limit = job.spec.max_price_fen
+        if limit is None:
+            out.append(job)
+            continue
+        key = (job.tenant, _signature(job.spec))
+        if key not in over:
+            quoter = quoter or Quoter(session, utc(now))
+            quotes = quoter.quotes(job.tenant, job.spec, pools) or []
+            over[key] = {(q.site, q.pool): q.total_fen for q in quotes} \
+                if any(q.total_fen > limit for q in quotes) else None
+        prices = over[key]
+        out.append(job if prices is None else replace(job, prices_fen=prices))
+    return out
 
 
 def _insufficient(session: Session, consumer: str, planned: Sequence[Any]) -> InsufficientFunds:
