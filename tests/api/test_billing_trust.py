@@ -213,3 +213,20 @@ def test_a_consumer_sees_only_the_programmes_open_to_it_and_no_other_consumer(gr
     assert mine == {"open": None, "both": [consumer]}
     everything = {p["id"]: p["consumers"] for p in grid.operator.get(f"{API}/vouchers").json()}
     assert everything == {"open": None, "both": sorted([consumer, other_id]), "theirs": [other_id]}
+
+
+def test_a_book_stored_before_the_bounds_existed_cannot_freeze_the_platform(grid: Grid) -> None:
+    """A multiplier of 1e999999 accepted by an older version is ignored (and logged), not computed with."""
+    from suanwang.store.ledger_tables import PriceBookRow
+
+    consumer = priced(grid)
+    top_up(grid, consumer, 10_000)
+    poisoned = {"version": 2, "effective_from": time.time() - 1,
+                "entries": [{"unit_price_fen": "1", "tou": {"province": "Gansu", "multipliers": {"peak": "1e999999"}}}]}
+    with grid.platform.db.transaction() as s:
+        s.add(PriceBookRow(owner="", version=2, effective_us=int(time.time() * 1e6), created_at=time.time(),
+                           created_by="old", body=poisoned))
+    grid.tick()
+    assert grid.client.get(f"{API}/health").status_code == 200
+    assert books(grid) == [("operator", 1)]
+    assert grid.consumer.post(f"{API}/jobs", json=JOB).status_code == 201

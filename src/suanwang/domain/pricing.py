@@ -186,9 +186,15 @@ class BooksInForce:
     bisection over the instants where some owner's book takes effect."""
 
     def __init__(self, books: Iterable[PriceBook]) -> None:
-        books = list(books)
-        self._starts = sorted({b.effective_from for b in books})
-        self._books = [price_book_in_force(books, t) for t in self._starts]
+        ordered = sorted(books, key=lambda b: (b.effective_from, b.version))
+        self._starts: list[datetime] = []
+        self._books: list[PriceBook] = []
+        current: dict[str, PriceBook] = {}  # owner -> its book in force, swept forward in time
+        for i, book in enumerate(ordered):
+            current[book.owner] = book  # later (effective_from, version) wins, as in price_book_in_force
+            if i + 1 == len(ordered) or ordered[i + 1].effective_from != book.effective_from:
+                self._starts.append(book.effective_from)
+                self._books.append(compose_books(current.values()))
 
     def first_effective(self) -> datetime | None:
         """When the first book takes effect (None: no book): usage before it is free."""
