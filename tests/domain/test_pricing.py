@@ -160,7 +160,8 @@ def test_quote_without_a_book_in_force_is_refused() -> None:
 # ---- bounds: every number a book carries is checked as it is parsed, before any arithmetic ---------------
 
 
-@pytest.mark.parametrize("version", [0, -1, 2**31, 2**63 - 1, 2**70, True, "3", Decimal("1e999999"), Decimal("2.0"), None])
+@pytest.mark.parametrize("version", [0, -1, 2**31, 2**63 - 1, 2**70, True, "3", Decimal("1e999999"), Decimal("2.0"),
+                                     None])
 def test_versions_outside_1_to_max_version_are_refused(version: object) -> None:
     with pytest.raises(InvalidSpec, match="version must"):
         PriceBook(version, T0, (an_entry(),))  # type: ignore[arg-type]

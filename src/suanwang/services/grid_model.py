@@ -9,8 +9,8 @@ the operator's; standard grade; native units converted to SCU), shaped by the
 entry's time-of-use bands or else the site province's; where no book prices
 the pool, ``DEFAULT_FEN_PER_SCU`` stands in (a product default, said so in the
 README).  Every number a book carries was bounded when it was parsed
-(domain.pricing), so these signals stay small integers.  Carbon is the site's grid emission factor, flat over the day until
-an hourly series is configured.
+(domain.pricing), so these signals stay small integers.  Carbon is the site's
+grid emission factor, flat over the day until an hourly series is configured.
 """
 
 from __future__ import annotations
