@@ -307,3 +307,19 @@ def test_a_job_never_lands_where_its_price_exceeds_its_limit() -> None:
         assert len(placed) == 16 and {p.pool for p in placed} == {"fair"}, name  # the rest wait for room
     unlimited = [job(f"u{i}") for i in range(4)]  # no limit (a free platform): the signals decide alone
     assert {p.pool for p in GridScheduler(g).plan(unlimited, states(g), now=NOON)} == {"dear"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 10**15), min_size=3, max_size=3), st.integers(0, 10**6), st.integers(1, 30))
+def test_no_policy_places_a_job_above_its_price_limit(quotes: list[int], limit: int, n: int) -> None:
+    from dataclasses import replace
+
+    names = [("qingyang", "a"), ("beijing", "b"), ("shanghai", "c")]
+    g = grid([pool(p, s) for s, p in names])
+    prices = dict(zip(names, quotes, strict=True))
+    jobs = [replace(job(f"j{i}", max_price_fen=limit), prices_fen=prices) for i in range(n)]
+    allowed = {p for (s, p), q in prices.items() if q <= limit}
+    for name, factory in POLICIES.items():
+        placed = factory(GridContext(g)).plan(jobs, states(g), now=NOON)
+        assert {p.pool for p in placed} <= allowed, name
+        assert bool(placed) == bool(allowed), name  # room is plenty: only the price rule keeps a job waiting
