@@ -16,13 +16,15 @@ CPU = {"name": "cpu", "resource_class": "general", "engine": "local", "cores": 8
 
 
 def a_provider(grid: Grid, site: str = "qingyang") -> tuple[TestClient, str]:
-    """A provider tenant owning ``site``, with an agent that registered a CPU pool there."""
+    """A provider tenant owning ``site`` (region "west"), with an agent that registered a CPU pool there
+    (its token in ``grid.provider_agent``)."""
     op = grid.operator
     tenant = op.post(f"{API}/tenants", json={"name": f"{site}-dc", "kind": "provider"}).json()["id"]
     provider = grid.as_(op.post(f"{API}/tokens", json={"role": "provider", "tenant_id": tenant}).json()["token"])
     assert provider.post(f"{API}/sites", json={"name": site, "region": "west"}).status_code == 201
     agent = op.post(f"{API}/tokens", json={"role": "agent", "tenant_id": tenant, "site": site}).json()["token"]
     assert grid.as_(agent).post(f"{API}/agent/register", json={"pools": [CPU]}).status_code == 200
+    grid.provider_agent = agent  # type: ignore[attr-defined]
     return provider, tenant
 
 
@@ -138,6 +140,22 @@ def test_the_pools_providers_book_prices_its_sites_then_the_operators_prices_the
               for q in grid.consumer.post(f"{API}/quotes", json=JOB).json()["pools"]}
     assert quotes == {("qingyang", tenant, 1): 1200, ("local", "operator", 2): 2000}  # ...shadows no provider
     top_up(grid, consumer, 10_000)
+    # usage at the provider's site is rated with the provider's book (v1 of its series)
+    job = grid.consumer.post(f"{API}/jobs", json=JOB | {"region": "west"}).json()
+    assert job["spec"]["max_price_fen"] == 2000  # the operator's list price: the provider's is within it
+    grid.tick()
+    agent = grid.as_(grid.provider_agent)  # type: ignore[attr-defined]
+    [task] = agent.post(f"{API}/agent/lease", json={"max_jobs": 1}).json()
+    start = time.time()
+    usage = {"job_id": job["id"], "attempt": task["attempt"], "seq": 0, "pool": "cpu", "start": start,
+             "end": start + 0.001, "wall_s": 3600 / 2, "cpu_s": 1.0, "peak_memory_bytes": 1}  # 1 core-hour
+    assert agent.post(f"{API}/agent/usage", json={"records": [usage]}).json()["new"] == 1
+    grid.tick()
+    [charge] = [t for t in grid.operator.get(f"{API}/ledger/transfers", params={"job_id": job["id"]}).json()
+                if t["kind"] == "charge"]
+    assert (charge["provider"], charge["price_book_version"]) == (tenant, "1"), charge
+    assert "hold:" in charge["postings"] and " -600" in charge["postings"], charge  # 1 core-hour at 600, from the hold
+    assert grid.consumer.get(f"{API}/wallets/{consumer}").json()["held"]["fen"] == 2000 - 600
 
 
 # ---- 3. a provider's price cannot inflate a hold -----------------------------------------------------------
