@@ -248,3 +248,16 @@ def test_a_book_stored_before_the_bounds_existed_cannot_freeze_the_platform(grid
     assert grid.client.get(f"{API}/health").status_code == 200
     assert books(grid) == [("operator", 1)]
     assert grid.consumer.post(f"{API}/jobs", json=JOB).status_code == 201
+
+
+def test_an_unpriced_job_is_refused_under_the_operators_book_but_free_under_a_providers(grid: Grid) -> None:
+    grid.register()
+    provider, _ = a_provider(grid)
+    gpu_only = ENTRY | {"site": "qingyang", "resource_class": "intelligent", "unit": "card_hour"}
+    assert provider.post(f"{API}/price-books", json={"entries": [gpu_only]}).status_code == 201
+    r = grid.consumer.post(f"{API}/jobs", json=JOB)  # a provider's book alone blocks no one's CPU job
+    assert r.status_code == 201 and r.json()["spec"]["max_price_fen"] is None, r.text
+    gpu_book = {"entries": [ENTRY | {"resource_class": "intelligent", "unit": "card_hour"}]}
+    assert grid.operator.post(f"{API}/price-books", json=gpu_book).status_code == 201
+    r = grid.consumer.post(f"{API}/jobs", json=JOB)  # the operator's book prices no CPU pool: ask the operator
+    assert r.status_code == 422 and "ask the operator" in r.json()["detail"], r.text

@@ -701,7 +701,7 @@ def hold_bound(quoter: Quoter, consumer: str, spec: JobSpec, pools: Sequence[Poo
         return None
     priced = {(q.site, q.pool) for q in quotes}
     free = any(rule_out(spec, p) is None and (p.site, p.name) not in priced for p in pools)
-    if not quotes and not free and quoter.operator_priced:
+    if not quotes and quoter.operator_priced:  # with only providers' books in force, unpriced pools are free
         raise InvalidSpec(f"no pool that could run this job has a price in the price book in force "
                           f"(class {spec.resource_class}, level {spec.service_level}); ask the operator")
     if spec.max_price_fen is not None:
