@@ -261,3 +261,28 @@ def test_an_unpriced_job_is_refused_under_the_operators_book_but_free_under_a_pr
     assert grid.operator.post(f"{API}/price-books", json=gpu_book).status_code == 201
     r = grid.consumer.post(f"{API}/jobs", json=JOB)  # the operator's book prices no CPU pool: ask the operator
     assert r.status_code == 422 and "ask the operator" in r.json()["detail"], r.text
+
+
+def test_a_voucher_used_up_meanwhile_does_not_strand_a_queued_job(grid: Grid) -> None:
+    """The price limit is gross (before vouchers): the voucher's state may change while a job waits."""
+    consumer = priced(grid)
+    top_up(grid, consumer, 100_000)
+    now = time.time()
+    assert grid.operator.post(f"{API}/vouchers", json={
+        "id": "sme", "share_pct": 50, "cap_per_consumer_fen": 1000, "valid_from": now - 60,
+        "valid_until": now + 86_400, "fund_fen": 100_000}).status_code == 201
+    grid.register([CPU | {"cores": 2}])  # room for one JOB at a time
+    first, second = (grid.consumer.post(f"{API}/jobs", json=JOB).json() for _ in range(2))
+    assert second["spec"]["max_price_fen"] == 2000  # gross; the hold is what the voucher leaves: 1000
+    assert grid.consumer.get(f"{API}/wallets/{consumer}").json()["held"]["fen"] == 2000
+    grid.tick()
+    [task] = grid.agent.post(f"{API}/agent/lease", json={"max_jobs": 1}).json()
+    start = time.time()
+    usage = {"job_id": first["id"], "attempt": task["attempt"], "seq": 0, "pool": "cpu", "start": start,
+             "end": start + 0.001, "wall_s": 3600 / 2, "cpu_s": 1.0, "peak_memory_bytes": 1}
+    assert grid.agent.post(f"{API}/agent/usage", json={"records": [usage]}).json()["new"] == 1
+    grid.tick()  # 1000 fen: the voucher pays 500 of its 1000 cap
+    grid.agent.post(f"{API}/agent/jobs/{first['id']}/status", json={"attempt": task["attempt"],
+                                                                     "phase": "succeeded", "exit_code": 0})
+    grid.tick()
+    assert grid.consumer.get(f"{API}/jobs/{second['id']}").json()["state"] == "placed"

@@ -38,8 +38,8 @@ class QueuedJob:
     attempt: int = 0
     gang: str = ""  # jobs sharing a gang id are placed all together or not at all
     gang_size: int = 1  # how many members the gang has (all must be queued to place any)
-    # (site, pool) -> what the job would cost there now, in fen, for pools a price book prices: with the job's
-    # max_price_fen (its hold's bound) the price rule (priced_out); the service quotes, the core stays pure
+    # (site, pool) -> what the job would cost there now (gross fen, before vouchers), for pools a price book
+    # prices: with the job's max_price_fen the price rule (priced_out); the service quotes, the core stays pure
     prices_fen: Mapping[tuple[SiteId, PoolId], int] | None = None
 
 
@@ -80,7 +80,8 @@ def rule_out(spec: JobSpec, pool: Pool) -> str | None:
 
 
 def priced_out(job: QueuedJob) -> dict[tuple[SiteId, PoolId], str]:
-    """Pools where ``job`` would cost more than its ``max_price_fen`` (the bound its hold covers), with why.
+    """Pools where ``job`` would cost more than its ``max_price_fen`` (the bound the consumer accepted at
+    submit, and its hold's), with why.
 
     A hold is what the consumer agreed to risk; a provider's price cannot inflate it, so a pool whose
     quote is above the job's limit never runs the job, whatever its score.  Pools with no price are free.

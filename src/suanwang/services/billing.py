@@ -679,14 +679,27 @@ def quote_for(session: Session, actor: Principal, spec: JobSpec) -> dict[str, An
     quoter = Quoter(session, now_utc())
     quotes = quoter.quotes(actor.tenant_id, spec, pools)
     try:
-        hold = hold_bound(quoter, actor.tenant_id, spec, pools) if quotes is not None else None
+        bound = hold_bound(quoter, actor.tenant_id, spec, pools) if quotes is not None else None
+        hold = bound.hold_fen if bound is not None else None
     except InvalidSpec as exc:  # a submit would be refused: say why beside the quotes
         return quote_json(quotes) | {"hold": None, "refused": exc.message}
     return quote_json(quotes, hold)
 
 
-def hold_bound(quoter: Quoter, consumer: str, spec: JobSpec, pools: Sequence[Pool]) -> Fen | None:
-    """What a job is held for at submit: the most it may cost where it runs (None: it runs free).
+@dataclass(frozen=True, slots=True)
+class HoldBound:
+    """What a submit holds and the job's price limit (``max_price_fen``, the scheduler's price rule).
+
+    The limit is in gross fen (before vouchers: a voucher pays part of a charge, not of the price), so a
+    voucher used up by other jobs never strands a queued one; the hold is what the consumer expects to pay.
+    """
+
+    hold_fen: Fen
+    limit_fen: Fen
+
+
+def hold_bound(quoter: Quoter, consumer: str, spec: JobSpec, pools: Sequence[Pool]) -> HoldBound | None:
+    """What a job is held for at submit, and the most it may cost where it runs (None: it runs free).
 
     A hold is what the consumer agreed to risk; a provider's price cannot inflate it:
     - with ``max_price_fen``, that: the consumer said so;
@@ -705,22 +718,25 @@ def hold_bound(quoter: Quoter, consumer: str, spec: JobSpec, pools: Sequence[Poo
         raise InvalidSpec(f"no pool that could run this job has a price in the price book in force "
                           f"(class {spec.resource_class}, level {spec.service_level}); ask the operator")
     if spec.max_price_fen is not None:
-        if quotes and not free and quotes[0].total_fen > spec.max_price_fen:
+        cheapest = min(quotes, key=lambda q: (q.gross_fen, q.site, q.pool), default=None)
+        if cheapest is not None and not free and cheapest.gross_fen > spec.max_price_fen:
             raise InvalidSpec(f"no pool can run this job within max_price_fen {spec.max_price_fen}: the cheapest "
-                              f"quote is {quotes[0].total_fen} fen ({quotes[0].site}/{quotes[0].pool})")
-        return spec.max_price_fen
+                              f"quote is {cheapest.gross_fen} fen ({cheapest.site}/{cheapest.pool})")
+        return HoldBound(spec.max_price_fen, spec.max_price_fen)
     if not quotes:
         return None  # only unpriced pools could run it: they are free
-    listed = max((q.total_fen for q in quoter.list_quotes(consumer, spec, pools)), default=0)
-    return max(listed, 0 if free else quotes[0].total_fen)
+    listed = quoter.list_quotes(consumer, spec, pools)
+    least = [] if free else [min(quotes, key=lambda q: (q.gross_fen, q.total_fen))]
+    return HoldBound(max((q.total_fen for q in [*listed, *least]), default=0),
+                     max((q.gross_fen for q in [*listed, *least]), default=0))
 
 
 def hold_for_submit(session: Session, actor: Principal, jobs: Sequence[tuple[str, JobSpec]], pools: Sequence[Pool],
                     *, now: float) -> dict[str, Fen]:
     """At submit: place a hold per job for its :func:`hold_bound`.  Called by ``jobs.submit_jobs``.
 
-    Returns job id -> the bound for jobs that gave no ``max_price_fen``: the caller records it as the
-    job's ``max_price_fen``, the limit the scheduler's price rule keeps it within.  Raises
+    Returns job id -> the price limit (gross fen) for jobs that gave no ``max_price_fen``: the caller
+    records it as the job's ``max_price_fen``, the limit the scheduler's price rule keeps it within.  Raises
     InsufficientFunds (402) when the wallet plus credit line cannot cover a hold; the caller's
     transaction then writes nothing.  Free (no hold, no limit) when no book is in force.
     """
@@ -729,18 +745,20 @@ def hold_for_submit(session: Session, actor: Principal, jobs: Sequence[tuple[str
     at = utc(now)
     consumer = actor.tenant_id
     quoter = Quoter(session, at)
-    bounds: dict[tuple[object, ...], Fen | None] = {}
+    bounds: dict[tuple[object, ...], HoldBound | None] = {}
     planned, limits = [], {}
     for job_id, spec in jobs:
         signature = _signature(spec)
         if signature not in bounds:
             bounds[signature] = hold_bound(quoter, consumer, spec, pools)
-        fen = bounds[signature]
-        if fen is not None and spec.max_price_fen is None:
-            limits[job_id] = fen
-        if fen:
-            planned.append(plan_hold(f"hold:{job_id}", hold_id=job_id, consumer=consumer, fen=fen, at=at,
-                                     actor=_actor(actor), job_id=job_id))
+        bound = bounds[signature]
+        if bound is None:
+            continue
+        if spec.max_price_fen is None:
+            limits[job_id] = bound.limit_fen
+        if bound.hold_fen:
+            planned.append(plan_hold(f"hold:{job_id}", hold_id=job_id, consumer=consumer, fen=bound.hold_fen,
+                                     at=at, actor=_actor(actor), job_id=job_id))
     if not planned:
         return limits
     ledger = SqlLedger(session)
@@ -770,8 +788,8 @@ def price_queue(session: Session, queue: Sequence[QueuedJob], pools: Sequence[Po
         if key not in over:
             quoter = quoter or Quoter(session, utc(now))
             quotes = quoter.quotes(job.tenant, job.spec, pools) or []
-            over[key] = {(q.site, q.pool): q.total_fen for q in quotes} \
-                if any(q.total_fen > limit for q in quotes) else None
+            over[key] = {(q.site, q.pool): q.gross_fen for q in quotes} \
+                if any(q.gross_fen > limit for q in quotes) else None  # gross: as the limit
         prices = over[key]
         out.append(job if prices is None else replace(job, prices_fen=prices))
     return out
