@@ -1,6 +1,6 @@
 """Submission throughput and submit-to-start latency through the real HTTP API.
 
-    python bench/submit.py [--quick] [--database-url URL]
+    python bench/submit.py [--quick] [--database-url URL] [--priced]
 
 (1) jobs/s submitted one job per request, by 4 concurrent clients (and by one
 client alone, ``jobs_per_s_single_sequential``); (2) jobs/s
@@ -8,7 +8,8 @@ through the batch endpoint; (3) submit-to-start latency on a local site
 with a real agent: from the platform's accept time to the moment the agent
 leased the job and started its process.  Targets (SQLite): 300 jobs/s
 single, 3,000 jobs/s batched, p99 under 1 s.  Writes bench/results/submit.json
-(submit_postgresql.json with ``--database-url``; each phase then gets a fresh schema).
+(submit_postgresql.json with ``--database-url``; each phase then gets a fresh schema).  ``--priced``
+publishes a price book and funds the consumer first, so every submit quotes and holds (``*_priced.json``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ from _live import Live  # noqa: E402
 
 JOB = {"command": ["true"], "cores": 1, "memory_gb": 0.01, "duration_s": 1}
 BIG_POOL = {"name": "bench", "resource_class": "general", "engine": "local", "cores": 10_000_000, "memory_gb": 1e9}
+# --priced: a price book in force (every submit then quotes its job and places a hold) and a funded wallet
+PRICE_BOOK = {"entries": [{"resource_class": "general", "tier": "standard", "service_level": "standard",
+                           "unit": "core_hour", "unit_price_fen": "35.5", "tou": {"province": "Gansu"}}]}
+
+
+def price(live: Live) -> None:
+    """Publish a price book and fund the demo consumer, as a priced platform runs."""
+    with live.client("operator") as op, live.client() as c:
+        op.post("/price-books", json=PRICE_BOOK).raise_for_status()
+        consumer = c.get("/wallet").json()["consumer"]
+        op.post("/topups", json={"consumer": consumer, "amount_fen": 10**12}).raise_for_status()
 
 
 def bench_single(live: Live, n: int, clients: int, progress: Progress) -> float:
@@ -98,9 +110,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     ap.add_argument("--database-url", default=None, help="default: SQLite in a temporary directory")
+    ap.add_argument("--priced", action="store_true", help="with a price book in force and a funded wallet")
     args = ap.parse_args()
     n_single, n_batch, n_latency = (300, 3000, 40) if args.quick else (2000, 30_000, 200)
-    results: dict[str, object] = {"database": "postgresql" if args.database_url else "sqlite", "quick": args.quick}
+    results: dict[str, object] = {"database": "postgresql" if args.database_url else "sqlite", "quick": args.quick,
+                                  "priced": args.priced}
     with tempfile.TemporaryDirectory() as tmp, Progress() as progress:
         # Throughput: a site whose agent registered a large pool but runs nothing, so only the API is measured.
         with _database(args.database_url) as url:
@@ -108,6 +122,8 @@ def main() -> None:
             try:
                 with live.client("agent") as agent:
                     agent.post("/agent/register", json={"pools": [BIG_POOL]}).raise_for_status()
+                if args.priced:
+                    price(live)
                 results["jobs_per_s_single_sequential"] = round(bench_single(live, n_single // 2, 1, progress), 1)
                 results["jobs_per_s_single"] = round(bench_single(live, n_single, 4, progress), 1)
                 results["jobs_per_s_batch"] = round(bench_batch(live, n_batch, 500, progress), 1)
@@ -119,6 +135,8 @@ def main() -> None:
             try:
                 live.start_agent()
                 live.wait_for_pools()
+                if args.priced:
+                    price(live)
                 lat = np.array(bench_latency(live, n_latency, progress)) * 1000
             finally:
                 live.stop()
@@ -129,7 +147,7 @@ def main() -> None:
         "jobs_single": n_single, "jobs_batch": n_batch, "jobs_latency": n_latency,
         "targets": {"jobs_per_s_single": 300, "jobs_per_s_batch": 3000, "submit_to_start_p99_ms": 1000},
     }
-    name = "submit.json" if args.database_url is None else "submit_postgresql.json"
+    name = ("submit" + ("_postgresql" if args.database_url else "") + ("_priced" if args.priced else "")) + ".json"
     out = Path(__file__).resolve().parent / "results" / name
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results))

@@ -194,7 +194,7 @@ def test_bad_money_input_is_a_clear_4xx(grid: Grid) -> None:
     bad("POST", "/price-books", {"entries": [{"unit_price_fen": 1}], "currency": "EUR"}, 422, "unknown currency")
     now = time.time()
     bad("POST", "/vouchers", {"id": "v", "share_pct": 150, "cap_per_consumer_fen": 1, "valid_from": now,
-                              "valid_until": now + 10}, 422, "above 100%")
+                              "valid_until": now + 10}, 422, "share_pct must lie within [0, 100]")
     bad("PUT", "/contracts/t-operator", {"fee_bps": 20_000}, 422, "fee_bps")
     bad("POST", "/settlements", {"start": now + 100, "end": now + 200}, 422, "future")
     r = grid.consumer.post(f"{API}/topups", json={"consumer": consumer, "amount_fen": 5})

@@ -41,7 +41,7 @@ def test_money_commands_end_to_end(grid: Grid, cli, tmp_path: Path) -> None:  # 
     book = tmp_path / "book.json"
     # Usage must lie in the past to be settled: 1000 fen of it in a millisecond, at a price to match.
     book.write_text(json.dumps({"entries": [BOOK["entries"][0] | {"unit_price_fen": 1_800_000_000}]}))
-    assert "price book v1" in cli("operator", "price-book", "set", str(book))
+    assert "price book operator v1" in cli("operator", "price-book", "set", str(book))
     assert json.loads(cli("operator", "price-book", "list", "--json"))[0]["version"] == 1
     consumer = json.loads(cli("consumer", "wallet", "--json"))["consumer"]
     quote = json.loads(cli("consumer", "quote", "--cores", "2", "--json", "--", "true"))

@@ -55,9 +55,9 @@ def test_a_provider_prices_only_its_own_sites(grid: Grid) -> None:
     assert op.post(f"{API}/price-books", json={"entries": [{"unit_price_fen": 7}]}).status_code == 201
     own = provider.post(f"{API}/price-books", json={"entries": [{"site": "qingyang", "unit_price_fen": 5}]})
     assert own.status_code == 201, own.text
-    books = grid.consumer.get(f"{API}/price-books").json()
-    assert [b["version"] for b in books] == [1, 2]
-    assert books[1]["entries"] == [{"unit_price_fen": 7}, {"site": "qingyang", "unit_price_fen": 5}]
+    books = grid.consumer.get(f"{API}/price-books").json()  # one series per owner, neither merged into the other
+    assert [(b["owner"], b["version"]) for b in books] == [("operator", 1), (tenant, 1)]
+    assert [b["entries"] for b in books] == [[{"unit_price_fen": 7}], [{"site": "qingyang", "unit_price_fen": 5}]]
 
 
 def test_consumers_see_only_their_own_money(grid: Grid) -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -8,7 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from suanwang.domain.money import MAX_FEN
 from suanwang.domain.pricing import (
+    MAX_AHEAD,
+    MAX_VERSION,
+    BooksInForce,
     PriceBook,
     PriceEntry,
     PriceUnit,
@@ -78,7 +82,7 @@ def test_a_new_book_cannot_rewrite_history() -> None:
 def test_bad_price_entries_are_rejected() -> None:
     with pytest.raises(InvalidSpec, match="same slot twice"):
         a_book(an_entry("1"), an_entry("2"))
-    with pytest.raises(InvalidSpec, match="above 100%"):
+    with pytest.raises(InvalidSpec, match=r"green discount percent must lie within \[0, 100\]"):
         an_entry(green="100.5")
     with pytest.raises(InvalidSpec, match="negative"):
         an_entry("-1")
@@ -151,3 +155,109 @@ def test_quote_shows_the_voucher_share_and_what_the_consumer_pays() -> None:
 def test_quote_without_a_book_in_force_is_refused() -> None:
     with pytest.raises(InvalidSpec, match="no price book"):
         quote(a_request(), [a_pool()], [a_book(effective_from=at(100))])
+
+
+# ---- bounds: every number a book carries is checked as it is parsed, before any arithmetic ---------------
+
+
+@pytest.mark.parametrize("version", [0, -1, 2**31, 2**63 - 1, 2**70, True, "3", Decimal("1e999999"), Decimal("2.0"),
+                                     None])
+def test_versions_outside_1_to_max_version_are_refused(version: object) -> None:
+    with pytest.raises(InvalidSpec, match="version must"):
+        PriceBook(version, T0, (an_entry(),))  # type: ignore[arg-type]
+
+
+def test_the_largest_version_is_accepted() -> None:
+    assert PriceBook(MAX_VERSION, T0, (an_entry(),)).version == MAX_VERSION
+
+
+@pytest.mark.parametrize("price", ["1e999999", "1e-999999", "NaN", "-Infinity", str(MAX_FEN + 1), "0.00001", "-1"])
+def test_absurd_unit_prices_are_refused(price: str) -> None:
+    with pytest.raises(InvalidSpec, match="unit price"):
+        an_entry(price)
+
+
+@pytest.mark.parametrize("green", ["1e999999", "1e-999999", "NaN", "100.0001", "-0.5", "0.00001"])
+def test_absurd_green_discounts_are_refused_without_building_them(green: str) -> None:
+    with pytest.raises(InvalidSpec, match="green discount percent"):
+        an_entry(green=green)
+
+
+@given(st.decimals(min_value=0, max_value=MAX_FEN, places=4, allow_nan=False, allow_infinity=False),
+       st.decimals(min_value=0, max_value=100, places=4, allow_nan=False, allow_infinity=False))
+def test_every_bounded_price_and_discount_is_accepted_as_given(price: Decimal, green: Decimal) -> None:
+    entry = an_entry(str(price), green=str(green))
+    assert (entry.unit_price_fen, entry.green_discount_pct) == (price, green)
+
+
+def test_a_book_taking_effect_more_than_two_years_ahead_is_refused() -> None:
+    check_new_price_book([], a_book(effective_from=T0 + MAX_AHEAD), now=T0)
+    with pytest.raises(InvalidSpec, match="days ahead"):
+        check_new_price_book([], a_book(effective_from=T0 + MAX_AHEAD + timedelta(seconds=1)), now=T0)
+    with pytest.raises(InvalidSpec, match="days ahead"):
+        check_new_price_book([], a_book(effective_from=datetime(2999, 1, 1, tzinfo=UTC)), now=T0)
+
+
+# ---- one series per owner, composed with the pool's provider first ---------------------------------------
+
+
+def a_provider_book(*entries: PriceEntry, owner: str = "t-p1", version: int = 1,
+                    effective_from: datetime = T0 - timedelta(days=30)) -> PriceBook:
+    return PriceBook(version, effective_from, entries or (an_entry("50", site="qingyang"),), owner=owner)
+
+
+def test_one_owners_book_never_blocks_anothers_publishing() -> None:
+    provider = a_provider_book(version=MAX_VERSION, effective_from=T0 + MAX_AHEAD)  # the attack: its series only
+    operator = a_book(version=1, effective_from=at(0))
+    assert check_new_price_book([provider, operator], a_book(version=2, effective_from=at(5)), now=at(5))
+    with pytest.raises(InvalidSpec, match="not above"):  # it blocks only its own series
+        check_new_price_book([provider], a_provider_book(version=MAX_VERSION, effective_from=at(5)), now=at(5))
+
+
+def test_a_providers_book_prices_only_its_sites() -> None:
+    with pytest.raises(InvalidSpec, match="only price its own sites"):
+        a_provider_book(an_entry("1"))
+
+
+def test_the_pools_providers_book_wins_over_the_operators_then_the_operators_prices_the_rest() -> None:
+    operator = a_book(an_entry("10"), an_entry("30", site="qingyang", pool="qy-cpu"), version=7)
+    provider = a_provider_book(an_entry("50", site="qingyang"), version=3)
+    book = price_book_in_force([operator, provider], T0)
+    here, elsewhere = lookup(book), lookup(book, site="wuhu", pool="wh-cpu")
+    assert here is not None and elsewhere is not None
+    # the provider's site-wide price beats even the operator's pool-specific one at the provider's site
+    assert (here.unit_price_fen, here.owner, here.book_version) == (50, "t-p1", 3)
+    assert (elsewhere.unit_price_fen, elsewhere.owner, elsewhere.book_version) == (10, "", 7)
+    assert book.key == (("t-p1", 3), ("", 7))
+    entry = lookup(book)
+    assert entry is not None
+    assert price_interval(book, entry, Decimal(1), T0, T0).book_version == 3  # a charge names the book that priced it
+
+
+def test_a_later_operator_book_does_not_shadow_a_providers_book() -> None:
+    provider = a_provider_book(an_entry("50", site="qingyang"))
+    old, new = a_book(an_entry("10"), version=1), a_book(an_entry("20"), version=2, effective_from=at(1))
+    books = BooksInForce([old, provider, new])
+    for when in (at(0), at(2)):
+        here = lookup(books.at(when))
+        assert here is not None and here.unit_price_fen == 50
+    there = [lookup(books.at(w), site="wuhu", pool="wh-cpu") for w in (at(0), at(2))]
+    assert [e.unit_price_fen if e else None for e in there] == [10, 20]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["", "t-a", "t-b"]), st.integers(1, 5), st.integers(-5, 5)),
+                max_size=8, unique_by=lambda b: (b[0], b[1])),
+       st.integers(-6, 6))
+def test_books_in_force_agrees_with_price_book_in_force(specs: list[tuple[str, int, int]], hour: int) -> None:
+    books = [PriceBook(v, at(h), (an_entry(str(v), site="qingyang"),), owner=o) for o, v, h in specs]
+    try:
+        expected = price_book_in_force(books, at(hour)).key
+    except InvalidSpec:
+        with pytest.raises(InvalidSpec):
+            BooksInForce(books).at(at(hour))
+        return
+    assert BooksInForce(books).at(at(hour)).key == expected
+    per_owner = {o: max((b for b in books if b.owner == o and b.effective_from <= at(hour)),
+                        key=lambda b: (b.effective_from, b.version)).version
+                 for o in {b.owner for b in books if b.effective_from <= at(hour)}}
+    assert dict(expected) == per_owner

@@ -286,3 +286,40 @@ def test_placements_are_identical_with_precomputed_and_single_job_scores() -> No
     assert [(p.job_id, p.pool, p.start_at) for p in together] == [(p.job_id, p.pool, p.start_at) for p in one_by_one]
     for a, b in zip(together, one_by_one, strict=True):
         assert a.terms == pytest.approx(b.terms)
+
+
+def test_a_job_never_lands_where_its_price_exceeds_its_limit() -> None:
+    """The price rule: a provider pricing its pool at 10^15 fen gets none of the jobs it would otherwise win."""
+    from dataclasses import replace
+
+    from suanwang.domain.fairness import FairScheduler, FairShare
+    from suanwang.domain.placement import priced_out
+
+    # the dear pool looks cheapest to the scheduler's signals: only the rule keeps jobs away from it
+    g = grid([pool("dear", "qingyang"), pool("fair", "beijing")], prices={"dear": (1,) * 24, "fair": (900,) * 24})
+    quotes = {("qingyang", "dear"): 10**15, ("beijing", "fair"): 2_000}
+    jobs = [replace(job(f"j{i}", max_price_fen=5_000), prices_fen=quotes) for i in range(20)]
+    assert priced_out(jobs[0]) == {("qingyang", "dear"): "price 1000000000000000 fen > the job's limit 5000 fen "
+                                                          "(its hold)"}
+    fair = FairScheduler(GridScheduler(g), FairShare(Capacity(10_000, 10**6, 100)))
+    for name, sched in [*((n, f(GridContext(g))) for n, f in POLICIES.items()), ("fair", fair), ("first", FirstFit())]:
+        placed = sched.plan(jobs, states(g), now=NOON)
+        assert len(placed) == 16 and {p.pool for p in placed} == {"fair"}, name  # the rest wait for room
+    unlimited = [job(f"u{i}") for i in range(4)]  # no limit (a free platform): the signals decide alone
+    assert {p.pool for p in GridScheduler(g).plan(unlimited, states(g), now=NOON)} == {"dear"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 10**15), min_size=3, max_size=3), st.integers(0, 10**6), st.integers(1, 30))
+def test_no_policy_places_a_job_above_its_price_limit(quotes: list[int], limit: int, n: int) -> None:
+    from dataclasses import replace
+
+    names = [("qingyang", "a"), ("beijing", "b"), ("shanghai", "c")]
+    g = grid([pool(p, s) for s, p in names])
+    prices = dict(zip(names, quotes, strict=True))
+    jobs = [replace(job(f"j{i}", max_price_fen=limit), prices_fen=prices) for i in range(n)]
+    allowed = {p for (s, p), q in prices.items() if q <= limit}
+    for name, factory in POLICIES.items():
+        placed = factory(GridContext(g)).plan(jobs, states(g), now=NOON)
+        assert {p.pool for p in placed} <= allowed, name
+        assert bool(placed) == bool(allowed), name  # room is plenty: only the price rule keeps a job waiting

@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 from suanwang.domain.tou import (
     ALL_MONTHS,
     CHINA_TZ,
+    MAX_MULTIPLIER,
     STAND_IN_PROVINCES,
     TouBand,
     TouPeriod,
     TouSchedule,
     TouSeason,
     TouTariff,
+    check_multiplier,
     split_by_tou,
     tou_tariff_for_province,
     uniform_tariff,
@@ -112,3 +114,23 @@ def test_segments_tile_the_interval_exactly(start_min: int, length_min: int, pro
 def test_uniform_tariff_uses_default_multipliers() -> None:
     tariff = uniform_tariff("t", {TouBand.PEAK: ((8, 20),), TouBand.VALLEY: ((20, 8),)})
     assert tariff.period_at(datetime(2026, 1, 1, 9, tzinfo=CHINA_TZ)).multiplier == Decimal("1.25")
+
+
+# ---- multipliers are bounded as they are parsed ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("multiplier", ["1e999999", "1e-999999", "NaN", "Infinity", "100.0001", "-0.5", "0.00001",
+                                        "abc"])
+def test_absurd_multipliers_are_refused_without_building_them(multiplier: str) -> None:
+    with pytest.raises(InvalidSpec, match="peak multiplier"):
+        check_multiplier(multiplier, what="peak multiplier")
+
+
+def test_a_period_refuses_a_multiplier_past_the_bound() -> None:
+    with pytest.raises(InvalidSpec, match=r"time-of-use peak multiplier must lie within \[0, 100\]"):
+        TouPeriod(TouBand.PEAK, ((0, 24),), Decimal("1e999999"))
+
+
+@given(st.decimals(min_value=0, max_value=MAX_MULTIPLIER, places=4, allow_nan=False, allow_infinity=False))
+def test_every_multiplier_within_bounds_is_accepted(multiplier: Decimal) -> None:
+    assert TouPeriod(TouBand.PEAK, ((0, 24),), multiplier).multiplier == multiplier

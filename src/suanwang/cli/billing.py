@@ -183,21 +183,22 @@ def price_book_set(file: Path, url: Url = None, token: Token = None, json: Json 
     if json:
         print_json(r)
     else:
-        console.print(f"price book v{r['version']} effective {r['effective_from']} ({len(r['entries'])} entries)")
+        console.print(f"price book {r['owner']} v{r['version']} effective {r['effective_from']} "
+                      f"({len(r['entries'])} entries)")
         if r["stand_in_tou"]:
             console.print(f"note: stand-in time-of-use windows for {', '.join(r['stand_in_tou'])}")
 
 
 @price_book.command("list")
 def price_book_list(url: Url = None, token: Token = None, json: Json = False) -> None:
-    """Every price book version."""
+    """Every price book version, per owner (the operator's series, then each provider's)."""
     rows = Client(url, token).call("GET", "/price-books")
     if json:
         print_json(rows)
         return
-    table = Table("version", "effective from", "entries")
+    table = Table("owner", "version", "effective from", "entries")
     for b in rows:
-        table.add_row(str(b["version"]), b["effective_from"], str(len(b["entries"])))
+        table.add_row(b["owner"], str(b["version"]), b["effective_from"], str(len(b["entries"])))
     console.print(table)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from suanwang.domain.placement import Placement, PoolState, QueuedJob
+from suanwang.domain.placement import Placement, PoolState, QueuedJob, priced_out
 from suanwang.domain.scheduler import Candidate, GridScheduler
 
 
@@ -72,6 +72,8 @@ def explain(
     name = [f"{p.site}/{p.name}" for p in ctx.pools]
     online = {(s.pool.site, s.pool.name) for s in pools if s.online}
     ruled = {name[i]: r for i, r in sorted(reasons.items())}
+    for (site, pool), why in priced_out(job).items():  # the price rule: above the job's limit (its hold)
+        ruled.setdefault(f"{site}/{pool}", why)
     for i in idx:
         p = ctx.pools[int(i)]
         if (p.site, p.name) not in online:

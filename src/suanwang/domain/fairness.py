@@ -306,6 +306,9 @@ class FairScheduler:
                  now: float) -> tuple[list[Placement], list[str]]:
         ctx = self.inner.ctx
         idx = ctx.candidates(job.spec)
+        priced = self.inner.price_mask(job)  # the price rule holds for preemption too
+        if priced is not None:
+            idx = idx[priced[idx]]
         options: list[tuple[int, int, list[str]]] = []
         for i in idx:
             i = int(i)

@@ -108,6 +108,31 @@ def parse_price(value: object, *, what: str = "unit price") -> Decimal:
     return quantized
 
 
+def parse_bounded(value: object, *, what: str, low: Decimal | int, high: Decimal | int, places: int = PRICE_PLACES,
+                  low_open: bool = False) -> Decimal:
+    """An exact number within ``[low, high]`` (``(low, high]`` with ``low_open``) with at most ``places``
+    decimal places, else InvalidSpec naming ``what``.
+
+    Checked on the Decimal's exponent and by comparison only, so ``1e999999`` or ``1e-999999`` is refused
+    without building the integer or fraction it stands for (what a multiplier or percentage later becomes).
+    """
+    number = _to_decimal(value, what)
+    shown = str(value)[:40]
+    if number < low or number > high or (low_open and number == low):
+        bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
+        raise InvalidSpec(f"{what} must lie within {bound}: {shown}", value=shown)
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite: _to_decimal refused the rest
+    zeros = 0
+    for d in reversed(digits):  # 1.2500 has 2 places, not 4
+        if d:
+            break
+        zeros += 1
+    if number and exponent + zeros < -places:
+        raise InvalidSpec(f"{what} has more than {places} decimal places: {shown}", value=shown)
+    return number
+
+
 def parse_quantity(value: object, *, what: str = "quantity") -> Decimal:
     """Parse a non-negative exact quantity (units, hours, percent)."""
     number = _to_decimal(value, what)

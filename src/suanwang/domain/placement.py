@@ -2,13 +2,13 @@
 
 This module owns the contract every scheduler fulfils and the hard rules
 that no score may override (class, device model, device memory, size,
-region).  ``first_fit`` is the simple policy of the foundation; the grid
+region, and price: :func:`priced_out`).  ``first_fit`` is the simple policy of the foundation; the grid
 scheduler (``suanwang.domain.scheduler``) plugs in behind ``Scheduler``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,6 +38,9 @@ class QueuedJob:
     attempt: int = 0
     gang: str = ""  # jobs sharing a gang id are placed all together or not at all
     gang_size: int = 1  # how many members the gang has (all must be queued to place any)
+    # (site, pool) -> what the job would cost there now (gross fen, before vouchers), for pools a price book
+    # prices: with the job's max_price_fen the price rule (priced_out); the service quotes, the core stays pure
+    prices_fen: Mapping[tuple[SiteId, PoolId], int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,20 @@ def rule_out(spec: JobSpec, pool: Pool) -> str | None:
     return None
 
 
+def priced_out(job: QueuedJob) -> dict[tuple[SiteId, PoolId], str]:
+    """Pools where ``job`` would cost more than its ``max_price_fen`` (the bound the consumer accepted at
+    submit, and its hold's), with why.
+
+    A hold is what the consumer agreed to risk; a provider's price cannot inflate it, so a pool whose
+    quote is above the job's limit never runs the job, whatever its score.  Pools with no price are free.
+    """
+    limit = job.spec.max_price_fen
+    if limit is None or not job.prices_fen:
+        return {}
+    return {key: f"price {fen} fen > the job's limit {limit} fen (its hold)"
+            for key, fen in job.prices_fen.items() if fen > limit}
+
+
 def check_placeable(spec: JobSpec, pools: Sequence[Pool]) -> None:
     """Raise ``Unplaceable`` naming each pool's reason when no pool could ever run ``spec``."""
     reasons = {f"{p.site}/{p.name}": rule_out(spec, p) for p in pools}
@@ -96,9 +113,10 @@ class FirstFit:
         for job in order:
             if job.spec.not_before is not None and job.spec.not_before > now:
                 continue
+            dear = priced_out(job)
             for state in pools:
                 key = (state.pool.site, state.pool.name)
-                if not state.online or rule_out(job.spec, state.pool) is not None:
+                if not state.online or rule_out(job.spec, state.pool) is not None or key in dear:
                     continue
                 if job.spec.demand.fits_in(free[key]):
                     free[key] = free[key] - job.spec.demand

@@ -10,10 +10,18 @@ Invariants owned here
   ``Fraction`` until one rounding point (``money.round_fen``, half-even).
 - Lookup: the most specific scope wins (pool > site > everywhere); within a
   scope the caller's unit preference decides (native units before SCU).
-- A book is versioned and never edited: a new version must have a higher
-  number and take effect no earlier than now and no earlier than the latest
-  book, so history is never rewritten.  Usage is priced by the book in force
-  at the usage's start (:func:`price_book_in_force`).
+- Books are versioned and never edited, in one series per owner: the
+  operator's (owner ``OPERATOR``) and each provider's, whose entries price only
+  its own sites.  A new version must have a higher number than its owner's
+  last and take effect no earlier than now, no earlier than its owner's latest
+  book and no later than ``MAX_AHEAD`` from now, so history is never rewritten
+  and no owner's book blocks or shadows another's.  Usage is priced by the
+  books in force at the usage's start (:func:`price_book_in_force`), composed
+  with this precedence: the pool's provider's book for its own sites, then the
+  operator's book (within one book, the most specific scope wins).
+- Every number a book carries is bounded as it is parsed (prices by
+  ``money.MAX_FEN``, multipliers by ``tou.MAX_MULTIPLIER``, discounts by 100%,
+  versions by ``MAX_VERSION``, 4 decimal places), before any arithmetic.
 - Quantities are spread uniformly over their interval; the time-of-use split
   gives each band its share of units exactly.
 """
@@ -24,17 +32,23 @@ import bisect
 import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
 from suanwang.domain.grid import Pool, PoolId, SiteId
-from suanwang.domain.money import Fen, parse_price, parse_quantity, round_fen
+from suanwang.domain.money import Fen, parse_bounded, parse_price, parse_quantity, round_fen
 from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.domain.tou import TouBand, TouTariff, band_microseconds
 from suanwang.domain.voucher import VoucherProgramme, pick_programme, voucher_share
 from suanwang.errors import InvalidSpec
+
+OPERATOR = ""  # the owner of the operator's series of books; a provider's series is owned by its tenant id
+MAX_VERSION = 2**31 - 1  # versions are stored as 32-bit integers (price_books.version, transfers' book version)
+MAX_AHEAD = timedelta(days=731)  # a book may be published at most two years before it takes effect
+MAX_ENTRIES = 10_000
+DISCOUNT_PLACES = 4
 
 
 @enum.unique
@@ -66,12 +80,14 @@ class PriceEntry:
     pool: PoolId = ""
     tou: TouTariff | None = None
     green_discount_pct: Decimal = Decimal(0)
+    # provenance, stamped by the book that carries the entry: whose series and which version priced a charge
+    owner: str = field(default=OPERATOR, compare=False)
+    book_version: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "unit_price_fen", parse_price(self.unit_price_fen))
-        pct = parse_quantity(self.green_discount_pct, what="green discount percent")
-        if pct > 100:
-            raise InvalidSpec(f"green discount {pct}% is above 100%")
+        pct = parse_bounded(self.green_discount_pct, what="green discount percent", low=0, high=100,
+                            places=DISCOUNT_PLACES)
         object.__setattr__(self, "green_discount_pct", pct)
         if not self.tier:
             raise InvalidSpec("price entry needs a hardware tier")
@@ -84,48 +100,108 @@ class PriceEntry:
         return (self.resource_class, self.tier, self.service_level, self.unit, self.site, self.pool)
 
 
+def check_version(value: object, what: str = "price book version") -> int:
+    """A version number: an int in ``1..MAX_VERSION`` (checked before any conversion: ``1e999999`` never
+    becomes an int)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidSpec(f"{what} must be an integer, got {type(value).__name__}: {str(value)[:40]}")
+    if not 1 <= value <= MAX_VERSION:
+        raise InvalidSpec(f"{what} must lie within 1..{MAX_VERSION}: {str(value)[:40]}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class PriceBook:
+    """One owner's book, or (``parts``) the books of several owners in force together, in precedence order."""
+
     version: int
     effective_from: datetime
     entries: tuple[PriceEntry, ...]
+    owner: str = OPERATOR
+    parts: tuple[PriceBook, ...] = ()
     # find_price answers, memoised: a book never changes, and a batch of usage asks the same few questions
     _lookups: dict[tuple[object, ...], PriceEntry | None] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
-            raise InvalidSpec(f"price book version must be a positive int, got {self.version!r}")
+        check_version(self.version)
         if self.effective_from.tzinfo is None:
             raise InvalidSpec("price book effective_from must be timezone-aware")
+        if self.parts:
+            return  # a composition of books already checked
+        if len(self.entries) > MAX_ENTRIES:
+            raise InvalidSpec(f"a price book has at most {MAX_ENTRIES} entries, got {len(self.entries)}")
         slots = [e.slot() for e in self.entries]
-        doubled = {s for s in slots if slots.count(s) > 1}
+        doubled = {s for s in slots if slots.count(s) > 1} if len(set(slots)) < len(slots) else set()
         if doubled:
             raise InvalidSpec(f"price book v{self.version} prices the same slot twice: {sorted(map(str, doubled))}")
+        if self.owner != OPERATOR and any(not e.site for e in self.entries):
+            raise InvalidSpec(f"a provider's book ({self.owner}) may only price its own sites: every entry names one")
+        object.__setattr__(self, "entries", tuple(
+            e if (e.owner, e.book_version) == (self.owner, self.version)
+            else replace(e, owner=self.owner, book_version=self.version) for e in self.entries))
+
+    @property
+    def key(self) -> tuple[tuple[str, int], ...]:
+        """Which books this is: ((owner, version), ...), in precedence order."""
+        return tuple((p.owner, p.version) for p in self.parts) if self.parts else ((self.owner, self.version),)
+
+
+def compose_books(in_force: Iterable[PriceBook]) -> PriceBook:
+    """The books in force together (one per owner) as one book: providers' books first (by owner), the
+    operator's last, so a provider's entry for its own site wins over any operator entry there."""
+    parts = sorted(in_force, key=lambda b: (b.owner == OPERATOR, b.owner))
+    if not parts:
+        raise InvalidSpec("no price book to compose")
+    if len(parts) == 1:
+        return parts[0]
+    operator = [b for b in parts if b.owner == OPERATOR]
+    version = operator[0].version if operator else parts[0].version
+    return PriceBook(version, max(b.effective_from for b in parts), tuple(e for b in parts for e in b.entries),
+                     owner=OPERATOR, parts=tuple(parts))
+
+
+def _latest_per_owner(books: Iterable[PriceBook], at: datetime) -> list[PriceBook]:
+    best: dict[str, PriceBook] = {}
+    for b in books:
+        if b.effective_from <= at:
+            held = best.get(b.owner)
+            if held is None or (b.effective_from, b.version) > (held.effective_from, held.version):
+                best[b.owner] = b
+    return list(best.values())
 
 
 def price_book_in_force(books: Iterable[PriceBook], at: datetime) -> PriceBook:
-    """The book with the latest ``effective_from <= at`` (ties: highest version)."""
-    candidates = [b for b in books if b.effective_from <= at]
-    if not candidates:
+    """Per owner, the book with the latest ``effective_from <= at`` (ties: highest version), composed
+    (:func:`compose_books`).  InvalidSpec if no owner has one."""
+    latest = _latest_per_owner(books, at)
+    if not latest:
         raise InvalidSpec(f"no price book in force at {at.isoformat()}")
-    return max(candidates, key=lambda b: (b.effective_from, b.version))
+    return compose_books(latest)
 
 
 class BooksInForce:
-    """:func:`price_book_in_force` for many instants: the books sorted once, each instant found by bisection."""
+    """:func:`price_book_in_force` for many instants: each composition built once, each instant found by
+    bisection over the instants where some owner's book takes effect."""
 
     def __init__(self, books: Iterable[PriceBook]) -> None:
-        self._books = sorted(books, key=lambda b: (b.effective_from, b.version))
-        self._starts = [b.effective_from for b in self._books]
+        ordered = sorted(books, key=lambda b: (b.effective_from, b.version))
+        self._starts: list[datetime] = []
+        self._books: list[PriceBook] = []
+        current: dict[str, PriceBook] = {}  # owner -> its book in force, swept forward in time
+        for i, book in enumerate(ordered):
+            current[book.owner] = book  # later (effective_from, version) wins, as in price_book_in_force
+            if i + 1 == len(ordered) or ordered[i + 1].effective_from != book.effective_from:
+                self._starts.append(book.effective_from)
+                self._books.append(compose_books(current.values()))
 
     def first_effective(self) -> datetime | None:
         """When the first book takes effect (None: no book): usage before it is free."""
         return self._starts[0] if self._starts else None
 
     def at(self, at: datetime) -> PriceBook:
-        """The book with the latest ``effective_from <= at`` (ties: highest version); InvalidSpec if none."""
+        """The books in force at ``at``, composed; InvalidSpec if none."""
         found = bisect.bisect_right(self._starts, at)
         if not found:
             raise InvalidSpec(f"no price book in force at {at.isoformat()}")
@@ -133,15 +209,20 @@ class BooksInForce:
 
 
 def check_new_price_book(books: Sequence[PriceBook], new: PriceBook, *, now: datetime) -> PriceBook:
-    """Refuse a book that would rewrite history; return it if acceptable."""
-    if any(b.version >= new.version for b in books):
-        raise InvalidSpec(f"price book version {new.version} is not above the latest {max(b.version for b in books)}")
+    """Refuse a book that would rewrite its owner's history or lie beyond ``MAX_AHEAD``; return it if
+    acceptable.  Only ``new``'s owner's books count: another owner's never block it."""
+    mine = [b for b in books if b.owner == new.owner]
+    if any(b.version >= new.version for b in mine):
+        raise InvalidSpec(f"price book version {new.version} is not above the latest {max(b.version for b in mine)}")
     if new.effective_from < now:
         raise InvalidSpec(
             f"price book v{new.version} would take effect in the past "
             f"({new.effective_from.isoformat()} < now {now.isoformat()})"
         )
-    latest = max((b.effective_from for b in books), default=None)
+    if new.effective_from > now + MAX_AHEAD:
+        raise InvalidSpec(f"effective_from {new.effective_from.isoformat()} is more than {MAX_AHEAD.days} days "
+                          f"ahead; publish it closer to its start")
+    latest = max((b.effective_from for b in mine), default=None)
     if latest is not None and new.effective_from < latest:
         raise InvalidSpec(f"price book v{new.version} takes effect before the latest book ({latest.isoformat()})")
     return new
@@ -161,6 +242,12 @@ def find_price(
     question = (resource_class, tier, service_level, site, pool, tuple(units))
     if question in book._lookups:
         return book._lookups[question]
+    if book.parts:  # the first book (in precedence order) that prices it
+        found = next((e for part in book.parts if (e := find_price(
+            part, resource_class=resource_class, tier=tier, service_level=service_level, site=site, pool=pool,
+            units=units)) is not None), None)
+        book._lookups[question] = found
+        return found
     best: tuple[int, int, PriceEntry] | None = None
     for entry in book.entries:
         if (
@@ -264,7 +351,8 @@ def price_interval(
 ) -> PriceBreakdown:
     """Price ``units`` spread uniformly over ``[start, end)`` (instantaneous: all in one FLAT share)."""
     qty = parse_quantity(units, what="units")
-    return PriceBreakdown(book.version, entry, qty, tuple(band_microseconds(entry.tou, start, end)))
+    version = entry.book_version or book.version  # the version of the book that priced it, in its owner's series
+    return PriceBreakdown(version, entry, qty, tuple(band_microseconds(entry.tou, start, end)))
 
 
 # ---- quotes --------------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ class RatingContext:
     def terms(self, book: Any, cls: ResourceClass, tier: str, level: ServiceLevel, site: str, pool: str,
               units: tuple[PriceUnit, ...]) -> tuple[Any, ...] | None:
         """(entry, price ratio, green factor ratio) for a grade at a pool, or None if unpriced."""
-        question = (book.version, cls, tier, level, site, pool, units)
+        question = (book.key, cls, tier, level, site, pool, units)  # key: which owners' books, composed
         if question not in self._terms:
             entry = find_price(book, resource_class=cls, tier=tier, service_level=level, site=site, pool=pool,
                                units=units)
@@ -160,7 +160,8 @@ def price_row(row: Sequence[Any], ctx: RatingContext) -> PricedUsage | str | Non
     booked_text = end_text if booked is end else booked.isoformat()
     request = usage_request(consumer, job_id, pool, provider, site, tier, attempt, seq, cls, level, start_text,
                             end_text, measured)
-    return PricedUsage(usage_key(job_id, attempt, seq), job_id, consumer, provider, pool, cls_value, book.version,
+    return PricedUsage(usage_key(job_id, attempt, seq), job_id, consumer, provider, pool, cls_value,
+                       entry.book_version or book.version,
                        bps, start_text, end_text, booked_text, (booked - EPOCH) // _US, request, gross, fee, paid,
                        gross - fee - paid)
 

@@ -93,7 +93,7 @@ import numpy as np
 from suanwang.domain.grid import Capacity, Link, Pool, PoolId, Site, SiteId
 from suanwang.domain.job import JobSpec
 from suanwang.domain.network import Network
-from suanwang.domain.placement import Placement, PoolState, QueuedJob, rule_out
+from suanwang.domain.placement import Placement, PoolState, QueuedJob, priced_out, rule_out
 from suanwang.errors import InvalidSpec, Unplaceable
 
 PoolKey = tuple[SiteId, PoolId]
@@ -564,7 +564,7 @@ class _PolicyBase:
         spec = job.spec
         if spec.not_before is not None and spec.not_before > now:
             return None
-        got = self._choose(job, free, now, None)
+        got = self._choose(job, free, now, None, self.price_mask(job))
         if got is None:
             return None
         i, placement = got
@@ -583,6 +583,9 @@ class _PolicyBase:
             if spec.not_before is not None and spec.not_before > now:
                 break
             mask = allow(job) if allow is not None else None
+            priced = self.price_mask(job)
+            if priced is not None:
+                mask = priced if mask is None else mask & priced
             got = self._choose(job, free, now, site if job.gang else None, mask)
             if got is None:
                 break
@@ -597,6 +600,19 @@ class _PolicyBase:
                 free.give(i, d)
             return []
         return result
+
+    def price_mask(self, job: QueuedJob) -> np.ndarray | None:
+        """The price rule (``placement.priced_out``) as a mask over pools; None when it rules nothing out,
+        so the common case keeps the fast paths."""
+        dear = priced_out(job)
+        if not dear:
+            return None
+        mask = np.ones(len(self.ctx.pools), dtype=bool)
+        for key in dear:
+            i = self.ctx.index.get(key)
+            if i is not None:
+                mask[i] = False
+        return mask
 
     def _begin(self, now: float) -> None:
         """A plan call starts (per-call caches)."""

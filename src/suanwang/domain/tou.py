@@ -11,6 +11,9 @@ Invariants owned here
 - Hours are local China Standard Time (UTC+8, no daylight saving since 1991);
   times passed in must be timezone-aware.
 - Splits are exact (``Fraction``); segment durations sum to the interval.
+- A band multiplier lies in ``[0, MAX_MULTIPLIER]`` (0: free hours) with at most 4 decimal places
+  (:func:`check_multiplier`), so no price book can turn a price into an integer
+  too large to compute with (``1e999999`` is refused as it is parsed).
 
 Data: hour windows come from ``suanwang/data/cn_tou_tariffs`` (see its README).
 Only Beijing, Shanghai, Hunan and Hainan have hour windows there.  Every other
@@ -35,8 +38,11 @@ from fractions import Fraction
 from functools import cache
 from importlib import resources
 
+from suanwang.domain.money import parse_bounded
 from suanwang.errors import InvalidSpec
 
+MAX_MULTIPLIER = Decimal(100)  # a band at most 100x the unit price: beyond it a price is a typo or an attack
+MULTIPLIER_PLACES = 4
 CHINA_TZ = timezone(timedelta(hours=8), "CST")
 ALL_MONTHS = frozenset(range(1, 13))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -87,13 +93,19 @@ class TouPeriod:
     multiplier: Decimal
 
     def __post_init__(self) -> None:
-        if not isinstance(self.multiplier, Decimal) or self.multiplier < 0:
-            raise InvalidSpec(f"time-of-use {self.band} multiplier must be a non-negative Decimal")
+        if not isinstance(self.multiplier, Decimal):
+            raise InvalidSpec(f"time-of-use {self.band} multiplier must be a Decimal")
+        check_multiplier(self.multiplier, what=f"time-of-use {self.band} multiplier")
         for window in self.windows:
             _window_hours(window)
 
     def hours(self) -> list[int]:
         return [h for w in self.windows for h in _window_hours(w)]
+
+
+def check_multiplier(value: object, *, what: str = "time-of-use multiplier") -> Decimal:
+    """A band multiplier: an exact number in ``[0, MAX_MULTIPLIER]`` (0: free hours), at most 4 decimal places."""
+    return parse_bounded(value, what=what, low=0, high=MAX_MULTIPLIER, places=MULTIPLIER_PLACES)
 
 
 def _hour_list(hours: list[int]) -> str:

@@ -29,7 +29,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -60,8 +60,10 @@ from suanwang.domain.ledger import (
     wallet,
 )
 from suanwang.domain.money import Fen, check_currency, format_yuan, parse_fen
-from suanwang.domain.placement import rule_out
+from suanwang.domain.placement import QueuedJob, rule_out
 from suanwang.domain.pricing import (
+    MAX_ENTRIES,
+    OPERATOR,
     BooksInForce,
     PoolQuote,
     PriceBook,
@@ -69,6 +71,7 @@ from suanwang.domain.pricing import (
     PriceUnit,
     QuoteRequest,
     check_new_price_book,
+    check_version,
     price_book_in_force,
     quote,
 )
@@ -87,8 +90,15 @@ from suanwang.domain.rating import (
 from suanwang.domain.rating_batch import FREE, PricedUsage, RatingContext, plan_row, price_row, quantities, utc
 from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.domain.settlement import Settlement, check_period, compute_settlement, plan_payouts, settlement_csv
-from suanwang.domain.tou import DEFAULT_MULTIPLIERS, TouBand, TouTariff, tou_tariff_for_province, uniform_tariff
-from suanwang.domain.voucher import VoucherProgramme, pick_programme
+from suanwang.domain.tou import (
+    DEFAULT_MULTIPLIERS,
+    TouBand,
+    TouTariff,
+    check_multiplier,
+    tou_tariff_for_province,
+    uniform_tariff,
+)
+from suanwang.domain.voucher import VoucherProgramme, check_new_programme, pick_programme
 from suanwang.errors import Conflict, InsufficientFunds, InvalidSpec, NotFound
 from suanwang.services.attempts import AttemptOutcome, end_attempt, lost_attempts, may_still_report
 from suanwang.services.audit import record_audit
@@ -124,23 +134,43 @@ def now_utc() -> datetime:
     return utc(time.time())
 
 
+# Instants a request may name: Unix seconds or ISO 8601, inside [1970, 3000).  Anything else (1e17, NaN,
+# "abc", a year past 9999) is a 422 naming the field, never an overflow deep in a datetime.
+_LATEST_S = 32_503_680_000  # 3000-01-01T00:00:00Z
+
+
 def parse_time(value: object, what: str) -> datetime:
-    """Unix seconds or an ISO 8601 string with a zone."""
+    """Unix seconds or an ISO 8601 string with a zone, between 1970 and 3000."""
+    if isinstance(value, str) and len(value) > 64:
+        raise InvalidSpec(f"{what} is not a time: {value[:40]!r}...")
+    seconds: Decimal | None = None
     if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        return utc(float(value))
-    if isinstance(value, str):
+        seconds = Decimal(value) if not isinstance(value, float) else Decimal(repr(value))
+    elif isinstance(value, str):
         try:
-            return utc(float(Decimal(value)))  # Unix seconds stored as an exact decimal string
+            seconds = Decimal(value.strip())  # Unix seconds stored as an exact decimal string
         except ArithmeticError:
-            pass
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidSpec(f"{what} is not an ISO 8601 time: {value!r}") from None
-        if parsed.tzinfo is None:
-            raise InvalidSpec(f"{what} must carry a time zone (e.g. +08:00): {value!r}")
-        return parsed
-    raise InvalidSpec(f"{what} must be Unix seconds or an ISO 8601 time, got {value!r}")
+            seconds = None
+    elif not isinstance(value, str):
+        raise InvalidSpec(f"{what} must be Unix seconds or an ISO 8601 time, got {str(value)[:40]!r}")
+    if seconds is not None:
+        if not seconds.is_finite() or not 0 <= seconds < _LATEST_S:
+            raise InvalidSpec(f"{what} must be Unix seconds between 1970 and 3000: {str(value)[:40]}")
+        return utc(float(seconds))
+    assert isinstance(value, str)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidSpec(f"{what} is not an ISO 8601 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise InvalidSpec(f"{what} must carry a time zone (e.g. +08:00): {value!r}")
+    try:
+        instant = parsed.timestamp()
+    except (OverflowError, ValueError):
+        raise InvalidSpec(f"{what} is out of range: {value!r}") from None
+    if not 0 <= instant < _LATEST_S:
+        raise InvalidSpec(f"{what} must lie between 1970 and 3000: {value!r}")
+    return parsed
 
 
 def money_json(fen: Fen) -> dict[str, Any]:
@@ -234,30 +264,47 @@ def _enum(kind: type[Any], value: object, what: str) -> Any:
         raise InvalidSpec(f"unknown {what} {value!r} (one of: {allowed})") from None
 
 
+def _hour(value: object, band: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 24:
+        raise InvalidSpec(f"tou band {band}: hours must be integers 0..24, got {str(value)[:40]}")
+    return value
+
+
+def _text(value: object, what: str, width: int = 100) -> str:
+    if not isinstance(value, str) or len(value) > width or "\x00" in value:
+        raise InvalidSpec(f"{what} must be a string of at most {width} characters")
+    return value
+
+
 def tariff_from_json(data: object) -> TouTariff | None:
     """``{"province": "Gansu"}`` (packaged windows or the documented stand-in), or explicit
-    ``{"bands": {"peak": [[10, 15]], ...}, "multipliers": {"peak": "1.25"}}``."""
+    ``{"bands": {"peak": [[10, 15]], ...}, "multipliers": {"peak": "1.25"}}``.  Every number is checked
+    before use: hours are integers 0..24, multipliers lie within ``tou.check_multiplier``'s bounds."""
     if data is None:
         return None
     if not isinstance(data, Mapping):
         raise InvalidSpec("tou must be an object with 'province' or 'bands'")
     multipliers = dict(DEFAULT_MULTIPLIERS)
-    for band, value in (data.get("multipliers") or {}).items():
+    given = data.get("multipliers") or {}
+    if not isinstance(given, Mapping):
+        raise InvalidSpec("tou multipliers must be an object of band -> multiplier")
+    for band, value in given.items():
         if isinstance(value, float):
             raise InvalidSpec(f"tou multiplier for {band} must be a string or integer, not a float")
-        multipliers[_enum(TouBand, band, "time-of-use band")] = Decimal(str(value))
+        kind = _enum(TouBand, band, "time-of-use band")
+        multipliers[kind] = check_multiplier(value, what=f"tou multiplier for {kind}")
     if "province" in data:
-        return tou_tariff_for_province(str(data["province"]), multipliers)
+        return tou_tariff_for_province(_text(data["province"], "tou province"), multipliers)
     bands = data.get("bands")
     if not isinstance(bands, Mapping) or not bands:
         raise InvalidSpec("tou needs 'province' or a non-empty 'bands' object")
     windows = {}
     for band, wins in bands.items():
-        try:
-            windows[_enum(TouBand, band, "time-of-use band")] = tuple((int(a), int(b)) for a, b in wins)
-        except (TypeError, ValueError):
-            raise InvalidSpec(f"tou band {band}: windows must be [[start_hour, end_hour], ...]") from None
-    return uniform_tariff(str(data.get("name", "custom")), windows, multipliers, source="price book")
+        kind = _enum(TouBand, band, "time-of-use band")
+        if not isinstance(wins, list) or len(wins) > 24 or not all(isinstance(w, list) and len(w) == 2 for w in wins):
+            raise InvalidSpec(f"tou band {band}: windows must be [[start_hour, end_hour], ...] (at most 24)")
+        windows[kind] = tuple((_hour(a, band), _hour(b, band)) for a, b in wins)
+    return uniform_tariff(_text(data.get("name", "custom"), "tou name"), windows, multipliers, source="price book")
 
 
 def entry_from_json(data: Mapping[str, Any]) -> PriceEntry:
@@ -281,14 +328,19 @@ def entry_from_json(data: Mapping[str, Any]) -> PriceEntry:
         green_discount_pct=data.get("green_discount_pct", 0))
 
 
-def book_from_json(data: Mapping[str, Any]) -> PriceBook:
+def book_from_json(data: Mapping[str, Any], owner: str = OPERATOR) -> PriceBook:
+    """A book from its JSON body; every number bounded before it is used (see domain.pricing)."""
     entries = data.get("entries")
     if not isinstance(entries, list) or not entries:
         raise InvalidSpec("a price book needs a non-empty 'entries' list")
+    if len(entries) > MAX_ENTRIES:
+        raise InvalidSpec(f"a price book has at most {MAX_ENTRIES} entries, got {len(entries)}")
+    if not all(isinstance(e, Mapping) for e in entries):
+        raise InvalidSpec("every price book entry must be an object")
     if "currency" in data:
-        check_currency(str(data["currency"]))
-    return PriceBook(int(data["version"]), parse_time(data["effective_from"], "effective_from"),
-                     tuple(entry_from_json(e) for e in entries))
+        check_currency(str(data["currency"])[:10])
+    return PriceBook(check_version(data.get("version")), parse_time(data.get("effective_from"), "effective_from"),
+                     tuple(entry_from_json(e) for e in entries), owner=owner)
 
 
 def _plain(value: Any) -> Any:
@@ -302,70 +354,80 @@ def _plain(value: Any) -> Any:
     return value
 
 
-_book_cache: dict[tuple[str, int], PriceBook] = {}
+_book_cache: dict[tuple[str, str, int], PriceBook] = {}
 
 
 def load_books(session: Session) -> list[PriceBook]:
-    """Every price book (parsed once per process: a version is immutable)."""
+    """Every owner's price books (each parsed once per process: a version is immutable)."""
     books = []
     database = str(session.get_bind().url)  # versions are per database: tests run many in one process
-    for version, body in session.execute(select(PriceBookRow.version, PriceBookRow.body)):
-        book = _book_cache.get((database, version))
+    for owner, version, body in session.execute(select(PriceBookRow.owner, PriceBookRow.version,
+                                                       PriceBookRow.body)):
+        book = _book_cache.get((database, owner, version))
         if book is None:
-            book = _book_cache[(database, version)] = book_from_json(body)
+            try:
+                book = book_from_json(body, owner)
+            except InvalidSpec as exc:  # stored before today's bounds: ignored, so it cannot freeze the platform
+                log.error("price book %s:%s ignored: %s", owner or "operator", version, exc.message)
+                continue
+            _book_cache[(database, owner, version)] = book
         books.append(book)
     return books
 
 
 def set_price_book(session: Session, actor: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Publish a new price book version (operator), or a provider's prices for its own sites.
+    """Publish the next book of the actor's own series: the operator's, or a provider's for its own sites.
 
-    A provider's book replaces only entries scoped to its sites; every entry
-    it sends must name one of them.  Versions and start times only move forward.
+    Each owner's versions and start times only move forward, and only against
+    its own series: one owner's book never blocks or shadows another's.  Where
+    several price a pool, the pool's provider's book wins, then the operator's.
     """
+    owner = OPERATOR if actor.role is Role.OPERATOR else actor.tenant_id
     books = load_books(session)
     now = now_utc()
-    body = dict(_plain(data))
-    body.setdefault("version", max((b.version for b in books), default=0) + 1)
+    extra = set(data) - {"version", "effective_from", "entries", "currency"}
+    if extra:
+        raise InvalidSpec(f"unknown price book fields: {sorted(map(str, extra))[:5]}")
+    body = dict(data)
+    body.setdefault("version", max((b.version for b in books if b.owner == owner), default=0) + 1)
     body.setdefault("effective_from", now.isoformat())
-    if actor.role is Role.PROVIDER:
-        body["entries"] = _merge_provider_entries(session, actor, books, body.get("entries"), now)
-    book = book_from_json(body)
+    if owner != OPERATOR:
+        _check_own_sites(session, actor, body.get("entries"))
+    book = book_from_json(body, owner)  # every number checked before any is formatted or computed with
     check_new_price_book(books, book, now=now - timedelta(seconds=1))
+    body = _plain(body)
     _any_book_cache.clear()
-    session.add(PriceBookRow(version=book.version, effective_us=to_us(book.effective_from), created_at=time.time(),
-                             created_by=_actor(actor), body=body))
+    session.add(PriceBookRow(owner=owner, version=book.version, effective_us=to_us(book.effective_from),
+                             created_at=time.time(), created_by=_actor(actor), body=body))
     session.flush()
-    record_audit(session, actor, "price_book.set", str(book.version), entries=len(book.entries))
+    record_audit(session, actor, "price_book.set", f"{owner or 'operator'}:{book.version}", entries=len(book.entries))
     return price_book_json(body, book)
 
 
-def _merge_provider_entries(session: Session, actor: Principal, books: Sequence[PriceBook], entries: object,
-                            now: datetime) -> list[Any]:
+def _check_own_sites(session: Session, actor: Principal, entries: object) -> None:
     own = set(session.scalars(select(SiteRow.name).where(SiteRow.tenant_id == actor.tenant_id)))
     if not isinstance(entries, list) or not entries:
         raise InvalidSpec("a price book needs a non-empty 'entries' list")
     for e in entries:
         if not isinstance(e, Mapping) or e.get("site") not in own:
-            raise InvalidSpec(f"a provider may only price its own sites ({sorted(own)}); entry {e!r}")
-    latest = max(books, key=lambda b: (b.effective_from, b.version), default=None)
-    if latest is None:
-        return list(entries)
-    body = session.scalar(select(PriceBookRow.body).where(PriceBookRow.version == latest.version)) or {}
-    kept = [e for e in body.get("entries", []) if e.get("site") not in own]
-    return kept + list(entries)
+            shown = repr(e)[:200]
+            raise InvalidSpec(f"a provider may only price its own sites ({sorted(own)[:20]}); entry {shown}")
 
 
 def price_book_json(body: Mapping[str, Any], book: PriceBook) -> dict[str, Any]:
     stand_ins = sorted({e.tou.name for e in book.entries if e.tou is not None and e.tou.is_stand_in})
-    return {"version": book.version, "effective_from": book.effective_from.isoformat(),
-            "entries": body.get("entries", []), "stand_in_tou": stand_ins}
+    return {"owner": book.owner or "operator", "version": book.version,
+            "effective_from": book.effective_from.isoformat(), "entries": body.get("entries", []),
+            "stand_in_tou": stand_ins}
 
 
 def list_price_books(session: Session) -> list[dict[str, Any]]:
-    books = {b.version: b for b in load_books(session)}
-    rows = session.execute(select(PriceBookRow.version, PriceBookRow.body).order_by(PriceBookRow.version))
-    return [price_book_json(body, books[version]) for version, body in rows]
+    """Every owner's books: the operator's series first, then each provider's, oldest version first."""
+    books = {(b.owner, b.version): b for b in load_books(session)}
+    rows = session.execute(select(PriceBookRow.owner, PriceBookRow.version, PriceBookRow.body)
+                           .order_by(PriceBookRow.owner, PriceBookRow.version))
+    return [price_book_json(body, books[(owner, version)]) for owner, version, body in rows
+            if (owner, version) in books]  # a stored book that fails today's bounds is ignored (load_books)
 
 
 # ---- provider contracts ------------------------------------------------------------------------------------
@@ -392,6 +454,7 @@ def contracts(session: Session) -> dict[str, int]:
 
 
 _PROGRAMME_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+_MAX_NAMED = 10_000  # consumers a programme may name
 
 
 def programme_from_json(data: Mapping[str, Any]) -> VoucherProgramme:
@@ -408,6 +471,11 @@ def programme_from_json(data: Mapping[str, Any]) -> VoucherProgramme:
         raise InvalidSpec("voucher programme id must be 1-32 letters, digits, '_', '.' or '-'")
     classes = data.get("resource_classes")
     consumers = data.get("consumers")
+    if classes is not None and (not isinstance(classes, list) or len(classes) > len(ResourceClass)):
+        raise InvalidSpec("voucher resource_classes must be a list of resource classes")
+    if consumers is not None and (not isinstance(consumers, list) or len(consumers) > _MAX_NAMED
+                                  or not all(isinstance(c, str) and 0 < len(c) <= 140 for c in consumers)):
+        raise InvalidSpec(f"voucher consumers must be a list of at most {_MAX_NAMED} tenant ids")
     return VoucherProgramme(
         id=str(data["id"]), share_pct=data["share_pct"],
         cap_per_consumer_fen=parse_fen(data["cap_per_consumer_fen"], what="voucher cap"),
@@ -419,15 +487,26 @@ def programme_from_json(data: Mapping[str, Any]) -> VoucherProgramme:
 
 
 def load_programmes(session: Session) -> list[VoucherProgramme]:
-    return [programme_from_json(body) for body in session.scalars(select(VoucherProgrammeRow.body))]
+    """Every programme; one stored before today's bounds that fails them is ignored (logged)."""
+    programmes = []
+    for body in session.scalars(select(VoucherProgrammeRow.body)):
+        try:
+            programmes.append(programme_from_json(body))
+        except InvalidSpec as exc:
+            log.error("voucher programme %s ignored: %s", str(body.get("id"))[:40], exc.message)
+    return programmes
 
 
 def create_programme(session: Session, actor: Principal, data: Mapping[str, Any], *,
                      key: str | None = None) -> dict[str, Any]:
     """Operator creates a voucher programme and (optionally, ``fund_fen``) funds it."""
-    body = dict(_plain(data))
+    body = dict(data)
     fund = body.pop("fund_fen", None)
-    programme = programme_from_json(body)
+    programme = check_new_programme(programme_from_json(body), now=now_utc())  # all bounded before use
+    fund = parse_fen(fund, what="fund_fen") if fund is not None else None
+    if fund is not None and fund < 0:
+        raise InvalidSpec("fund_fen must not be negative")
+    body = _plain(body)
     if session.get(VoucherProgrammeRow, programme.id) is not None:
         raise Conflict(f"voucher programme {programme.id} already exists")
     session.add(VoucherProgrammeRow(id=programme.id, created_at=time.time(), created_by=_actor(actor), body=body))
@@ -467,8 +546,15 @@ def _voucher_transfers(session: Session, programme: str) -> list[TransferRow]:
                                                           TransferRow.kind.in_(("charge", "reversal")))))
 
 
-def list_programmes(session: Session) -> list[dict[str, Any]]:
-    return [programme_json(session, p) for p in sorted(load_programmes(session), key=lambda p: p.id)]
+def list_programmes(session: Session, actor: Principal) -> list[dict[str, Any]]:
+    """Operator and auditor see every programme; anyone else only those open to its tenant, and never
+    which other consumers a programme names."""
+    programmes = sorted(load_programmes(session), key=lambda p: p.id)
+    if actor.sees_all:
+        return [programme_json(session, p) for p in programmes]
+    mine = actor.tenant_id
+    return [programme_json(session, p) | {"consumers": None if p.consumers is None else [mine]}
+            for p in programmes if p.shows_to(mine)]
 
 
 # ---- quotes and holds --------------------------------------------------------------------------------------
@@ -489,25 +575,69 @@ def _job_quantities(spec: JobSpec, pool: Pool) -> dict[PriceUnit, Decimal]:
     return quantities
 
 
+class Quoter:
+    """Quotes for many jobs in one transaction: books, programmes and voucher state are read once.
+
+    ``quotes`` prices a job at each eligible pool with the books in force
+    (providers' for their own sites first, then the operator's); ``list_quotes``
+    with the operator's book alone, the platform's list price.
+    """
+
+    def __init__(self, session: Session, at: datetime) -> None:
+        self.session, self.at = session, at
+        self.books = load_books(session)
+        self.operator_books = [b for b in self.books if b.owner == OPERATOR]
+        self.priced = _in_force(self.books, at) is not None
+        self.operator_priced = _in_force(self.operator_books, at) is not None
+        self.programmes = load_programmes(session) if self.priced else []
+        self._vouchers: dict[str, tuple[dict[str, Fen], dict[str, Fen]]] = {}
+        self._cache: dict[tuple[object, ...], list[PoolQuote] | None] = {}
+
+    def quotes(self, consumer: str, spec: JobSpec, pools: Sequence[Pool]) -> list[PoolQuote] | None:
+        """Per eligible priced pool, what ``spec`` would cost now; None when no book is in force (free)."""
+        return self._quote(consumer, spec, pools, self.books) if self.priced else None
+
+    def list_quotes(self, consumer: str, spec: JobSpec, pools: Sequence[Pool]) -> list[PoolQuote]:
+        """The same under the operator's book alone (empty when it is not in force)."""
+        return self._quote(consumer, spec, pools, self.operator_books) or [] if self.operator_priced else []
+
+    def _quote(self, consumer: str, spec: JobSpec, pools: Sequence[Pool],
+               books: list[PriceBook]) -> list[PoolQuote] | None:
+        key = (consumer, _signature(spec), id(books), len(pools))
+        if key not in self._cache:
+            if consumer not in self._vouchers:
+                self._vouchers[consumer] = _voucher_state(self.session, consumer)
+            used, fund = self._vouchers[consumer]
+            quotes: list[PoolQuote] = []
+            for pool in pools:
+                if rule_out(spec, pool) is not None:
+                    continue
+                request = QuoteRequest(consumer, spec.resource_class, spec.service_level, self.at,
+                                       timedelta(seconds=spec.duration_s), {pool.name: _job_quantities(spec, pool)})
+                quotes.extend(quote(request, [pool], books, programmes=self.programmes, voucher_used_fen=used,
+                                    voucher_fund_fen=fund))
+            self._cache[key] = sorted(quotes, key=lambda q: (q.total_fen, q.site, q.pool))
+        return self._cache[key]
+
+
+def _in_force(books: list[PriceBook], at: datetime) -> PriceBook | None:
+    try:
+        return price_book_in_force(books, at)
+    except InvalidSpec:
+        return None
+
+
+def _signature(spec: JobSpec) -> tuple[object, ...]:
+    """What of a spec decides its quotes and its hold (the fields ``rule_out``, the quantities and the
+    bound read): jobs alike in these share one quote."""
+    return (spec.resource_class, spec.service_level, spec.device_model, spec.device_memory_gb_min, spec.region,
+            spec.cores, spec.memory_gb, spec.devices, spec.duration_s, spec.max_price_fen)
+
+
 def quote_spec(session: Session, consumer: str, spec: JobSpec, pools: Sequence[Pool], *,
                at: datetime) -> list[PoolQuote] | None:
     """Per eligible pool, what ``spec`` would cost; None when no price book is in force (free)."""
-    books = load_books(session)
-    try:
-        price_book_in_force(books, at)
-    except InvalidSpec:
-        return None
-    programmes = load_programmes(session)
-    used, fund = _voucher_state(session, consumer)
-    quotes: list[PoolQuote] = []
-    for pool in pools:
-        if rule_out(spec, pool) is not None:
-            continue
-        request = QuoteRequest(consumer, spec.resource_class, spec.service_level, at,
-                               timedelta(seconds=spec.duration_s), {pool.name: _job_quantities(spec, pool)})
-        quotes.extend(quote(request, [pool], books, programmes=programmes, voucher_used_fen=used,
-                            voucher_fund_fen=fund))
-    return sorted(quotes, key=lambda q: (q.total_fen, q.site, q.pool))
+    return Quoter(session, at).quotes(consumer, spec, pools)
 
 
 def _voucher_state(session: Session, consumer: str) -> tuple[dict[str, Fen], dict[str, Fen]]:
@@ -519,7 +649,7 @@ def _voucher_state(session: Session, consumer: str) -> tuple[dict[str, Fen], dic
     return used, fund
 
 
-def quote_json(quotes: list[PoolQuote] | None) -> dict[str, Any]:
+def quote_json(quotes: list[PoolQuote] | None, hold: Fen | None = None) -> dict[str, Any]:
     if quotes is None:
         return {"priced": False, "note": "no price book is in force: jobs run free of charge", "pools": []}
     pools = []
@@ -527,54 +657,137 @@ def quote_json(quotes: list[PoolQuote] | None) -> dict[str, Any]:
         bands = [{"band": s.band.value, "multiplier": format(s.multiplier, "f"), "seconds": str(s.seconds),
                   "units": str(s.units)} for s in q.price.shares]
         pools.append({"site": q.site, "pool": q.pool, "book_version": q.price.book_version,
+                      "book_owner": q.price.entry.owner or "operator",
                       "unit": q.price.entry.unit.value, "unit_price_fen": format(q.unit_price_fen, "f"),
                       "units": format(q.price.units, "f"), "tou": bands, "gross": money_json(q.gross_fen),
                       "voucher_programme": q.voucher_programme, "voucher": money_json(q.voucher_fen),
                       "total": money_json(q.total_fen)})
-    hold = max((q.total_fen for q in quotes), default=0)
-    return {"priced": True, "pools": pools, "hold": money_json(hold),
+    return {"priced": True, "pools": pools, "hold": money_json(hold or 0),
             "cheapest": pools[0] if pools else None}
 
 
 def quote_for(session: Session, actor: Principal, spec: JobSpec) -> dict[str, Any]:
+    """Every eligible pool's quote, and the hold a submit of ``spec`` would take (``hold_bound``)."""
     from suanwang.services.sites import all_pools
 
-    return quote_json(quote_spec(session, actor.tenant_id, spec, all_pools(session), at=now_utc()))
+    pools = all_pools(session)
+    quoter = Quoter(session, now_utc())
+    quotes = quoter.quotes(actor.tenant_id, spec, pools)
+    try:
+        bound = hold_bound(quoter, actor.tenant_id, spec, pools) if quotes is not None else None
+        hold = bound.hold_fen if bound is not None else None
+    except InvalidSpec as exc:  # a submit would be refused: say why beside the quotes
+        return quote_json(quotes) | {"hold": None, "refused": exc.message}
+    return quote_json(quotes, hold)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldBound:
+    """What a submit holds and the job's price limit (``max_price_fen``, the scheduler's price rule).
+
+    The limit is in gross fen (before vouchers: a voucher pays part of a charge, not of the price), so a
+    voucher used up by other jobs never strands a queued one; the hold is what the consumer expects to pay.
+    """
+
+    hold_fen: Fen
+    limit_fen: Fen
+
+
+def hold_bound(quoter: Quoter, consumer: str, spec: JobSpec, pools: Sequence[Pool]) -> HoldBound | None:
+    """What a job is held for at submit, and the most it may cost where it runs (None: it runs free).
+
+    A hold is what the consumer agreed to risk; a provider's price cannot inflate it:
+    - with ``max_price_fen``, that: the consumer said so;
+    - without, the dearest eligible quote at the operator's list prices, or the cheapest eligible quote
+      if that is more (so some pool is always within it).  A provider pricing its own pool above the
+      list raises neither: that pool only stops running jobs whose bound it exceeds.
+    Raises InvalidSpec when no pool could run the job within ``max_price_fen``, or (as before) when the
+    operator's book is in force and prices no pool that could run it.
+    """
+    quotes = quoter.quotes(consumer, spec, pools)
+    if quotes is None:
+        return None
+    priced = {(q.site, q.pool) for q in quotes}
+    free = any(rule_out(spec, p) is None and (p.site, p.name) not in priced for p in pools)
+    if not quotes and quoter.operator_priced:  # with only providers' books in force, unpriced pools are free
+        raise InvalidSpec(f"no pool that could run this job has a price in the price book in force "
+                          f"(class {spec.resource_class}, level {spec.service_level}); ask the operator")
+    if spec.max_price_fen is not None:
+        cheapest = min(quotes, key=lambda q: (q.gross_fen, q.site, q.pool), default=None)
+        if cheapest is not None and not free and cheapest.gross_fen > spec.max_price_fen:
+            raise InvalidSpec(f"no pool can run this job within max_price_fen {spec.max_price_fen}: the cheapest "
+                              f"quote is {cheapest.gross_fen} fen ({cheapest.site}/{cheapest.pool})")
+        return HoldBound(spec.max_price_fen, spec.max_price_fen)
+    if not quotes:
+        return None  # only unpriced pools could run it: they are free
+    listed = quoter.list_quotes(consumer, spec, pools)
+    least = [] if free else [min(quotes, key=lambda q: (q.gross_fen, q.total_fen))]
+    return HoldBound(max((q.total_fen for q in [*listed, *least]), default=0),
+                     max((q.gross_fen for q in [*listed, *least]), default=0))
 
 
 def hold_for_submit(session: Session, actor: Principal, jobs: Sequence[tuple[str, JobSpec]], pools: Sequence[Pool],
-                    *, now: float) -> None:
-    """At submit: place a hold per job for its dearest eligible quote.  Called by ``jobs.submit_jobs``.
+                    *, now: float) -> dict[str, Fen]:
+    """At submit: place a hold per job for its :func:`hold_bound`.  Called by ``jobs.submit_jobs``.
 
-    Raises InsufficientFunds (402) when the wallet plus credit line cannot cover
-    a hold; the caller's transaction then writes nothing.  Free when no book is in force.
+    Returns job id -> the price limit (gross fen) for jobs that gave no ``max_price_fen``: the caller
+    records it as the job's ``max_price_fen``, the limit the scheduler's price rule keeps it within.  Raises
+    InsufficientFunds (402) when the wallet plus credit line cannot cover a hold; the caller's
+    transaction then writes nothing.  Free (no hold, no limit) when no book is in force.
     """
     if not jobs or not _any_book(session):
-        return
+        return {}
     at = utc(now)
     consumer = actor.tenant_id
-    cache: dict[str, Fen | None] = {}
-    planned = []
+    quoter = Quoter(session, at)
+    bounds: dict[tuple[object, ...], HoldBound | None] = {}
+    planned, limits = [], {}
     for job_id, spec in jobs:
-        signature = repr(spec.__class__.__name__) + repr({f.name: getattr(spec, f.name) for f in fields(spec)
-                                                          if f.name not in ("command", "env", "name", "workdir")})
-        if signature not in cache:
-            quotes = quote_spec(session, consumer, spec, pools, at=at)
-            if quotes is not None and not quotes:
-                raise InvalidSpec(f"no pool that could run this job has a price in the price book in force "
-                                  f"(class {spec.resource_class}, level {spec.service_level}); ask the operator")
-            cache[signature] = max((q.total_fen for q in quotes), default=0) if quotes is not None else None
-        fen = cache[signature]
-        if fen:
-            planned.append(plan_hold(f"hold:{job_id}", hold_id=job_id, consumer=consumer, fen=fen, at=at,
-                                     actor=_actor(actor), job_id=job_id))
+        signature = _signature(spec)
+        if signature not in bounds:
+            bounds[signature] = hold_bound(quoter, consumer, spec, pools)
+        bound = bounds[signature]
+        if bound is None:
+            continue
+        if spec.max_price_fen is None:
+            limits[job_id] = bound.limit_fen
+        if bound.hold_fen:
+            planned.append(plan_hold(f"hold:{job_id}", hold_id=job_id, consumer=consumer, fen=bound.hold_fen,
+                                     at=at, actor=_actor(actor), job_id=job_id))
     if not planned:
-        return
+        return limits
     ledger = SqlLedger(session)
     for transfer, result in zip(planned, ledger.apply_many(planned, atomic=True), strict=True):
         if result.code.value == "exceeds_credit":
             raise _insufficient(session, consumer, planned)
         _raise_if_refused(result, transfer)
+    return limits
+
+
+def price_queue(session: Session, queue: Sequence[QueuedJob], pools: Sequence[Pool], *,
+                now: float) -> list[QueuedJob]:
+    """The queue with each limited job's quote per pool now (``QueuedJob.prices_fen``) where some pool is
+    quoted above its limit, for the scheduler's price rule (``placement.priced_out``); a job no pool
+    prices out is left as it is (the scheduler's fast paths).  Unchanged when no book is in force."""
+    if not queue or not _any_book(session):
+        return list(queue)
+    quoter: Quoter | None = None
+    over: dict[tuple[object, ...], Mapping[tuple[str, str], Fen] | None] = {}
+    out = []
+    for job in queue:
+        limit = job.spec.max_price_fen
+        if limit is None:
+            out.append(job)
+            continue
+        key = (job.tenant, _signature(job.spec))
+        if key not in over:
+            quoter = quoter or Quoter(session, utc(now))
+            quotes = quoter.quotes(job.tenant, job.spec, pools) or []
+            over[key] = {(q.site, q.pool): q.gross_fen for q in quotes} \
+                if any(q.gross_fen > limit for q in quotes) else None  # gross: as the limit
+        prices = over[key]
+        out.append(job if prices is None else replace(job, prices_fen=prices))
+    return out
 
 
 def _insufficient(session: Session, consumer: str, planned: Sequence[Any]) -> InsufficientFunds:

@@ -4,11 +4,13 @@
 (a reference-card-hour, or a generic-core-hour on CPU pools), a speed and a
 power draw, and per site an hourly carbon intensity.  Prices come from the
 pool's price per standard compute unit (SCU, 1 TFLOPS·h FP32) in the price
-book in force (standard grade; native units converted to SCU), shaped by the
-entry's time-of-use bands or else the site province's; where no operator
-price book applies, ``DEFAULT_FEN_PER_SCU`` stands in (a product default,
-said so in the README).  Carbon is the site's grid emission factor, flat over the day until
-an hourly series is configured.
+books in force (composed: the pool's provider's book for its own sites, then
+the operator's; standard grade; native units converted to SCU), shaped by the
+entry's time-of-use bands or else the site province's; where no book prices
+the pool, ``DEFAULT_FEN_PER_SCU`` stands in (a product default, said so in the
+README).  Every number a book carries was bounded when it was parsed
+(domain.pricing), so these signals stay small integers.  Carbon is the site's
+grid emission factor, flat over the day until an hourly series is configured.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ _NATIVE = (PriceUnit.SCU, PriceUnit.CORE_HOUR, PriceUnit.CARD_HOUR, PriceUnit.NO
 
 
 def book_fen_per_scu(pool: Pool, book: PriceBook | None) -> tuple[Decimal, TouTariff | None] | None:
-    """The standard-grade price per SCU the operator's book sets for ``pool`` (native units converted)."""
+    """The standard-grade price per SCU the books in force set for ``pool`` (native units converted)."""
     if book is None:
         return None
     entry = find_price(book, resource_class=pool.resource_class, tier=pool.tier, service_level=ServiceLevel.STANDARD,
@@ -132,7 +134,8 @@ def build_grid_model(shape: GridShape, book: PriceBook | None = None) -> GridMod
 
 
 def book_in_force(books: list[PriceBook], at: datetime) -> PriceBook | None:
-    """``price_book_in_force``, or None when no book is in force yet (the scheduler then uses the defaults)."""
+    """``price_book_in_force`` (every owner's book in force, composed), or None when none is in force yet
+    (the scheduler then uses the defaults)."""
     try:
         return price_book_in_force(books, at)
     except InvalidSpec:

@@ -107,7 +107,10 @@ def submit_jobs(
         new.append(values)
         priced.append((values["id"], spec))
         rows.append(SubmittedJob(**values))
-    billing.hold_for_submit(session, actor, priced, pools, now=now)  # money: 402 if it cannot be covered
+    limits = billing.hold_for_submit(session, actor, priced, pools, now=now)  # money: 402 if it cannot be covered
+    for values in new if limits else ():  # the hold's bound becomes the job's price limit (scheduler's price rule)
+        if values["id"] in limits:
+            values["spec"]["max_price_fen"] = limits[values["id"]]
     if new:
         session.execute(insert(JobRow.__table__), new)  # Core: the ORM's bulk path costs more per row
         session.execute(insert(JobEventRow.__table__), [

@@ -34,7 +34,7 @@ class GridPlanner:
         """The scheduler for the grid as it is now; ``shape`` when the caller has just read it."""
         shape = shape if shape is not None else load_grid_shape(session)
         book = book_in_force(load_books(session), datetime.now(UTC))
-        key = repr((shape, book.version if book else None))
+        key = repr((shape, book.key if book else None))  # which owners' books, composed
         with self._lock:
             if self._fair is None or key != self._key:
                 self._fair = self._build(build_grid_model(shape, book))

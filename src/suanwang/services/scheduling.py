@@ -21,6 +21,7 @@ from suanwang.domain.fairness import FairScheduler, RunningJob
 from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler
 from suanwang.domain.resources import Engine, LostPolicy, ServiceLevel
 from suanwang.services.attempts import AttemptOutcome, end_attempt
+from suanwang.services.billing import price_queue
 from suanwang.services.jobs import move, spec_from_json
 from suanwang.services.grid_model import GridShape, load_grid
 from suanwang.services.planner import GridPlanner
@@ -200,6 +201,7 @@ def place_waiting_jobs(
     if not hasattr(scheduler, "plan"):
         scheduler = scheduler(grid[0])
     pools = pool_states(session, engine_queue, grid=grid)
+    queue = price_queue(session, queue, grid[0][1], now=now)  # each limited job's quote per pool: the price rule
     if isinstance(scheduler, FairScheduler):
         result = scheduler.plan_with_preemption(queue, pools, now=now, running=running_jobs(session))
         preempt(session, result.preempt, now=now)
@@ -241,5 +243,7 @@ def explain_job(session: Session, planner: GridPlanner, job: JobRow, *, now: flo
                            job.placement.get("terms", {}))
     queued = QueuedJob(id=job.id, spec=spec_from_json(job.spec), tenant=job.tenant_id, submitted_at=job.submitted_at,
                        attempt=job.attempt)
-    result = explain(planner.grid_scheduler(session), queued, pool_states(session), now=now, placed=placed).as_dict()
+    states = pool_states(session)
+    [queued] = price_queue(session, [queued], [s.pool for s in states], now=now)
+    result = explain(planner.grid_scheduler(session), queued, states, now=now, placed=placed).as_dict()
     return result | {"state": job.state, "deferred": bool(job.placement.get("deferred"))}

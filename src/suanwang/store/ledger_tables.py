@@ -101,7 +101,10 @@ class VoucherUsageRow(Base):
 
 
 class PriceBookRow(Base):
+    """One published book of one owner's series: '' is the operator's, else a provider tenant's (its own sites)."""
+
     __tablename__ = "price_books"
+    owner: Mapped[str] = mapped_column(String(140), primary_key=True, default="", server_default="")
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     effective_us: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[float] = mapped_column(Float)

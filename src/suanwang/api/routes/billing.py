@@ -124,7 +124,7 @@ def quote(body: JobIn, session: SessionDep, actor: CurrentPrincipal) -> dict[str
 
 @router.get("/vouchers")
 def list_vouchers(session: SessionDep, actor: CurrentPrincipal) -> list[dict[str, Any]]:
-    return billing.list_programmes(session)
+    return billing.list_programmes(session, actor)
 
 
 @router.post("/vouchers", status_code=201)

@@ -1,7 +1,7 @@
 """idempotency keys: the first answer to a keyed POST, replayed to its retries
 
 Revision ID: 0010_idempotency
-Revises: 0008_attempts
+Revises: 0009_prices
 Create Date: 2026-12-06 05:20:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0010_idempotency'
-down_revision = '0008_attempts'
+down_revision = '0009_prices'
 branch_labels = None
 depends_on = None
 
