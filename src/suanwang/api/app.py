@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException
 
 from suanwang import __version__
+from suanwang.api.guards import RejectNul
 from suanwang.api.routes import admin, agent, billing, jobs, sites
+from suanwang.api.schemas import ErrorOut
 from suanwang.errors import SuanwangError
 from suanwang.services.platform import Platform
 from suanwang.web.page import render_index
@@ -25,6 +30,22 @@ def _describe(error: dict[str, object]) -> str:
     return f"{loc}: {error.get('msg')}" if loc else str(error.get("msg"))
 
 
+def _declare_json_errors(app: FastAPI) -> None:
+    """Declare the 4xx body as JSON on every route, the plain-text ones (logs, CSV) included."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            for operations in build()["paths"].values():
+                for operation in operations.values():
+                    if "4XX" in operation["responses"]:
+                        operation["responses"]["4XX"]["content"] = {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,8 +55,10 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
         platform.stop()
 
     app = FastAPI(title="suanwang (算网)", version=__version__, lifespan=lifespan,
-                  description="An open computing power network: one access point to compute at many sites.")
+                  description="An open computing power network: one access point to compute at many sites.",
+                  responses={"4XX": {"model": ErrorOut, "description": "the request was refused; detail says why"}})
     app.state.platform = platform
+    app.add_middleware(RejectNul)
 
     @app.exception_handler(SuanwangError)
     async def _domain_error(request: Request, exc: SuanwangError) -> JSONResponse:
@@ -47,6 +70,13 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
         return JSONResponse({"error": "conflict", "detail": "the request conflicts with data stored meanwhile; "
                              "read the current state and retry"}, status_code=409)
 
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # the framework's own refusals (a body that is not UTF-8, an unknown route) in the shape of every other 4xx
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
+                            headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [_describe(e) for e in exc.errors()]
@@ -55,6 +85,8 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
 
     for router in (jobs.router, sites.router, agent.router, admin.router, billing.router):
         app.include_router(router, prefix=API)
+
+    _declare_json_errors(app)
 
     @app.get(f"{API}/health", tags=["meta"])
     def health() -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from suanwang.domain.job import MAX_NAME
 
@@ -15,6 +15,35 @@ INT32, INT64 = 2**31 - 1, 2**63 - 1
 
 class In(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # PostgreSQL text cannot hold a NUL byte (a 500 there, silently kept by SQLite): refuse it at the edge
+        where = nul_at(data)
+        if where is not None:
+            raise ValueError(f"{where or 'body'} holds a NUL byte (\\u0000), which no field may contain")
+        return data
+
+
+def nul_at(value: Any) -> str | None:
+    """Where in a parsed JSON value a string or object key holds a NUL byte, as a dotted path; else None.
+
+    Iterative: a body nested a thousand levels deep must not turn this check into a RecursionError.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path
+            continue
+        pairs = item.items() if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else ()
+        for key, child in pairs:
+            if isinstance(key, str) and "\x00" in key:
+                return f"{path or 'body'} (a key)"
+            stack.append((f"{path}.{key}" if path else str(key), child))
+    return None
 
 
 class JobIn(In):
@@ -231,3 +260,11 @@ class TokenIn(In):
     tenant_id: str
     site: str | None = None
     name: str = Field(default="", max_length=200)  # the tokens table's width
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx answer: a stable code, a message saying what is wrong and, for a 422, one line per problem."""
+
+    error: str
+    detail: str
+    problems: list[str] | None = None
