@@ -78,11 +78,13 @@ NUL_BODIES = [
     ("POST", "/links", {"a": "local", "b": "x\x00", "latency_ms": 1, "bandwidth_gbps": 1}, "b"),
 ]
 NUL_AGENT_BODIES = [
-    ("/agent/heartbeat", {"running": [{"job_id": "a\x00", "attempt": 1}]}, "running.0.job_id"),
+    ("/agent/heartbeat", {"running": [{"job_id": "a\x00", "attempt": 1}]}, "running.0.'job_id'"),
     ("/agent/jobs/x/status", {"attempt": 1, "phase": "running", "reason": "\x00"}, "reason"),
     ("/agent/register", {"pools": [{"name": "p\x00", "resource_class": "general", "cores": 1, "memory_gb": 1}]},
-     "pools.0.name"),
-    ("/agent/register", {"pools": [], "info": {"k\x00": 1}}, "info (a key)"),
+     "pools.0.'name'"),
+    ("/agent/register", {"pools": [], "info": {"k\x00": 1}}, "info.'k\\x00'"),
+    ("/agent/usage", {"records": [{"job_id": "j", "attempt": 1, "seq": 0, "pool": "\x00", "start": 0, "end": 1,
+                                   "wall_s": 1, "cpu_s": 0, "peak_memory_bytes": 0}]}, "records.0.'pool'"),
 ]
 
 
@@ -92,7 +94,7 @@ def test_a_nul_byte_in_a_body_is_a_422_naming_the_field(grid: Grid) -> None:
     for client, method, url, body, field in cases:
         r = client.request(method, f"{API}{url}", json=body)
         assert r.status_code == 422, (url, r.status_code, r.text)
-        assert f"{field} holds a NUL byte" in r.json()["detail"]
+        assert f"{field}: must not contain a NUL byte" in r.json()["detail"]
     assert [t["name"] for t in grid.operator.get(f"{API}/sites").json()] == ["local"]
 
 

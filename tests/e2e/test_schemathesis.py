@@ -16,8 +16,8 @@ Bounded: at most ``MAX_EXAMPLES[identity]`` requests per operation and identity,
 skipped and named in the output.  Under CI (the ``CI`` variable) generation is derandomised, so a red
 run reproduces; elsewhere each run draws new examples.
 
-The API's token is an ``Authorization`` header parameter in the schema; the test rewrites it into a
-bearer security scheme before loading, so schemathesis sends our tokens (not fuzzed ones) and knows
+The schema does not declare the API's bearer token as a security scheme; the test adds one to every
+operation but ``PUBLIC`` before loading, so schemathesis sends our tokens (not fuzzed ones) and knows
 which operations need one.
 """
 
@@ -50,13 +50,17 @@ PUBLIC = {"GET /api/v1/health"}
 
 
 def bearer_schema(raw: dict[str, Any]) -> dict[str, Any]:
-    """The served schema with its ``authorization`` header parameter turned into a bearer security scheme."""
-    for operations in raw["paths"].values():
-        for operation in operations.values():
+    """The served schema with every operation but the public ones needing a bearer token.
+
+    An ``authorization`` header parameter, where a route still declares one, is dropped: schemathesis would
+    fuzz it instead of sending our tokens.
+    """
+    for path, operations in raw["paths"].items():
+        for method, operation in operations.items():
             params = operation.get("parameters", [])
-            kept = [p for p in params if not (p["in"] == "header" and p["name"].lower() == "authorization")]
-            if len(kept) < len(params):
-                operation["parameters"] = kept
+            operation["parameters"] = [p for p in params
+                                       if not (p["in"] == "header" and p["name"].lower() == "authorization")]
+            if f"{method.upper()} {path}" not in PUBLIC:
                 operation["security"] = [{"bearer": []}]
     raw.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     return raw

@@ -22,14 +22,15 @@ class In(BaseModel):
         # PostgreSQL text cannot hold a NUL byte (a 500 there, silently kept by SQLite): refuse it at the edge
         where = nul_at(data)
         if where is not None:
-            raise ValueError(f"{where or 'body'} holds a NUL byte (\\u0000), which no field may contain")
+            raise ValueError(f"{where or 'body'}: must not contain a NUL byte")
         return data
 
 
 def nul_at(value: Any) -> str | None:
-    """Where in a parsed JSON value a string or object key holds a NUL byte, as a dotted path; else None.
+    """Where in a parsed JSON body a string or object key holds a NUL byte (``pools.0.'name'``), else None.
 
-    Iterative: a body nested a thousand levels deep must not turn this check into a RecursionError.
+    Fields of the body are named plainly, list items by index, keys of nested objects quoted.  Iterative:
+    a body nested a thousand levels deep must not turn this check into a RecursionError.
     """
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
@@ -38,11 +39,15 @@ def nul_at(value: Any) -> str | None:
             if "\x00" in item:
                 return path
             continue
-        pairs = item.items() if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else ()
-        for key, child in pairs:
-            if isinstance(key, str) and "\x00" in key:
-                return f"{path or 'body'} (a key)"
-            stack.append((f"{path}.{key}" if path else str(key), child))
+        if isinstance(item, dict):
+            for key, child in item.items():
+                name = key if not path and "\x00" not in str(key) else repr(key)
+                here = f"{path}.{name}" if path else name
+                if isinstance(key, str) and "\x00" in key:
+                    return here
+                stack.append((here, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}.{i}" if path else str(i), child) for i, child in enumerate(item))
     return None
 
 
