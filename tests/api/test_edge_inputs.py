@@ -98,6 +98,16 @@ def test_a_nul_byte_in_a_body_is_a_422_naming_the_field(grid: Grid) -> None:
     assert [t["name"] for t in grid.operator.get(f"{API}/sites").json()] == ["local"]
 
 
+def test_a_body_nested_thousands_deep_is_a_4xx(grid: Grid) -> None:
+    """Price books and vouchers read their bodies with json.loads, which raises RecursionError there."""
+    operator = grid.operator
+    for url in ("/price-books", "/vouchers", "/tenants"):
+        for body in ("[" * 100_000 + "]" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000):
+            r = operator.post(f"{API}{url}", content=body, headers=JSON)
+            assert 400 <= r.status_code < 500, (url, r.status_code, r.text)
+            assert r.json()["detail"]
+
+
 def test_the_frameworks_own_refusals_have_the_error_shape(grid: Grid) -> None:
     r = grid.agent.post(f"{API}/agent/heartbeat", content=b"\xff\x03", headers=JSON)  # not UTF-8
     assert r.status_code == 400

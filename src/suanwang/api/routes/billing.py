@@ -34,6 +34,8 @@ async def exact_json(request: Request) -> Any:
         return json.loads(await request.body(), parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidSpec(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # json.loads gives up on arrays or objects nested thousands deep
+        raise InvalidSpec("body is nested too deeply to read") from None
 
 
 ExactBody = Annotated[Any, Depends(exact_json)]
