@@ -3,8 +3,6 @@ are a 4xx naming what is wrong, on SQLite and PostgreSQL alike, and write nothin
 
 from __future__ import annotations
 
-import pytest
-
 from tests.api.conftest import Grid
 
 API = "/api/v1"
