@@ -73,7 +73,8 @@ def create_app(platform: Platform, *, run_loop: bool = True) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         # the framework's own refusals (a body that is not UTF-8, an unknown route) in the shape of every other 4xx
-        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        phrase = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus._value2member_map_ else "error"
+        code = phrase.lower().replace(" ", "_").replace("-", "_")
         return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
                             headers=exc.headers)
 
