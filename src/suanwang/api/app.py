@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 
 from suanwang import __version__
-from suanwang.api.guards import RejectNul
+from suanwang.api.nul_bytes import RejectNul
 from suanwang.api.routes import admin, agent, billing, jobs, sites
 from suanwang.api.schemas import ErrorOut
 from suanwang.errors import SuanwangError

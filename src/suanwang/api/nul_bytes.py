@@ -1,4 +1,4 @@
-"""Checks on the raw request, before any route: what no route may receive.
+"""A NUL byte in a request's path or query is refused before any route sees it.
 
 Why: PostgreSQL text cannot hold a NUL byte, so a ``%00`` in a path or query value reached the database
 as a 500 on every route that looks the value up (SQLite quietly matched nothing).  No name, id or filter
