@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "engines_native.json"
-DEFAULT_SLURM_CONF = "/var/tmp/suanwang-slurm/etc/slurm.conf"
+DEFAULT_SLURM_CONF = "/var/tmp/suanwang-slurm/etc/slurm.conf"  # nosec B108  # read only: where setup.sh writes
 DEFAULT_RAY_ADDRESS = "http://127.0.0.1:8365"
 
 

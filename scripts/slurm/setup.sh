@@ -2,7 +2,7 @@
 # scripts/slurm/setup.sh - bring up a small real Slurm on this host for suanwang's
 # Slurm engine: tests, CI and the native-rate benchmark.
 #
-# What it starts (all on 127.0.0.1, nothing else is contacted):
+# What it starts (each daemon listens on 127.0.0.1 only, checked at the end; nothing else is contacted):
 #   munged (only if none answers), slurmdbd (accounting in MariaDB, so `sacct` works),
 #   slurmctld, and one slurmd per simulated node (`slurmd -N name`, own port each):
 #     partition "hpc": c1, c2   CPUs=$NODE_CPUS RealMemory=$NODE_MEM_MB           (default)
@@ -109,8 +109,9 @@ cat > "$CONF" <<EOF
 ClusterName=$CLUSTER
 SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
-# only 127.0.0.1; without it slurmd/slurmctld bind every interface
-CommunicationParameters=NoInAddrAny
+# Listen on 127.0.0.1, not every interface: NoCtldInAddrAny for slurmctld (NoInAddrAny alone leaves it on
+# 0.0.0.0), NoInAddrAny for slurmd (binds its NodeAddr).  Checked once the daemons are up.
+CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -173,6 +174,8 @@ AuthType=auth/munge
 DbdHost=localhost
 DbdAddr=127.0.0.1
 DbdPort=$DBD_PORT
+# bind the address this host's name resolves to (127.0.0.1 here, checked below), not every interface
+CommunicationParameters=NoInAddrAny
 SlurmUser=root
 PidFile=$RUN/slurmdbd.pid
 LogFile=$LOG/slurmdbd.log
@@ -222,4 +225,17 @@ done
 echo "$idle/$want nodes idle; setup took $(elapsed) s"
 sinfo -o '%10P %6D %6c %8m %16G %8t %N' | sed 's/^/  /'
 if [ "$idle" -lt "$want" ]; then sinfo -R; exit 2; fi
+
+# Every daemon started here must listen on loopback only (a test cluster with munge's default key and
+# root as SlurmUser must not be reachable from the network).
+if command -v ss >/dev/null; then
+  pids=$(cat "$RUN"/slurmd-*.pid "$RUN/slurmctld.pid" "$RUN/slurmdbd.pid" 2>/dev/null | paste -sd'|')
+  open=$(ss -Hltnp 2>/dev/null | grep -E "pid=($pids)," | awk '{print $4}' | grep -v -E '^(127\.[0-9.]+|\[::1\]):' || true)
+  if [ -n "$open" ]; then
+    echo "setup.sh: Slurm daemons listen beyond loopback: $open (check /etc/hosts: $(hostname) must resolve" \
+         "to 127.0.0.1)" >&2
+    exit 3
+  fi
+  echo "listening on loopback only: $(ss -Hltnp 2>/dev/null | grep -E "pid=($pids)," | awk '{print $4}' | sort | paste -sd' ')"
+fi
 echo "now: source $DIR/env"

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException
 
 from suanwang import __version__
 from suanwang.api.deps import tenant_of
 from suanwang.api.guard import AuthState, Guard, GuardSettings
 from suanwang.api.idempotency import IdempotencyMiddleware
 from suanwang.api.routes import admin, agent, audit, billing, jobs, sites
+from suanwang.api.nul_bytes import RejectNul
+from suanwang.api.schemas import ErrorOut
 from suanwang.errors import SuanwangError
 from suanwang.observability.http import RequestLogMiddleware
 from suanwang.observability.metrics import PlatformCollector
@@ -31,6 +36,22 @@ def _describe(error: dict[str, object]) -> str:
     return f"{loc}: {error.get('msg')}" if loc else str(error.get("msg"))
 
 
+def _declare_json_errors(app: FastAPI) -> None:
+    """Declare the 4xx body as JSON on every route, the plain-text ones (logs, CSV) included."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            for operations in build()["paths"].values():
+                for operation in operations.values():
+                    if "4XX" in operation["responses"]:
+                        operation["responses"]["4XX"]["content"] = {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,7 +62,8 @@ def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSetting
 
     auth = AuthState.create(platform.db, guard)
     app = FastAPI(title="suanwang (算网)", version=__version__, lifespan=lifespan,
-                  description="An open computing power network: one access point to compute at many sites.")
+                  description="An open computing power network: one access point to compute at many sites.",
+                  responses={"4XX": {"model": ErrorOut, "description": "the request was refused; detail says why"}})
     app.state.platform = platform
     app.state.auth = auth
 
@@ -55,19 +77,31 @@ def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSetting
         return JSONResponse({"error": "conflict", "detail": "the request conflicts with data stored meanwhile; "
                              "read the current state and retry"}, status_code=409)
 
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # the framework's own refusals (a body that is not UTF-8, an unknown route) in the shape of every other 4xx
+        phrase = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus._value2member_map_ else "error"
+        code = phrase.lower().replace(" ", "_").replace("-", "_")
+        return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
+                            headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [_describe(e) for e in exc.errors()]
         return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems), "problems": problems},
                             status_code=422)
 
-    # Middleware runs outermost last-added: the request log, then the gate, then idempotency (which needs the caller).
+    # Middleware runs outermost last-added: the request log, NUL refusal, the gate, then idempotency (which needs
+    # the caller the gate authenticated).
     app.add_middleware(IdempotencyMiddleware, db=platform.db, tenant_of=tenant_of)
     app.add_middleware(Guard, state=auth)  # token, role (api/permissions.py), rate and size, before the body
+    app.add_middleware(RejectNul)  # before the gate: nothing with a NUL byte in its URL reaches a lookup or a log row
 
     for router in (jobs.router, sites.router, agent.router, admin.router, billing.router):
         app.include_router(router, prefix=API)
     app.include_router(audit.router, prefix=API)
+
+    _declare_json_errors(app)
 
     @app.get(f"{API}/health", tags=["meta"], responses={503: {"description": "the control loop or database is down"}})
     def health() -> JSONResponse:

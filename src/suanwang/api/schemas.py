@@ -19,34 +19,51 @@ class In(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _utf8_only(cls, data: Any) -> Any:
-        """JSON may spell a lone surrogate ("\\ud800"); no store, log or process can take one: refuse it here."""
-        where = _unencodable(data, "")
-        if where is not None:
-            raise PydanticCustomError("utf8", f"{where or 'body'}: not valid UTF-8 (a lone surrogate)")
+    def _strings_a_store_can_keep(cls, data: Any) -> Any:
+        """A NUL byte (PostgreSQL text cannot hold one: a 500 there, silently kept by SQLite) or a lone surrogate
+        (JSON may spell "\\ud800"; no store, log or process can take one) anywhere in the body: 422 here."""
+        found = bad_string_at(data)
+        if found is not None:
+            where, problem = found
+            raise PydanticCustomError("string", f"{where or 'body'}: {problem}")
         return data
 
 
-def _unencodable(value: Any, where: str) -> str | None:
-    """The path of the first string (key or value) that is not valid UTF-8, or None."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return where
-        return None
-    items: Any = ()
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list | tuple):
-        items = enumerate(value)
-    for key, item in items:
-        path = f"{where}.{key}" if where else str(key)
-        if isinstance(key, str) and _unencodable(key, path) is not None:
-            return f"{where}.<key>" if where else "<key>"
-        found = _unencodable(item, path)
-        if found is not None:
-            return found
+def _problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "must not contain a NUL byte"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid UTF-8 (a lone surrogate)"
+    return None
+
+
+def bad_string_at(value: Any) -> tuple[str, str] | None:
+    """Where in a parsed JSON body a string or object key holds a NUL byte or a lone surrogate
+    (``pools.0.'name'``) and which, else None.
+
+    Fields of the body are named plainly, list items by index, keys of nested objects quoted.  Iterative:
+    a body nested a thousand levels deep must not turn this check into a RecursionError.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            problem = _problem(item)
+            if problem:
+                return path, problem
+            continue
+        if isinstance(item, dict):
+            for key, child in item.items():
+                key_problem = _problem(key) if isinstance(key, str) else None
+                name = key if not path and key_problem is None else ascii(key) if key_problem else repr(key)
+                here = f"{path}.{name}" if path else name
+                if key_problem:
+                    return here, key_problem
+                stack.append((here, child))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{path}.{i}" if path else str(i), child) for i, child in enumerate(item))
     return None
 
 
@@ -277,3 +294,11 @@ class TokenIn(In):
     site: str | None = None
     name: str = Field(default="", max_length=200)  # the tokens table's width
     lifetime_s: float | None = Field(default=None, gt=0, le=10 * 366 * 86400)  # none: no expiry; at most 10 years
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx answer: a stable code, a message saying what is wrong and, for a 422, one line per problem."""
+
+    error: str
+    detail: str
+    problems: list[str] | None = None

@@ -30,7 +30,7 @@ from rich.table import Table
 
 from suanwang.cli.client import console, default_data_dir
 
-DEFAULT_SLURM_CONF = "/var/tmp/suanwang-slurm/etc/slurm.conf"
+DEFAULT_SLURM_CONF = "/var/tmp/suanwang-slurm/etc/slurm.conf"  # nosec B108  # read only: where setup.sh writes
 DEFAULT_RAY_ADDRESS = "http://127.0.0.1:8365"
 OPERATOR_TENANT = "t-operator"
 SLURM_GPU_MODEL = "NVIDIA A100 SXM4 80GB"
@@ -83,7 +83,8 @@ def slurm_unavailable(slurm_conf: str) -> str:
         return f"no slurm.conf at {slurm_conf} (set SLURM_CONF or --slurm-conf, or run scripts/slurm/setup.sh)"
     env = {**os.environ, "SLURM_CONF": slurm_conf}
     try:
-        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, env=env, timeout=15)
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, env=env,
+                              timeout=15)  # nosec B607  # Slurm's clients are wherever PATH has them
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"scontrol ping failed: {exc}"
     if "UP" not in ping.stdout:

@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 from suanwang.errors import Conflict, InvalidSpec, NotFound
 from suanwang.store.tables import EnrolmentRow, SiteRow, TenantRow, TokenRow
 
-TOKEN_PREFIX = "sw_"
-ENROL_PREFIX = "swe_"
+TOKEN_PREFIX = "sw_"  # nosec B105  # a marker that makes leaked tokens greppable, not a secret
+ENROL_PREFIX = "swe_"  # nosec B105  # likewise
 MAX_LIFETIME_S = 10 * 366 * 86400  # ten years: a longer lifetime is a mistake, not a wish
 MAX_ENROL_LIFETIME_S = 7 * 86400  # an enrolment token is for installing an agent, not for keeping
 DEFAULT_ENROL_LIFETIME_S = 3600.0

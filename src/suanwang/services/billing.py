@@ -1239,6 +1239,24 @@ def accounts_view(session: Session, actor: Principal) -> list[dict[str, Any]]:
     return [{"account": str(a), **money_json(b)} for a, b in sorted(cached_balances(session).items())]
 
 
+# A settlement period lies in [1970, 9999): the ledger has nothing earlier, and every instant in that range
+# converts to the integer microseconds the settlements table keeps and back to a datetime.
+PERIOD_EARLIEST, PERIOD_LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+
+
 def parse_period(start: object, end: object) -> tuple[datetime, datetime]:
-    return parse_time(start, "start"), parse_time(end, "end")
+    """The period ``[start, end)``; a value that is no instant in 1970..9999 (NaN, 1e999999, -1e300) is a 422."""
+    return _period_instant(start, "start"), _period_instant(end, "end")
+
+
+def _period_instant(value: object, what: str) -> datetime:
+    try:
+        instant = parse_time(value, what)
+        inside = PERIOD_EARLIEST <= instant < PERIOD_LATEST
+    except (ArithmeticError, ValueError, OSError):  # NaN, infinities, years past 9999 or before 1
+        inside = False
+    if not inside:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "..."
+        raise InvalidSpec(f"{what} must be an instant from 1970-01-01 to 9999-01-01 (UTC), got {shown}")
+    return instant
 

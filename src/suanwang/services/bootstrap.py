@@ -40,7 +40,7 @@ def bootstrap(db: Database, data_dir: Path, *, local_site: bool = True) -> None:
             _write_secret(data_dir / "operator.token", token)
         if not local_site:
             return
-        operator = Principal(token_id="bootstrap", role=Role.OPERATOR, tenant_id=op.id)
+        operator = Principal(token_id="bootstrap", role=Role.OPERATOR, tenant_id=op.id)  # nosec B106  # an actor
         if s.get(SiteRow, LOCAL_SITE) is None:
             create_site(s, operator, Site(name=LOCAL_SITE, region="local", province="", provider=op.id))
         if not (data_dir / "agent.token").exists():

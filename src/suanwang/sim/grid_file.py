@@ -114,7 +114,7 @@ def load_grid(path: str | Path) -> GridFile:
 def parse_grid(text: str, *, source: str = "<grid>") -> GridFile:
     c = _Ctx(source)
     try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506  # nosec B506  # _Loader is a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import time
 from typing import Any
 
@@ -70,7 +69,7 @@ def usage(body: UsageBatchIn, session: SessionDep, agent: CurrentPrincipal, plat
 def logs(body: LogChunkIn, session: SessionDep, agent: CurrentPrincipal) -> dict[str, Any]:
     try:
         data = base64.b64decode(body.data_b64, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or a character outside ASCII
         raise InvalidSpec(f"data_b64 is not valid base64: {exc}") from exc
     agents.store_log_chunk(session, agent, job_id=body.job_id, attempt=body.attempt, offset=body.offset, data=data)
     return {"stored": True}

@@ -13,12 +13,12 @@ import json
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import Field, StrictInt
 
 from suanwang.api.deps import CurrentPrincipal, SessionDep
-from suanwang.api.schemas import In, JobIn
+from suanwang.api.schemas import INT64, In, JobIn
 from suanwang.errors import InvalidSpec
 from suanwang.observability.metrics import record_reconciliation
 from suanwang.services import billing
@@ -26,6 +26,7 @@ from suanwang.services.jobs import spec_from_json
 
 router = APIRouter(tags=["money"])
 IdempotencyKey = Annotated[str | None, Header(max_length=150)]
+SettlementId = Annotated[int, Path(ge=1, le=INT64)]  # the settlements table's BIGINT key
 
 
 async def exact_json(request: Request) -> Any:
@@ -34,6 +35,8 @@ async def exact_json(request: Request) -> Any:
         return json.loads(await request.body(), parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidSpec(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # json.loads gives up on arrays or objects nested thousands deep
+        raise InvalidSpec("body is nested too deeply to read") from None
 
 
 ExactBody = Annotated[Any, Depends(exact_json)]
@@ -151,12 +154,12 @@ def list_settlements(session: SessionDep, actor: CurrentPrincipal) -> list[dict[
 
 
 @router.get("/settlements/{settlement_id}")
-def get_settlement(settlement_id: int, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
+def get_settlement(settlement_id: SettlementId, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
     return billing.settlement_json(billing.get_settlement(session, actor, settlement_id))
 
 
 @router.get("/settlements/{settlement_id}/csv", response_class=PlainTextResponse)
-def settlement_csv(settlement_id: int, session: SessionDep, actor: CurrentPrincipal) -> PlainTextResponse:
+def settlement_csv(settlement_id: SettlementId, session: SessionDep, actor: CurrentPrincipal) -> PlainTextResponse:
     row = billing.get_settlement(session, actor, settlement_id)
     return PlainTextResponse(row.csv, media_type="text/csv")
 

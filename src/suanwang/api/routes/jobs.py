@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import PlainTextResponse
 
 from suanwang.api.deps import CurrentPrincipal, PlatformDep, SessionDep
-from suanwang.api.schemas import JobBatchIn, JobIn, JobListOut, JobOut, UsageOut
+from suanwang.api.schemas import INT32, JobBatchIn, JobIn, JobListOut, JobOut, UsageOut
 from suanwang.services import jobs, scheduling
 from suanwang.store.tables import JobRow, UsageRow
 
@@ -86,7 +86,8 @@ def job_events(job_id: str, session: SessionDep, actor: CurrentPrincipal) -> lis
 
 @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
 def job_logs(
-    job_id: str, session: SessionDep, actor: CurrentPrincipal, attempt: Annotated[int | None, Query(ge=1)] = None
+    job_id: str, session: SessionDep, actor: CurrentPrincipal,
+    attempt: Annotated[int | None, Query(ge=1, le=INT32)] = None,
 ) -> PlainTextResponse:
     used, data = jobs.read_logs(session, actor, job_id, attempt=attempt)
     return PlainTextResponse(data.decode("utf-8", "replace"), headers={"X-Attempt": str(used)})

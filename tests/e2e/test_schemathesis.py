@@ -1,0 +1,195 @@
+"""Schemathesis against the live API, over real HTTP, on SQLite and PostgreSQL.
+
+Every operation in ``/openapi.json`` is fuzzed (schema-valid and schema-violating requests) with the
+operator's token, two consumers' tokens and the local agent's, and every answer is checked:
+
+- no 5xx, ever (``not_a_server_error``);
+- the body matches the schema the route declares for its status (``response_schema_conformance``; every
+  4xx is declared as ``ErrorOut``);
+- no ignored authentication: schemathesis' ``ignored_auth`` repeats a 2xx request without a token and with
+  a wrong one, and on top of it every operation is called once with no token and once with a made-up one
+  and must answer 401;
+- tenant isolation: the second consumer, given the first consumer's job and tenant ids, never gets a 2xx.
+
+Bounded: at most ``MAX_EXAMPLES[identity]`` requests per operation and identity, and a time budget
+(``SUANWANG_SCHEMATHESIS_S``, default 100 s per database) after which the remaining operations are
+skipped and named in the output.  Under CI (the ``CI`` variable) generation is derandomised, so a red
+run reproduces; elsewhere each run draws new examples.
+
+The schema does not declare the API's bearer token as a security scheme; the test adds one to every
+operation but ``PUBLIC`` before loading, so schemathesis sends our tokens (not fuzzed ones) and knows
+which operations need one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import ignored_auth, response_schema_conformance
+
+from tests.e2e.conftest import LivePlatform
+
+pytestmark = pytest.mark.e2e
+
+# requests per operation for each identity: the operator reaches the most code, so gets the most
+MAX_EXAMPLES = {"operator": 25, "agent": 15, "consumer": 15, "consumer_b": 10}
+BUDGET_S = float(os.environ.get("SUANWANG_SCHEMATHESIS_S", "100"))
+CHECKS = [not_a_server_error, response_schema_conformance, ignored_auth]
+PUBLIC = {"GET /api/v1/health"}
+
+
+def bearer_schema(raw: dict[str, Any]) -> dict[str, Any]:
+    """The served schema with every operation but the public ones needing a bearer token.
+
+    An ``authorization`` header parameter, where a route still declares one, is dropped: schemathesis would
+    fuzz it instead of sending our tokens.
+    """
+    for path, operations in raw["paths"].items():
+        for method, operation in operations.items():
+            params = operation.get("parameters", [])
+            operation["parameters"] = [p for p in params
+                                       if not (p["in"] == "header" and p["name"].lower() == "authorization")]
+            if f"{method.upper()} {path}" not in PUBLIC:
+                operation["security"] = [{"bearer": []}]
+    raw.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return raw
+
+
+def seed(live: LivePlatform) -> tuple[dict[str, str], dict[str, str]]:
+    """Tokens per identity and real ids for path parameters, so fuzzing gets past "not found"."""
+    operator = live.client(live.token("operator"))
+    tokens = {"operator": live.token("operator"), "consumer": live.token("consumer"), "agent": live.token("agent")}
+    tenant_b = operator.post("/tenants", json={"name": "consumer-b", "kind": "consumer"}).json()["id"]
+    tokens["consumer_b"] = operator.post("/tokens", json={"role": "consumer", "tenant_id": tenant_b}).json()["token"]
+    provider = operator.post("/tenants", json={"name": "provider-p", "kind": "provider"}).json()["id"]
+    agent = live.client(tokens["agent"])
+    pool = {"name": "cpu", "resource_class": "general", "engine": "local", "cores": 8, "memory_gb": 32}
+    assert agent.post("/agent/register", json={"pools": [pool]}).status_code == 200
+    consumer = live.client(tokens["consumer"])
+    job = consumer.post("/jobs", json={"command": ["true"]})
+    assert job.status_code == 201, job.text
+    now = time.time()
+    voucher = {"id": "starter", "share_pct": 50, "cap_per_consumer_fen": 700, "valid_from": now,
+               "valid_until": now + 86_400}
+    assert operator.post("/vouchers", json=voucher).status_code == 201
+    settlement = operator.post("/settlements", json={"start": 0, "end": now - 60})
+    assert settlement.status_code == 201, settlement.text
+    known = {"job_id": job.json()["id"], "consumer": job.json()["tenant_id"], "provider": provider, "name": "local",
+             "programme": "starter", "settlement_id": str(settlement.json()["id"])}
+    for client in (operator, agent, consumer):
+        client.close()
+    return tokens, known
+
+
+def strategy_for(operation: Any, known: dict[str, str]) -> st.SearchStrategy[Any]:
+    """Valid and invalid requests, half of those with path parameters aimed at objects that exist."""
+    strategies = [operation.as_strategy(), operation.as_strategy(GenerationMode.NEGATIVE)]
+    names = [p.name for p in operation.path_parameters]
+    if names and all(n in known for n in names):
+        existing = {n: int(known[n]) if n == "settlement_id" else known[n] for n in names}
+        strategies.append(operation.as_strategy(path_parameters=existing))
+    return st.one_of(strategies)
+
+
+def tame(case: Any) -> None:
+    """Keep a fuzzed long-poll from waiting its full 30 s: the lease route's wait is not what is tested."""
+    if case.operation.path.endswith("/agent/lease") and isinstance(case.body, dict):
+        if isinstance(case.body.get("wait_s"), int | float) and not isinstance(case.body["wait_s"], bool):
+            case.body["wait_s"] = min(case.body["wait_s"], 0.05) if case.body["wait_s"] > 0 else case.body["wait_s"]
+
+
+class Refused(Exception):
+    """The identity's role may not call the operation (403): further examples would test nothing new."""
+
+
+def fuzz(operation: Any, strategy: st.SearchStrategy[Any], *, url: str, token: str, examples: int,
+         session: requests.Session, extra_check: Callable[[Any, Any], str | None]) -> None:
+    auth = {"Authorization": f"Bearer {token}"}
+
+    @settings(max_examples=examples, deadline=None, derandomize=bool(os.environ.get("CI")), database=None,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
+    @given(case=strategy)
+    def run(case: Any) -> None:
+        tame(case)
+        response = case.call(base_url=url, session=session, headers=auth, timeout=30)
+        case.validate_response(response, checks=CHECKS, headers=auth, transport_kwargs={"base_url": url})
+        problem = extra_check(case, response)
+        assert problem is None, f"{problem}\n{case.as_curl_command(headers=auth, base_url=url)}"
+        if response.status_code == 403:
+            raise Refused
+
+    run()
+
+
+def refuses_without_token(client: httpx.Client, method: str, path: str, known: dict[str, str]) -> list[str]:
+    """A request with no token and with a made-up one: each must be a 401 (body ``{}`` where one is taken)."""
+    filled = path
+    for name, value in known.items():
+        filled = filled.replace("{" + name + "}", value)
+    problems = []
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        r = client.request(method, filled, json={} if method in {"POST", "PUT"} else None, headers=headers)
+        if r.status_code != 401:
+            problems.append(f"{method} {path} with {headers or 'no token'}: {r.status_code} {r.text[:200]}")
+    return problems
+
+
+def test_schemathesis_finds_no_server_error_and_no_ignored_auth(live: LivePlatform) -> None:
+    live.start_server()
+    tokens, known = seed(live)
+    served = httpx.get(live.url + "/openapi.json", headers={"Authorization": f"Bearer {tokens['operator']}"},
+                       timeout=30)  # with a token, in case a gate in front of the app keeps the schema private
+    assert served.status_code == 200, served.text
+    raw = bearer_schema(served.json())
+    schema = schemathesis.openapi.from_dict(raw)
+    others = {known["job_id"], known["consumer"]}  # consumer A's; consumer B must never reach them
+
+    def isolation(who: str) -> Callable[[Any, Any], str | None]:
+        def check(case: Any, response: Any) -> str | None:
+            aimed = set(map(str, (case.path_parameters or {}).values())) & others
+            if who == "consumer_b" and aimed and response.status_code < 300:
+                return f"consumer B reached consumer A's {sorted(aimed)}: {response.status_code}"
+            return None
+        return check
+
+    session = requests.Session()  # one keep-alive connection, not one per request
+    operations = sorted((r.ok() for r in schema.get_all_operations()), key=lambda o: o.label)
+    with httpx.Client(base_url=live.url, timeout=30) as anonymous:
+        failures = [problem for op in operations if op.label not in PUBLIC
+                    for problem in refuses_without_token(anonymous, op.method.upper(), op.path, known)]
+    strategies = {op.label: strategy_for(op, known) for op in operations}
+    started = time.monotonic()
+    spent: dict[str, float] = dict.fromkeys(strategies, 0.0)
+    refused, skipped = 0, []
+    # identity by identity, so that a spent budget drops whole identities' late runs, not whole operations
+    for who, examples in MAX_EXAMPLES.items():
+        for operation in operations:
+            if time.monotonic() > started + BUDGET_S:
+                skipped.append(f"{operation.label} as {who}")
+                continue
+            began = time.monotonic()
+            try:
+                fuzz(operation, strategies[operation.label], url=live.url, token=tokens[who], examples=examples,
+                     session=session, extra_check=isolation(who))
+            except Refused:
+                refused += 1
+            except (Exception, BaseExceptionGroup) as exc:  # one failure must not hide the next (and
+                # schemathesis' FailureGroup is a BaseExceptionGroup)
+                failures.append(f"{operation.label} as {who}: {exc}"[:3000])
+            spent[operation.label] += time.monotonic() - began
+    slowest = ", ".join(f"{label} {s:.1f} s" for label, s in sorted(spent.items(), key=lambda i: -i[1])[:5])
+    print(f"schemathesis: {time.monotonic() - started:.0f} s for {len(operations)} operations x "
+          f"{len(MAX_EXAMPLES)} identities, {refused} runs ended at a 403, slowest: {slowest}; "
+          f"{len(skipped)} runs skipped by the {BUDGET_S:.0f} s budget: {skipped}")
+    assert not failures, "\n\n".join(failures)
