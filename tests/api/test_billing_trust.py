@@ -146,9 +146,9 @@ def test_the_pools_providers_book_prices_its_sites_then_the_operators_prices_the
     grid.tick()
     agent = grid.as_(grid.provider_agent)  # type: ignore[attr-defined]
     [task] = agent.post(f"{API}/agent/lease", json={"max_jobs": 1}).json()
-    start = time.time()
+    start = time.time()  # after the books took effect; half an hour (API tests allow a day of clock skew)
     usage = {"job_id": job["id"], "attempt": task["attempt"], "seq": 0, "pool": "cpu", "start": start,
-             "end": start + 0.001, "wall_s": 3600 / 2, "cpu_s": 1.0, "peak_memory_bytes": 1}  # 1 core-hour
+             "end": start + 1800, "wall_s": 3600 / 2, "cpu_s": 1.0, "peak_memory_bytes": 1}  # 1 core-hour
     assert agent.post(f"{API}/agent/usage", json={"records": [usage]}).json()["new"] == 1
     grid.tick()
     [charge] = [t for t in grid.operator.get(f"{API}/ledger/transfers", params={"job_id": job["id"]}).json()
@@ -279,7 +279,7 @@ def test_a_voucher_used_up_meanwhile_does_not_strand_a_queued_job(grid: Grid) ->
     [task] = grid.agent.post(f"{API}/agent/lease", json={"max_jobs": 1}).json()
     start = time.time()
     usage = {"job_id": first["id"], "attempt": task["attempt"], "seq": 0, "pool": "cpu", "start": start,
-             "end": start + 0.001, "wall_s": 3600 / 2, "cpu_s": 1.0, "peak_memory_bytes": 1}
+             "end": start + 1800, "wall_s": 3600 / 2, "cpu_s": 1.0, "peak_memory_bytes": 1}
     assert grid.agent.post(f"{API}/agent/usage", json={"records": [usage]}).json()["new"] == 1
     grid.tick()  # 1000 fen: the voucher pays 500 of its 1000 cap
     grid.agent.post(f"{API}/agent/jobs/{first['id']}/status", json={"attempt": task["attempt"],

@@ -172,7 +172,7 @@ def test_agent_cannot_lease_report_or_read_for_another_site(world: World) -> Non
     usage = {"job_id": job_id, "attempt": 1, "seq": 1, "pool": "cpu", "start": 0, "end": 1, "wall_s": 1,
              "cpu_s": 1, "device_s": 0, "peak_memory_bytes": 0}
     r = far.post("/agent/usage", json={"records": [usage]})
-    assert r.status_code in (404, 422) and "does not belong" in r.text
+    assert r.status_code == 404 and "leased to site far" in r.text
     assert far.post("/agent/logs", json={"job_id": job_id, "attempt": 1, "offset": 0,
                                          "data_b64": "aGk="}).status_code == 404
     for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/logs", "/usage", "/jobs"):

@@ -154,7 +154,7 @@ def test_bad_jobs_are_refused_at_submit_and_one_that_slips_past_does_not_kill_th
         for body in ({"command": ["echo", "a\u0000b"]}, {"command": ["echo", "x" * 10_000_000]},
                      {"command": ["echo"], "env": {"A=B": "1"}}):
             r = c.post("/jobs", json=body)
-            assert r.status_code == 422, r.text
+            assert r.status_code in (413, 422), r.text  # 10 MB passes the request-size cap: 413 at the gate
         r = c.post("/jobs", content=b'{"command": ["\xff"]}', headers={"content-type": "application/json"})
         assert 400 <= r.status_code < 500
         tenant = c.get("/wallet").json().get("tenant_id") or c.post("/jobs", json={"command": ["true"]}).json()[

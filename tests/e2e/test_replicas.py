@@ -74,8 +74,12 @@ class Agent:
             if not tasks:
                 time.sleep(0.05)
             now = time.time()  # after the price book took effect: usage before any book is free
+            for t in tasks:  # the engine started it: running from here
+                self.call(f"/agent/jobs/{t['job_id']}/status", {"attempt": t["attempt"], "phase": "started",
+                                                                "started_at": now - 1.0})
+            # two back-to-back half seconds inside the lease (usage may not claim more than its window)
             records = [{"job_id": t["job_id"], "attempt": t["attempt"], "seq": seq, "pool": t["pool"],
-                        "start": now + seq * 0.001, "end": now + seq * 0.001 + 0.001, "wall_s": 1.0, "cpu_s": 0.5,
+                        "start": now - 1.0 + seq * 0.5, "end": now - 0.5 + seq * 0.5, "wall_s": 0.5, "cpu_s": 0.25,
                         "peak_memory_bytes": 1} for t in tasks for seq in (0, 1)]
             if records:
                 self.call("/agent/usage", {"records": records})
@@ -111,6 +115,7 @@ def test_either_replica_killed_mid_pass_the_other_carries_on(replicas: list[Live
     assert a.client(a.token("agent")).post("/agent/register", json={"pools": [
         {"name": "cpu", "resource_class": "general", "engine": "local", "cores": 16, "memory_gb": 64}]}).is_success
     assert op.post("/price-books", json=BOOK).status_code == 201
+    time.sleep(1.1)  # the agent's usage reaches back 1 s, and usage before any book in force is free
     consumer = a.client().get("/whoami").json()["tenant_id"]
     assert op.post("/topups", json={"consumer": consumer, "amount_fen": 10**9}).status_code == 201
     agent = Agent(replicas, rng)
@@ -167,8 +172,10 @@ def _check(replicas: list[LivePlatform], agent: Agent, submitted: list[str]) -> 
         for (_, _, after), (_, before, _) in zip(steps, steps[1:], strict=False):
             assert before == after, f"{job_id}: events do not follow each other: {steps}"
         placed = Counter(a for a, _, to in steps if to == "placed")
+        leased = Counter(a for a, _, to in steps if to == "queued_at_site")
         running = Counter(a for a, _, to in steps if to == "running")
-        assert max(placed.values()) == 1 and max(running.values()) == 1, f"{job_id} placed/leased twice: {steps}"
+        assert max(placed.values()) == 1 and max(leased.values()) == 1 and max(running.values()) == 1, \
+            f"{job_id} placed/leased twice: {steps}"
     op = replicas[0].client(replicas[0].token("operator"))
     deadline = time.time() + 20
     while time.time() < deadline:

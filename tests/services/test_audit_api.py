@@ -49,6 +49,8 @@ def test_only_operator_and_auditor_read_the_trail(grid: Grid) -> None:  # noqa: 
 
 
 def test_bad_paging_is_a_422_naming_the_parameter(grid: Grid) -> None:  # noqa: F811
-    for params in ({"limit": 0}, {"limit": 10**6}, {"before": 2**70}, {"before": "NaN"}, {"before": -1}):
+    # 11,208,302,714 passes BIGINT but not audit.id's INTEGER: PostgreSQL answered a 500 (found by schemathesis)
+    for params in ({"limit": 0}, {"limit": 10**6}, {"before": 2**70}, {"before": 11_208_302_714}, {"before": "NaN"},
+                   {"before": -1}):
         r = grid.operator.get("/api/v1/audit", params=params)
         assert r.status_code == 422 and next(iter(params)) in r.json()["detail"], (params, r.text)

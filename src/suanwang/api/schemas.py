@@ -43,7 +43,8 @@ def bad_string_at(value: Any) -> tuple[str, str] | None:
     """Where in a parsed JSON body a string or object key holds a NUL byte or a lone surrogate
     (``pools.0.'name'``) and which, else None.
 
-    Fields of the body are named plainly, list items by index, keys of nested objects quoted.  Iterative:
+    Fields of the body and of list items are named plainly, list items by index, keys of nested objects
+    (env, labels) quoted, a key that is itself bad as ``<key>``.  Iterative:
     a body nested a thousand levels deep must not turn this check into a RecursionError.
     """
     stack: list[tuple[str, Any]] = [("", value)]
@@ -55,9 +56,10 @@ def bad_string_at(value: Any) -> tuple[str, str] | None:
                 return path, problem
             continue
         if isinstance(item, dict):
+            plain = not path or path.rsplit(".", 1)[-1].isdigit()  # a body's fields, or a list item's: by name
             for key, child in item.items():
                 key_problem = _problem(key) if isinstance(key, str) else None
-                name = key if not path and key_problem is None else ascii(key) if key_problem else repr(key)
+                name = "<key>" if key_problem else key if plain else repr(key)
                 here = f"{path}.{name}" if path else name
                 if key_problem:
                     return here, key_problem
@@ -203,7 +205,7 @@ class RegisterIn(In):
 
 class AttemptRef(In):
     job_id: str
-    attempt: int = Field(le=INT32)
+    attempt: int = Field(ge=1, le=INT32)
 
 
 class HeartbeatIn(In):
@@ -233,7 +235,7 @@ class TaskOut(BaseModel):
 
 
 class StatusIn(In):
-    attempt: int = Field(le=INT32)
+    attempt: int = Field(ge=1, le=INT32)
     # "started": the site's engine started the process (queued_at_site -> running); the rest end the attempt.
     phase: Literal["started", "succeeded", "failed", "cancelled", "lost"]
     exit_code: int | None = Field(default=None, ge=-INT32 - 1, le=INT32)

@@ -15,7 +15,7 @@ from suanwang.services import chain
 from suanwang.store.tables import AuditRow
 
 router = APIRouter(tags=["audit"])
-MAX_ID = 2**63 - 1  # the widest id either database stores
+MAX_ID = 2**31 - 1  # audit.id is an INTEGER column: PostgreSQL refuses a wider value in a comparison
 
 
 @router.get("/audit")
