@@ -79,10 +79,10 @@ NUL_AGENT_BODIES = [
     ("/agent/heartbeat", {"running": [{"job_id": "a\x00", "attempt": 1}]}, "running.0.job_id"),
     ("/agent/jobs/x/status", {"attempt": 1, "phase": "running", "reason": "\x00"}, "reason"),
     ("/agent/register", {"pools": [{"name": "p\x00", "resource_class": "general", "cores": 1, "memory_gb": 1}]},
-     "pools.0.'name'"),
+     "pools.0.name"),
     ("/agent/register", {"pools": [], "info": {"k\x00": 1}}, "info.'k\\x00'"),
     ("/agent/usage", {"records": [{"job_id": "j", "attempt": 1, "seq": 0, "pool": "\x00", "start": 0, "end": 1,
-                                   "wall_s": 1, "cpu_s": 0, "peak_memory_bytes": 0}]}, "records.0.'pool'"),
+                                   "wall_s": 1, "cpu_s": 0, "peak_memory_bytes": 0}]}, "records.0.pool"),
 ]
 
 

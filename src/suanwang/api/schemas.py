@@ -44,7 +44,7 @@ def bad_string_at(value: Any) -> tuple[str, str] | None:
     (``pools.0.'name'``) and which, else None.
 
     Fields of the body and of list items are named plainly, list items by index, keys of nested objects
-    (env, labels) quoted, a key that is itself bad as ``<key>``.  Iterative:
+    (env, labels) quoted, a key that is itself bad escaped (``ascii``).  Iterative:
     a body nested a thousand levels deep must not turn this check into a RecursionError.
     """
     stack: list[tuple[str, Any]] = [("", value)]
@@ -59,7 +59,7 @@ def bad_string_at(value: Any) -> tuple[str, str] | None:
             plain = not path or path.rsplit(".", 1)[-1].isdigit()  # a body's fields, or a list item's: by name
             for key, child in item.items():
                 key_problem = _problem(key) if isinstance(key, str) else None
-                name = "<key>" if key_problem else key if plain else repr(key)
+                name = ascii(key) if key_problem else key if plain else repr(key)
                 here = f"{path}.{name}" if path else name
                 if key_problem:
                     return here, key_problem
