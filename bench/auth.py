@@ -44,7 +44,7 @@ TARGET_MS = 1.0
 def _bypassed(platform: Platform) -> FastAPI:
     app = create_app(platform, run_loop=False)
     app.user_middleware = [m for m in app.user_middleware if m.cls is not Guard]
-    fixed = Principal(token_id="bench", role=Role.CONSUMER, tenant_id="t-bench")
+    fixed = Principal(token_id="bench", role=Role.CONSUMER, tenant_id="t-bench")  # nosec B106  # a token id, not a secret
 
     async def caller() -> Principal:
         return fixed

@@ -110,7 +110,7 @@ class _Base(BaseSettings):
 _FILE: dict[type[BaseSettings], dict[str, Any]] = {}  # the file being read, for the duration of one load()
 
 
-_FLAGS = {"agent_token": "--token", "site_config": "--config"}  # where a flag is not the field's name
+_FLAGS = {"agent_token": "--token", "site_config": "--config"}  # where a flag is not the field's name  # nosec B105  # flag names, not secrets
 
 
 def _describe(exc: ValidationError, given: dict[str, Any], path: Path | None) -> str:

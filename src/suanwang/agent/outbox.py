@@ -72,7 +72,7 @@ class Outbox:
     # --- tasks ---------------------------------------------------------------------------
     def tasks(self) -> list[TaskRecord]:
         with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM tasks ORDER BY job_id, attempt").fetchall()
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM tasks ORDER BY job_id, attempt").fetchall()  # nosec B608  # a constant column list, no input
         return [TaskRecord(r[0], r[1], r[2], json.loads(r[3]), r[4], json.loads(r[5]), r[6], r[7], bool(r[8]),
                            bool(r[9])) for r in rows]
 

@@ -286,8 +286,8 @@ class Agent:
                 log.error("following %s attempt %s failed: %r", rec.job_id, rec.attempt, exc)
                 try:
                     self.executor.cancel(rec.handle)
-                except Exception:  # noqa: BLE001, S110 - best effort: it may be gone already
-                    pass
+                except Exception:  # noqa: BLE001 - best effort: it may be gone already
+                    log.debug("cancel of %s after a failure did not go through", rec.handle)
                 status, reports = _failed(f"agent could not follow the task: {exc!r}"), []
             finished = status.phase.is_final
             if finished:

@@ -18,7 +18,7 @@ from suanwang.domain.idempotency import Claim, Decision, decide
 from suanwang.store.db import Database
 from suanwang.store.tables import IdempotencyRow
 
-SECRET_PREFIX = "sw_"  # token plaintexts: shown once, never stored, so never replayed
+SECRET_PREFIX = "sw_"  # token plaintexts: shown once, never stored, so never replayed  # nosec B105  # a prefix to recognise, not a secret
 
 
 def claim(db: Database, tenant_id: str, key: str, fp: str, *, now: float | None = None) -> tuple[Decision, IdempotencyRow | None]:

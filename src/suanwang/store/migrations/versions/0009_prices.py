@@ -31,7 +31,7 @@ def upgrade() -> None:
     sa.Column('body', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('owner', 'version')
     )
-    op.execute(f"INSERT INTO price_books_owned (owner, {_COLUMNS}) SELECT '', {_COLUMNS} FROM price_books")
+    op.execute(f"INSERT INTO price_books_owned (owner, {_COLUMNS}) SELECT '', {_COLUMNS} FROM price_books")  # nosec B608  # constant columns
     op.drop_table('price_books')
     op.rename_table('price_books_owned', 'price_books')
 
@@ -46,6 +46,6 @@ def downgrade() -> None:
     sa.PrimaryKeyConstraint('version')
     )
     # Only the operator's series fits the old single series; providers' books are dropped.
-    op.execute(f"INSERT INTO price_books_global ({_COLUMNS}) SELECT {_COLUMNS} FROM price_books WHERE owner = ''")
+    op.execute(f"INSERT INTO price_books_global ({_COLUMNS}) SELECT {_COLUMNS} FROM price_books WHERE owner = ''")  # nosec B608  # constant columns
     op.drop_table('price_books')
     op.rename_table('price_books_global', 'price_books')
