@@ -44,7 +44,9 @@ def _submit_and_wait_running(live: LivePlatform, job: dict[str, Any], n: int) ->
     with live.client() as c:
         ids = [c.post("/jobs", json=job).json()["id"] for _ in range(n)]
         for job_id in ids:
-            live.wait_for(job_id, {"running"})
+            # leased (queued at the site, then running): together they span the whole run, where a Slurm
+            # site's "started" report may leave only a moment of "running" for a short job
+            live.wait_for(job_id, {"queued_at_site", "running"})
             deadline = time.time() + 60
             while "started" not in c.get(f"/jobs/{job_id}/logs").text:
                 assert time.time() < deadline, f"{job_id} never started"
