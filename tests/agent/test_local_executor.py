@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +15,6 @@ from suanwang.agent.executors.local import LocalExecutor
 # Jobs run as a tenant's uid, which may not reach this test's own interpreter (under /root here):
 # they find "python3" on PATH as a consumer's job would.
 PY = "python3"
-
-
-@pytest.fixture
-def jobs_root() -> Iterator[Path]:
-    """A jobs root the tenants' uids can reach (pytest's tmp_path is 0700 root's)."""
-    d = Path(tempfile.mkdtemp(prefix="sw-jobs-"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,13 +22,6 @@ from suanwang.errors import InvalidSpec
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="isolation needs root (CI runs as root)")
 
 PY = "python3"  # found on PATH as the tenant's uid would find it
-
-
-@pytest.fixture
-def jobs_root() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="sw-jobs-"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
