@@ -31,11 +31,18 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from _live import Live  # noqa: E402
-from engines_native import DEFAULT_RAY_ADDRESS, DEFAULT_SLURM_CONF, measure_ray, measure_slurm  # noqa: E402
+from _live import Live
+from engines_native import DEFAULT_RAY_ADDRESS, DEFAULT_SLURM_CONF, measure_ray, measure_slurm
 
-from suanwang.cli.demo import ray_site, ray_unavailable, register_site, slurm_site, slurm_unavailable  # noqa: E402
-from suanwang.cli.demo import start_agent, write_site_config  # noqa: E402
+from suanwang.cli.demo import (
+    ray_site,
+    ray_unavailable,
+    register_site,
+    slurm_site,
+    slurm_unavailable,
+    start_agent,
+    write_site_config,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "engines.json"
 ACTIVE = ("pending", "placed", "running", "requeued")

@@ -33,7 +33,6 @@ import json
 import sys
 import time
 import tracemalloc
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +44,7 @@ from suanwang.domain.bound import cost_lower_bound  # noqa: E402
 from suanwang.domain.grid import Capacity, Link, Pool, Site  # noqa: E402
 from suanwang.domain.job import JobSpec  # noqa: E402
 from suanwang.domain.placement import PoolState, QueuedJob  # noqa: E402
-from suanwang.domain.resources import Engine, ResourceClass, ServiceLevel  # noqa: E402
+from suanwang.domain.resources import Engine, ResourceClass  # noqa: E402
 from suanwang.domain.scheduler import (  # noqa: E402
     POLICIES,
     CarbonSignal,
@@ -73,7 +72,7 @@ def synthetic_grid(n_sites: int, pools_per_site: int, rng: np.random.Generator) 
     for s in range(n_sites):
         name = f"s{s}"
         sites.append(Site(name, REGIONS[s % len(REGIONS)], lat=float(lat[s]), lon=float(lon[s])))
-        valley = set(range(int(rng.integers(21, 24)), 24)) | set(range(0, int(rng.integers(5, 8))))
+        valley = set(range(int(rng.integers(21, 24)), 24)) | set(range(int(rng.integers(5, 8))))
         factor = float(rng.uniform(0.3, 0.8))
         carbon[name] = CarbonSignal(tuple(factor * (0.7 if 10 <= h < 16 else 1.1) for h in range(24)))
         for k in range(pools_per_site):

@@ -30,7 +30,7 @@ from rich.progress import Progress
 from suanwang.store.db import scratch_schema
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _live import Live  # noqa: E402
+from _live import Live
 
 JOB = {"command": ["true"], "cores": 1, "memory_gb": 0.01, "duration_s": 1}
 BIG_POOL = {"name": "bench", "resource_class": "general", "engine": "local", "cores": 10_000_000, "memory_gb": 1e9}

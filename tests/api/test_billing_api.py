@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from suanwang.store.ledger_tables import TransferRow
 from suanwang.services.agents import queue_for_rating
+from suanwang.store.ledger_tables import TransferRow
 from suanwang.store.tables import UnratedUsageRow, UsageRow
 from tests.api.conftest import Grid
 

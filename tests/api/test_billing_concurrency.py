@@ -7,12 +7,12 @@ import time
 
 from sqlalchemy import func, select
 
+from suanwang.domain.ledger import hold_account, wallet
 from suanwang.errors import InsufficientFunds
 from suanwang.services import billing, jobs
 from suanwang.services.agents import queue_for_rating
 from suanwang.services.auth import Principal, Role
 from suanwang.services.ledger_store import cached_balances, reconcile
-from suanwang.domain.ledger import hold_account, wallet
 from suanwang.store.ledger_tables import TransferRow
 from suanwang.store.tables import UnratedUsageRow, UsageRow
 from tests.api.conftest import Grid

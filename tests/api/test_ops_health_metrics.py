@@ -3,9 +3,8 @@ the page at / shows only public aggregates."""
 
 from __future__ import annotations
 
-import time
-
 import re
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.routing import iter_route_contexts
-from fastapi.testclient import TestClient
 
 from suanwang.api.app import create_app
 from suanwang.api.permissions import TABLE, render_markdown, rule_for

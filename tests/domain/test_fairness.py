@@ -142,7 +142,7 @@ def test_fair_share_converges_to_configured_shares_over_a_long_run(shares: list[
     used = {t: Capacity() for t in tenants}
     running: list[tuple[float, int, str, Capacity]] = []
     free = 60
-    busy_time = {t: 0.0 for t in tenants}
+    busy_time = dict.fromkeys(tenants, 0.0)
     seq = 0
     now = 0.0
     for step in range(600):

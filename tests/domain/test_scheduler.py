@@ -101,7 +101,7 @@ def test_a_shifted_job_always_finishes_by_its_deadline(slack_h: float, run_h: fl
     assert p.start_at + run_h * 3600 <= j.spec.deadline + 1e-6
     margin = max(run_h * 3600, 3600)
     latest_start = NOON + math.floor((j.spec.deadline - run_h * 3600 - margin - NOON) / 3600) * 3600
-    whole_run_in_valley = NOON + 11 * 3600 <= latest_start  # it may start at 23:00, when the valley begins
+    whole_run_in_valley = latest_start >= NOON + 11 * 3600  # it may start at 23:00, when the valley begins
     no_valley_at_all = latest_start < NOON + 3600 or latest_start + run_h * 3600 <= NOON + 11 * 3600
     if whole_run_in_valley:
         assert p.start_at > NOON

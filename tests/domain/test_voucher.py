@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from suanwang.domain.resources import ResourceClass
 from suanwang.domain.money import MAX_FEN
+from suanwang.domain.resources import ResourceClass
 from suanwang.domain.voucher import MAX_AHEAD, VoucherProgramme, check_new_programme, pick_programme, voucher_share
 from suanwang.errors import InvalidSpec
 from tests.domain.money_builders import T0, at

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from suanwang.agent.executors.base import TaskPhase, TaskStatus
+from suanwang.agent.executors.base import TaskStatus
 
 SLURM_DIR = Path(os.environ.get("SUANWANG_SLURM_DIR", "/var/tmp/suanwang-slurm"))
 RAY_DIR = Path(os.environ.get("SUANWANG_RAY_DIR", "/var/tmp/suanwang-ray"))

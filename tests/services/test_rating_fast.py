@@ -10,7 +10,7 @@ balance, hold, voucher use, audit event and the report must be the same.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings

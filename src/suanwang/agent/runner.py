@@ -259,7 +259,7 @@ class Agent:
     def _start(self, task: Task) -> str | Exception:
         try:
             return self.executor.start(task)
-        except Exception as exc:  # noqa: BLE001 - reported as this attempt's failure by the caller
+        except Exception as exc:
             return exc
 
     def follow(self) -> None:
@@ -269,7 +269,7 @@ class Agent:
         except EngineError as exc:  # the engine's clients hiccuped: the tasks are still there, ask again next step
             log.warning("engine poll failed: %s", exc)
             return
-        except Exception as exc:  # noqa: BLE001 - one task's trouble may break the batch: poll them one by one
+        except Exception as exc:
             log.warning("engine poll failed: %r; polling each task", exc)
             statuses = {}
         for key, rec in list(self.tasks.items()):
@@ -282,11 +282,11 @@ class Agent:
             except EngineError as exc:  # the engine, not the task: ask again next step
                 log.warning("engine poll of %s failed: %s", rec.handle, exc)
                 continue
-            except Exception as exc:  # noqa: BLE001 - one task's trouble fails that attempt, not the agent
+            except Exception as exc:
                 log.error("following %s attempt %s failed: %r", rec.job_id, rec.attempt, exc)
                 try:
                     self.executor.cancel(rec.handle)
-                except Exception:  # noqa: BLE001 - best effort: it may be gone already
+                except Exception:
                     log.debug("cancel of %s after a failure did not go through", rec.handle)
                 status, reports = _failed(f"agent could not follow the task: {exc!r}"), []
             finished = status.phase.is_final

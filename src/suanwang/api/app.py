@@ -18,8 +18,8 @@ from suanwang import __version__
 from suanwang.api.deps import tenant_of
 from suanwang.api.guard import AuthState, Guard, GuardSettings
 from suanwang.api.idempotency import IdempotencyMiddleware
-from suanwang.api.routes import admin, agent, audit, billing, jobs, sites
 from suanwang.api.nul_bytes import RejectNul
+from suanwang.api.routes import admin, agent, audit, billing, jobs, sites
 from suanwang.api.schemas import ErrorOut
 from suanwang.errors import SuanwangError
 from suanwang.observability.http import RequestLogMiddleware

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 from fastapi.routing import iter_route_contexts
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import compile_path
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from suanwang.api.permissions import Rule, rule_for

@@ -9,7 +9,6 @@ from pydantic_core import PydanticCustomError
 
 from suanwang.domain.job import MAX_NAME, carry_problems
 
-
 # The widest integers the store's INTEGER and BIGINT columns hold; a larger value is a 422, not an overflow.
 INT32, INT64 = 2**31 - 1, 2**63 - 1
 

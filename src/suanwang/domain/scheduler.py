@@ -85,8 +85,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 

@@ -81,7 +81,7 @@ def _window_hours(window: Window) -> list[int]:
         raise InvalidSpec(f"time-of-use window {start:02d}-{end:02d} is not a valid hour range")
     if start < end:
         return list(range(start, end))
-    return list(range(start, 24)) + list(range(0, end))
+    return list(range(start, 24)) + list(range(end))
 
 
 @dataclass(frozen=True, slots=True)

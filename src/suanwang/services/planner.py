@@ -9,8 +9,8 @@ link or a new book takes effect on the next pass.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 

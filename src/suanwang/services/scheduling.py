@@ -14,16 +14,16 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from suanwang.domain.grid import Capacity
-from suanwang.domain.job import LEASED_STATES, JobSpec, JobState, check_transition, state_after_lost_lease
 from suanwang.domain.explain import explain
 from suanwang.domain.fairness import FairScheduler, RunningJob
+from suanwang.domain.grid import Capacity
+from suanwang.domain.job import LEASED_STATES, JobSpec, JobState, check_transition, state_after_lost_lease
 from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler
 from suanwang.domain.resources import Engine, LostPolicy, ServiceLevel
 from suanwang.services.attempts import AttemptOutcome, end_attempt
 from suanwang.services.billing import price_queue
-from suanwang.services.jobs import move, spec_from_json
 from suanwang.services.grid_model import GridShape, load_grid
+from suanwang.services.jobs import move, spec_from_json
 from suanwang.services.planner import GridPlanner
 from suanwang.store.db import is_postgres
 from suanwang.store.tables import JobEventRow, JobRow, SiteRow

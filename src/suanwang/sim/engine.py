@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import heapq
 import math
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 

@@ -81,7 +81,7 @@ class _Ctx:
         value = d[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise self.fail(d, f"{what}: field '{key}' must be {getattr(kind, '__name__', kind)}, got {value!r}")
         return value
 
@@ -114,7 +114,7 @@ def load_grid(path: str | Path) -> GridFile:
 def parse_grid(text: str, *, source: str = "<grid>") -> GridFile:
     c = _Ctx(source)
     try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506  # nosec B506  # _Loader is a SafeLoader subclass
+        doc = yaml.load(text, Loader=_Loader)  # nosec B506  # _Loader is a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

@@ -15,10 +15,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from suanwang.sim.engine import SimResult  # noqa: E402
+from suanwang.sim.engine import SimResult
 
 
 def write_report(results: Sequence[SimResult], out_dir: str | Path, *, title: str = "Simulation report") -> Path:

@@ -170,9 +170,7 @@ class _Builder:
         f32 = {"duration_s": np.float64, "submit_s": np.float64, "deadline_s": np.float64}
         cols = {}
         for k in _COLUMNS:
-            if k in ("cores", "devices", "priority"):
-                cols[k] = np.asarray(r[k], dtype=np.int32)
-            elif k in ("tenant", "device_model", "data_site", "consumer_site", "region", "service_level"):
+            if k in ("cores", "devices", "priority") or k in ("tenant", "device_model", "data_site", "consumer_site", "region", "service_level"):
                 cols[k] = np.asarray(r[k], dtype=np.int32)
             else:
                 cols[k] = np.asarray(r[k], dtype=f32.get(k, np.float32))
@@ -225,7 +223,7 @@ def _csv_row(path: Path, line: int, row: dict[str, str | None]) -> dict[str, obj
                 if v != int(v):
                     raise InvalidSpec(f"{path}:{line}: column '{col}' must be a whole number", column=col, line=line)
                 v = int(v)
-            if col != "priority" and v < 0 or col == "duration_s" and v <= 0:
+            if (col != "priority" and v < 0) or (col == "duration_s" and v <= 0):
                 raise InvalidSpec(f"{path}:{line}: column '{col}' out of range: {raw}", column=col, line=line)
             out[col] = v
         elif col in _TEXT and raw:

@@ -59,7 +59,7 @@ def _exec_job(spec: dict[str, Any], out_w: int, err_w: int) -> None:
         os.chdir(spec["cwd"])
         step = f"start {spec['command'][0]!r}"
         os.execvpe(spec["command"][0], spec["command"], spec["env"])  # nosec B606  # the job itself: argv without a shell, by design
-    except BaseException as exc:  # noqa: BLE001 - whatever it is, the job did not start
+    except BaseException as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         os.write(err_w, f"cannot {step}: {detail}".encode(errors="replace")[:2000])
     finally:

@@ -208,7 +208,7 @@ def _final_status(job: SacctRow, rows: Sequence[SacctRow], state: str, usage: Us
     if state == "COMPLETED":
         return TaskStatus(TaskPhase.SUCCEEDED, usage, exit_code=exit_code)
     limit = job.req_mem or max((parse_size(r.alloc_tres.get("mem", "")) for r in rows), default=0)
-    if limit and peak >= limit or state == "OUT_OF_MEMORY":
+    if (limit and peak >= limit) or state == "OUT_OF_MEMORY":
         reason = f"out of memory: peak {peak} bytes, limit {limit} bytes"
         return TaskStatus(TaskPhase.FAILED, usage, exit_code=exit_code, reason=reason)
     if state == "CANCELLED":

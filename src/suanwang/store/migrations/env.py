@@ -1,10 +1,9 @@
 """Alembic environment: uses suanwang's metadata and the URL set by suanwang.store.migrate."""
 
 from alembic import context
-from sqlalchemy import pool
 
-from suanwang.store.db import make_engine
 from suanwang.store import ledger_tables  # noqa: F401  (registers the money tables on Base)
+from suanwang.store.db import make_engine
 from suanwang.store.tables import Base
 
 config = context.config

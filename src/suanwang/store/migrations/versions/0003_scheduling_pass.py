@@ -11,9 +11,8 @@ alone (about 3x faster at 80,000 held jobs on SQLite).  It replaces
 the id of the agent's lease call that started the running attempt, so a call
 repeated after a lost reply gets the same attempts back.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003'
 down_revision = '0002'

@@ -10,9 +10,8 @@ rate).  ``usage_unrated`` holds one id per unrated record; a claim deletes
 them.  Records not yet rated when this runs are queued; downgrade restores
 the flag from the queue.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0004'
 down_revision = '0003'

@@ -11,7 +11,6 @@ rating's cost on SQLite at 100,000 records; bench/ledger.py).
 """
 from alembic import op
 
-
 revision = '0005'
 down_revision = '0004'
 branch_labels = None

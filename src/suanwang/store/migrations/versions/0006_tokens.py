@@ -11,7 +11,6 @@ that a new agent trades for its site's agent token.
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0006_tokens'
 down_revision = '0005'
 branch_labels = None

@@ -11,9 +11,8 @@ migration 0002 does for postings, triggers refuse UPDATE and DELETE on
 ``audit`` and ``chain_links`` in the database itself, on SQLite and
 PostgreSQL (the gaps are the sealer's scratch and stay writable).
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0007_chain'
 down_revision = '0006_tokens'

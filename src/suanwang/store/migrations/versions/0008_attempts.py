@@ -11,9 +11,8 @@ as the job row says), still open if the job is running.
 ``usage_records.unbilled_reason`` says why rating booked no charge
 (``lost_attempt``: the platform had declared the attempt lost).
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0008_attempts'
 down_revision = '0007_chain'

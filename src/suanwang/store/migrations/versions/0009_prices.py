@@ -12,7 +12,6 @@ changes), which is cheap: it holds one row per published book.
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0009_prices'
 down_revision = '0008_attempts'
 branch_labels = None

@@ -4,9 +4,8 @@ Revision ID: 0010_idempotency
 Revises: 0009_prices
 Create Date: 2026-12-06 05:20:00
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0010_idempotency'
 down_revision = '0009_prices'
