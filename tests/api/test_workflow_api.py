@@ -23,8 +23,9 @@ def _lease_one(grid: Grid) -> dict:
 
 
 def _end(grid: Grid, task: dict, phase: str = "succeeded") -> None:
+    code = 0 if phase == "succeeded" else 1
     r = grid.agent.post(f"/api/v1/agent/jobs/{task['job_id']}/status",
-                        json={"attempt": task["attempt"], "phase": phase, "exit_code": 0 if phase == "succeeded" else 1})
+                        json={"attempt": task["attempt"], "phase": phase, "exit_code": code})
     assert r.status_code == 200, r.text
 
 
