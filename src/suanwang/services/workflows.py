@@ -29,7 +29,7 @@ from suanwang.domain.workflow import (
     validate,
 )
 from suanwang.errors import Conflict, InvalidSpec, NotFound
-from suanwang.services import datasets, jobs
+from suanwang.services import datasets, jobs, transfers
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, new_id
 from suanwang.store.ledger_tables import PostingRow as LedgerPostingRow
@@ -184,6 +184,7 @@ def _start(session: Session, owner: Principal, run: WorkflowRunRow, step: Step, 
     if held and spec.data_gb > 0:  # the scheduler prices the move from where the data is
         spec = jobs.spec_from_json({**jobs.spec_to_json(spec), "data_site": held[0]})
     [job] = jobs.submit_jobs(session, owner, [spec])
+    transfers.record_inputs(session, job.id, [d.id for d in inputs.values()])
     row.job_id = job.id
     row.jobs = [*(row.jobs or []), job.id]
     row.attempts += 1

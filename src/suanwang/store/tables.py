@@ -339,8 +339,18 @@ class DataTransferRow(Base):
     predicted_s: Mapped[float] = mapped_column(Float, default=0.0)
     measured_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     reason: Mapped[str] = mapped_column(String(2000), default="")
+    secret: Mapped[str] = mapped_column(String(64))  # one-use capability the source agent checks; agents only
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries so far
     created_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class JobInputRow(Base):
+    """A dataset version a job reads: it starts only once a verified replica is at its site."""
+
+    __tablename__ = "job_inputs"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
 
 
 class WorkflowRunRow(Base):

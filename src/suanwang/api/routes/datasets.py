@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from suanwang.api.deps import CurrentPrincipal, SessionDep
+from suanwang.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from suanwang.api.schemas import INT32, In
 from suanwang.domain.datasets import MAX_SIZE_BYTES, Dataset
-from suanwang.services import datasets
+from suanwang.services import datasets, transfers
 from suanwang.store.tables import DatasetRow
 
 router = APIRouter(tags=["datasets"])
@@ -107,3 +107,43 @@ class OutputIn(In):
 def report_output(job_id: str, body: OutputIn, session: SessionDep, actor: CurrentPrincipal) -> dict[str, bool]:
     datasets.report_output(session, actor, job_id, body.attempt, body.size_bytes, body.sha256)
     return {"applied": True}
+
+
+class TransferPollIn(In):
+    serve_url: str = Field(default="", max_length=500, pattern=r"^$|^https?://[^\s]+$")
+
+
+class TransferDoneIn(In):
+    sha256: str = Field(min_length=64, max_length=64)
+    seconds: float = Field(ge=0, le=366 * 86_400)
+
+
+class TransferFailedIn(In):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/agent/transfers")
+def transfer_orders(body: TransferPollIn, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
+    """An agent's poll for staged transfers: what to fetch (its site is the target) and what to serve."""
+    return transfers.orders_for(session, actor, body.serve_url)
+
+
+@router.post("/agent/transfers/{transfer_id}/done")
+def transfer_done(transfer_id: str, body: TransferDoneIn, session: SessionDep, actor: CurrentPrincipal,
+                  platform: PlatformDep) -> dict[str, Any]:
+    t = transfers.complete(session, actor, transfer_id, sha256=body.sha256, seconds=body.seconds)
+    platform.wake()  # jobs waiting on it may be placed now
+    return transfers.view(t)
+
+
+@router.post("/agent/transfers/{transfer_id}/failed")
+def transfer_failed(transfer_id: str, body: TransferFailedIn, session: SessionDep,
+                    actor: CurrentPrincipal) -> dict[str, bool]:
+    transfers.fail(session, actor, transfer_id, body.reason)
+    return {"applied": True}
+
+
+@router.get("/transfers")
+def list_transfers(session: SessionDep, actor: CurrentPrincipal,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    return transfers.list_for(session, actor, limit=limit)

@@ -51,11 +51,20 @@ def upgrade() -> None:
     sa.Column('predicted_s', sa.Float(), nullable=False),
     sa.Column('measured_s', sa.Float(), nullable=True),
     sa.Column('reason', sa.String(length=2000), nullable=False),
+    sa.Column('secret', sa.String(length=64), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.Column('finished_at', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['dataset_id'], ['datasets.id']),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('dataset_id', 'target')
+    )
+    op.create_table('job_inputs',
+    sa.Column('job_id', sa.String(length=40), nullable=False),
+    sa.Column('dataset_id', sa.String(length=40), nullable=False),
+    sa.ForeignKeyConstraint(['dataset_id'], ['datasets.id']),
+    sa.ForeignKeyConstraint(['job_id'], ['jobs.id']),
+    sa.PrimaryKeyConstraint('job_id', 'dataset_id')
     )
     op.create_table('workflow_runs',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -87,6 +96,7 @@ def downgrade() -> None:
     op.drop_table('workflow_steps')
     op.drop_index('ix_workflow_runs_tenant', table_name='workflow_runs')
     op.drop_table('workflow_runs')
+    op.drop_table('job_inputs')
     op.drop_table('transfers')
     op.drop_table('dataset_replicas')
     op.drop_table('datasets')
