@@ -95,3 +95,31 @@ def test_a_source_offline_keeps_the_step_waiting_with_a_reason(grid: Grid) -> No
     job = grid.consumer.get(f"{API}/jobs/{run['steps'][0]['job_id']}").json()
     assert job["state"] == "pending"
     assert "held only at east, and no holding site's agent is online" in job["placement"]["staging"]
+
+
+def test_two_agents_move_the_bytes_over_http_and_the_step_starts(grid: Grid, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The agents' transfer workers (real HTTP between them, ranges and hash) against the in-process platform."""
+    from suanwang.agent.transfer_worker import TransferWorker
+
+    east, west, ds, run = _setup(grid)
+    east_w, west_w = TransferWorker(east, tmp_path / "east"), TransferWorker(west, tmp_path / "west")
+    east_w.start(poll_s=None)  # serve only: its polls are driven here
+    try:
+        src = tmp_path / "upload"
+        src.write_bytes(DATA)
+        assert east_w.store.put_file(ds["id"], src) == SHA
+        assert east_w.report_held({ds["id"]: SHA}) == 1
+        grid.tick()  # orders the transfer
+        cut = len(DATA) // 2  # a receiver killed mid-transfer left half a file: the fetch resumes from it
+        west_w.store.partial_path(ds["id"], grid.consumer.get(f"{API}/transfers").json()[0]["id"]).write_bytes(
+            DATA[:cut])
+        east_w.poll_once()
+        [report] = west_w.poll_once()
+        assert report["state"] == "done" and west_w.store.path(ds["id"]).read_bytes() == DATA
+        assert west_w.poll_once() == []  # nothing left to fetch
+        grid.tick()
+        job = grid.consumer.get(f"{API}/jobs/{run['steps'][0]['job_id']}").json()
+        assert (job["state"], job["site"]) == ("placed", "west")
+    finally:
+        east_w.stop()
+        west_w.stop()
