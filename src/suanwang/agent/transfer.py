@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -100,22 +99,28 @@ def fetch(client: httpx.Client, url: str, store: DatasetStore, *, dataset_id: st
         have = 0
     start = time.perf_counter()
     moved = 0
+    digest = hashlib.sha256()  # one pass: the kept prefix first, then each chunk as it arrives
+    if have:
+        with open(part, "rb") as f:
+            while chunk := f.read(CHUNK):
+                digest.update(chunk)
     headers = {"Authorization": f"Bearer {secret}"}
     if 0 < have < size_bytes:
         headers["Range"] = f"bytes={have}-"
     if have < size_bytes:
         with client.stream("GET", url, headers=headers) as resp:
             if resp.status_code == 200:
-                have = 0  # the source sent the whole file: start again
+                have, digest = 0, hashlib.sha256()  # the source sent the whole file: start again
             elif resp.status_code != 206:
                 raise TransferError(f"source answered {resp.status_code} for dataset {dataset_id}")
             with open(part, "r+b" if have else "wb") as out:
                 out.seek(have)
                 out.truncate()
-                for chunk in resp.iter_bytes(CHUNK):
+                for chunk in resp.iter_raw():
                     if have + moved + len(chunk) > size_bytes:
                         raise TransferError(f"source sent more than the {size_bytes} bytes registered")
                     out.write(chunk)
+                    digest.update(chunk)
                     moved += len(chunk)
                     if on_progress:
                         on_progress(have + moved)
@@ -124,7 +129,7 @@ def fetch(client: httpx.Client, url: str, store: DatasetStore, *, dataset_id: st
     got = have + moved
     if got != size_bytes:
         raise TransferError(f"source ended after {got} of {size_bytes} bytes; the next try resumes")
-    if not hmac.compare_digest(sha256_file(part), sha256):
+    if not hmac.compare_digest(digest.hexdigest(), sha256):
         part.unlink()
         raise TransferError(f"dataset {dataset_id}: checksum mismatch (sha256 differs); partial file dropped")
     os.replace(part, final)
@@ -193,9 +198,9 @@ def make_server(store: DatasetStore, serving: Serving, host: str = "127.0.0.1", 
             self.send_header("Content-Type", "application/octet-stream")
             self.end_headers()
             with open(path, "rb") as f:
-                f.seek(start)
                 try:
-                    shutil.copyfileobj(f, self.wfile, CHUNK)
+                    self.wfile.flush()
+                    self.connection.sendfile(f, offset=start, count=size - start)  # zero-copy where the OS can
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the receiver went away; it resumes with a range
             return None
