@@ -82,7 +82,8 @@ def test_a_step_at_west_waits_for_its_input_staged_from_east_and_is_billed_once(
     explain = grid.consumer.get(f"{API}/jobs/{job_id}/explain").json()
     [t] = explain["transfers"]
     assert t["measured_s"] == 0.5 and t["predicted_s"] > 0.03  # 30 ms latency + 10 kB at 10 Gb/s
-    assert grid.consumer.get(f"{API}/workflows/{run['id']}").json()["steps"][0]["site"] == "west"
+    step = grid.consumer.get(f"{API}/workflows/{run['id']}").json()["steps"][0]
+    assert (step["site"], step["transfers"], step["transfer_fen"]) == ("west", [tid], 50)  # the run's statement line
 
 
 def test_a_source_offline_keeps_the_step_waiting_with_a_reason(grid: Grid) -> None:

@@ -20,12 +20,14 @@ DONE = {"succeeded", "failed", "cancelled"}
 
 
 def _steps_table(run: dict[str, Any]) -> Table:
-    table = Table("step", "state", "site", "job", "attempts", "cost (fen)", "carbon (kg)", "reason",
+    table = Table("step", "state", "site", "job", "attempts", "compute (fen)", "transfer (fen)", "carbon (kg)",
+                  "reason",
                   title=f"{run['id']} {run['name']}: {run['state']}  cost {run['cost_fen']} fen, "
                         f"carbon {run['carbon_kg']:.3f} kg")
     for s in run["steps"]:
         table.add_row(s["name"], s["state"], s["site"] or "-", s["job_id"] or "-", str(s["attempts"]),
-                      str(s["compute_fen"]), f"{s['carbon_kg']:.3f}", (s["reason"] or "")[:60])
+                      str(s["compute_fen"]), str(s.get("transfer_fen", 0)), f"{s['carbon_kg']:.3f}",
+                      (s["reason"] or "")[:60])
     return table
 
 

@@ -34,7 +34,7 @@ from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, new_id
 from suanwang.store.ledger_tables import PostingRow as LedgerPostingRow
 from suanwang.store.ledger_tables import TransferRow as LedgerTransferRow
-from suanwang.store.tables import DatasetRow, JobRow, WorkflowRunRow, WorkflowStepRow
+from suanwang.store.tables import DatasetRow, DataTransferRow, JobRow, WorkflowRunRow, WorkflowStepRow
 
 _LIVE = RunState.RUNNING.value
 
@@ -258,7 +258,12 @@ def run_view(session: Session, run: WorkflowRunRow) -> dict[str, Any]:
     """The run with each step's state, job, site, cost and predicted carbon, and their sums."""
     rows = _steps(session, run.id)
     all_jobs = [j for r in rows.values() for j in (r.jobs or [])]
-    fen = charged_fen(session, all_jobs)
+    moved: dict[str, list[str]] = {}  # job -> the transfers ordered for it (billed under the transfer's id)
+    if all_jobs:
+        for tid, job_id in session.execute(select(DataTransferRow.id, DataTransferRow.job_id)
+                                           .where(DataTransferRow.job_id.in_(all_jobs))):
+            moved.setdefault(job_id, []).append(tid)
+    fen = charged_fen(session, all_jobs + [t for ts in moved.values() for t in ts])
     steps = []
     total_fen, total_kg = 0, 0.0
     for name in (s.name for s in workflow_from_json(run.spec).steps):
@@ -267,12 +272,15 @@ def run_view(session: Session, run: WorkflowRunRow) -> dict[str, Any]:
         step_fen = sum(fen.get(j, 0) for j in (r.jobs or []))
         terms = (job.placement or {}).get("terms", {}) if job is not None else {}
         kg = float(terms.get("carbon_kg", 0.0) or 0.0)
-        total_fen += step_fen
+        step_tids = [t for j in (r.jobs or []) for t in moved.get(j, [])]
+        transfer_fen = sum(fen.get(t, 0) for t in step_tids)
+        total_fen += step_fen + transfer_fen
         total_kg += kg
         steps.append({"name": name, "state": r.state, "job_id": r.job_id, "jobs": list(r.jobs or []),
                       "attempts": r.attempts, "site": job.site if job else None,
                       "job_state": job.state if job else None, "reason": r.reason,
-                      "compute_fen": step_fen, "carbon_kg": kg})
+                      "compute_fen": step_fen, "transfer_fen": transfer_fen, "transfers": step_tids,
+                      "carbon_kg": kg})
     return {"id": run.id, "name": run.name, "state": run.state, "created_at": run.created_at,
             "finished_at": run.finished_at, "reason": run.reason, "steps": steps,
             "cost_fen": total_fen, "carbon_kg": total_kg}
