@@ -205,5 +205,8 @@ def make_server(store: DatasetStore, serving: Serving, host: str = "127.0.0.1", 
                     pass  # the receiver went away; it resumes with a range
             return None
 
-    return ThreadingHTTPServer((host, port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True  # a receiver's idle keep-alive connection must not hold the agent's exit
+    server.block_on_close = False
+    return server
 

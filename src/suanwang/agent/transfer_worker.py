@@ -48,10 +48,10 @@ class TransferWorker:
 
     def stop(self) -> None:
         self._stop.set()
+        self.peer.close()
         if self._threads:  # shutdown() waits for serve_forever: only when it runs
             self.server.shutdown()
         self.server.server_close()
-        self.peer.close()
 
     def _loop(self, poll_s: float) -> None:
         while not self._stop.is_set():
