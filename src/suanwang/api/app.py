@@ -19,7 +19,7 @@ from suanwang.api.deps import tenant_of
 from suanwang.api.guard import AuthState, Guard, GuardSettings
 from suanwang.api.idempotency import IdempotencyMiddleware
 from suanwang.api.nul_bytes import RejectNul
-from suanwang.api.routes import admin, agent, audit, billing, jobs, sites
+from suanwang.api.routes import admin, agent, audit, billing, datasets, jobs, sites, workflows
 from suanwang.api.schemas import ErrorOut
 from suanwang.errors import SuanwangError
 from suanwang.observability.http import RequestLogMiddleware
@@ -100,6 +100,8 @@ def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSetting
     for router in (jobs.router, sites.router, agent.router, admin.router, billing.router):
         app.include_router(router, prefix=API)
     app.include_router(audit.router, prefix=API)
+    app.include_router(datasets.router, prefix=API)
+    app.include_router(workflows.router, prefix=API)
 
     _declare_json_errors(app)
 

@@ -47,6 +47,10 @@ OWN_TENANT = "consumer: own tenant only; auditor: read-only, all tenants"
 JOB = "consumer: own tenant's jobs (another's id → 404); operator and auditor: all"
 GRID = "the public shape of the grid: sites, pools, links (no tenant data)"
 OWN_SITE = "agent: its own site only (another site's job → 404)"
+DATA = "consumer: own datasets and those shared with it (another's id → 404); operator and auditor: all"
+DATA_NEW = "the dataset belongs to the caller's tenant; replica sites must be in its region"
+REPLICAS = "agent: replicas at its own site; sha256 must match the registered one"
+RUN = "consumer: own tenant's workflow runs (another's id → 404); operator and auditor: all"
 EVERYONE = (O, P, C, A)
 READERS = (O, A)
 
@@ -98,6 +102,21 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/agent/jobs/{{job_id}}/status"): allow((G,), OWN_SITE),
     ("POST", f"{API}/agent/usage"): allow((G,), OWN_SITE),
     ("POST", f"{API}/agent/logs"): allow((G,), OWN_SITE),
+    # datasets and workflows (flows)
+    ("POST", f"{API}/datasets"): allow((C, O), DATA_NEW),
+    ("GET", f"{API}/datasets"): allow((C, O, A), DATA),
+    ("GET", f"{API}/datasets/{{dataset_id}}"): allow((C, O, A), DATA),
+    ("POST", f"{API}/datasets/{{dataset_id}}/shares"): allow((C, O), "consumer: own datasets only (another's → 404)"),
+    ("POST", f"{API}/agent/replicas"): allow((G,), REPLICAS),
+    ("POST", f"{API}/agent/jobs/{{job_id}}/output"): allow((G,), OWN_SITE + "; the job's current attempt"),
+    ("POST", f"{API}/agent/transfers"): allow((G,), "agent: transfers to or from its own site", metered=False),
+    ("POST", f"{API}/agent/transfers/{{transfer_id}}/done"): allow((G,), "agent: transfers to its own site"),
+    ("POST", f"{API}/agent/transfers/{{transfer_id}}/failed"): allow((G,), "agent: transfers to its own site"),
+    ("GET", f"{API}/transfers"): allow((C, O, A), "consumer: own tenant's transfers; operator and auditor: all"),
+    ("POST", f"{API}/workflows"): allow((C, O), "the run and its steps' jobs belong to the caller's tenant"),
+    ("GET", f"{API}/workflows"): allow((C, O, A), RUN),
+    ("GET", f"{API}/workflows/{{run_id}}"): allow((C, O, A), RUN),
+    ("POST", f"{API}/workflows/{{run_id}}/cancel"): allow((C, O), RUN),
     # money
     ("GET", f"{API}/wallet"): allow((C, O, A), "the caller's own tenant's wallet"),
     ("GET", f"{API}/wallets/{{consumer}}"): allow((C, O, A), OWN_TENANT + " (another's → 404)"),

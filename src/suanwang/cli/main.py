@@ -16,6 +16,7 @@ from suanwang import __version__
 from suanwang.cli import audit as audit_commands
 from suanwang.cli import billing as billing_commands
 from suanwang.cli import jobs as job_commands
+from suanwang.cli import runs as run_commands
 from suanwang.cli import sim as sim_commands
 from suanwang.cli.client import Client, console, default_data_dir, print_json
 from suanwang.cli.demo import demo as demo_command
@@ -31,6 +32,7 @@ sim_commands.register(app)
 app.command("demo")(demo_command)
 billing_commands.register(app)
 audit_commands.register(app)
+run_commands.register(app)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where state and tokens live (default ~/.suanwang)")]
 DbUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL (SUANWANG_DATABASE_URL); "
@@ -188,6 +190,9 @@ def agent(
     insecure_shared_user: Annotated[bool, typer.Option(
         "--insecure-shared-user", help="not root: run local jobs as this agent's own user (NOT isolated: "
         "jobs can read the agent's files)")] = False,
+    datasets_root: Annotated[Path | None, typer.Option(help="serve and receive staged datasets here "
+                                                       "(docs/workflows.md); off when not given")] = None,
+    transfer_listen: Annotated[str, typer.Option(help="HOST:PORT the transfer server listens on")] = "127.0.0.1:0",
 ) -> None:
     """Run a site agent: connect outbound to the platform, pull work and run it in this site's engine."""
     from suanwang.agent.runner import Agent
@@ -210,12 +215,28 @@ def agent(
     runner = Agent(s.url, s.agent_token, executor, s.workdir, heartbeat_s=s.heartbeat_s, poll_s=s.poll_s,
                    usage_interval_s=s.usage_interval_s, max_tasks=s.max_tasks)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    transfers = _transfer_worker(s.url, s.agent_token, datasets_root, transfer_listen) if datasets_root else None
     try:
         runner.run_forever()
     except KeyboardInterrupt:
         pass
     finally:
         runner.close()
+        if transfers is not None:
+            transfers.stop()
+
+
+def _transfer_worker(url: str, token: str, root: Path, listen: str):  # type: ignore[no-untyped-def]
+    """Staged transfers beside the job loop, on their own thread and port (suanwang.agent.transfer_worker)."""
+    import httpx
+
+    from suanwang.agent.transfer_worker import TransferWorker
+
+    host, _, port = listen.rpartition(":")
+    client = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+    worker = TransferWorker(client, root, host=host or "127.0.0.1", port=int(port or 0))
+    worker.start()
+    return worker
 
 
 def _agent_token(url: str, token: str | None, token_file: Path | None, enrol_token: str | None) -> str:

@@ -60,6 +60,7 @@ class PriceUnit(enum.StrEnum):
     CARD_HOUR = "card_hour"  # intelligent: one accelerator card for one hour
     NODE_HOUR = "node_hour"  # super: one HPC node for one hour
     SHOT = "shot"  # quantum: one circuit execution
+    GB_TRANSFER = "gb_transfer"  # a staged transfer: one decimal gigabyte moved over a link between two sites
 
 
 @dataclass(frozen=True, slots=True)

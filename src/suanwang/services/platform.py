@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Scheduler
 from suanwang.observability import metrics
-from suanwang.services import billing, chain, scheduling
+from suanwang.services import billing, chain, scheduling, workflows
 from suanwang.services.ledger_store import reconcile
 from suanwang.services.planner import GridPlanner
 from suanwang.settings import LoopSettings as Settings  # the loop's knobs live with the operator's settings
@@ -109,6 +109,8 @@ class Platform:
                     placed = scheduling.place_waiting_jobs(s, scheduler, now=now,
                                                            engine_queue=self.settings.engine_queue)
                     metrics.PLACEMENTS.inc(len(placed))
+            with self.db.transaction() as s:
+                workflows.advance_all(s)  # workflow steps whose inputs now exist start; ended steps retry or fail
             billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=10)  # own transactions
             chain.seal_all(self.db)  # after rating, off its path: hash-chain what has committed (own transactions)
 

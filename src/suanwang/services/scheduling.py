@@ -20,6 +20,7 @@ from suanwang.domain.grid import Capacity
 from suanwang.domain.job import LEASED_STATES, JobSpec, JobState, check_transition, state_after_lost_lease
 from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler
 from suanwang.domain.resources import Engine, LostPolicy, ServiceLevel
+from suanwang.services import transfers
 from suanwang.services.attempts import AttemptOutcome, end_attempt
 from suanwang.services.billing import price_queue
 from suanwang.services.grid_model import GridShape, load_grid
@@ -209,10 +210,16 @@ def place_waiting_jobs(
     else:
         plan = scheduler.plan(queue, pools, now=now)
     placed, deferred, events = [], [], []
+    # a job whose inputs are not yet at its site waits while they are staged (flows; services.transfers)
+    staging = transfers.staging_gate(session, {p.job_id: p.site for p in plan if p.start_at <= now + 1.0}, now=now)
     for placement in plan:
         job = by_id[placement.job_id]
         record = {"site": placement.site, "pool": placement.pool, "start_at": placement.start_at,
                   "terms": placement.terms}
+        if placement.job_id in staging:
+            if job.placement != record | {"staging": staging[placement.job_id]}:
+                deferred.append({"b_id": job.id, "placement": record | {"staging": staging[placement.job_id]}})
+            continue
         if placement.start_at > now + 1.0:
             if job.placement != record | {"deferred": True}:
                 deferred.append({"b_id": job.id, "placement": record | {"deferred": True}})
@@ -232,7 +239,7 @@ def place_waiting_jobs(
             state=bindparam("state"), site=bindparam("site"), pool=bindparam("pool"),
             placed_at=bindparam("placed_at"), placement=bindparam("placement")), placed)
         session.execute(insert(JobEventRow.__table__), events)
-    return [p for p in plan if p.start_at <= now + 1.0]
+    return [p for p in plan if p.start_at <= now + 1.0 and p.job_id not in staging]
 
 
 def explain_job(session: Session, planner: GridPlanner, job: JobRow, *, now: float) -> dict[str, Any]:

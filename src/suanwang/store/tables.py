@@ -290,3 +290,90 @@ class ChainGapRow(Base):
     chain: Mapped[str] = mapped_column(String(16), primary_key=True)
     row_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     seen_at: Mapped[float] = mapped_column(Float)
+
+
+class DatasetRow(Base):
+    """One version of a tenant's dataset (migration 0012): size, content hash, sovereignty region."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", "version"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(100), default="")
+    shared_with: Mapped[list[str]] = mapped_column(JSON, default=list)  # tenant ids that may read it
+    source_job: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the job that wrote it
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ReplicaRow(Base):
+    """A site's copy of a dataset version: ``present`` once its bytes are verified there."""
+
+    __tablename__ = "dataset_replicas"
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    site: Mapped[str] = mapped_column(ForeignKey("sites.name"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))  # present | staging
+    reported_at: Mapped[float] = mapped_column(Float)
+
+
+class DataTransferRow(Base):
+    """A staged transfer between two sites' agents for a job (migration 0012).
+
+    Billed once: its usage key is ``transfer:<id>``, and the charge's idempotency key follows it.
+    """
+
+    __tablename__ = "transfers"
+    __table_args__ = (UniqueConstraint("dataset_id", "target"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the job that needed it first
+    source: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20))  # ordered | done | failed
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    bytes_moved: Mapped[int] = mapped_column(BigInteger, default=0)
+    predicted_s: Mapped[float] = mapped_column(Float, default=0.0)
+    measured_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str] = mapped_column(String(2000), default="")
+    secret: Mapped[str] = mapped_column(String(64))  # one-use capability the source agent checks; agents only
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries so far
+    created_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class JobInputRow(Base):
+    """A dataset version a job reads: it starts only once a verified replica is at its site."""
+
+    __tablename__ = "job_inputs"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+
+
+class WorkflowRunRow(Base):
+    """One run of a workflow: its validated steps and their states (migration 0012)."""
+
+    __tablename__ = "workflow_runs"
+    __table_args__ = (Index("ix_workflow_runs_tenant", "tenant_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str] = mapped_column(String(2000), default="")
+
+
+class WorkflowStepRow(Base):
+    __tablename__ = "workflow_steps"
+    run_id: Mapped[str] = mapped_column(ForeignKey("workflow_runs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    jobs: Mapped[list[str]] = mapped_column(JSON, default=list)  # every job this step ran, retries included
+    reason: Mapped[str] = mapped_column(String(2000), default="")

@@ -1,0 +1,98 @@
+"""Workflow runs through the API: refused at submit naming the step, steps start once their inputs exist,
+outputs become dataset versions, retries, failure and cancel stop the run."""
+
+from __future__ import annotations
+
+import hashlib
+
+from tests.api.conftest import Grid
+
+SHA = hashlib.sha256(b"raw").hexdigest()
+OUT = hashlib.sha256(b"model").hexdigest()
+JOB = {"command": ["true"], "cores": 1, "memory_gb": 1}
+
+
+def _run(grid: Grid, steps: list[dict], client=None):  # type: ignore[no-untyped-def]
+    return (client or grid.consumer).post("/api/v1/workflows", json={"name": "flow", "steps": steps})
+
+
+def _lease_one(grid: Grid) -> dict:
+    grid.tick()
+    [task] = grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 4}).json()
+    return task
+
+
+def _end(grid: Grid, task: dict, phase: str = "succeeded") -> None:
+    code = 0 if phase == "succeeded" else 1
+    r = grid.agent.post(f"/api/v1/agent/jobs/{task['job_id']}/status",
+                        json={"attempt": task["attempt"], "phase": phase, "exit_code": code})
+    assert r.status_code == 200, r.text
+
+
+def test_refused_at_submit_naming_the_step(grid: Grid) -> None:
+    grid.register()
+    r = _run(grid, [{"name": "a", "job": JOB, "inputs": ["nope"]}])
+    assert r.status_code == 422 and "step a: unknown input nope" in r.text
+    r = _run(grid, [{"name": "a", "job": JOB, "inputs": ["b.y"], "output": "x"},
+                    {"name": "b", "job": JOB, "inputs": ["a.x"], "output": "y"}])
+    assert r.status_code == 422 and "cycle" in r.text
+    r = _run(grid, [{"name": "a", "job": {"command": ["x\x00"]}}])
+    assert r.status_code == 422
+    r = _run(grid, [{"name": "a", "job": {"command": ["true"], "cores": 2**70}}])
+    assert r.status_code == 422 and "step a" in r.text
+    assert grid.consumer.get("/api/v1/workflows").json() == []  # nothing half-written
+
+
+def test_a_chain_runs_step_by_step_with_its_output_as_a_dataset(grid: Grid) -> None:
+    grid.register()
+    assert grid.consumer.post("/api/v1/datasets", json={"name": "raw", "size_bytes": 3, "sha256": SHA,
+                                                          "sites": ["local"]}).status_code == 201
+    r = _run(grid, [{"name": "train", "job": JOB, "inputs": ["raw"], "output": "model"},
+                    {"name": "serve", "job": JOB, "inputs": ["train.model"]}])
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert [s["state"] for s in run["steps"]] == ["submitted", "waiting"]
+    task = _lease_one(grid)
+    assert task["job_id"] == run["steps"][0]["job_id"]
+    other = grid.new_consumer("other")
+    assert other.get(f"/api/v1/workflows/{run['id']}").status_code == 404
+    assert grid.agent.post(f"/api/v1/agent/jobs/{task['job_id']}/output",
+                           json={"attempt": task["attempt"], "size_bytes": 5, "sha256": OUT}).status_code == 200
+    _end(grid, task)
+    grid.tick()
+    view = grid.consumer.get(f"/api/v1/workflows/{run['id']}").json()
+    assert [s["state"] for s in view["steps"]] == ["succeeded", "submitted"]
+    [model] = grid.consumer.get("/api/v1/datasets?name=model").json()
+    assert (model["sha256"], model["source_job"], [x["site"] for x in model["replicas"]]) == (
+        OUT, task["job_id"], ["local"])
+    _end(grid, _lease_one(grid))
+    grid.tick()
+    view = grid.consumer.get(f"/api/v1/workflows/{run['id']}").json()
+    assert view["state"] == "succeeded" and [s["state"] for s in view["steps"]] == ["succeeded", "succeeded"]
+
+
+def test_a_step_without_its_output_fails_the_run_and_retries_first(grid: Grid) -> None:
+    grid.register()
+    run = _run(grid, [{"name": "a", "job": JOB, "retries": 1}, {"name": "b", "job": JOB, "after": ["a"]}]).json()
+    _end(grid, _lease_one(grid), "failed")
+    grid.tick()
+    view = grid.consumer.get(f"/api/v1/workflows/{run['id']}").json()
+    assert view["steps"][0]["attempts"] == 2 and view["state"] == "running"  # retried once
+    _end(grid, _lease_one(grid), "failed")
+    grid.tick()
+    view = grid.consumer.get(f"/api/v1/workflows/{run['id']}").json()
+    assert view["state"] == "failed" and "step a" in view["reason"]
+    assert [s["state"] for s in view["steps"]] == ["failed", "cancelled"]
+
+
+def test_cancel_stops_the_whole_run(grid: Grid) -> None:
+    grid.register()
+    run = _run(grid, [{"name": "a", "job": JOB}, {"name": "b", "job": JOB}, {"name": "c", "job": JOB, "after": ["a"]}])
+    run = run.json()
+    job_ids = [s["job_id"] for s in run["steps"] if s["job_id"]]
+    assert len(job_ids) == 2
+    assert grid.new_consumer("x").post(f"/api/v1/workflows/{run['id']}/cancel").status_code == 404
+    view = grid.consumer.post(f"/api/v1/workflows/{run['id']}/cancel").json()
+    assert view["state"] == "cancelled" and {s["state"] for s in view["steps"]} == {"cancelled"}
+    assert {grid.consumer.get(f"/api/v1/jobs/{j}").json()["state"] for j in job_ids} == {"cancelled"}
+    assert grid.consumer.post(f"/api/v1/workflows/{run['id']}/cancel").status_code == 409
