@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.domain import units
 from suanwang.domain.grid import Capacity, Link, Pool, Site
+from suanwang.domain.quantum import backends_of
 from suanwang.domain.resources import Engine, ResourceClass
 from suanwang.errors import Conflict, InvalidSpec, NotFound
 from suanwang.services.audit import record_audit
@@ -50,6 +51,7 @@ def pool_from_row(row: PoolRow, region: str = "") -> Pool:
         tier=row.tier,
         node=node,
         labels=labels,
+        quantum=backends_of(row.quantum),
     )
 
 
@@ -157,6 +159,7 @@ def register_pools(session: Session, agent: Principal, pools: list[dict[str, Any
                 setattr(row, key, p[key])
         row.tier = row.tier or "standard"
         row.labels = row.labels or {}
+        row.quantum = [b.to_json() for b in backends_of(p.get("quantum"))]
         row.updated_at = now
         session.add(row)
         rows.append(row)
@@ -179,6 +182,7 @@ def _validate_pool(site: str, p: dict[str, Any]) -> None:
             engine=Engine(p["engine"]),
             capacity=Capacity(int(p["cores"]), float(p["memory_gb"]), int(p.get("devices") or 0)),
             device_model=p.get("device_model") or "",
+            quantum=backends_of(p.get("quantum")),
         )
     except KeyError as exc:
         raise InvalidSpec(f"pool {p.get('name')!r}: missing field {exc}") from exc
@@ -187,6 +191,8 @@ def _validate_pool(site: str, p: dict[str, Any]) -> None:
 
 
 def pool_scu_per_hour(pool: Pool) -> Decimal:
+    if pool.resource_class is ResourceClass.QUANTUM:
+        return Decimal(0)  # the SCU is FP32 throughput; a quantum pool is measured in shots
     return units.pool_capacity_scu_per_hour(
         cores=pool.capacity.cores,
         devices=pool.capacity.devices,

@@ -42,7 +42,8 @@ def lease(body: LeaseIn, agent: CurrentPrincipal, platform: PlatformDep) -> list
                 TaskOut(job_id=j.id, attempt=j.attempt, pool=j.pool or "", command=j.spec["command"], cores=j.cores,
                         memory_gb=j.memory_gb, devices=j.devices, env=j.spec.get("env", {}),
                         workdir=j.spec.get("workdir", ""), duration_s=j.spec.get("duration_s", 3600.0),
-                        tenant=j.tenant_id)
+                        tenant=j.tenant_id, circuit=j.spec.get("circuit", ""),
+                        shots=j.spec.get("shots", 0))
                 for j in jobs
             ]
         if tasks or time.monotonic() >= deadline:
