@@ -55,7 +55,10 @@ def parse(qasm: str) -> tuple[object, int]:
     except ImportError as exc:  # the platform was installed without the quantum extra
         raise InvalidSpec("quantum jobs need the platform's 'quantum' extra (pip install 'suanwang[quantum]')") from exc
     try:
-        circuit = qiskit.qasm2.loads(qasm) if version == 2 else qiskit.qasm3.loads(qasm)
+        if version == 2:  # qelib1.inc as Qiskit reads it elsewhere: with sx, rxx, ... that hardware bases use
+            circuit = qiskit.qasm2.loads(qasm, custom_instructions=qiskit.qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
+        else:
+            circuit = qiskit.qasm3.loads(qasm)
     except ImportError as exc:  # qasm3 needs qiskit-qasm3-import
         raise InvalidSpec(f"circuit: OpenQASM 3 is not available on this platform ({exc})") from exc
     except Exception as exc:  # the parsers raise QiskitError subclasses, and a few plain errors on odd input
