@@ -92,5 +92,5 @@ def test_a_vendor_provider_plugs_in_and_a_cancelled_run_reports_no_shots() -> No
     assert _wait(ex, handle).usage.shots == 50
     with pytest.raises(InvalidSpec, match="not one of"):
         QuantumExecutor(GatedVendor(), [QuantumPool("x", "nope")])
-    with pytest.raises(InvalidSpec, match="package.module:Class"):
+    with pytest.raises(InvalidSpec, match=r"package\.module:Class"):
         load_provider("nonsense")

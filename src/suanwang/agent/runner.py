@@ -114,6 +114,8 @@ class Agent:
         self._lease_s = float(reply.get("lease_s", self._lease_s))
         self._registered = True
         log.info("registered site %s with pools %s", reply["site"], reply["pools"])
+        for warning in reply.get("warnings") or ():  # the catalogue did not know a model: metered conservatively
+            log.warning("catalogue: %s", warning)
 
     # --- the loop ------------------------------------------------------------------------
     def recover(self) -> None:

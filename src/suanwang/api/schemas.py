@@ -218,6 +218,7 @@ class PoolOut(BaseModel):
     cpu_model: str
     scu_per_hour: str
     quantum: list[dict[str, Any]] | None = None  # a quantum pool's backends: qubits, basis gates, coupling
+    catalogue_warning: str | None = None  # a model the catalogue does not know, and the rate it is metered at
 
 
 class RegisterIn(In):

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from suanwang.domain import units
+from suanwang.domain.catalogue import rate_cpu, rate_device
 from suanwang.domain.job import LEASED_STATES, JobState
 from suanwang.errors import InvalidSpec, NotFound
 from suanwang.services.attempts import (
@@ -328,13 +329,10 @@ def units_nano(pool: PoolRow, *, core_s: float, device_s: float) -> int:
     if pool.resource_class == "quantum":
         return 0
     cat = units.load_catalog()
-    try:
-        cpu = cat.get(pool.cpu_model or "cpu-core")
-    except InvalidSpec:  # a CPU the catalog does not know counts as the generic core
-        cpu = cat.get("cpu-core")
-    per_hour = Decimal(str(core_s)) * units.scu_per_hour(cpu)
+    # A model the catalogue does not know is metered at its stated conservative rate (flagged at register).
+    per_hour = Decimal(str(core_s)) * units.scu_per_hour(rate_cpu(cat, pool.cpu_model or "").spec)
     if device_s:
-        per_hour += Decimal(str(device_s)) * units.scu_per_hour(cat.get(pool.device_model))
+        per_hour += Decimal(str(device_s)) * units.scu_per_hour(rate_device(cat, pool.device_model or "").spec)
     return int((per_hour / 3600 * 1_000_000_000).to_integral_value())
 
 
