@@ -20,7 +20,9 @@ waited ``drain_after_s`` marks the cards it needs, least-used first, as
 draining: no fraction is placed on them again, so they empty within the
 longest remaining run time of the fractions on them.  A whole-card request
 therefore starts within ``drain_after_s + max fraction run time`` of arriving
-at the head of the whole-card queue (the bounded delay the tests check).
+at the head of the whole-card queue (the bounded delay the tests check).  One
+request drains at a time (the first to ask): drained cards idle while they
+empty, so draining for every waiting request at once would idle the pool.
 
 Fragmentation (``fragmentation``): the share of free capacity that a
 whole-card request cannot use, ``1 - (wholly free cards x WHOLE) / free
@@ -172,7 +174,8 @@ class Packer:
                 if c.draining == req.id:
                     c.draining = ""
             return self._grant(req.id, tuple(empty[:n]), WHOLE, mem or self.cards[0].memory_mib)
-        if self.drain and now - req.submitted >= self.drain_after_s and n <= len(self.cards):
+        others = any(c.draining and c.draining != req.id for c in self.cards)
+        if self.drain and not others and now - req.submitted >= self.drain_after_s and n <= len(self.cards):
             held = sum(1 for c in self.cards if c.draining == req.id)
             free = [c for c in self.cards if not c.draining and c.empty]
             for c in free[:n - held]:  # hold the empty ones, or a fraction lands there

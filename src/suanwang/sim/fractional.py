@@ -77,6 +77,7 @@ def gpu_fragmentation(used_per_card: Iterable[int]) -> float:
 class FractionalReport:
     placements: int
     allocated_share: float  # time-weighted share of the cards held, 0..1
+    requested_share: float  # time-weighted share the running jobs asked for (below allocated without sharing)
     fragmentation: float  # time-weighted, 0..1
     mean_wait_s: float
     max_whole_wait_s: float  # longest wait of a whole-card job
@@ -86,9 +87,10 @@ class FractionalReport:
 
 def replay(jobs: Sequence[FracJob], *, cards: int, memory_mib: int, sharing: Sharing | None = None,
            drain_after_s: float = 60.0, best_fit: bool = True, drain: bool = True,
-           check: bool = False) -> FractionalReport:
+           check: bool = False, whole_cards_only: bool = False) -> FractionalReport:
     """Run ``jobs`` through one pool of ``cards`` shared cards; at each event the waiting jobs are offered
-    capacity in arrival order.  ``check`` asserts after every step that no card is overcommitted."""
+    capacity in arrival order.  ``check`` asserts after every step that no card is overcommitted.
+    ``whole_cards_only``: the baseline without sharing (a fraction holds a whole card)."""
     packer = Packer(cards, memory_mib, sharing, drain_after_s=drain_after_s, best_fit=best_fit, drain=drain)
     order = sorted(jobs, key=lambda j: (j.submit_s, j.id))
     ends: list[tuple[float, str]] = []
@@ -97,20 +99,24 @@ def replay(jobs: Sequence[FracJob], *, cards: int, memory_mib: int, sharing: Sha
     whole_wait = 0.0
     i = placements = unplaced = 0
     now = last = 0.0
-    share_area = frag_area = 0.0
+    share_area = frag_area = asked_area = 0.0
+    asked = 0  # milli-cards the running jobs asked for
+    asked_of: dict[str, int] = {}
     wakes: list[float] = []  # drain deadlines: a whole job waiting that long must be offered capacity again
     while i < len(order) or ends or waiting:
-        candidates = [t for t in (order[i].submit_s if i < len(order) else math.inf,
-                                  ends[0][0] if ends else math.inf, wakes[0] if wakes else math.inf)]
-        nxt = min(candidates)
+        nxt = min(order[i].submit_s if i < len(order) else math.inf, ends[0][0] if ends else math.inf,
+                  wakes[0] if wakes else math.inf)
         if math.isinf(nxt):
             unplaced += len(waiting)  # nothing will ever change: these never fit
             break
         share_area += packer.allocated_share() * (nxt - last)
+        asked_area += asked / (WHOLE * cards) * (nxt - last)
         frag_area += packer.fragmentation() * (nxt - last)
         now = last = nxt
         while ends and ends[0][0] <= now:
-            packer.release(heapq.heappop(ends)[1])
+            done = heapq.heappop(ends)[1]
+            packer.release(done)
+            asked -= asked_of.pop(done)
         while wakes and wakes[0] <= now:
             heapq.heappop(wakes)
         while i < len(order) and order[i].submit_s <= now:
@@ -124,11 +130,14 @@ def replay(jobs: Sequence[FracJob], *, cards: int, memory_mib: int, sharing: Sha
             i += 1
         still = []
         for job in waiting:
-            grant = packer.place(Request(job.id, job.share, job.memory_mib, job.submit_s), now=now)
+            share = max(WHOLE, job.share) if whole_cards_only else job.share
+            grant = packer.place(Request(job.id, share, job.memory_mib, job.submit_s), now=now)
             if grant is None:
                 still.append(job)
                 continue
             placements += 1
+            asked += job.share
+            asked_of[job.id] = job.share
             waits.append(now - job.submit_s)
             if job.share >= WHOLE:
                 whole_wait = max(whole_wait, now - job.submit_s)
@@ -138,5 +147,5 @@ def replay(jobs: Sequence[FracJob], *, cards: int, memory_mib: int, sharing: Sha
             for c in packer.cards:
                 assert 0 <= c.used <= WHOLE and 0 <= c.mem_used <= c.memory_mib, c
     span = max(now, 1e-9)
-    return FractionalReport(placements, share_area / span, frag_area / span,
+    return FractionalReport(placements, share_area / span, asked_area / span, frag_area / span,
                             sum(waits) / len(waits) if waits else 0.0, whole_wait, now, unplaced)
