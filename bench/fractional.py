@@ -6,8 +6,8 @@ stdout line is one JSON object.
 Workload (synthetic; the shipped traces have no fractional GPU requests): Poisson arrivals at an offered
 load of ``--load`` (default 0.9) of the pool's cards; ``--fraction-share`` (default 0.7, at least 0.6) of
 the jobs ask for 0.1-0.5 of a card (with 2-16 GiB of device memory), the rest for 1-4 whole cards;
-lognormal run times (median 5 min); 5,000 jobs a run (1,000 with
---quick).  Every policy replays the same instance through ``sim.fractional.replay`` (the packing code the agent and simulator use):
+lognormal run times (median 5 min); 5,000 jobs a run (1,000 with --quick).  Every policy replays the
+same instance through ``sim.fractional.replay`` (the packing code the agent and simulator use):
 
 - ours: best fit onto the busiest card with room, and drain after 120 s for waiting whole-card jobs;
 - best-fit-no-drain: ours without drain (the ablation: what drain costs and buys);
