@@ -15,6 +15,13 @@ from suanwang.domain.quantum import MAX_QASM_BYTES, MAX_QUBITS
 from suanwang.errors import InvalidSpec
 
 _VERSION = re.compile(r"^\s*(?://[^\n]*\n\s*|/\*.*?\*/\s*)*OPENQASM\s+([0-9]+)(?:\.[0-9]+)?\s*;", re.S)
+_INCLUDE = re.compile(r"\binclude\s*[\"']([^\"']*)[\"']")
+_WORD_INCLUDE = re.compile(r"\binclude\b")
+_STANDARD = {2: "qelib1.inc", 3: "stdgates.inc"}  # the only includes: anything else would read the server's files
+# Qiskit's OpenQASM 3 importer (ANTLR in Python) takes about a second per KiB on a busy machine, and
+# nesting recurses: both are bounded before it runs (OpenQASM 2's parser is native and fast).
+MAX_QASM3_BYTES = 8 * 1024
+MAX_NESTING = 64
 _SIZES = re.compile(r"\b(?:qreg\s+[A-Za-z_][A-Za-z0-9_]*\s*\[\s*([0-9]+)\s*\]|qubit\s*\[\s*([0-9]+)\s*\])")
 
 
@@ -44,6 +51,24 @@ def parse(qasm: str) -> tuple[object, int]:
     version = int(head.group(1))
     if version not in (2, 3):
         raise InvalidSpec(f"circuit: OpenQASM {version} is not supported (2 or 3)")
+    std = _STANDARD[version]
+    named = [m.group(1) for m in _INCLUDE.finditer(qasm)]
+    if len(_WORD_INCLUDE.findall(qasm)) != named.count(std):  # also an include spelled past this pattern
+        other = next((n for n in named if n != std), "")
+        raise InvalidSpec(f"circuit: only include \"{std}\" is allowed in OpenQASM {version}"
+                          + (f" (got {other[:60]!r})" if other else ""))
+    if version == 3 and size > MAX_QASM3_BYTES:
+        raise InvalidSpec(f"circuit: {size} bytes; an OpenQASM 3 program may have at most {MAX_QASM3_BYTES} "
+                          "(OpenQASM 2 up to {MAX_QASM_BYTES})".replace("{MAX_QASM_BYTES}", str(MAX_QASM_BYTES)))
+    depth = deepest = 0
+    for ch in qasm:
+        if ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth -= 1
+    if deepest > MAX_NESTING:
+        raise InvalidSpec(f"circuit: brackets nested {deepest} deep; at most {MAX_NESTING}")
     # Register sizes are read before parsing: the parser would build every declared qubit first.
     for m in _SIZES.finditer(qasm):
         n = int(m.group(1) or m.group(2))
