@@ -53,6 +53,9 @@ class AerProvider:
     def __init__(self, name: str = "aer_simulator", qubits: int = 0, method: str = "automatic") -> None:
         from qiskit_aer import AerSimulator
 
+        for module in ("qiskit.qasm2", "qiskit.qasm3", "qiskit.transpiler"):
+            importlib.import_module(module)  # now: a first import mid-run holds the GIL (and heartbeats) for seconds
+
         self._sim = AerSimulator(method=method)
         config = self._sim.configuration()
         self.backend = QuantumBackend(name=name, qubits=qubits or int(config.n_qubits),
