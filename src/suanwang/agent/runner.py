@@ -114,6 +114,8 @@ class Agent:
         self._lease_s = float(reply.get("lease_s", self._lease_s))
         self._registered = True
         log.info("registered site %s with pools %s", reply["site"], reply["pools"])
+        for warning in reply.get("warnings") or ():  # the catalogue did not know a model: metered conservatively
+            log.warning("catalogue: %s", warning)
 
     # --- the loop ------------------------------------------------------------------------
     def recover(self) -> None:
@@ -224,7 +226,8 @@ class Agent:
             try:
                 task = Task(job_id=t["job_id"], attempt=t["attempt"], command=tuple(t["command"]), pool=t["pool"],
                             cores=t["cores"], memory_gb=t["memory_gb"], devices=t["devices"], env=t["env"],
-                            workdir=t["workdir"], duration_s=t["duration_s"], tenant=t.get("tenant", ""))
+                            workdir=t["workdir"], duration_s=t["duration_s"], tenant=t.get("tenant", ""),
+                            circuit=t.get("circuit", ""), shots=t.get("shots", 0))
             except (KeyError, TypeError) as exc:  # a task this agent cannot read fails alone
                 task = Task(job_id=str(t.get("job_id")), attempt=int(t.get("attempt", 0)), command=(), pool="")
                 rec = TaskRecord(task.job_id, task.attempt, "", dataclasses.asdict(task), 0, {}, time.time(), 0, False)
@@ -326,13 +329,16 @@ class Agent:
             "cpu_s": max(0.0, u.cpu_s - prev.get("cpu_s", 0.0)),
             "device_s": max(0.0, u.device_s - prev.get("device_s", 0.0)),
         }
+        if u.shots or prev.get("shots"):
+            delta["shots"] = max(0, u.shots - prev.get("shots", 0))
         body = {"job_id": rec.job_id, "attempt": rec.attempt, "seq": rec.seq, "pool": rec.task["pool"],
                 "start": rec.last_end, "end": max(now, rec.last_end), "peak_memory_bytes": u.peak_memory_bytes,
                 **delta}
         rec.seq += 1
         rec.last_end = body["end"]
         rec.reported = {"wall_s": max(u.wall_s, prev.get("wall_s", 0.0)), "cpu_s": max(u.cpu_s, prev.get("cpu_s", 0.0)),
-                        "device_s": max(u.device_s, prev.get("device_s", 0.0))}
+                        "device_s": max(u.device_s, prev.get("device_s", 0.0)),
+                        "shots": max(u.shots, prev.get("shots", 0))}
         self._last_usage[(rec.job_id, rec.attempt)] = time.monotonic()
         return [("/agent/usage", {"records": [body]})]
 

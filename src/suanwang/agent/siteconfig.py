@@ -63,6 +63,8 @@ class PoolConfig(_Strict):
     cores: Annotated[int, Field(ge=0)] = 0
     memory_gb: NonNegative = 0.0
     devices: Annotated[int, Field(ge=0)] = 0
+    # quantum: which of the provider's backends serves the pool (devices: circuits run at once)
+    backend: str = ""
 
     @field_validator("device_model")
     @classmethod
@@ -105,9 +107,15 @@ class LocalConfig(_Strict):
     pids_max: Annotated[int, Field(ge=1)] = 4096  # per job, where cgroups are enforced
 
 
+class QuantumConfig(_Strict):
+    provider: str = "aer"  # Qiskit Aer's simulator, or a vendor's "package.module:Class"
+    options: dict[str, Any] = {}  # keyword arguments for the provider (aer: name, qubits, method)
+
+
 class SiteConfig(_Strict):
     site: str = ""
-    engine: Literal["local", "slurm", "ray"]
+    engine: Literal["local", "slurm", "ray", "quantum"]
+    quantum: QuantumConfig = QuantumConfig()
     pools: list[PoolConfig] = []
     slurm: SlurmConfig = SlurmConfig()
     ray: RayConfig | None = None
@@ -124,6 +132,12 @@ class SiteConfig(_Strict):
             missing = [f"pools.{i}.partition" for i, p in enumerate(self.pools) if not p.partition]
             if missing:
                 raise ValueError(f"{', '.join(missing)}: a Slurm pool needs the partition behind it")
+        if self.engine == "quantum":
+            bad = [f"pools.{i}" for i, p in enumerate(self.pools)
+                   if p.resource_class is not ResourceClass.QUANTUM or not p.backend or p.devices < 1]
+            if bad:
+                raise ValueError(f"{', '.join(bad)}: a quantum pool has resource_class quantum, a backend and "
+                                 "devices >= 1 (circuits at once)")
         if self.engine == "ray" and self.ray is None:
             raise ValueError("ray: section required when engine is ray (address at least)")
         if self.engine == "local":
@@ -195,6 +209,11 @@ def build_executor(cfg: SiteConfig, workdir: str | Path | None = None, *, shared
             raise InvalidSpec("slurm.log_dir: required when the agent has no workdir", field="slurm.log_dir")
         return SlurmExecutor(mapping, log_dir=log_dir, slurm_conf=s.conf, bin_dir=s.bin_dir,
                              time_limit_factor=s.time_limit_factor, sbatch_args=s.sbatch_args, pass_env=s.pass_env)
+    if cfg.engine == "quantum":
+        from suanwang.agent.executors.quantum import QuantumExecutor, QuantumPool, load_provider
+
+        provider = load_provider(cfg.quantum.provider, cfg.quantum.options)
+        return QuantumExecutor(provider, [QuantumPool(p.name, p.backend, p.devices) for p in cfg.pools])
     if cfg.engine == "ray":
         from suanwang.agent.executors.ray import RayExecutor, RayPool
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from suanwang.domain.job import MAX_NAME, carry_problems
+from suanwang.domain.quantum import MAX_GATE_NAME, MAX_QASM_BYTES, MAX_QUBITS, MAX_SHOTS
 
 # The widest integers the store's INTEGER and BIGINT columns hold; a larger value is a 422, not an overflow.
 INT32, INT64 = 2**31 - 1, 2**63 - 1
@@ -69,7 +70,7 @@ def bad_string_at(value: Any) -> tuple[str, str] | None:
 
 
 class JobIn(In):
-    command: list[str] = Field(min_length=1)
+    command: list[str] = Field(default_factory=list)  # required but for quantum jobs, which carry a circuit
     name: str = Field(default="", max_length=MAX_NAME)
     resource_class: str = "general"
     device_model: str = ""
@@ -91,6 +92,10 @@ class JobIn(In):
     priority: int = Field(default=0, ge=-INT32 - 1, le=INT32)
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str = ""
+    device_models: list[str] = Field(default_factory=list, max_length=32)  # any of these ("V100 or T4")
+    exclude_device_models: list[str] = Field(default_factory=list, max_length=32)  # none of these
+    circuit: str = Field(default="", max_length=MAX_QASM_BYTES)  # quantum: an OpenQASM 2 or 3 program
+    shots: int = Field(default=0, ge=0, le=MAX_SHOTS)  # quantum: how many times to run and measure it
 
     @model_validator(mode="after")
     def _carriable(self) -> JobIn:
@@ -165,6 +170,22 @@ class LinkIn(In):
     direct: bool = False
 
 
+class QuantumBackendIn(In):
+    name: str = Field(min_length=1, max_length=100)
+    qubits: int = Field(ge=1, le=MAX_QUBITS)
+    basis_gates: list[str] = Field(min_length=1, max_length=1000)
+    coupling: list[tuple[int, int]] = Field(default_factory=list, max_length=200_000)
+    provider: str = Field(default="aer", max_length=100)
+
+    @model_validator(mode="after")
+    def _gates(self) -> QuantumBackendIn:
+        if any(not g or len(g) > MAX_GATE_NAME for g in self.basis_gates):
+            raise PydanticCustomError("gates", f"basis_gates: each gate name has 1..{MAX_GATE_NAME} characters")
+        if any(not (0 <= a < self.qubits and 0 <= b < self.qubits) or a == b for a, b in self.coupling):
+            raise PydanticCustomError("coupling", "coupling: each pair joins two distinct qubits of the backend")
+        return self
+
+
 class PoolIn(In):
     name: str = Field(min_length=1, max_length=100)
     resource_class: str = Field(max_length=20)  # widths: the pools table's columns
@@ -180,6 +201,7 @@ class PoolIn(In):
     node_memory_gb: float | None = None
     node_devices: int | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    quantum: list[QuantumBackendIn] | None = Field(default=None, max_length=64)  # a quantum pool's backends
 
 
 class PoolOut(BaseModel):
@@ -195,6 +217,8 @@ class PoolOut(BaseModel):
     device_memory_gb: float
     cpu_model: str
     scu_per_hour: str
+    quantum: list[dict[str, Any]] | None = None  # a quantum pool's backends: qubits, basis gates, coupling
+    catalogue_warning: str | None = None  # a model the catalogue does not know, and the rate it is metered at
 
 
 class RegisterIn(In):
@@ -231,6 +255,8 @@ class TaskOut(BaseModel):
     workdir: str
     duration_s: float
     tenant: str = ""  # whose job it is: the local executor runs each tenant's jobs as a user of its own
+    circuit: str = ""  # quantum jobs: the OpenQASM program
+    shots: int = 0
 
 
 class StatusIn(In):
@@ -253,6 +279,7 @@ class UsageIn(In):
     cpu_s: float = Field(ge=0)
     peak_memory_bytes: int = Field(ge=0, le=INT64)
     device_s: float = Field(default=0.0, ge=0)
+    shots: int = Field(default=0, ge=0, le=MAX_SHOTS)  # quantum: circuit executions in this window
 
 
 class UsageBatchIn(In):
@@ -274,6 +301,7 @@ class UsageOut(BaseModel):
     device_s: float
     peak_memory_bytes: int
     units: str
+    shots: int = 0
     unbilled_reason: str | None = None  # set when rating charged the consumer nothing (lost_attempt)
 
 

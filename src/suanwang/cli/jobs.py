@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -25,24 +26,36 @@ def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _names(text: str) -> list[str]:
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def submit(
-        command: Annotated[list[str], typer.Argument(help="the command, after --")],
+        command: Annotated[list[str] | None, typer.Argument(help="the command, after -- (none for --circuit)")] = None,
         cores: int = 1, memory_gb: float = 1.0, devices: int = 0,
         resource_class: Annotated[str, typer.Option("--class")] = "general",
         device_model: str = "", duration_s: float = 3600.0, name: str = "",
         deadline: float | None = None, max_price_fen: int | None = None,
         service_level: str = "standard", region: str = "", on_lost: str = "requeue",
         wait: Annotated[bool, typer.Option("--wait", help="wait until it ends and print its logs")] = False,
+        device_models: Annotated[str, typer.Option(help="any of these models, comma-separated: V100,T4")] = "",
+        exclude_device_models: Annotated[str, typer.Option(help="none of these models, comma-separated")] = "",
+        circuit: Annotated[Path | None, typer.Option(help="quantum: an OpenQASM 2/3 file (class quantum)")] = None,
+        shots: Annotated[int, typer.Option(help="quantum: how many times to run and measure the circuit")] = 1000,
         url: Url = None, token: Token = None, json: Json = False,
     ) -> None:
-        """Submit a job: suanwang submit --cores 2 -- python train.py"""
+        """Submit a job: suanwang submit --cores 2 -- python train.py ; suanwang submit --circuit bell.qasm"""
         c = Client(url, token)
-        body = {"command": command, "cores": cores, "memory_gb": memory_gb, "devices": devices,
-                "resource_class": resource_class, "device_model": device_model, "duration_s": duration_s,
-                "name": name, "deadline": deadline, "max_price_fen": max_price_fen,
-                "service_level": service_level, "region": region, "on_lost": on_lost}
+        body: dict[str, Any] = {
+            "command": command or [], "cores": cores, "memory_gb": memory_gb, "devices": devices,
+            "resource_class": resource_class, "device_model": device_model, "duration_s": duration_s,
+            "name": name, "deadline": deadline, "max_price_fen": max_price_fen,
+            "service_level": service_level, "region": region, "on_lost": on_lost,
+            "device_models": _names(device_models), "exclude_device_models": _names(exclude_device_models)}
+        if circuit is not None:
+            body |= {"resource_class": "quantum", "circuit": circuit.read_text(), "shots": shots}
         job = c.call("POST", "/jobs", json=body)
         if wait:
             with console.status(f"{job['id']}: {job['state']}") as status:

@@ -15,6 +15,7 @@ import typer
 from suanwang import __version__
 from suanwang.cli import audit as audit_commands
 from suanwang.cli import billing as billing_commands
+from suanwang.cli import catalog as catalog_commands
 from suanwang.cli import jobs as job_commands
 from suanwang.cli import runs as run_commands
 from suanwang.cli import sim as sim_commands
@@ -33,6 +34,7 @@ app.command("demo")(demo_command)
 billing_commands.register(app)
 audit_commands.register(app)
 run_commands.register(app)
+catalog_commands.register(app)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where state and tokens live (default ~/.suanwang)")]
 DbUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL (SUANWANG_DATABASE_URL); "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from suanwang.domain.quantum import QuantumBackend
 from suanwang.domain.resources import Engine, ResourceClass
 from suanwang.errors import InvalidSpec
 
@@ -108,10 +109,13 @@ class Pool:
     tier: str = "standard"  # hardware tier of the grade, e.g. "flagship", "standard", "economy"
     node: Capacity | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    quantum: tuple[QuantumBackend, ...] = ()  # a quantum pool's backends (qubits, basis gates, coupling)
 
     def __post_init__(self) -> None:
         if not self.name:
             raise InvalidSpec("pool name must not be empty")
+        if self.resource_class is ResourceClass.QUANTUM and not self.quantum:
+            raise InvalidSpec(f"pool {self.name}: a quantum pool declares its backends (qubits, basis gates)")
         if self.resource_class is ResourceClass.INTELLIGENT and self.capacity.devices <= 0:
             raise InvalidSpec(f"pool {self.name}: an intelligent pool needs devices")
         if self.capacity.devices > 0 and not self.device_model:

@@ -119,6 +119,15 @@ class JobSpec:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str = ""
     name: str = ""
+    # Device-model sets: any of ``device_models`` (with ``device_model``, if set), none of ``exclude_device_models``.
+    device_models: tuple[str, ...] = ()
+    exclude_device_models: tuple[str, ...] = ()
+    # Quantum jobs: an OpenQASM 2/3 program and its shots; ``qubits`` and ``gates`` are what the platform's
+    # parser read from it at submit (never taken from the consumer), for the hard rule against backends.
+    circuit: str = ""
+    shots: int = 0
+    qubits: int = 0
+    gates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = validate_spec(self)
@@ -133,7 +142,12 @@ class JobSpec:
 def validate_spec(spec: JobSpec) -> list[str]:
     """Every problem with a spec, as messages a consumer can act on."""
     problems: list[str] = []
-    if not spec.command or not all(isinstance(a, str) and a for a in spec.command):
+    quantum = spec.resource_class is ResourceClass.QUANTUM
+    if quantum:
+        problems += quantum_problems(spec)
+    elif spec.circuit or spec.shots:
+        problems.append("circuit and shots are for quantum jobs (resource_class quantum)")
+    if not all(isinstance(a, str) and a for a in spec.command) or not (spec.command or quantum):
         problems.append("command must be a non-empty list of non-empty strings")
     if spec.cores < 0:
         problems.append(f"cores must not be negative (got {spec.cores})")
@@ -159,6 +173,40 @@ def validate_spec(spec: JobSpec) -> list[str]:
         problems.append("latency_ms_max needs consumer_site (where the traffic comes from)")
     if spec.deadline is not None and spec.not_before is not None and spec.deadline <= spec.not_before:
         problems.append("deadline must be after not_before")
+    problems += model_set_problems(spec)
+    return problems
+
+
+MAX_MODELS = 32  # device models one job may name in a set
+
+
+def model_set_problems(spec: JobSpec) -> list[str]:
+    problems = []
+    for name, models in (("device_models", spec.device_models), ("exclude_device_models", spec.exclude_device_models)):
+        if len(models) > MAX_MODELS:
+            problems.append(f"{name}: at most {MAX_MODELS} models (got {len(models)})")
+        if any(not isinstance(m, str) or not m.strip() or len(m) > 100 for m in models):
+            problems.append(f"{name}: each model is a non-empty name of at most 100 characters")
+    both = {m.lower() for m in spec.device_models if isinstance(m, str)} & {
+        m.lower() for m in spec.exclude_device_models if isinstance(m, str)}
+    if both:
+        problems.append(f"device models both accepted and excluded: {', '.join(sorted(both))}")
+    return problems
+
+
+def quantum_problems(spec: JobSpec) -> list[str]:
+    """What is wrong with a quantum job's circuit and shots (the parser already read its qubits and gates)."""
+    from suanwang.domain.quantum import MAX_SHOTS
+
+    problems = []
+    if not spec.circuit:
+        problems.append("a quantum job needs a circuit (an OpenQASM 2 or 3 program)")
+    if isinstance(spec.shots, bool) or not isinstance(spec.shots, int) or not 1 <= spec.shots <= MAX_SHOTS:
+        problems.append(f"shots must be an integer within 1..{MAX_SHOTS} (got {str(spec.shots)[:30]})")
+    if spec.circuit and spec.qubits < 1:
+        problems.append("the circuit uses no qubits")
+    if spec.cores or spec.memory_gb or spec.devices != 1:
+        problems.append("a quantum job holds one backend slot: devices 1, cores 0, memory_gb 0")
     return problems
 
 

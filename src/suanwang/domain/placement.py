@@ -14,6 +14,9 @@ from typing import Protocol
 
 from suanwang.domain.grid import Capacity, Pool, PoolId, SiteId
 from suanwang.domain.job import JobId, JobSpec
+from suanwang.domain.models import model_set_rule
+from suanwang.domain.quantum import circuit_rule
+from suanwang.domain.resources import ResourceClass
 from suanwang.errors import Unplaceable
 
 
@@ -66,6 +69,13 @@ def rule_out(spec: JobSpec, pool: Pool) -> str | None:
         return f"class {pool.resource_class}, job needs {spec.resource_class}"
     if spec.device_model and spec.device_model.lower() != pool.device_model.lower():
         return f"device {pool.device_model or 'none'}, job needs {spec.device_model}"
+    why = model_set_rule(spec.device_models, spec.exclude_device_models, pool.device_model)
+    if why:
+        return why
+    if spec.resource_class is ResourceClass.QUANTUM:
+        why = circuit_rule(spec.qubits, spec.gates, pool.quantum)
+        if why:
+            return why
     if spec.device_memory_gb_min and pool.device_memory_gb < spec.device_memory_gb_min:
         return f"device memory {pool.device_memory_gb:g} GB < {spec.device_memory_gb_min:g} GB needed"
     if spec.region and pool.labels.get("region", spec.region) != spec.region:

@@ -49,7 +49,8 @@ _CLASSES = {c.value: c for c in ResourceClass}  # ResourceClass(value) costs mor
 FREE = "free"  # price_row's answer for usage that started before any price book: rated, no charge
 
 
-def quantities(core_s: float, device_s: float, units_nano: int) -> tuple[tuple[PriceUnit, Decimal], ...]:
+def quantities(core_s: float, device_s: float, units_nano: int,
+               shots: int = 0) -> tuple[tuple[PriceUnit, Decimal], ...]:
     """What a usage row measured per unit, in the order a UsageRecord keeps them (by unit name)."""
     out = []
     if device_s:
@@ -57,6 +58,8 @@ def quantities(core_s: float, device_s: float, units_nano: int) -> tuple[tuple[P
     if core_s:
         out.append((PriceUnit.CORE_HOUR, Decimal(str(core_s)) / 3600))
     out.append((PriceUnit.SCU, Decimal(units_nano).scaleb(-9)))
+    if shots:
+        out.append((PriceUnit.SHOT, Decimal(shots)))
     return tuple(out)
 
 
@@ -119,7 +122,7 @@ class RatingContext:
 def price_row(row: Sequence[Any], ctx: RatingContext) -> PricedUsage | str | None:
     """Rate a claimed usage row ``(id, job_id, attempt, seq, consumer, site, pool, resource_class, start,
     end, core_s, device_s, units_nano)``: a PricedUsage, FREE, or None for the general path."""
-    _, job_id, attempt, seq, consumer, site, pool, cls_value, start_s, end_s, core_s, device_s, units_nano = row
+    _, job_id, attempt, seq, consumer, site, pool, cls_value, start_s, end_s, core_s, device_s, units_nano, *more = row
     start, end = utc(start_s), utc(end_s)
     first = ctx.books.first_effective()
     if first is None or start < first:
@@ -129,7 +132,7 @@ def price_row(row: Sequence[Any], ctx: RatingContext) -> PricedUsage | str | Non
     if (cls is None or level is None or not job_id or ":" in job_id or end < start
             or type(attempt) is not int or type(seq) is not int or attempt < 0 or seq < 0):
         return None
-    measured = quantities(core_s, device_s, units_nano)
+    measured = quantities(core_s, device_s, units_nano, *more)
     for _, q in measured:
         if not q.is_finite() or q < 0:
             return None

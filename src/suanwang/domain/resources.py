@@ -32,6 +32,7 @@ class Engine(enum.StrEnum):
     SLURM = "slurm"
     RAY = "ray"
     KUBERNETES = "kubernetes"
+    QUANTUM = "quantum"  # the agent's quantum executor (Qiskit Aer, or a vendor's provider plug-in)
 
 
 @enum.unique

@@ -92,8 +92,11 @@ import numpy as np
 
 from suanwang.domain.grid import Capacity, Link, Pool, PoolId, Site, SiteId
 from suanwang.domain.job import JobSpec
+from suanwang.domain.models import model_set_rule
 from suanwang.domain.network import Network
 from suanwang.domain.placement import Placement, PoolState, QueuedJob, priced_out, rule_out
+from suanwang.domain.quantum import circuit_rule
+from suanwang.domain.resources import ResourceClass
 from suanwang.errors import InvalidSpec, Unplaceable
 
 PoolKey = tuple[SiteId, PoolId]
@@ -320,6 +323,8 @@ class GridContext:
         if spec.region:
             ok &= ((a["label_region"] == "") | (a["label_region"] == spec.region)) & (a["site_region"] == spec.region)
         ok &= (a["node_cores"] >= spec.cores) & (a["node_mem"] >= spec.memory_gb) & (a["node_dev"] >= spec.devices)
+        if spec.device_models or spec.exclude_device_models or spec.resource_class is ResourceClass.QUANTUM:
+            ok &= extra_rule_mask(spec, self.pools)  # model sets, qubits and gate set (domain.models, .quantum)
         net = self.network
         if spec.latency_ms_max is not None:
             if spec.consumer_site not in net.index:
@@ -390,7 +395,22 @@ def _shape(spec: JobSpec) -> tuple:
         spec.cores,
         spec.memory_gb,
         spec.devices,
+        spec.device_models,
+        spec.exclude_device_models,
+        spec.qubits,
+        spec.gates,
     )
+
+
+def extra_rule_mask(spec: JobSpec, pools: Sequence[Pool]) -> np.ndarray:
+    """Device-model sets and the quantum circuit rule over every pool (``placement.rule_out``'s own checks)."""
+    out = np.ones(len(pools), dtype=bool)
+    for i, pool in enumerate(pools):
+        if model_set_rule(spec.device_models, spec.exclude_device_models, pool.device_model):
+            out[i] = False
+        elif spec.resource_class is ResourceClass.QUANTUM and circuit_rule(spec.qubits, spec.gates, pool.quantum):
+            out[i] = False
+    return out
 
 
 def _ratio(x: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from suanwang.domain import units
+from suanwang.domain.catalogue import rate_cpu, rate_device
 from suanwang.domain.job import LEASED_STATES, JobState
 from suanwang.errors import InvalidSpec, NotFound
 from suanwang.services.attempts import (
@@ -57,6 +58,7 @@ class UsageReport:
     cpu_s: float
     peak_memory_bytes: int
     device_s: float = 0.0
+    shots: int = 0  # quantum: circuit executions done in this window
 
 
 def lease_jobs(
@@ -211,6 +213,9 @@ def record_usage(session: Session, agent: Principal, reports: list[UsageReport],
         job = jobs[r.job_id]
         check_usage_bounds(r, cores=job.cores, devices=job.devices, leased_at=attempt.leased_at, now=now,
                            skew_s=clock_skew_s)
+        if r.shots and not 0 <= r.shots <= int(job.spec.get("shots") or 0):
+            raise InvalidSpec(f"usage of job {r.job_id}: {r.shots} shots, more than the job's "
+                              f"{job.spec.get('shots') or 0}")
         fresh.append(r)
     _check_no_overlap(session, fresh, leased)
     added: list[UsageRow] = []
@@ -222,6 +227,7 @@ def record_usage(session: Session, agent: Principal, reports: list[UsageReport],
             pool=r.pool, resource_class=job.resource_class, start=r.start, end=r.end, wall_s=r.wall_s,
             cpu_s=r.cpu_s, core_s=core_s, device_s=r.device_s, peak_memory_bytes=r.peak_memory_bytes,
             units_nano=units_nano(pools[r.pool], core_s=core_s, device_s=r.device_s), reported_at=now,
+            shots=r.shots,
         ))
     session.add_all(added)
     session.flush()
@@ -316,15 +322,17 @@ def queue_for_rating(session: Session, usage_ids: Sequence[int]) -> None:
 
 
 def units_nano(pool: PoolRow, *, core_s: float, device_s: float) -> int:
-    """Standard compute units of allocated core- and device-seconds, as integer nano-units."""
+    """Standard compute units of allocated core- and device-seconds, as integer nano-units.
+
+    A quantum pool earns none: the SCU is FP32 throughput, which a qubit has not; its usage is
+    metered in shots and circuit-seconds (``device_s``) and priced by the shot."""
+    if pool.resource_class == "quantum":
+        return 0
     cat = units.load_catalog()
-    try:
-        cpu = cat.get(pool.cpu_model or "cpu-core")
-    except InvalidSpec:  # a CPU the catalog does not know counts as the generic core
-        cpu = cat.get("cpu-core")
-    per_hour = Decimal(str(core_s)) * units.scu_per_hour(cpu)
+    # A model the catalogue does not know is metered at its stated conservative rate (flagged at register).
+    per_hour = Decimal(str(core_s)) * units.scu_per_hour(rate_cpu(cat, pool.cpu_model or "").spec)
     if device_s:
-        per_hour += Decimal(str(device_s)) * units.scu_per_hour(cat.get(pool.device_model))
+        per_hour += Decimal(str(device_s)) * units.scu_per_hour(rate_device(cat, pool.device_model or "").spec)
     return int((per_hour / 3600 * 1_000_000_000).to_integral_value())
 
 

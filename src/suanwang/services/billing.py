@@ -572,6 +572,8 @@ def _job_quantities(spec: JobSpec, pool: Pool) -> dict[PriceUnit, Decimal]:
         quantities[PriceUnit.CORE_HOUR] = Decimal(str(core_s)) / 3600
     if spec.devices:
         quantities[PriceUnit.CARD_HOUR] = Decimal(str(device_s)) / 3600
+    if spec.shots:
+        quantities[PriceUnit.SHOT] = Decimal(spec.shots)
     return quantities
 
 
@@ -631,7 +633,8 @@ def _signature(spec: JobSpec) -> tuple[object, ...]:
     """What of a spec decides its quotes and its hold (the fields ``rule_out``, the quantities and the
     bound read): jobs alike in these share one quote."""
     return (spec.resource_class, spec.service_level, spec.device_model, spec.device_memory_gb_min, spec.region,
-            spec.cores, spec.memory_gb, spec.devices, spec.duration_s, spec.max_price_fen)
+            spec.cores, spec.memory_gb, spec.devices, spec.duration_s, spec.max_price_fen, spec.device_models,
+            spec.exclude_device_models, spec.qubits, spec.gates, spec.shots)
 
 
 def quote_spec(session: Session, consumer: str, spec: JobSpec, pools: Sequence[Pool], *,
@@ -877,7 +880,7 @@ class RatingReport:
 
 
 _USAGE_COLUMNS = ("id", "job_id", "attempt", "seq", "tenant_id", "site", "pool", "resource_class", "start", "end",
-                  "core_s", "device_s", "units_nano")  # rows are unpacked in this order (by name costs more)
+                  "core_s", "device_s", "units_nano", "shots")  # rows are unpacked in this order (by name costs more)
 
 
 def _claim(session: Session, limit: int) -> list[Any]:
@@ -977,10 +980,10 @@ def _is_free(row: Sequence[Any], ctx: RatingContext) -> bool:
 
 
 def _record(row: Sequence[Any], ctx: RatingContext) -> UsageRecord:
-    _, job_id, attempt, seq, consumer, site, pool, cls, start_s, end_s, core_s, device_s, units_nano = row
+    _, job_id, attempt, seq, consumer, site, pool, cls, start_s, end_s, core_s, device_s, units_nano, *more = row
     return UsageRecord(job_id, attempt, seq, consumer, ctx.providers.get(site, site), site, pool, ResourceClass(cls),
                        ctx.tiers.get((site, pool), "standard"), ctx.levels[job_id], utc(start_s), utc(end_s),
-                       quantities(core_s, device_s, units_nano))
+                       quantities(core_s, device_s, units_nano, *more))
 
 
 def _rate(session: Session, record: UsageRecord, ctx: RatingContext) -> Charge | None:

@@ -36,6 +36,11 @@ def spec_from_json(data: dict[str, Any]) -> JobSpec:
                 allowed = ", ".join(m.value for m in enum_type)
                 raise InvalidSpec(f"unknown {key} {values[key]!r} (one of: {allowed})") from None
     values["command"] = tuple(values.get("command") or ())
+    for key in _TUPLE_FIELDS:
+        if key in values:
+            values[key] = tuple(values[key] or ())
+    if values.get("circuit") and "qubits" not in values:  # a new submission: read the circuit, never trust a count
+        _read_circuit(values)
     try:
         return JobSpec(**values)
     except TypeError as exc:
@@ -43,6 +48,18 @@ def spec_from_json(data: dict[str, Any]) -> JobSpec:
 
 
 _SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(JobSpec))
+_TUPLE_FIELDS = ("device_models", "exclude_device_models", "gates")
+
+
+def _read_circuit(values: dict[str, Any]) -> None:
+    """A quantum submission: the parser's qubits and gate set go into the spec; the job holds one backend
+    slot (devices 1, no cores or memory of the platform's)."""
+    from suanwang.services.circuits import analyse
+
+    if values.get("resource_class") is not ResourceClass.QUANTUM:
+        raise InvalidSpec("circuit and shots are for quantum jobs (resource_class quantum)")
+    needs = analyse(values["circuit"])
+    values.update(qubits=needs.qubits, gates=needs.gates, devices=1, cores=0, memory_gb=0.0)
 
 
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:
@@ -50,6 +67,8 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
     data = {name: getattr(spec, name) for name in _SPEC_FIELDS}
     data["command"] = list(spec.command)
     data["env"] = dict(spec.env)
+    for key in _TUPLE_FIELDS:
+        data[key] = list(data[key])
     for key in _ENUM_FIELDS:
         data[key] = str(data[key])
     return data

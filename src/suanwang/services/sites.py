@@ -10,7 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanwang.domain import units
+from suanwang.domain.catalogue import CATALOGUE_LABEL, pool_warnings, rate_cpu, rate_device
 from suanwang.domain.grid import Capacity, Link, Pool, Site
+from suanwang.domain.quantum import backends_of
 from suanwang.domain.resources import Engine, ResourceClass
 from suanwang.errors import Conflict, InvalidSpec, NotFound
 from suanwang.services.audit import record_audit
@@ -50,6 +52,7 @@ def pool_from_row(row: PoolRow, region: str = "") -> Pool:
         tier=row.tier,
         node=node,
         labels=labels,
+        quantum=backends_of(row.quantum),
     )
 
 
@@ -157,6 +160,15 @@ def register_pools(session: Session, agent: Principal, pools: list[dict[str, Any
                 setattr(row, key, p[key])
         row.tier = row.tier or "standard"
         row.labels = row.labels or {}
+        row.quantum = [b.to_json() for b in backends_of(p.get("quantum"))]
+        flagged = pool_warnings(units.load_catalog(), cpu_model=row.cpu_model or "", cores=row.cores,
+                                device_model=row.device_model or "", devices=row.devices or 0,
+                                quantum=row.resource_class == ResourceClass.QUANTUM.value)
+        labels = {k: v for k, v in (row.labels or {}).items() if k != CATALOGUE_LABEL}
+        if flagged:  # visible in `suanwang pools`, the agent's log and the audit log
+            labels[CATALOGUE_LABEL] = "; ".join(flagged)
+            record_audit(session, agent, "pool.unknown_model", f"{site.name}/{row.name}", warnings=flagged)
+        row.labels = labels
         row.updated_at = now
         session.add(row)
         rows.append(row)
@@ -179,6 +191,7 @@ def _validate_pool(site: str, p: dict[str, Any]) -> None:
             engine=Engine(p["engine"]),
             capacity=Capacity(int(p["cores"]), float(p["memory_gb"]), int(p.get("devices") or 0)),
             device_model=p.get("device_model") or "",
+            quantum=backends_of(p.get("quantum")),
         )
     except KeyError as exc:
         raise InvalidSpec(f"pool {p.get('name')!r}: missing field {exc}") from exc
@@ -187,12 +200,14 @@ def _validate_pool(site: str, p: dict[str, Any]) -> None:
 
 
 def pool_scu_per_hour(pool: Pool) -> Decimal:
-    return units.pool_capacity_scu_per_hour(
-        cores=pool.capacity.cores,
-        devices=pool.capacity.devices,
-        cpu_model=pool.cpu_model,
-        device_model=pool.device_model,
-    )
+    if pool.resource_class is ResourceClass.QUANTUM:
+        return Decimal(0)  # the SCU is FP32 throughput; a quantum pool is measured in shots
+    cat = units.load_catalog()
+    cpu, card = rate_cpu(cat, pool.cpu_model).spec, rate_device(cat, pool.device_model).spec
+    total = pool.capacity.cores * units.scu_per_hour(cpu)
+    if pool.capacity.devices:
+        total += pool.capacity.devices * units.scu_per_hour(card)
+    return total.quantize(units.SCALE)
 
 
 def grid_capacity(session: Session) -> dict[str, Any]:

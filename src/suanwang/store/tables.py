@@ -114,6 +114,8 @@ class PoolRow(Base):
     node_devices: Mapped[int | None] = mapped_column(Integer, nullable=True)
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[float] = mapped_column(Float)
+    # A quantum pool's backends (migration 0013): [{name, qubits, basis_gates, coupling, provider}]
+    quantum: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class JobRow(Base):
@@ -189,6 +191,7 @@ class UsageRow(Base):
     reported_at: Mapped[float] = mapped_column(Float)
     # Set when rating booked no charge to the consumer, and why (``lost_attempt``); null: billed as usual.
     unbilled_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    shots: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # quantum (migration 0013)
 
 
 class AttemptRow(Base):

@@ -27,6 +27,8 @@ class Task:
     workdir: str = ""
     duration_s: float = 3600.0  # expected; engines may use it as a time limit hint
     tenant: str = ""  # whose job it is: the local executor runs each tenant's jobs as a user of its own
+    circuit: str = ""  # quantum: the OpenQASM 2/3 program (the quantum executor runs it)
+    shots: int = 0
 
 
 @enum.unique
@@ -51,6 +53,7 @@ class Usage:
     cpu_s: float = 0.0
     peak_memory_bytes: int = 0
     device_s: float = 0.0
+    shots: int = 0  # quantum: circuit executions done
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class PoolInfo:
     node_cores: int | None = None
     node_memory_gb: float | None = None
     node_devices: int | None = None
+    quantum: list[dict[str, object]] | None = None  # a quantum pool's backends (domain.quantum.QuantumBackend)
 
 
 class Executor(Protocol):

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from suanwang.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from suanwang.api.schemas import HeartbeatIn, LeaseIn, LogChunkIn, RegisterIn, StatusIn, TaskOut, UsageBatchIn
+from suanwang.domain.catalogue import CATALOGUE_LABEL
 from suanwang.errors import InvalidSpec
 from suanwang.services import agents, sites
 
@@ -20,7 +21,9 @@ router = APIRouter(prefix="/agent", tags=["agent"])
 def register(body: RegisterIn, session: SessionDep, agent: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]:
     rows = sites.register_pools(session, agent, [p.model_dump() for p in body.pools], body.info)
     platform.wake()
-    return {"site": agent.site, "pools": [r.name for r in rows], "lease_s": platform.settings.lease_s}
+    warnings = [f"pool {r.name}: {r.labels[CATALOGUE_LABEL]}" for r in rows if CATALOGUE_LABEL in (r.labels or {})]
+    return {"site": agent.site, "pools": [r.name for r in rows], "lease_s": platform.settings.lease_s,
+            "warnings": warnings}
 
 
 @router.post("/heartbeat")
@@ -42,7 +45,8 @@ def lease(body: LeaseIn, agent: CurrentPrincipal, platform: PlatformDep) -> list
                 TaskOut(job_id=j.id, attempt=j.attempt, pool=j.pool or "", command=j.spec["command"], cores=j.cores,
                         memory_gb=j.memory_gb, devices=j.devices, env=j.spec.get("env", {}),
                         workdir=j.spec.get("workdir", ""), duration_s=j.spec.get("duration_s", 3600.0),
-                        tenant=j.tenant_id)
+                        tenant=j.tenant_id, circuit=j.spec.get("circuit", ""),
+                        shots=j.spec.get("shots", 0))
                 for j in jobs
             ]
         if tasks or time.monotonic() >= deadline:

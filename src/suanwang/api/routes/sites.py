@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from suanwang.api.deps import CurrentPrincipal, SessionDep
 from suanwang.api.schemas import LinkIn, PoolOut, SiteIn, SiteOut
+from suanwang.domain.catalogue import CATALOGUE_LABEL
 from suanwang.domain.grid import Link, Site
 from suanwang.services import sites
 from suanwang.services.sites import pool_from_row, pool_scu_per_hour
@@ -51,8 +52,9 @@ def list_pools(session: SessionDep, actor: CurrentPrincipal, site: str | None = 
     out = []
     for row in sites.list_pools(session, site=site):
         scu = pool_scu_per_hour(pool_from_row(row))
-        out.append(PoolOut(**{k: getattr(row, k) for k in PoolOut.model_fields if k != "scu_per_hour"},
-                           scu_per_hour=str(scu)))
+        fields = {k: getattr(row, k) for k in PoolOut.model_fields if k not in ("scu_per_hour", "catalogue_warning")}
+        out.append(PoolOut(**fields, scu_per_hour=str(scu),
+                           catalogue_warning=(row.labels or {}).get(CATALOGUE_LABEL)))
     return out
 
 
