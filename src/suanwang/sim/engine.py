@@ -87,10 +87,10 @@ class SimResult:
     plan_calls: int = 0
     refused: np.ndarray | None = None  # bool per job: refused at submit (no pool can run it / meet its deadline)
     util_cards: np.ndarray | None = None  # [samples] busy share of the grid's cards
-    util_cores: np.ndarray | None = None  # [samples] busy share of the grid's cores (all pools)
+    util_cores: np.ndarray | None = None  # [samples] busy share of the cores of CPU pools (cards' cores go with them)
     ended_at: float = math.nan  # simulated time the replay stopped (s, Unix)
     cost_unrounded_fen: np.ndarray | None = None  # per job, before rounding each attempt to whole fen
-    extra: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def accepted(self) -> np.ndarray:
@@ -201,7 +201,7 @@ class Simulator:
         self.units_cap = np.array([pool.capacity.devices or pool.capacity.cores for pool in ctx.pools], float)
         self.busy = np.zeros(p)
         self.cards_cap = float(sum(pool.capacity.devices for pool in ctx.pools))
-        self.cores_cap = float(sum(pool.capacity.cores for pool in ctx.pools))
+        self.cores_cap = float(sum(pool.capacity.cores for pool in ctx.pools if pool.capacity.devices == 0))
         self.busy_cards = 0.0
         self.busy_cores = 0.0
         self.util_cards: list[float] = []
@@ -329,7 +329,7 @@ class Simulator:
         units = job_units(spec)
         self.busy[i] += units
         self.busy_cards += spec.devices
-        self.busy_cores += spec.cores
+        self.busy_cores += spec.cores if spec.devices == 0 else 0
         self.running[job.id] = _Run(job, i, now, end, units, now + transfer)
         if np.isnan(self.start[n]):
             self.start[n] = now
@@ -343,7 +343,7 @@ class Simulator:
         self.free[i] = self.free[i] + r.job.spec.demand
         self.busy[i] -= r.units
         self.busy_cards -= r.job.spec.devices
-        self.busy_cores -= r.job.spec.cores
+        self.busy_cores -= r.job.spec.cores if r.job.spec.devices == 0 else 0
         speed = float(self.ctx.speed[i])
         begin = min(r.billed_from, now)
         exact = charge(self.ctx.price[i], r.units, speed, begin, now, self.ctx.grid.utc_offset_h)
