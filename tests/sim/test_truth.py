@@ -115,3 +115,14 @@ def test_matrix_runs_cells_and_counts_losses_per_half() -> None:
     for c in r["cells"]:
         assert set(c["policies"]) >= {"grid", "cheapest-first", "nearest-site"} and c["jobs"] == 30
         assert all(np.isfinite(v["wait_p99_no_deadline_s"]) for v in c["policies"].values())
+
+
+def test_an_arrival_is_planned_at_the_next_tick_even_when_a_deferred_job_waits_for_its_hour(tmp_path: Path) -> None:
+    from tests.domain.sched_helpers import VALLEY
+
+    g = grid([pool("a", "qingyang", devices=16)], prices={"a": VALLEY})
+    # noon: a job with a day of slack is deferred to the valley hours; 10 minutes later one without a deadline
+    t = _trace(tmp_path, [f"{12 * 3600},600,4,1,,16,{36 * 3600}", f"{12 * 3600 + 600},600,4,1,,16,"])
+    r = run_simulation(g, t, "grid", tick_s=60)
+    assert r.start[0] - r.submit[0] > 3600  # deferred, as the price signal asks
+    assert r.start[1] - r.submit[1] <= 60  # the idle grid's hourly retry does not hold the arrival back

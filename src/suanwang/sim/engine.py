@@ -220,7 +220,7 @@ class Simulator:
         self.site = np.full(n, -1, dtype=np.int64)
         self.deadline = np.where(np.isnan(trace.deadline_s), np.nan, trace.t0 + trace.deadline_s)
         self.preemptions = 0
-        self.plan_pending = False
+        self.plan_at = math.inf  # when the next plan is due; a submit or a finish brings it forward
         self._wake: set[tuple[float, int]] = set()  # (planned start, job) of deferred jobs
         self.plan_calls = 0
         self.done = 0
@@ -262,7 +262,9 @@ class Simulator:
                     idle_plans = 0
                     self._want_plan()
             elif kind == PLAN:
-                self.plan_pending = False
+                if t != self.plan_at:
+                    continue  # superseded by an earlier plan
+                self.plan_at = math.inf
                 placed = self._plan()
                 idle_plans = 0 if placed or self.running else idle_plans + 1
             elif kind == SAMPLE:
@@ -273,10 +275,17 @@ class Simulator:
                 break  # what is left in the queue can run nowhere
         return self._result()
 
-    def _want_plan(self) -> None:
-        if not self.plan_pending:
-            self.plan_pending = True
-            t = self.clock.now if self.tick <= 0 else math.ceil(self.clock.now / self.tick) * self.tick
+    def _want_plan(self, at: float | None = None) -> None:
+        """A plan at the next tick (or ``at``), unless one is due sooner.
+
+        A later retry (the hourly one of an idle grid) never holds back the
+        plan a new submit or a finish asks for: that would leave arrivals
+        waiting for the next hour on an idle grid.
+        """
+        now = self.clock.now
+        t = at if at is not None else now if self.tick <= 0 else math.ceil(now / self.tick) * self.tick
+        if t < self.plan_at:
+            self.plan_at = t
             self.push(t, PLAN, 0)
 
     def _states(self) -> list[PoolState]:
@@ -314,8 +323,7 @@ class Simulator:
         if self.queue and self.running:
             pass  # the next finish triggers a new plan
         elif self.queue:
-            self.push(now + max(self.tick, 3600.0 - now % 3600.0), PLAN, 0)  # price hours change; retry hourly
-            self.plan_pending = True
+            self._want_plan(now + max(self.tick, 3600.0 - now % 3600.0))  # price hours change; retry hourly
         return placed
 
     def _start(self, job: QueuedJob, i: int, now: float) -> None:
