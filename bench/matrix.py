@@ -35,7 +35,8 @@ def main() -> None:
         g = c["policies"]["grid"]
         best = {k: min(v[k] for p, v in c["policies"].items() if p != "grid")
                 for k in ("deadline_misses", "wait_p99_no_deadline_s")}
-        print(f"{c['cell']:38s} {c['half']:8s} misses {g['deadline_misses']:3d} (best baseline {best['deadline_misses']:3d})"
+        print(f"{c['cell']:38s} {c['half']:8s} misses {g['deadline_misses']:3d}"
+              f" (best baseline {best['deadline_misses']:3d})"
               f"  p99 no-dl {g['wait_p99_no_deadline_s']:9.0f} s (best {best['wait_p99_no_deadline_s']:9.0f})"
               f"  {' '.join(c['losses'])}")
     out = ROOT / "bench" / "results" / ("matrix_quick.json" if args.quick else "matrix.json")

@@ -81,8 +81,8 @@ def test_waits_split_by_deadline_and_count_jobs_never_started(tmp_path: Path) ->
 
 def test_jsonl_trace_reads_like_csv_and_names_bad_lines(tmp_path: Path) -> None:
     p = tmp_path / "w.jsonl"
-    p.write_text(json.dumps({"submit_s": 5, "duration_s": 60, "cores": 2, "devices": 1, "device_model": "A100",
-                             "deadline_s": None}) + "\n\n" + json.dumps({"submit_s": 0, "duration_s": 30, "cores": 1}) + "\n")
+    first = {"submit_s": 5, "duration_s": 60, "cores": 2, "devices": 1, "device_model": "A100", "deadline_s": None}
+    p.write_text(json.dumps(first) + "\n\n" + json.dumps({"submit_s": 0, "duration_s": 30, "cores": 1}) + "\n")
     t = load_trace(p)
     assert len(t) == 2 and t.submit_s.tolist() == [0, 5] and t.names[t.device_model[1]] == "A100"
     for bad, why in (('{"submit_s": 0, "duration_s": 1e999, "cores": 1}', "duration_s"), ("[1]", "JSON object"),
@@ -94,7 +94,8 @@ def test_jsonl_trace_reads_like_csv_and_names_bad_lines(tmp_path: Path) -> None:
 
 
 def test_halves_are_fixed_by_the_name_and_losses_follow_the_tolerances() -> None:
-    names = [Cell(t, v, x, s).name for t in ("a", "b") for v in ("base", "bursty") for x in (0.5, 1.0) for s in (1, 2, 3)]
+    names = [Cell(t, v, x, s).name for t in ("a", "b") for v in ("base", "bursty") for x in (0.5, 1.0)
+             for s in (1, 2, 3)]
     halves = [half_of(n) for n in names]
     assert halves == [half_of(n) for n in names] and {"tuning", "heldout"} == set(halves)
     rows = {"grid": {"deadline_misses": 1, "wait_p99_no_deadline_s": 121.0},

@@ -93,7 +93,8 @@ def register(app: typer.Typer) -> None:
             for name in policies:
                 task = bar.add_task(name, total=len(jobs))
                 results.append(run_simulation(ctx, jobs, name,
-                                              progress=lambda done, total, _t, task=task: bar.update(task, completed=done)))
+                                              progress=lambda done, _n, _t, task=task: bar.update(task,
+                                                                                                completed=done)))
                 bar.update(task, completed=len(jobs))
             if len(jobs) <= bound_jobs:
                 bar.add_task("HiGHS cost bound", total=None)
@@ -109,7 +110,8 @@ def register(app: typer.Typer) -> None:
                       "p99 no-dl s", "cards", "cores")
         for s in summaries:
             ratio = s.get("cost_ratio_to_bound")
-            table.add_row(str(s["policy"]), f"{int(s['cost_fen']) / 100:,.2f}", "-" if ratio is None else f"{ratio:.3f}",
+            table.add_row(str(s["policy"]), f"{int(s['cost_fen']) / 100:,.2f}",
+                          "-" if ratio is None else f"{ratio:.3f}",
                           f"{s['carbon_kg']:,.1f}", str(s["deadline_misses"]), f"{s['wait_p50_s']:,.0f}",
                           f"{s['wait_p99_s']:,.0f}", f"{s['wait_p99_deadline_s']:,.0f}",
                           f"{s['wait_p99_no_deadline_s']:,.0f}", f"{float(s['util_cards_mean']):.1%}",
@@ -139,7 +141,8 @@ def _matrix(quick: bool, json_out: bool) -> None:
         for name, row in c["policies"].items():
             ratio = row["cost_ratio_to_bound"]
             lost = ", ".join(c["losses"]) if name == "grid" else ""
-            table.add_row(c["cell"], c["half"], name, str(row["deadline_misses"]), f"{row['wait_p99_no_deadline_s']:,.0f}",
+            table.add_row(c["cell"], c["half"], name, str(row["deadline_misses"]),
+                          f"{row['wait_p99_no_deadline_s']:,.0f}",
                           f"{row['wait_p99_deadline_s']:,.0f}", "-" if ratio is None else f"{ratio:.3f}",
                           f"{row['carbon_kg']:,.0f}", lost)
     console.print(table)

@@ -172,7 +172,8 @@ class _Builder:
         f32 = {"duration_s": np.float64, "submit_s": np.float64, "deadline_s": np.float64}
         cols = {}
         for k in _COLUMNS:
-            if k in ("cores", "devices", "priority") or k in ("tenant", "device_model", "data_site", "consumer_site", "region", "service_level"):
+            if k in ("cores", "devices", "priority", "tenant", "device_model", "data_site", "consumer_site", "region",
+                     "service_level"):
                 cols[k] = np.asarray(r[k], dtype=np.int32)
             else:
                 cols[k] = np.asarray(r[k], dtype=f32.get(k, np.float32))
@@ -226,7 +227,7 @@ def load_jsonl(path: str | Path, *, t0: float = T0_DEFAULT) -> Trace:
                                   line=lineno)
             row: dict[str | None, str | None] = {}
             for k, v in obj.items():
-                if isinstance(v, (dict, list)) or isinstance(v, bool):
+                if isinstance(v, (dict, list, bool)):
                     raise InvalidSpec(f"{path}:{lineno}: key '{k}' must be a number or a string", column=str(k),
                                       line=lineno)
                 row[str(k)] = "" if v is None else str(v)
