@@ -109,8 +109,9 @@ def notes_for(rows: Sequence[Mapping[str, object]]) -> list[str]:
 
 
 def _labels(ax: Any, bars: Any, fmt: Callable[[float], str]) -> None:
-    ax.bar_label(bars, labels=[fmt(float(b.get_height())) for b in bars], fontsize=7, padding=2)
-    ax.margins(y=0.15)
+    heights = [float(b.get_height()) for b in bars]
+    ax.bar_label(bars, labels=[fmt(h) for h in heights], fontsize=7, padding=2)
+    ax.set_ylim(0, max(max(heights, default=0.0) * 1.15, 1.0))
 
 
 def _resources(results: Sequence[SimResult], path: Path) -> Path:
@@ -173,7 +174,8 @@ def _bars(results: Sequence[SimResult], path: Path) -> Path:
 
     values: list[tuple[str, list[float], Callable[[float], str]]] = [
         ("cost (yuan)", [r.cost_fen.sum() / 100 for r in results], money),
-        ("carbon (kg CO2)", [float(r.carbon_kg.sum()) for r in results], lambda x: f"{x:,.0f}"),
+        ("carbon (kg CO2)", [float(r.carbon_kg.sum()) for r in results],
+         lambda x: f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"),
         ("deadline misses", [float(r.deadline_misses) for r in results], lambda x: f"{x:.0f}"),
         ("wait p99, no deadline (s)", [float(s["wait_p99_no_deadline_s"]) for s in sums], lambda x: f"{x:,.0f}"),
         ("wait p99, deadline (s)", [float(s["wait_p99_deadline_s"]) for s in sums], lambda x: f"{x:,.0f}"),
