@@ -12,9 +12,10 @@ in proportion to its cards; a CPU job loads the CPU group.  Offered load of a
 group = its work per second (card-seconds or core-seconds) over its capacity;
 the trace's offered load is the largest over groups (the binding one).
 
-*Busy period.*  Work per second is measured over the trace's busy period,
-not over its whole submit span: the shortest submit interval that holds
-``BUSY_SHARE`` (80 %) of the work, at least one median run time long.  A
+*Busy period.*  Work per second is measured over each group's busy period,
+not over the trace's whole submit span: the shortest submit interval that
+holds ``BUSY_SHARE`` (80 %) of the work that group is offered, at least one
+median run time (of those jobs) long.  A
 trace whose jobs mostly arrive near its end is then sized to that burst (its
 queue drains), and a steady trace gets its mean (0.8 of the work over 0.8
 of the span).
@@ -66,14 +67,22 @@ def scaled(model: GridModel, factor: float) -> GridModel:
 
 def busy_period(trace: Trace) -> float:
     """Length (s) of the shortest submit interval holding ``BUSY_SHARE`` of the work (>= a median run time)."""
-    n = len(trace)
-    if n == 0:
+    if len(trace) == 0:
         return 1.0
-    floor = max(float(np.median(trace.duration_s)), 1.0)
     work = np.maximum(trace.devices, 0).astype(float)
     work = np.where(work > 0, work, trace.cores) * trace.duration_s
-    order = np.argsort(trace.submit_s, kind="stable")
-    t = trace.submit_s[order].astype(float)
+    return _busy(trace.submit_s, work, trace.duration_s)
+
+
+def _busy(submit: np.ndarray, work: np.ndarray, duration: np.ndarray) -> float:
+    keep = work > 0
+    submit, work, duration = submit[keep], work[keep], duration[keep]
+    n = len(submit)
+    if n == 0:
+        return 1.0
+    floor = max(float(np.median(duration)), 1.0)
+    order = np.argsort(submit, kind="stable")
+    t = submit[order].astype(float)
     cum = np.concatenate(([0.0], np.cumsum(work[order])))
     need = BUSY_SHARE * cum[-1]
     if need <= 0:
@@ -101,25 +110,22 @@ def _group_of_pools(model: GridModel) -> dict[str, int]:
 def group_loads(model: GridModel, trace: Trace) -> list[GroupLoad]:
     """Offered load of each group of pools over the trace's busy period (see the module docstring)."""
     caps = _group_of_pools(model)
-    span = busy_period(trace)
     dev_total = sum(c for g, c in caps.items() if g != CPU)
     share = BUSY_SHARE if len(trace) else 1.0
     models = np.array([trace.names[c].lower() for c in trace.device_model]) if len(trace) else np.array([])
     dev = trace.devices > 0
-    work: dict[str, float] = dict.fromkeys(caps, 0.0)
-    unpinned = 0.0
-    if len(trace):
-        card_s = trace.devices * trace.duration_s
-        core_s = trace.cores * trace.duration_s
-        work[CPU] = float(np.sum(core_s[~dev])) if CPU in caps else 0.0
-        unpinned = float(np.sum(card_s[dev & (models == "")]))
-        for g in caps:
-            if g != CPU:
-                work[g] = float(np.sum(card_s[dev & (models == g)]))
     out = []
+    card_s = (trace.devices * trace.duration_s).astype(float)
+    core_s = (trace.cores * trace.duration_s).astype(float)
     for g, cap in caps.items():
-        w = work[g] + (unpinned * cap / dev_total if g != CPU and dev_total else 0.0)
-        rate = w * share / span
+        if g == CPU:
+            w = np.where(~dev, core_s, 0.0)
+        else:  # pinned to this model, plus this model's share of the jobs that take any model
+            w = np.where(dev & (models == g), card_s, 0.0)
+            if dev_total:
+                w = w + np.where(dev & (models == ""), card_s * cap / dev_total, 0.0)
+        total = float(w.sum()) if len(trace) else 0.0
+        rate = total * share / _busy(trace.submit_s, w, trace.duration_s) if total > 0 else 0.0
         out.append(GroupLoad(g or "(any model)", cap, rate, rate / cap if cap else 0.0))
     return out
 

@@ -26,6 +26,17 @@ would only add lateness) with ``terms["deadline_miss"] = 1``, or stays
 queued; ``check_submit`` tells the consumer so at submit.  Gangs
 (``QueuedJob.gang``) are placed on one site, all members or none.
 
+Deferral only into idle hours.  Deferring a job moves its demand from capacity
+free now to capacity later; on a backlogged pool that later capacity is what
+the queue, jobs without a deadline among it, is waiting for, so there the
+deferral costs their wait and can turn into a miss.  A deferrable job is
+therefore deferred only when none of its candidate pools is *contended*: a
+pool is contended when, in this pass or the one before, a job without a
+deadline that could use it found no room (or was held back by the backfill
+guard).  On a contended grid the job starts now where there is room, else
+it waits in the queue like any job (and goes first once urgent).  No rule
+depends on a trace: only on what the passes themselves saw.
+
 Urgent jobs (``urgency``): a deadline job whose slack, deadline - now - its
 run time on its fastest candidate, is at most its margin ``max(run, 1 h)``
 can no longer be deferred.  It is offered capacity before the other jobs of
@@ -86,6 +97,29 @@ class GridScheduler(FastPaths):
         if not self.job_weights and not self.tenant_weights:
             return self.weights
         return self.job_weights.get(job.id) or self.tenant_weights.get(job.tenant) or self.weights
+
+    def _begin(self, now: float) -> None:
+        super()._begin(now)
+        n = len(self.ctx.pools)
+        last = getattr(self, "_contended_now", None)
+        self._contended = last if last is not None and len(last) == n else np.zeros(n, dtype=bool)
+        self._contended_now = np.zeros(n, dtype=bool)
+        self._marked: set[int] = set()  # shapes whose pools are marked contended in this pass
+
+    def _mark_contended(self, info: _Shape, idx: np.ndarray, whole: bool) -> None:
+        """A job without a deadline found no room on ``idx``: deferral there would starve it."""
+        if whole:
+            if id(info) in self._marked:
+                return
+            self._marked.add(id(info))
+        self._contended_now[idx] = True
+
+    def contended(self, idx: np.ndarray) -> bool:
+        """Whether any of the pools ``idx`` had a job find no room in this pass or the one before."""
+        if not hasattr(self, "_contended"):
+            return False
+        return bool(self._contended[idx].any() or self._contended_now[idx].any())
+
     def urgency(self, now: float) -> Urgency:
         """A deadline job is urgent once it can no longer be deferred: slack (deadline - now - run) <= margin."""
 
@@ -134,6 +168,8 @@ class GridScheduler(FastPaths):
         full = self._full.get((info.demand, wk))
         if full is not None and spec.cores <= full.cores and spec.memory_gb <= full.memory_gb \
                 and spec.devices <= full.devices:
+            if spec.deadline is None:
+                self._mark_contended(info, idx, True)
             return None  # a no-bigger demand of this shape found no room; free capacity only shrinks
         if spec.deadline is not None:
             got = self._choose_timed(job, info, free, now, allowed)
@@ -141,8 +177,10 @@ class GridScheduler(FastPaths):
             got = self._choose_fast(job, info, free, now, w, wk)
         else:
             got = self._choose_ranked(job, info, free, now, wk, allowed)
-        if got is None and allowed is None and spec.deadline is None:
-            self._full[(info.demand, wk)] = spec.demand
+        if got is None and spec.deadline is None:
+            self._mark_contended(info, idx if allowed is None else idx[allowed], allowed is None)
+            if allowed is None:
+                self._full[(info.demand, wk)] = spec.demand
         return got
 
 
@@ -170,6 +208,8 @@ class GridScheduler(FastPaths):
             r = int(np.argmin(now_score))
             score, c = float(now_score[r]), 0
             later, lr, lc = t.later  # a later start reserves nothing yet; ties go to the earlier cell
+            if self.contended(t.idx):
+                later = math.inf  # deferral only into idle hours (module docstring)
             if later < score or (later == score and lr * len(t.starts) + lc < r * len(t.starts)):
                 score, r, c = later, lr, lc
             if not math.isfinite(score):
