@@ -2,7 +2,7 @@
 GPU-heavy, long-running and bursty variants, several seeds (``suanwang.sim.matrix`` states the cells, the
 tuning/held-out rule and the tolerances).
 
-    python bench/matrix.py --quick     # 3 traces x 4 variants x 4 loads, seeds 1-3 rotating, 50 jobs a cell
+    python bench/matrix.py --quick     # 3 traces x 4 variants x 4 loads, seeds 1-3 rotating, 40 jobs a cell
     python bench/matrix.py             # 4 traces x 4 variants x 4 loads x 3 seeds, 300 jobs, HiGHS bound
 
 Writes bench/results/matrix[_quick].json; the last line of stdout is one JSON object with

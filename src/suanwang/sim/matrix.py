@@ -101,7 +101,7 @@ class Plan:
 
 
 def plan(quick: bool) -> Plan:
-    """Quick: 3 traces, every load and variant, one seed per cell rotating over 3 seeds, 50 jobs a cell, no
+    """Quick: 3 traces, every load and variant, one seed per cell rotating over 3 seeds, 40 jobs a cell, no
     bound.  Full: 4 traces x 4 variants x 4 loads x 3 seeds, 300 jobs a cell, the bound where computable."""
     traces = ("nasa", "dlrm", "azure-code") if quick else tuple(TRACES)
     cells = []
@@ -112,7 +112,7 @@ def plan(quick: bool) -> Plan:
                 seeds = (1 + k % 3,) if quick else (1, 2, 3)
                 k += 1
                 cells += [Cell(t, v, load, s) for s in seeds]
-    return Plan(tuple(cells), 50 if quick else 300, not quick)
+    return Plan(tuple(cells), 40 if quick else 300, not quick)
 
 
 @cache
