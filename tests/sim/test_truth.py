@@ -57,7 +57,10 @@ def test_offered_load_never_exceeds_the_target_after_slicing(rows, target) -> No
     g = grid([pool("a", "qingyang", devices=512), pool("b", "beijing", model="A40", devices=256)])
     sliced, packed, factor = at_load(g, t, target)
     assert factor >= 1.0
-    assert offered_load(sliced, packed) == pytest.approx(target, rel=0.05) or offered_load(sliced, packed) < target
+    if offered_load(g, t) > target:  # more work than the whole grid takes at the target: the grid as it is
+        assert sliced.pools == g.pools and factor == 1.0
+    else:  # never loaded beyond the target (arrivals all at one instant cannot be compressed up to it)
+        assert offered_load(sliced, packed) <= target * 1.05
 
 
 def test_jobs_no_pool_can_run_are_refused_and_counted_apart(tmp_path: Path) -> None:
