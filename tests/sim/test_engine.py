@@ -87,7 +87,7 @@ def test_report_writes_html_and_pngs(tmp_path: Path) -> None:
     results = [run_simulation(g, t, name) for name in ("grid", "cheapest-first")]
     html = write_report(results, tmp_path / "out", title="tiny")
     text = html.read_text()
-    assert "cheapest-first" in text and "deadline_misses" in text
+    assert "cheapest-first" in text and "deadline misses" in text and "¥" in text
     for png in ("utilisation.png", "wait_cdf.png", "cost_carbon_misses.png"):
         assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
 

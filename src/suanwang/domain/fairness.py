@@ -54,7 +54,7 @@ import numpy as np
 from suanwang.domain.grid import Capacity, PoolId, SiteId
 from suanwang.domain.placement import Placement, PoolState, QueuedJob
 from suanwang.domain.resources import ServiceLevel
-from suanwang.domain.scheduler import _FreeState, _gangs, _PolicyBase
+from suanwang.domain.scheduling.base import FreeState, PolicyBase, gang_units
 from suanwang.errors import InvalidSpec
 
 
@@ -160,7 +160,9 @@ class FairShare:
             out.extend(self._drf(tiers.get(tier, []), queues, used))
         return out
 
-    def _drf(self, tenants: list[str], queues: dict[str, list[QueuedJob]], used: dict[str, Capacity]) -> list[QueuedJob]:
+    def _drf(
+        self, tenants: list[str], queues: dict[str, list[QueuedJob]], used: dict[str, Capacity]
+    ) -> list[QueuedJob]:
         heap = [(self._ds(t, used), t, 0) for t in tenants]
         heapq.heapify(heap)
         out: list[QueuedJob] = []
@@ -215,7 +217,7 @@ def _minus(a: Capacity, b: Capacity) -> Capacity:
 class FairScheduler:
     """Fair ordering, backfill guard and preemption around a grid scheduler (or any policy)."""
 
-    def __init__(self, inner: _PolicyBase, fair: FairShare, *, backfill_heads: int = 8) -> None:
+    def __init__(self, inner: PolicyBase, fair: FairShare, *, backfill_heads: int = 8) -> None:
         self.inner = inner
         self.inner.keep_order = True
         self.fair = fair
@@ -230,8 +232,7 @@ class FairScheduler:
         self, jobs: Sequence[QueuedJob], pools: Sequence[PoolState], *, now: float, running: Sequence[RunningJob]
     ) -> Plan:
         ctx = self.inner.ctx
-        free = _FreeState(ctx, pools)
-        self.inner._begin(now)
+        free = self.inner.start_pass(pools, now)
         releases = _releases(ctx.index, running)
         by_pool: dict[int, list[RunningJob]] = defaultdict(list)
         for r in running:
@@ -243,17 +244,17 @@ class FairScheduler:
         preempt: list[str] = []
         evicted: set[str] = set()
         ordered = self.fair.order(jobs, usage_by_tenant(running), self.inner.urgency(now))
-        self.inner._prepare(ordered)
+        self.inner.set_order(ordered)
 
         def allow(job: QueuedJob) -> np.ndarray | None:
             if not heads:
                 return None
             return self._backfill_mask(job, heads, free, now)
 
-        for unit in _gangs(ordered):
+        for unit in gang_units(ordered):
             if unit[0].gang and len(unit) < unit[0].gang_size:
                 continue
-            placed = self.inner._place_unit(unit, free, now, allow)
+            placed = self.inner.place_unit(unit, free, now, allow)
             if not placed and len(unit) == 1 and unit[0].spec.service_level is ServiceLevel.GUARANTEED:
                 placed, victims = self._preempt(unit[0], free, by_pool, evicted, now)
                 preempt.extend(victims)
@@ -261,11 +262,11 @@ class FairScheduler:
                 placements.extend(placed)
             elif len(heads) < self.backfill_heads:
                 heads.append(self._shadow(unit[0], free, releases, now))
-        self.inner._end()
+        self.inner.end_pass()
         self.preemptions = preempt
         return Plan(placements, preempt)
 
-    def _shadow(self, job: QueuedJob, free: _FreeState, releases: dict[int, list[tuple[float, Capacity]]],
+    def _shadow(self, job: QueuedJob, free: FreeState, releases: dict[int, list[tuple[float, Capacity]]],
                 now: float) -> _Head:
         """When the blocked ``job`` could start on each pool, and what will have been released by then."""
         ctx = self.inner.ctx
@@ -287,7 +288,7 @@ class FairScheduler:
                     break
         return _Head(job, shadow, rel)
 
-    def _backfill_mask(self, job: QueuedJob, heads: list[_Head], free: _FreeState, now: float) -> np.ndarray:
+    def _backfill_mask(self, job: QueuedJob, heads: list[_Head], free: FreeState, now: float) -> np.ndarray:
         """Pools where ``job`` may start now without delaying any blocked head (vectorised over pools)."""
         ctx = self.inner.ctx
         ends = now + job.spec.duration_s / ctx.speed
@@ -302,7 +303,7 @@ class FairScheduler:
             ok &= never | (ends <= h.shadow) | spare
         return ok
 
-    def _preempt(self, job: QueuedJob, free: _FreeState, by_pool: dict[int, list[RunningJob]], evicted: set[str],
+    def _preempt(self, job: QueuedJob, free: FreeState, by_pool: dict[int, list[RunningJob]], evicted: set[str],
                  now: float) -> tuple[list[Placement], list[str]]:
         ctx = self.inner.ctx
         idx = ctx.candidates(job.spec)
@@ -329,7 +330,9 @@ class FairScheduler:
         return [Placement(job.id, pool.site, pool.name, now, {"preempted": float(len(chosen))})], chosen
 
 
-def _releases(index: Mapping[tuple[str, str], int], running: Sequence[RunningJob]) -> dict[int, list[tuple[float, Capacity]]]:
+def _releases(
+    index: Mapping[tuple[str, str], int], running: Sequence[RunningJob]
+) -> dict[int, list[tuple[float, Capacity]]]:
     out: dict[int, list[tuple[float, Capacity]]] = defaultdict(list)
     for r in running:
         i = index.get((r.site, r.pool))

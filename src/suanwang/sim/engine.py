@@ -16,6 +16,11 @@ again (capacity may have been taken, its slack may have shrunk), and a plan
 is due at the planned start.  Preempted jobs are requeued as a new attempt
 and billed only for what ran.
 
+A job no pool can run, or whose deadline no pool can meet, is refused at its
+submit as the platform's ``check_submit`` refuses it (the same gate for every
+policy), counted in ``refused`` and never queued: it is not re-planned every
+pass and is left out of waits and misses.
+
 Billing is exact: ``fen = round_half_up(sum_h price_h * SCU-seconds_h / 3600)``
 with SCU-seconds = units x speed x seconds in each local hour, using integers
 and fractions; carbon is kg CO2 = units x power_kw x hours x kg/kWh.
@@ -35,8 +40,16 @@ import numpy as np
 from suanwang.domain.fairness import FairScheduler, FairShare, RunningJob, TenantPolicy
 from suanwang.domain.grid import Capacity
 from suanwang.domain.placement import PoolState, QueuedJob
-from suanwang.domain.scheduler import POLICIES, GridContext, GridModel, SchedulerFactory, _integral, job_units
-from suanwang.errors import InvalidSpec
+from suanwang.domain.scheduler import (
+    POLICIES,
+    GridContext,
+    GridModel,
+    GridScheduler,
+    SchedulerFactory,
+    _integral,
+    job_units,
+)
+from suanwang.errors import InvalidSpec, Unplaceable
 from suanwang.sim.grid_file import GridFile, load_grid
 from suanwang.sim.traces import Trace, load_trace
 
@@ -71,38 +84,74 @@ class SimResult:
     util_t: np.ndarray  # sample times (s from trace start)
     util: np.ndarray  # [samples, sites] busy share of the site's units
     plan_calls: int = 0
+    refused: np.ndarray | None = None  # bool per job: refused at submit (no pool can run it / meet its deadline)
+    util_cards: np.ndarray | None = None  # [samples] busy share of the grid's cards
+    util_cores: np.ndarray | None = None  # [samples] busy share of the cores of CPU pools (cards' cores go with them)
+    ended_at: float = math.nan  # simulated time the replay stopped (s, Unix)
     cost_unrounded_fen: np.ndarray | None = None  # per job, before rounding each attempt to whole fen
-    extra: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> np.ndarray:
+        """Jobs the platform accepted at submit (bool per job)."""
+        return np.ones(self.jobs, dtype=bool) if self.refused is None else ~self.refused
 
     @property
     def wait_s(self) -> np.ndarray:
+        """Wait of each started job (nan: refused, or never started)."""
         return self.start - self.submit
 
     @property
+    def censored_wait_s(self) -> np.ndarray:
+        """Wait of every accepted job; one never started counts its wait so far, to the end of the replay."""
+        end = self.ended_at if not math.isnan(self.ended_at) else float(np.nanmax(self.start, initial=0.0))
+        w = np.where(np.isnan(self.start), end - self.submit, self.start - self.submit)
+        return np.where(self.accepted, w, np.nan)
+
+    @property
     def deadline_misses(self) -> int:
-        has = ~np.isnan(self.deadline)
+        has = ~np.isnan(self.deadline) & self.accepted
         late = np.isnan(self.end) | (self.end > self.deadline + 1e-6)
         return int(np.sum(has & late))
 
     def summary(self) -> dict[str, float | int | str]:
-        wait = self.wait_s[~np.isnan(self.wait_s)]
-        nd = self.wait_s[~np.isnan(self.wait_s) & np.isnan(self.deadline)]  # jobs that may not be shifted
+        """Figures of the replay; waits count accepted jobs, those never started with their wait so far."""
+        w = self.censored_wait_s
+        ok = ~np.isnan(w)
+        has = ~np.isnan(self.deadline)
+        cards = self.util_cards if self.util_cards is not None and len(self.util_cards) else np.zeros(1)
+        cores = self.util_cores if self.util_cores is not None and len(self.util_cores) else np.zeros(1)
         return {
             "policy": self.policy,
             "trace": self.trace,
             "jobs": self.jobs,
+            "refused": int(self.jobs - self.accepted.sum()),
             "finished": int(np.sum(~np.isnan(self.end))),
+            "never_started": int(np.sum(self.accepted & np.isnan(self.start))),
             "cost_fen": int(self.cost_fen.sum()),
             "cost": int(self.cost_fen.sum()),
             "carbon_kg": round(float(self.carbon_kg.sum()), 3),
-            "wait_mean_s": round(float(wait.mean()), 3) if len(wait) else 0.0,
-            "wait_p99_s": round(float(np.percentile(wait, 99)), 3) if len(wait) else 0.0,
-            "wait_p99_no_deadline_s": round(float(np.percentile(nd, 99)), 3) if len(nd) else 0.0,
+            "wait_mean_s": _stat(w[ok], None),
+            "wait_p50_s": _stat(w[ok], 50),
+            "wait_p99_s": _stat(w[ok], 99),
+            "wait_p50_deadline_s": _stat(w[ok & has], 50),
+            "wait_p99_deadline_s": _stat(w[ok & has], 99),
+            "wait_p50_no_deadline_s": _stat(w[ok & ~has], 50),
+            "wait_p99_no_deadline_s": _stat(w[ok & ~has], 99),
             "deadline_misses": self.deadline_misses,
             "preemptions": self.preemptions,
+            "util_cards_mean": round(float(np.mean(cards)), 4),
+            "util_cores_mean": round(float(np.mean(cores)), 4),
             "makespan_s": round(float(np.nanmax(self.end) - self.submit.min()), 1) if np.any(~np.isnan(self.end))
             else 0.0,
+            **self.extra,
         }
+
+
+def _stat(x: np.ndarray, q: float | None) -> float:
+    if not len(x):
+        return 0.0
+    return round(float(x.mean() if q is None else np.percentile(x, q)), 3)
 
 
 @dataclass
@@ -118,7 +167,7 @@ class _Run:
 def bill_fen(price: np.ndarray, units: int, speed: float, start: float, end: float, utc_offset_h: float) -> int:
     """Exact charge in fen for ``units`` at ``speed`` SCU each over [start, end) (Unix s), ToU by local hour."""
     fen = charge(price, units, speed, start, end, utc_offset_h)
-    return int(math.floor(fen + Fraction(1, 2)))
+    return math.floor(fen + Fraction(1, 2))
 
 
 def charge(price: np.ndarray, units: int, speed: float, start: float, end: float, utc_offset_h: float) -> Fraction:
@@ -133,7 +182,7 @@ def charge(price: np.ndarray, units: int, speed: float, start: float, end: float
         hour_end = (math.floor(local_h) + 1 - utc_offset_h) * 3600.0
         seg_end = min(end, hour_end)
         seconds = Fraction(round(seg_end * 1000) - round(t * 1000), 1000)
-        total += int(price[int(math.floor(local_h)) % 24]) * seconds
+        total += int(price[math.floor(local_h) % 24]) * seconds
         t = seg_end
     return total * scu / 3600
 
@@ -150,6 +199,14 @@ class Simulator:
         self.free = [pool.capacity for pool in ctx.pools]
         self.units_cap = np.array([pool.capacity.devices or pool.capacity.cores for pool in ctx.pools], float)
         self.busy = np.zeros(p)
+        self.cards_cap = float(sum(pool.capacity.devices for pool in ctx.pools))
+        self.cores_cap = float(sum(pool.capacity.cores for pool in ctx.pools if pool.capacity.devices == 0))
+        self.busy_cards = 0.0
+        self.busy_cores = 0.0
+        self.util_cards: list[float] = []
+        self.util_cores: list[float] = []
+        self.refused = np.zeros(n, dtype=bool)
+        self._gate = GridScheduler(ctx)  # the submit check the platform runs, the same for every policy
         self.events: list[tuple[float, int, int, int]] = []
         self.seq = 0
         self.queue: dict[str, QueuedJob] = {}
@@ -162,7 +219,7 @@ class Simulator:
         self.site = np.full(n, -1, dtype=np.int64)
         self.deadline = np.where(np.isnan(trace.deadline_s), np.nan, trace.t0 + trace.deadline_s)
         self.preemptions = 0
-        self.plan_pending = False
+        self.plan_at = math.inf  # when the next plan is due; a submit or a finish brings it forward
         self._wake: set[tuple[float, int]] = set()  # (planned start, job) of deferred jobs
         self.plan_calls = 0
         self.done = 0
@@ -189,7 +246,14 @@ class Simulator:
             if kind == FINISH:
                 self._finish(arg)
             elif kind == SUBMIT:
-                self.queue[f"j{arg}"] = tr.job(arg)
+                job = tr.job(arg)
+                try:
+                    self._gate.check_submit(job.spec, now=t)
+                except Unplaceable:
+                    self.refused[arg] = True  # refused as submit refuses it: never queued
+                    self.done += 1
+                    continue
+                self.queue[job.id] = job
                 self._want_plan()
             elif kind == WAKE:
                 self._wake.discard((t, arg))
@@ -197,21 +261,31 @@ class Simulator:
                     idle_plans = 0
                     self._want_plan()
             elif kind == PLAN:
-                self.plan_pending = False
+                if t != self.plan_at:
+                    continue  # superseded by an earlier plan
+                self.plan_at = math.inf
                 placed = self._plan()
                 idle_plans = 0 if placed or self.running else idle_plans + 1
             elif kind == SAMPLE:
                 self._sample()
                 if self.running or self.queue or self.events:
                     self.push(t + self.sample_every, SAMPLE, 0)
-            if idle_plans > 2 and not self.running and not any(k in (SUBMIT, WAKE, FINISH) for _, k, _, _ in self.events):
+            if idle_plans > 2 and not self.running and not any(k in (SUBMIT, WAKE, FINISH)
+                                                               for _, k, _, _ in self.events):
                 break  # what is left in the queue can run nowhere
         return self._result()
 
-    def _want_plan(self) -> None:
-        if not self.plan_pending:
-            self.plan_pending = True
-            t = self.clock.now if self.tick <= 0 else math.ceil(self.clock.now / self.tick) * self.tick
+    def _want_plan(self, at: float | None = None) -> None:
+        """A plan at the next tick (or ``at``), unless one is due sooner.
+
+        A later retry (the hourly one of an idle grid) never holds back the
+        plan a new submit or a finish asks for: that would leave arrivals
+        waiting for the next hour on an idle grid.
+        """
+        now = self.clock.now
+        t = at if at is not None else now if self.tick <= 0 else math.ceil(now / self.tick) * self.tick
+        if t < self.plan_at:
+            self.plan_at = t
             self.push(t, PLAN, 0)
 
     def _states(self) -> list[PoolState]:
@@ -249,8 +323,7 @@ class Simulator:
         if self.queue and self.running:
             pass  # the next finish triggers a new plan
         elif self.queue:
-            self.push(now + max(self.tick, 3600.0 - now % 3600.0), PLAN, 0)  # price hours change; retry hourly
-            self.plan_pending = True
+            self._want_plan(now + max(self.tick, 3600.0 - now % 3600.0))  # price hours change; retry hourly
         return placed
 
     def _start(self, job: QueuedJob, i: int, now: float) -> None:
@@ -263,6 +336,8 @@ class Simulator:
         self.free[i] = self.free[i] - spec.demand
         units = job_units(spec)
         self.busy[i] += units
+        self.busy_cards += spec.devices
+        self.busy_cores += spec.cores if spec.devices == 0 else 0
         self.running[job.id] = _Run(job, i, now, end, units, now + transfer)
         if np.isnan(self.start[n]):
             self.start[n] = now
@@ -275,10 +350,12 @@ class Simulator:
         i = r.pool
         self.free[i] = self.free[i] + r.job.spec.demand
         self.busy[i] -= r.units
+        self.busy_cards -= r.job.spec.devices
+        self.busy_cores -= r.job.spec.cores if r.job.spec.devices == 0 else 0
         speed = float(self.ctx.speed[i])
         begin = min(r.billed_from, now)
         exact = charge(self.ctx.price[i], r.units, speed, begin, now, self.ctx.grid.utc_offset_h)
-        self.cost[n] += int(math.floor(exact + Fraction(1, 2)))  # each attempt is billed in whole fen
+        self.cost[n] += math.floor(exact + Fraction(1, 2))  # each attempt is billed in whole fen
         self.cost_exact[n] += float(exact)
         self.carbon[n] += self._carbon(i, r.units, begin, now)
         return r
@@ -314,6 +391,8 @@ class Simulator:
         cap = np.bincount(self.site_of_pool, weights=self.units_cap, minlength=self.n_sites)
         self.util_t.append(self.clock.now - self.trace.t0)
         self.util.append(np.divide(busy, cap, out=np.zeros_like(busy), where=cap > 0))
+        self.util_cards.append(self.busy_cards / self.cards_cap if self.cards_cap else 0.0)
+        self.util_cores.append(self.busy_cores / self.cores_cap if self.cores_cap else 0.0)
 
     def _result(self) -> SimResult:
         now = self.clock.now
@@ -327,7 +406,8 @@ class Simulator:
             site=self.site, preemptions=self.preemptions, sites=self.ctx.network.sites,
             cost_unrounded_fen=self.cost_exact,
             util_t=np.array(self.util_t), util=np.array(self.util).reshape(len(self.util_t), self.n_sites),
-            plan_calls=self.plan_calls,
+            plan_calls=self.plan_calls, refused=self.refused, util_cards=np.array(self.util_cards),
+            util_cores=np.array(self.util_cores), ended_at=now,
         )
 
 

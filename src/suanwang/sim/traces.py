@@ -6,7 +6,8 @@ the job.  Times in a trace are seconds from its start; ``t0`` (Unix seconds)
 anchors them so time-of-use hours and carbon hours mean something (default:
 2024-01-01 00:00 China time).
 
-Generic CSV format (header row required; one job per line)::
+Generic format, CSV (header row required; one job per line) or JSON Lines
+(``*.jsonl``: one object per line with the same keys; see docs/traces.md)::
 
     submit_s      required  seconds from trace start (>= 0)
     duration_s    required  run time on the reference device (> 0)
@@ -47,6 +48,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -170,7 +172,8 @@ class _Builder:
         f32 = {"duration_s": np.float64, "submit_s": np.float64, "deadline_s": np.float64}
         cols = {}
         for k in _COLUMNS:
-            if k in ("cores", "devices", "priority") or k in ("tenant", "device_model", "data_site", "consumer_site", "region", "service_level"):
+            if k in ("cores", "devices", "priority", "tenant", "device_model", "data_site", "consumer_site", "region",
+                     "service_level"):
                 cols[k] = np.asarray(r[k], dtype=np.int32)
             else:
                 cols[k] = np.asarray(r[k], dtype=f32.get(k, np.float32))
@@ -183,6 +186,7 @@ class _Builder:
 # ---- generic CSV ---------------------------------------------------------------------------------
 
 REQUIRED = ("submit_s", "duration_s", "cores")
+MAX_VALUE = 1e12  # no field of a job is larger: about 31,700 years in seconds
 _NUMERIC = {"submit_s", "duration_s", "cores", "devices", "memory_gb", "data_gb", "deadline_s", "latency_ms_max",
             "priority"}
 _TEXT = {"tenant", "device_model", "data_site", "consumer_site", "region", "service_level"}
@@ -203,6 +207,34 @@ def load_csv(path: str | Path, *, t0: float = T0_DEFAULT) -> Trace:
     return b.build(path.stem, t0)
 
 
+def load_jsonl(path: str | Path, *, t0: float = T0_DEFAULT) -> Trace:
+    """Read the generic format as JSON Lines: one object per line, the CSV's columns as keys."""
+    path = Path(path)
+    b = _Builder()
+    with path.open(encoding="utf-8") as fh:
+        for lineno, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except ValueError as exc:
+                raise InvalidSpec(f"{path}:{lineno}: not JSON: {exc}", line=lineno) from None
+            if not isinstance(obj, dict):
+                raise InvalidSpec(f"{path}:{lineno}: a line must be a JSON object", line=lineno)
+            missing = [c for c in REQUIRED if c not in obj]
+            if missing:
+                raise InvalidSpec(f"{path}:{lineno}: missing required key '{missing[0]}'", column=missing[0],
+                                  line=lineno)
+            row: dict[str | None, str | None] = {}
+            for k, v in obj.items():
+                if isinstance(v, (dict, list, bool)):
+                    raise InvalidSpec(f"{path}:{lineno}: key '{k}' must be a number or a string", column=str(k),
+                                      line=lineno)
+                row[str(k)] = "" if v is None else str(v)
+            b.add(**_csv_row(path, lineno, row))  # type: ignore[arg-type]
+    return b.build(path.stem, t0)
+
+
 def _csv_row(path: Path, line: int, row: dict[str, str | None]) -> dict[str, object]:
     out: dict[str, object] = {}
     for col, raw in row.items():
@@ -219,6 +251,8 @@ def _csv_row(path: Path, line: int, row: dict[str, str | None]) -> dict[str, obj
             except ValueError:
                 raise InvalidSpec(f"{path}:{line}: column '{col}' is not a number: {raw!r}", column=col,
                                   line=line) from None
+            if not math.isfinite(v) or abs(v) > MAX_VALUE:
+                raise InvalidSpec(f"{path}:{line}: column '{col}' out of range: {raw}", column=col, line=line)
             if col in ("cores", "devices", "priority"):
                 if v != int(v):
                     raise InvalidSpec(f"{path}:{line}: column '{col}' must be a whole number", column=col, line=line)
@@ -309,6 +343,9 @@ def load_trace(path: str | Path, *, limit: int | None = None, t0: float = T0_DEF
     name = path.name.lower()
     if name.endswith((".swf", ".swf.gz")):
         return load_swf(path, limit=limit, t0=t0)
+    if name.endswith((".jsonl", ".ndjson")):
+        trace = load_jsonl(path, t0=t0)
+        return trace if limit is None else trace.head(limit)
     if name.startswith("azurellminference"):
         return load_azure_llm(path, limit=limit, t0=t0)
     if "dlrm" in name:
@@ -337,8 +374,9 @@ def with_placement_hints(
 ) -> Trace:
     """Add what real traces lack, from a seed (synthetic, documented in results):
 
-    each tenant gets a consumer and a data site (hash of tenant and seed); a
-    ``deadline_fraction`` of jobs gets ``deadline = submit + slack * duration
+    each tenant gets a consumer and a data site (hash of tenant and seed)
+    where the trace states none; a ``deadline_fraction`` of jobs without a
+    stated deadline gets ``deadline = submit + slack * duration
     + pad`` with slack and pad drawn uniformly from ``deadline_slack`` and
     ``deadline_pad_h`` (hours): some deadlines leave room to shift into valley
     hours, some do not, and some rule out slow devices; ``spot_fraction`` of
@@ -357,13 +395,16 @@ def with_placement_hints(
     tenants = [trace.names[c] for c in trace.tenant]
     consumer = trace.consumer_site.copy()
     data = trace.data_site.copy()
+    stated = trace.data_site != 0  # what the trace states is kept
     if consumer_sites:
-        consumer = np.array([code(_pick(t, consumer_sites, f"c{seed}")) for t in tenants], dtype=np.int32)
+        drawn = np.array([code(_pick(t, consumer_sites, f"c{seed}")) for t in tenants], dtype=np.int32)
+        consumer = np.where(trace.consumer_site != 0, trace.consumer_site, drawn).astype(np.int32)
     if data_sites:
-        data = np.array([code(_pick(t, data_sites, f"d{seed}")) for t in tenants], dtype=np.int32)
-    gb = np.full(len(trace), data_gb, dtype=np.float32) if data_gb else trace.data_gb
+        drawn = np.array([code(_pick(t, data_sites, f"d{seed}")) for t in tenants], dtype=np.int32)
+        data = np.where(stated, trace.data_site, drawn).astype(np.int32)
+    gb = np.where(stated, trace.data_gb, data_gb).astype(np.float32) if data_gb else trace.data_gb
     deadline = trace.deadline_s.copy()
-    pick = rng.random(len(trace)) < deadline_fraction
+    pick = (rng.random(len(trace)) < deadline_fraction) & np.isnan(deadline)
     slack = rng.uniform(*deadline_slack, len(trace))
     pad = rng.uniform(*deadline_pad_h, len(trace)) * 3600.0
     deadline[pick] = trace.submit_s[pick] + slack[pick] * trace.duration_s[pick] + pad[pick]

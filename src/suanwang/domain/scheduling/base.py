@@ -1,0 +1,223 @@
+"""What every policy shares: free capacity during a pass, job order, gangs all-or-nothing, the price rule.
+
+A *pass* is one ``plan`` call (or one ``FairScheduler`` pass): ``start_pass``,
+then ``place_unit`` for each placement unit in order, then ``end_pass``.
+``FairScheduler`` drives a policy through exactly these public methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from suanwang.domain.grid import SiteId
+from suanwang.domain.job import JobSpec
+from suanwang.domain.placement import Placement, PoolState, QueuedJob, priced_out
+from suanwang.domain.scheduling.context import GridContext
+from suanwang.domain.scheduling.signals import GridModel
+
+Allow = Callable[["QueuedJob"], "np.ndarray | None"]  # per job: which grid pools it may use (bool per pool)
+
+
+class Demand(Protocol):
+    """A demand: what ``FreeState`` checks and books."""
+
+    cores: int
+    memory_gb: float
+    devices: int
+
+
+class FreeState:
+    """Free capacity during one ``plan`` call, as numpy arrays over the grid's pools."""
+
+    def __init__(self, ctx: GridContext, pools: Sequence[PoolState]) -> None:
+        n = len(ctx.pools)
+        self.cores = np.zeros(n)
+        self.mem = np.zeros(n)
+        self.dev = np.zeros(n)
+        self.wait = np.zeros(n)
+        for state in pools:
+            i = ctx.index.get((state.pool.site, state.pool.name))
+            if i is None or not state.online:
+                continue
+            self.cores[i], self.mem[i], self.dev[i] = state.free.cores, state.free.memory_gb, state.free.devices
+            self.wait[i] = state.wait_s
+        self.any_wait = bool(self.wait.any())
+
+    def fits(self, idx: np.ndarray, d: Demand) -> np.ndarray:
+        return (self.cores[idx] >= d.cores) & (self.mem[idx] >= d.memory_gb - 1e-9) & (self.dev[idx] >= d.devices)
+
+    def fits_one(self, i: int, d: Demand) -> bool:
+        return self.cores[i] >= d.cores and self.mem[i] >= d.memory_gb - 1e-9 and self.dev[i] >= d.devices
+
+    def take(self, i: int, d: Demand) -> None:
+        self.cores[i] -= d.cores
+        self.mem[i] -= d.memory_gb
+        self.dev[i] -= d.devices
+
+    def give(self, i: int, d: Demand) -> None:
+        self.cores[i] += d.cores
+        self.mem[i] += d.memory_gb
+        self.dev[i] += d.devices
+
+
+
+Urgency = Callable[[QueuedJob], bool]
+
+
+def priority_order(jobs: Sequence[QueuedJob], urgent: Urgency | None = None) -> list[QueuedJob]:
+    """Priority first; within a priority, urgent jobs by latest start (EDF), then submit time."""
+    if urgent is None:
+        return sorted(jobs, key=lambda j: (-j.spec.priority, j.submitted_at, j.id))
+
+    def key(j: QueuedJob) -> tuple:
+        s = j.spec
+        if urgent(j):
+            return (-s.priority, 0, (s.deadline or 0.0) - s.duration_s, j.submitted_at, j.id)
+        return (-s.priority, 1, 0.0, j.submitted_at, j.id)
+
+    return sorted(jobs, key=key)
+
+
+def gang_units(jobs: Sequence[QueuedJob]) -> list[list[QueuedJob]]:
+    """Jobs grouped into placement units: a gang's members together at its first member's position."""
+    units: list[list[QueuedJob]] = []
+    by_gang: dict[str, list[QueuedJob]] = {}
+    for job in jobs:
+        if not job.gang:
+            units.append([job])
+        elif job.gang in by_gang:
+            by_gang[job.gang].append(job)
+        else:
+            by_gang[job.gang] = [job]
+            units.append(by_gang[job.gang])
+    return units
+
+
+
+class PolicyBase:
+    """Shared loop: order, gangs all-or-nothing, capacity bookkeeping.  Subclasses pick a pool."""
+
+    keep_order: bool = False
+
+    def __init__(self, grid: GridModel | GridContext) -> None:
+        self.ctx = grid if isinstance(grid, GridContext) else GridContext(grid)
+
+    def plan(self, jobs: Sequence[QueuedJob], pools: Sequence[PoolState], *, now: float) -> list[Placement]:
+        free = self.start_pass(pools, now)
+        ordered = list(jobs) if self.keep_order else priority_order(jobs, self.urgency(now))
+        self.set_order(ordered)
+        gangs = {unit[0].gang: unit for unit in gang_units([j for j in ordered if j.gang])}
+        out: list[Placement] = []
+        for job in ordered:
+            if not job.gang:
+                placement = self._place_one(job, free, now)
+                if placement is not None:
+                    out.append(placement)
+                continue
+            unit = gangs[job.gang]
+            if unit[0] is job and len(unit) >= job.gang_size:  # a gang waits until all its members are queued
+                out.extend(self.place_unit(unit, free, now))
+        self.end_pass()
+        return out
+
+    # ---- the pass interface: ``plan`` and ``FairScheduler`` drive a policy through these ----------
+
+    def start_pass(self, pools: Sequence[PoolState], now: float) -> FreeState:
+        """A pass starts: per-pass caches reset; returns the free capacity the pass books placements against."""
+        free = FreeState(self.ctx, pools)
+        self._begin(now)
+        return free
+
+    def set_order(self, ordered: Sequence[QueuedJob]) -> None:
+        """The order jobs will be offered capacity in this pass (lets a policy score upcoming jobs together)."""
+        self._prepare(ordered)
+
+    def end_pass(self) -> None:
+        """The pass ends: every placement it returned is complete (predicted terms filled in)."""
+        self._end()
+
+    def _place_one(self, job: QueuedJob, free: FreeState, now: float) -> Placement | None:
+        """A job outside any gang (``place_unit`` without the all-or-nothing bookkeeping)."""
+        spec = job.spec
+        if spec.not_before is not None and spec.not_before > now:
+            return None
+        got = self._choose(job, free, now, None, self.price_mask(job))
+        if got is None:
+            return None
+        i, placement = got
+        if placement.start_at <= now:
+            free.take(i, spec)
+        return placement
+
+    def place_unit(
+        self, unit: list[QueuedJob], free: FreeState, now: float, allow: Allow | None = None
+    ) -> list[Placement]:
+        """One job, or a gang's members all-or-nothing, in ``unit``'s order; ``allow`` restricts pools per job."""
+        taken: list[tuple[int, JobSpec]] = []
+        result: list[Placement] = []
+        site: SiteId | None = None
+        for job in unit:
+            spec = job.spec
+            if spec.not_before is not None and spec.not_before > now:
+                break
+            mask = allow(job) if allow is not None else None
+            priced = self.price_mask(job)
+            if priced is not None:
+                mask = priced if mask is None else mask & priced
+            got = self._choose(job, free, now, site if job.gang else None, mask)
+            if got is None:
+                break
+            i, placement = got
+            if placement.start_at <= now:
+                free.take(i, spec)
+                taken.append((i, spec))
+            site = self.ctx.pools[i].site
+            result.append(placement)
+        if len(result) < len(unit):
+            for i, d in taken:
+                free.give(i, d)
+            return []
+        return result
+
+    def price_mask(self, job: QueuedJob) -> np.ndarray | None:
+        """The price rule (``placement.priced_out``) as a mask over pools; None when it rules nothing out,
+        so the common case keeps the fast paths."""
+        dear = priced_out(job)
+        if not dear:
+            return None
+        mask = np.ones(len(self.ctx.pools), dtype=bool)
+        for key in dear:
+            i = self.ctx.index.get(key)
+            if i is not None:
+                mask[i] = False
+        return mask
+
+    def _begin(self, now: float) -> None:
+        """A plan call starts (per-call caches)."""
+
+    def _end(self) -> None:
+        """A plan call ends: every placement it returned is complete."""
+
+    def urgency(self, now: float) -> Urgency | None:
+        """Which queued jobs go first within their priority tier (deadline-aware policies only)."""
+        return None
+
+    def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
+        pass
+
+    def _choose(
+        self, job: QueuedJob, free: FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
+    ) -> tuple[int, Placement] | None:
+        raise NotImplementedError
+
+    def _restrict(self, idx: np.ndarray, site: SiteId | None) -> np.ndarray:
+        if site is None:
+            return idx
+        return idx[self.ctx.site_idx[idx] == self.ctx.network.index[site]]
+
+    def _placement(self, job: QueuedJob, i: int, now: float, start: float | None = None) -> Placement:
+        pool = self.ctx.pools[i]
+        return Placement(job.id, pool.site, pool.name, now if start is None else start)
