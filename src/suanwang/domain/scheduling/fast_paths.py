@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from suanwang.domain.grid import Capacity
 from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Placement, QueuedJob
-from suanwang.domain.scheduling.base import FreeState, PolicyBase
+from suanwang.domain.scheduling.base import FreeState, Guard, PolicyBase
 from suanwang.domain.scheduling.context import GridContext, integral, shape_key
 from suanwang.domain.scheduling.scoring import (
     LOG_STEP,
@@ -69,6 +69,10 @@ class _Walk:
     static: list[float]  # static terms per position
     dead: bytearray  # per position: full for this demand in this plan call (shared with ``_choose_ranked``)
     cursor: int = 0  # order[:cursor] is all full
+    latest_end: dict[int, tuple[int, int, float]] = field(default_factory=dict)  # guard: per position
+    blocked: bytearray = field(default_factory=bytearray)  # guard: per position, refused to every job
+    gives: int = -1  # ``FreeState.gives`` when ``blocked`` was started
+    bcursor: int = 0  # order[:bcursor] is all full or blocked
 
 
 @dataclass(slots=True)
@@ -256,7 +260,6 @@ class FastPaths(PolicyBase):
             later = list(zip(best.tolist(), (at // s).tolist(), (at % s + 1).tolist(), strict=True))
         return [_Timed(short, starts, score[k, :, 0], finish[k], later[k], bool(met[k])) for k in range(len(js))]
 
-
     def _transfer_s(self, spec: JobSpec, idx: np.ndarray) -> np.ndarray:
         if not (spec.data_site and spec.data_gb > 0 and spec.data_site in self.ctx.network.index):
             return np.zeros(len(idx))
@@ -265,7 +268,6 @@ class FastPaths(PolicyBase):
         if row is None:
             row = self._transfer[k] = self.ctx.network.transfer_row(spec.data_site, spec.data_gb)
         return row[self.ctx.site_idx[idx]]
-
 
     def _static_terms(self, spec: JobSpec, info: _Shape, free: FreeState, now: float, w: Weights) -> np.ndarray:
         """w_cost T_cost + w_carbon T_carbon + w_latency T_lat for starting now, run time in 25 % log steps."""
@@ -317,8 +319,9 @@ class FastPaths(PolicyBase):
         return dead
 
     def _choose_fast(self, job: QueuedJob, info: _Shape, free: FreeState, now: float, w: Weights,
-                     wk: int) -> tuple[int, Placement] | None:
-        """The best candidate with room, walking the group's ranking (its score is the same for every job)."""
+                     wk: int, guard: Guard | None = None) -> tuple[int, Placement] | None:
+        """The best candidate with room (and the guard's leave), walking the group's ranking (its score is the
+        same for every job)."""
         spec = job.spec
         q = round(math.log(min(max(spec.duration_s, 300.0), 172800.0)) / LOG_STEP[1.25])  # bucket, inlined
         walk = self._walks.get((info.demand, wk, q))
@@ -330,6 +333,8 @@ class FastPaths(PolicyBase):
         while c < n and dead[order[c]]:
             c += 1
         walk.cursor = c
+        if guard is not None:
+            return self._walk_guarded(job, info, walk, free, now, w, guard)
         cores, mem, dev = free.cores, free.mem, free.dev
         need_c, need_m, need_d = spec.cores, spec.memory_gb - 1e-9, spec.devices
         for pos in range(c, n):
@@ -338,22 +343,67 @@ class FastPaths(PolicyBase):
                 continue
             i = idx[r]
             if cores[i] >= need_c and mem[i] >= need_m and dev[i] >= need_d:
-                score = walk.static[r]
-                if w.time:
-                    d = spec.duration_s
-                    score += w.time * ((d / self.ctx.speed_list[i]) / max(d / info.fastest, 1e-9) - 1.0)
-                terms: dict[str, float] = {}  # ``_pending_placement`` for a start now without transfer or wait
-                all_terms, specs, pools, begins, transfers, scores = self._pending
-                all_terms.append(terms)
-                specs.append(spec)
-                pools.append(i)
-                begins.append(now)
-                transfers.append(0.0)
-                scores.append(score)
-                site, name = self._names[i]
-                return i, Placement(job.id, site, name, now, terms)
+                return i, self._walk_placement(job, info, walk, r, i, now, w)
             dead[r] = 1
         return None
+
+    def _walk_guarded(self, job: QueuedJob, info: _Shape, walk: _Walk, free: FreeState, now: float, w: Weights,
+                      guard: Guard) -> tuple[int, Placement] | None:
+        """``_choose_fast`` under a guard.  A pool the guard refuses is skipped for this job only, not marked full;
+        one it refuses to every job of the demand (latest end not after now) is skipped by the walk's own
+        cursor until capacity is given back (``FreeState.gives``): taking capacity and adding heads only ever
+        make the guard stricter."""
+        spec = job.spec
+        order, idx, dead = walk.order, walk.idx, walk.dead
+        n = len(order)
+        if walk.gives != free.gives:
+            walk.blocked, walk.gives, walk.bcursor = bytearray(len(idx)), free.gives, 0
+        blocked = walk.blocked
+        d = spec.duration_s
+        sure = now + d / info.fastest > now  # every candidate's end is after now: a "not after now" refuses it
+        c = max(walk.cursor, walk.bcursor) if sure else walk.cursor
+        if sure:
+            while c < n and (dead[order[c]] or blocked[order[c]]):
+                c += 1
+            walk.bcursor = c
+        cores, mem, dev = free.cores, free.mem, free.dev
+        need_c, need_m, need_d = spec.cores, spec.memory_gb - 1e-9, spec.devices
+        changes, version, speed, ends = free.changes, guard.version, self.ctx.speed_list, walk.latest_end
+        for pos in range(c, n):
+            r = order[pos]
+            if dead[r] or (sure and blocked[r]):
+                continue
+            i = idx[r]
+            if cores[i] >= need_c and mem[i] >= need_m and dev[i] >= need_d:
+                hit = ends.get(r)  # the demand's latest end there, kept while the pool and the guard stay
+                if hit is None or hit[0] != changes[i] or hit[1] != version:
+                    hit = ends[r] = (changes[i], version, guard.latest_end(spec, i))
+                if now + d / speed[i] > hit[2]:
+                    if hit[2] <= now:
+                        blocked[r] = 1
+                    continue  # not for this job; a shorter one may start there
+                return i, self._walk_placement(job, info, walk, r, i, now, w)
+            dead[r] = 1
+        return None
+
+    def _walk_placement(self, job: QueuedJob, info: _Shape, walk: _Walk, r: int, i: int, now: float,
+                        w: Weights) -> Placement:
+        """``_pending_placement`` for a start now without transfer or wait, with the walk's score."""
+        spec = job.spec
+        score = walk.static[r]
+        if w.time:
+            d = spec.duration_s
+            score += w.time * ((d / self.ctx.speed_list[i]) / max(d / info.fastest, 1e-9) - 1.0)
+        terms: dict[str, float] = {}
+        all_terms, specs, pools, begins, transfers, scores = self._pending
+        all_terms.append(terms)
+        specs.append(spec)
+        pools.append(i)
+        begins.append(now)
+        transfers.append(0.0)
+        scores.append(score)
+        site, name = self._names[i]
+        return Placement(job.id, site, name, now, terms)
 
     def _new_walk(self, spec: JobSpec, info: _Shape, free: FreeState, now: float, w: Weights, wk: int,
                   q: int) -> _Walk:
@@ -407,7 +457,6 @@ class FastPaths(PolicyBase):
         i = int(idx[r])
         return i, self._pending_placement(job, i, free, now, now, self._transfer_one(spec, i), float(score[r]))
 
-
     def _transfer_one(self, spec: JobSpec, i: int) -> float:
         if not (spec.data_site and spec.data_gb > 0 and spec.data_site in self.ctx.network.index):
             return 0.0
@@ -458,7 +507,6 @@ class FastPaths(PolicyBase):
             terms.update(cost_fen=c, carbon_kg=k, latency_ms=lat, transfer_s=tr, run_s=rn, finish_at=f, score=sc)
             if spec.deadline is not None:
                 terms["deadline_miss"] = 1.0 if f > spec.deadline + 1e-6 else 0.0
-
 
     def _short(self, spec: JobSpec, info: _Shape, idx: np.ndarray, free: FreeState, now: float, w: Weights,
                *, cache: bool, k: int = 8) -> np.ndarray:
