@@ -29,9 +29,12 @@ Backfill that never delays the head of a higher queue.  When a job cannot be
 placed, it becomes a *blocked head*; for each pool that could ever run it we
 compute its shadow time (EASY backfilling): the earliest time the pool's free
 capacity plus the running jobs' releases cover its demand.  A later job may
-then use a pool only if the head could never run there, or the later job
-ends before the shadow time, or what it takes leaves enough for the head at
-the shadow time.
+then start now on a pool only if the head could never run there, or the later
+job ends before the shadow time, or what it takes leaves enough for the head
+at the shadow time.  The guard filters starts now, as room now does: a start
+later than now takes nothing now and is not guarded.  A job no pool can ever
+run is left out of the pass (``Plan.unrunnable``): it is neither a head nor
+counted toward its tenant's share.
 
 Preemption.  A guaranteed job that cannot be placed may evict spot jobs on a
 pool where free capacity plus the spot jobs' capacity covers it.  The victims

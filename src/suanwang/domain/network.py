@@ -120,4 +120,5 @@ class Network:
         with np.errstate(divide="ignore", invalid="ignore"):
             t = lat / 1000.0 + np.where(bw > 0, gb * 8.0 / np.where(bw > 0, bw, 1.0), np.inf)
         t[i] = 0.0
-        return t
+        out: np.ndarray = t
+        return out

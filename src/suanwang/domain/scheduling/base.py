@@ -8,7 +8,7 @@ then ``place_unit`` for each placement unit in order, then ``end_pass``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -42,9 +42,12 @@ class Guard(Protocol):
 class Demand(Protocol):
     """A demand: what ``FreeState`` checks and books."""
 
-    cores: int
-    memory_gb: float
-    devices: int
+    @property
+    def cores(self) -> int: ...
+    @property
+    def memory_gb(self) -> float: ...
+    @property
+    def devices(self) -> int: ...
 
 
 class FreeState:
@@ -71,10 +74,12 @@ class FreeState:
         self.gives = 0  # how often capacity was given back (a rolled-back gang, preemption)
 
     def fits(self, idx: np.ndarray, d: Demand) -> np.ndarray:
-        return (self.cores[idx] >= d.cores) & (self.mem[idx] >= d.memory_gb - 1e-9) & (self.dev[idx] >= d.devices)
+        out: np.ndarray = ((self.cores[idx] >= d.cores) & (self.mem[idx] >= d.memory_gb - 1e-9)
+                           & (self.dev[idx] >= d.devices))
+        return out
 
     def fits_one(self, i: int, d: Demand) -> bool:
-        return self.cores[i] >= d.cores and self.mem[i] >= d.memory_gb - 1e-9 and self.dev[i] >= d.devices
+        return bool(self.cores[i] >= d.cores and self.mem[i] >= d.memory_gb - 1e-9 and self.dev[i] >= d.devices)
 
     def take(self, i: int, d: Demand) -> None:
         self.cores[i] -= d.cores
@@ -98,7 +103,7 @@ def priority_order(jobs: Sequence[QueuedJob], urgent: Urgency | None = None) -> 
     if urgent is None:
         return sorted(jobs, key=lambda j: (-j.spec.priority, j.submitted_at, j.id))
 
-    def key(j: QueuedJob) -> tuple:
+    def key(j: QueuedJob) -> tuple[Any, ...]:
         s = j.spec
         if urgent(j):
             return (-s.priority, 0, (s.deadline or 0.0) - s.duration_s, j.submitted_at, j.id)
@@ -245,7 +250,8 @@ class PolicyBase:
     def _restrict(self, idx: np.ndarray, site: SiteId | None) -> np.ndarray:
         if site is None:
             return idx
-        return idx[self.ctx.site_idx[idx] == self.ctx.network.index[site]]
+        out: np.ndarray = idx[self.ctx.site_idx[idx] == self.ctx.network.index[site]]
+        return out
 
     def _placement(self, job: QueuedJob, i: int, now: float, start: float | None = None) -> Placement:
         pool = self.ctx.pools[i]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -97,11 +98,11 @@ class FastPaths(PolicyBase):
 
     def __init__(self, grid: GridModel | GridContext) -> None:
         super().__init__(grid)
-        self._static: dict[tuple, np.ndarray] = {}
-        self._shortlist: dict[tuple, np.ndarray] = {}
-        self._full: dict[tuple, Capacity] = {}
+        self._static: dict[tuple[Any, ...], Any] = {}
+        self._shortlist: dict[tuple[Any, ...], np.ndarray] = {}
+        self._full: dict[tuple[Any, ...], Capacity] = {}
         self._transfer: dict[tuple[str, float], np.ndarray] = {}
-        self._shapes: dict[tuple, _Shape] = {}
+        self._shapes: dict[tuple[Any, ...], _Shape] = {}
         self._ids: dict[object, int] = {}  # interned keys: candidate sets, groups, demands
         self._wkeys: dict[int, tuple[Weights, int]] = {}
         self._names = [(p.site, p.name) for p in self.ctx.pools]
@@ -162,14 +163,15 @@ class FastPaths(PolicyBase):
         self._by_spec: dict[int, tuple[JobSpec, _Shape]] = {}
         self._pre: dict[str, np.ndarray] = {}
         self._timed: dict[str, _Timed] = {}
-        self._ranks: dict[tuple, tuple] = {}  # per group and weights: orders; per step too: rows as lists
-        self._walks: dict[tuple, _Walk] = {}
-        self._dead: dict[tuple, bytearray] = {}
+        # per group and weights: orders; per step too: rows as lists
+        self._ranks: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._walks: dict[tuple[Any, ...], _Walk] = {}
+        self._dead: dict[tuple[Any, ...], bytearray] = {}
         self._ordered: Sequence[QueuedJob] = ()
         self._pos: dict[str, int] = {}
         self._scanned = 0
         self._wk_plain = -1
-        self._pending: tuple[list, ...] = ([], [], [], [], [], [])  # terms, spec, pool, begin, transfer, score
+        self._pending: tuple[list[Any], ...] = ([], [], [], [], [], [])  # terms, spec, pool, begin, transfer, score
 
     def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
         """Remember the order so scores can be computed for many upcoming jobs at once."""
@@ -186,8 +188,8 @@ class FastPaths(PolicyBase):
             return
         end = min(len(self._ordered), pos + chunk)
         self._scanned = end
-        ranked: dict[tuple, list[QueuedJob]] = {}
-        timed: dict[tuple, list[QueuedJob]] = {}
+        ranked: dict[tuple[Any, ...], list[QueuedJob]] = {}
+        timed: dict[tuple[Any, ...], list[QueuedJob]] = {}
         for job in self._ordered[pos:end]:
             spec = job.spec
             if job.gang or (spec.deadline is None and not free.any_wait and not (spec.data_site and spec.data_gb)):
@@ -229,7 +231,8 @@ class FastPaths(PolicyBase):
         if w.time:
             statics = statics + w.time * (t / np.maximum(t.min(axis=1, keepdims=True), 1e-9) - 1.0)
         statics[~np.isfinite(t)] = np.inf
-        return statics
+        out: np.ndarray = statics
+        return out
 
     def _timed_rows(self, js: Sequence[QueuedJob], info: _Shape, free: FreeState, now: float,
                     idx: np.ndarray | None = None, gang: bool = False) -> list[_Timed]:
@@ -267,11 +270,13 @@ class FastPaths(PolicyBase):
         row = self._transfer.get(k)
         if row is None:
             row = self._transfer[k] = self.ctx.network.transfer_row(spec.data_site, spec.data_gb)
-        return row[self.ctx.site_idx[idx]]
+        out: np.ndarray = row[self.ctx.site_idx[idx]]
+        return out
 
     def _static_terms(self, spec: JobSpec, info: _Shape, free: FreeState, now: float, w: Weights) -> np.ndarray:
         """w_cost T_cost + w_carbon T_carbon + w_latency T_lat for starting now, run time in 25 % log steps."""
-        return self._static_table(spec, info, free, now, w)[bucket(spec.duration_s, 1.25) - Q_LOW]
+        out: np.ndarray = self._static_table(spec, info, free, now, w)[bucket(spec.duration_s, 1.25) - Q_LOW]
+        return out
 
     def _static_table(self, spec: JobSpec, info: _Shape, free: FreeState, now: float, w: Weights) -> np.ndarray:
         """Static terms of a group for every run-time step (rows), reused within a quarter hour.
@@ -281,7 +286,7 @@ class FastPaths(PolicyBase):
         and carbon behind it serve every group.
         """
         k = (info.group, self._wk(w), math.floor(now / 900.0))
-        hit = self._static.get(k)
+        hit: np.ndarray | None = self._static.get(k)
         if hit is not None:
             return hit
         cost, carbon, ok = self._pool_table(spec, free, now)
