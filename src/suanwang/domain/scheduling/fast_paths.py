@@ -70,7 +70,6 @@ class _Walk:
     static: list[float]  # static terms per position
     dead: bytearray  # per position: full for this demand in this plan call (shared with ``_choose_ranked``)
     cursor: int = 0  # order[:cursor] is all full
-    latest_end: dict[int, tuple[int, int, float]] = field(default_factory=dict)  # guard: per position
     blocked: bytearray = field(default_factory=bytearray)  # guard: per position, refused to every job
     gives: int = -1  # ``FreeState.gives`` when ``blocked`` was started
     bcursor: int = 0  # order[:bcursor] is all full or blocked
@@ -166,6 +165,8 @@ class FastPaths(PolicyBase):
         # per group and weights: orders; per step too: rows as lists
         self._ranks: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._walks: dict[tuple[Any, ...], _Walk] = {}
+        # per demand (cores, memory, devices) and pool: (its bookings, guard version, the guard's latest end)
+        self._latest_end: dict[tuple[int, float, int], dict[int, tuple[int, int, float]]] = {}
         self._dead: dict[tuple[Any, ...], bytearray] = {}
         self._ordered: Sequence[QueuedJob] = ()
         self._pos: dict[str, int] = {}
@@ -373,16 +374,19 @@ class FastPaths(PolicyBase):
             walk.bcursor = c
         cores, mem, dev = free.cores, free.mem, free.dev
         need_c, need_m, need_d = spec.cores, spec.memory_gb - 1e-9, spec.devices
-        changes, version, speed, ends = free.changes, guard.version, self.ctx.speed_list, walk.latest_end
+        ends = self._latest_end.get((spec.cores, spec.memory_gb, spec.devices))  # shared by the demand's walks
+        if ends is None:
+            ends = self._latest_end[(spec.cores, spec.memory_gb, spec.devices)] = {}
+        changes, version, speed = free.changes, guard.version, self.ctx.speed_list
         for pos in range(c, n):
             r = order[pos]
             if dead[r] or (sure and blocked[r]):
                 continue
             i = idx[r]
             if cores[i] >= need_c and mem[i] >= need_m and dev[i] >= need_d:
-                hit = ends.get(r)  # the demand's latest end there, kept while the pool and the guard stay
+                hit = ends.get(i)  # the demand's latest end there, kept while the pool and the guard stay
                 if hit is None or hit[0] != changes[i] or hit[1] != version:
-                    hit = ends[r] = (changes[i], version, guard.latest_end(spec, i))
+                    hit = ends[i] = (changes[i], version, guard.latest_end(spec, i))
                 if now + d / speed[i] > hit[2]:
                     if hit[2] <= now:
                         blocked[r] = 1
