@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import sys
 import time
@@ -39,6 +40,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+import _sched_live as _live  # noqa: E402
 
 from suanwang.domain.bound import cost_lower_bound  # noqa: E402
 from suanwang.domain.grid import Capacity, Link, Pool, Site  # noqa: E402
@@ -89,7 +92,7 @@ def synthetic_grid(n_sites: int, pools_per_site: int, rng: np.random.Generator) 
             signals[(name, pool.name)] = PoolSignals(PriceSignal(price), speed, 0.5)
     links = []
     order = np.argsort(lon)
-    for a, b in zip(order[:-1], order[1:], strict=True):  # a chain keeps the grid connected
+    for a, b in itertools.pairwise(order):  # a chain keeps the grid connected
         links.append(_link(int(a), int(b), lat, lon, rng))
     for _ in range(n_sites * 2):
         a, b = rng.choice(n_sites, 2, replace=False)
@@ -151,11 +154,27 @@ def throughput(n_sites: int, n_jobs: int, seed: int = 1, repeat: int = 3) -> dic
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     dt, cpu = float(np.median(walls)), float(np.median(cpus))
+    rates = [len(placements) / w for w in walls]
     return {"sites": n_sites, "pools": len(grid.pools), "queued_jobs": n_jobs, "placements": len(placements),
+            "placements_per_s_plan": _live.spread(rates),
             "deferred": sum(1 for p in placements if p.start_at > now), "plan_s": round(dt, 3),
             "plan_cpu_s": round(cpu, 3), "plan_runs_s": [round(t, 3) for t in walls],
             "context_build_s": round(t_ctx, 3), "placements_per_s": round(len(placements) / dt, 1),
             "placements_per_cpu_s": round(len(placements) / cpu, 1)}
+
+
+def live(n_sites: int, n_queued: int, runs: int = 3) -> dict[str, object]:
+    """The production pass (``FairScheduler.plan_with_preemption`` as ``place_waiting_jobs`` calls it, built as
+    ``GridPlanner`` builds it) on a grid 70 % busy: see ``bench/_sched_live.py``."""
+    t0 = time.perf_counter()
+    inst = _live.live_instance(synthetic_grid, DATA, n_sites=n_sites, n_queued=n_queued)
+    t_inst = time.perf_counter() - t0
+    batch = inst.queue[:_live.PASS_LIMIT]
+    timed = _live.time_live(inst, runs=runs)
+    return {"pools": len(inst.grid.pools), "queued_jobs": len(inst.queue), "batch": len(batch),
+            "running_jobs": len(inst.running), "busy_share": round(_live.busy_share(inst), 3),
+            "request_shapes_in_batch": _live.shapes(batch), "request_shapes_queued": _live.shapes(inst.queue),
+            "unrunnable_queued": inst.unrunnable, "instance_s": round(t_inst, 1), **timed}
 
 
 def memory(n_jobs: int) -> dict[str, float]:
@@ -202,8 +221,8 @@ def quality(quick: bool, load: float, ablation: bool = False) -> dict[str, objec
     policies_run: dict[str, object] = dict(POLICIES)
     if ablation:
         policies_run["cheapest-first+urgent"] = cheapest_first_urgent
-    totals: dict[str, dict[str, float]] = {p: {"cost": 0, "exact": 0.0, "carbon_kg": 0.0, "deadline_misses": 0, "jobs": 0}
-                                           for p in policies_run}
+    totals: dict[str, dict[str, float]] = {
+        p: {"cost": 0, "exact": 0.0, "carbon_kg": 0.0, "deadline_misses": 0, "jobs": 0} for p in policies_run}
     waits: dict[str, list[np.ndarray]] = {p: [] for p in policies_run}
     nd_waits: dict[str, list[np.ndarray]] = {p: [] for p in policies_run}
     bound_total = 0.0
@@ -240,7 +259,8 @@ def quality(quick: bool, load: float, ablation: bool = False) -> dict[str, objec
             waits[policy].append(result.wait_s[~np.isnan(result.wait_s)])
             nd_waits[policy].append(result.wait_s[~np.isnan(result.wait_s) & np.isnan(result.deadline)])
         bound_total += bound.cost_fen if bounded else 0.0
-        per_instance[name] = {"jobs": len(trace), "rejected_at_submit": rejected, "bound_cost_fen": round(bound.cost_fen, 1),
+        per_instance[name] = {"jobs": len(trace), "rejected_at_submit": rejected,
+                              "bound_cost_fen": round(bound.cost_fen, 1),
                               "bound_status": bound.status, "bound_wait_h": bound.wait_h,
                               "offered_load": round(offered_load(model, trace), 3),
                               "arrivals_compressed_by": round(compression, 2),
@@ -268,29 +288,41 @@ def main() -> None:
     ap.add_argument("--load", type=float, default=0.7,
                     help="offered load as a share of the sliced grid's capacity (0: the whole grid)")
     ap.add_argument("--pressure-load", type=float, default=1.0, help="offered load of the pressure instances")
-    ap.add_argument("--part", choices=("all", "throughput", "memory", "quality"), default="all",
-                    help="run one part only (printed, not written to results)")
+    ap.add_argument("--part", choices=("all", "live", "throughput", "memory", "quality"), default="all",
+                    help="run one part only (written to bench/results/scheduler_<part>.json)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     sites, jobs, mem_jobs = (20, 20_000, 100_000) if args.quick else (100, 100_000, 1_000_000)
     if args.part != "all":
-        part = {"throughput": lambda: throughput(sites, jobs), "memory": lambda: memory(mem_jobs),
-                "quality": lambda: quality(args.quick, args.load)}[args.part]()
+        part = {"live": lambda: live(sites, jobs), "throughput": lambda: throughput(sites, jobs),
+                "memory": lambda: memory(mem_jobs), "quality": lambda: quality(args.quick, args.load)}[args.part]()
+        part = {"quick": args.quick, **part, "wall_s": round(time.perf_counter() - t0, 1)}
+        path = ROOT / f"bench/results/scheduler_{args.part}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(part, indent=2))
+        if args.part == "live":
+            part = {**{k: v for k, v in part.items() if k != "passes"},
+                    "placements_per_s_live": part["placements_per_s"]["median"]}  # type: ignore[index]
         print(json.dumps(part))
         return
+    lv = live(sites, jobs)
     tp = throughput(sites, jobs)
     mem = memory(mem_jobs)
     q = quality(args.quick, args.load)
     hot = quality(args.quick, args.pressure_load, ablation=True)
     pressure = {"offered_load": args.pressure_load, "cost_ratio_to_bound": hot["cost_ratio_to_bound"],
                 "policies": hot["policies"], "instances": hot["instances"]}
-    out = {"quick": args.quick, "offered_load": args.load, **tp, **mem, "cost_ratio_to_bound": q["cost_ratio_to_bound"],
+    out = {"quick": args.quick, "offered_load": args.load, **tp, **mem, "live": lv,
+           "placements_per_s_live": lv["placements_per_s"]["median"],  # type: ignore[index]
+           "placements_per_s_plan": tp["placements_per_s_plan"]["median"],  # type: ignore[index]
+           "cost_ratio_to_bound": q["cost_ratio_to_bound"],
            "policies": q["policies"], "instances": q["instances"], "pressure": pressure,
            "wall_s": round(time.perf_counter() - t0, 1)}
     path = ROOT / "bench/results/scheduler.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
-    summary = {k: out[k] for k in ("quick", "placements_per_s", "pools", "queued_jobs", "placements", "plan_s",
+    summary = {k: out[k] for k in ("quick", "placements_per_s_live", "placements_per_s_plan", "placements_per_s",
+                                   "pools", "queued_jobs", "placements", "plan_s",
                                    "memory_jobs", "bytes_per_queued_job", "cost_ratio_to_bound", "policies",
                                    "wall_s")}
     summary["pressure"] = {k: pressure[k] for k in ("offered_load", "cost_ratio_to_bound", "policies")}

@@ -29,9 +29,12 @@ Backfill that never delays the head of a higher queue.  When a job cannot be
 placed, it becomes a *blocked head*; for each pool that could ever run it we
 compute its shadow time (EASY backfilling): the earliest time the pool's free
 capacity plus the running jobs' releases cover its demand.  A later job may
-then use a pool only if the head could never run there, or the later job
-ends before the shadow time, or what it takes leaves enough for the head at
-the shadow time.
+then start now on a pool only if the head could never run there, or the later
+job ends before the shadow time, or what it takes leaves enough for the head
+at the shadow time.  The guard filters starts now, as room now does: a start
+later than now takes nothing now and is not guarded.  A job no pool can ever
+run is left out of the pass (``Plan.unrunnable``): it is neither a head nor
+counted toward its tenant's share.
 
 Preemption.  A guaranteed job that cannot be placed may evict spot jobs on a
 pool where free capacity plus the spot jobs' capacity covers it.  The victims
@@ -45,6 +48,7 @@ Gangs are placed all-or-nothing by the inner scheduler (``QueuedJob.gang``).
 from __future__ import annotations
 
 import heapq
+import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from suanwang.domain.grid import Capacity, PoolId, SiteId
+from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Placement, PoolState, QueuedJob
 from suanwang.domain.resources import ServiceLevel
 from suanwang.domain.scheduling.base import FreeState, PolicyBase, gang_units
@@ -100,6 +105,7 @@ class Plan:
 
     placements: list[Placement]
     preempt: list[str] = field(default_factory=list)
+    unrunnable: list[str] = field(default_factory=list)  # queued jobs no pool can ever run (left out)
 
 
 def _queue_key(job: QueuedJob) -> tuple[int, float, float, str]:
@@ -119,10 +125,17 @@ def dominant_share(used: Capacity, total: Capacity, share: float = 1.0) -> float
 
 
 def usage_by_tenant(running: Sequence[RunningJob]) -> dict[str, Capacity]:
-    out: dict[str, Capacity] = defaultdict(Capacity)
-    for r in running:
-        out[r.tenant] = out[r.tenant] + r.demand
-    return dict(out)
+    sums: dict[str, list[float]] = {}
+    for r in running:  # plain sums, in the order ``Capacity.__add__`` would add them (many running jobs a pass)
+        d = r.demand
+        s = sums.get(r.tenant)
+        if s is None:
+            sums[r.tenant] = [d.cores, d.memory_gb, d.devices]
+        else:
+            s[0] += d.cores
+            s[1] += d.memory_gb
+            s[2] += d.devices
+    return {t: Capacity(int(s[0]), s[1], int(s[2])) for t, s in sums.items()}
 
 
 class FairShare:
@@ -138,7 +151,7 @@ class FairShare:
     def order(self, jobs: Sequence[QueuedJob], usage: Mapping[str, Capacity] | None = None,
               urgent: Callable[[QueuedJob], bool] | None = None) -> list[QueuedJob]:
         """Jobs in the order they are offered capacity: tiers, then urgent jobs (EDF), then DRF, then each queue."""
-        used = dict(usage or {})
+        used: dict[str, list[float]] = {t: [c.cores, c.memory_gb, c.devices] for t, c in (usage or {}).items()}
         queues: dict[str, list[QueuedJob]] = defaultdict(list)
         first: dict[int, list[QueuedJob]] = defaultdict(list)
         for job in jobs:
@@ -153,15 +166,28 @@ class FairShare:
         out: list[QueuedJob] = []
         for tier in sorted(set(tiers) | set(first), reverse=True):
             for job in sorted(first.get(tier, ()), key=_queue_key):
-                held = used.get(job.tenant, Capacity())
-                if self.within_quota(job.tenant, held, job.spec.demand):
+                if self._take(job, used):
                     out.append(job)
-                    used[job.tenant] = held + job.spec.demand
             out.extend(self._drf(tiers.get(tier, []), queues, used))
         return out
 
+    def _take(self, job: QueuedJob, used: dict[str, list[float]]) -> bool:
+        """Count ``job`` toward its tenant's use when it is within the tenant's quota (``within_quota``)."""
+        s = job.spec
+        held = used.get(job.tenant)
+        if held is None:
+            held = used[job.tenant] = [0, 0.0, 0]
+        quota = self.policy(job.tenant).quota
+        if quota is not None and not (held[0] + s.cores <= quota.cores and held[1] + s.memory_gb <= quota.memory_gb
+                                      and held[2] + s.devices <= quota.devices):
+            return False
+        held[0] += s.cores
+        held[1] += s.memory_gb
+        held[2] += s.devices
+        return True
+
     def _drf(
-        self, tenants: list[str], queues: dict[str, list[QueuedJob]], used: dict[str, Capacity]
+        self, tenants: list[str], queues: dict[str, list[QueuedJob]], used: dict[str, list[float]]
     ) -> list[QueuedJob]:
         heap = [(self._ds(t, used), t, 0) for t in tenants]
         heapq.heapify(heap)
@@ -169,19 +195,22 @@ class FairShare:
         while heap:
             _, tenant, k = heapq.heappop(heap)
             q = queues[tenant]
-            while k < len(q) and not self.within_quota(tenant, used.get(tenant, Capacity()), q[k].spec.demand):
+            while k < len(q) and not self._take(q[k], used):
                 k += 1  # over quota: this job waits; a smaller one may still fit
             if k >= len(q):
                 continue
-            job = q[k]
-            out.append(job)
-            used[tenant] = used.get(tenant, Capacity()) + job.spec.demand
+            out.append(q[k])
             if k + 1 < len(q):
                 heapq.heappush(heap, (self._ds(tenant, used), tenant, k + 1))
         return out
 
-    def _ds(self, tenant: str, used: Mapping[str, Capacity]) -> float:
-        return dominant_share(used.get(tenant, Capacity()), self.total, self.policy(tenant).share)
+    def _ds(self, tenant: str, used: Mapping[str, list[float]]) -> float:
+        """``dominant_share`` of the tenant's use so far (the same arithmetic, on plain numbers)."""
+        c, m, d = used.get(tenant) or (0, 0.0, 0)
+        t = self.total
+        parts = [c / t.cores if t.cores else 0.0, m / t.memory_gb if t.memory_gb else 0.0,
+                 d / t.devices if t.devices else 0.0]
+        return max(parts) / self.policy(tenant).share
 
     def within_quota(self, tenant: str, used: Capacity, demand: Capacity) -> bool:
         quota = self.policy(tenant).quota
@@ -214,8 +243,124 @@ def _minus(a: Capacity, b: Capacity) -> Capacity:
     return Capacity(a.cores - b.cores, a.memory_gb - b.memory_gb, a.devices - b.devices)
 
 
+class _Running:
+    """The running jobs of one pass, indexed by pool when first needed (a pass that blocks and preempts
+    nothing never indexes them)."""
+
+    def __init__(self, index: Mapping[tuple[str, str], int], running: Sequence[RunningJob], n: int) -> None:
+        self._index = index
+        self._running = running
+        self._n = n
+        self._by_pool: dict[int, list[RunningJob]] | None = None
+        self._releases: dict[int, list[tuple[float, Capacity]]] | None = None
+        self._spot: np.ndarray | None = None  # [cores, memory, devices] x pools held by spot jobs not evicted
+
+    def by_pool(self) -> dict[int, list[RunningJob]]:
+        if self._by_pool is None:
+            self._by_pool = defaultdict(list)
+            for r in self._running:
+                i = self._index.get((r.site, r.pool))
+                if i is not None:
+                    self._by_pool[i].append(r)
+        return self._by_pool
+
+    def releases(self, i: int) -> list[tuple[float, Capacity]]:
+        """Pool i's running jobs as (expected end, capacity), earliest first (sorted when first asked)."""
+        if self._releases is None:
+            self._releases = {}
+        hit = self._releases.get(i)
+        if hit is None:
+            hit = self._releases[i] = sorted(((r.expected_end, r.demand) for r in self.by_pool().get(i, ())),
+                                             key=lambda x: x[0])
+        return hit
+
+    def spot(self) -> np.ndarray:
+        if self._spot is None:
+            self._spot = np.zeros((3, self._n))
+            for i, rs in self.by_pool().items():
+                for r in rs:
+                    if r.service_level is ServiceLevel.SPOT:
+                        self._spot[:, i] += (r.demand.cores, r.demand.memory_gb, r.demand.devices)
+        return self._spot
+
+    def evict(self, i: int, victim: RunningJob) -> None:
+        spot = self.spot()
+        spot[:, i] -= (victim.demand.cores, victim.demand.memory_gb, victim.demand.devices)
+
+
+class _Backfill:
+    """The backfill guard of one pass (``scheduling.Guard``): a job may start on pool i now only if no blocked
+    head is delayed there (EASY backfilling, see the module docstring).
+
+    Only heads that could run somewhere are kept: a head no pool can ever run cannot be delayed, so it
+    neither costs later jobs anything nor takes one of the ``backfill_heads`` places.  For a demand and a
+    pool the rule reduces to one threshold: the job may start there iff it ends by the earliest shadow
+    time of the heads its demand would leave short (``latest_end``), which the policy's walk caches until
+    the pool's free capacity changes or a head is added (``version``).
+    """
+
+    def __init__(self, speed: np.ndarray, free: FreeState, now: float) -> None:
+        self.speed = speed
+        self.speed_list: list[float] = speed.tolist()
+        self.free = free
+        self.now = now
+        self.heads: list[_Head] = []
+        self._lists: list[tuple[list[float], list[float], list[float], list[float], int, float, int]] = []
+        self._shadow = np.empty((0, len(speed)))
+        self._released = np.empty((3, 0, len(speed)))
+        self._need = np.empty((3, 0, 1))
+        self.version = 0
+
+    def add(self, head: _Head) -> None:
+        self.heads.append(head)
+        d = head.job.spec
+        self._lists.append((head.shadow.tolist(), *head.released.tolist(), d.cores, d.memory_gb, d.devices))
+        self._shadow = np.stack([h.shadow for h in self.heads])
+        self._released = np.stack([h.released for h in self.heads], axis=1)
+        self._need = np.array([[h.job.spec.cores, h.job.spec.memory_gb - 1e-9, h.job.spec.devices]
+                               for h in self.heads], dtype=float).T[:, :, None]
+        self.version += 1
+
+    def latest_end(self, spec: JobSpec, i: int) -> float:
+        """The latest end a job of ``spec``'s demand may have on pool i: for every head it would leave short
+        at the head's shadow time, the job must end by that shadow time (inf: it may run as long as it likes)."""
+        free = self.free
+        c, m, d = float(free.cores[i]), float(free.mem[i]), float(free.dev[i])
+        cores, memory_gb, devices = spec.cores, spec.memory_gb, spec.devices
+        latest = math.inf
+        for shadow, rc, rm, rd, hc, hm, hd in self._lists:
+            at = shadow[i]
+            if at >= latest:
+                continue  # never runs there (inf), or a head already asks for an earlier end
+            if c - cores + rc[i] >= hc and m - memory_gb + rm[i] >= hm - 1e-9 and d - devices + rd[i] >= hd:
+                continue  # what the job takes leaves enough for this head at its shadow time
+            latest = at
+        return latest
+
+    def mask(self, job: QueuedJob, idx: np.ndarray) -> np.ndarray | None:
+        if not self.heads:
+            return None
+        spec = job.spec
+        shadow = self._shadow[:, idx]
+        ends = self.now + spec.duration_s / self.speed[idx]
+        ok = ~np.isfinite(shadow) | (ends <= shadow)
+        if ok.all():
+            return None
+        free = self.free
+        rel = self._released[:, :, idx]
+        left = np.stack((free.cores[idx] - spec.cores, free.mem[idx] - spec.memory_gb, free.dev[idx] - spec.devices))
+        ok |= ((left[:, None, :] + rel) >= self._need).all(axis=0)
+        allowed = ok.all(axis=0)
+        return None if allowed.all() else allowed
+
+
 class FairScheduler:
-    """Fair ordering, backfill guard and preemption around a grid scheduler (or any policy)."""
+    """Fair ordering, backfill guard and preemption around a grid scheduler (or any policy).
+
+    It drives the policy through its public pass interface (``PolicyBase.start_pass``, ``set_order``,
+    ``place_unit``, ``end_pass``).  Jobs no pool can ever run are left out of the pass before anything else
+    (``Plan.unrunnable``): they take no place in the order, no share, no backfill head.
+    """
 
     def __init__(self, inner: PolicyBase, fair: FairShare, *, backfill_heads: int = 8) -> None:
         self.inner = inner
@@ -233,40 +378,39 @@ class FairScheduler:
     ) -> Plan:
         ctx = self.inner.ctx
         free = self.inner.start_pass(pools, now)
-        releases = _releases(ctx.index, running)
-        by_pool: dict[int, list[RunningJob]] = defaultdict(list)
-        for r in running:
-            i = ctx.index.get((r.site, r.pool))
-            if i is not None:
-                by_pool[i].append(r)
-        heads: list[_Head] = []
+        runnable: list[QueuedJob] = []
+        unrunnable: list[str] = []
+        can_run = self.inner.can_ever_run
+        for j in jobs:
+            if can_run(j.spec):
+                runnable.append(j)
+            else:
+                unrunnable.append(j.id)
+        held = _Running(ctx.index, running, len(ctx.pools))
+        guard = _Backfill(ctx.speed, free, now)
         placements: list[Placement] = []
         preempt: list[str] = []
         evicted: set[str] = set()
-        ordered = self.fair.order(jobs, usage_by_tenant(running), self.inner.urgency(now))
+        ordered = self.fair.order(runnable, usage_by_tenant(running), self.inner.urgency(now))
         self.inner.set_order(ordered)
-
-        def allow(job: QueuedJob) -> np.ndarray | None:
-            if not heads:
-                return None
-            return self._backfill_mask(job, heads, free, now)
-
         for unit in gang_units(ordered):
             if unit[0].gang and len(unit) < unit[0].gang_size:
                 continue
-            placed = self.inner.place_unit(unit, free, now, allow)
+            placed = self.inner.place_unit(unit, free, now, guard if guard.heads else None)
             if not placed and len(unit) == 1 and unit[0].spec.service_level is ServiceLevel.GUARANTEED:
-                placed, victims = self._preempt(unit[0], free, by_pool, evicted, now)
+                placed, victims = self._preempt(unit[0], free, held, evicted, now)
                 preempt.extend(victims)
             if placed:
                 placements.extend(placed)
-            elif len(heads) < self.backfill_heads:
-                heads.append(self._shadow(unit[0], free, releases, now))
+            elif len(guard.heads) < self.backfill_heads:
+                head = self._shadow(unit[0], free, held, now)
+                if np.isfinite(head.shadow).any():
+                    guard.add(head)
         self.inner.end_pass()
         self.preemptions = preempt
-        return Plan(placements, preempt)
+        return Plan(placements, preempt, unrunnable)
 
-    def _shadow(self, job: QueuedJob, free: FreeState, releases: dict[int, list[tuple[float, Capacity]]],
+    def _shadow(self, job: QueuedJob, free: FreeState, held: _Running,
                 now: float) -> _Head:
         """When the blocked ``job`` could start on each pool, and what will have been released by then."""
         ctx = self.inner.ctx
@@ -280,7 +424,7 @@ class FairScheduler:
                 shadow[i] = now
                 continue
             got = Capacity()
-            for t, cap in releases.get(int(i), []):
+            for t, cap in held.releases(int(i)):
                 got = got + cap
                 if d.fits_in(have + got):
                     shadow[i] = t
@@ -288,56 +432,37 @@ class FairScheduler:
                     break
         return _Head(job, shadow, rel)
 
-    def _backfill_mask(self, job: QueuedJob, heads: list[_Head], free: FreeState, now: float) -> np.ndarray:
-        """Pools where ``job`` may start now without delaying any blocked head (vectorised over pools)."""
-        ctx = self.inner.ctx
-        ends = now + job.spec.duration_s / ctx.speed
-        jd = job.spec.demand
-        ok = np.ones(len(ctx.pools), dtype=bool)
-        for h in heads:
-            hd = h.job.spec.demand
-            never = ~np.isfinite(h.shadow)  # the head can never run there: it cannot be delayed there
-            spare = ((free.cores - jd.cores + h.released[0] >= hd.cores)
-                     & (free.mem - jd.memory_gb + h.released[1] >= hd.memory_gb - 1e-9)
-                     & (free.dev - jd.devices + h.released[2] >= hd.devices))
-            ok &= never | (ends <= h.shadow) | spare
-        return ok
-
-    def _preempt(self, job: QueuedJob, free: FreeState, by_pool: dict[int, list[RunningJob]], evicted: set[str],
+    def _preempt(self, job: QueuedJob, free: FreeState, held: _Running, evicted: set[str],
                  now: float) -> tuple[list[Placement], list[str]]:
+        """The pool where evicting the fewest spot jobs (then the first in grid order) makes room for ``job``."""
         ctx = self.inner.ctx
         idx = ctx.candidates(job.spec)
         priced = self.inner.price_mask(job)  # the price rule holds for preemption too
         if priced is not None:
             idx = idx[priced[idx]]
-        options: list[tuple[int, int, list[str]]] = []
-        for i in idx:
-            i = int(i)
+        d = job.spec.demand
+        spot = held.spot()  # free plus every spot job left must cover the job, or preemption_set finds none
+        could = ((free.cores[idx] + spot[0, idx] >= d.cores - 1e-6)
+                 & (free.mem[idx] + spot[1, idx] >= d.memory_gb - 1e-6)
+                 & (free.dev[idx] + spot[2, idx] >= d.devices - 1e-6))
+        by_pool = held.by_pool()
+        best: tuple[int, int, list[str]] | None = None
+        for i in idx[could].tolist():
             victims = [v for v in by_pool.get(i, []) if v.id not in evicted]
             have = Capacity(int(free.cores[i]), float(free.mem[i]), int(free.dev[i]))
-            chosen = preemption_set(job.spec.demand, have, victims)
-            if chosen:
-                options.append((len(chosen), i, chosen))
-        if not options:
+            chosen = preemption_set(d, have, victims)
+            if chosen and (best is None or len(chosen) < best[0]):
+                best = (len(chosen), i, chosen)
+                if len(chosen) == 1:
+                    break  # no pool needs fewer; ties go to the first in grid order
+        if best is None:
             return [], []
-        _, i, chosen = min(options)
+        _, i, chosen = best
         for v in by_pool[i]:
             if v.id in chosen:
                 free.give(i, v.demand)
                 evicted.add(v.id)
-        free.take(i, job.spec.demand)
+                held.evict(i, v)
+        free.take(i, d)
         pool = ctx.pools[i]
         return [Placement(job.id, pool.site, pool.name, now, {"preempted": float(len(chosen))})], chosen
-
-
-def _releases(
-    index: Mapping[tuple[str, str], int], running: Sequence[RunningJob]
-) -> dict[int, list[tuple[float, Capacity]]]:
-    out: dict[int, list[tuple[float, Capacity]]] = defaultdict(list)
-    for r in running:
-        i = index.get((r.site, r.pool))
-        if i is not None:
-            out[i].append((r.expected_end, r.demand))
-    for v in out.values():
-        v.sort(key=lambda x: x[0])
-    return dict(out)

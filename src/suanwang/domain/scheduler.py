@@ -9,7 +9,6 @@ from __future__ import annotations
 from suanwang.domain.scheduling import (
     HOURS,
     POLICIES,
-    Allow,
     Candidate,
     CarbonSignal,
     CheapestFirst,
@@ -17,6 +16,7 @@ from suanwang.domain.scheduling import (
     GridContext,
     GridModel,
     GridScheduler,
+    Guard,
     NearestSite,
     PolicyBase,
     PoolKey,
@@ -41,8 +41,8 @@ _gangs = gang_units
 _integral = integral
 
 __all__ = [
-    "HOURS", "POLICIES", "Allow", "Candidate", "CarbonSignal", "CheapestFirst", "FreeState", "GridContext",
-    "GridModel", "GridScheduler", "NearestSite", "PolicyBase", "PoolKey", "PoolSignals", "PriceSignal",
+    "HOURS", "POLICIES", "Candidate", "CarbonSignal", "CheapestFirst", "FreeState", "GridContext",
+    "GridModel", "GridScheduler", "Guard", "NearestSite", "PolicyBase", "PoolKey", "PoolSignals", "PriceSignal",
     "RandomPolicy", "RoundRobin", "SchedulerFactory", "Urgency", "Weights", "gang_units", "integral", "job_units",
     "priority_order", "score_terms",
 ]

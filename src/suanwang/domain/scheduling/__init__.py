@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from suanwang.domain.scheduling.base import Allow, FreeState, PolicyBase, Urgency, gang_units, priority_order
+from suanwang.domain.scheduling.base import FreeState, Guard, PolicyBase, Urgency, gang_units, priority_order
 from suanwang.domain.scheduling.baselines import CheapestFirst, NearestSite, RandomPolicy, RoundRobin
 from suanwang.domain.scheduling.context import GridContext, integral
 from suanwang.domain.scheduling.policy import GridScheduler
@@ -39,8 +39,8 @@ POLICIES: dict[str, SchedulerFactory] = {
 }
 
 __all__ = [
-    "HOURS", "POLICIES", "Allow", "Candidate", "CarbonSignal", "CheapestFirst", "FreeState", "GridContext",
-    "GridModel", "GridScheduler", "NearestSite", "PolicyBase", "PoolKey", "PoolSignals", "PriceSignal",
+    "HOURS", "POLICIES", "Candidate", "CarbonSignal", "CheapestFirst", "FreeState", "GridContext",
+    "GridModel", "GridScheduler", "Guard", "NearestSite", "PolicyBase", "PoolKey", "PoolSignals", "PriceSignal",
     "RandomPolicy", "RoundRobin", "SchedulerFactory", "Urgency", "Weights", "gang_units", "integral", "job_units",
     "priority_order", "score_terms",
 ]

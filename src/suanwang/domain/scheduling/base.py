@@ -8,7 +8,7 @@ then ``place_unit`` for each placement unit in order, then ``end_pass``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,19 +18,44 @@ from suanwang.domain.placement import Placement, PoolState, QueuedJob, priced_ou
 from suanwang.domain.scheduling.context import GridContext
 from suanwang.domain.scheduling.signals import GridModel
 
-Allow = Callable[["QueuedJob"], "np.ndarray | None"]  # per job: which grid pools it may use (bool per pool)
+
+class Guard(Protocol):
+    """Where a job may start now, beyond room and the hard rules (``FairScheduler``'s backfill guard).
+
+    It filters, like room now does: a pool it refuses is skipped for this job only (another job may start
+    there), and a start later than now is not guarded (it takes no capacity now).  ``latest_end`` depends
+    only on the job's demand, the pool's free capacity (``FreeState.changes``) and ``version``, so a policy
+    may cache it per demand and pool while those stay the same.
+    """
+
+    version: int  # changes whenever the guard's rule does (not when free capacity does)
+
+    def latest_end(self, spec: JobSpec, i: int) -> float:
+        """The latest time a job of ``spec``'s demand may end if it starts on grid pool ``i`` now (inf: any)."""
+        ...
+
+    def mask(self, job: QueuedJob, idx: np.ndarray) -> np.ndarray | None:
+        """Whether ``job`` may start now on each of the grid pools ``idx``; None when it may on all."""
+        ...
 
 
 class Demand(Protocol):
     """A demand: what ``FreeState`` checks and books."""
 
-    cores: int
-    memory_gb: float
-    devices: int
+    @property
+    def cores(self) -> int: ...
+    @property
+    def memory_gb(self) -> float: ...
+    @property
+    def devices(self) -> int: ...
 
 
 class FreeState:
-    """Free capacity during one ``plan`` call, as numpy arrays over the grid's pools."""
+    """Free capacity during one pass, as numpy arrays over the grid's pools.
+
+    ``changes[i]`` counts the bookings on pool i (``take`` and ``give``), so what is derived from a pool's
+    free capacity can be cached until it changes.
+    """
 
     def __init__(self, ctx: GridContext, pools: Sequence[PoolState]) -> None:
         n = len(ctx.pools)
@@ -45,23 +70,29 @@ class FreeState:
             self.cores[i], self.mem[i], self.dev[i] = state.free.cores, state.free.memory_gb, state.free.devices
             self.wait[i] = state.wait_s
         self.any_wait = bool(self.wait.any())
+        self.changes = [0] * n
+        self.gives = 0  # how often capacity was given back (a rolled-back gang, preemption)
 
     def fits(self, idx: np.ndarray, d: Demand) -> np.ndarray:
-        return (self.cores[idx] >= d.cores) & (self.mem[idx] >= d.memory_gb - 1e-9) & (self.dev[idx] >= d.devices)
+        out: np.ndarray = ((self.cores[idx] >= d.cores) & (self.mem[idx] >= d.memory_gb - 1e-9)
+                           & (self.dev[idx] >= d.devices))
+        return out
 
     def fits_one(self, i: int, d: Demand) -> bool:
-        return self.cores[i] >= d.cores and self.mem[i] >= d.memory_gb - 1e-9 and self.dev[i] >= d.devices
+        return bool(self.cores[i] >= d.cores and self.mem[i] >= d.memory_gb - 1e-9 and self.dev[i] >= d.devices)
 
     def take(self, i: int, d: Demand) -> None:
         self.cores[i] -= d.cores
         self.mem[i] -= d.memory_gb
         self.dev[i] -= d.devices
+        self.changes[i] += 1
 
     def give(self, i: int, d: Demand) -> None:
         self.cores[i] += d.cores
         self.mem[i] += d.memory_gb
         self.dev[i] += d.devices
-
+        self.changes[i] += 1
+        self.gives += 1
 
 
 Urgency = Callable[[QueuedJob], bool]
@@ -72,7 +103,7 @@ def priority_order(jobs: Sequence[QueuedJob], urgent: Urgency | None = None) -> 
     if urgent is None:
         return sorted(jobs, key=lambda j: (-j.spec.priority, j.submitted_at, j.id))
 
-    def key(j: QueuedJob) -> tuple:
+    def key(j: QueuedJob) -> tuple[Any, ...]:
         s = j.spec
         if urgent(j):
             return (-s.priority, 0, (s.deadline or 0.0) - s.duration_s, j.submitted_at, j.id)
@@ -153,9 +184,9 @@ class PolicyBase:
         return placement
 
     def place_unit(
-        self, unit: list[QueuedJob], free: FreeState, now: float, allow: Allow | None = None
+        self, unit: list[QueuedJob], free: FreeState, now: float, guard: Guard | None = None
     ) -> list[Placement]:
-        """One job, or a gang's members all-or-nothing, in ``unit``'s order; ``allow`` restricts pools per job."""
+        """One job, or a gang's members all-or-nothing, in ``unit``'s order; ``guard`` filters starts now."""
         taken: list[tuple[int, JobSpec]] = []
         result: list[Placement] = []
         site: SiteId | None = None
@@ -163,11 +194,7 @@ class PolicyBase:
             spec = job.spec
             if spec.not_before is not None and spec.not_before > now:
                 break
-            mask = allow(job) if allow is not None else None
-            priced = self.price_mask(job)
-            if priced is not None:
-                mask = priced if mask is None else mask & priced
-            got = self._choose(job, free, now, site if job.gang else None, mask)
+            got = self._choose(job, free, now, site if job.gang else None, self.price_mask(job), guard)
             if got is None:
                 break
             i, placement = got
@@ -208,15 +235,23 @@ class PolicyBase:
     def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
         pass
 
+    def can_ever_run(self, spec: JobSpec) -> bool:
+        """Whether any pool of the grid could ever run ``spec`` (the hard rules; cached by request shape)."""
+        return len(self.ctx.candidates(spec)) > 0
+
     def _choose(
-        self, job: QueuedJob, free: FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
+        self, job: QueuedJob, free: FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None,
+        guard: Guard | None = None,
     ) -> tuple[int, Placement] | None:
+        """The pool for ``job`` and its placement: ``mask`` (over all pools) rules pools out, ``guard`` filters
+        where it may start now."""
         raise NotImplementedError
 
     def _restrict(self, idx: np.ndarray, site: SiteId | None) -> np.ndarray:
         if site is None:
             return idx
-        return idx[self.ctx.site_idx[idx] == self.ctx.network.index[site]]
+        out: np.ndarray = idx[self.ctx.site_idx[idx] == self.ctx.network.index[site]]
+        return out
 
     def _placement(self, job: QueuedJob, i: int, now: float, start: float | None = None) -> Placement:
         pool = self.ctx.pools[i]

@@ -6,7 +6,7 @@ import numpy as np
 
 from suanwang.domain.grid import SiteId
 from suanwang.domain.placement import Placement, QueuedJob
-from suanwang.domain.scheduling.base import FreeState, PolicyBase
+from suanwang.domain.scheduling.base import FreeState, Guard, PolicyBase
 from suanwang.domain.scheduling.context import GridContext
 from suanwang.domain.scheduling.signals import GridModel
 
@@ -18,12 +18,17 @@ class _FirstRoom(PolicyBase):
         raise NotImplementedError
 
     def _choose(
-        self, job: QueuedJob, free: FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
+        self, job: QueuedJob, free: FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None,
+        guard: Guard | None = None,
     ) -> tuple[int, Placement] | None:
         idx = self.ctx.candidates(job.spec)
         idx = self._restrict(idx, site)
         if mask is not None:
             idx = idx[mask[idx]]
+        if guard is not None and len(idx):  # a baseline starts everything now: the guard rules the rest out
+            allowed = guard.mask(job, idx)
+            if allowed is not None:
+                idx = idx[allowed]
         if len(idx) == 0:
             return None
         order = self._prefer(job, idx, now)

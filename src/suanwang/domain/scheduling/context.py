@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,8 @@ def integral(cum: np.ndarray, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
     flat = cum.ravel()
     at = rows * (HOURS + 1) + h  # 1-D take is much faster than 2-D fancy indexing
     lo = flat.take(at)
-    return days * flat.take(rows * (HOURS + 1) + HOURS) + lo + (rem - h) * (flat.take(at + 1) - lo)
+    out: np.ndarray = days * flat.take(rows * (HOURS + 1) + HOURS) + lo + (rem - h) * (flat.take(at + 1) - lo)
+    return out
 
 
 
@@ -73,7 +75,7 @@ class GridContext:
         self.speed_list = self.speed.tolist()  # a plain list: scalar arithmetic without numpy overhead
         self.site_idx = np.array([self.network.index[p.site] for p in grid.pools], dtype=np.int64)
         self.has_devices = np.array([p.capacity.devices > 0 for p in grid.pools])
-        self._rules: dict[tuple, np.ndarray] = {}
+        self._rules: dict[tuple[Any, ...], np.ndarray] = {}
         nodes = [p.largest_node for p in grid.pools]
         self._arr = {
             "cls": np.array([p.resource_class.value for p in grid.pools]),
@@ -148,7 +150,8 @@ class GridContext:
             if spec.consumer_site not in net.index:
                 return np.zeros(len(self.pools), dtype=bool)
             ok &= net.latency_ms[net.index[spec.consumer_site], self.site_idx] <= spec.latency_ms_max
-        return ok
+        out: np.ndarray = ok
+        return out
 
     def evaluate(
         self, spec: JobSpec, idx: np.ndarray, wait: np.ndarray, starts: np.ndarray, now: float, duration: float,
@@ -201,7 +204,7 @@ class GridContext:
 
 
 
-def shape_key(spec: JobSpec) -> tuple:
+def shape_key(spec: JobSpec) -> tuple[Any, ...]:
     return (
         spec.resource_class,
         spec.device_model.lower(),

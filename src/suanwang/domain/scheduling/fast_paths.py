@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from suanwang.domain.grid import Capacity
 from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Placement, QueuedJob
-from suanwang.domain.scheduling.base import FreeState, PolicyBase
+from suanwang.domain.scheduling.base import FreeState, Guard, PolicyBase
 from suanwang.domain.scheduling.context import GridContext, integral, shape_key
 from suanwang.domain.scheduling.scoring import (
     LOG_STEP,
@@ -69,6 +70,9 @@ class _Walk:
     static: list[float]  # static terms per position
     dead: bytearray  # per position: full for this demand in this plan call (shared with ``_choose_ranked``)
     cursor: int = 0  # order[:cursor] is all full
+    blocked: bytearray = field(default_factory=bytearray)  # guard: per position, refused to every job
+    gives: int = -1  # ``FreeState.gives`` when ``blocked`` was started
+    bcursor: int = 0  # order[:bcursor] is all full or blocked
 
 
 @dataclass(slots=True)
@@ -93,11 +97,11 @@ class FastPaths(PolicyBase):
 
     def __init__(self, grid: GridModel | GridContext) -> None:
         super().__init__(grid)
-        self._static: dict[tuple, np.ndarray] = {}
-        self._shortlist: dict[tuple, np.ndarray] = {}
-        self._full: dict[tuple, Capacity] = {}
+        self._static: dict[tuple[Any, ...], Any] = {}
+        self._shortlist: dict[tuple[Any, ...], np.ndarray] = {}
+        self._full: dict[tuple[Any, ...], Capacity] = {}
         self._transfer: dict[tuple[str, float], np.ndarray] = {}
-        self._shapes: dict[tuple, _Shape] = {}
+        self._shapes: dict[tuple[Any, ...], _Shape] = {}
         self._ids: dict[object, int] = {}  # interned keys: candidate sets, groups, demands
         self._wkeys: dict[int, tuple[Weights, int]] = {}
         self._names = [(p.site, p.name) for p in self.ctx.pools]
@@ -158,14 +162,17 @@ class FastPaths(PolicyBase):
         self._by_spec: dict[int, tuple[JobSpec, _Shape]] = {}
         self._pre: dict[str, np.ndarray] = {}
         self._timed: dict[str, _Timed] = {}
-        self._ranks: dict[tuple, tuple] = {}  # per group and weights: orders; per step too: rows as lists
-        self._walks: dict[tuple, _Walk] = {}
-        self._dead: dict[tuple, bytearray] = {}
+        # per group and weights: orders; per step too: rows as lists
+        self._ranks: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._walks: dict[tuple[Any, ...], _Walk] = {}
+        # per demand (cores, memory, devices) and pool: (its bookings, guard version, the guard's latest end)
+        self._latest_end: dict[tuple[int, float, int], dict[int, tuple[int, int, float]]] = {}
+        self._dead: dict[tuple[Any, ...], bytearray] = {}
         self._ordered: Sequence[QueuedJob] = ()
         self._pos: dict[str, int] = {}
         self._scanned = 0
         self._wk_plain = -1
-        self._pending: tuple[list, ...] = ([], [], [], [], [], [])  # terms, spec, pool, begin, transfer, score
+        self._pending: tuple[list[Any], ...] = ([], [], [], [], [], [])  # terms, spec, pool, begin, transfer, score
 
     def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
         """Remember the order so scores can be computed for many upcoming jobs at once."""
@@ -182,8 +189,8 @@ class FastPaths(PolicyBase):
             return
         end = min(len(self._ordered), pos + chunk)
         self._scanned = end
-        ranked: dict[tuple, list[QueuedJob]] = {}
-        timed: dict[tuple, list[QueuedJob]] = {}
+        ranked: dict[tuple[Any, ...], list[QueuedJob]] = {}
+        timed: dict[tuple[Any, ...], list[QueuedJob]] = {}
         for job in self._ordered[pos:end]:
             spec = job.spec
             if job.gang or (spec.deadline is None and not free.any_wait and not (spec.data_site and spec.data_gb)):
@@ -225,7 +232,8 @@ class FastPaths(PolicyBase):
         if w.time:
             statics = statics + w.time * (t / np.maximum(t.min(axis=1, keepdims=True), 1e-9) - 1.0)
         statics[~np.isfinite(t)] = np.inf
-        return statics
+        out: np.ndarray = statics
+        return out
 
     def _timed_rows(self, js: Sequence[QueuedJob], info: _Shape, free: FreeState, now: float,
                     idx: np.ndarray | None = None, gang: bool = False) -> list[_Timed]:
@@ -256,7 +264,6 @@ class FastPaths(PolicyBase):
             later = list(zip(best.tolist(), (at // s).tolist(), (at % s + 1).tolist(), strict=True))
         return [_Timed(short, starts, score[k, :, 0], finish[k], later[k], bool(met[k])) for k in range(len(js))]
 
-
     def _transfer_s(self, spec: JobSpec, idx: np.ndarray) -> np.ndarray:
         if not (spec.data_site and spec.data_gb > 0 and spec.data_site in self.ctx.network.index):
             return np.zeros(len(idx))
@@ -264,12 +271,13 @@ class FastPaths(PolicyBase):
         row = self._transfer.get(k)
         if row is None:
             row = self._transfer[k] = self.ctx.network.transfer_row(spec.data_site, spec.data_gb)
-        return row[self.ctx.site_idx[idx]]
-
+        out: np.ndarray = row[self.ctx.site_idx[idx]]
+        return out
 
     def _static_terms(self, spec: JobSpec, info: _Shape, free: FreeState, now: float, w: Weights) -> np.ndarray:
         """w_cost T_cost + w_carbon T_carbon + w_latency T_lat for starting now, run time in 25 % log steps."""
-        return self._static_table(spec, info, free, now, w)[bucket(spec.duration_s, 1.25) - Q_LOW]
+        out: np.ndarray = self._static_table(spec, info, free, now, w)[bucket(spec.duration_s, 1.25) - Q_LOW]
+        return out
 
     def _static_table(self, spec: JobSpec, info: _Shape, free: FreeState, now: float, w: Weights) -> np.ndarray:
         """Static terms of a group for every run-time step (rows), reused within a quarter hour.
@@ -279,7 +287,7 @@ class FastPaths(PolicyBase):
         and carbon behind it serve every group.
         """
         k = (info.group, self._wk(w), math.floor(now / 900.0))
-        hit = self._static.get(k)
+        hit: np.ndarray | None = self._static.get(k)
         if hit is not None:
             return hit
         cost, carbon, ok = self._pool_table(spec, free, now)
@@ -317,8 +325,9 @@ class FastPaths(PolicyBase):
         return dead
 
     def _choose_fast(self, job: QueuedJob, info: _Shape, free: FreeState, now: float, w: Weights,
-                     wk: int) -> tuple[int, Placement] | None:
-        """The best candidate with room, walking the group's ranking (its score is the same for every job)."""
+                     wk: int, guard: Guard | None = None) -> tuple[int, Placement] | None:
+        """The best candidate with room (and the guard's leave), walking the group's ranking (its score is the
+        same for every job)."""
         spec = job.spec
         q = round(math.log(min(max(spec.duration_s, 300.0), 172800.0)) / LOG_STEP[1.25])  # bucket, inlined
         walk = self._walks.get((info.demand, wk, q))
@@ -330,6 +339,8 @@ class FastPaths(PolicyBase):
         while c < n and dead[order[c]]:
             c += 1
         walk.cursor = c
+        if guard is not None:
+            return self._walk_guarded(job, info, walk, free, now, w, guard)
         cores, mem, dev = free.cores, free.mem, free.dev
         need_c, need_m, need_d = spec.cores, spec.memory_gb - 1e-9, spec.devices
         for pos in range(c, n):
@@ -338,22 +349,70 @@ class FastPaths(PolicyBase):
                 continue
             i = idx[r]
             if cores[i] >= need_c and mem[i] >= need_m and dev[i] >= need_d:
-                score = walk.static[r]
-                if w.time:
-                    d = spec.duration_s
-                    score += w.time * ((d / self.ctx.speed_list[i]) / max(d / info.fastest, 1e-9) - 1.0)
-                terms: dict[str, float] = {}  # ``_pending_placement`` for a start now without transfer or wait
-                all_terms, specs, pools, begins, transfers, scores = self._pending
-                all_terms.append(terms)
-                specs.append(spec)
-                pools.append(i)
-                begins.append(now)
-                transfers.append(0.0)
-                scores.append(score)
-                site, name = self._names[i]
-                return i, Placement(job.id, site, name, now, terms)
+                return i, self._walk_placement(job, info, walk, r, i, now, w)
             dead[r] = 1
         return None
+
+    def _walk_guarded(self, job: QueuedJob, info: _Shape, walk: _Walk, free: FreeState, now: float, w: Weights,
+                      guard: Guard) -> tuple[int, Placement] | None:
+        """``_choose_fast`` under a guard.  A pool the guard refuses is skipped for this job only, not marked full;
+        one it refuses to every job of the demand (latest end not after now) is skipped by the walk's own
+        cursor until capacity is given back (``FreeState.gives``): taking capacity and adding heads only ever
+        make the guard stricter."""
+        spec = job.spec
+        order, idx, dead = walk.order, walk.idx, walk.dead
+        n = len(order)
+        if walk.gives != free.gives:
+            walk.blocked, walk.gives, walk.bcursor = bytearray(len(idx)), free.gives, 0
+        blocked = walk.blocked
+        d = spec.duration_s
+        sure = now + d / info.fastest > now  # every candidate's end is after now: a "not after now" refuses it
+        c = max(walk.cursor, walk.bcursor) if sure else walk.cursor
+        if sure:
+            while c < n and (dead[order[c]] or blocked[order[c]]):
+                c += 1
+            walk.bcursor = c
+        cores, mem, dev = free.cores, free.mem, free.dev
+        need_c, need_m, need_d = spec.cores, spec.memory_gb - 1e-9, spec.devices
+        ends = self._latest_end.get((spec.cores, spec.memory_gb, spec.devices))  # shared by the demand's walks
+        if ends is None:
+            ends = self._latest_end[(spec.cores, spec.memory_gb, spec.devices)] = {}
+        changes, version, speed = free.changes, guard.version, self.ctx.speed_list
+        for pos in range(c, n):
+            r = order[pos]
+            if dead[r] or (sure and blocked[r]):
+                continue
+            i = idx[r]
+            if cores[i] >= need_c and mem[i] >= need_m and dev[i] >= need_d:
+                hit = ends.get(i)  # the demand's latest end there, kept while the pool and the guard stay
+                if hit is None or hit[0] != changes[i] or hit[1] != version:
+                    hit = ends[i] = (changes[i], version, guard.latest_end(spec, i))
+                if now + d / speed[i] > hit[2]:
+                    if hit[2] <= now:
+                        blocked[r] = 1
+                    continue  # not for this job; a shorter one may start there
+                return i, self._walk_placement(job, info, walk, r, i, now, w)
+            dead[r] = 1
+        return None
+
+    def _walk_placement(self, job: QueuedJob, info: _Shape, walk: _Walk, r: int, i: int, now: float,
+                        w: Weights) -> Placement:
+        """``_pending_placement`` for a start now without transfer or wait, with the walk's score."""
+        spec = job.spec
+        score = walk.static[r]
+        if w.time:
+            d = spec.duration_s
+            score += w.time * ((d / self.ctx.speed_list[i]) / max(d / info.fastest, 1e-9) - 1.0)
+        terms: dict[str, float] = {}
+        all_terms, specs, pools, begins, transfers, scores = self._pending
+        all_terms.append(terms)
+        specs.append(spec)
+        pools.append(i)
+        begins.append(now)
+        transfers.append(0.0)
+        scores.append(score)
+        site, name = self._names[i]
+        return Placement(job.id, site, name, now, terms)
 
     def _new_walk(self, spec: JobSpec, info: _Shape, free: FreeState, now: float, w: Weights, wk: int,
                   q: int) -> _Walk:
@@ -407,7 +466,6 @@ class FastPaths(PolicyBase):
         i = int(idx[r])
         return i, self._pending_placement(job, i, free, now, now, self._transfer_one(spec, i), float(score[r]))
 
-
     def _transfer_one(self, spec: JobSpec, i: int) -> float:
         if not (spec.data_site and spec.data_gb > 0 and spec.data_site in self.ctx.network.index):
             return 0.0
@@ -458,7 +516,6 @@ class FastPaths(PolicyBase):
             terms.update(cost_fen=c, carbon_kg=k, latency_ms=lat, transfer_s=tr, run_s=rn, finish_at=f, score=sc)
             if spec.deadline is not None:
                 terms["deadline_miss"] = 1.0 if f > spec.deadline + 1e-6 else 0.0
-
 
     def _short(self, spec: JobSpec, info: _Shape, idx: np.ndarray, free: FreeState, now: float, w: Weights,
                *, cache: bool, k: int = 8) -> np.ndarray:

@@ -58,7 +58,7 @@ import numpy as np
 from suanwang.domain.grid import SiteId
 from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Placement, PoolState, QueuedJob
-from suanwang.domain.scheduling.base import FreeState, Urgency
+from suanwang.domain.scheduling.base import FreeState, Guard, Urgency
 from suanwang.domain.scheduling.context import GridContext
 from suanwang.domain.scheduling.fast_paths import FastPaths, _Shape
 from suanwang.domain.scheduling.scoring import (
@@ -145,14 +145,15 @@ class GridScheduler(FastPaths):
         return np.concatenate(([now], hours))
 
     def _choose(
-        self, job: QueuedJob, free: FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None
+        self, job: QueuedJob, free: FreeState, now: float, site: SiteId | None, mask: np.ndarray | None = None,
+        guard: Guard | None = None,
     ) -> tuple[int, Placement] | None:
         spec = job.spec
         info = self._info(spec)
         idx = info.idx
         if len(idx) == 0:
             return None
-        allowed = None  # restrictions (gang site, backfill guard) as a mask over idx; scores stay cached
+        allowed = None  # restrictions (gang site, price rule) as a mask over idx; scores stay cached
         if site is not None:
             allowed = self.ctx.site_idx[idx] == self.ctx.network.index[site]
         if mask is not None:
@@ -172,22 +173,27 @@ class GridScheduler(FastPaths):
                 self._mark_contended(info, idx, True)
             return None  # a no-bigger demand of this shape found no room; free capacity only shrinks
         if spec.deadline is not None:
-            got = self._choose_timed(job, info, free, now, allowed)
+            got = self._choose_timed(job, info, free, now, allowed, guard)
         elif allowed is None and not info.data and not free.any_wait:
-            got = self._choose_fast(job, info, free, now, w, wk)
+            got = self._choose_fast(job, info, free, now, w, wk, guard)
         else:
+            if guard is not None:  # the guard filters like room now: the scores stay those of every candidate
+                ok = guard.mask(job, idx)
+                if ok is not None:
+                    allowed = ok if allowed is None else allowed & ok
             got = self._choose_ranked(job, info, free, now, wk, allowed)
         if got is None and spec.deadline is None:
             self._mark_contended(info, idx if allowed is None else idx[allowed], allowed is None)
-            if allowed is None:
+            if allowed is None and guard is None:
                 self._full[(info.demand, wk)] = spec.demand
         return got
 
-
     def _choose_timed(
         self, job: QueuedJob, info: _Shape, free: FreeState, now: float, allowed: np.ndarray | None,
+        guard: Guard | None = None,
     ) -> tuple[int, Placement] | None:
-        """A deadline job: the best (pool, start) meeting its deadline; a start now needs room now.
+        """A deadline job: the best (pool, start) meeting its deadline; a start now needs room now (and the
+        guard's leave: like room now, it filters the starts now of the job's own shortlist).
 
         When no pool can meet the deadline any more: the earliest finish among pools with room now (a later
         start would only add lateness).
@@ -199,10 +205,14 @@ class GridScheduler(FastPaths):
             if t is None and job.id in self._pos:
                 self._precompute(self._pos[job.id], free, now)
                 t = self._timed.pop(job.id, None)
-        if t is None:  # a restricted set (gang site, backfill guard) gets its own shortlist
+        if t is None:  # a restricted set (gang site, price rule) gets its own shortlist
             [t] = self._timed_rows([job], info, free, now, None if allowed is None else info.idx[allowed],
                                    gang=bool(job.gang))
         fits = free.fits(t.idx, spec)
+        if guard is not None:
+            ok = guard.mask(job, t.idx)
+            if ok is not None:
+                fits &= ok
         if t.meets:
             now_score = np.where(fits, t.now_score, np.inf)  # starting now needs room now
             r = int(np.argmin(now_score))
@@ -224,7 +234,6 @@ class GridScheduler(FastPaths):
         i = int(t.idx[r])
         start = float(t.starts[c]) if c > 0 else now
         return i, self._pending_placement(job, i, free, now, start, self._transfer_one(spec, i), score)
-
 
     # ---- submit-time checks and explanations ---------------------------------------------------
 

@@ -85,7 +85,8 @@ def ratio_many(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     every = bool(mask.all())
     low = (x if every else np.where(mask, x, np.inf)).min(axis=axes, keepdims=True)
     if every and bool((low > 0).all()):
-        return x / low - 1.0
+        out: np.ndarray = x / low - 1.0
+        return out
     high = np.where(mask, x, -np.inf).max(axis=axes, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(low > 0, x / low - 1.0, np.where(high > 0, x / np.maximum(high, 1e-12), 0.0))
