@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import sys
 import time
@@ -89,7 +90,7 @@ def synthetic_grid(n_sites: int, pools_per_site: int, rng: np.random.Generator) 
             signals[(name, pool.name)] = PoolSignals(PriceSignal(price), speed, 0.5)
     links = []
     order = np.argsort(lon)
-    for a, b in zip(order[:-1], order[1:], strict=True):  # a chain keeps the grid connected
+    for a, b in itertools.pairwise(order):  # a chain keeps the grid connected
         links.append(_link(int(a), int(b), lat, lon, rng))
     for _ in range(n_sites * 2):
         a, b = rng.choice(n_sites, 2, replace=False)
@@ -202,7 +203,8 @@ def quality(quick: bool, load: float, ablation: bool = False) -> dict[str, objec
     policies_run: dict[str, object] = dict(POLICIES)
     if ablation:
         policies_run["cheapest-first+urgent"] = cheapest_first_urgent
-    totals: dict[str, dict[str, float]] = {p: {"cost": 0, "exact": 0.0, "carbon_kg": 0.0, "deadline_misses": 0, "jobs": 0}
+    totals: dict[str, dict[str, float]] = {p: {"cost": 0, "exact": 0.0, "carbon_kg": 0.0, "deadline_misses": 0,
+                                               "jobs": 0}
                                            for p in policies_run}
     waits: dict[str, list[np.ndarray]] = {p: [] for p in policies_run}
     nd_waits: dict[str, list[np.ndarray]] = {p: [] for p in policies_run}
@@ -240,7 +242,8 @@ def quality(quick: bool, load: float, ablation: bool = False) -> dict[str, objec
             waits[policy].append(result.wait_s[~np.isnan(result.wait_s)])
             nd_waits[policy].append(result.wait_s[~np.isnan(result.wait_s) & np.isnan(result.deadline)])
         bound_total += bound.cost_fen if bounded else 0.0
-        per_instance[name] = {"jobs": len(trace), "rejected_at_submit": rejected, "bound_cost_fen": round(bound.cost_fen, 1),
+        per_instance[name] = {"jobs": len(trace), "rejected_at_submit": rejected,
+                              "bound_cost_fen": round(bound.cost_fen, 1),
                               "bound_status": bound.status, "bound_wait_h": bound.wait_h,
                               "offered_load": round(offered_load(model, trace), 3),
                               "arrivals_compressed_by": round(compression, 2),

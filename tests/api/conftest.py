@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,13 @@ class Grid:
 
 @pytest.fixture
 def grid(db: Database, tmp_path: Path) -> Iterator[Grid]:
+    with a_grid(db, tmp_path) as running:
+        yield running
+
+
+@contextmanager
+def a_grid(db: Database, tmp_path: Path) -> Iterator[Grid]:
+    """The platform in process behind a test client (the ``grid`` fixture; other test packages use it too)."""
     bootstrap(db, tmp_path)
     # Tests bill hours of usage in a moment: reports may end up to a day ahead of the platform's clock.
     platform = Platform(db, Settings(lease_s=5.0, site_timeout_s=10.0, usage_clock_skew_s=86_400.0))

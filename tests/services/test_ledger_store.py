@@ -220,10 +220,15 @@ def test_a_twin_that_slipped_past_the_lookup_fails_as_an_integrity_error(db: Dat
     transfers = [plan_topup(f"twin-{i}", consumer="acme", fen=5, at=at(0), actor="op") for i in range(size)]
     with db.transaction() as s:
         assert SqlLedger(s).apply(transfers[0]).code is ResultCode.CREATED
-    with pytest.raises(IntegrityError), db.transaction() as s:
-        ledger = SqlLedger(s)
-        ledger.load_keys([t.key for t in transfers])
-        ledger._known[transfers[0].key] = None  # as if a concurrent twin committed after our lookup
-        ledger.apply_many(transfers)
+
+    def apply_behind_a_stale_lookup() -> None:
+        with db.transaction() as s:
+            ledger = SqlLedger(s)
+            ledger.load_keys([t.key for t in transfers])
+            ledger._known[transfers[0].key] = None  # as if a concurrent twin committed after our lookup
+            ledger.apply_many(transfers)
+
+    with pytest.raises(IntegrityError):
+        apply_behind_a_stale_lookup()
     with db.transaction() as s:
         assert cached_balances(s)[wallet("acme")] == 5 and reconcile(s).ok

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from suanwang.errors import InvalidSpec
 from suanwang.services.agents import MAX_LOG_BYTES, UsageReport, check_usage_bounds
 from suanwang.store.tables import AttemptRow, AuditRow, JobRow, UsageRow
-from tests.api.conftest import Grid, grid  # noqa: F401  (the fixture)
+from tests.api.conftest import Grid
 from tests.api.test_billing_api import API, JOB, priced, top_up, wallet
 
 USAGE = f"{API}/agent/usage"

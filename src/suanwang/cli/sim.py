@@ -79,7 +79,8 @@ def register(app: typer.Typer) -> None:
             for name in policies:
                 task = bar.add_task(name, total=len(jobs))
                 results.append(run_simulation(model, jobs, name,
-                                              progress=lambda done, total, _t, task=task: bar.update(task, completed=done)))
+                                              progress=lambda done, total, _t, task=task:
+                                              bar.update(task, completed=done)))
                 bar.update(task, completed=len(jobs))
         report = write_report(results, out, title=f"suanwang simulation: {len(jobs)} jobs")
         summaries = [r.summary() for r in results]

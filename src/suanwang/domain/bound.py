@@ -125,7 +125,7 @@ def _job_columns(ctx: GridContext, job: QueuedJob, j: int, horizon_h: int, cols_
         pool = int(idx[r])
         if pool not in tight:
             continue
-        for slot in range(int(begin // slot_s), int(math.ceil(end / slot_s))):
+        for slot in range(int(begin // slot_s), math.ceil(end / slot_s)):
             overlap = min(end, (slot + 1) * slot_s) - max(begin, slot * slot_s)
             if overlap > 0:
                 occupancy.setdefault((pool, slot), []).append((col, units * overlap / slot_s))

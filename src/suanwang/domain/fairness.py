@@ -160,7 +160,9 @@ class FairShare:
             out.extend(self._drf(tiers.get(tier, []), queues, used))
         return out
 
-    def _drf(self, tenants: list[str], queues: dict[str, list[QueuedJob]], used: dict[str, Capacity]) -> list[QueuedJob]:
+    def _drf(
+        self, tenants: list[str], queues: dict[str, list[QueuedJob]], used: dict[str, Capacity]
+    ) -> list[QueuedJob]:
         heap = [(self._ds(t, used), t, 0) for t in tenants]
         heapq.heapify(heap)
         out: list[QueuedJob] = []
@@ -329,7 +331,9 @@ class FairScheduler:
         return [Placement(job.id, pool.site, pool.name, now, {"preempted": float(len(chosen))})], chosen
 
 
-def _releases(index: Mapping[tuple[str, str], int], running: Sequence[RunningJob]) -> dict[int, list[tuple[float, Capacity]]]:
+def _releases(
+    index: Mapping[tuple[str, str], int], running: Sequence[RunningJob]
+) -> dict[int, list[tuple[float, Capacity]]]:
     out: dict[int, list[tuple[float, Capacity]]] = defaultdict(list)
     for r in running:
         i = index.get((r.site, r.pool))

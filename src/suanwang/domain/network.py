@@ -78,14 +78,14 @@ class Network:
         seq = 0
         done: set[SiteId] = set()
         while heap:
-            lat, neg_bw, _, site = heapq.heappop(heap)
+            lat, _neg_bw, _, site = heapq.heappop(heap)
             if site in done:
                 continue
             done.add(site)
             _, bw, path, direct = best[site]
             for link in self._adj[site]:
                 nxt = link.b if link.a == site else link.a
-                cand = (lat + link.latency_ms, min(bw, link.bandwidth_gbps), path + (nxt,), direct and link.direct)
+                cand = (lat + link.latency_ms, min(bw, link.bandwidth_gbps), (*path, nxt), direct and link.direct)
                 old = best.get(nxt)
                 if old is None or (cand[0], -cand[1]) < (old[0], -old[1]):
                     best[nxt] = cand

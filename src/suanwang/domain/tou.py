@@ -171,7 +171,7 @@ class TouTariff:
                 f"tariff {self.name}: seasons must cover months 1..12 once (doubled {doubled}, missing {missing})"
             )
         by_month = {m: s.schedule._by_hour for s in self.seasons for m in s.months}
-        object.__setattr__(self, "_by_month", ((),) + tuple(by_month[m] for m in range(1, 13)))
+        object.__setattr__(self, "_by_month", ((), *(by_month[m] for m in range(1, 13))))
 
     @property
     def is_stand_in(self) -> bool:

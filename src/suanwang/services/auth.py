@@ -161,7 +161,9 @@ def revoke_token(session: Session, token_id: str, *, now: float) -> TokenRow:
     return row
 
 
-def rotate_token(session: Session, token_id: str, *, now: float, lifetime_s: float | None = None) -> tuple[TokenRow, str]:
+def rotate_token(
+    session: Session, token_id: str, *, now: float, lifetime_s: float | None = None
+) -> tuple[TokenRow, str]:
     """A new token with the old one's role, tenant, site and name; the old one is revoked in the same transaction.
 
     Without ``lifetime_s`` the new token lives as long as the old one was issued for (or forever, if it was).

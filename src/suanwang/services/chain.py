@@ -113,8 +113,8 @@ def seal_chain(session: Session, source: Source, *, now: float, limit: int = 500
     The caller holds the claim (``claim_sealing``) in this transaction.
     """
     seq, prev, top = _head(session, source.chain)
-    gaps = {g: seen for g, seen in session.execute(
-        select(GAPS.c.row_id, GAPS.c.seen_at).where(GAPS.c.chain == source.chain))}
+    gaps = dict(session.execute(
+        select(GAPS.c.row_id, GAPS.c.seen_at).where(GAPS.c.chain == source.chain)).all())
     filled = sorted(_rows_by_id(session, source, sorted(gaps)), key=lambda r: r[source.id_name])
     new = [r._mapping for r in session.execute(
         select(source.table).where(source.id_col > top).order_by(source.id_col).limit(limit))]

@@ -21,7 +21,9 @@ from suanwang.store.tables import IdempotencyRow
 SECRET_PREFIX = "sw_"  # token plaintexts: shown once, never stored, so never replayed  # nosec B105  # a prefix to recognise, not a secret
 
 
-def claim(db: Database, tenant_id: str, key: str, fp: str, *, now: float | None = None) -> tuple[Decision, IdempotencyRow | None]:
+def claim(
+    db: Database, tenant_id: str, key: str, fp: str, *, now: float | None = None
+) -> tuple[Decision, IdempotencyRow | None]:
     """Claim ``key`` for the request ``fp``; returns the decision and the stored row (for a replay)."""
     now = time.time() if now is None else now
     for _ in range(2):  # a lost race on the unique key is read back once

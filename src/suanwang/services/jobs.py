@@ -91,7 +91,8 @@ def submit_jobs(
     priced: list[tuple[str, JobSpec]] = []
     for spec, key in zip(specs, keys, strict=True):
         if key:
-            existing = session.scalar(select(JobRow).where(JobRow.tenant_id == actor.tenant_id, JobRow.client_key == key))
+            existing = session.scalar(select(JobRow).where(JobRow.tenant_id == actor.tenant_id,
+                                                           JobRow.client_key == key))
             if existing is not None:
                 rows.append(existing)
                 continue
@@ -199,7 +200,8 @@ def read_logs(session: Session, actor: Principal, job_id: str, *, attempt: int |
     job = get_job(session, actor, job_id)
     attempt = job.attempt if attempt is None else attempt
     chunks = session.scalars(
-        select(LogChunkRow).where(LogChunkRow.job_id == job_id, LogChunkRow.attempt == attempt).order_by(LogChunkRow.offset)
+        select(LogChunkRow).where(LogChunkRow.job_id == job_id,
+                                  LogChunkRow.attempt == attempt).order_by(LogChunkRow.offset)
     )
     out = bytearray()
     for chunk in chunks:
@@ -224,4 +226,4 @@ def list_usage(
 
 def count_by_state(session: Session) -> dict[str, int]:
     rows = session.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
-    return {state: n for state, n in rows}
+    return dict(rows.all())  # a Result has keys(): dict() would read it as a mapping

@@ -96,7 +96,8 @@ def create_link(session: Session, actor: Principal, link: Link) -> LinkRow:
     pair = ((LinkRow.a == link.a) & (LinkRow.b == link.b)) | ((LinkRow.a == link.b) & (LinkRow.b == link.a))
     if session.scalar(select(LinkRow.id).where(pair)) is not None:
         raise Conflict(f"a link between {link.a} and {link.b} already exists")
-    row = LinkRow(a=link.a, b=link.b, latency_ms=link.latency_ms, bandwidth_gbps=link.bandwidth_gbps, direct=link.direct)
+    row = LinkRow(a=link.a, b=link.b, latency_ms=link.latency_ms, bandwidth_gbps=link.bandwidth_gbps,
+                  direct=link.direct)
     session.add(row)
     record_audit(session, actor, "link.create", f"{link.a}-{link.b}")
     session.flush()
@@ -142,7 +143,9 @@ def forget_pools() -> None:
     _pool_cache.clear()
 
 
-def register_pools(session: Session, agent: Principal, pools: list[dict[str, Any]], info: dict[str, Any]) -> list[PoolRow]:
+def register_pools(
+    session: Session, agent: Principal, pools: list[dict[str, Any]], info: dict[str, Any]
+) -> list[PoolRow]:
     """An agent declares its site's pools (upsert by name) and comes online."""
     site = get_site(session, agent.site or "")
     now = time.time()

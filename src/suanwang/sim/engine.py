@@ -118,7 +118,7 @@ class _Run:
 def bill_fen(price: np.ndarray, units: int, speed: float, start: float, end: float, utc_offset_h: float) -> int:
     """Exact charge in fen for ``units`` at ``speed`` SCU each over [start, end) (Unix s), ToU by local hour."""
     fen = charge(price, units, speed, start, end, utc_offset_h)
-    return int(math.floor(fen + Fraction(1, 2)))
+    return math.floor(fen + Fraction(1, 2))
 
 
 def charge(price: np.ndarray, units: int, speed: float, start: float, end: float, utc_offset_h: float) -> Fraction:
@@ -133,7 +133,7 @@ def charge(price: np.ndarray, units: int, speed: float, start: float, end: float
         hour_end = (math.floor(local_h) + 1 - utc_offset_h) * 3600.0
         seg_end = min(end, hour_end)
         seconds = Fraction(round(seg_end * 1000) - round(t * 1000), 1000)
-        total += int(price[int(math.floor(local_h)) % 24]) * seconds
+        total += int(price[math.floor(local_h) % 24]) * seconds
         t = seg_end
     return total * scu / 3600
 
@@ -204,7 +204,8 @@ class Simulator:
                 self._sample()
                 if self.running or self.queue or self.events:
                     self.push(t + self.sample_every, SAMPLE, 0)
-            if idle_plans > 2 and not self.running and not any(k in (SUBMIT, WAKE, FINISH) for _, k, _, _ in self.events):
+            if idle_plans > 2 and not self.running and not any(
+                    k in (SUBMIT, WAKE, FINISH) for _, k, _, _ in self.events):
                 break  # what is left in the queue can run nowhere
         return self._result()
 
@@ -278,7 +279,7 @@ class Simulator:
         speed = float(self.ctx.speed[i])
         begin = min(r.billed_from, now)
         exact = charge(self.ctx.price[i], r.units, speed, begin, now, self.ctx.grid.utc_offset_h)
-        self.cost[n] += int(math.floor(exact + Fraction(1, 2)))  # each attempt is billed in whole fen
+        self.cost[n] += math.floor(exact + Fraction(1, 2))  # each attempt is billed in whole fen
         self.cost_exact[n] += float(exact)
         self.carbon[n] += self._carbon(i, r.units, begin, now)
         return r

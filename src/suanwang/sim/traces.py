@@ -170,7 +170,8 @@ class _Builder:
         f32 = {"duration_s": np.float64, "submit_s": np.float64, "deadline_s": np.float64}
         cols = {}
         for k in _COLUMNS:
-            if k in ("cores", "devices", "priority") or k in ("tenant", "device_model", "data_site", "consumer_site", "region", "service_level"):
+            if k in ("cores", "devices", "priority", "tenant", "device_model", "data_site", "consumer_site", "region",
+                     "service_level"):
                 cols[k] = np.asarray(r[k], dtype=np.int32)
             else:
                 cols[k] = np.asarray(r[k], dtype=f32.get(k, np.float32))
