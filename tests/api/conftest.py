@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from suanwang.api.app import create_app
+from suanwang.clock import Clock
 from suanwang.services.bootstrap import bootstrap
 from suanwang.services.platform import Platform, Settings
 from suanwang.store.db import Database
@@ -57,6 +58,10 @@ class Grid:
 
     def tick(self) -> None:
         self.platform.tick(reap=True)
+
+    def set_clock(self, clock: Clock) -> None:
+        """Give the routes another clock (``create_app``'s): a test moves time instead of sleeping."""
+        self.client.app.state.clock = clock  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ def cost_lower_bound(ctx: GridContext, jobs: Sequence[QueuedJob], *, integral: b
     n = len(cols_cost)
     if n == 0:
         return Bound(0.0, len(jobs), 0, "empty", integral)
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy's class has no annotated __init__
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(time_limit_s))
     h.addVars(n, np.zeros(n), np.ones(n))

@@ -22,6 +22,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from suanwang.store.db import is_postgres
+from suanwang.store.sql_ledger import among
 from suanwang.store.tables import AttemptRow, JobRow
 
 
@@ -86,9 +87,7 @@ def lost_attempts(session: Session, job_ids: Iterable[str]) -> set[tuple[str, in
     ids = sorted(set(job_ids))
     if not ids:
         return set()
-    from suanwang.services.ledger_store import among  # one parameter for thousands of ids
-
-    pg = is_postgres(session.get_bind())
+    pg = is_postgres(session.get_bind())  # ``among``: one parameter for thousands of ids
     query = select(AttemptRow.job_id, AttemptRow.attempt).where(
         among(AttemptRow.job_id, ids, pg=pg), AttemptRow.outcome == AttemptOutcome.LOST.value)
     return {(j, a) for j, a in session.execute(query)}

@@ -12,9 +12,9 @@ import json
 import time
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 
 from suanwang.domain.idempotency import Claim, Decision, decide
+from suanwang.errors import StoreConflict
 from suanwang.store.db import Database
 from suanwang.store.tables import IdempotencyRow
 
@@ -40,7 +40,7 @@ def claim(
                     assert row is not None
                     row.created_at = now
                 return decision, row
-        except IntegrityError:
+        except StoreConflict:  # a concurrent first claim of the key won: read it on the next turn
             continue
     return Decision.IN_PROGRESS, None
 

@@ -15,6 +15,7 @@ from suanwang.domain.resources import Engine, ResourceClass
 from suanwang.errors import Conflict, InvalidSpec, NotFound
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role
+from suanwang.store.cache import caches_of
 from suanwang.store.tables import LinkRow, PoolRow, SiteRow, TenantRow
 
 
@@ -121,8 +122,7 @@ def all_pools(session: Session) -> list[Pool]:
     return [pool_from_row(r, regions.get(r.site, "")) for r in list_pools(session)]
 
 
-_pool_cache: dict[str, tuple[float, list[Pool]]] = {}
-POOL_CACHE_S = 1.0
+POOL_CACHE_S = 1.0  # the ``pools`` cache's time-to-live (store.cache.ReadCaches)
 
 
 def cached_pools(session: Session) -> list[Pool]:
@@ -130,17 +130,12 @@ def cached_pools(session: Session) -> list[Pool]:
 
     Used only to reject jobs no pool could ever run; placement reads fresh state.
     """
-    key = str(session.get_bind().url)
-    hit = _pool_cache.get(key)
-    now = time.monotonic()
-    if hit is None or hit[0] < now:
-        hit = (now + POOL_CACHE_S, all_pools(session))
-        _pool_cache[key] = hit
-    return hit[1]
+    return caches_of(session).pools.get(lambda: all_pools(session))
 
 
-def forget_pools() -> None:
-    _pool_cache.clear()
+def forget_pools(session: Session) -> None:
+    """Drop the cached pool list at once (this replica; another re-reads within ``POOL_CACHE_S``)."""
+    caches_of(session).pools.invalidate()
 
 
 def register_pools(
@@ -166,7 +161,7 @@ def register_pools(
     site.online = True
     site.last_seen = now
     site.agent_info = info
-    forget_pools()
+    forget_pools(session)
     record_audit(session, agent, "site.register", site.name, pools=[p["name"] for p in pools])
     session.flush()
     return rows
