@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.domain import units
 from suanwang.domain.grid import Capacity, Link, Pool, Site
 from suanwang.domain.resources import Engine, ResourceClass
@@ -54,7 +54,9 @@ def pool_from_row(row: PoolRow, region: str = "") -> Pool:
     )
 
 
-def create_site(session: Session, actor: Principal, site: Site, *, owner: str | None = None) -> SiteRow:
+def create_site(
+    session: Session, actor: Principal, site: Site, *, owner: str | None = None, clock: Clock = SYSTEM_CLOCK
+) -> SiteRow:
     if session.get(SiteRow, site.name) is not None:
         raise Conflict(f"site {site.name!r} already exists")
     tenant = owner if actor.role is Role.OPERATOR and owner else actor.tenant_id
@@ -72,7 +74,7 @@ def create_site(session: Session, actor: Principal, site: Site, *, owner: str | 
         online=False,
         last_seen=0.0,
         agent_info={},
-        created_at=time.time(),
+        created_at=clock.time(),
     )
     session.add(row)
     record_audit(session, actor, "site.create", site.name)
@@ -139,11 +141,12 @@ def forget_pools(session: Session) -> None:
 
 
 def register_pools(
-    session: Session, agent: Principal, pools: list[dict[str, Any]], info: dict[str, Any]
+    session: Session, agent: Principal, pools: list[dict[str, Any]], info: dict[str, Any], *,
+    clock: Clock = SYSTEM_CLOCK
 ) -> list[PoolRow]:
     """An agent declares its site's pools (upsert by name) and comes online."""
     site = get_site(session, agent.site or "")
-    now = time.time()
+    now = clock.time()
     existing = {r.name: r for r in list_pools(session, site=site.name)}
     rows = []
     for p in pools:

@@ -95,7 +95,7 @@ class ReadCaches:
 def caches_of(session: Session) -> ReadCaches:
     """The caches of the database ``session`` belongs to; a session opened outside ``Database.transaction``
     gets empty ones (correct, only not cached)."""
-    caches = session.info.get("caches")
+    caches: ReadCaches | None = session.info.get("caches")
     if caches is None:
         caches = session.info["caches"] = ReadCaches()
-    return caches  # type: ignore[no-any-return]
+    return caches

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.orm import Session
 
 from suanwang.clock import SYSTEM_CLOCK, Clock
@@ -77,7 +77,7 @@ def _claim(session: Session, limit: int) -> list[Any]:
     tuples.  The claim commits only with the charges (the caller's transaction), so a crash leaves them
     queued; PostgreSQL workers skip ids another worker claimed, so they share the queue (the charge key
     alone makes it exactly once)."""
-    queue = UnratedUsageRow.__table__
+    queue = cast(Table, UnratedUsageRow.__table__)
     pending = select(queue.c.id).order_by(queue.c.id).limit(limit)
     pg = is_postgres(session.get_bind())
     if pg:
@@ -206,13 +206,15 @@ def _charge(session: Session, items: Sequence[tuple[Any, PricedUsage | Charge]],
                                                                           item.gross_fen):
                     over.add(item.job_id)
                 continue
-            item = _rate(session, _record(row, ctx), ctx)  # the rule book may refuse it: say why the general way
-            if item is None:
+            charge = _rate(session, _record(row, ctx), ctx)  # the rule book may refuse it: say why the general way
+            if charge is None:
                 continue
-        created, stop = _book_charge(session, ledger, item, ctx.programmes)
+        else:
+            charge = item
+        created, stop = _book_charge(session, ledger, charge, ctx.programmes)
         charged += created
         if stop:
-            over.add(item.record.job_id)
+            over.add(charge.record.job_id)
     ledger.flush()
     return charged, over, late
 
