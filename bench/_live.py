@@ -24,13 +24,15 @@ class Live:
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{free_port()}"
         self.procs: list[subprocess.Popen[bytes]] = []
-        cmd = [sys.executable, "-m", "suanwang", "serve", "--data-dir", str(data_dir), "--port", self.url.rsplit(":", 1)[1],
+        cmd = [sys.executable, "-m", "suanwang", "serve", "--data-dir", str(data_dir),
+               "--port", self.url.rsplit(":", 1)[1],
                "--tick-s", "0.2", "--migrate"]
         if database_url:
             cmd += ["--database-url", database_url]
         # benchmarks measure the platform's throughput, not per-token rate refusals (the gate still runs)
         cmd += ["--rate-per-s", "1000000", "--rate-burst", "1000000", *serve_args]
-        self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(data_dir / "server.log", "ab")))
+        with open(data_dir / "server.log", "ab") as log:  # the child holds its own copy of the descriptor
+            self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log))
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -50,7 +52,8 @@ class Live:
     def start_agent(self, *extra: str) -> None:
         cmd = [sys.executable, "-m", "suanwang", "agent", "--url", self.url, "--token", self.token("agent"),
                "--workdir", str(self.data_dir / "agent"), "--heartbeat-s", "1", "--poll-s", "0.02", *extra]
-        self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.data_dir / "agent.log", "ab")))
+        with open(self.data_dir / "agent.log", "ab") as log:
+            self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log))
 
     def wait_for_pools(self, timeout: float = 60) -> None:
         with self.client() as c:

@@ -8,7 +8,12 @@
     │   ├── Conflict           the request clashes with current state (409)
     │   └── InsufficientFunds  wallet and credit cannot cover a hold (402)
     ├── NotFound               unknown id, or another tenant's id (404)
-    └── Forbidden              the token's role may not do this (403)
+    ├── Forbidden              the token's role may not do this (403)
+    └── StoreError             the database refused or could not answer; the store translates its driver's
+        │                      errors into these (``store.db.translate_errors``), so no service sees sqlalchemy's
+        ├── StoreConflict      a unique key another writer stored meanwhile: re-read and retry (409)
+        ├── StoreBusy          a deadlock, serialization failure or held lock: retry the transaction (503)
+        └── StoreUnavailable   the database cannot be reached (503)
 """
 
 from __future__ import annotations
@@ -70,3 +75,23 @@ class NotFound(SuanwangError):
 class Forbidden(SuanwangError):
     status_code = 403
     code = "forbidden"
+
+
+class StoreError(SuanwangError):
+    status_code = 503
+    code = "store_error"
+
+
+class StoreConflict(StoreError):
+    status_code = 409
+    code = "conflict"
+
+
+class StoreBusy(StoreError):
+    status_code = 503
+    code = "busy"
+
+
+class StoreUnavailable(StoreError):
+    status_code = 503
+    code = "unavailable"

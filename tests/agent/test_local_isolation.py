@@ -91,7 +91,8 @@ def test_a_job_cannot_read_the_agents_files_or_another_tenants(ex: LocalExecutor
     deadline = time.time() + 10
     while not ex.read_log(bob, 0) and time.time() < deadline:
         time.sleep(0.02)
-    targets = [str(jobs_root / "jb-1" / "notes"), str(ex.root / "jb-1" / "output.log"), str(ex.root / "jb-1" / "job.json"),
+    targets = [str(jobs_root / "jb-1" / "notes"), str(ex.root / "jb-1" / "output.log"),
+               str(ex.root / "jb-1" / "job.json"),
                str(ex.state / "agent.db"), "../jb-1/notes", "../../" + str(ex.root)]
     code = ("import sys\nfor p in sys.argv[1:]:\n    try:\n        open(p).read(); print('READ', p)\n"
             "    except OSError as e:\n        print('DENIED', p, e.strerror)\n")
@@ -119,15 +120,15 @@ def test_a_directory_the_job_may_not_enter_fails_it_with_the_reason(ex: LocalExe
 
 
 def test_the_jobs_root_must_lie_outside_the_agents_state(tmp_path: Path) -> None:
-    with pytest.raises(InvalidSpec, match="local.jobs_root"):
+    with pytest.raises(InvalidSpec, match=r"local\.jobs_root"):
         LocalExecutor(tmp_path / "agent", jobs_root=tmp_path / "agent" / "jobs")
-    with pytest.raises(InvalidSpec, match="local.jobs_root"):
+    with pytest.raises(InvalidSpec, match=r"local\.jobs_root"):
         LocalExecutor(tmp_path / "agent", jobs_root=tmp_path / "j", outside=(tmp_path,))
+    shared = Path(tempfile.mkdtemp())
+    shared.chmod(0o1777)  # as /tmp: never chmod a shared directory
     with pytest.raises(InvalidSpec, match="must be a directory of this agent's user"):
-        shared = Path(tempfile.mkdtemp())
-        shared.chmod(0o1777)  # as /tmp: never chmod a shared directory
         LocalExecutor(tmp_path / "agent", jobs_root=shared)
-    with pytest.raises(InvalidSpec, match="local.uid_range"):
+    with pytest.raises(InvalidSpec, match=r"local\.uid_range"):
         LocalExecutor(tmp_path / "agent", jobs_root=Path(tempfile.mkdtemp()), uid_range=(0, 10))
 
 

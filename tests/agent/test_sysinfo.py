@@ -19,7 +19,8 @@ def test_cpu_pool_matches_this_machine() -> None:
     assert abs(cpu.memory_gb - psutil.virtual_memory().total / 2**30) < 0.2
 
 
-def test_gpus_reported_by_nvidia_smi_become_an_intelligent_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpus_reported_by_nvidia_smi_become_an_intelligent_pool(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\nprintf 'NVIDIA H800, 81559\\nNVIDIA H800, 81559\\n'\n")
     fake.chmod(0o755)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from suanwang.api.app import create_app
+from suanwang.clock import Clock
 from suanwang.services.bootstrap import bootstrap
 from suanwang.services.platform import Platform, Settings
 from suanwang.store.db import Database
@@ -57,9 +59,20 @@ class Grid:
     def tick(self) -> None:
         self.platform.tick(reap=True)
 
+    def set_clock(self, clock: Clock) -> None:
+        """Give the routes another clock (``create_app``'s): a test moves time instead of sleeping."""
+        self.client.app.state.clock = clock  # type: ignore[attr-defined]
+
 
 @pytest.fixture
 def grid(db: Database, tmp_path: Path) -> Iterator[Grid]:
+    with a_grid(db, tmp_path) as running:
+        yield running
+
+
+@contextmanager
+def a_grid(db: Database, tmp_path: Path) -> Iterator[Grid]:
+    """The platform in process behind a test client (the ``grid`` fixture; other test packages use it too)."""
     bootstrap(db, tmp_path)
     # Tests bill hours of usage in a moment: reports may end up to a day ahead of the platform's clock.
     platform = Platform(db, Settings(lease_s=5.0, site_timeout_s=10.0, usage_clock_skew_s=86_400.0))

@@ -122,7 +122,8 @@ def test_negative_usage_is_rejected(grid: Grid) -> None:
 
 def test_register_rejects_a_gpu_pool_without_device_model(grid: Grid) -> None:
     r = grid.agent.post("/api/v1/agent/register", json={"pools": [
-        {"name": "gpu", "resource_class": "intelligent", "engine": "local", "cores": 8, "memory_gb": 32, "devices": 2}]})
+        {"name": "gpu", "resource_class": "intelligent", "engine": "local", "cores": 8, "memory_gb": 32,
+         "devices": 2}]})
     assert r.status_code == 422
     assert "device" in r.json()["detail"]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from suanwang.clock import ManualClock
 from suanwang.services.agents import queue_for_rating
 from suanwang.store.ledger_tables import TransferRow
 from suanwang.store.tables import UnratedUsageRow, UsageRow
@@ -154,8 +155,8 @@ def test_settlement_statements_reconcile_and_the_period_is_immutable(grid: Grid)
     grid.operator.put(f"{API}/contracts/t-operator", json={"fee_bps": 1000})
     top_up(grid, consumer, 10_000)
     run_with_usage(grid, 1 / 1_800_000, job=JOB | {"duration_s": 0.002})
-    time.sleep(0.01)
-    end = time.time()
+    end = time.time() + 0.01
+    grid.set_clock(ManualClock(end))  # the platform's now is past the usage: a period ending now may close
     r = grid.operator.post(f"{API}/settlements", json={"start": 0, "end": end})
     assert r.status_code == 201, r.text
     s = r.json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from suanwang.clock import ManualClock
 from tests.api.conftest import Grid
 from tests.api.test_billing_api import API, BOOK, JOB, priced, run_with_usage, top_up, wallet
 
@@ -28,8 +29,8 @@ def test_usage_reported_after_its_period_was_settled_is_charged_in_the_open_peri
     grid.tick()
     [task] = grid.agent.post(f"{API}/agent/lease", json={"max_jobs": 1}).json()
     start = time.time()
-    time.sleep(0.01)
-    end = time.time()
+    end = start + 0.01
+    grid.set_clock(clock := ManualClock(end))  # the usage below lies before the platform's now
     first = grid.operator.post(f"{API}/settlements", json={"start": 0, "end": end}).json()
     usage = {"job_id": job["id"], "attempt": task["attempt"], "seq": 0, "pool": "cpu", "start": start,
              "end": start + 0.001, "wall_s": 0.001, "cpu_s": 0.001, "peak_memory_bytes": 1}
@@ -37,8 +38,8 @@ def test_usage_reported_after_its_period_was_settled_is_charged_in_the_open_peri
     grid.tick()
     [charge] = [t for t in grid.operator.get(f"{API}/ledger/transfers").json() if t["kind"] == "charge"]
     assert charge["booked_at"] == first["end"]  # not inside the settled, immutable period
-    time.sleep(0.01)
-    second = grid.operator.post(f"{API}/settlements", json={"start": first["end"], "end": time.time()}).json()
+    clock.now = max(time.time(), end) + 0.01  # past the charge booked at the open period's start
+    second = grid.operator.post(f"{API}/settlements", json={"start": first["end"], "end": clock.now}).json()
     [c] = [c for c in second["consumers"] if c["consumer"] == consumer]
     assert c["charged_fen"] == 1000 and [line["job_id"] for line in c["charges"]] == [job["id"]]
 

@@ -107,7 +107,8 @@ def test_a_server_error_releases_the_key(grid: Grid) -> None:
 def test_unusable_keys_are_refused_and_nothing_is_created(grid: Grid) -> None:
     before = _tenants(grid)
     for key in ("x" * 201, "with space", "tab\tkey"):
-        r = grid.operator.post(f"{API}/tenants", json={"name": "k", "kind": "consumer"}, headers={"Idempotency-Key": key})
+        r = grid.operator.post(f"{API}/tenants", json={"name": "k", "kind": "consumer"},
+                               headers={"Idempotency-Key": key})
         assert r.status_code == 422 and "Idempotency-Key" in r.json()["detail"]
     assert _tenants(grid) == before
 

@@ -160,7 +160,7 @@ def test_nan_and_infinity_are_rejected(grid: Grid) -> None:
     grid.register()
     for field in ("memory_gb", "duration_s"):
         for value in ("NaN", "Infinity"):
-            body = '{"command": ["true"], "%s": %s}' % (field, value)
+            body = f'{{"command": ["true"], "{field}": {value}}}'
             r = grid.consumer.post("/api/v1/jobs", content=body, headers={"Content-Type": "application/json"})
             assert r.status_code == 422, (field, value, r.text)
             assert field in r.json()["detail"]

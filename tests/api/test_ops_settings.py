@@ -66,7 +66,7 @@ def test_bad_settings_name_the_setting_and_its_source(source: dict, message: str
 
 
 def test_an_unreadable_or_malformed_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="nothing.toml"):
+    with pytest.raises(SettingsError, match=r"nothing\.toml"):
         PlatformSettings.load(settings_file=tmp_path / "nothing.toml")
     (tmp_path / "bad.toml").write_text("port = = 3")
     with pytest.raises(SettingsError, match="does not parse"):

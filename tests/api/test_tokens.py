@@ -134,7 +134,8 @@ def test_enrolment_expires_and_providers_enrol_only_their_sites(grid: Grid) -> N
         s.execute(update(EnrolmentRow).values(expires_at=_time.time() - 1))
     assert grid.client.post(f"{API}/agent/enrol", json={"enrol_token": enrol["enrol_token"]}).status_code == 401
     t = grid.operator.post(f"{API}/tenants", json={"name": "p1", "kind": "provider"}).json()
-    prov = grid.as_(grid.operator.post(f"{API}/tokens", json={"role": "provider", "tenant_id": t["id"]}).json()["token"])
+    prov = grid.as_(grid.operator.post(f"{API}/tokens", json={"role": "provider",
+                                                              "tenant_id": t["id"]}).json()["token"])
     assert prov.post(f"{API}/sites", json={"name": "p1-site"}).status_code == 201
     assert prov.post(f"{API}/sites/p1-site/enrolments").status_code == 201
     assert prov.post(f"{API}/sites/local/enrolments").status_code == 404  # the operator's site

@@ -36,7 +36,7 @@ def test_drf_offers_capacity_to_the_tenant_with_the_lowest_dominant_share() -> N
     fair = FairShare(Capacity(100, 1000.0, 10))
     jobs = [job("a1", tenant="a"), job("a2", tenant="a"), job("b1", tenant="b", submitted=NOON + 5)]
     order = fair.order(jobs, {"a": Capacity(10, 100.0, 5)})
-    assert [j.id for j in order][0] == "b1"
+    assert next(j.id for j in order) == "b1"
 
 
 def test_higher_tier_queue_always_goes_first_and_quota_holds_jobs_back() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -79,7 +81,7 @@ def test_every_path_into_running_passes_through_a_lease(path: list[JobState]) ->
         except IllegalTransition:
             continue
         seen.append(state)
-    for before, after in zip(seen, seen[1:]):
+    for before, after in itertools.pairwise(seen):
         if after is JobState.RUNNING:
             assert before is JobState.QUEUED_AT_SITE
         if before.is_leased and not after.is_leased:

@@ -210,7 +210,7 @@ def test_balances_are_the_fold_of_postings_as_of_any_time(topups: list[tuple[str
     for consumer in ("acme", "beta", "gamma"):
         expected = sum(fen for i, (c, fen) in enumerate(topups) if c == consumer and i < cut)
         assert as_of[wallet(consumer)] == expected
-    assert fold_balances(ledger.transfers).fen == {a: v for a, v in ledger.balances().fen.items()}
+    assert fold_balances(ledger.transfers).fen == dict(ledger.balances().fen.items())
 
 
 def test_transfer_requests_are_digested_stably() -> None:

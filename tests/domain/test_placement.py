@@ -16,8 +16,9 @@ from suanwang.errors import Unplaceable
 def a_pool(name: str = "cpu", *, cores: int = 8, memory_gb: float = 32, devices: int = 0, device_model: str = "",
            device_memory_gb: float = 0.0, site: str = "s1", region: str = "") -> Pool:
     rc = ResourceClass.INTELLIGENT if devices else ResourceClass.GENERAL
-    return Pool(name=name, site=site, resource_class=rc, engine=Engine.LOCAL, capacity=Capacity(cores, memory_gb, devices),
-                device_model=device_model, device_memory_gb=device_memory_gb, labels={"region": region} if region else {})
+    return Pool(name=name, site=site, resource_class=rc, engine=Engine.LOCAL,
+                capacity=Capacity(cores, memory_gb, devices), device_model=device_model,
+                device_memory_gb=device_memory_gb, labels={"region": region} if region else {})
 
 
 def a_job(job_id: str = "j1", **spec: object) -> QueuedJob:

@@ -178,10 +178,10 @@ def test_vectorised_rules_agree_with_rule_out(cls, model, mem, region, devices, 
     g = grid([pool("a100", "qingyang"), pool("a40", "beijing", model="A40", mem=40.0), pool("u", "ulanqab"),
               pool("cpu", "shanghai", cls=ResourceClass.GENERAL)])
     ctx = GridContext(g)
-    kw = dict(resource_class=cls, device_model=model, device_memory_gb_min=mem, region=region,
-              devices=devices if cls is ResourceClass.INTELLIGENT else 0, cores=4)
+    kw = {"resource_class": cls, "device_model": model, "device_memory_gb_min": mem, "region": region,
+              "devices": devices if cls is ResourceClass.INTELLIGENT else 0, "cores": 4}
     if latency is not None:
-        kw |= dict(consumer_site="beijing", latency_ms_max=latency)
+        kw |= {"consumer_site": "beijing", "latency_ms_max": latency}
     if cls is ResourceClass.INTELLIGENT and devices == 0:
         kw["devices"] = 1
     spec = job(**kw).spec

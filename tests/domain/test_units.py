@@ -237,7 +237,8 @@ def test_driver_names_map_onto_catalog_models() -> None:
     seen = {name: (catalog.find(name).model if catalog.find(name) else None) for name in [
         "NVIDIA H800", "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "AMD EPYC 9654 96-Core Processor"]}
     assert seen == {"NVIDIA H800": "NVIDIA H800 SXM5", "NVIDIA H100 80GB HBM3": "NVIDIA H100 SXM5 80GB",
-                    "NVIDIA A100-SXM4-80GB": "NVIDIA A100 SXM4 80GB", "AMD EPYC 9654 96-Core Processor": "AMD EPYC 9654"}
+                    "NVIDIA A100-SXM4-80GB": "NVIDIA A100 SXM4 80GB",
+                    "AMD EPYC 9654 96-Core Processor": "AMD EPYC 9654"}
     # a prefix followed by a digit is another model: A10 must not swallow an unknown A100 variant
     found = catalog.find("NVIDIA A100 80GB PCIe")
     assert found is None or "A100" in found.model

@@ -54,7 +54,8 @@ class LivePlatform:
         port = int(self.url.rsplit(":", 1)[1])
         cmd = [sys.executable, "-m", "suanwang", "serve", "--data-dir", str(self.data_dir), "--database-url",
                self.db_url, "--port", str(port), "--lease-s", str(lease_s), "--tick-s", "0.2", "--migrate"]
-        self.server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.data_dir / "server.log", "ab"))
+        with open(self.data_dir / "server.log", "ab") as log:  # the child holds its own copy of the descriptor
+            self.server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
         self.procs.append(self.server)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -72,7 +73,8 @@ class LivePlatform:
         cmd = [sys.executable, "-m", "suanwang", "agent", "--url", self.url, "--token", token or self.token("agent"),
                "--workdir", str(workdir), "--heartbeat-s", "0.5", "--poll-s", "0.05", *extra]
         started = time.time()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.data_dir / f"agent-{name}.log", "ab"))
+        with open(self.data_dir / f"agent-{name}.log", "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
         self.procs.append(proc)
         with self.client(self.token("operator")) as c:
             while time.time() < started + 60:

@@ -3,6 +3,7 @@ charged exactly once, and the ledger reconciles."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import signal
 import threading
@@ -38,8 +39,8 @@ def _post_quietly(client: httpx.Client, path: str, body: dict[str, Any]) -> None
 
 def _setup(live: LivePlatform) -> tuple[list[dict[str, Any]], str]:
     op, agent = live.client(live.token("operator")), live.client(live.token("agent"))
-    assert agent.post("/agent/register", json={"pools": [{"name": "cpu", "resource_class": "general",
-                                                          "engine": "local", "cores": 512, "memory_gb": 64}]}).is_success
+    pool = {"name": "cpu", "resource_class": "general", "engine": "local", "cores": 512, "memory_gb": 64}
+    assert agent.post("/agent/register", json={"pools": [pool]}).is_success
     assert op.post("/price-books", json=BOOK).status_code == 201
     op.put("/contracts/t-operator", json={"fee_bps": 700})
     with live.client() as c:
@@ -118,7 +119,7 @@ def _check(live: LivePlatform, reported: list[dict[str, Any]], consumer: str) ->
         assert reconciliation["ok"], reconciliation
         settlements = op.get("/settlements").json()
         assert settlements, "at least one period was settled"
-        for earlier, later in zip(settlements, settlements[1:], strict=False):
+        for earlier, later in itertools.pairwise(settlements):
             assert earlier["end"] == later["start"]  # contiguous, never overlapping
         for s in settlements:
             for c in s["consumers"]:

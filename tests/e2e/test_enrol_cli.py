@@ -26,9 +26,10 @@ def test_agent_enrols_once_and_writes_its_token_0600(live: LivePlatform) -> None
     assert out.returncode == 0, out.stderr
     enrol = json.loads(out.stdout)["enrol_token"]
     token_file = live.data_dir / "secrets" / "agent.token"
-    proc = subprocess.Popen([sys.executable, "-m", "suanwang", "agent", "--url", live.url, "--enrol-token", enrol,
-                             "--token-file", str(token_file), "--workdir", str(live.data_dir / "agent-enrolled")],
-                            stdout=subprocess.DEVNULL, stderr=open(live.data_dir / "agent-enrolled.log", "ab"))
+    cmd = [sys.executable, "-m", "suanwang", "agent", "--url", live.url, "--enrol-token", enrol,
+           "--token-file", str(token_file), "--workdir", str(live.data_dir / "agent-enrolled")]
+    with open(live.data_dir / "agent-enrolled.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     live.procs.append(proc)
     with live.client(live.token("operator")) as c:
         deadline = time.time() + 60

@@ -4,6 +4,7 @@ record charged once, the ledger reconciles and both hash chains verify."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import signal
 import threading
@@ -149,7 +150,8 @@ def _stuck(replica: LivePlatform, agent: Agent, submitted: list[str]) -> str:
     missing = sorted(set(submitted) - agent.done)
     engine = create_engine(replica.db_url)
     with engine.connect() as conn:
-        jobs = conn.execute(text("SELECT id, state, attempt, lease_request, lease_expires_at FROM jobs WHERE id = ANY(:ids)"),
+        jobs = conn.execute(text("SELECT id, state, attempt, lease_request, lease_expires_at FROM jobs"
+                                 " WHERE id = ANY(:ids)"),
                             {"ids": missing}).all()
         events = conn.execute(text("SELECT job_id, attempt, from_state, to_state, at, reason FROM job_events "
                                    "WHERE job_id = ANY(:ids) ORDER BY id"), {"ids": missing}).all()
@@ -169,7 +171,7 @@ def _check(replicas: list[LivePlatform], agent: Agent, submitted: list[str]) -> 
         path[job_id].append((attempt, before, after))
     for job_id in submitted:
         steps = path[job_id]
-        for (_, _, after), (_, before, _) in zip(steps, steps[1:], strict=False):
+        for (_, _, after), (_, before, _) in itertools.pairwise(steps):
             assert before == after, f"{job_id}: events do not follow each other: {steps}"
         placed = Counter(a for a, _, to in steps if to == "placed")
         leased = Counter(a for a, _, to in steps if to == "queued_at_site")

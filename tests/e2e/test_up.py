@@ -33,7 +33,8 @@ def test_up_runs_a_job_from_the_cli_and_stops_cleanly_on_ctrl_c(tmp_path: Path) 
         page = httpx.get(f"http://127.0.0.1:{port}/").text
         assert "local" in page
         time.sleep(1.5)  # the agent registers its pools
-        out = subprocess.run([sys.executable, "-m", "suanwang", "submit", "--wait", "--", "python3", "-c", "print(6*7)"],
+        out = subprocess.run([sys.executable, "-m", "suanwang", "submit", "--wait", "--", "python3", "-c",
+                              "print(6*7)"],
                              env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "succeeded" in out.stdout and "42" in out.stdout

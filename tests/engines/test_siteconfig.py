@@ -97,31 +97,32 @@ def test_slurm_logs_default_to_the_agents_workdir(tmp_path: Path) -> None:
     cfg = parse_site_config({"engine": "slurm", "pools": [{"name": "p", "partition": "hpc"}]})
     ex = build_executor(cfg, workdir=tmp_path)
     assert isinstance(ex, SlurmExecutor) and ex.log_dir == tmp_path / "slurm-logs"
-    with pytest.raises(InvalidSpec, match="slurm.log_dir"):
+    with pytest.raises(InvalidSpec, match=r"slurm\.log_dir"):
         build_executor(cfg)
 
 
 def test_device_models_must_be_in_the_catalogue() -> None:
     pytest.importorskip("suanwang.domain.units", reason="the device catalogue is merged from main")
-    with pytest.raises(InvalidSpec, match="pools.0.device_model"):
+    with pytest.raises(InvalidSpec, match=r"pools\.0\.device_model"):
         parse_site_config({"engine": "ray", "ray": {"address": "http://h:1"},
                            "pools": [{"name": "p", "device_model": "Quantum Toaster 9000"}]})
 
 
 def test_ray_needs_an_http_address() -> None:
-    with pytest.raises(InvalidSpec, match="ray.address"):
+    with pytest.raises(InvalidSpec, match=r"ray\.address"):
         parse_site_config({"engine": "ray", "pools": [{"name": "p"}], "ray": {"address": "127.0.0.1:8265"}})
     with pytest.raises(InvalidSpec, match="ray: section required"):
         parse_site_config({"engine": "ray", "pools": [{"name": "p"}]})
 
 
 def test_local_pools_take_their_capacity_from_the_file() -> None:
-    cfg = parse_site_config({"engine": "local", "pools": [{"name": "edge", "cores": 4, "memory_gb": 8, "devices": 1,
-                                                          "resource_class": "intelligent", "device_model": "NVIDIA A10"}]})
+    edge = {"name": "edge", "cores": 4, "memory_gb": 8, "devices": 1, "resource_class": "intelligent",
+            "device_model": "NVIDIA A10"}
+    cfg = parse_site_config({"engine": "local", "pools": [edge]})
     (pool,) = local_pools(cfg)
     assert (pool.name, pool.cores, pool.memory_gb, pool.devices, pool.resource_class) == (
         "edge", 4, 8.0, 1, "intelligent")
-    with pytest.raises(InvalidSpec, match="pools.0.cores"):
+    with pytest.raises(InvalidSpec, match=r"pools\.0\.cores"):
         parse_site_config({"engine": "local", "pools": [{"name": "edge"}]})
     assert parse_site_config({"engine": "local"}).pools == []  # the agent detects its machine
     with pytest.raises(InvalidSpec, match="pools: a ray site needs at least one pool"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from tests.api.conftest import Grid, grid  # noqa: F401  (the in-process platform fixture)
+from tests.api.conftest import Grid
 
 
 def _auditor(g: Grid):  # type: ignore[no-untyped-def]
@@ -12,7 +12,7 @@ def _auditor(g: Grid):  # type: ignore[no-untyped-def]
     return g.as_(g.operator.post("/api/v1/tokens", json={"role": "auditor", "tenant_id": t["id"]}).json()["token"])
 
 
-def test_the_loop_seals_the_audit_trail_and_verify_says_ok(grid: Grid) -> None:  # noqa: F811
+def test_the_loop_seals_the_audit_trail_and_verify_says_ok(grid: Grid) -> None:
     auditor = _auditor(grid)
     for i in range(3):
         grid.new_consumer(f"c{i}")
@@ -27,7 +27,7 @@ def test_the_loop_seals_the_audit_trail_and_verify_says_ok(grid: Grid) -> None: 
     assert report["ok"] and report["chains"][0]["checked"] == len(rows) + len(rest["rows"])
 
 
-def test_verify_names_a_changed_row(grid: Grid) -> None:  # noqa: F811
+def test_verify_names_a_changed_row(grid: Grid) -> None:
     grid.new_consumer("acme")
     grid.tick()
     db = grid.platform.db
@@ -41,14 +41,14 @@ def test_verify_names_a_changed_row(grid: Grid) -> None:  # noqa: F811
     assert not report["ok"] and report["chains"][0]["first_break"]["row_id"] == 1
 
 
-def test_only_operator_and_auditor_read_the_trail(grid: Grid) -> None:  # noqa: F811
+def test_only_operator_and_auditor_read_the_trail(grid: Grid) -> None:
     for path in ("/api/v1/audit", "/api/v1/audit/verify"):
         assert grid.consumer.get(path).status_code == 403
         assert grid.agent.get(path).status_code == 403
     assert grid.client.get("/api/v1/audit").status_code == 401
 
 
-def test_bad_paging_is_a_422_naming_the_parameter(grid: Grid) -> None:  # noqa: F811
+def test_bad_paging_is_a_422_naming_the_parameter(grid: Grid) -> None:
     # 11,208,302,714 passes BIGINT but not audit.id's INTEGER: PostgreSQL answered a 500 (found by schemathesis)
     for params in ({"limit": 0}, {"limit": 10**6}, {"before": 2**70}, {"before": 11_208_302_714}, {"before": "NaN"},
                    {"before": -1}):

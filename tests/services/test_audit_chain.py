@@ -156,9 +156,14 @@ def test_charges_from_the_rating_fast_path_seal_and_verify(db: Database) -> None
 
 def test_a_rolled_back_id_is_a_gap_until_the_horizon(db: Database) -> None:
     _audit(db, 1)
-    with pytest.raises(RuntimeError), db.transaction() as s:
-        record_audit(s, None, "job.submit", "rolled back")
-        raise RuntimeError
+
+    def audit_then_fail() -> None:
+        with db.transaction() as s:
+            record_audit(s, None, "job.submit", "rolled back")
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        audit_then_fail()
     _audit(db, 1, start=1)
     chain.seal_all(db, now=1000.0)
     with db.transaction() as s:

@@ -27,6 +27,7 @@ from suanwang.domain.ledger import (
 from suanwang.domain.memory_ledger import MemoryLedger
 from suanwang.domain.rating import VoucherState, plan_charge, rate_usage
 from suanwang.domain.voucher import VoucherProgramme
+from suanwang.errors import StoreConflict
 from suanwang.services.ledger_store import SqlLedger, cached_balances, reconcile
 from suanwang.store.db import Database
 from suanwang.store.ledger_tables import AccountRow
@@ -216,14 +217,21 @@ def test_the_database_refuses_to_edit_posted_transfers(db: Database, statement: 
 @pytest.mark.parametrize("size", [3, 80])  # a multi-row INSERT, and COPY on PostgreSQL
 def test_a_twin_that_slipped_past_the_lookup_fails_as_an_integrity_error(db: Database, size: int) -> None:
     """The unique key is the last line (module docstring): however a batch is written, a duplicate surfaces
-    as SQLAlchemy's IntegrityError, which ``billing.retrying`` and the API map (retry, 409)."""
+    as the store's StoreConflict (translated from the driver's IntegrityError), which ``billing.retrying``
+    retries and the API answers with 409."""
     transfers = [plan_topup(f"twin-{i}", consumer="acme", fen=5, at=at(0), actor="op") for i in range(size)]
     with db.transaction() as s:
         assert SqlLedger(s).apply(transfers[0]).code is ResultCode.CREATED
-    with pytest.raises(IntegrityError), db.transaction() as s:
-        ledger = SqlLedger(s)
-        ledger.load_keys([t.key for t in transfers])
-        ledger._known[transfers[0].key] = None  # as if a concurrent twin committed after our lookup
-        ledger.apply_many(transfers)
+
+    def apply_behind_a_stale_lookup() -> None:
+        with db.transaction() as s:
+            ledger = SqlLedger(s)
+            ledger.load_keys([t.key for t in transfers])
+            ledger._known[transfers[0].key] = None  # as if a concurrent twin committed after our lookup
+            ledger.apply_many(transfers)
+
+    with pytest.raises(StoreConflict) as raised:
+        apply_behind_a_stale_lookup()
+    assert raised.value.status_code == 409 and isinstance(raised.value.__cause__, IntegrityError)
     with db.transaction() as s:
         assert cached_balances(s)[wallet("acme")] == 5 and reconcile(s).ok

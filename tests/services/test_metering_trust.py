@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from suanwang.clock import ManualClock
 from suanwang.errors import InvalidSpec
 from suanwang.services.agents import MAX_LOG_BYTES, UsageReport, check_usage_bounds
 from suanwang.store.tables import AttemptRow, AuditRow, JobRow, UsageRow
-from tests.api.conftest import Grid, grid  # noqa: F401  (the fixture)
+from tests.api.conftest import Grid
 from tests.api.test_billing_api import API, JOB, priced, top_up, wallet
 
 USAGE = f"{API}/agent/usage"
@@ -176,8 +177,8 @@ def test_unbilled_usage_shows_on_the_providers_settlement_statement(grid: Grid) 
     _expire(grid, task["job_id"])
     assert grid.agent.post(USAGE, json={"records": [_record(task, 0, start, 0.001)]}).json()["new"] == 1
     grid.tick()
-    time.sleep(0.002)
-    settled = grid.operator.post(f"{API}/settlements", json={"start": 0, "end": time.time()})
+    grid.set_clock(ManualClock(end := time.time() + 0.002))  # past the usage, without waiting for it
+    settled = grid.operator.post(f"{API}/settlements", json={"start": 0, "end": end})
     assert settled.status_code == 201, settled.text
     [line] = settled.json()["unbilled"]
     assert (line["provider"], line["site"], line["reason"], line["records"]) == ("t-operator", "local",

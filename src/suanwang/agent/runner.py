@@ -243,7 +243,7 @@ class Agent:
                 outcomes = list(pool.map(self._start, [task for _, task in recs]))
         else:
             outcomes = [self._start(task) for _, task in recs]
-        for (rec, _), outcome in zip(recs, outcomes):
+        for (rec, _), outcome in zip(recs, outcomes, strict=True):
             if isinstance(outcome, EngineError):
                 # Not the job's fault: it goes back to the platform as lost, which requeues it by its policy.
                 log.warning("engine refused %s attempt %s: %s", rec.job_id, rec.attempt, outcome)
@@ -252,7 +252,8 @@ class Agent:
                 continue
             if isinstance(outcome, Exception):  # anything else fails this attempt only, never the agent
                 log.error("could not start %s attempt %s: %r", rec.job_id, rec.attempt, outcome)
-                self.outbox.commit(rec, self._final_reports(rec, _failed(f"agent could not start the task: {outcome!r}")),
+                failed = _failed(f"agent could not start the task: {outcome!r}")
+                self.outbox.commit(rec, self._final_reports(rec, failed),
                                    finished=True)
                 continue
             rec.handle = outcome

@@ -21,6 +21,7 @@ from suanwang.api.idempotency import IdempotencyMiddleware
 from suanwang.api.nul_bytes import RejectNul
 from suanwang.api.routes import admin, agent, audit, billing, datasets, jobs, sites, workflows
 from suanwang.api.schemas import ErrorOut
+from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.errors import SuanwangError
 from suanwang.observability.http import RequestLogMiddleware
 from suanwang.observability.metrics import PlatformCollector
@@ -52,7 +53,8 @@ def _declare_json_errors(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSettings | None = None) -> FastAPI:
+def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSettings | None = None,
+               clock: Clock = SYSTEM_CLOCK) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_loop:
@@ -66,6 +68,7 @@ def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSetting
                   responses={"4XX": {"model": ErrorOut, "description": "the request was refused; detail says why"}})
     app.state.platform = platform
     app.state.auth = auth
+    app.state.clock = clock  # what routes read the time from (api.deps.ClockDep)
 
     @app.exception_handler(SuanwangError)
     async def _domain_error(request: Request, exc: SuanwangError) -> JSONResponse:

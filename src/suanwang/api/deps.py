@@ -1,4 +1,4 @@
-"""Dependency aliases used by every route: the session, the caller, the platform."""
+"""Dependency aliases used by every route: the session, the caller, the platform, the clock."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from suanwang.api.guard import PRINCIPAL_KEY, AuthState
+from suanwang.clock import Clock
 from suanwang.errors import SuanwangError
 from suanwang.services.auth import Principal
 from suanwang.services.platform import Platform
@@ -26,6 +27,14 @@ async def get_platform(request: Request) -> Platform:
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+async def get_clock(request: Request) -> Clock:
+    """The clock ``create_app`` was given: routes pass it to the services instead of reading the time."""
+    return request.app.state.clock  # type: ignore[no-any-return]
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
 def get_session(platform: PlatformDep) -> Iterator[Session]:

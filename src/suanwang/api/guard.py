@@ -299,7 +299,7 @@ class Guard:
         return capped
 
     async def _authenticate(self, header: bytes | None) -> Principal | Refusal:
-        if not header or not header[:7].lower() == b"bearer ":
+        if not header or header[:7].lower() != b"bearer ":
             return Refusal.MISSING
         token = header[7:].decode("latin-1").strip()
         if not token or len(token) > 256:  # ours are 46 characters; do not hash a megabyte

@@ -20,7 +20,8 @@ from suanwang.services.auth import Role
 
 API = "/api/v1"
 
-O, P, C, A, G = Role.OPERATOR, Role.PROVIDER, Role.CONSUMER, Role.AUDITOR, Role.AGENT
+# One letter per role keeps TABLE one rule a line; O is the operator, never the digit.
+O, P, C, A, G = Role.OPERATOR, Role.PROVIDER, Role.CONSUMER, Role.AUDITOR, Role.AGENT  # noqa: E741  (see above)
 ROLE_ORDER = (O, P, C, A, G)
 
 

@@ -32,7 +32,8 @@ class Client:
     def __init__(self, url: str | None, token: str | None, data_dir: Path | None = None) -> None:
         d = data_dir or default_data_dir()
         self.url = (url or os.environ.get("SUANWANG_URL") or _read(d / "url") or "http://127.0.0.1:8600").rstrip("/")
-        self.token = token or os.environ.get("SUANWANG_TOKEN") or _read(d / "consumer.token") or _read(d / "operator.token")
+        self.token = (token or os.environ.get("SUANWANG_TOKEN") or _read(d / "consumer.token")
+                      or _read(d / "operator.token"))
         if not self.token:
             err.print("[red]no token: pass --token, set SUANWANG_TOKEN, or run `suanwang up` first[/red]")
             raise typer.Exit(2)

@@ -264,7 +264,8 @@ def demo(
         operator = (d / "operator.token").read_text().strip()
         local = SiteSpec("local", "local", "local", "", 0.0, 0.0)
         # Not root: as `up`, the local site's jobs share this user (with a warning), in a jobs root beside d.
-        shared = () if os.geteuid() == 0 else ("--insecure-shared-user", "--jobs-root", str(d.parent / f"{d.name}-jobs"))
+        shared = () if os.geteuid() == 0 else ("--insecure-shared-user", "--jobs-root",
+                                               str(d.parent / f"{d.name}-jobs"))
         if shared:
             console.print("[yellow]warning:[/yellow] not root: the local site's jobs run as this user, not isolated")
         procs.append(start_agent(url, (d / "agent.token").read_text().strip(), d / "agents" / "local",

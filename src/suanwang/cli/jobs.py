@@ -124,7 +124,8 @@ def register(app: typer.Typer) -> None:
             return
         table = Table("job", "attempt", "seq", "site/pool", "wall s", "cpu s", "device s", "peak MB", "units (SCU)")
         for r in records:
-            table.add_row(r["job_id"], str(r["attempt"]), str(r["seq"]), f"{r['site']}/{r['pool']}", f"{r['wall_s']:.2f}",
+            table.add_row(r["job_id"], str(r["attempt"]), str(r["seq"]), f"{r['site']}/{r['pool']}",
+                          f"{r['wall_s']:.2f}",
                           f"{r['cpu_s']:.2f}", f"{r['device_s']:.2f}", f"{r['peak_memory_bytes'] / 2**20:.1f}",
                           r["units"])
         console.print(table)
@@ -151,7 +152,8 @@ def register(app: typer.Typer) -> None:
             return
         table = Table("site", "pool", "class", "engine", "cores", "memory GB", "devices", "device", "SCU/h")
         for p in rows:
-            table.add_row(p["site"], p["name"], p["resource_class"], p["engine"], str(p["cores"]), f"{p['memory_gb']:g}",
+            table.add_row(p["site"], p["name"], p["resource_class"], p["engine"], str(p["cores"]),
+                          f"{p['memory_gb']:g}",
                           str(p["devices"]), p["device_model"] or "-", p["scu_per_hour"])
         console.print(table)
 

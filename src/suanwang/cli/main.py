@@ -94,8 +94,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="listen port (default 8600)")] = None,
     lease_s: Annotated[float | None, typer.Option(help="an agent silent this long loses its jobs (default 15)")] = None,
     tick_s: Annotated[float | None, typer.Option(help="control-loop period (default 0.5)")] = None,
-    engine_queue: Annotated[float | None, typer.Option(help="Slurm and Ray pools may hold this multiple of "
-                                                       "their capacity, queued in the engine (default 1 = none)")] = None,
+    engine_queue: Annotated[float | None, typer.Option(
+        help="Slurm and Ray pools may hold this multiple of their capacity, queued in the engine (default 1 = none)",
+    )] = None,
     migrate: Annotated[bool | None, typer.Option("--migrate/--no-migrate", help="bring the schema to head first "
                                                  "(under the migration lock) instead of refusing to start")] = None,
     log_format: LogFormat = None, log_level: LogLevel = None,
@@ -115,8 +116,9 @@ def serve(
     platform = _platform(settings, migrate=settings.migrate)
     url = f"http://{settings.host}:{settings.port}"
     (settings.data_dir / "url").write_text(url + "\n")
-    logging.getLogger("suanwang.platform").info("suanwang platform on %s", url,
-                                                extra={"operator_token_file": str(settings.data_dir / "operator.token")})
+    token_file = str(settings.data_dir / "operator.token")
+    log = logging.getLogger("suanwang.platform")
+    log.info("suanwang platform on %s", url, extra={"operator_token_file": token_file})
     guard = GuardSettings(rate_per_s=rate_per_s, burst=rate_burst, max_body_bytes=max_body_bytes)
     _server(platform, settings.host, settings.port, guard).run()
 

@@ -70,7 +70,7 @@ def cost_lower_bound(ctx: GridContext, jobs: Sequence[QueuedJob], *, integral: b
     n = len(cols_cost)
     if n == 0:
         return Bound(0.0, len(jobs), 0, "empty", integral)
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy's class has no annotated __init__
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(time_limit_s))
     h.addVars(n, np.zeros(n), np.ones(n))
@@ -125,7 +125,7 @@ def _job_columns(ctx: GridContext, job: QueuedJob, j: int, horizon_h: int, cols_
         pool = int(idx[r])
         if pool not in tight:
             continue
-        for slot in range(int(begin // slot_s), int(math.ceil(end / slot_s))):
+        for slot in range(int(begin // slot_s), math.ceil(end / slot_s)):
             overlap = min(end, (slot + 1) * slot_s) - max(begin, slot * slot_s)
             if overlap > 0:
                 occupancy.setdefault((pool, slot), []).append((col, units * overlap / slot_s))

@@ -65,8 +65,8 @@ class Network:
             self._adj[link.a].append(link)
             self._adj[link.b].append(link)
         n = len(self.sites)
-        self.latency_ms = np.full((n, n), np.inf)
-        self.bandwidth_gbps = np.zeros((n, n))
+        self.latency_ms: np.ndarray = np.full((n, n), np.inf)
+        self.bandwidth_gbps: np.ndarray = np.zeros((n, n))
         self._paths: dict[tuple[SiteId, SiteId], Path] = {}
         for src in self.sites:
             self._from(src)
@@ -118,7 +118,7 @@ class Network:
         lat = self.latency_ms[i]
         bw = self.bandwidth_gbps[i]
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = lat / 1000.0 + np.where(bw > 0, gb * 8.0 / np.where(bw > 0, bw, 1.0), np.inf)
+            t: np.ndarray = lat / 1000.0 + np.where(bw > 0, gb * 8.0 / np.where(bw > 0, bw, 1.0), np.inf)
         t[i] = 0.0
         out: np.ndarray = t
         return out

@@ -101,7 +101,7 @@ class RatingContext:
     fee_bps: Mapping[str, int]  # provider -> platform fee
     settled_until: datetime | None
     programmes: Sequence[VoucherProgramme] = ()
-    _terms: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    _terms: dict[tuple[Any, ...], tuple[Any, ...] | None] = field(default_factory=dict)
 
     def terms(self, book: Any, cls: ResourceClass, tier: str, level: ServiceLevel, site: str, pool: str,
               units: tuple[PriceUnit, ...]) -> tuple[Any, ...] | None:

@@ -171,7 +171,7 @@ class TouTariff:
                 f"tariff {self.name}: seasons must cover months 1..12 once (doubled {doubled}, missing {missing})"
             )
         by_month = {m: s.schedule._by_hour for s in self.seasons for m in s.months}
-        object.__setattr__(self, "_by_month", ((),) + tuple(by_month[m] for m in range(1, 13)))
+        object.__setattr__(self, "_by_month", ((), *(by_month[m] for m in range(1, 13))))
 
     @property
     def is_stand_in(self) -> bool:
@@ -241,14 +241,16 @@ def band_microseconds(tariff: TouTariff | None, start: datetime, end: datetime) 
     thousands of records a second.  Same validation and the same cut points
     (local hours are UTC+8 with no daylight saving, so they are fixed offsets).
     """
-    _aware(start), _aware(end)
+    _aware(start)
+    _aware(end)
     if end < start:
         raise InvalidSpec(f"interval ends before it starts: {start.isoformat()} .. {end.isoformat()}")
     start_us, end_us = (start - _EPOCH) // _US, (end - _EPOCH) // _US
     if tariff is None or end_us == start_us:
         return [(TouBand.FLAT, Decimal(1), end_us - start_us)]
     totals: dict[tuple[TouBand, Decimal], int] = {}
-    cursor, hour, day, by_hour = start_us, (start_us + _CST_US) // _HOUR_US, -1, ()
+    by_hour: tuple[TouPeriod, ...] = ()
+    cursor, hour, day = start_us, (start_us + _CST_US) // _HOUR_US, -1
     while cursor < end_us:
         if hour // 24 != day:
             day = hour // 24

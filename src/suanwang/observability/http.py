@@ -28,7 +28,8 @@ def route_template(scope: Scope) -> str:
     """The matched route's path (``/api/v1/jobs/{job_id}``), so logs and metrics never carry ids."""
     # FastAPI >= 0.13x keeps an included router's routes unprefixed and records the full template here;
     # older versions copy each route with its prefix into ``scope["route"]``.
-    context = scope.get("fastapi", {}).get("effective_route_context") if isinstance(scope.get("fastapi"), dict) else None
+    fastapi_scope = scope.get("fastapi")
+    context = fastapi_scope.get("effective_route_context") if isinstance(fastapi_scope, dict) else None
     path = getattr(context, "path_format", None) or getattr(scope.get("route"), "path", None)
     return path or "<unmatched>"
 

@@ -15,13 +15,14 @@ with no open attempt, changes nothing.
 from __future__ import annotations
 
 import enum
-import time
 from collections.abc import Iterable
 
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
+from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.store.db import is_postgres
+from suanwang.store.sql_ledger import among
 from suanwang.store.tables import AttemptRow, JobRow
 
 
@@ -40,14 +41,16 @@ def record_attempt(session: Session, job: JobRow, *, now: float) -> None:
                            leased_at=now, ended_at=None, outcome=None))
 
 
-def end_attempt(session: Session, job: JobRow, outcome: AttemptOutcome, *, now: float | None = None) -> None:
+def end_attempt(
+    session: Session, job: JobRow, outcome: AttemptOutcome, *, now: float | None = None, clock: Clock = SYSTEM_CLOCK
+) -> None:
     """Record how ``job``'s current attempt ended, if it is still open (a no-op otherwise)."""
     if not job.attempt:
         return
     session.execute(
         update(AttemptRow)
         .where(AttemptRow.job_id == job.id, AttemptRow.attempt == job.attempt, AttemptRow.outcome.is_(None))
-        .values(outcome=outcome.value, ended_at=now if now is not None else time.time())
+        .values(outcome=outcome.value, ended_at=now if now is not None else clock.time())
         .execution_options(synchronize_session=False)
     )
 
@@ -86,9 +89,7 @@ def lost_attempts(session: Session, job_ids: Iterable[str]) -> set[tuple[str, in
     ids = sorted(set(job_ids))
     if not ids:
         return set()
-    from suanwang.services.ledger_store import among  # one parameter for thousands of ids
-
-    pg = is_postgres(session.get_bind())
+    pg = is_postgres(session.get_bind())  # ``among``: one parameter for thousands of ids
     query = select(AttemptRow.job_id, AttemptRow.attempt).where(
         among(AttemptRow.job_id, ids, pg=pg), AttemptRow.outcome == AttemptOutcome.LOST.value)
     return {(j, a) for j, a in session.execute(query)}

@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from suanwang.services import chain
 from suanwang.services.auth import Principal
 from suanwang.store.tables import AuditRow
 
@@ -30,3 +31,17 @@ def record_audit(
         "at": time.time(), "actor": actor.token_id if actor else "system",
         "tenant_id": actor.tenant_id if actor else "", "action": action, "object": obj, "detail": detail,
     })
+
+
+def audit_page(session: Session, *, limit: int, before: int | None = None) -> dict[str, Any]:
+    """Newest first, ``limit`` rows with ids below ``before``; each with its seal (link seq and hash) once
+    the control loop has sealed it, and ``next``, the ``before`` of the following page (None at the end)."""
+    query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(AuditRow.id < before)
+    rows = session.scalars(query).all()
+    seals = chain.seal_of(session, chain.AUDIT.chain, [r.id for r in rows])
+    out = [{"id": r.id, "at": r.at, "actor": r.actor, "tenant_id": r.tenant_id, "action": r.action,
+            "object": r.object, "detail": r.detail,
+            "seal": {"seq": seals[r.id][0], "hash": seals[r.id][1]} if r.id in seals else None} for r in rows]
+    return {"rows": out, "next": rows[-1].id if len(rows) == limit else None}

@@ -18,7 +18,6 @@ import enum
 import hashlib
 import hmac
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.errors import Conflict, InvalidSpec, NotFound
 from suanwang.store.tables import EnrolmentRow, SiteRow, TenantRow, TokenRow
 
@@ -87,10 +87,12 @@ def check_lifetime(lifetime_s: float | None, *, limit_s: float = MAX_LIFETIME_S)
         raise InvalidSpec(f"lifetime_s must be more than 0 and at most {limit_s:.0f} s, not {lifetime_s!r}")
 
 
-def create_tenant(session: Session, *, name: str, kind: str, tenant_id: str | None = None) -> TenantRow:
+def create_tenant(
+    session: Session, *, name: str, kind: str, tenant_id: str | None = None, clock: Clock = SYSTEM_CLOCK
+) -> TenantRow:
     if session.scalar(select(TenantRow).where(TenantRow.name == name)) is not None:
         raise Conflict(f"a tenant named {name!r} already exists")
-    row = TenantRow(id=tenant_id or new_id("t"), name=name, kind=kind, created_at=time.time(), attrs={})
+    row = TenantRow(id=tenant_id or new_id("t"), name=name, kind=kind, created_at=clock.time(), attrs={})
     session.add(row)
     session.flush()
     return row
@@ -98,7 +100,7 @@ def create_tenant(session: Session, *, name: str, kind: str, tenant_id: str | No
 
 def issue_token(
     session: Session, *, role: Role, tenant_id: str, site: str | None = None, name: str = "",
-    lifetime_s: float | None = None, now: float | None = None,
+    lifetime_s: float | None = None, now: float | None = None, clock: Clock = SYSTEM_CLOCK,
 ) -> tuple[TokenRow, str]:
     """Create a token; returns the row and the plaintext, which is never stored."""
     if session.get(TenantRow, tenant_id) is None:
@@ -106,7 +108,7 @@ def issue_token(
     if role is Role.AGENT and not site:
         raise InvalidSpec("an agent token needs a site")
     check_lifetime(lifetime_s)
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = TokenRow(
         id=new_id("tok"), token_hash=hash_token(plaintext), role=role.value, tenant_id=tenant_id, site=site,
@@ -161,7 +163,9 @@ def revoke_token(session: Session, token_id: str, *, now: float) -> TokenRow:
     return row
 
 
-def rotate_token(session: Session, token_id: str, *, now: float, lifetime_s: float | None = None) -> tuple[TokenRow, str]:
+def rotate_token(
+    session: Session, token_id: str, *, now: float, lifetime_s: float | None = None
+) -> tuple[TokenRow, str]:
     """A new token with the old one's role, tenant, site and name; the old one is revoked in the same transaction.
 
     Without ``lifetime_s`` the new token lives as long as the old one was issued for (or forever, if it was).

@@ -22,7 +22,6 @@ transfer (migration 0005 dropped it to keep rating fast).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from sqlalchemy import Table, delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.domain.chain import (
     GENESIS,
     Break,
@@ -113,8 +113,8 @@ def seal_chain(session: Session, source: Source, *, now: float, limit: int = 500
     The caller holds the claim (``claim_sealing``) in this transaction.
     """
     seq, prev, top = _head(session, source.chain)
-    gaps = {g: seen for g, seen in session.execute(
-        select(GAPS.c.row_id, GAPS.c.seen_at).where(GAPS.c.chain == source.chain))}
+    gaps = dict(session.execute(
+        select(GAPS.c.row_id, GAPS.c.seen_at).where(GAPS.c.chain == source.chain)).all())
     filled = sorted(_rows_by_id(session, source, sorted(gaps)), key=lambda r: r[source.id_name])
     new = [r._mapping for r in session.execute(
         select(source.table).where(source.id_col > top).order_by(source.id_col).limit(limit))]
@@ -159,7 +159,9 @@ def _insert_links(session: Session, links: list[tuple[Any, ...]]) -> None:
                          links)
 
 
-def seal_all(db: Any, *, now: float | None = None, limit: int = 5000, max_batches: int = 2) -> int:
+def seal_all(
+    db: Any, *, now: float | None = None, limit: int = 5000, max_batches: int = 2, clock: Clock = SYSTEM_CLOCK
+) -> int:
     """The control loop's step: seal every chain, one transaction per batch, while this replica holds the
     claim.  Another replica sealing at the moment is not an error: this pass leaves the work to it.
     At most ``limit * max_batches`` rows a chain per pass (the loop rates at most 10,000 a pass), so a
@@ -170,7 +172,7 @@ def seal_all(db: Any, *, now: float | None = None, limit: int = 5000, max_batche
         with db.transaction() as s:  # both chains in one transaction: an idle pass is one claim, one commit
             if not claim_sealing(s):
                 return total
-            sealed = {source: seal_chain(s, source, now=time.time() if now is None else now, limit=limit)
+            sealed = {source: seal_chain(s, source, now=clock.time() if now is None else now, limit=limit)
                       for source in pending}
         total += sum(sealed.values())
         pending = [source for source, n in sealed.items() if n >= limit]
@@ -230,14 +232,16 @@ class VerifyReport:
                 "chains": [c.as_json() for c in self.chains]}
 
 
-def verify(db: Any, *, now: float | None = None, late_s: float = LATE_S, progress: Progress | None = None,
-           ) -> VerifyReport:
+def verify(
+    db: Any, *, now: float | None = None, late_s: float = LATE_S, progress: Progress | None = None,
+    clock: Clock = SYSTEM_CLOCK
+) -> VerifyReport:
     """Recompute both chains from the rows as stored now; name the first broken link of each.
 
     Reads in short transactions (links and sealed rows never change, so the chunks agree), so a long
     chain does not hold SQLite's write lock or a PostgreSQL snapshot for the whole walk.
     """
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     return VerifyReport([_verify_chain(db, source, now=now, late_s=late_s, progress=progress)
                          for source in SOURCES], late_s)
 

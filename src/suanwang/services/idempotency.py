@@ -9,21 +9,24 @@ it committed.  A crash between the two leaves a claim without an answer, which
 from __future__ import annotations
 
 import json
-import time
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 
+from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.domain.idempotency import Claim, Decision, decide
+from suanwang.errors import StoreConflict
 from suanwang.store.db import Database
 from suanwang.store.tables import IdempotencyRow
 
 SECRET_PREFIX = "sw_"  # token plaintexts: shown once, never stored, so never replayed  # nosec B105  # a prefix to recognise, not a secret
 
 
-def claim(db: Database, tenant_id: str, key: str, fp: str, *, now: float | None = None) -> tuple[Decision, IdempotencyRow | None]:
+def claim(
+    db: Database, tenant_id: str, key: str, fp: str, *, now: float | None = None,
+    clock: Clock = SYSTEM_CLOCK
+) -> tuple[Decision, IdempotencyRow | None]:
     """Claim ``key`` for the request ``fp``; returns the decision and the stored row (for a replay)."""
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     for _ in range(2):  # a lost race on the unique key is read back once
         try:
             with db.transaction() as s:
@@ -38,7 +41,7 @@ def claim(db: Database, tenant_id: str, key: str, fp: str, *, now: float | None 
                     assert row is not None
                     row.created_at = now
                 return decision, row
-        except IntegrityError:
+        except StoreConflict:  # a concurrent first claim of the key won: read it on the next turn
             continue
     return Decision.IN_PROGRESS, None
 

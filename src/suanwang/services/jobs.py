@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.domain.job import JobSpec, JobState, check_transition
 from suanwang.domain.placement import check_placeable
 from suanwang.domain.resources import LostPolicy, ResourceClass, ServiceLevel
@@ -78,11 +78,14 @@ class SubmittedJob(SimpleNamespace):
     """A job as just accepted: its row's values as attributes, without the ORM's bookkeeping per object."""
 
 
-def move(session: Session, job: JobRow, new: JobState, reason: str = "", *, now: float | None = None) -> None:
+def move(
+    session: Session, job: JobRow, new: JobState, reason: str = "", *, now: float | None = None,
+    clock: Clock = SYSTEM_CLOCK
+) -> None:
     """Change a job's state if the lifecycle allows it, and log the event."""
     current = JobState(job.state)
     check_transition(current, new)
-    at = now if now is not None else time.time()
+    at = now if now is not None else clock.time()
     job.state = new.value
     if reason:
         job.reason = reason[:2000]
@@ -95,7 +98,8 @@ def move(session: Session, job: JobRow, new: JobState, reason: str = "", *, now:
 
 
 def submit_jobs(
-    session: Session, actor: Principal, specs: Sequence[JobSpec], *, client_keys: Sequence[str | None] | None = None
+    session: Session, actor: Principal, specs: Sequence[JobSpec], *, client_keys: Sequence[str | None] | None = None,
+    clock: Clock = SYSTEM_CLOCK
 ) -> list[JobRow | SubmittedJob]:
     """Accept jobs (all or none): each must be placeable on some registered pool.
 
@@ -104,13 +108,14 @@ def submit_jobs(
     """
     pools = cached_pools(session)
     keys = list(client_keys) if client_keys else [None] * len(specs)
-    now = time.time()
+    now = clock.time()
     rows: list[JobRow] = []
     new: list[dict[str, Any]] = []
     priced: list[tuple[str, JobSpec]] = []
     for spec, key in zip(specs, keys, strict=True):
         if key:
-            existing = session.scalar(select(JobRow).where(JobRow.tenant_id == actor.tenant_id, JobRow.client_key == key))
+            existing = session.scalar(select(JobRow).where(JobRow.tenant_id == actor.tenant_id,
+                                                           JobRow.client_key == key))
             if existing is not None:
                 rows.append(existing)
                 continue
@@ -218,7 +223,8 @@ def read_logs(session: Session, actor: Principal, job_id: str, *, attempt: int |
     job = get_job(session, actor, job_id)
     attempt = job.attempt if attempt is None else attempt
     chunks = session.scalars(
-        select(LogChunkRow).where(LogChunkRow.job_id == job_id, LogChunkRow.attempt == attempt).order_by(LogChunkRow.offset)
+        select(LogChunkRow).where(LogChunkRow.job_id == job_id,
+                                  LogChunkRow.attempt == attempt).order_by(LogChunkRow.offset)
     )
     out = bytearray()
     for chunk in chunks:
@@ -243,4 +249,4 @@ def list_usage(
 
 def count_by_state(session: Session) -> dict[str, int]:
     rows = session.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
-    return {state: n for state, n in rows}
+    return dict(rows.all())  # a Result has keys(): dict() would read it as a mapping

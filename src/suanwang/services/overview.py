@@ -6,13 +6,13 @@ capacity per resource class and counts of jobs by state.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.domain.job import JobState
 from suanwang.services.jobs import count_by_state
 from suanwang.services.scheduling import pool_states
@@ -63,12 +63,12 @@ def queue_depth(session: Session) -> list[tuple[tuple[str, str, str], float]]:
     return sorted(depth.items())
 
 
-def rating_lag(session: Session, *, now: float | None = None) -> tuple[int, float]:
+def rating_lag(session: Session, *, now: float | None = None, clock: Clock = SYSTEM_CLOCK) -> tuple[int, float]:
     """(usage records waiting to be rated, age in seconds of the oldest one; 0 when none)."""
     backlog = session.scalar(select(func.count()).select_from(UnratedUsageRow)) or 0
     if not backlog:
         return 0, 0.0
     oldest_id = session.scalar(select(func.min(UnratedUsageRow.id)))
     reported = session.scalar(select(UsageRow.reported_at).where(UsageRow.id == oldest_id))
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     return int(backlog), max(0.0, now - reported) if reported is not None else 0.0

@@ -21,10 +21,10 @@ from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Scheduler
 from suanwang.observability import metrics
 from suanwang.services import billing, chain, scheduling, workflows
-from suanwang.services.ledger_store import reconcile
 from suanwang.services.planner import GridPlanner
 from suanwang.settings import LoopSettings as Settings  # the loop's knobs live with the operator's settings
 from suanwang.store.db import Database
+from suanwang.store.sql_ledger import reconcile
 
 log = logging.getLogger("suanwang.platform")
 

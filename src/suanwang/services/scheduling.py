@@ -167,7 +167,7 @@ _SPEC_CACHE_MAX = 200_000
 
 
 def _spec(job_id: str, data: dict[str, Any]) -> JobSpec:
-    """A queued job's spec, parsed once: a job's spec never changes after submit, and a backlog is re-planned each pass."""
+    """A queued job's spec, parsed once: a spec never changes after submit, and a backlog is re-planned each pass."""
     spec = _specs.get(job_id)
     if spec is None:
         if len(_specs) >= _SPEC_CACHE_MAX:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.domain import units
 from suanwang.domain.catalogue import CATALOGUE_LABEL, pool_warnings, rate_cpu, rate_device
 from suanwang.domain.grid import Capacity, Link, Pool, Site
@@ -17,6 +17,7 @@ from suanwang.domain.resources import Engine, ResourceClass
 from suanwang.errors import Conflict, InvalidSpec, NotFound
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role
+from suanwang.store.cache import caches_of
 from suanwang.store.tables import LinkRow, PoolRow, SiteRow, TenantRow
 
 
@@ -56,7 +57,9 @@ def pool_from_row(row: PoolRow, region: str = "") -> Pool:
     )
 
 
-def create_site(session: Session, actor: Principal, site: Site, *, owner: str | None = None) -> SiteRow:
+def create_site(
+    session: Session, actor: Principal, site: Site, *, owner: str | None = None, clock: Clock = SYSTEM_CLOCK
+) -> SiteRow:
     if session.get(SiteRow, site.name) is not None:
         raise Conflict(f"site {site.name!r} already exists")
     tenant = owner if actor.role is Role.OPERATOR and owner else actor.tenant_id
@@ -74,7 +77,7 @@ def create_site(session: Session, actor: Principal, site: Site, *, owner: str | 
         online=False,
         last_seen=0.0,
         agent_info={},
-        created_at=time.time(),
+        created_at=clock.time(),
     )
     session.add(row)
     record_audit(session, actor, "site.create", site.name)
@@ -99,7 +102,8 @@ def create_link(session: Session, actor: Principal, link: Link) -> LinkRow:
     pair = ((LinkRow.a == link.a) & (LinkRow.b == link.b)) | ((LinkRow.a == link.b) & (LinkRow.b == link.a))
     if session.scalar(select(LinkRow.id).where(pair)) is not None:
         raise Conflict(f"a link between {link.a} and {link.b} already exists")
-    row = LinkRow(a=link.a, b=link.b, latency_ms=link.latency_ms, bandwidth_gbps=link.bandwidth_gbps, direct=link.direct)
+    row = LinkRow(a=link.a, b=link.b, latency_ms=link.latency_ms, bandwidth_gbps=link.bandwidth_gbps,
+                  direct=link.direct)
     session.add(row)
     record_audit(session, actor, "link.create", f"{link.a}-{link.b}")
     session.flush()
@@ -123,8 +127,7 @@ def all_pools(session: Session) -> list[Pool]:
     return [pool_from_row(r, regions.get(r.site, "")) for r in list_pools(session)]
 
 
-_pool_cache: dict[str, tuple[float, list[Pool]]] = {}
-POOL_CACHE_S = 1.0
+POOL_CACHE_S = 1.0  # the ``pools`` cache's time-to-live (store.cache.ReadCaches)
 
 
 def cached_pools(session: Session) -> list[Pool]:
@@ -132,23 +135,21 @@ def cached_pools(session: Session) -> list[Pool]:
 
     Used only to reject jobs no pool could ever run; placement reads fresh state.
     """
-    key = str(session.get_bind().url)
-    hit = _pool_cache.get(key)
-    now = time.monotonic()
-    if hit is None or hit[0] < now:
-        hit = (now + POOL_CACHE_S, all_pools(session))
-        _pool_cache[key] = hit
-    return hit[1]
+    return caches_of(session).pools.get(lambda: all_pools(session))
 
 
-def forget_pools() -> None:
-    _pool_cache.clear()
+def forget_pools(session: Session) -> None:
+    """Drop the cached pool list at once (this replica; another re-reads within ``POOL_CACHE_S``)."""
+    caches_of(session).pools.invalidate()
 
 
-def register_pools(session: Session, agent: Principal, pools: list[dict[str, Any]], info: dict[str, Any]) -> list[PoolRow]:
+def register_pools(
+    session: Session, agent: Principal, pools: list[dict[str, Any]], info: dict[str, Any], *,
+    clock: Clock = SYSTEM_CLOCK
+) -> list[PoolRow]:
     """An agent declares its site's pools (upsert by name) and comes online."""
     site = get_site(session, agent.site or "")
-    now = time.time()
+    now = clock.time()
     existing = {r.name: r for r in list_pools(session, site=site.name)}
     rows = []
     for p in pools:
@@ -175,7 +176,7 @@ def register_pools(session: Session, agent: Principal, pools: list[dict[str, Any
     site.online = True
     site.last_seen = now
     site.agent_info = info
-    forget_pools()
+    forget_pools(session)
     record_audit(session, agent, "site.register", site.name, pools=[p["name"] for p in pools])
     session.flush()
     return rows

@@ -21,13 +21,53 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from suanwang.errors import StoreBusy, StoreConflict, StoreUnavailable
+from suanwang.store.cache import ReadCaches
 from suanwang.store.files import private_dir, private_sqlite_file  # noqa: F401 - re-exported
 
 ENV_URL = "SUANWANG_DATABASE_URL"
 MIGRATION_LOCK = 0x5357_0002  # PostgreSQL advisory lock key: one migrator at a time (scheduling uses ..._0001)
+
+
+# SQLSTATEs that mean "run the transaction again": serialization failure, deadlock, lock not available.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Raise the project's store errors for the driver's, the way HTTPX maps httpcore's at its transport.
+
+    A unique key stored meanwhile is a StoreConflict; a deadlock, serialization failure or SQLite's
+    "database is locked" a StoreBusy; a server that cannot be reached a StoreUnavailable.  Anything else
+    (a trigger refusing an append-only row, a bad column) stays as it is: that is a bug, and stays loud.
+    """
+    try:
+        yield
+    except DBAPIError as exc:
+        error = _translated(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _translated(exc: DBAPIError) -> StoreConflict | StoreBusy | StoreUnavailable | None:
+    orig = exc.orig
+    sqlstate = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+    detail = str(orig).splitlines()[0][:300] if orig is not None else type(exc).__name__
+    error: StoreConflict | StoreBusy | StoreUnavailable | None = None
+    if isinstance(exc, IntegrityError) and (sqlstate == "23505" or "UNIQUE constraint failed" in str(orig)):
+        error = StoreConflict("the request conflicts with data stored meanwhile; read the current state and retry",
+                              detail=detail)
+    elif sqlstate in _TRANSIENT_SQLSTATES or "database is locked" in str(orig):
+        error = StoreBusy("the database is busy (a lock or a serialization conflict); retry", detail=detail)
+    elif isinstance(exc, OperationalError) and (exc.connection_invalidated or sqlstate.startswith("08")
+                                                 or (not sqlstate and "connect" in str(orig).lower())):
+        error = StoreUnavailable(f"the database cannot be reached ({type(orig).__name__})")
+    return error
 
 
 def normalise_url(url: str) -> str:
@@ -80,7 +120,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args={"connect_timeout": 10})
 
 
-def is_postgres(engine: Engine) -> bool:
+def is_postgres(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "postgresql"
 
 
@@ -91,6 +131,7 @@ class Database:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.caches = ReadCaches()  # the services' read caches for this database (store.cache)
         # SQLite has one writer at a time.  Waiting for it in SQLite's busy handler means sleeping in
         # steps of up to 100 ms while the lock sits free; waiting on a lock in this process wakes the
         # next writer the moment the last one commits.  A plain Lock, not an RLock: FastAPI may enter and
@@ -99,12 +140,15 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One database transaction per state change: commit on success, roll back on error."""
+        """One database transaction per state change: commit on success, roll back on error.
+
+        Driver errors leave it as the project's store errors (:func:`translate_errors`)."""
         if self._writer is None:
-            with self.sessions() as session, session.begin():
+            with translate_errors(), self.sessions(info={"caches": self.caches}) as session, session.begin():
                 yield session
             return
-        with self._writer, self.sessions() as session, session.begin():
+        with translate_errors(), self._writer, self.sessions(info={"caches": self.caches}) as session, \
+                session.begin():
             yield session
 
     def migrate(self) -> None:

@@ -1,7 +1,7 @@
 """Database rows of money: accounts, transfers, postings, holds, vouchers, price books, settlements.
 
 Why a separate module: the foundation's tables know nothing of money; these
-rows are what ``suanwang.services.ledger_store`` and ``services.billing``
+rows are what ``suanwang.store.sql_ledger`` and ``services.billing``
 persist the pure money core (``suanwang.domain.ledger`` ...) into.
 
 Storage rules

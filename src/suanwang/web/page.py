@@ -15,7 +15,8 @@ from suanwang.services.overview import free_capacity_by_class, job_counts
 from suanwang.services.sites import grid_capacity, list_pools, list_sites
 
 _STYLE = """body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;margin:2rem;color:#1b2733}
-table{border-collapse:collapse;margin-bottom:2rem}td,th{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}
+table{border-collapse:collapse;margin-bottom:2rem}
+td,th{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}
 th{background:#f3f6f9}.on{color:#137333}.off{color:#b3261e}h1 small{color:#666;font-weight:normal}"""
 
 

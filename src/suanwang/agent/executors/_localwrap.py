@@ -99,10 +99,7 @@ def run(task_dir: Path) -> int:
     _killpg(pid, signal.SIGKILL)  # what the job left behind in its group ...
     _cgroup.end(spec.get("cgroup"))  # ... and in its cgroup, which also holds those that left the group
     reader.join(timeout=2.0)  # a process that escaped both may still hold the pipe; do not wait for it
-    if failure:
-        reason = failure
-    else:
-        reason = f"killed by signal {-code}" if code < 0 else ("" if code == 0 else f"exit code {code}")
+    reason = failure or (f"killed by signal {-code}" if code < 0 else ("" if code == 0 else f"exit code {code}"))
     write_result(result, {
         "exit_code": code,
         "wall_s": time.time() - start,

@@ -247,7 +247,8 @@ class LocalExecutor:
             usage = Usage(wall_s=r["wall_s"], cpu_s=r["cpu_s"], peak_memory_bytes=int(r["peak_memory_bytes"]),
                           device_s=devices * r["wall_s"])
             cancelled = handle in self._kill_at
-            phase = TaskPhase.CANCELLED if cancelled else (TaskPhase.SUCCEEDED if r["exit_code"] == 0 else TaskPhase.FAILED)
+            finished = TaskPhase.SUCCEEDED if r["exit_code"] == 0 else TaskPhase.FAILED
+            phase = TaskPhase.CANCELLED if cancelled else finished
             return TaskStatus(phase, usage, exit_code=r["exit_code"], reason=r.get("reason", ""),
                               started_at=started)
         wall = time.time() - started

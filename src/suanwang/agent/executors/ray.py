@@ -238,16 +238,16 @@ class RayExecutor:
 
     def submit_kwargs(self, task: Task) -> dict[str, Any]:
         entry = self._entry(task.pool)
-        kwargs: dict[str, Any] = dict(
-            entrypoint=wrap(task, self.python, self.enforce_memory),
-            submission_id=f"sw-{re.sub(r'[^A-Za-z0-9_-]', '_', task.job_id)}-{task.attempt}-{uuid.uuid4().hex[:8]}",
-            runtime_env={"env_vars": dict(task.env)} if task.env else None,
-            metadata={"suanwang_job": task.job_id, "suanwang_attempt": str(task.attempt),
+        kwargs: dict[str, Any] = {
+            "entrypoint": wrap(task, self.python, self.enforce_memory),
+            "submission_id": f"sw-{re.sub(r'[^A-Za-z0-9_-]', '_', task.job_id)}-{task.attempt}-{uuid.uuid4().hex[:8]}",
+            "runtime_env": {"env_vars": dict(task.env)} if task.env else None,
+            "metadata": {"suanwang_job": task.job_id, "suanwang_attempt": str(task.attempt),
                       "suanwang_gpus": str(task.devices)},
-            entrypoint_num_cpus=task.cores,
-            entrypoint_num_gpus=task.devices,
-            entrypoint_memory=math.ceil(task.memory_gb * 2**30),
-        )
+            "entrypoint_num_cpus": task.cores,
+            "entrypoint_num_gpus": task.devices,
+            "entrypoint_memory": math.ceil(task.memory_gb * 2**30),
+        }
         if entry.node_resource:
             kwargs["entrypoint_resources"] = {entry.node_resource: 0.001}
         return kwargs

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
-from suanwang.api.deps import AuthDep, CurrentPrincipal, PlatformDep, SessionDep, Unauthorized
+from suanwang.api.deps import AuthDep, ClockDep, CurrentPrincipal, PlatformDep, SessionDep, Unauthorized
 from suanwang.api.guard import source_of
 from suanwang.api.schemas import In, TenantIn, TokenIn
 from suanwang.services import auth
@@ -60,18 +59,19 @@ def list_tokens(session: SessionDep, actor: CurrentPrincipal, tenant_id: str | N
 
 
 @router.post("/tokens/{token_id}/revoke")
-def revoke_token(token_id: str, session: SessionDep, actor: CurrentPrincipal, state: AuthDep) -> dict[str, Any]:
-    row = auth.revoke_token(session, token_id, now=time.time())
+def revoke_token(token_id: str, session: SessionDep, actor: CurrentPrincipal, state: AuthDep,
+                 clock: ClockDep) -> dict[str, Any]:
+    row = auth.revoke_token(session, token_id, now=clock.time())
     record_audit(session, actor, "token.revoke", row.id)
     state.cache.forget(row.id)  # this replica at once; the others within their cache time
     return token_json(row)
 
 
 @router.post("/tokens/{token_id}/rotate", status_code=201)
-def rotate_token(token_id: str, session: SessionDep, actor: CurrentPrincipal, state: AuthDep,
+def rotate_token(token_id: str, session: SessionDep, actor: CurrentPrincipal, state: AuthDep, clock: ClockDep,
                  body: RotateIn | None = None) -> dict[str, Any]:
     """A new token with the same role, tenant and site; the old one is revoked. The plaintext is shown once."""
-    row, plaintext = auth.rotate_token(session, token_id, now=time.time(),
+    row, plaintext = auth.rotate_token(session, token_id, now=clock.time(),
                                        lifetime_s=body.lifetime_s if body else None)
     record_audit(session, actor, "token.rotate", token_id, new=row.id)
     state.cache.forget(token_id)
@@ -79,20 +79,20 @@ def rotate_token(token_id: str, session: SessionDep, actor: CurrentPrincipal, st
 
 
 @router.post("/sites/{name}/enrolments", status_code=201)
-def new_enrolment(name: str, session: SessionDep, actor: CurrentPrincipal,
+def new_enrolment(name: str, session: SessionDep, actor: CurrentPrincipal, clock: ClockDep,
                   body: EnrolmentIn | None = None) -> dict[str, Any]:
     """A one-use enrolment token for a new agent of this site; its plaintext is in this response only."""
     body = body or EnrolmentIn()
-    row, plaintext = auth.issue_enrolment(session, actor, name, now=time.time(), lifetime_s=body.lifetime_s)
+    row, plaintext = auth.issue_enrolment(session, actor, name, now=clock.time(), lifetime_s=body.lifetime_s)
     record_audit(session, actor, "enrolment.issue", row.id, site=name)
     return {"id": row.id, "site": row.site, "enrol_token": plaintext, "expires_at": row.expires_at}
 
 
 @router.post("/agent/enrol", status_code=201)
-def enrol(body: EnrolIn, request: Request, platform: PlatformDep, state: AuthDep) -> dict[str, Any]:
+def enrol(body: EnrolIn, request: Request, platform: PlatformDep, state: AuthDep, clock: ClockDep) -> dict[str, Any]:
     """Trade a one-use enrolment token for this site's agent token (shown once); a second use answers 401."""
     with platform.db.transaction() as session:
-        issued = auth.redeem_enrolment(session, body.enrol_token, now=time.time(), name=body.name)
+        issued = auth.redeem_enrolment(session, body.enrol_token, now=clock.time(), name=body.name)
         if issued is not None:
             record_audit(session, None, "agent.enrol", issued[0].id, site=issued[0].site)
     if issued is None:  # recorded after the transaction above: SQLite has one writer at a time

@@ -55,7 +55,8 @@ def lease(body: LeaseIn, agent: CurrentPrincipal, platform: PlatformDep) -> list
 
 
 @router.post("/jobs/{job_id}/status")
-def status(job_id: str, body: StatusIn, session: SessionDep, agent: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]:
+def status(job_id: str, body: StatusIn, session: SessionDep, agent: CurrentPrincipal,
+           platform: PlatformDep) -> dict[str, Any]:
     applied = agents.report_status(session, agent, job_id=job_id, attempt=body.attempt, phase=body.phase,
                                    exit_code=body.exit_code, reason=body.reason, started_at=body.started_at)
     platform.wake()

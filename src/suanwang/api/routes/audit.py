@@ -8,11 +8,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from suanwang.api.deps import CurrentPrincipal, PlatformDep, SessionDep
-from suanwang.services import chain
-from suanwang.store.tables import AuditRow
+from suanwang.services import audit, chain
 
 router = APIRouter(tags=["audit"])
 MAX_ID = 2**31 - 1  # audit.id is an INTEGER column: PostgreSQL refuses a wider value in a comparison
@@ -25,15 +23,7 @@ def list_audit(
     before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="rows with a smaller id (a page's next)")] = None,
 ) -> dict[str, Any]:
     """Newest first; each row with its seal (link seq and hash) once the control loop has sealed it."""
-    query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
-    if before is not None:
-        query = query.where(AuditRow.id < before)
-    rows = session.scalars(query).all()
-    seals = chain.seal_of(session, chain.AUDIT.chain, [r.id for r in rows])
-    out = [{"id": r.id, "at": r.at, "actor": r.actor, "tenant_id": r.tenant_id, "action": r.action,
-            "object": r.object, "detail": r.detail,
-            "seal": {"seq": seals[r.id][0], "hash": seals[r.id][1]} if r.id in seals else None} for r in rows]
-    return {"rows": out, "next": rows[-1].id if len(rows) == limit else None}
+    return audit.audit_page(session, limit=limit, before=before)
 
 
 @router.get("/audit/verify")

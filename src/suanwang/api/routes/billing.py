@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import Field, StrictInt
 
-from suanwang.api.deps import CurrentPrincipal, SessionDep
+from suanwang.api.deps import ClockDep, CurrentPrincipal, SessionDep
 from suanwang.api.schemas import INT64, In, JobIn
 from suanwang.errors import InvalidSpec
 from suanwang.observability.metrics import record_reconciliation
@@ -94,10 +94,10 @@ def set_credit(consumer: str, body: CreditIn, session: SessionDep, actor: Curren
 
 
 @router.post("/topups", status_code=201)
-def top_up(body: TopUpIn, session: SessionDep, actor: CurrentPrincipal,
+def top_up(body: TopUpIn, session: SessionDep, actor: CurrentPrincipal, clock: ClockDep,
            idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     return billing.top_up(session, actor, body.consumer, body.amount_fen, currency=body.currency,
-                          key=idempotency_key, reason=body.reason)
+                          key=idempotency_key, reason=body.reason, clock=clock)
 
 
 @router.get("/price-books")
@@ -106,8 +106,8 @@ def list_price_books(session: SessionDep, actor: CurrentPrincipal) -> list[dict[
 
 
 @router.post("/price-books", status_code=201)
-def set_price_book(body: ExactBody, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
-    return billing.set_price_book(session, actor, _object(body))
+def set_price_book(body: ExactBody, session: SessionDep, actor: CurrentPrincipal, clock: ClockDep) -> dict[str, Any]:
+    return billing.set_price_book(session, actor, _object(body), clock=clock)
 
 
 @router.get("/contracts")
@@ -116,13 +116,14 @@ def list_contracts(session: SessionDep, actor: CurrentPrincipal) -> dict[str, in
 
 
 @router.put("/contracts/{provider}")
-def set_contract(provider: str, body: ContractIn, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
-    return billing.set_contract(session, actor, provider, body.fee_bps)
+def set_contract(provider: str, body: ContractIn, session: SessionDep, actor: CurrentPrincipal,
+                 clock: ClockDep) -> dict[str, Any]:
+    return billing.set_contract(session, actor, provider, body.fee_bps, clock=clock)
 
 
 @router.post("/quotes")
-def quote(body: JobIn, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
-    return billing.quote_for(session, actor, spec_from_json(body.model_dump()))
+def quote(body: JobIn, session: SessionDep, actor: CurrentPrincipal, clock: ClockDep) -> dict[str, Any]:
+    return billing.quote_for(session, actor, spec_from_json(body.model_dump()), clock=clock)
 
 
 @router.get("/vouchers")
@@ -131,21 +132,21 @@ def list_vouchers(session: SessionDep, actor: CurrentPrincipal) -> list[dict[str
 
 
 @router.post("/vouchers", status_code=201)
-def create_voucher(body: ExactBody, session: SessionDep, actor: CurrentPrincipal,
+def create_voucher(body: ExactBody, session: SessionDep, actor: CurrentPrincipal, clock: ClockDep,
                    idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-    return billing.create_programme(session, actor, _object(body), key=idempotency_key)
+    return billing.create_programme(session, actor, _object(body), key=idempotency_key, clock=clock)
 
 
 @router.post("/vouchers/{programme}/fund")
-def fund_voucher(programme: str, body: FundIn, session: SessionDep, actor: CurrentPrincipal,
+def fund_voucher(programme: str, body: FundIn, session: SessionDep, actor: CurrentPrincipal, clock: ClockDep,
                  idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
-    return billing.fund_programme(session, actor, programme, body.amount_fen, key=idempotency_key)
+    return billing.fund_programme(session, actor, programme, body.amount_fen, key=idempotency_key, clock=clock)
 
 
 @router.post("/settlements", status_code=201)
-def settle(body: SettleIn, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
+def settle(body: SettleIn, session: SessionDep, actor: CurrentPrincipal, clock: ClockDep) -> dict[str, Any]:
     start, end = billing.parse_period(body.start, body.end)
-    return billing.settle(session, actor, start=start, end=end, payouts=body.payouts)
+    return billing.settle(session, actor, start=start, end=end, payouts=body.payouts, clock=clock)
 
 
 @router.get("/settlements")
@@ -155,13 +156,12 @@ def list_settlements(session: SessionDep, actor: CurrentPrincipal) -> list[dict[
 
 @router.get("/settlements/{settlement_id}")
 def get_settlement(settlement_id: SettlementId, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
-    return billing.settlement_json(billing.get_settlement(session, actor, settlement_id))
+    return billing.settlement_view(session, actor, settlement_id)
 
 
 @router.get("/settlements/{settlement_id}/csv", response_class=PlainTextResponse)
 def settlement_csv(settlement_id: SettlementId, session: SessionDep, actor: CurrentPrincipal) -> PlainTextResponse:
-    row = billing.get_settlement(session, actor, settlement_id)
-    return PlainTextResponse(row.csv, media_type="text/csv")
+    return PlainTextResponse(billing.settlement_csv_text(session, actor, settlement_id), media_type="text/csv")
 
 
 @router.get("/ledger/transfers")
@@ -172,8 +172,8 @@ def ledger_transfers(session: SessionDep, actor: CurrentPrincipal, job_id: str |
 
 
 @router.post("/ledger/reversals", status_code=201)
-def reverse(body: ReverseIn, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
-    return billing.reverse_transfer(session, actor, body.transfer, body.reason)
+def reverse(body: ReverseIn, session: SessionDep, actor: CurrentPrincipal, clock: ClockDep) -> dict[str, Any]:
+    return billing.reverse_transfer(session, actor, body.transfer, body.reason, clock=clock)
 
 
 @router.get("/ledger/accounts")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import PlainTextResponse
 
-from suanwang.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from suanwang.api.deps import ClockDep, CurrentPrincipal, PlatformDep, SessionDep
 from suanwang.api.schemas import INT32, JobBatchIn, JobIn, JobListOut, JobOut, UsageOut
 from suanwang.services import jobs, scheduling, transfers
 from suanwang.store.tables import JobRow, UsageRow
@@ -71,10 +70,11 @@ def cancel_job(job_id: str, session: SessionDep, actor: CurrentPrincipal) -> Job
 
 
 @router.get("/jobs/{job_id}/explain")
-def explain_job(job_id: str, session: SessionDep, actor: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]:
+def explain_job(job_id: str, session: SessionDep, actor: CurrentPrincipal, platform: PlatformDep,
+                clock: ClockDep) -> dict[str, Any]:
     """Why a job is where it is: pools considered, ruled out and by what, and the best few scores."""
     job = jobs.get_job(session, actor, job_id)
-    out = scheduling.explain_job(session, platform.planner, job, now=time.time())
+    out = scheduling.explain_job(session, platform.planner, job, now=clock.time())
     # staged inputs: the scheduler's predicted transfer time beside the measured one (flows)
     return out | {"staging": job.placement.get("staging", ""), "transfers": transfers.for_job(session, job_id)}
 

@@ -1,7 +1,7 @@
 """foundation
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-26 14:11:33.819453
 """
 import sqlalchemy as sa

@@ -1,34 +1,5 @@
-"""Double-entry ledger core: accounts, postings, transfers, holds and the rules a store enforces.
-
-Why: every movement of money is a :class:`Transfer` of :class:`Posting` legs in
-integer fen.  Planners here (``plan_*``) are pure: they turn intent plus the
-state the caller read into a transfer.  :func:`check_transfer` is the one rule
-book any store (``MemoryLedger``, the database adapter) runs, against a
-:class:`LedgerView`, inside the same atomic step that appends the transfer.
-
-Invariants owned here (LEDGER.md)
-- L1 each transfer's postings sum to zero per currency (checked on construction,
-  asserted again on apply; the assert stays on in production).
-- L4 append-only: a correction is a REVERSAL transfer linked to the original,
-  booked after it; an original can be reversed once; hold movements are not
-  reversible (release or void them instead).
-- L5 one transfer per idempotency key: same key and same request -> EXISTS;
-  same key, different request -> EXISTS_WITH_DIFFERENT_PAYLOAD.  Deviation from
-  TigerBeetle: a *failed* key is not burnt, because charge keys are derived from
-  usage-record keys and a charge must be re-planned and retried after a race.
-- L6 a hold resolves once (RELEASE or VOID); charges capture from it while open,
-  never more than remains.
-- L7 floors, counting holds pessimistically (held money has left the wallet):
-  wallet >= -credit_limit, hold / earnings / voucher fund >= 0.  Two flows may
-  pass a floor and are flagged ``over_limit`` instead of refused, because the
-  money was already earned: a CHARGE (compute already delivered) may overdraw a
-  wallet, a REVERSAL may overdraw provider earnings (a claw-back).
-- Settled periods are immutable: nothing may be booked before ``settled_until``.
-
-Sign convention: a posting adds ``fen`` to its account; a positive balance is
-value the account holds.  Top-ups come from FUNDING (operator cash), which
-therefore goes negative; the sum over all accounts is always zero.
-"""
+"""The ledger's values and its rule book: accounts, postings, transfers, holds, results, and
+:func:`check_transfer`, which every store runs before it appends (invariants L1, L4-L7 in the package docstring)."""
 
 from __future__ import annotations
 
@@ -38,7 +9,7 @@ import hashlib
 import json
 import json.encoder
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -48,6 +19,8 @@ from suanwang.domain.money import CURRENCY, Fen, check_currency, check_fen
 from suanwang.errors import Conflict, InsufficientFunds, InvalidSpec, NotFound, SuanwangError
 
 TransferKey = str  # client-generated idempotency key, e.g. "usage:job-1:0:3"
+
+
 HoldId = str
 
 
@@ -110,7 +83,11 @@ def voucher_fund(programme: str) -> Account:
 
 
 PLATFORM_FEES = Account(AccountKind.FEES, "platform")
+
+
 OPERATOR_FUNDING = Account(AccountKind.FUNDING, "operator")
+
+
 ROUNDING = Account(AccountKind.ROUNDING, "platform")
 
 
@@ -145,8 +122,14 @@ class TransferKind(enum.StrEnum):
 REVERSIBLE = frozenset(
     {TransferKind.TOPUP, TransferKind.CHARGE, TransferKind.VOUCHER_FUND, TransferKind.PAYOUT, TransferKind.ADJUSTMENT}
 )
+
+
 _HOLD_KINDS = frozenset({TransferKind.HOLD_PLACE, TransferKind.HOLD_RELEASE, TransferKind.HOLD_VOID})
+
+
 _HOLD_OR_CHARGE = _HOLD_KINDS | {TransferKind.CHARGE}
+
+
 _INT = {int}
 
 
@@ -525,90 +508,6 @@ def hold_after(hold: Hold | None, t: Transfer) -> Hold | None:
     return replace(hold, released_fen=hold.released_fen + t.hold_fen, state=state)
 
 
-# ---- planners (pure) -----------------------------------------------------------------------------------
-
-
-def _positive(fen: Fen, what: str) -> Fen:
-    check_fen(fen, what)
-    if fen <= 0:
-        raise InvalidSpec(f"{what} must be positive, got {fen} fen")
-    return fen
-
-
-def plan_topup(key: TransferKey, *, consumer: str, fen: Fen, at: datetime, actor: str, reason: str = "") -> Transfer:
-    """Operator adds ``fen`` to a consumer's wallet.  Raises InvalidSpec if not positive."""
-    _positive(fen, "top-up")
-    postings = (Posting(OPERATOR_FUNDING, -fen), Posting(wallet(consumer), fen))
-    return Transfer(key, TransferKind.TOPUP, postings, at, Audit(actor, reason, consumer=consumer))
-
-
-def plan_hold(
-    key: TransferKey,
-    *,
-    hold_id: HoldId,
-    consumer: str,
-    fen: Fen,
-    at: datetime,
-    actor: str,
-    job_id: str = "",
-    expires_at: datetime | None = None,
-) -> Transfer:
-    """Reserve ``fen`` of a consumer's wallet (and credit) for a job, at submit, from its quote."""
-    _positive(fen, "hold")
-    if expires_at is not None and expires_at <= at:
-        raise InvalidSpec(f"hold {hold_id} would expire before it is placed")
-    postings = (Posting(wallet(consumer), -fen), Posting(hold_account(consumer), fen))
-    audit = Audit(actor, "hold placed", consumer=consumer, job_id=job_id)
-    return Transfer(
-        key, TransferKind.HOLD_PLACE, postings, at, audit, hold_id=hold_id, hold_fen=fen, hold_expires_at=expires_at
-    )
-
-
-def plan_release(
-    key: TransferKey, *, hold: Hold, at: datetime, actor: str, void: bool = False, job_id: str = "", reason: str = ""
-) -> Transfer:
-    """Close an open hold, returning what remains to the wallet (VOID: cancelled before any capture).
-
-    At completion this is the second phase of the two-phase hold: what the
-    job's charges captured stays captured, the remainder is released.
-    """
-    fen = hold.remaining_fen
-    postings = (Posting(hold_account(hold.consumer), -fen), Posting(wallet(hold.consumer), fen)) if fen else ()
-    kind = TransferKind.HOLD_VOID if void else TransferKind.HOLD_RELEASE
-    why = reason or ("hold voided" if void else "hold released")
-    audit = Audit(actor, why, consumer=hold.consumer, job_id=job_id)
-    # The request is "close this hold": a retry planned after the close still answers EXISTS.
-    return Transfer(key, kind, postings, at, audit, request=digest(kind, hold.id), hold_id=hold.id, hold_fen=fen)
-
-
-def plan_voucher_funding(key: TransferKey, *, programme: str, fen: Fen, at: datetime, actor: str) -> Transfer:
-    _positive(fen, "voucher funding")
-    postings = (Posting(OPERATOR_FUNDING, -fen), Posting(voucher_fund(programme), fen))
-    return Transfer(
-        key,
-        TransferKind.VOUCHER_FUND,
-        postings,
-        at,
-        Audit(actor, "voucher programme funded"),
-        voucher_programme=programme,
-    )
-
-
-def plan_payout(key: TransferKey, *, provider: str, fen: Fen, at: datetime, actor: str) -> Transfer:
-    _positive(fen, "payout")
-    postings = (Posting(earnings(provider), -fen), Posting(OPERATOR_FUNDING, fen))
-    return Transfer(key, TransferKind.PAYOUT, postings, at, Audit(actor, "payout", provider=provider))
-
-
-def plan_adjustment(
-    key: TransferKey, *, postings: Iterable[Posting], at: datetime, actor: str, reason: str
-) -> Transfer:
-    """An operator's balanced manual correction; the reason is mandatory."""
-    if not reason:
-        raise InvalidSpec("an adjustment needs a reason")
-    return Transfer(key, TransferKind.ADJUSTMENT, tuple(postings), at, Audit(actor, reason))
-
-
 def reversal_postings(original: Transfer) -> tuple[Posting, ...]:
     """The legs that undo ``original``; what it captured from a hold goes back to the wallet."""
     merged: dict[Account, Fen] = {}
@@ -616,214 +515,3 @@ def reversal_postings(original: Transfer) -> tuple[Posting, ...]:
         account = wallet(p.account.owner) if p.account.kind is AccountKind.HOLD else p.account
         merged[account] = merged.get(account, 0) - p.fen
     return tuple(Posting(a, fen) for a, fen in sorted(merged.items()) if fen)
-
-
-def plan_reversal(key: TransferKey, *, original: Transfer, at: datetime, actor: str, reason: str) -> Transfer:
-    """Negate ``original``.  What a charge captured from a hold is refunded to the wallet."""
-    if original.kind not in REVERSIBLE:
-        raise InvalidSpec(f"transfer {original.key} ({original.kind}) cannot be reversed")
-    if at < original.booked_at:
-        raise InvalidSpec(f"reversal of {original.key} must be booked after it")
-    if not reason:
-        raise InvalidSpec("a reversal needs a reason")
-    postings = reversal_postings(original)
-    audit = Audit(
-        actor,
-        reason,
-        consumer=original.audit.consumer,
-        provider=original.audit.provider,
-        job_id=original.audit.job_id,
-        usage_key=original.audit.usage_key,
-        price_book_version=original.audit.price_book_version,
-        resource_class=original.audit.resource_class,
-        pool=original.audit.pool,
-    )
-    request = digest(TransferKind.REVERSAL, original.key)
-    return Transfer(
-        key,
-        TransferKind.REVERSAL,
-        postings,
-        at,
-        audit,
-        request=request,
-        voucher_programme=original.voucher_programme,
-        voucher_fen=-original.voucher_fen,
-        reverses=original.key,
-    )
-
-
-# ---- folds (L3) ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Balances:
-    """Balances folded from transfers; ``as_of`` excludes transfers booked at or after it."""
-
-    fen: Mapping[Account, Fen] = field(default_factory=dict)
-
-    def __getitem__(self, account: Account) -> Fen:
-        return self.fen.get(account, 0)
-
-
-def fold_balances(transfers: Iterable[Transfer], *, as_of: datetime | None = None) -> Balances:
-    """L3: a balance is the fold of its postings (optionally as of a time, half-open)."""
-    totals: dict[Account, Fen] = {}
-    for t in transfers:
-        if as_of is not None and t.booked_at >= as_of:
-            continue
-        for p in t.postings:
-            totals[p.account] = totals.get(p.account, 0) + p.fen
-    return Balances(totals)
-
-
-def audit_record(t: Transfer) -> dict[str, str]:
-    """A flat, printable trace of a transfer for the audit view: key, kind, time, legs and provenance."""
-    a = t.audit
-    return {
-        "key": t.key,
-        "kind": t.kind.value,
-        "booked_at": t.booked_at.isoformat(),
-        "actor": a.actor,
-        "reason": a.reason,
-        "consumer": a.consumer,
-        "provider": a.provider,
-        "job_id": a.job_id,
-        "usage_key": a.usage_key,
-        "price_book_version": "" if a.price_book_version is None else str(a.price_book_version),
-        "resource_class": a.resource_class,
-        "pool": a.pool,
-        "usage_start": a.usage_start.isoformat() if a.usage_start else "",
-        "usage_end": a.usage_end.isoformat() if a.usage_end else "",
-        "hold_id": t.hold_id,
-        "voucher_programme": t.voucher_programme,
-        "reverses": t.reverses,
-        "postings": "; ".join(f"{p.account} {p.fen:+d}" for p in t.postings),
-        "request": t.request,
-    }
-
-
-# ---- rows (for store adapters) -------------------------------------------------------------------------
-
-_AUDIT_TIMES = ("usage_start", "usage_end")
-
-
-_AUDIT_FIELDS = tuple(f.name for f in fields(Audit))
-
-
-def transfer_to_row(t: Transfer) -> dict[str, Any]:
-    """A JSON-ready dict of ``t`` (ints, strings, lists): what a store persists.  Inverse: transfer_from_row."""
-    audit = {name: getattr(t.audit, name) for name in _AUDIT_FIELDS}
-    for name in _AUDIT_TIMES:
-        audit[name] = audit[name].isoformat() if audit[name] else None
-    return {
-        "key": t.key,
-        "kind": t.kind.value,
-        "booked_at": t.booked_at.isoformat(),
-        "request": t.request,
-        "postings": [[str(p.account), p.fen, p.currency] for p in t.postings],
-        "audit": audit,
-        "hold_id": t.hold_id,
-        "hold_fen": t.hold_fen,
-        "voucher_programme": t.voucher_programme,
-        "voucher_fen": t.voucher_fen,
-        "voucher_cap_fen": t.voucher_cap_fen,
-        "reverses": t.reverses,
-        "hold_expires_at": t.hold_expires_at.isoformat() if t.hold_expires_at else None,
-    }
-
-
-def transfer_json(t: Transfer) -> str:
-    """``json.dumps(transfer_to_row(t))``, written directly: a store encodes one per transfer it books, and
-    the dict plus the general encoder cost more than checking the transfer.  A field of a type the
-    writer does not know (say a str subclass) sends the whole transfer down the general path."""
-    try:
-        return _transfer_json(t)
-    except _Unwritable:
-        return json.dumps(transfer_to_row(t))
-
-
-class _Unwritable(Exception):
-    """A value the direct writer does not write as json.dumps would."""
-
-
-_json_ascii = json.encoder.encode_basestring_ascii  # a str as json.dumps (ensure_ascii) writes it
-_STR = {str}
-
-
-def _json_time(at: datetime | None, *known: tuple[datetime | None, str]) -> str:
-    """A time as transfer_to_row stores it (isoformat in its own zone), reusing one already written."""
-    if at is None:
-        return "null"
-    for other, text in known:
-        if at is other:
-            return text
-    if type(at) is not datetime:
-        raise _Unwritable
-    return f'"{at.isoformat()}"'
-
-
-def _transfer_json(t: Transfer) -> str:
-    a = t.audit
-    texts = (t.key, t.request, t.hold_id, t.voucher_programme, t.reverses,
-             a.actor, a.reason, a.consumer, a.provider, a.job_id, a.usage_key, a.resource_class, a.pool)
-    ints = (t.hold_fen, t.voucher_fen, t.voucher_cap_fen)
-    version = a.price_book_version
-    if (type(t.kind) is not TransferKind or set(map(type, texts)) != _STR or set(map(type, ints)) != _INT
-            or not (version is None or type(version) is int)):
-        raise _Unwritable
-    legs = []
-    for p in t.postings:
-        if type(p.fen) is not int or type(p.currency) is not str or type(p.account.owner) is not str:
-            raise _Unwritable
-        legs.append((str(p.account), p.fen, p.currency))
-    booked = _json_time(t.booked_at)
-    start = _json_time(a.usage_start, (t.booked_at, booked))
-    end = _json_time(a.usage_end, (t.booked_at, booked), (a.usage_start, start))
-    expires = _json_time(t.hold_expires_at, (t.booked_at, booked))
-    return transfer_text(t.kind, t.key, booked, t.request, legs, a.actor, a.reason, a.consumer, a.provider, a.job_id,
-                         a.usage_key, version, a.resource_class, a.pool, start, end, t.hold_id, t.hold_fen,
-                         t.voucher_programme, t.voucher_fen, t.voucher_cap_fen, t.reverses, expires)
-
-
-def transfer_text(kind: TransferKind, key: str, booked: str, request: str, legs: Iterable[tuple[str, Fen, str]],
-                  actor: str, reason: str, consumer: str, provider: str, job_id: str, usage_key: str,
-                  version: int | None, resource_class: str, pool: str, start: str, end: str, hold_id: str,
-                  hold_fen: Fen, programme: str, voucher_fen: Fen, cap: Fen, reverses: str, expires: str) -> str:
-    """The stored body (``json.dumps(transfer_to_row(...))``) from plain values: strs and ints as they
-    are, times already written as JSON (``"<isoformat>"`` or ``null``).  Rating writes its charges'
-    bodies with this directly, without building a Transfer (domain.rating_batch)."""
-    e = _json_ascii
-    postings = ", ".join(f"[{e(account)}, {fen}, {e(currency)}]" for account, fen, currency in legs)
-    return (  # the key order of transfer_to_row, and of Audit's fields
-        f'{{"key": {e(key)}, "kind": "{kind}", "booked_at": {booked}, "request": {e(request)}, '
-        f'"postings": [{postings}], "audit": {{"actor": {e(actor)}, "reason": {e(reason)}, '
-        f'"consumer": {e(consumer)}, "provider": {e(provider)}, "job_id": {e(job_id)}, "usage_key": {e(usage_key)}, '
-        f'"price_book_version": {"null" if version is None else version}, "resource_class": {e(resource_class)}, '
-        f'"pool": {e(pool)}, "usage_start": {start}, "usage_end": {end}}}, "hold_id": {e(hold_id)}, '
-        f'"hold_fen": {hold_fen}, "voucher_programme": {e(programme)}, "voucher_fen": {voucher_fen}, '
-        f'"voucher_cap_fen": {cap}, "reverses": {e(reverses)}, "hold_expires_at": {expires}}}'
-    )
-
-
-def transfer_from_row(row: Mapping[str, Any]) -> Transfer:
-    """Rebuild a transfer persisted by :func:`transfer_to_row` (validating it again)."""
-    audit = dict(row["audit"])
-    for name in _AUDIT_TIMES:
-        audit[name] = datetime.fromisoformat(audit[name]) if audit[name] else None
-    postings = tuple(Posting(Account.parse(a), fen, cur) for a, fen, cur in row["postings"])
-    expires = row.get("hold_expires_at")
-    return Transfer(
-        row["key"],
-        TransferKind(row["kind"]),
-        postings,
-        datetime.fromisoformat(row["booked_at"]),
-        Audit(**audit),
-        request=row["request"],
-        hold_id=row["hold_id"],
-        hold_fen=row["hold_fen"],
-        voucher_programme=row["voucher_programme"],
-        voucher_fen=row["voucher_fen"],
-        voucher_cap_fen=row["voucher_cap_fen"],
-        reverses=row["reverses"],
-        hold_expires_at=datetime.fromisoformat(expires) if expires else None,
-    )
