@@ -35,9 +35,10 @@ class LoopSettings:
 
     lease_s: float = 15.0  # an agent that misses heartbeats this long loses its jobs
     site_timeout_s: float = 30.0  # a site silent this long shows offline
-    tick_s: float = 0.5  # control-loop period when nothing wakes it
+    tick_s: float = 2.0  # control-loop safety tick when nothing wakes it (work wakes it at once); reaps leases
     restart_grace_s: float = 30.0  # after a platform restart, agents get this long to reconnect
     min_tick_s: float = 0.05  # at most this often, so a burst of submits is placed in batches
+    lease_poll_s: float = 2.0  # an agent's long-poll looks at the database this often without a wake-up
     loop_share: float = 0.33  # under load, the control loop pauses twice as long as its last pass took
     engine_queue: float = 1.0  # Slurm/Ray pools may hold this multiple of their capacity (their own queue)
     rating_batch: int = 1000  # usage records rated per transaction
