@@ -89,7 +89,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="listen address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (default 8600)")] = None,
     lease_s: Annotated[float | None, typer.Option(help="an agent silent this long loses its jobs (default 15)")] = None,
-    tick_s: Annotated[float | None, typer.Option(help="control-loop safety tick (default 2)")] = None,
+    tick_s: Annotated[float | None, typer.Option(help="control-loop safety tick (default 5)")] = None,
     engine_queue: Annotated[float | None, typer.Option(help="Slurm and Ray pools may hold this multiple of "
                                                        "their capacity, queued in the engine (default 1 = none)")] = None,
     migrate: Annotated[bool | None, typer.Option("--migrate/--no-migrate", help="bring the schema to head first "

@@ -86,6 +86,7 @@ class Platform:
         self._lock = threading.Lock()
         self._next_reap = 0.0
         self.health = LoopHealth(clock)
+        self.pass_count = 0  # passes run by the loop (tests see that an idle loop sleeps)
         self._next_reconcile = clock()  # the first pass reconciles, so the metric is known from the start
 
     def check_submit(self, session: Session, specs: Sequence[JobSpec]) -> None:
@@ -142,6 +143,7 @@ class Platform:
 
     def run_pass(self) -> None:
         """One pass of the loop as the loop runs it: a failure is logged and counted, never raised."""
+        self.pass_count += 1
         try:
             self.tick()
             if self.settings.reconcile_s and self.health.clock() >= self._next_reconcile:
