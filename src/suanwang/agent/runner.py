@@ -54,7 +54,7 @@ class Agent:
         poll_s: float = 0.1,
         usage_interval_s: float = 10.0,
         max_tasks: int = 64,
-        idle_s: float = 5.0,
+        idle_s: float = 10.0,
     ) -> None:
         self.executor = executor
         self.outbox = Outbox(Path(workdir) / "agent.db")
@@ -73,6 +73,7 @@ class Agent:
         self._last_usage: dict[tuple[str, int], float] = {}
         self._stop = False
         self._lease_s = 15.0  # the platform tells us its lease on register and heartbeat
+        self._site_timeout_s = 30.0  # ... and how long a silent site stays online
         self._lease_request = uuid.uuid4().hex
 
     # --- platform calls ------------------------------------------------------------------
@@ -116,7 +117,7 @@ class Agent:
         pools = [dataclasses.asdict(p) | {"engine": self.executor.engine} for p in self.executor.detect_pools()]
         info = {"hostname": socket.gethostname(), "engine": self.executor.engine, "version": __version__}
         reply = self._post("/agent/register", {"pools": pools, "info": info})
-        self._lease_s = float(reply.get("lease_s", self._lease_s))
+        self._heard(reply)
         self._registered = True
         log.info("registered site %s with pools %s", reply["site"], reply["pools"])
 
@@ -201,10 +202,10 @@ class Agent:
         """How long an agent with nothing to run waits between heartbeats and in one long-poll.
 
         The platform wakes a long-poll the moment it places a job here, so waiting long costs no
-        latency.  Heartbeats then only keep the site online (there is no lease to renew), and a
-        third of the lease stays well inside the platform's site timeout (twice the lease).
+        latency.  Heartbeats then only keep the site online (there is no lease to renew): three
+        in every site timeout, as the platform told us.
         """
-        return max(self.heartbeat_s, min(self.idle_s, self._lease_s / 3))
+        return max(self.heartbeat_s, min(self.idle_s, self._site_timeout_s / 3))
 
     def _lease_wait(self, finished: int) -> float:
         """Long-poll when idle; just after reporting ends, wait briefly for the platform to place
@@ -225,8 +226,13 @@ class Agent:
         running = [{"job_id": j, "attempt": a} for j, a in attempts]
         reply = self._post("/agent/heartbeat", {"running": running, "info": {"outbox": self.outbox.size()}})
         self._last_heartbeat = time.monotonic()
-        self._lease_s = float(reply.get("lease_s", self._lease_s))
+        self._heard(reply)
         return reply
+
+    def _heard(self, reply: dict[str, Any]) -> None:
+        """The platform's lease and site timeout, from a register or heartbeat reply."""
+        self._lease_s = float(reply.get("lease_s", self._lease_s))
+        self._site_timeout_s = float(reply.get("site_timeout_s", self._site_timeout_s))
 
     def lease(self, wait_s: float) -> None:
         # The id changes only once a reply arrived: a call that failed is repeated with it, so attempts the

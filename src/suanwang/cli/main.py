@@ -76,11 +76,12 @@ def _server(platform, host: str, port: int, guard=None):  # type: ignore[no-unty
     import uvicorn
 
     from suanwang.api.app import create_app
+    from suanwang.api.server import QuietServer
 
     # log_config=None: uvicorn's own lines go through our handler and format (observability.logs)
     config = uvicorn.Config(create_app(platform, guard=guard), host=host, port=port, log_level="warning",
                             access_log=False, log_config=None)
-    return uvicorn.Server(config)
+    return QuietServer(config)
 
 
 @app.command()

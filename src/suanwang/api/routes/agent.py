@@ -24,7 +24,8 @@ router = APIRouter(prefix="/agent", tags=["agent"])
 def register(body: RegisterIn, session: SessionDep, agent: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]:
     rows = sites.register_pools(session, agent, [p.model_dump() for p in body.pools], body.info)
     platform.wake()
-    return {"site": agent.site, "pools": [r.name for r in rows], "lease_s": platform.settings.lease_s}
+    return {"site": agent.site, "pools": [r.name for r in rows], "lease_s": platform.settings.lease_s,
+            "site_timeout_s": platform.settings.site_timeout_s}
 
 
 @router.post("/heartbeat")
@@ -32,7 +33,8 @@ def heartbeat(body: HeartbeatIn, session: SessionDep, agent: CurrentPrincipal, p
     running = [(r.job_id, r.attempt) for r in body.running]
     kill = agents.heartbeat(session, agent, running, lease_s=platform.settings.lease_s, info=body.info,
                             now=platform.now())
-    return {"kill": [{"job_id": j, "attempt": a} for j, a in kill], "lease_s": platform.settings.lease_s}
+    return {"kill": [{"job_id": j, "attempt": a} for j, a in kill], "lease_s": platform.settings.lease_s,
+            "site_timeout_s": platform.settings.site_timeout_s}
 
 
 @router.post("/lease")
@@ -40,18 +42,22 @@ async def lease(body: LeaseIn, agent: CurrentPrincipal, platform: PlatformDep) -
     """Hand out placed jobs; with ``wait_s`` the call waits (long-poll) until work arrives.
 
     It waits without a thread or a database query: placing a job at this site wakes it
-    (``Platform.wakeups``, across replicas by NOTIFY).  It still looks every ``lease_poll_s``,
-    so a wake-up that went missing delays a job by at most that.
+    (``Platform.wakeups``; on PostgreSQL across replicas by NOTIFY).  There it still looks every
+    ``lease_poll_s``, so a NOTIFY that went missing delays a job by at most that.  SQLite has one
+    process, whose own placements always wake it: one look per call.
     """
     topic = lease_topic(agent.site or "")
     deadline = time.monotonic() + body.wait_s
+    poll_s = platform.settings.lease_poll_s if platform.channel is not None else body.wait_s
     while True:
         mark = platform.wakeups.mark(topic)  # before looking: a placement after the look moves it
         tasks = await run_in_threadpool(_lease_once, body, agent, platform)
         left = deadline - time.monotonic()
         if tasks or left <= 0:
             return tasks
-        await platform.wakeups.wait_async(topic, mark, min(left, platform.settings.lease_poll_s))
+        woken = await platform.wakeups.wait_async(topic, mark, min(left, poll_s))
+        if not woken and time.monotonic() >= deadline:
+            return []  # the time is up and nothing came: the agent's next call looks first thing
 
 
 def _lease_once(body: LeaseIn, agent: Principal, platform: Platform) -> list[TaskOut]:
