@@ -57,7 +57,7 @@ def _database(url: str | None) -> Iterator[str | None]:
         yield schema_url
 
 
-def _wait_ready(url: str, token_file: Path, timeout_s: float = 90) -> None:
+def _wait_ready(url: str, token_file: Path, timeout_s: float = 300) -> None:
     """Until the API answers and the local agent registered its pools."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
