@@ -128,7 +128,7 @@ class Listener:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.check_s + 3)
+            self._thread.join(timeout=1.0)  # a daemon: one still inside notifies() ends with the process
 
     def _run(self) -> None:
         import psycopg
