@@ -8,7 +8,8 @@ the CPU time (user + system) of the process and all its children with psutil ove
 windows of ``--window-s`` seconds (60 s; ``--quick``: 15 s; 3 windows).  ``idle_cpu_percent`` is
 the median window's CPU seconds per wall second x 100, i.e. per cent of one core.  CPU time is
 what the process itself used, so other load on the machine slows the measurement but does not
-inflate it.  Writes bench/results/idle.json; the last stdout line is one JSON object.
+inflate it.  Writes bench/results/idle.json (idle_postgresql.json with ``--database-url``); the last
+stdout line is one JSON object.
 """
 
 from __future__ import annotations
@@ -127,8 +128,9 @@ def main() -> None:
         "runs": [round(r, 3) for r in runs], "target_percent_max": TARGET,
         "load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = RESULTS.with_name("idle_postgresql.json") if args.database_url else RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
 
 
