@@ -24,20 +24,23 @@ class Live:
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{free_port()}"
         self.procs: list[subprocess.Popen[bytes]] = []
-        cmd = [sys.executable, "-m", "suanwang", "serve", "--data-dir", str(data_dir), "--port", self.url.rsplit(":", 1)[1],
-               "--tick-s", "0.2", "--migrate"]
+        # the production loop: woken by work, its safety tick at the default
+        cmd = [sys.executable, "-m", "suanwang", "serve", "--data-dir", str(data_dir), "--port",
+               self.url.rsplit(":", 1)[1], "--migrate"]
         if database_url:
             cmd += ["--database-url", database_url]
         # benchmarks measure the platform's throughput, not per-token rate refusals (the gate still runs)
         cmd += ["--rate-per-s", "1000000", "--rate-burst", "1000000", *serve_args]
-        self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(data_dir / "server.log", "ab")))
-        deadline = time.time() + 60
+        log = open(data_dir / "server.log", "ab")  # noqa: SIM115  # the child writes to it until it stops
+        self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log))
+        deadline = time.time() + 300  # a shared machine at load 20 takes minutes to import and migrate
         while time.time() < deadline:
             try:
                 if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
+        self.stop()
         raise RuntimeError("platform did not start: " + (data_dir / "server.log").read_text()[-2000:])
 
     def token(self, name: str) -> str:
@@ -50,7 +53,8 @@ class Live:
     def start_agent(self, *extra: str) -> None:
         cmd = [sys.executable, "-m", "suanwang", "agent", "--url", self.url, "--token", self.token("agent"),
                "--workdir", str(self.data_dir / "agent"), "--heartbeat-s", "1", "--poll-s", "0.02", *extra]
-        self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.data_dir / "agent.log", "ab")))
+        log = open(self.data_dir / "agent.log", "ab")  # noqa: SIM115  # the child writes to it until it stops
+        self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log))
 
     def wait_for_pools(self, timeout: float = 60) -> None:
         with self.client() as c:
