@@ -58,7 +58,7 @@ from suanwang.cli.demo import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "engines.json"
-ACTIVE = ("pending", "placed", "running", "requeued")
+ACTIVE = ("pending", "placed", "queued_at_site", "running", "requeued")  # every state a job leaves
 
 
 def _wait_pools(c: httpx.Client, site: str, timeout: float = 60) -> None:
@@ -106,6 +106,8 @@ def via_suanwang(live: Live, spec: Any, n: int, job: dict[str, Any], max_tasks: 
         sites = {j["site"] for j in c.get("/jobs", params={"limit": 1000}).json()["jobs"]}
     proc.terminate()
     proc.wait(timeout=30)
+    if succeeded < n:
+        print(f"warning: only {succeeded} of {n} jobs succeeded via suanwang", file=sys.stderr)
     return {"jobs": n, "succeeded": succeeded, "submit_s": round(submit_s, 3), "wall_s": round(wall_s, 3),
             "e2e_rate": round(n / wall_s, 2), "max_tasks": max_tasks, "sites": sorted(s for s in sites if s)}
 
