@@ -35,9 +35,10 @@ class LoopSettings:
 
     lease_s: float = 15.0  # an agent that misses heartbeats this long loses its jobs
     site_timeout_s: float = 30.0  # a site silent this long shows offline
-    tick_s: float = 0.5  # control-loop period when nothing wakes it
+    tick_s: float = 5.0  # control-loop safety tick when nothing wakes it (work wakes it at once); reaps leases
     restart_grace_s: float = 30.0  # after a platform restart, agents get this long to reconnect
     min_tick_s: float = 0.05  # at most this often, so a burst of submits is placed in batches
+    lease_poll_s: float = 2.0  # an agent's long-poll looks at the database this often without a wake-up
     loop_share: float = 0.33  # under load, the control loop pauses twice as long as its last pass took
     engine_queue: float = 1.0  # Slurm/Ray pools may hold this multiple of their capacity (their own queue)
     rating_batch: int = 1000  # usage records rated per transaction
@@ -136,6 +137,7 @@ class PlatformSettings(_Base):
     port: int = Field(8600, ge=1, le=65535)
     lease_s: float = Field(_LOOP.lease_s, gt=0, le=86_400, allow_inf_nan=False)
     tick_s: float = Field(_LOOP.tick_s, gt=0, le=3600, allow_inf_nan=False)
+    lease_poll_s: float = Field(_LOOP.lease_poll_s, gt=0, le=3600, allow_inf_nan=False)
     site_timeout_s: float | None = Field(None, gt=0, le=86_400, allow_inf_nan=False)  # None: 2 x lease, at least 5 s
     engine_queue: float = Field(_LOOP.engine_queue, ge=1.0, le=100.0, allow_inf_nan=False)
     rating_batch: int = Field(_LOOP.rating_batch, ge=1, le=100_000)
@@ -159,7 +161,8 @@ class PlatformSettings(_Base):
 
     def loop(self) -> LoopSettings:
         """The control loop's part."""
-        return LoopSettings(lease_s=self.lease_s, tick_s=self.tick_s, engine_queue=self.engine_queue,
+        return LoopSettings(lease_s=self.lease_s, tick_s=self.tick_s, lease_poll_s=self.lease_poll_s,
+                            engine_queue=self.engine_queue,
                             site_timeout_s=self.site_timeout_s or max(2 * self.lease_s, 5.0),
                             rating_batch=self.rating_batch, loop_failures_max=self.loop_failures_max,
                             loop_stale_s=self.loop_stale_s, reconcile_s=self.reconcile_s,

@@ -248,3 +248,34 @@ def test_the_started_mark_survives_a_restart(tmp_path: Path) -> None:
     again.follow()
     again.flush()
     assert [b["phase"] for p, b in platform.calls if p.endswith("/status")] == ["started"]
+
+
+class TimeoutPlatform(Platform):
+    """A platform that tells its agents a site timeout of 6 s on register and heartbeat."""
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        reply = super().__call__(request)
+        if request.url.path.endswith(("/register", "/heartbeat")):
+            return httpx.Response(200, json=reply.json() | {"site_timeout_s": 6})
+        return reply
+
+
+def test_an_idle_agent_long_polls_and_heartbeats_three_times_per_site_timeout(tmp_path: Path) -> None:
+    """Nothing to run: one long-poll and one heartbeat per third of the site timeout, not per second."""
+    engine, platform = FakeEngine(), TimeoutPlatform([])
+    agent = _agent(tmp_path, engine, platform)
+    agent.step()
+    agent.step()  # at once: the heartbeat is not due again
+    assert [b["wait_s"] for p, b in platform.calls if p == "/agent/lease"] == [2.0, 2.0]
+    assert sum(p == "/agent/heartbeat" for p, _ in platform.calls) == 1
+
+
+def test_an_agent_with_tasks_heartbeats_and_polls_at_its_own_pace(tmp_path: Path) -> None:
+    engine, platform = FakeEngine(), Platform(["j1"])
+    agent = _agent(tmp_path, engine, platform)
+    agent.heartbeat_s = 0.0  # every step
+    agent.step()  # leases j1 (idle long-poll: 10 s, a third of the default 30 s site timeout)
+    agent.step()
+    leases = [b["wait_s"] for p, b in platform.calls if p == "/agent/lease"]
+    assert leases[0] == 10.0 and leases[1] <= 0.2  # with a task running, no long-poll
+    assert sum(p == "/agent/heartbeat" for p, _ in platform.calls) == 2

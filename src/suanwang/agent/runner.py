@@ -35,6 +35,7 @@ from suanwang.observability.logs import HEADER, REQUEST_ID, new_request_id
 log = logging.getLogger("suanwang.agent")
 
 _RETRYABLE = (httpx.TransportError, httpx.TimeoutException)
+TIMEOUT_S = 10.0  # for the platform to answer a call
 
 
 class PlatformUnavailable(Exception):
@@ -53,34 +54,39 @@ class Agent:
         poll_s: float = 0.1,
         usage_interval_s: float = 10.0,
         max_tasks: int = 64,
+        idle_s: float = 10.0,
     ) -> None:
         self.executor = executor
         self.outbox = Outbox(Path(workdir) / "agent.db")
         self.http = httpx.Client(base_url=url.rstrip("/") + "/api/v1", headers={"Authorization": f"Bearer {token}"},
-                                 timeout=10.0)
+                                 timeout=TIMEOUT_S)
         self.heartbeat_s = heartbeat_s
         self.poll_s = poll_s
         self.usage_interval_s = usage_interval_s
         self.max_tasks = max_tasks
+        self.idle_s = idle_s  # with no task: one long-poll and one heartbeat per this long (see _idle_interval)
         self.tasks: dict[tuple[str, int], TaskRecord] = {}
         self._registered = False
-        self._next_heartbeat = 0.0
+        self._last_heartbeat = float("-inf")
         self._backoff = 0.0
         self._retry_at = 0.0
         self._last_usage: dict[tuple[str, int], float] = {}
         self._stop = False
         self._lease_s = 15.0  # the platform tells us its lease on register and heartbeat
+        self._site_timeout_s = 30.0  # ... and how long a silent site stays online
         self._lease_request = uuid.uuid4().hex
 
     # --- platform calls ------------------------------------------------------------------
-    def _post(self, path: str, body: dict[str, Any], *, request_id: str | None = None) -> Any:
+    def _post(self, path: str, body: dict[str, Any], *, request_id: str | None = None, wait_s: float = 0.0) -> Any:
         """One call, sent with an ``X-Request-ID`` that the platform logs too; our lines about it carry the same id."""
         request_id = request_id or new_request_id()
         token = REQUEST_ID.set(request_id)
         started = time.monotonic()
         try:
             try:
-                resp = self.http.post(path, json=body, headers={HEADER: request_id})
+                # A long-poll may hold its reply for ``wait_s`` before the usual time to answer starts.
+                timeout = httpx.Timeout(TIMEOUT_S, read=TIMEOUT_S + wait_s) if wait_s else httpx.USE_CLIENT_DEFAULT
+                resp = self.http.post(path, json=body, headers={HEADER: request_id}, timeout=timeout)
             except _RETRYABLE as exc:
                 raise PlatformUnavailable(f"{exc} (request {request_id})") from exc
             log.debug("platform call", extra={"request_id": request_id, "path": path, "status": resp.status_code,
@@ -111,7 +117,7 @@ class Agent:
         pools = [dataclasses.asdict(p) | {"engine": self.executor.engine} for p in self.executor.detect_pools()]
         info = {"hostname": socket.gethostname(), "engine": self.executor.engine, "version": __version__}
         reply = self._post("/agent/register", {"pools": pools, "info": info})
-        self._lease_s = float(reply.get("lease_s", self._lease_s))
+        self._heard(reply)
         self._registered = True
         log.info("registered site %s with pools %s", reply["site"], reply["pools"])
         for warning in reply.get("warnings") or ():  # the catalogue did not know a model: metered conservatively
@@ -185,7 +191,8 @@ class Agent:
                 if not self._registered:
                     self.register()
                 finished = self.flush()
-                if time.monotonic() >= self._next_heartbeat:
+                interval = self.heartbeat_s if self.tasks else self._idle_interval()
+                if time.monotonic() >= self._last_heartbeat + interval:
                     self.heartbeat()
                 if len(self.tasks) < self.max_tasks:
                     self.lease(wait_s=self._lease_wait(finished))
@@ -193,11 +200,20 @@ class Agent:
             except PlatformUnavailable as exc:
                 self._failed(exc)
 
+    def _idle_interval(self) -> float:
+        """How long an agent with nothing to run waits between heartbeats and in one long-poll.
+
+        The platform wakes a long-poll the moment it places a job here, so waiting long costs no
+        latency.  Heartbeats then only keep the site online (there is no lease to renew): three
+        in every site timeout, as the platform told us.
+        """
+        return max(self.heartbeat_s, min(self.idle_s, self._site_timeout_s / 3))
+
     def _lease_wait(self, finished: int) -> float:
         """Long-poll when idle; just after reporting ends, wait briefly for the platform to place
         the next jobs into the freed capacity rather than finding nothing and losing a step."""
         if not self.tasks:
-            return min(1.0, self.heartbeat_s / 2)
+            return self._idle_interval()
         return min(0.2, self.poll_s * 4) if finished else 0.0
 
     def heartbeat(self) -> None:
@@ -211,15 +227,20 @@ class Agent:
     def _heartbeat_call(self, attempts: list[tuple[str, int]]) -> Any:
         running = [{"job_id": j, "attempt": a} for j, a in attempts]
         reply = self._post("/agent/heartbeat", {"running": running, "info": {"outbox": self.outbox.size()}})
-        self._next_heartbeat = time.monotonic() + self.heartbeat_s
-        self._lease_s = float(reply.get("lease_s", self._lease_s))
+        self._last_heartbeat = time.monotonic()
+        self._heard(reply)
         return reply
+
+    def _heard(self, reply: dict[str, Any]) -> None:
+        """The platform's lease and site timeout, from a register or heartbeat reply."""
+        self._lease_s = float(reply.get("lease_s", self._lease_s))
+        self._site_timeout_s = float(reply.get("site_timeout_s", self._site_timeout_s))
 
     def lease(self, wait_s: float) -> None:
         # The id changes only once a reply arrived: a call that failed is repeated with it, so attempts the
         # platform leased before the reply was lost come back to us instead of lapsing unrun.
         body = {"max_jobs": self.max_tasks - len(self.tasks), "wait_s": wait_s, "request_id": self._lease_request}
-        tasks = self._post("/agent/lease", body, request_id=self._lease_request)
+        tasks = self._post("/agent/lease", body, request_id=self._lease_request, wait_s=wait_s)
         self._lease_request = uuid.uuid4().hex
         recs = []
         for t in tasks:
@@ -252,9 +273,8 @@ class Agent:
                 continue
             if isinstance(outcome, Exception):  # anything else fails this attempt only, never the agent
                 log.error("could not start %s attempt %s: %r", rec.job_id, rec.attempt, outcome)
-                failed = _failed(f"agent could not start the task: {outcome!r}")
-                self.outbox.commit(rec, self._final_reports(rec, failed),
-                                   finished=True)
+                status = _failed(f"agent could not start the task: {outcome!r}")
+                self.outbox.commit(rec, self._final_reports(rec, status), finished=True)
                 continue
             rec.handle = outcome
             self.outbox.add_task(rec)

@@ -80,11 +80,12 @@ def _server(platform, host: str, port: int, guard=None):  # type: ignore[no-unty
     import uvicorn
 
     from suanwang.api.app import create_app
+    from suanwang.api.server import QuietServer
 
     # log_config=None: uvicorn's own lines go through our handler and format (observability.logs)
     config = uvicorn.Config(create_app(platform, guard=guard), host=host, port=port, log_level="warning",
                             access_log=False, log_config=None)
-    return uvicorn.Server(config)
+    return QuietServer(config)
 
 
 @app.command()
@@ -93,7 +94,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="listen address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (default 8600)")] = None,
     lease_s: Annotated[float | None, typer.Option(help="an agent silent this long loses its jobs (default 15)")] = None,
-    tick_s: Annotated[float | None, typer.Option(help="control-loop period (default 0.5)")] = None,
+    tick_s: Annotated[float | None, typer.Option(help="control-loop safety tick (default 5)")] = None,
     engine_queue: Annotated[float | None, typer.Option(
         help="Slurm and Ray pools may hold this multiple of their capacity, queued in the engine (default 1 = none)",
     )] = None,

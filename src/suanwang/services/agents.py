@@ -62,7 +62,8 @@ class UsageReport:
 
 
 def lease_jobs(
-    session: Session, agent: Principal, *, max_jobs: int, lease_s: float, request_id: str = ""
+    session: Session, agent: Principal, *, max_jobs: int, lease_s: float, request_id: str = "",
+    now: float | None = None,
 ) -> list[JobRow]:
     """Hand this site's placed jobs to its agent as new attempts.
 
@@ -70,8 +71,9 @@ def lease_jobs(
     engine started it.  A call repeated with the same ``request_id`` (its reply
     was lost: the platform restarted, the connection dropped) gets the attempts
     it leased the first time, still leased, instead of leaving them to lapse unrun.
+    ``now`` (epoch seconds) is the caller's clock; by default the system's.
     """
-    now = time.time()
+    now = time.time() if now is None else now
     if request_id:
         replay = list(session.scalars(
             select(JobRow).where(JobRow.site == agent.site, JobRow.state.in_(_LEASED),
@@ -101,10 +103,11 @@ def lease_jobs(
 
 
 def heartbeat(
-    session: Session, agent: Principal, running: list[tuple[str, int]], *, lease_s: float, info: dict[str, Any]
+    session: Session, agent: Principal, running: list[tuple[str, int]], *, lease_s: float, info: dict[str, Any],
+    now: float | None = None,
 ) -> list[tuple[str, int]]:
     """Renew leases of attempts the agent still runs; return the attempts it must kill."""
-    now = time.time()
+    now = time.time() if now is None else now
     site = get_site(session, agent.site or "")
     site.online = True
     site.last_seen = now
@@ -122,7 +125,7 @@ def heartbeat(
 
 def report_status(
     session: Session, agent: Principal, *, job_id: str, attempt: int, phase: str, exit_code: int | None, reason: str,
-    started_at: float | None = None,
+    started_at: float | None = None, now: float | None = None,
 ) -> bool:
     """Apply an attempt's start or final state; False when the report is stale (job moved on).
 
@@ -138,12 +141,12 @@ def report_status(
     if job is None or job.site != agent.site:
 
         raise NotFound(f"job {job_id} not found")
+    now = time.time() if now is None else now
     if attempt <= job.attempt:
         # Its usage was sent before this: the hold of a cancelled job need not wait for more (billing).
-        record_final_report(session, job_id, attempt, now=time.time())
+        record_final_report(session, job_id, attempt, now=now)
     if job.attempt != attempt or job.state not in _LEASED:
         return False
-    now = time.time()
     if phase == "started":
         if job.state == JobState.QUEUED_AT_SITE.value:
             job.started_at = _bounded_start(session, job, started_at, now=now)
@@ -155,11 +158,11 @@ def report_status(
         from suanwang.services.scheduling import reap_expired_leases
 
         job.lease_expires_at = 0.0  # reaping records the attempt as lost
-        reap_expired_leases(session, now=time.time())
+        reap_expired_leases(session, now=now)
         return True
     job.exit_code = exit_code
-    end_attempt(session, job, AttemptOutcome(phase))
-    move(session, job, _FINAL[phase], reason or f"exit code {exit_code}")
+    end_attempt(session, job, AttemptOutcome(phase), now=now)
+    move(session, job, _FINAL[phase], reason or f"exit code {exit_code}", now=now)
     return True
 
 
@@ -176,7 +179,7 @@ def _bounded_start(session: Session, job: JobRow, reported: float | None, *, now
 
 
 def record_usage(session: Session, agent: Principal, reports: list[UsageReport], *,
-                 clock_skew_s: float = CLOCK_SKEW_S) -> int:
+                 clock_skew_s: float = CLOCK_SKEW_S, now: float | None = None) -> int:
     """Store new usage records; duplicates of already stored keys are skipped.  Returns how many were new.
 
     Every record must belong to an attempt leased to the agent's own site and
@@ -197,7 +200,7 @@ def record_usage(session: Session, agent: Principal, reports: list[UsageReport],
     leased = attempts_by_key(session, [(r.job_id, r.attempt) for r in reports])
     jobs = {j.id: j for j in session.scalars(select(JobRow).where(JobRow.id.in_({r.job_id for r in reports})))}
     pools = {p.name: p for p in session.scalars(select(PoolRow).where(PoolRow.site == agent.site))}
-    now = time.time()
+    now = time.time() if now is None else now
     fresh: list[UsageReport] = []
     for r in reports:
         key = (r.job_id, r.attempt, r.seq)
@@ -348,7 +351,8 @@ def store_log_chunk(session: Session, agent: Principal, *, job_id: str, attempt:
     if leased is None or leased.site != agent.site:
         raise NotFound(f"log refused: job {job_id} has no attempt {attempt} leased to site {agent.site}")
     exists = session.scalar(
-        select(LogChunkRow.id).where(LogChunkRow.job_id == job_id, LogChunkRow.attempt == attempt, LogChunkRow.offset == offset)
+        select(LogChunkRow.id).where(LogChunkRow.job_id == job_id, LogChunkRow.attempt == attempt,
+                                     LogChunkRow.offset == offset)
     )
     if exists is None:
         try:

@@ -2,9 +2,12 @@
 
 The loop requeues lapsed leases, marks silent sites offline, places
 waiting jobs, rates usage and seals committed audit rows and transfers into
-their hash chains.  A submit wakes it at once, so placement latency is not bound
-to the tick.  ``LoopHealth`` keeps what /health needs to say whether the loop
-is alive: consecutive failed passes and when the last pass succeeded.
+their hash chains.  It runs when work arrives (a submit, a pool registered, a
+job ended, usage stored: ``wake``) and otherwise only on a slow safety tick
+(``tick_s``), so an idle platform is idle.  Jobs it places wake the long-polls of
+their sites' agents (``Wakeups``; across replicas by PostgreSQL NOTIFY).
+``LoopHealth`` keeps what /health needs to say whether the loop is alive:
+consecutive failed passes and when the last pass succeeded.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from suanwang.domain.placement import Scheduler
 from suanwang.observability import metrics
 from suanwang.services import billing, chain, scheduling, workflows
 from suanwang.services.planner import GridPlanner
+from suanwang.services.wakeups import Listener, Wakeups, channel_for, lease_topic, notify_sql
 from suanwang.settings import LoopSettings as Settings  # the loop's knobs live with the operator's settings
-from suanwang.store.db import Database
+from suanwang.store.db import Database, is_postgres
 from suanwang.store.sql_ledger import reconcile
 
 log = logging.getLogger("suanwang.platform")
@@ -64,10 +68,15 @@ class LoopHealth:
 
 class Platform:
     def __init__(self, db: Database, settings: Settings | None = None, scheduler: Scheduler | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
         """``scheduler`` fixes the policy (tests, benchmarks); by default the grid planner builds one per pass.
-        ``clock`` (monotonic seconds) times the loop's health."""
+        ``clock`` (monotonic seconds) times the loop's health; ``wall_clock`` (epoch seconds) dates what the
+        loop and the agent protocol write."""
         self.db = db
+        self.now = wall_clock
+        self.wakeups = Wakeups()
+        self.channel = channel_for(db.url) if is_postgres(db.engine) else None
+        self.listener: Listener | None = None
         self.settings = settings or Settings()
         self.planner = GridPlanner()
         self.fixed_scheduler = scheduler
@@ -77,18 +86,29 @@ class Platform:
         self._lock = threading.Lock()
         self._next_reap = 0.0
         self.health = LoopHealth(clock)
+        self.pass_count = 0  # passes run by the loop (tests see that an idle loop sleeps)
         self._next_reconcile = clock()  # the first pass reconciles, so the metric is known from the start
 
     def check_submit(self, session: Session, specs: Sequence[JobSpec]) -> None:
         """Tell the consumer at submit when no pool can meet a job's deadline (others are checked by the store)."""
         if any(spec.deadline is not None for spec in specs):
-            now = time.time()
+            now = self.now()
             for spec in specs:
                 if spec.deadline is not None:
                     self.planner.check_submit(session, spec, now=now)
 
     def wake(self) -> None:
+        """There is work for the control loop (a submit, a freed slot, usage to rate): run a pass soon."""
         self._wake.set()
+
+    def _notify_replicas(self, session: Session, sites: set[str]) -> None:
+        """Wake the long-polls of these sites' agents on every replica once ``session`` commits.
+
+        The NOTIFY rides in the placing transaction (PostgreSQL sends it only on commit); this
+        process's own long-polls are woken after the commit (``tick``), without a round trip.
+        """
+        if sites and self.channel is not None:
+            notify_sql(session, self.channel, {lease_topic(site) for site in sites})
 
     def tick(self, *, reap: bool = False) -> None:
         """One pass of the control loop, each step in its own transaction.
@@ -96,26 +116,36 @@ class Platform:
         Lapsed leases are reaped at most once per ``tick_s`` unless ``reap`` forces it.
         """
         with self._lock:
-            now = time.time()
+            now = self.now()
             if reap or now >= self._next_reap:  # leases are coarse; placement is what a wake-up is for
                 self._next_reap = now + self.settings.tick_s
                 with self.db.transaction() as s:
                     expired = scheduling.reap_expired_leases(s, now=now)
                     scheduling.mark_offline_sites(s, now=now, timeout_s=self.settings.site_timeout_s)
                 metrics.LEASE_EXPIRIES.inc(len(expired))
+            placed = []
             with metrics.SCHEDULING_PASS.time(), self.db.transaction() as s:
                 if scheduling.claim_scheduling_pass(s):
                     scheduler = self.fixed_scheduler or functools.partial(self.planner.scheduler, s)
                     placed = scheduling.place_waiting_jobs(s, scheduler, now=now,
                                                            engine_queue=self.settings.engine_queue)
-                    metrics.PLACEMENTS.inc(len(placed))
+                    self._notify_replicas(s, {p.site for p in placed})
+                else:
+                    self._wake.set()  # another replica is placing: look again after it, not a tick later
+            for site in {p.site for p in placed}:  # committed: this process's long-polls find the jobs
+                self.wakeups.notify(lease_topic(site))
+            metrics.PLACEMENTS.inc(len(placed))
             with self.db.transaction() as s:
                 workflows.advance_all(s)  # workflow steps whose inputs now exist start; ended steps retry or fail
-            billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=10)  # own transactions
+            batches = 10
+            rated = billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=batches)  # own transactions
+            if rated >= self.settings.rating_batch * batches:
+                self._wake.set()  # a backlog: the next pass goes on with it
             chain.seal_all(self.db)  # after rating, off its path: hash-chain what has committed (own transactions)
 
     def run_pass(self) -> None:
         """One pass of the loop as the loop runs it: a failure is logged and counted, never raised."""
+        self.pass_count += 1
         try:
             self.tick()
             if self.settings.reconcile_s and self.health.clock() >= self._next_reconcile:
@@ -152,7 +182,10 @@ class Platform:
     def start(self) -> None:
         self.health.started_at = self.health.clock()
         with self.db.transaction() as s:
-            scheduling.extend_leases_after_restart(s, now=time.time(), lease_s=self.settings.restart_grace_s)
+            scheduling.extend_leases_after_restart(s, now=self.now(), lease_s=self.settings.restart_grace_s)
+        if self.channel is not None:
+            self.listener = Listener(self.db.url, self.wakeups, self.channel)
+            self.listener.start()
         self._thread = threading.Thread(target=self._run, name="suanwang-control-loop", daemon=True)
         self._thread.start()
 
@@ -161,19 +194,26 @@ class Platform:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
+        if self.listener is not None:
+            self.listener.stop()
 
     def _run(self) -> None:
-        last_pass_s = 0.0
+        last_pass_s, last_end = 0.0, float("-inf")
         while not self._stop.is_set():
-            self._wake.wait(self.settings.tick_s)
-            # Let a burst of wake-ups coalesce into one pass.  The pause grows with the last pass, so under
-            # load the loop takes at most ``loop_share`` of the process and the API keeps the rest: a pass
-            # over a bigger batch costs less per job than many small ones.
+            self._wake.wait(self.settings.tick_s)  # work wakes it; the tick is a safety net (and reaps leases)
+            # Passes come at most once per pause.  The pause grows with the last pass, so under load the loop
+            # takes at most ``loop_share`` of the process and the API keeps the rest, and a burst of wake-ups
+            # coalesces into one pass over a bigger batch (cheaper per job than many small ones).  A wake-up
+            # after a quiet spell runs at once: a lone submit is not delayed.
             share = min(max(self.settings.loop_share, 0.01), 1.0)
-            time.sleep(max(self.settings.min_tick_s, last_pass_s * (1 - share) / share))
+            pause = max(self.settings.min_tick_s, last_pass_s * (1 - share) / share)
+            delay = last_end + pause - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                break
             self._wake.clear()
             if self._stop.is_set():
                 break
             started = time.perf_counter()
             self.run_pass()
             last_pass_s = time.perf_counter() - started
+            last_end = time.monotonic()

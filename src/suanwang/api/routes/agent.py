@@ -7,12 +7,16 @@ import time
 from typing import Any
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from suanwang.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from suanwang.api.schemas import HeartbeatIn, LeaseIn, LogChunkIn, RegisterIn, StatusIn, TaskOut, UsageBatchIn
 from suanwang.domain.catalogue import CATALOGUE_LABEL
 from suanwang.errors import InvalidSpec
 from suanwang.services import agents, sites
+from suanwang.services.auth import Principal
+from suanwang.services.platform import Platform
+from suanwang.services.wakeups import lease_topic
 
 router = APIRouter(prefix="/agent", tags=["agent"])
 
@@ -23,42 +27,60 @@ def register(body: RegisterIn, session: SessionDep, agent: CurrentPrincipal, pla
     platform.wake()
     warnings = [f"pool {r.name}: {r.labels[CATALOGUE_LABEL]}" for r in rows if CATALOGUE_LABEL in (r.labels or {})]
     return {"site": agent.site, "pools": [r.name for r in rows], "lease_s": platform.settings.lease_s,
-            "warnings": warnings}
+            "site_timeout_s": platform.settings.site_timeout_s, "warnings": warnings}
 
 
 @router.post("/heartbeat")
 def heartbeat(body: HeartbeatIn, session: SessionDep, agent: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]:
     running = [(r.job_id, r.attempt) for r in body.running]
-    kill = agents.heartbeat(session, agent, running, lease_s=platform.settings.lease_s, info=body.info)
-    return {"kill": [{"job_id": j, "attempt": a} for j, a in kill], "lease_s": platform.settings.lease_s}
+    kill = agents.heartbeat(session, agent, running, lease_s=platform.settings.lease_s, info=body.info,
+                            now=platform.now())
+    return {"kill": [{"job_id": j, "attempt": a} for j, a in kill], "lease_s": platform.settings.lease_s,
+            "site_timeout_s": platform.settings.site_timeout_s}
 
 
 @router.post("/lease")
-def lease(body: LeaseIn, agent: CurrentPrincipal, platform: PlatformDep) -> list[TaskOut]:
-    """Hand out placed jobs; with ``wait_s`` the call waits (long-poll) until work arrives."""
+async def lease(body: LeaseIn, agent: CurrentPrincipal, platform: PlatformDep) -> list[TaskOut]:
+    """Hand out placed jobs; with ``wait_s`` the call waits (long-poll) until work arrives.
+
+    It waits without a thread or a database query: placing a job at this site wakes it
+    (``Platform.wakeups``; on PostgreSQL across replicas by NOTIFY).  There it still looks every
+    ``lease_poll_s``, so a NOTIFY that went missing delays a job by at most that.  SQLite has one
+    process, whose own placements always wake it: one look per call.
+    """
+    topic = lease_topic(agent.site or "")
     deadline = time.monotonic() + body.wait_s
+    poll_s = platform.settings.lease_poll_s if platform.channel is not None else body.wait_s
     while True:
-        with platform.db.transaction() as session:
-            jobs = agents.lease_jobs(session, agent, max_jobs=body.max_jobs, lease_s=platform.settings.lease_s,
-                                     request_id=body.request_id)
-            tasks = [
-                TaskOut(job_id=j.id, attempt=j.attempt, pool=j.pool or "", command=j.spec["command"], cores=j.cores,
-                        memory_gb=j.memory_gb, devices=j.devices, env=j.spec.get("env", {}),
-                        workdir=j.spec.get("workdir", ""), duration_s=j.spec.get("duration_s", 3600.0),
-                        tenant=j.tenant_id, circuit=j.spec.get("circuit", ""),
-                        shots=j.spec.get("shots", 0))
-                for j in jobs
-            ]
-        if tasks or time.monotonic() >= deadline:
+        mark = platform.wakeups.mark(topic)  # before looking: a placement after the look moves it
+        tasks = await run_in_threadpool(_lease_once, body, agent, platform)
+        left = deadline - time.monotonic()
+        if tasks or left <= 0:
             return tasks
-        time.sleep(0.02)
+        woken = await platform.wakeups.wait_async(topic, mark, min(left, poll_s))
+        if not woken and time.monotonic() >= deadline:
+            return []  # the time is up and nothing came: the agent's next call looks first thing
+
+
+def _lease_once(body: LeaseIn, agent: Principal, platform: Platform) -> list[TaskOut]:
+    with platform.db.transaction() as session:
+        jobs = agents.lease_jobs(session, agent, max_jobs=body.max_jobs, lease_s=platform.settings.lease_s,
+                                 request_id=body.request_id, now=platform.now())
+        return [
+            TaskOut(job_id=j.id, attempt=j.attempt, pool=j.pool or "", command=j.spec["command"], cores=j.cores,
+                    memory_gb=j.memory_gb, devices=j.devices, env=j.spec.get("env", {}),
+                    workdir=j.spec.get("workdir", ""), duration_s=j.spec.get("duration_s", 3600.0),
+                    tenant=j.tenant_id, circuit=j.spec.get("circuit", ""), shots=j.spec.get("shots", 0))
+            for j in jobs
+        ]
 
 
 @router.post("/jobs/{job_id}/status")
 def status(job_id: str, body: StatusIn, session: SessionDep, agent: CurrentPrincipal,
            platform: PlatformDep) -> dict[str, Any]:
     applied = agents.report_status(session, agent, job_id=job_id, attempt=body.attempt, phase=body.phase,
-                                   exit_code=body.exit_code, reason=body.reason, started_at=body.started_at)
+                                   exit_code=body.exit_code, reason=body.reason, started_at=body.started_at,
+                                   now=platform.now())
     platform.wake()
     return {"applied": applied}
 
@@ -66,7 +88,10 @@ def status(job_id: str, body: StatusIn, session: SessionDep, agent: CurrentPrinc
 @router.post("/usage")
 def usage(body: UsageBatchIn, session: SessionDep, agent: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]:
     reports = [agents.UsageReport(**r.model_dump()) for r in body.records]
-    new = agents.record_usage(session, agent, reports, clock_skew_s=platform.settings.usage_clock_skew_s)
+    new = agents.record_usage(session, agent, reports, clock_skew_s=platform.settings.usage_clock_skew_s,
+                              now=platform.now())
+    if new:
+        platform.wake()  # usage to rate
     return {"accepted": len(reports), "new": new}
 
 
