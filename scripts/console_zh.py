@@ -46,7 +46,8 @@ ZH = {
     "Pasted once; the browser then keeps a signed session cookie that scripts cannot read. Revoking the token ends the session.":
         "只需粘贴一次；之后浏览器保存一个脚本无法读取的签名会话 Cookie。吊销令牌即结束会话。",
     "Pool": "资源池", "Postings (fen)": "分录（分）", "Price (fen per unit)": "单价（分/单位）", "Price book": "价目表",
-    "Price book (JSON: version, effective_from, entries)": "价目表（JSON：version、effective_from、entries）",
+    "Price book (JSON: entries; version and effective_from default to the next and now)":
+        "价目表（JSON：entries；version 与 effective_from 默认为下一版和当前时间）",
     "Price book published.": "价目表已发布。", "Price books in force": "生效中的价目表",
     "Price it at every eligible pool": "在所有可用资源池询价", "Programme": "计划", "Province": "省份", "Publish": "发布",
     "Publish a price book": "发布价目表", "Quote": "询价", "Quotes, cheapest first": "报价（最便宜在前）", "Rating": "计费",

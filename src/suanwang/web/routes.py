@@ -277,7 +277,8 @@ async def quote(request: Request) -> HTMLResponse:
         with _db(request).sessions() as s:
             return billing.quote_for(s, actor, spec)
 
-    return render(request, "quote.html", actor=actor, q=await run_in_threadpool(run))
+    name = "quote.html" if request.headers.get("hx-request") else "quote_page.html"  # without script: a page
+    return render(request, name, actor=actor, q=await run_in_threadpool(run))
 
 
 # ---- provider, operator, auditor -------------------------------------------------------------------------------
