@@ -45,7 +45,7 @@ ZH = {
     "Not for your role": "您的角色无权访问", "Object": "对象", "Older jobs": "更早的作业", "Operations": "运营",
     "Pasted once; the browser then keeps a signed session cookie that scripts cannot read. Revoking the token ends the session.":
         "只需粘贴一次；之后浏览器保存一个脚本无法读取的签名会话 Cookie。吊销令牌即结束会话。",
-    "Pool": "资源池", "Postings (fen)": "分录（分）", "Price (fen per unit)": "单价（分/单位）", "Price book": "价目表",
+    "Pool": "资源池", "Pools": "资源池", "Engine": "引擎", "Device": "设备", "No pool is registered.": "没有登记的资源池。", "Postings (fen)": "分录（分）", "Price (fen per unit)": "单价（分/单位）", "Price book": "价目表",
     "Price book (JSON: entries; version and effective_from default to the next and now)":
         "价目表（JSON：entries；version 与 effective_from 默认为下一版和当前时间）",
     "Price book published.": "价目表已发布。", "Price books in force": "生效中的价目表",

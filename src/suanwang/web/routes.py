@@ -124,9 +124,9 @@ def _db(request: Request) -> Any:
 @router.get("/")
 def index(request: Request) -> HTMLResponse:
     with _db(request).sessions() as s:
-        grid, books = data.grid(s), data.books_in_force(s)
+        grid, books, pools = data.grid(s), data.books_in_force(s), data.pools(s)
     chart = {"sites": grid["sites"], "links": grid["links"]}
-    return render(request, "public.html", actor=_maybe_actor(request), grid=grid, books=books,
+    return render(request, "public.html", actor=_maybe_actor(request), grid=grid, books=books, pools=pools,
                   chart=json.dumps(chart))
 
 
