@@ -82,7 +82,8 @@ def main() -> None:
             {"name": "cpu", "resource_class": "general", "engine": "local", "cores": 64, "memory_gb": 256}]})
         base.post("/api/v1/price-books", headers=op, json={"entries": [
             {"resource_class": "general", "unit_price_fen": "100", "tou": {"province": "Gansu"}}]})
-        consumer = base.get("/api/v1/whoami", headers={"Authorization": f"Bearer {tok['consumer']}"}).json()["tenant_id"]
+        whoami = base.get("/api/v1/whoami", headers={"Authorization": f"Bearer {tok['consumer']}"})
+        consumer = whoami.json()["tenant_id"]
         others = [base.post("/api/v1/tenants", headers=op, json={"name": f"other-{i}", "kind": "consumer"}).json()["id"]
                   for i in range(2)]
         started = time.perf_counter()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.conftest import grid  # noqa: F401  (the in-process platform, for test_console_http.py)
 from tests.e2e.conftest import LivePlatform, _stop, free_port
 
 CHROMIUM = "/usr/bin/chromium"

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from suanwang.api.permissions import TABLE
 from suanwang.web import i18n, session
-from tests.api.conftest import Grid, grid  # noqa: F401  (the in-process platform fixture)
+from tests.api.conftest import Grid
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -149,6 +149,12 @@ def rule_for(method: str, path_template: str) -> Rule | None:
     return TABLE.get(("GET" if method == "HEAD" else method, path_template))
 
 
+def _mark(rule: Rule, role: Role) -> str:
+    if rule.session:
+        return "✓ (session)" if role in rule.roles else "—"
+    return "*public*" if rule.public else "✓" if role in rule.roles else "—"
+
+
 def render_markdown() -> str:
     """The table as docs/permissions.md (a test holds the committed file equal to this)."""
     head = ["method", "path", *[r.value for r in ROLE_ORDER], "scope"]
@@ -163,6 +169,6 @@ def render_markdown() -> str:
         "| " + " | ".join("---" for _ in head) + " |",
     ]
     for (method, path), rule in sorted(TABLE.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        marks = [("✓ (session)" if r in rule.roles else "—") if rule.session else "*public*" if rule.public else ("✓" if r in rule.roles else "—") for r in ROLE_ORDER]
+        marks = [_mark(rule, r) for r in ROLE_ORDER]
         lines.append(f"| {method} | `{path}` | " + " | ".join(marks) + f" | {rule.scope} |")
     return "\n".join(lines) + "\n"

@@ -8,6 +8,8 @@ so a consumer sees its own tenant's objects and another tenant's id answers 404 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +24,20 @@ from suanwang.services.sites import grid_capacity, list_links, list_pools, list_
 from suanwang.store.tables import AuditRow
 
 PAGE = 25
+FRESH_S = 2.0  # public and operator aggregates are read at most this often per process (they scan all jobs)
+_memo: dict[str, tuple[float, Any]] = {}
+
+
+def _recent(key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, or its value from under ``FRESH_S`` ago: an anonymous visitor cannot make every page view
+    a scan of the jobs table, and a busy page costs one scan per two seconds."""
+    hit = _memo.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < FRESH_S:
+        return hit[1]
+    value = compute()
+    _memo[key] = (now, value)
+    return value
 
 
 def _bands(tou: TouTariff | None, at: datetime) -> list[str]:
@@ -53,6 +69,10 @@ def books_in_force(session: Session, now: datetime | None = None) -> list[dict[s
 
 def grid(session: Session) -> dict[str, Any]:
     """The public grid: sites at their coordinates, links, capacity per class and job counts by state."""
+    return _recent("grid", lambda: _grid(session))  # type: ignore[no-any-return]
+
+
+def _grid(session: Session) -> dict[str, Any]:
     cap = grid_capacity(session)
     sites = [{"name": s.name, "region": s.region, "province": s.province, "lat": s.lat, "lon": s.lon,
               "online": s.online, "green_share": s.green_share, "carbon": s.carbon_kg_per_kwh,
@@ -98,7 +118,7 @@ def job_detail(session: Session, actor: Principal, job_id: str, explain: dict[st
     try:
         _, log = jobs.read_logs(session, actor, job_id)
         logs = log.decode("utf-8", "replace")[-20_000:]
-    except Exception:  # noqa: BLE001 — a job with no attempt yet has no logs; the page says so
+    except Exception:
         logs = ""
     usage = [{"attempt": u.attempt, "seq": u.seq, "units": f"{u.units_nano / 1e9:.6f}", "start": u.start,
               "end": u.end} for u in jobs.list_usage(session, actor, job_id=job_id)]
@@ -128,10 +148,16 @@ def earnings(session: Session, actor: Principal) -> list[dict[str, Any]]:
 
 
 def operator(session: Session, actor: Principal) -> dict[str, Any]:
+    """Backlog, rating lag, reconciliation, settlements, vouchers, tokens (aggregates up to ``FRESH_S`` old)."""
+    return _recent("operator", lambda: _operator(session, actor))  # type: ignore[no-any-return]
+
+
+def _operator(session: Session, actor: Principal) -> dict[str, Any]:
     backlog, lag_s = rating_lag(session)
     depth = [{"resource_class": c, "site": s, "state": st, "jobs": int(n)} for (c, s, st), n in queue_depth(session)]
     return {"depth": depth, "rating_backlog": backlog, "rating_lag_s": round(lag_s, 1),
-            "reconcile": billing.reconcile_view(session, actor), "settlements": billing.list_settlements(session, actor),
+            "reconcile": billing.reconcile_view(session, actor),
+            "settlements": billing.list_settlements(session, actor),
             "vouchers": billing.list_programmes(session, actor),
             "tokens": [token_json(t) for t in list_tokens(session, limit=200)], "job_counts": job_counts(session)}
 

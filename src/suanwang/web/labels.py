@@ -6,7 +6,7 @@ Listed here so ``pybabel extract -k N_`` puts them in the catalogue; ``N_`` mark
 from __future__ import annotations
 
 
-def N_(message: str) -> str:  # noqa: N802 — the gettext convention for a marker
+def N_(message: str) -> str:
     return message
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -36,6 +37,14 @@ HOME = {Role.CONSUMER: "/console/wallet", Role.PROVIDER: "/console/provider", Ro
         Role.AUDITOR: "/console/auditor"}
 
 
+@cache
+def _env(locale: str) -> Environment:
+    """One template environment per locale, its catalogue installed once (templates compiled once)."""
+    env = _ENV.overlay()
+    env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
 class NotSignedIn(Exception):
     pass
 
@@ -53,16 +62,13 @@ def locale_of(request: Request) -> str:
 def render(request: Request, name: str, *, status: int = 200, actor: Principal | None = None,
            csp: str = session.CSP, **values: Any) -> HTMLResponse:
     locale = locale_of(request)
-    t = i18n.translations(locale)
     token = session.unseal(request.cookies.get(session.COOKIE))
     ctx = {"request": request, "locale": locale, "lang": i18n.html_lang(locale), "actor": actor,
            "csrf": session.csrf_for(token) if token and actor else "", "version": __version__,
            "yuan": lambda v: i18n.yuan(v, locale), "fen": lambda v: i18n.fen(v, locale),
            "num": lambda v: i18n.number(v, locale), "when": lambda v: i18n.when(v, locale),
            "path": request.url.path, "home": HOME.get(actor.role) if actor else None, **values}
-    env = _ENV.overlay()
-    env.install_gettext_translations(t, newstyle=True)  # type: ignore[attr-defined]
-    html = env.get_template(name).render(ctx)
+    html = _env(locale).get_template(name).render(ctx)
     response = HTMLResponse(html, status_code=status)
     response.headers["Content-Security-Policy"] = csp
     response.headers.update(session.HEADERS)
@@ -229,7 +235,8 @@ async def submit(request: Request) -> Response:
     actor, token = signed_in(request, "POST", "/console/jobs")
     form = await form_of(request, token)
     try:
-        body = JobIn.model_validate({"name": form.get("name", "")[:200], "command": shlex.split(form.get("command", "")),
+        command = shlex.split(form.get("command", ""))
+        body = JobIn.model_validate({"name": form.get("name", "")[:200], "command": command,
                                      "resource_class": form.get("resource_class") or "general",
                                      "cores": form.get("cores") or 1, "memory_gb": form.get("memory_gb") or 1})
     except (ValidationError, ValueError) as exc:
