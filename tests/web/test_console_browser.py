@@ -93,6 +93,7 @@ def test_consumer_submits_watches_pays_and_cancels(page: Any, console: Console) 
     job_url = page.url
     wait_text(page, job_url, r"s-succeeded")
     assert "42" in page.locator("pre.logs").first.inner_text()
+    page.wait_for_selector("#explain pre")  # the explanation loads after the page (htmx)
     wait_text(page, job_url, r">charge<")  # rated: its usage record, charge and ledger postings
     axe_clean(page)
     # the quote form answers in place (htmx)
@@ -100,7 +101,7 @@ def test_consumer_submits_watches_pays_and_cancels(page: Any, console: Console) 
     page.wait_for_function("() => window.htmx !== undefined")
     page.locator("#q-cores").fill("2")
     page.get_by_role("button", name="Price it at every eligible pool").click()
-    page.wait_for_selector("#quote table, #quote p")
+    page.wait_for_selector("#quote table, #quote p", timeout=90_000)
     assert "local" in page.locator("#quote table").inner_text(), page.locator("#quote").inner_text()
     # cancel one, with confirmation
     page.get_by_label("Command").fill("sleep 60")

@@ -69,6 +69,7 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("GET", "/console/wallet"): console((C,), "consumer: own tenant's wallet, vouchers and jobs"),
     ("GET", "/console/jobs"): console((C, O, A), JOB),
     ("GET", "/console/jobs/{job_id}"): console((C, O, A), JOB),
+    ("GET", "/console/jobs/{job_id}/explain"): console((C, O, A), JOB),
     ("POST", "/console/jobs"): console((C,), "the job belongs to the caller's tenant"),
     ("POST", "/console/jobs/{job_id}/cancel"): console((C, O), JOB),
     ("POST", "/console/quote"): console((C,), "priced for the caller's tenant"),

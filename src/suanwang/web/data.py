@@ -110,8 +110,8 @@ def jobs_page(session: Session, actor: Principal, *, state: str | None, site: st
     return {"jobs": [job_row(r) for r in rows], "next": rows[-1].id if more and rows else None}
 
 
-def job_detail(session: Session, actor: Principal, job_id: str, explain: dict[str, Any]) -> dict[str, Any]:
-    """One job (404 when not the caller's): events, logs, usage, its ledger transfers, the scheduler's why."""
+def job_detail(session: Session, actor: Principal, job_id: str) -> dict[str, Any]:
+    """One job (404 when not the caller's): events, logs, usage and its ledger transfers."""
     row = jobs.get_job(session, actor, job_id)
     events = [{"at": e.at, "attempt": e.attempt, "from": e.from_state, "to": e.to_state, "reason": e.reason}
               for e in jobs.job_events(session, actor, job_id)]
@@ -124,7 +124,7 @@ def job_detail(session: Session, actor: Principal, job_id: str, explain: dict[st
               "end": u.end} for u in jobs.list_usage(session, actor, job_id=job_id)]
     transfers = billing.ledger_transfers(session, actor, job_id=job_id, limit=200)
     return {"job": job_row(row), "command": list(row.spec.get("command") or []), "events": events, "logs": logs,
-            "usage": usage, "transfers": transfers, "explain": explain,
+            "usage": usage, "transfers": transfers,
             "cancellable": row.state in ("pending", "placed", "queued_at_site", "running", "requeued")}
 
 

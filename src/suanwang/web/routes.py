@@ -221,13 +221,22 @@ def jobs_table(request: Request, state: str = "", site: str = "", before: str = 
 @router.get("/console/jobs/{job_id}")
 def job_page(request: Request, job_id: str) -> HTMLResponse:
     actor, _ = signed_in(request, "GET", "/console/jobs/{job_id}")
+    with _db(request).sessions() as s:
+        detail = data.job_detail(s, actor, job_id[:40])
+    return render(request, "job.html", actor=actor, d=detail)
+
+
+@router.get("/console/jobs/{job_id}/explain")
+def job_explain(request: Request, job_id: str) -> HTMLResponse:
+    """The scheduler's explanation, a fragment the job page loads after it shows (it runs the planner)."""
+    actor, _ = signed_in(request, "GET", "/console/jobs/{job_id}/explain")
     platform = request.app.state.platform
     with platform.db.sessions() as s:
         row = jobs.get_job(s, actor, job_id[:40])
         explain = scheduling.explain_job(s, platform.planner, row, now=time.time())
-        detail = data.job_detail(s, actor, row.id, explain)
-    return render(request, "job.html", actor=actor, d=detail, explain_json=json.dumps(explain, indent=1,
-                                                                                        default=str)[:20_000])
+    name = "explain.html" if request.headers.get("hx-request") else "explain_page.html"
+    return render(request, name, actor=actor, job_id=row.id,
+                  explain_json=json.dumps(explain, indent=1, default=str)[:20_000])
 
 
 @router.post("/console/jobs")
