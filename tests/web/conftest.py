@@ -4,12 +4,16 @@ books, money and four roles' tokens; and Debian's Chromium driven by Playwright 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.api.conftest import grid  # noqa: F401  (the in-process platform, for test_console_http.py)
@@ -17,6 +21,27 @@ from tests.e2e.conftest import LivePlatform, _stop, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = os.environ.get("SUANWANG_CONSOLE_SHOTS", "")  # a folder: the tests also write screenshots there
+
+
+class SlowStartPlatform(LivePlatform):
+    """The e2e platform, given three minutes to answer /health (on a loaded two-core box start-up takes >60 s)."""
+
+    def start_server(self, lease_s: float = 2.0) -> None:
+        port = int(self.url.rsplit(":", 1)[1])
+        cmd = [sys.executable, "-m", "suanwang", "serve", "--data-dir", str(self.data_dir), "--database-url",
+               self.db_url, "--port", str(port), "--lease-s", str(lease_s), "--tick-s", "0.2", "--migrate"]
+        self.server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.data_dir / "server.log", "ab"))  # noqa: SIM115 — the server keeps it for its life
+        self.procs.append(self.server)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.server.poll() is None, (self.data_dir / "server.log").read_text()[-3000:]
+            time.sleep(0.1)
+        raise AssertionError("platform did not start")
 
 
 @dataclass
@@ -42,7 +67,7 @@ def _made(r: Any) -> dict[str, Any]:
 def console() -> Iterator[Console]:
     env_backup = os.environ.pop("SUANWANG_DATABASE_URL", None)
     root = Path(tempfile.mkdtemp(prefix="suanwang-console-"))
-    live = LivePlatform(url=f"http://127.0.0.1:{free_port()}", data_dir=root, db_url=f"sqlite:///{root}/grid.db")
+    live = SlowStartPlatform(url=f"http://127.0.0.1:{free_port()}", data_dir=root, db_url=f"sqlite:///{root}/grid.db")
     try:
         live.start_server()
         live.start_agent("a")

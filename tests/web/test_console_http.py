@@ -123,7 +123,7 @@ def test_money_and_locale_formatting() -> None:
 
 def test_catalogue_is_complete_and_compiled() -> None:
     """Every message has its Chinese, and the shipped .mo is the compiled .po."""
-    r = subprocess.run([sys.executable, "scripts/console_zh.py"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "scripts/console_zh.py", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     folder = ROOT / "src/suanwang/web/locale/zh_CN/LC_MESSAGES"
     po = {m.id: m.string for m in read_po((folder / "messages.po").open("rb")) if m.id}
