@@ -106,6 +106,7 @@ def test_language_switch_accept_language_and_local_redirects_only(grid: Grid) ->
     c = TestClient(grid.client.app)
     assert "算力网络" in c.get("/").text
     assert "The grid" in c.get("/", headers={"Accept-Language": "en-GB,en;q=0.8,zh;q=0.1"}).text
+    assert "算力网络" in TestClient(grid.client.app).get("/").text  # each locale keeps its own catalogue
     for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
         assert c.get(f"/lang/en?next={target}", follow_redirects=False).headers["location"] == "/"
     c.get("/lang/en?next=/")

@@ -31,8 +31,6 @@ from suanwang.web import data, i18n, session
 
 HERE = Path(__file__).parent
 router = APIRouter(include_in_schema=False)
-_ENV = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
-                   extensions=["jinja2.ext.i18n"], auto_reload=False)
 HOME = {Role.CONSUMER: "/console/wallet", Role.PROVIDER: "/console/provider", Role.OPERATOR: "/console/operator",
         Role.AUDITOR: "/console/auditor"}
 
@@ -40,7 +38,9 @@ HOME = {Role.CONSUMER: "/console/wallet", Role.PROVIDER: "/console/provider", Ro
 @cache
 def _env(locale: str) -> Environment:
     """One template environment per locale, its catalogue installed once (templates compiled once)."""
-    env = _ENV.overlay()
+    # its own Environment, not an overlay: templates keep the globals (``_``) of the environment that loaded them
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+                      extensions=["jinja2.ext.i18n"], auto_reload=False)
     env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]
     return env
 
