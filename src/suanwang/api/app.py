@@ -1,4 +1,4 @@
-"""The ASGI application: routers, error mapping, the minimal page at /, health and metrics."""
+"""The ASGI application: routers, error mapping, the web console (suanwang.web), health and metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
@@ -27,7 +28,7 @@ from suanwang.observability.http import RequestLogMiddleware
 from suanwang.observability.metrics import PlatformCollector
 from suanwang.services import overview
 from suanwang.services.platform import Platform
-from suanwang.web.page import render_index
+from suanwang.web import routes as web
 
 API = "/api/v1"
 
@@ -65,13 +66,16 @@ def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSetting
     auth = AuthState.create(platform.db, guard)
     app = FastAPI(title="suanwang (算网)", version=__version__, lifespan=lifespan,
                   description="An open computing power network: one access point to compute at many sites.",
+                  docs_url=None, redoc_url=None,  # served by the console from vendored assets, never a CDN
                   responses={"4XX": {"model": ErrorOut, "description": "the request was refused; detail says why"}})
     app.state.platform = platform
     app.state.auth = auth
     app.state.clock = clock  # what routes read the time from (api.deps.ClockDep)
 
     @app.exception_handler(SuanwangError)
-    async def _domain_error(request: Request, exc: SuanwangError) -> JSONResponse:
+    async def _domain_error(request: Request, exc: SuanwangError) -> Response:
+        if web.is_console(request):
+            return web.domain_error_page(request, exc)
         return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status_code)
 
     @app.exception_handler(IntegrityError)
@@ -123,10 +127,10 @@ def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSetting
     def metrics() -> Response:
         return Response(generate_latest(REGISTRY) + generate_latest(scraped), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> str:
-        with platform.db.sessions() as session:
-            return render_index(session)
+    app.include_router(web.router)
+    for kind, handler in web.handlers().items():
+        app.add_exception_handler(kind, handler)
+    app.mount("/static", StaticFiles(directory=web.HERE / "static"), name="static")
 
     app.add_middleware(RequestLogMiddleware)
     return app

@@ -31,6 +31,7 @@ class Rule:
     scope: str = ""
     public: bool = False
     metered: bool = True  # counts against the caller's rate limit
+    session: bool = False  # a console route: the gate lets it through, the web layer checks cookie and roles
 
     def allows(self, role: Role) -> bool:
         return self.public or role in self.roles
@@ -38,6 +39,11 @@ class Rule:
 
 def allow(roles: tuple[Role, ...], scope: str = "", *, metered: bool = True) -> Rule:
     return Rule(roles=frozenset(roles), scope=scope, metered=metered)
+
+
+def console(roles: tuple[Role, ...], scope: str = "") -> Rule:
+    """A console page or form: signed in by session cookie (suanwang.web.routes.signed_in checks ``roles``)."""
+    return Rule(roles=frozenset(roles), scope=scope, public=True, session=True)
 
 
 def public(why: str) -> Rule:
@@ -58,7 +64,24 @@ READERS = (O, A)
 # (method, path template) -> rule.  HEAD is checked as GET.
 TABLE: dict[tuple[str, str], Rule] = {
     # meta, docs and the overview page
-    ("GET", "/"): public("the overview page: grid totals and site states"),
+    ("GET", "/"): public("the public grid map: sites, links, capacity, prices in force, job counts (no jobs)"),
+    # the console (session cookie; POSTs need the session's CSRF token)
+    ("GET", "/signin"): public("the sign-in form"),
+    ("POST", "/signin"): public("a pasted token becomes an HttpOnly session cookie (double-submit CSRF)"),
+    ("POST", "/signout"): public("ends the browser's session (CSRF token of the session)"),
+    ("GET", "/lang/{code}"): public("the language switch: a cookie, then back to a local path"),
+    ("GET", "/console"): public("redirects to the signed-in role's home, else to sign-in"),
+    ("GET", "/console/wallet"): console((C,), "consumer: own tenant's wallet, vouchers and jobs"),
+    ("GET", "/console/jobs"): console((C, O, A), JOB),
+    ("GET", "/console/jobs/{job_id}"): console((C, O, A), JOB),
+    ("GET", "/console/jobs/{job_id}/explain"): console((C, O, A), JOB),
+    ("POST", "/console/jobs"): console((C,), "the job belongs to the caller's tenant"),
+    ("POST", "/console/jobs/{job_id}/cancel"): console((C, O), JOB),
+    ("POST", "/console/quote"): console((C,), "priced for the caller's tenant"),
+    ("GET", "/console/provider"): console((P, O), "provider: its sites and earnings"),
+    ("POST", "/console/price-books"): console((P, O), "provider: prices only its own sites"),
+    ("GET", "/console/operator"): console((O,)),
+    ("GET", "/console/auditor"): console((A, O), "read-only: transfers and the audit log"),
     ("GET", "/metrics"): public("Prometheus scrape: counters and gauges, no tenant data"),
     ("GET", f"{API}/health"): public("liveness: the control loop and the database, no tenant data"),
     # the audit trail
@@ -147,6 +170,12 @@ def rule_for(method: str, path_template: str) -> Rule | None:
     return TABLE.get(("GET" if method == "HEAD" else method, path_template))
 
 
+def _mark(rule: Rule, role: Role) -> str:
+    if rule.session:
+        return "✓ (session)" if role in rule.roles else "—"
+    return "*public*" if rule.public else "✓" if role in rule.roles else "—"
+
+
 def render_markdown() -> str:
     """The table as docs/permissions.md (a test holds the committed file equal to this)."""
     head = ["method", "path", *[r.value for r in ROLE_ORDER], "scope"]
@@ -161,6 +190,6 @@ def render_markdown() -> str:
         "| " + " | ".join("---" for _ in head) + " |",
     ]
     for (method, path), rule in sorted(TABLE.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        marks = ["*public*" if rule.public else ("✓" if r in rule.roles else "—") for r in ROLE_ORDER]
+        marks = [_mark(rule, r) for r in ROLE_ORDER]
         lines.append(f"| {method} | `{path}` | " + " | ".join(marks) + f" | {rule.scope} |")
     return "\n".join(lines) + "\n"

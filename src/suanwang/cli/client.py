@@ -15,8 +15,38 @@ console = Console()
 err = Console(stderr=True)
 
 
-def default_data_dir() -> Path:
+POINTER = "last-data-dir"  # in ~/.suanwang: the data directory the last `up --data-dir` or `demo` used
+
+
+def home_dir() -> Path:
     return Path(os.environ.get("SUANWANG_HOME") or Path.home() / ".suanwang")
+
+
+def default_data_dir() -> Path:
+    """SUANWANG_HOME, else the data directory of the last `up --data-dir` or `demo` while it still holds a
+    platform's url, else ~/.suanwang: so the hints those commands print work as printed."""
+    if os.environ.get("SUANWANG_HOME"):
+        return home_dir()
+    home = home_dir()
+    pointed = _read(home / POINTER)
+    if pointed and (Path(pointed) / "url").is_file():
+        return Path(pointed)
+    return home
+
+
+def remember_data_dir(d: Path) -> None:
+    """Point client commands at ``d`` (or back at the home directory when ``d`` is it)."""
+    home = home_dir()
+    if os.environ.get("SUANWANG_HOME"):
+        return
+    try:
+        if d.resolve() == home.resolve():
+            (home / POINTER).unlink(missing_ok=True)
+            return
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (home / POINTER).write_text(str(d.resolve()) + "\n")
+    except OSError as exc:  # a read-only home: the hints then need --data-dir or SUANWANG_HOME
+        err.print(f"[yellow]could not note the data directory in {home}: {exc}[/yellow]")
 
 
 def _read(path: Path) -> str | None:

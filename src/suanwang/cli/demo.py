@@ -28,7 +28,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from suanwang.cli.client import console, default_data_dir
+from suanwang.cli.client import console, home_dir, remember_data_dir
 
 DEFAULT_SLURM_CONF = "/var/tmp/suanwang-slurm/etc/slurm.conf"  # nosec B108  # read only: where setup.sh writes
 DEFAULT_RAY_ADDRESS = "http://127.0.0.1:8365"
@@ -252,7 +252,8 @@ def demo(
     """Start the platform and a site per engine on this machine (local; Slurm, Ray when present)."""
     from suanwang.store.files import private_dir
 
-    d = private_dir(data_dir or default_data_dir() / "demo")
+    d = private_dir(data_dir or home_dir() / "demo")
+    remember_data_dir(d)  # client commands (submit, jobs, usage) then find this platform and its tokens
     url = f"http://127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
     signal.signal(signal.SIGTERM, _interrupt)

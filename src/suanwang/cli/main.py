@@ -19,7 +19,7 @@ from suanwang.cli import catalog as catalog_commands
 from suanwang.cli import jobs as job_commands
 from suanwang.cli import runs as run_commands
 from suanwang.cli import sim as sim_commands
-from suanwang.cli.client import Client, console, default_data_dir, print_json
+from suanwang.cli.client import Client, console, default_data_dir, print_json, remember_data_dir
 from suanwang.cli.demo import demo as demo_command
 
 app = typer.Typer(help="suanwang (算网): an open computing power network.", no_args_is_help=True,
@@ -162,7 +162,9 @@ def up(
                   heartbeat_s=min(1.0, settings.lease_s / 3))
     agent_thread = threading.Thread(target=agent.run_forever, name="suanwang-agent", daemon=True)
     console.print(f"[bold]suanwang[/bold] is up: {url}  (dashboard {url}/ , API docs {url}/docs)")
+    remember_data_dir(d)
     console.print(f"operator token: {d / 'operator.token'}   consumer token: {d / 'consumer.token'}")
+    console.print(f"agent token: {d / 'agent.token'}")
     console.print("try: suanwang submit --wait -- python -c 'print(6*7)'   (Ctrl-C stops)")
     agent_thread.start()
     try:

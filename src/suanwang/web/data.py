@@ -1,0 +1,173 @@
+"""What each console view shows, as plain values read through the services (no rows reach a template).
+
+Public views get aggregates only: sites, links, capacity, prices, job counts by state; never a job, a
+command or a tenant.  Role views pass the signed-in principal to the same service functions the API uses,
+so a consumer sees its own tenant's objects and another tenant's id answers 404 here as there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanwang.domain.tou import TouTariff
+from suanwang.services import billing, jobs
+from suanwang.services.auth import Principal, Role, list_tokens, token_json
+from suanwang.services.overview import free_capacity_by_class, job_counts, queue_depth, rating_lag
+from suanwang.services.sites import grid_capacity, list_links, list_pools, list_sites
+from suanwang.store.tables import AuditRow
+
+PAGE = 25
+FRESH_S = 2.0  # public and operator aggregates are read at most this often per process (they scan all jobs)
+_memo: dict[str, tuple[float, Any]] = {}
+
+
+def _recent(key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, or its value from under ``FRESH_S`` ago: an anonymous visitor cannot make every page view
+    a scan of the jobs table, and a busy page costs one scan per two seconds."""
+    hit = _memo.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < FRESH_S:
+        return hit[1]
+    value = compute()
+    _memo[key] = (now, value)
+    return value
+
+
+def _bands(tou: TouTariff | None, at: datetime) -> list[str]:
+    """The band of each hour of ``at``'s day (24 names), or [] without a time-of-use tariff."""
+    if tou is None:
+        return []
+    return [tou.period_at(at.replace(hour=h, minute=0, second=0, microsecond=0)).band.value for h in range(24)]
+
+
+def books_in_force(session: Session, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Each owner's newest price book already in force, its entries with today's time-of-use bands."""
+    now = now or datetime.now(UTC)
+    newest: dict[str, Any] = {}
+    for book in billing.load_books(session):
+        if book.effective_from <= now and (book.owner not in newest or book.version > newest[book.owner].version):
+            newest[book.owner] = book
+    out = []
+    for owner, book in sorted(newest.items()):
+        entries = [{"site": e.site or "*", "pool": e.pool or "*", "resource_class": e.resource_class.value,
+                    "tier": e.tier, "service_level": e.service_level.value, "unit": e.unit.value,
+                    "unit_price_fen": str(e.unit_price_fen), "green_discount_pct": str(e.green_discount_pct),
+                    "tou": e.tou.name if e.tou else "", "tou_source": e.tou.source if e.tou else "",
+                    "stand_in": bool(e.tou and e.tou.is_stand_in), "bands": _bands(e.tou, now)}
+                   for e in book.entries]
+        out.append({"owner": owner or "operator", "version": book.version,
+                    "effective_from": book.effective_from.isoformat(), "entries": entries})
+    return out
+
+
+def grid(session: Session) -> dict[str, Any]:
+    """The public grid: sites at their coordinates, links, capacity per class and job counts by state."""
+    return _recent("grid", lambda: _grid(session))  # type: ignore[no-any-return]
+
+
+def _grid(session: Session) -> dict[str, Any]:
+    cap = grid_capacity(session)
+    sites = [{"name": s.name, "region": s.region, "province": s.province, "lat": s.lat, "lon": s.lon,
+              "online": s.online, "green_share": s.green_share, "carbon": s.carbon_kg_per_kwh,
+              "scu_per_hour": cap["sites"].get(s.name, {}).get("scu_per_hour", "0")} for s in list_sites(session)]
+    where = {s["name"]: s for s in sites}
+    links = [{"a": k.a, "b": k.b, "latency_ms": k.latency_ms, "bandwidth_gbps": k.bandwidth_gbps,
+              "green_share": min(where[k.a]["green_share"], where[k.b]["green_share"]) if k.a in where and k.b in where
+              else 0.0} for k in list_links(session)]
+    classes = [{"resource_class": c.resource_class, "free_cores": c.free_cores, "cores": c.cores,
+                "free_devices": c.free_devices, "devices": c.devices,
+                "scu_per_hour": cap["classes"].get(c.resource_class, "0")} for c in free_capacity_by_class(session)]
+    return {"sites": sites, "links": links, "classes": classes, "total_scu_per_hour": cap["total_scu_per_hour"],
+            "total_pflops": cap["total_pflops"], "job_counts": job_counts(session)}
+
+
+def pools(session: Session, site: str | None = None) -> list[dict[str, Any]]:
+    return [{"site": p.site, "name": p.name, "resource_class": p.resource_class, "engine": p.engine,
+             "cores": p.cores, "memory_gb": p.memory_gb, "devices": p.devices, "device_model": p.device_model}
+            for p in list_pools(session, site=site)]
+
+
+def job_row(j: Any) -> dict[str, Any]:
+    return {"id": j.id, "name": j.name, "state": j.state, "resource_class": j.resource_class, "cores": j.cores,
+            "devices": j.devices, "site": j.site or "", "pool": j.pool or "", "submitted_at": j.submitted_at,
+            "tenant_id": j.tenant_id}
+
+
+def jobs_page(session: Session, actor: Principal, *, state: str | None, site: str | None,
+              before: str | None) -> dict[str, Any]:
+    """One page of the caller's jobs, newest first, keyset-paged (rows never shift as new jobs arrive)."""
+    rows = jobs.list_jobs(session, actor, state=state or None, site=site or None, limit=PAGE + 1,
+                          before=before or None)
+    more = len(rows) > PAGE
+    rows = rows[:PAGE]
+    return {"jobs": [job_row(r) for r in rows], "next": rows[-1].id if more and rows else None}
+
+
+def job_detail(session: Session, actor: Principal, job_id: str) -> dict[str, Any]:
+    """One job (404 when not the caller's): events, logs, usage and its ledger transfers."""
+    row = jobs.get_job(session, actor, job_id)
+    events = [{"at": e.at, "attempt": e.attempt, "from": e.from_state, "to": e.to_state, "reason": e.reason}
+              for e in jobs.job_events(session, actor, job_id)]
+    try:
+        _, log = jobs.read_logs(session, actor, job_id)
+        logs = log.decode("utf-8", "replace")[-20_000:]
+    except Exception:
+        logs = ""
+    usage = [{"attempt": u.attempt, "seq": u.seq, "units": f"{u.units_nano / 1e9:.6f}", "start": u.start,
+              "end": u.end} for u in jobs.list_usage(session, actor, job_id=job_id)]
+    transfers = billing.ledger_transfers(session, actor, job_id=job_id, limit=200)
+    return {"job": job_row(row), "command": list(row.spec.get("command") or []), "events": events, "logs": logs,
+            "usage": usage, "transfers": transfers,
+            "cancellable": row.state in ("pending", "placed", "queued_at_site", "running", "requeued")}
+
+
+def wallet(session: Session, actor: Principal) -> dict[str, Any]:
+    view = billing.wallet_view(session, actor, actor.tenant_id)
+    vouchers = billing.list_programmes(session, actor)
+    charges = billing.ledger_transfers(session, actor, consumer=actor.tenant_id, limit=1000)
+    return {"wallet": view, "vouchers": vouchers, "charges": charges[-20:]}
+
+
+def earnings(session: Session, actor: Principal) -> list[dict[str, Any]]:
+    """A provider's payouts and charges, summed per day (UTC) from its ledger transfers."""
+    by_day: dict[str, int] = {}
+    for t in billing.ledger_transfers(session, actor, limit=10_000):
+        day = t["booked_at"][:10]
+        for leg in t["postings"].split("; "):
+            account, _, amount = leg.rpartition(" ")
+            if actor.tenant_id in account and amount.lstrip("+-").isdigit():
+                by_day[day] = by_day.get(day, 0) + int(amount)
+    return [{"day": d, "fen": v} for d, v in sorted(by_day.items())]
+
+
+def operator(session: Session, actor: Principal) -> dict[str, Any]:
+    """Backlog, rating lag, reconciliation, settlements, vouchers, tokens (aggregates up to ``FRESH_S`` old)."""
+    return _recent("operator", lambda: _operator(session, actor))  # type: ignore[no-any-return]
+
+
+def _operator(session: Session, actor: Principal) -> dict[str, Any]:
+    backlog, lag_s = rating_lag(session)
+    depth = [{"resource_class": c, "site": s, "state": st, "jobs": int(n)} for (c, s, st), n in queue_depth(session)]
+    return {"depth": depth, "rating_backlog": backlog, "rating_lag_s": round(lag_s, 1),
+            "reconcile": billing.reconcile_view(session, actor),
+            "settlements": billing.list_settlements(session, actor),
+            "vouchers": billing.list_programmes(session, actor),
+            "tokens": [token_json(t) for t in list_tokens(session, limit=200)], "job_counts": job_counts(session)}
+
+
+def audit_rows(session: Session, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest audit rows (operator and auditor only, as the API's ``GET /audit``)."""
+    rows = session.scalars(select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)).all()
+    return [{"id": r.id, "at": r.at, "actor": r.actor, "tenant_id": r.tenant_id, "action": r.action,
+             "object": r.object, "detail": json.dumps(r.detail, ensure_ascii=False, default=str)[:300]} for r in rows]
+
+
+def is_role(actor: Principal, *roles: Role) -> bool:
+    return actor.role in roles
