@@ -31,11 +31,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from suanwang.domain.market.lp import Solved, solve_group
+from suanwang.domain.market.lp import Node, Solved, solve_group
 from suanwang.domain.market.order import Ask, Bid, Book, Link, LinkKey, ResourceClass, SiteId, Slot, canonical_book
 from suanwang.domain.money import round_ratio
 
 CF = 100  # centi-fen per fen: the price tick
+NEAR_FULL = 0.95  # a link-slot this full gets its rows with the overloaded ones (fewer rounds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ class Clearing:
     congestion_rent_fen: int
     make_whole_fen: int
     rounding_fen: int
-    groups: int  # programmes solved (classes, or classes joined by binding links)
+    parts: int  # independent programmes the book fell apart into (see _components)
 
     def canonical_json(self) -> str:
         body = asdict(self)
@@ -123,133 +124,189 @@ def clear_book(asks: Iterable[Ask], bids: Iterable[Bid], links: Iterable[Link] =
     """Clear a book (see the module docstring).  Raises InvalidSpec on a bad order."""
     started = time.perf_counter()
     book = canonical_book(asks, bids, links)
-    solved = _solve(book, time_limit_s)
-    return _settle(book, solved, time.perf_counter() - started)
+    solved, n_parts = _solve(book, time_limit_s)
+    return _settle(book, solved, n_parts, time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------- solving
 
 
-def _solve(book: Book, time_limit_s: float) -> dict[frozenset[str], tuple[Solved, list[int], list[int]]]:
+LinkSlot = tuple[LinkKey, Slot]
+Part = tuple[list[int], list[int], set[Node]]  # ask indexes, bid indexes, the nodes it prices
+PartKey = tuple[tuple[int, ...], tuple[int, ...], tuple[LinkSlot, ...]]
+
+
+def _solve(book: Book, time_limit_s: float) -> tuple[Solved, int]:
+    """Row generation over (link, slot): solve the parts, add the rows of overloaded link-slots, repeat.
+
+    A part whose orders and link rows did not change keeps its solution (a cache keyed by them).
+    """
     n_orders = len(book.asks) + len(book.bids)
-    classes = sorted({a.resource_class for a in book.asks} & {b.resource_class for b in book.bids})
-    ask_by_class: dict[str, list[int]] = defaultdict(list)
-    bid_by_class: dict[str, list[int]] = defaultdict(list)
-    for i, ask in enumerate(book.asks):
-        ask_by_class[ask.resource_class].append(i)
-    for i, bid in enumerate(book.bids):
-        bid_by_class[bid.resource_class].append(i)
     capacity = {link.key: link.gb_per_slot for link in book.links}
-    crossing: dict[str, set[LinkKey]] = {c: _links_crossed(book, bid_by_class[c], capacity) for c in classes}
-    active: set[LinkKey] = set()
-    results: dict[frozenset[str], tuple[Solved, list[int], list[int]]] = {}
+    active: set[LinkSlot] = set()
+    cache: dict[PartKey, Solved] = {}
     while True:
-        groups = _groups(classes, crossing, active)
-        for group in groups:
-            links = {k: capacity[k] for k in sorted(active) if any(k in crossing[c] for c in group)}
-            if group in results and set(results[group][0].congestion_links) == set(links):
-                continue
-            a_idx = sorted(i for c in group for i in ask_by_class[c])
-            b_idx = sorted(i for c in group for i in bid_by_class[c])
-            solved = solve_group(asks=[(i, book.asks[i]) for i in a_idx],
-                                 bids=[(len(book.asks) + i, book.bids[i]) for i in b_idx],
-                                 n_orders=n_orders, links=links, time_limit_s=time_limit_s)
-            results[group] = (solved, a_idx, b_idx)
-        results = {g: r for g, r in results.items() if g in groups}
-        over = _overloaded(book, results, capacity) - active
-        if not over:
-            return results
-        active |= over
+        parts = _components(book, active, capacity)
+        solved: list[Solved] = []
+        fresh: dict[PartKey, Solved] = {}
+        for pa, pb, pn in parts:
+            links = _part_links(book, pb, pn, active, capacity)
+            key = (tuple(pa), tuple(pb), tuple(sorted(links)))
+            part = cache.get(key)
+            if part is None:
+                part = solve_group(asks=[(i, book.asks[i]) for i in pa], bids=[(i, book.bids[i]) for i in pb],
+                                   nodes=pn, n_asks=len(book.asks), n_orders=n_orders, links=links,
+                                   time_limit_s=time_limit_s)
+            fresh[key] = part
+            solved.append(part)
+        cache = fresh
+        merged = _merge(solved)
+        over, near = _overloaded(book, merged, capacity)
+        if not over - active:
+            return merged, len(parts)
+        active |= over | near  # rows for nearly full link-slots too: they tend to overload next round
 
 
-def _links_crossed(book: Book, bid_idx: list[int], capacity: dict[LinkKey, int]) -> set[LinkKey]:
-    out: set[LinkKey] = set()
-    for i in bid_idx:
+def _part_links(book: Book, bids: list[int], nodes: set[Node], active: set[LinkSlot],
+                capacity: dict[LinkKey, int]) -> dict[LinkSlot, int]:
+    out: dict[LinkSlot, int] = {}
+    if not active:
+        return out
+    for i in bids:
         bid = book.bids[i]
         for site in bid.sites:
             key = bid.link_to(site)
-            if key is not None and key in capacity:
-                out.add(key)
+            if key is None or key not in capacity:
+                continue
+            for t in range(bid.start_slot, bid.end_slot):
+                if (key, t) in active and (site, bid.resource_class, t) in nodes:
+                    out[(key, t)] = capacity[key]
     return out
 
 
-def _groups(classes: list[str], crossing: dict[str, set[LinkKey]], active: set[LinkKey]) -> list[frozenset[str]]:
-    """Classes joined when their bids cross the same binding link (union-find, canonical order)."""
-    parent = {c: c for c in classes}
+def _components(book: Book, active: set[LinkSlot], capacity: dict[LinkKey, int]) -> list[Part]:
+    """Split the book into parts that share no row: nodes joined by a bid's rows or an active link row.
 
-    def find(c: str) -> str:
-        while parent[c] != c:
-            parent[c] = parent[parent[c]]
-            c = parent[c]
-        return c
+    Classes share nothing but links, so without binding links every part is within one class.  A
+    divisible bid whose quantity cannot bind (quantity >= rate x window) couples its sites only within
+    each slot, so a book of such bids falls apart into one small programme per (class, slot) (the
+    network-flow form); a flexible or all-or-nothing bid joins all its nodes.
+    """
+    node_of_ask: list[tuple[int, list[Node]]] = []
+    nodes: set[Node] = set()
+    for i, ask in enumerate(book.asks):
+        own = [(ask.site, ask.resource_class, t) for t in range(ask.start_slot, ask.end_slot)]
+        nodes.update(own)
+        node_of_ask.append((i, own))
+    parent: dict[Node | tuple[LinkKey, Slot], Node | tuple[LinkKey, Slot]] = {n: n for n in nodes}
 
-    owner: dict[LinkKey, str] = {}
-    for c in classes:
-        for key in sorted(crossing[c] & active):
-            if key in owner:
-                parent[find(c)] = find(owner[key])
-            else:
-                owner[key] = c
-    groups: dict[str, set[str]] = defaultdict(set)
-    for c in classes:
-        groups[find(c)].add(c)
-    return [frozenset(g) for _, g in sorted(groups.items())]
+    def find(n: Node | tuple[LinkKey, Slot]) -> Node | tuple[LinkKey, Slot]:
+        root = n
+        while parent[root] != root:
+            root = parent[root]
+        while parent[n] != root:
+            parent[n], n = root, parent[n]
+        return root
+
+    def union(group: list[Node | tuple[LinkKey, Slot]]) -> None:
+        if len(group) > 1:
+            root = find(group[0])
+            for n in group[1:]:
+                other = find(n)
+                if other != root:
+                    parent[other] = root
+
+    bid_nodes: list[tuple[int, list[Node]]] = []
+    for i, bid in enumerate(book.bids):
+        slots = range(bid.start_slot, bid.end_slot)
+        own = [(s, bid.resource_class, t) for t in slots for s in bid.sites if (s, bid.resource_class, t) in nodes]
+        if not own:
+            continue
+        whole = bid.all_or_nothing or bid.quantity < bid.rate_per_slot * len({n[2] for n in own})
+        per_slot: dict[Slot, list[Node | tuple[LinkKey, Slot]]] = defaultdict(list)
+        for node in own:
+            per_slot[0 if whole else node[2]].append(node)
+            key = bid.link_to(node[0])
+            if key is not None and (key, node[2]) in active:
+                link_node = (key, node[2])
+                parent.setdefault(link_node, link_node)
+                per_slot[0 if whole else node[2]].append(link_node)
+        for group in per_slot.values():
+            union(group)
+        bid_nodes.append((i, own))
+    parts: dict[Node | tuple[LinkKey, Slot], Part] = {}
+    for i, own in bid_nodes:
+        for root in {find(n) for n in own}:
+            parts.setdefault(root, ([], [], set()))[1].append(i)
+    for i, own in node_of_ask:
+        for n in own:
+            part = parts.get(find(n))
+            if part is not None:
+                if not part[0] or part[0][-1] != i:
+                    part[0].append(i)
+                part[2].add(n)
+    return [parts[r] for r in sorted(parts, key=repr) if parts[r][0]]
 
 
-def _overloaded(book: Book, results: dict[frozenset[str], tuple[Solved, list[int], list[int]]],
-                capacity: dict[LinkKey, int]) -> set[LinkKey]:
+def _merge(parts: list[Solved]) -> Solved:
+    if not parts:
+        return Solved("empty", 0.0, 0.0, 0.0, {}, {}, {}, {}, {})
+    statuses = {p.status for p in parts} - {"empty"}
+    status = "optimal" if statuses <= {"optimal"} else ",".join(sorted(statuses - {"optimal"}))
+    merged = Solved(status if statuses else "empty", max(p.gap for p in parts), sum(p.lp_welfare for p in parts),
+                    sum(p.solve_s for p in parts), {}, {}, {}, {}, {})
+    for p in parts:
+        merged.x.update(p.x)
+        merged.y.update(p.y)
+        merged.prices.update(p.prices)
+        merged.congestion.update(p.congestion)
+        merged.z.update(p.z)
+    return merged
+
+
+def _overloaded(book: Book, solved: Solved, capacity: dict[LinkKey, int]) -> tuple[set[LinkSlot], set[LinkSlot]]:
+    """Link-slots over their bandwidth, and those above ``NEAR_FULL`` of it."""
     if not capacity:
-        return set()
-    use: dict[tuple[LinkKey, Slot], float] = defaultdict(float)
-    for solved, _, b_idx in results.values():
-        for (b, site, t), units in solved.x.items():
-            bid = book.bids[b_idx[b]]
-            key = bid.link_to(site)
-            if key is not None and key in capacity:
-                use[(key, t)] += units * bid.data_gb_per_unit
-        for b, site in solved.y:
-            bid = book.bids[b_idx[b]]
-            key = bid.link_to(site)
-            if key is not None and key in capacity:
-                for t in range(bid.start_slot, bid.end_slot):
-                    use[(key, t)] += bid.rate_per_slot * bid.data_gb_per_unit
-    return {key for (key, _), gb in use.items() if gb > capacity[key] + 1e-6}
+        return set(), set()
+    use: dict[LinkSlot, float] = defaultdict(float)
+    for (b, site, t), units in solved.x.items():
+        bid = book.bids[b]
+        key = bid.link_to(site)
+        if key is not None and key in capacity:
+            use[(key, t)] += units * bid.data_gb_per_unit
+    for b, site in solved.y:
+        bid = book.bids[b]
+        key = bid.link_to(site)
+        if key is not None and key in capacity:
+            for t in range(bid.start_slot, bid.end_slot):
+                use[(key, t)] += bid.rate_per_slot * bid.data_gb_per_unit
+    over = {ks for ks, gb in use.items() if gb > capacity[ks[0]] + 1e-6}
+    return over, {ks for ks, gb in use.items() if gb >= NEAR_FULL * capacity[ks[0]]}
 
 
 # ---------------------------------------------------------------- money
 
 
 def _cf(value: float) -> int:
-    return max(0, int(round(value * CF))) if math.isfinite(value) else 0
+    return max(0, round(value * CF)) if math.isfinite(value) else 0
 
 
-def _settle(book: Book, results: dict[frozenset[str], tuple[Solved, list[int], list[int]]],
-            elapsed: float) -> Clearing:
-    prices: dict[tuple[SiteId, ResourceClass, Slot], int] = {}
-    congestion: dict[tuple[LinkKey, Slot], int] = {}
+def _settle(book: Book, solved: Solved, n_parts: int, elapsed: float) -> Clearing:
+    prices = {node: _cf(p) for node, p in solved.prices.items()}
+    congestion = {key: _cf(mu) for key, mu in solved.congestion.items()}
     bid_units: dict[int, dict[tuple[SiteId, Slot], int]] = defaultdict(dict)
     sold_lp: dict[tuple[SiteId, ResourceClass, Slot], list[int]] = defaultdict(list)
-    status, gap, lp_welfare = "empty", 0.0, 0.0
-    for group in sorted(results, key=sorted):
-        solved, a_idx, b_idx = results[group]
-        lp_welfare += solved.lp_welfare
-        gap = max(gap, solved.gap)
-        if solved.status != "empty":
-            status = solved.status if status in ("empty", "optimal") else status
-        prices.update({node: _cf(p) for node, p in solved.prices.items()})
-        for key, mu in solved.congestion.items():
-            congestion[key] = max(congestion.get(key, 0), _cf(mu))
-        for (b, site, t), units in solved.x.items():
-            whole = math.floor(units + 1e-6)
-            if whole > 0:
-                bid_units[b_idx[b]][(site, t)] = whole
-        for b, site in solved.y:
-            bid = book.bids[b_idx[b]]
-            for t in range(bid.start_slot, bid.end_slot):
-                bid_units[b_idx[b]][(site, t)] = bid.rate_per_slot
-        for (a, t) in solved.z:
-            ask = book.asks[a_idx[a]]
-            sold_lp[(ask.site, ask.resource_class, t)].append(a_idx[a])
+    for (b, site, t), units in solved.x.items():
+        whole = math.floor(units + 1e-6)
+        if whole > 0:
+            bid_units[b][(site, t)] = whole
+    for b, site in solved.y:
+        bid = book.bids[b]
+        for t in range(bid.start_slot, bid.end_slot):
+            bid_units[b][(site, t)] = bid.rate_per_slot
+    for (a, t) in solved.z:
+        ask = book.asks[a]
+        sold_lp[(ask.site, ask.resource_class, t)].append(a)
     bid_fills, bids_out, demand, flows = _bid_money(book, bid_units, prices, congestion)
     ask_fills, asks_out = _ask_money(book, demand, sold_lp, prices)
     rent_exact = sum(flow * congestion.get(key, 0) for key, flow in flows.items())
@@ -261,8 +318,9 @@ def _settle(book: Book, results: dict[frozenset[str], tuple[Solved, list[int], l
         book.asks[i].floor_fen * f.units for f in ask_fills for i in [_ask_index(book, f.ask_id)])
     node_prices = tuple(NodePrice(s, c, t, p, demand.get((s, c, t), 0)) for (s, c, t), p in sorted(prices.items()))
     link_prices = tuple(LinkPrice(k[0], k[1], t, p, flows.get((k, t), 0)) for (k, t), p in sorted(congestion.items()))
-    return Clearing(status, gap, welfare, lp_welfare, elapsed, node_prices, link_prices, tuple(bid_fills),
-                    tuple(ask_fills), tuple(bids_out), tuple(asks_out), rent, make_whole, rounding, len(results))
+    return Clearing(solved.status, solved.gap, welfare, solved.lp_welfare, elapsed, node_prices, link_prices,
+                    tuple(bid_fills), tuple(ask_fills), tuple(bids_out), tuple(asks_out), rent, make_whole, rounding,
+                    n_parts)
 
 
 def _ask_index(book: Book, ask_id: str) -> int:

@@ -34,7 +34,7 @@ def greedy_welfare(book: Book) -> int:
             if key is None or key not in capacity:
                 return float("inf")
             left = bandwidth.get((key, t), capacity[key])
-            return left // bid.data_gb_per_unit
+            return float(left // bid.data_gb_per_unit)
 
         def take(site: SiteId, t: Slot, units: int, bid=bid) -> int:  # type: ignore[no-untyped-def]
             gained = 0

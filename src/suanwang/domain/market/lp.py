@@ -19,7 +19,7 @@ Constraints::
     link (l, t):      sum d_b (x + r_b y) over bids crossing l <= gb_per_slot_l  dual: congestion
 
 Columns exist only at nodes some ask supplies (no supply, no trade), and link rows only for the
-links the caller says may bind.  ``eps`` is the explicit tie-break: below 1e-4 fen per unit-slot,
+(link, slot)s the caller says may bind.  ``eps`` is the explicit tie-break: below 1e-4 fen per unit-slot,
 decreasing with the order's canonical rank, so at equal prices the earlier order wins; prices
 are rounded to 0.01 fen afterwards, far above it.
 """
@@ -53,13 +53,12 @@ class Solved:
     z: dict[tuple[int, Slot], float]  # (ask index, slot) -> units
     prices: dict[Node, float]
     congestion: dict[tuple[LinkKey, Slot], float]
-    congestion_links: tuple[LinkKey, ...] = ()  # the links that had rows
 
 
 class _Model:
     """Columns and rows as triplets; turned into a column-wise matrix once, at the end."""
 
-    def __init__(self, links: dict[LinkKey, int]) -> None:
+    def __init__(self, links: dict[tuple[LinkKey, Slot], int]) -> None:
         self.links = links
         self.cost: list[float] = []
         self.true_cost: list[float] = []
@@ -83,7 +82,7 @@ class _Model:
     def link_row(self, key: LinkKey, t: Slot) -> int:
         row = self.link_rows.get((key, t))
         if row is None:
-            row = self.link_rows[(key, t)] = self.add_row(float(self.links[key]))
+            row = self.link_rows[(key, t)] = self.add_row(float(self.links[(key, t)]))
         return row
 
     def add_col(self, cost: float, true_cost: float, upper: float, entries: list[tuple[int, float]]) -> int:
@@ -127,39 +126,45 @@ class _Model:
         return lp
 
 
-def solve_group(*, asks: Sequence[tuple[int, Ask]], bids: Sequence[tuple[int, Bid]], n_orders: int,
-                links: dict[LinkKey, int], time_limit_s: float) -> Solved:
-    """Clear one group of classes; ``asks``/``bids`` carry their canonical rank for the tie-break."""
+def solve_group(*, asks: Sequence[tuple[int, Ask]], bids: Sequence[tuple[int, Bid]], nodes: set[Node] | None = None,
+                n_asks: int, n_orders: int, links: dict[tuple[LinkKey, Slot], int], time_limit_s: float) -> Solved:
+    """Clear one connected part of the book.
+
+    ``asks``/``bids`` carry their index in the canonical book; an ask's rank is its index, a bid's
+    ``n_asks`` + its index (the tie-break).  Solution keys use those indexes.  ``nodes`` (default:
+    every node the asks supply) limits the programme to one part of the book: columns elsewhere
+    belong to another part.
+    """
     started = time.perf_counter()
     m = _Model(links)
-    nodes: dict[Node, int] = {}
+    rows: dict[Node, int] = {}
     for _, ask in asks:
         for t in range(ask.start_slot, ask.end_slot):
             key = (ask.site, ask.resource_class, t)
-            if key not in nodes:
-                nodes[key] = m.add_row(0.0, node=True)
-    for b_index, (rank, bid) in enumerate(bids):
-        eps = EPS_FEN * (1.0 - rank / (n_orders + 1))
+            if key not in rows and (nodes is None or key in nodes):
+                rows[key] = m.add_row(0.0, node=True)
+    for b_index, bid in bids:
+        eps = EPS_FEN * (1.0 - (n_asks + b_index) / (n_orders + 1))
         if bid.all_or_nothing:
-            _gang_cols(m, bid, b_index, eps, nodes)
+            _gang_cols(m, bid, b_index, eps, rows)
         else:
-            _divisible_cols(m, bid, b_index, eps, nodes)
+            _divisible_cols(m, bid, b_index, eps, rows)
     has_demand = bool(m.cost)
-    for a_index, (rank, ask) in enumerate(asks):
-        eps = EPS_FEN * (1.0 - rank / (n_orders + 1))
+    for a_index, ask in asks:
+        eps = EPS_FEN * (1.0 - a_index / (n_orders + 1))
         for t in range(ask.start_slot, ask.end_slot):
-            col = m.add_col(-(ask.floor_fen - eps), -float(ask.floor_fen), float(ask.units_per_slot),
-                            [(nodes[(ask.site, ask.resource_class, t)], -1.0)])
-            m.z_cols[col] = (a_index, t)
+            row = rows.get((ask.site, ask.resource_class, t))
+            if row is not None:
+                col = m.add_col(-(ask.floor_fen - eps), -float(ask.floor_fen), float(ask.units_per_slot), [(row, -1.0)])
+                m.z_cols[col] = (a_index, t)
     if not has_demand:
-        return Solved("empty", 0.0, 0.0, time.perf_counter() - started, {}, {}, {}, dict.fromkeys(nodes, 0.0), {},
-                      tuple(links))
-    return _run(m, nodes, started, time_limit_s)
+        return Solved("empty", 0.0, 0.0, time.perf_counter() - started, {}, {}, {}, dict.fromkeys(rows, 0.0), {})
+    return _run(m, rows, started, time_limit_s)
 
 
 def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float) -> Solved:
     n = len(m.cost)
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
     h.setOptionValue("random_seed", 0)
@@ -191,8 +196,7 @@ def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float)
     prices = {node: float(dual[row]) for node, row in nodes.items()}
     congestion = {key: max(0.0, float(dual[row])) for key, row in m.link_rows.items()}
     welfare = float(np.dot(np.asarray(m.true_cost), value))
-    return Solved(status, gap, welfare, time.perf_counter() - started, x, y, z, prices, congestion,
-                  tuple(m.links))
+    return Solved(status, gap, welfare, time.perf_counter() - started, x, y, z, prices, congestion)
 
 
 def _divisible_cols(m: _Model, bid: Bid, b_index: int, eps: float, nodes: dict[Node, int]) -> None:
@@ -200,14 +204,12 @@ def _divisible_cols(m: _Model, bid: Bid, b_index: int, eps: float, nodes: dict[N
     upper = float(min(bid.rate_per_slot, bid.quantity))
     for site in bid.sites:
         key = bid.link_to(site)
-        crosses = key is not None and key in m.links
         for t in range(bid.start_slot, bid.end_slot):
             row = nodes.get((site, bid.resource_class, t))
             if row is None:
                 continue
             entries = [(row, 1.0)]
-            if crosses:
-                assert key is not None
+            if key is not None and (key, t) in m.links:
                 entries.append((m.link_row(key, t), float(bid.data_gb_per_unit)))
             col = m.add_col(bid.limit_fen + eps, float(bid.limit_fen), upper, entries)
             m.x_cols[col] = (b_index, site, t)
@@ -229,8 +231,8 @@ def _gang_cols(m: _Model, bid: Bid, b_index: int, eps: float, nodes: dict[Node, 
             continue  # a gang needs supply in every slot of its window at one site
         entries = [(r, rate) for r in rows if r is not None]
         key = bid.link_to(site)
-        if key is not None and key in m.links:
-            entries += [(m.link_row(key, t), rate * bid.data_gb_per_unit) for t in slots]
+        if key is not None:
+            entries += [(m.link_row(key, t), rate * bid.data_gb_per_unit) for t in slots if (key, t) in m.links]
         col = m.add_col((bid.limit_fen + eps) * bid.quantity, float(bid.limit_fen) * bid.quantity, 1.0, entries)
         m.y_cols[col] = (b_index, site)
         m.integer.append(col)
