@@ -82,7 +82,7 @@ def test_a_window_in_the_past_inverted_or_off_the_slots_is_refused_naming_window
     session = intraday(int(datetime(2026, 12, 8, tzinfo=UTC).timestamp()))
     for start, end in ((session.gate_at - 900, session.gate_at), (session.gate_at + 1800, session.gate_at + 900),
                        (session.gate_at + 5, session.gate_at + 905)):
-        with pytest.raises(InvalidSpec, match="^window"):
+        with pytest.raises(InvalidSpec, match=r"^window"):
             check_window(session, start, end)
 
 
