@@ -44,7 +44,7 @@ def books(draw: st.DrawFn, *, links: bool = True, gangs: bool = True) -> tuple[l
         data_site = draw(st.sampled_from(SITES)) if links and draw(st.booleans()) else None
         sites = tuple(sorted(draw(st.sets(st.sampled_from(SITES), min_size=1, max_size=3))))
         bids.append(a_bid(f"b{i}", sites=sites, cls=draw(st.sampled_from(CLASSES)), start=start, end=end,
-                          quantity=quantity, rate=rate, limit=draw(st.integers(0, 400)), gang=gang,
+                          quantity=quantity, rate=rate, limit=draw(st.integers(1, 400)), gang=gang,
                           data_site=data_site, data_gb=draw(st.integers(1, 3)) if data_site else 0,
                           consumer=f"c{i % 3}"))
     link_list = []

@@ -148,7 +148,7 @@ def validate_bid(bid: Bid) -> None:
     _window(bid.id, bid.start_slot, bid.end_slot)
     _int_in(bid.quantity, 1, QUANTITY_MAX, f"{bid.id}: quantity")
     _int_in(bid.rate_per_slot, 1, QUANTITY_MAX, f"{bid.id}: rate_per_slot")
-    _int_in(bid.limit_fen, 0, PRICE_FEN_MAX, f"{bid.id}: limit_fen")
+    _int_in(bid.limit_fen, 1, PRICE_FEN_MAX, f"{bid.id}: limit_fen")  # a bid that pays nothing buys nothing
     _int_in(bid.data_gb_per_unit, 0, QUANTITY_MAX, f"{bid.id}: data_gb_per_unit")
     if not bid.sites or not all(bid.sites):
         raise InvalidSpec(f"{bid.id}: sites must name at least one site")
