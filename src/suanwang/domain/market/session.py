@@ -130,3 +130,18 @@ def check_window(session: Session, start_at: float, end_at: float) -> tuple[int,
 def delivery_window(session: Session, start_slot: int, end_slot: int) -> tuple[datetime, datetime]:
     at = datetime.fromtimestamp(session.slot_start(start_slot), UTC)
     return at, at + timedelta(seconds=(end_slot - start_slot) * session.slot_s)
+
+
+def session_by_id(session_id: object) -> Session:
+    """The session an id names (``da-YYYY-MM-DD`` or ``id-YYYY-MM-DDTHH:MM``); InvalidSpec naming ``session``."""
+    text = session_id if isinstance(session_id, str) else ""
+    try:
+        if text.startswith("da-") and len(text) == 13:
+            day = datetime.strptime(text[3:], "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+            return day_ahead(day)
+        if text.startswith("id-") and len(text) == 19:
+            return intraday(datetime.strptime(text[3:], "%Y-%m-%dT%H:%M").replace(tzinfo=UTC).timestamp())
+    except (ValueError, InvalidSpec):
+        pass
+    raise InvalidSpec(f"session: not a session id: {str(session_id)[:40]!r} (da-YYYY-MM-DD or id-YYYY-MM-DDTHH:MM, "
+                      "intraday on a quarter hour)")
