@@ -29,7 +29,7 @@ from suanwang.domain.market import Ask, Bid, canonical_book, clear_book, validat
 from suanwang.domain.market.contract import plan_contracts
 from suanwang.domain.market.money import bid_hold_id, plan_bid_hold, plan_clear
 from suanwang.domain.market.session import Session as MarketSession
-from suanwang.domain.market.session import check_open, due_sessions, session_by_id
+from suanwang.domain.market.session import check_open, due_sessions, open_sessions, session_by_id
 from suanwang.domain.money import format_yuan
 from suanwang.domain.resources import ResourceClass
 from suanwang.errors import Forbidden, InsufficientFunds, InvalidSpec, NotFound
@@ -260,3 +260,41 @@ def contracts_json(session: Session, actor: Principal) -> list[dict[str, Any]]:
     return [{c: getattr(row, c) for c in ("id", "session_id", "bid_id", "consumer", "ask_id", "provider", "site",
                                           "resource_class", "slot_start", "slot_end", "units", "buyer_price_cf",
                                           "seller_price_cf")} for row in session.scalars(query.limit(10_000))]
+
+
+def orders_json(session: Session, actor: Principal, session_id: str | None = None) -> list[dict[str, Any]]:
+    """The caller's own orders (operator and auditor: everyone's), newest first."""
+    query = select(MarketOrderRow).order_by(MarketOrderRow.id.desc()).limit(1000)
+    if session_id is not None:
+        query = query.where(MarketOrderRow.session_id == session_by_id(session_id).id)
+    if not actor.sees_all:
+        query = query.where(MarketOrderRow.tenant_id == actor.tenant_id)
+    return [order_json(r.id, r.session_id, r.side, r.state, r.body) for r in session.scalars(query)]
+
+
+def market_data(session: Session, session_id: str) -> dict[str, Any]:
+    """Public data of a session: depth of live orders, and its prices and volumes once cleared; never who."""
+    market = session_by_id(session_id)
+    asks, bids = _orders(session, market.id)
+    offered: dict[tuple[str, str, int], int] = {}
+    for a in asks:
+        for t in range(a.start_slot, a.end_slot):
+            offered[(a.site, a.resource_class, t)] = offered.get((a.site, a.resource_class, t), 0) + a.units_per_slot
+    wanted: dict[tuple[str, int], int] = {}
+    for b in bids:
+        for t in range(b.start_slot, b.end_slot):
+            wanted[(b.resource_class, t)] = wanted.get((b.resource_class, t), 0) + b.rate_per_slot
+    clear = session.get(MarketClearRow, market.id)
+    body = json.loads(clear.result) if clear is not None and clear.result else None
+    return {"session": market.id, "kind": market.kind.value, "gate_at": market.gate_at,
+            "first_slot_at": market.first_slot_at, "slot_s": market.slot_s, "slots": market.slots,
+            "offered": [{"site": s, "resource_class": c, "slot": t, "units": u}
+                        for (s, c, t), u in sorted(offered.items())],
+            "wanted": [{"resource_class": c, "slot": t, "units": u} for (c, t), u in sorted(wanted.items())],
+            "cleared": body is not None,
+            "prices": body["prices"] if body else [], "congestion": body["congestion"] if body else []}
+
+
+def sessions_json(now: float) -> list[dict[str, Any]]:
+    return [{"id": s.id, "kind": s.kind.value, "gate_at": s.gate_at, "first_slot_at": s.first_slot_at,
+             "slot_s": s.slot_s, "slots": s.slots} for s in open_sessions(now)]
