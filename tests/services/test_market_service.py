@@ -140,3 +140,10 @@ def test_a_bid_after_the_gate_is_refused_and_a_withdrawn_bid_returns_its_hold(se
         market.withdraw_order(session, C1, str(order["id"]), now=BEFORE)
     with seeded.transaction() as session:
         assert cached_balances(session)[wallet("c1")] == 100_000
+
+
+def test_the_control_loop_clears_sessions_whose_gate_closed_and_only_those(seeded: Database) -> None:
+    _book(seeded)
+    assert market.clear_due(seeded, now=BEFORE) == []  # still open
+    assert market.clear_due(seeded, now=AFTER) == [SESSION.id]
+    assert market.clear_due(seeded, now=AFTER + 900) == []  # once

@@ -29,7 +29,7 @@ from suanwang.domain.market import Ask, Bid, canonical_book, clear_book, validat
 from suanwang.domain.market.contract import plan_contracts
 from suanwang.domain.market.money import bid_hold_id, plan_bid_hold, plan_clear
 from suanwang.domain.market.session import Session as MarketSession
-from suanwang.domain.market.session import check_open, due_sessions, open_sessions, session_by_id
+from suanwang.domain.market.session import check_open, open_sessions, session_by_id
 from suanwang.domain.money import format_yuan
 from suanwang.domain.resources import ResourceClass
 from suanwang.errors import Forbidden, InsufficientFunds, InvalidSpec, NotFound
@@ -230,9 +230,15 @@ def clear_session(db: Database, session_id: str, *, now: float | None = None) ->
         return False  # another replica committed the same claim first
 
 
-def clear_due(db: Database, *, now: float, since: float) -> list[str]:
-    """The control loop's step: clear every session whose gate closed in ``(since, now]``."""
-    return [s.id for s in due_sessions(now, since) if clear_session(db, s.id, now=now)]
+def clear_due(db: Database, *, now: float) -> list[str]:
+    """The control loop's step: clear every session with orders whose gate has closed and that no replica
+    has cleared yet (oldest first).  A session nobody posted to has nothing to clear and leaves no row."""
+    with db.sessions() as session:
+        pending = sorted(set(session.scalars(
+            select(MarketOrderRow.session_id).where(~select(MarketClearRow.session_id).where(
+                MarketClearRow.session_id == MarketOrderRow.session_id).exists()).distinct())))
+    due = sorted((session_by_id(sid) for sid in pending), key=lambda m: (m.gate_at, m.id))
+    return [m.id for m in due if m.gate_at <= now and clear_session(db, m.id, now=now)]
 
 
 def result_json(session: Session, actor: Principal, session_id: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Scheduler
 from suanwang.observability import metrics
-from suanwang.services import billing, chain, scheduling
+from suanwang.services import billing, chain, market, scheduling
 from suanwang.services.ledger_store import reconcile
 from suanwang.services.planner import GridPlanner
 from suanwang.settings import LoopSettings as Settings  # the loop's knobs live with the operator's settings
@@ -111,6 +111,7 @@ class Platform:
                     metrics.PLACEMENTS.inc(len(placed))
             billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=10)  # own transactions
             chain.seal_all(self.db)  # after rating, off its path: hash-chain what has committed (own transactions)
+            market.clear_due(self.db, now=now)  # sessions whose gate closed, once each (own transactions)
 
     def run_pass(self) -> None:
         """One pass of the loop as the loop runs it: a failure is logged and counted, never raised."""
