@@ -16,6 +16,7 @@ from suanwang import __version__
 from suanwang.cli import audit as audit_commands
 from suanwang.cli import billing as billing_commands
 from suanwang.cli import jobs as job_commands
+from suanwang.cli import market as market_commands
 from suanwang.cli import sim as sim_commands
 from suanwang.cli.client import Client, console, default_data_dir, print_json
 from suanwang.cli.demo import demo as demo_command
@@ -30,6 +31,7 @@ job_commands.register(app)
 sim_commands.register(app)
 app.command("demo")(demo_command)
 billing_commands.register(app)
+market_commands.register(app)
 audit_commands.register(app)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where state and tokens live (default ~/.suanwang)")]
