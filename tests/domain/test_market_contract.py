@@ -93,3 +93,22 @@ def test_due_sessions_are_every_gate_passed_once_in_order() -> None:
     # overlapping windows of two replicas compute the same ids: the store's claim row dedupes them
     assert {s.id for s in due_sessions(day + 7200, day)} == {s.id for s in due_sessions(day + 7200, day + 3600)} \
         | {s.id for s in due_sessions(day + 3600, day)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 100), st.integers(0, 100), st.integers(0, 100), st.integers(0, 100), st.integers(0, 100))
+def test_spot_borrows_idle_reserved_capacity_and_is_preempted_only_as_far_as_the_owner_needs(
+        capacity, reserved, owner_running, spot_running, owner_wants) -> None:
+    from suanwang.domain.market.contract import spot_room, spot_to_preempt
+    reserved = min(reserved, capacity)
+    owner_running = min(owner_running, capacity)
+    spot_running = min(spot_running, capacity - owner_running)
+    room = spot_room(capacity=capacity, reserved=reserved, owner_running=owner_running, spot_running=spot_running)
+    assert owner_running + spot_running + room == capacity  # idle reserved capacity is lent, nothing more
+    preempt = spot_to_preempt(capacity=capacity, reserved=reserved, owner_running=owner_running,
+                              spot_running=spot_running, owner_wants=owner_wants)
+    assert 0 <= preempt <= spot_running
+    entitled = max(0, min(owner_wants, reserved - owner_running))
+    free_after = capacity - owner_running - (spot_running - preempt)
+    assert free_after >= entitled  # the owner fits after the preemption
+    assert preempt == 0 or free_after - 1 < entitled  # and not one unit more was taken than needed

@@ -106,3 +106,23 @@ def settle_line(line: ContractLine, *, delivered: int, spot_revenue_fen: int = 0
     penalty = apply_bps(seller_part, penalty_bps)
     return LineSettlement(refund, penalty, seller_part + penalty, congestion_part,
                           apply_bps(spot_revenue_fen, lent_share_bps))
+
+
+def spot_room(*, capacity: int, reserved: int, owner_running: int, spot_running: int) -> int:
+    """Units spot work may still start at a (site, class) in a slot with ``reserved`` units under contract.
+
+    Spot may borrow whatever the contracts' owners leave idle: everything not running, reserved or not.
+    (Reclaiming it when an owner comes is :func:`spot_to_preempt`.)
+    """
+    return max(0, capacity - owner_running - spot_running)
+
+
+def spot_to_preempt(*, capacity: int, reserved: int, owner_running: int, spot_running: int, owner_wants: int) -> int:
+    """Units of spot work to preempt so the owners can run ``owner_wants`` more units within their contracts.
+
+    Owners are entitled to ``reserved - owner_running`` more units; what free capacity cannot give comes out
+    of spot work, never more than spot is running and never more than needed.
+    """
+    entitled = max(0, min(owner_wants, reserved - owner_running))
+    free = max(0, capacity - owner_running - spot_running)
+    return min(spot_running, max(0, entitled - free))
