@@ -147,3 +147,51 @@ def test_the_control_loop_clears_sessions_whose_gate_closed_and_only_those(seede
     assert market.clear_due(seeded, now=BEFORE) == []  # still open
     assert market.clear_due(seeded, now=AFTER) == [SESSION.id]
     assert market.clear_due(seeded, now=AFTER + 900) == []  # once
+
+
+_STALLED_CLEAR = """
+import pathlib, sys, time
+from suanwang.services import market
+from suanwang.store.db import Database
+
+url, session_id, now, flag = sys.argv[1], sys.argv[2], float(sys.argv[3]), pathlib.Path(sys.argv[4])
+
+def stall(*_):  # inside the clear's transaction: claim row, ledger transfers staged, nothing committed
+    flag.write_text("clearing")
+    time.sleep(120)
+
+market.plan_contracts = stall
+market.clear_session(Database(url), session_id, now=now)
+"""
+
+
+def test_a_platform_killed_mid_clear_clears_the_session_exactly_once_after_restart(seeded: Database,
+                                                                                   tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _book(seeded)
+    flag = tmp_path / "in-clear"
+    proc = subprocess.Popen([sys.executable, "-c", _STALLED_CLEAR, seeded.url, SESSION.id, str(AFTER), str(flag)])
+    try:
+        deadline = time.monotonic() + 60
+        while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # poll: the child says when it is inside the clear
+        assert flag.exists(), "the clearing process never reached the clear"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with seeded.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(MarketClearRow)) == 0
+        assert all(h == HoldState.OPEN.value for h in session.scalars(select(HoldRow.state)))
+    assert market.clear_due(seeded, now=AFTER + 5) == [SESSION.id]  # the restarted loop
+    assert market.clear_due(seeded, now=AFTER + 905) == []
+    with seeded.transaction() as session:
+        assert session.scalar(select(func.sum(MarketContractRow.units))) == 20
+        assert all(h == HoldState.RELEASED.value for h in session.scalars(select(HoldRow.state)))
+        assert reconcile(session).ok
