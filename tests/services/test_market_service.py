@@ -195,3 +195,18 @@ def test_a_platform_killed_mid_clear_clears_the_session_exactly_once_after_resta
         assert session.scalar(select(func.sum(MarketContractRow.units))) == 20
         assert all(h == HoldState.RELEASED.value for h in session.scalars(select(HoldRow.state)))
         assert reconcile(session).ok
+
+
+def test_an_amended_bid_moves_its_hold_and_a_402_amend_changes_nothing(seeded: Database) -> None:
+    order = _post(seeded, C1, "bid", sites=["qingyang"], quantity=4, rate_per_slot=2, limit_fen=100)
+    with seeded.transaction() as session:
+        new = market.amend_order(session, C1, str(order["id"]), {"limit_fen": 200}, now=BEFORE)
+    assert new["replaces"] == order["id"] and new["limit_fen"] == 200
+    with seeded.transaction() as session:
+        assert cached_balances(session)[wallet("c1")] == 100_000 - 4 * 200
+    with pytest.raises(InsufficientFunds), seeded.transaction() as session:
+        market.amend_order(session, C1, str(new["id"]), {"quantity": 4000, "rate_per_slot": 2000}, now=BEFORE)
+    with seeded.transaction() as session:
+        assert cached_balances(session)[wallet("c1")] == 100_000 - 4 * 200
+        live = session.scalars(select(MarketOrderRow.id).where(MarketOrderRow.state == "live")).all()
+        assert live == [new["id"]]

@@ -104,6 +104,7 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("POST", f"{API}/market/asks"): allow((P, O), "provider: its own sites only"),
     ("POST", f"{API}/market/bids"): allow((C,), "consumer: places a hold of limit x quantity"),
     ("GET", f"{API}/market/orders"): allow(EVERYONE, "own tenant's orders; operator and auditor: all"),
+    ("PATCH", f"{API}/market/orders/{{order_id}}"): allow((P, C, O), "own orders until the gate: a new id, new hold"),
     ("DELETE", f"{API}/market/orders/{{order_id}}"): allow((P, C, O), "own orders until the gate (another's → 404)"),
     ("GET", f"{API}/market/sessions/{{session_id}}/result"): allow(
         EVERYONE, "prices and volumes for all; fills only the caller's own (operator, auditor: all)"),

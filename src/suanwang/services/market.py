@@ -304,3 +304,22 @@ def market_data(session: Session, session_id: str) -> dict[str, Any]:
 def sessions_json(now: float) -> list[dict[str, Any]]:
     return [{"id": s.id, "kind": s.kind.value, "gate_at": s.gate_at, "first_slot_at": s.first_slot_at,
              "slot_s": s.slot_s, "slots": s.slots} for s in open_sessions(now)]
+
+
+def amend_order(session: Session, actor: Principal, order_id: str, changes: Mapping[str, Any], *,
+                now: float) -> dict[str, Any]:
+    """Amend a live order before its gate: withdraw it and post the amended one in this one transaction.
+
+    The amended order gets a new id (it loses time priority, as on an exchange); a bid's old hold is
+    released and the new one placed, so if the new hold cannot be covered (402) nothing changes.
+    """
+    row = session.get(MarketOrderRow, order_id)
+    if row is None or (not actor.sees_all and row.tenant_id != actor.tenant_id):
+        raise NotFound(f"no order {order_id[:80]!r}")
+    if row.state != "live":
+        raise InvalidSpec(f"order {order_id[:80]}: withdrawn orders cannot be amended")
+    if "session" in changes and changes["session"] != row.session_id:
+        raise InvalidSpec("session: an order stays in its session; withdraw it and post a new one")
+    side, body = row.side, {**row.body, **changes}
+    withdraw_order(session, actor, order_id, now=now)
+    return {**post_order(session, actor, side, body, now=now), "replaces": order_id}

@@ -41,6 +41,11 @@ def orders(session: SessionDep, actor: CurrentPrincipal,
     return market.orders_json(session, actor, session_id)
 
 
+@router.patch("/orders/{order_id}")
+def amend(order_id: OrderId, body: ExactBody, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
+    return market.amend_order(session, actor, order_id, _object(body), now=time.time())
+
+
 @router.delete("/orders/{order_id}")
 def withdraw(order_id: OrderId, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
     return market.withdraw_order(session, actor, order_id, now=time.time())
