@@ -14,7 +14,7 @@ from suanwang.domain.market.greedy import greedy_welfare
 from suanwang.errors import InvalidSpec
 from tests.domain.market_builders import a_bid, an_ask, books, check_equilibrium, check_rules
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST

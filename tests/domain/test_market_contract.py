@@ -15,7 +15,7 @@ from suanwang.domain.market.session import SessionKind, check_open, check_window
 from suanwang.errors import Conflict, InvalidSpec
 from tests.domain.market_builders import a_bid, an_ask, books
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST

@@ -14,7 +14,7 @@ from suanwang.domain.memory_ledger import MemoryLedger
 from tests.domain.market_builders import a_bid, an_ask, books
 
 AT = datetime(2026, 12, 7, 12, tzinfo=UTC)
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _funded(consumers: set[str], fen: int = 10**9) -> MemoryLedger:
