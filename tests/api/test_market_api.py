@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from suanwang.services import market
 from tests.api.conftest import Grid
@@ -65,3 +70,25 @@ def test_bad_bids_are_4xx_naming_the_field_and_write_nothing(grid: Grid) -> None
     assert grid.consumer.get(f"{API}/market/orders").json() == []
     assert grid.consumer.get(f"{API}/wallet").json()["balance"]["fen"] == 10_000
     assert grid.consumer.post(f"{API}/market/asks", json={**base}).status_code == 403
+
+
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(-2**80, 2**80), st.floats(), st.text(max_size=30),
+                    st.lists(st.text(max_size=5), max_size=3), st.dictionaries(st.text(max_size=3), st.none(),
+                                                                               max_size=2))
+_OPEN = market.sessions_json(time.time())[0]["id"]  # the day-ahead session open now: fuzz past the first check
+_VALID = {"session": st.just(_OPEN), "resource_class": st.just("intelligent"), "site": st.just("local"),
+          "sites": st.just(["local"]), "start_slot": st.integers(0, 30), "end_slot": st.integers(-1, 30)}
+_FIELDS = ("session", "site", "sites", "resource_class", "start_slot", "end_slot", "units_per_slot", "floor_fen",
+           "quantity", "rate_per_slot", "limit_fen", "all_or_nothing", "data_site", "data_gb_per_unit", "bogus")
+_bodies = st.fixed_dictionaries({}, optional={k: st.one_of(_VALID[k], _scalar) if k in _VALID else _scalar
+                                              for k in _FIELDS})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(body=_bodies, side=st.sampled_from(["asks", "bids"]))
+def test_no_order_body_however_odd_answers_5xx(grid: Grid, body: dict[str, object], side: str) -> None:
+    client = grid.operator if side == "asks" else grid.consumer
+    r = client.post(f"{API}/market/{side}", content=json.dumps(body, allow_nan=True),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code < 500, (body, r.text)
