@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from suanwang.store import ledger_tables  # noqa: F401  (registers the money tables on Base.metadata)
+from suanwang.store import ledger_tables, market_tables  # noqa: F401  (register the money and market tables)
 from suanwang.store.db import Database
 from suanwang.store.tables import Base
 

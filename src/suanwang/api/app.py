@@ -20,7 +20,7 @@ from suanwang.api.deps import tenant_of
 from suanwang.api.guard import AuthState, Guard, GuardSettings
 from suanwang.api.idempotency import IdempotencyMiddleware
 from suanwang.api.nul_bytes import RejectNul
-from suanwang.api.routes import admin, agent, audit, billing, datasets, jobs, sites, workflows
+from suanwang.api.routes import admin, agent, audit, billing, datasets, jobs, market, sites, workflows
 from suanwang.api.schemas import ErrorOut
 from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.errors import SuanwangError
@@ -104,7 +104,7 @@ def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSetting
     app.add_middleware(Guard, state=auth)  # token, role (api/permissions.py), rate and size, before the body
     app.add_middleware(RejectNul)  # before the gate: nothing with a NUL byte in its URL reaches a lookup or a log row
 
-    for router in (jobs.router, sites.router, agent.router, admin.router, billing.router):
+    for router in (jobs.router, sites.router, agent.router, admin.router, billing.router, market.router):
         app.include_router(router, prefix=API)
     app.include_router(audit.router, prefix=API)
     app.include_router(datasets.router, prefix=API)

@@ -142,6 +142,17 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/workflows/{{run_id}}"): allow((C, O, A), RUN),
     ("POST", f"{API}/workflows/{{run_id}}/cancel"): allow((C, O), RUN),
     # money
+    # the compute market (docs/market.md)
+    ("GET", f"{API}/market/sessions"): allow(EVERYONE, "sessions taking orders now"),
+    ("POST", f"{API}/market/asks"): allow((P, O), "provider: its own sites only"),
+    ("POST", f"{API}/market/bids"): allow((C,), "consumer: places a hold of limit x quantity"),
+    ("GET", f"{API}/market/orders"): allow(EVERYONE, "own tenant's orders; operator and auditor: all"),
+    ("PATCH", f"{API}/market/orders/{{order_id}}"): allow((P, C, O), "own orders until the gate: a new id, new hold"),
+    ("DELETE", f"{API}/market/orders/{{order_id}}"): allow((P, C, O), "own orders until the gate (another's → 404)"),
+    ("GET", f"{API}/market/sessions/{{session_id}}/result"): allow(
+        EVERYONE, "prices and volumes for all; fills only the caller's own (operator, auditor: all)"),
+    ("GET", f"{API}/market/contracts"): allow(EVERYONE, "contracts the caller buys or sells; operator, auditor: all"),
+    ("GET", f"{API}/market/data/{{session_id}}"): public("depth, prices and volumes of a session; never who"),
     ("GET", f"{API}/wallet"): allow((C, O, A), "the caller's own tenant's wallet"),
     ("GET", f"{API}/wallets/{{consumer}}"): allow((C, O, A), OWN_TENANT + " (another's → 404)"),
     ("PUT", f"{API}/wallets/{{consumer}}/credit"): allow((O,)),

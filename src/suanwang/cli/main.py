@@ -17,6 +17,7 @@ from suanwang.cli import audit as audit_commands
 from suanwang.cli import billing as billing_commands
 from suanwang.cli import catalog as catalog_commands
 from suanwang.cli import jobs as job_commands
+from suanwang.cli import market as market_commands
 from suanwang.cli import runs as run_commands
 from suanwang.cli import sim as sim_commands
 from suanwang.cli.client import Client, console, default_data_dir, print_json, remember_data_dir
@@ -32,6 +33,7 @@ job_commands.register(app)
 sim_commands.register(app)
 app.command("demo")(demo_command)
 billing_commands.register(app)
+market_commands.register(app)
 audit_commands.register(app)
 run_commands.register(app)
 catalog_commands.register(app)

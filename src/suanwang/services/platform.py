@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Scheduler
 from suanwang.observability import metrics
-from suanwang.services import billing, chain, scheduling, workflows
+from suanwang.services import billing, chain, market, scheduling, workflows
 from suanwang.services.planner import GridPlanner
 from suanwang.services.wakeups import Listener, Wakeups, channel_for, lease_topic, notify_sql
 from suanwang.settings import LoopSettings as Settings  # the loop's knobs live with the operator's settings
@@ -142,6 +142,7 @@ class Platform:
             if rated >= self.settings.rating_batch * batches:
                 self._wake.set()  # a backlog: the next pass goes on with it
             chain.seal_all(self.db)  # after rating, off its path: hash-chain what has committed (own transactions)
+            market.clear_due(self.db, now=now)  # sessions whose gate closed, once each (own transactions)
 
     def run_pass(self) -> None:
         """One pass of the loop as the loop runs it: a failure is logged and counted, never raised."""

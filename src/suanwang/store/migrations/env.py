@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from suanwang.store import ledger_tables  # noqa: F401  (registers the money tables on Base)
+from suanwang.store import ledger_tables, market_tables  # noqa: F401  (register the money and market tables)
 from suanwang.store.db import make_engine
 from suanwang.store.tables import Base
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0012_datasets'
-down_revision = '0010_idempotency'
+down_revision = '0011_market'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,66 @@
+"""The compute market over HTTP: sessions, asks, bids, results, contracts, public market data.
+
+Bodies are read with exact JSON (a non-integer number is a Decimal, refused where an integer is due);
+every bad field answers 422 naming it, a bid the wallet cannot cover 402, an order after the gate 409.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from suanwang.api.deps import CurrentPrincipal, SessionDep
+from suanwang.api.routes.billing import ExactBody, _object
+from suanwang.services import market
+
+router = APIRouter(prefix="/market", tags=["market"])
+SessionId = Annotated[str, Path(min_length=13, max_length=19)]
+OrderId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.get("/sessions")
+def sessions(actor: CurrentPrincipal) -> list[dict[str, Any]]:
+    return market.sessions_json(time.time())
+
+
+@router.post("/asks", status_code=201)
+def post_ask(body: ExactBody, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
+    return market.post_order(session, actor, "ask", _object(body), now=time.time())
+
+
+@router.post("/bids", status_code=201)
+def post_bid(body: ExactBody, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
+    return market.post_order(session, actor, "bid", _object(body), now=time.time())
+
+
+@router.get("/orders")
+def orders(session: SessionDep, actor: CurrentPrincipal,
+           session_id: Annotated[str | None, Query(alias="session", max_length=19)] = None) -> list[dict[str, Any]]:
+    return market.orders_json(session, actor, session_id)
+
+
+@router.patch("/orders/{order_id}")
+def amend(order_id: OrderId, body: ExactBody, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
+    return market.amend_order(session, actor, order_id, _object(body), now=time.time())
+
+
+@router.delete("/orders/{order_id}")
+def withdraw(order_id: OrderId, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
+    return market.withdraw_order(session, actor, order_id, now=time.time())
+
+
+@router.get("/sessions/{session_id}/result")
+def result(session_id: SessionId, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
+    return market.result_json(session, actor, session_id)
+
+
+@router.get("/contracts")
+def contracts(session: SessionDep, actor: CurrentPrincipal) -> list[dict[str, Any]]:
+    return market.contracts_json(session, actor)
+
+
+@router.get("/data/{session_id}")
+def data(session_id: SessionId, session: SessionDep) -> dict[str, Any]:
+    return market.market_data(session, session_id)
