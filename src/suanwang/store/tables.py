@@ -124,6 +124,7 @@ class JobRow(Base):
         # Covering: what placed and running jobs hold per pool is summed from the index alone each pass.
         Index("ix_jobs_state_held", "state", "site", "pool", "cores", "memory_gb", "devices"),
         Index("ix_jobs_tenant_submitted", "tenant_id", "submitted_at"),
+        Index("ix_jobs_submitted", "submitted_at", "id"),  # the all-tenant list, newest first (0014)
         UniqueConstraint("tenant_id", "client_key"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -1,7 +1,7 @@
 """datasets at sites, their replicas, staged transfers, workflow runs and steps
 
 Revision ID: 0012_datasets
-Revises: 0010_idempotency
+Revises: 0011_market
 Create Date: 2026-12-07 20:30:00
 """
 import sqlalchemy as sa

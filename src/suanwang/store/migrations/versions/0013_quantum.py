@@ -1,7 +1,7 @@
 """quantum pools: a pool's backends, and shots on usage records
 
 Revision ID: 0013_quantum
-Revises: 0010_idempotency
+Revises: 0012_datasets
 Create Date: 2026-12-07 20:40:00
 """
 import sqlalchemy as sa
