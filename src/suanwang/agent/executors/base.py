@@ -81,6 +81,7 @@ class PoolInfo:
     node_memory_gb: float | None = None
     node_devices: int | None = None
     quantum: list[dict[str, object]] | None = None  # a quantum pool's backends (domain.quantum.QuantumBackend)
+    sharing: dict[str, object] | None = None  # how its cards are shared among fractions (domain.packing.Sharing)
 
 
 class Executor(Protocol):
