@@ -74,3 +74,30 @@ def test_absurd_numbers_are_a_422(grid, raw: str) -> None:  # type: ignore[no-un
     grid.register([GPU])
     r = grid.consumer.post("/api/v1/jobs", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
+
+
+def test_a_fraction_is_metered_by_the_share_it_holds(grid) -> None:  # type: ignore[no-untyped-def]
+    import time
+    from decimal import Decimal
+
+    grid.register([GPU])
+    ids = {}
+    for devices in (0.25, 1):
+        r = grid.consumer.post("/api/v1/jobs", json=_job(devices, cores=0))
+        assert r.status_code == 201, r.text
+        ids[devices] = r.json()["id"]
+    grid.tick()
+    tasks = {t["job_id"]: t for t in grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 4}).json()}
+    assert tasks[ids[0.25]]["device_share"] == 250 and tasks[ids[0.25]]["card"] == 0
+    assert tasks[ids[1]]["device_share"] == 0 and tasks[ids[1]]["card"] == -1
+    now = time.time()
+    usage = {}
+    for devices, jid in ids.items():  # the agent reports the card's device-seconds; the platform meters the share
+        record = {"job_id": jid, "attempt": 1, "seq": 0, "pool": "gpu", "start": now - 3600, "end": now,
+                  "wall_s": 3600.0, "cpu_s": 0, "peak_memory_bytes": 0, "device_s": 3600.0}
+        r = grid.agent.post("/api/v1/agent/usage", json={"records": [record]})
+        assert r.status_code == 200, r.text
+        [usage[devices]] = grid.consumer.get(f"/api/v1/jobs/{jid}/usage").json()
+    assert usage[0.25]["device_s"] == 900.0 and usage[1]["device_s"] == 3600.0
+    frac, whole = (Decimal(usage[d]["units"]) for d in (0.25, 1))
+    assert whole > 0 and frac * 4 == whole  # integer nano-units: a quarter card-hour earns a quarter of the units

@@ -67,7 +67,8 @@ def test_spec_validates_the_share_and_its_memory() -> None:
 
 def test_hard_rules_keep_fractions_off_pools_that_cannot_hold_them() -> None:
     spec = frac("f", 250, 8.0, NOON).spec
-    assert rule_out(spec, shared_pool(mode=SharingMode.NONE)) == "pool does not share cards (job asks for a fraction of one)"
+    assert rule_out(spec, shared_pool(mode=SharingMode.NONE)) == (
+        "pool does not share cards (job asks for a fraction of one)")
     assert rule_out(spec, shared_pool()) is None
     big = frac("f", 250, 41.0, NOON).spec
     assert "device memory" in (rule_out(big, shared_pool()) or "")

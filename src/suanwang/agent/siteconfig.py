@@ -216,7 +216,8 @@ def build_executor(cfg: SiteConfig, workdir: str | Path | None = None, *, shared
         mapping = [
             PartitionPool(partition=p.partition or "", pool=p.name, resource_class=p.resource_class.value,
                           device_model=p.device_model, device_memory_gb=p.device_memory_gb,
-                          cpu_model=p.cpu_model, gres_type=p.gres_type)
+                          cpu_model=p.cpu_model, gres_type=p.gres_type, shards=int((p.sharing or {}).get("shards", 0)),
+                          sharing=p.sharing)
             for p in cfg.pools
         ]
         s = cfg.slurm

@@ -274,6 +274,9 @@ class TaskOut(BaseModel):
     tenant: str = ""  # whose job it is: the local executor runs each tenant's jobs as a user of its own
     circuit: str = ""  # quantum jobs: the OpenQASM program
     shots: int = 0
+    device_share: int = 0  # a fraction of one card, milli-cards (0: whole cards)
+    device_memory_gb: float = 0.0  # device memory the fraction holds
+    card: int = -1  # which of the pool's shared cards the fraction was placed on (the agent pins it)
 
 
 class StatusIn(In):
