@@ -32,7 +32,7 @@ def test_fractions_replay_packed_and_fragmentation_is_reported(tmp_path: Path) -
     s = r.summary()
     assert s["refused"] == 0 and s["finished"] == 120
     assert r.frag_cards is not None and len(r.frag_cards) == len(r.util_cards)
-    assert 0.0 <= float(r.frag_cards.min()) and float(r.frag_cards.max()) <= 1.0
+    assert float(r.frag_cards.min()) >= 0.0 and float(r.frag_cards.max()) <= 1.0
     assert s["gpu_fragmentation_mean"] > 0  # slivers of shared cards were free at some sample
     assert float(np.max(r.util_cards)) <= 1.0 + 1e-9  # the share held never exceeds the cards
     # packing: more jobs ran at once than there are cards (whole-card replay could not)
@@ -44,5 +44,5 @@ def test_fractions_replay_packed_and_fragmentation_is_reported(tmp_path: Path) -
 
 @pytest.mark.parametrize("bad", ["1.5", "0.0001", "-0.5"])
 def test_fractions_outside_the_rule_are_refused_with_the_line(tmp_path: Path, bad: str) -> None:
-    with pytest.raises(InvalidSpec, match="t.csv:2"):
+    with pytest.raises(InvalidSpec, match=r"t\.csv:2"):
         load_csv(_trace(tmp_path, [f"0,60,1,{bad},1,a"]))
