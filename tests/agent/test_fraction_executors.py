@@ -60,3 +60,17 @@ def test_slurm_asks_for_shards_where_the_partition_has_them(tmp_path: Path) -> N
     assert "--gres=shard:1" in ex.sbatch_argv(dataclasses.replace(frac, device_share=10))
     assert "--gres=gpu:2" in ex.sbatch_argv(dataclasses.replace(frac, devices=2, device_share=0))
     assert "--gres=gpu:1" in ex.sbatch_argv(dataclasses.replace(frac, pool="noshards"))  # holds its whole card
+
+
+def test_the_site_file_declares_how_a_pool_shares_its_cards() -> None:
+    from suanwang.agent.siteconfig import local_pools, parse_site_config
+    from suanwang.errors import InvalidSpec
+
+    base = {"site": "edge", "engine": "local",
+            "pools": [{"name": "gpu", "resource_class": "intelligent", "device_model": "A100", "device_memory_gb": 40,
+                       "cores": 8, "memory_gb": 64, "devices": 2, "sharing": {"mode": "mps", "min_share": 100}}]}
+    [gpu] = local_pools(parse_site_config(base, "test"))
+    assert gpu.sharing is not None and gpu.sharing["mode"] == "mps" and gpu.sharing["min_share"] == 100
+    base["pools"][0]["sharing"] = {"mode": "sliced"}
+    with pytest.raises(InvalidSpec, match="sharing"):
+        parse_site_config(base, "test")
