@@ -248,7 +248,9 @@ class Agent:
                 task = Task(job_id=t["job_id"], attempt=t["attempt"], command=tuple(t["command"]), pool=t["pool"],
                             cores=t["cores"], memory_gb=t["memory_gb"], devices=t["devices"], env=t["env"],
                             workdir=t["workdir"], duration_s=t["duration_s"], tenant=t.get("tenant", ""),
-                            circuit=t.get("circuit", ""), shots=t.get("shots", 0))
+                            circuit=t.get("circuit", ""), shots=t.get("shots", 0),
+                            device_share=t.get("device_share", 0), device_memory_gb=t.get("device_memory_gb", 0.0),
+                            card=t.get("card", -1))
             except (KeyError, TypeError) as exc:  # a task this agent cannot read fails alone
                 task = Task(job_id=str(t.get("job_id")), attempt=int(t.get("attempt", 0)), command=(), pool="")
                 rec = TaskRecord(task.job_id, task.attempt, "", dataclasses.asdict(task), 0, {}, time.time(), 0, False)

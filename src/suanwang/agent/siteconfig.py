@@ -65,6 +65,22 @@ class PoolConfig(_Strict):
     devices: Annotated[int, Field(ge=0)] = 0
     # quantum: which of the provider's backends serves the pool (devices: circuits run at once)
     backend: str = ""
+    # shared cards: {mode: none | time-slicing | mps | mig, min_share, shards (Slurm), profiles (MIG)}
+    sharing: dict[str, Any] | None = None
+
+    @field_validator("sharing")
+    @classmethod
+    def _sharing(cls, raw: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Checked with the platform's own rule (domain.packing.Sharing), so a bad mode fails at start."""
+        if not raw:
+            return None
+        from suanwang.domain.packing import Sharing
+
+        try:
+            sharing = Sharing.from_json(raw)
+        except InvalidSpec as exc:
+            raise ValueError(str(exc)) from None
+        return sharing.to_json() if sharing.shares else None
 
     @field_validator("device_model")
     @classmethod
@@ -182,7 +198,7 @@ def local_pools(cfg: SiteConfig) -> list[PoolInfo]:
     return [
         PoolInfo(name=p.name, resource_class=p.resource_class.value, cores=p.cores, memory_gb=p.memory_gb,
                  devices=p.devices, device_model=p.device_model, device_memory_gb=p.device_memory_gb,
-                 cpu_model=p.cpu_model)
+                 cpu_model=p.cpu_model, sharing=p.sharing)
         for p in cfg.pools
     ]
 
@@ -200,7 +216,8 @@ def build_executor(cfg: SiteConfig, workdir: str | Path | None = None, *, shared
         mapping = [
             PartitionPool(partition=p.partition or "", pool=p.name, resource_class=p.resource_class.value,
                           device_model=p.device_model, device_memory_gb=p.device_memory_gb,
-                          cpu_model=p.cpu_model, gres_type=p.gres_type)
+                          cpu_model=p.cpu_model, gres_type=p.gres_type, shards=int((p.sharing or {}).get("shards", 0)),
+                          sharing=p.sharing)
             for p in cfg.pools
         ]
         s = cfg.slurm

@@ -74,7 +74,9 @@ class JobIn(In):
     name: str = Field(default="", max_length=MAX_NAME)
     resource_class: str = "general"
     device_model: str = ""
-    devices: int = Field(default=0, le=INT32)
+    # whole cards (2) or a fraction of one card (0.25, in thousandths) on a pool that shares its cards
+    devices: int | float = Field(default=0, ge=0, le=INT32, allow_inf_nan=False)
+    device_memory_gb: float = Field(default=0.0, allow_inf_nan=False)  # device memory a fraction holds on its card
     cores: int = Field(default=1, le=INT32)
     memory_gb: float = 1.0
     device_memory_gb_min: float = 0.0
@@ -186,6 +188,19 @@ class QuantumBackendIn(In):
         return self
 
 
+class MigProfileIn(In):
+    name: str = Field(min_length=1, max_length=40)  # e.g. 1g.10gb
+    share: int = Field(ge=1, le=1000)  # milli-cards of the card the slice is
+    memory_mib: int = Field(ge=1, le=INT32)
+
+
+class SharingIn(In):
+    mode: Literal["none", "time-slicing", "mps", "mig"] = "none"
+    min_share: int = Field(default=50, ge=1, le=1000)  # the smallest fraction handed out, milli-cards
+    shards: int = Field(default=0, ge=0, le=10_000)  # Slurm GRES shards per card (0: none)
+    profiles: list[MigProfileIn] = Field(default_factory=list, max_length=32)  # MIG only
+
+
 class PoolIn(In):
     name: str = Field(min_length=1, max_length=100)
     resource_class: str = Field(max_length=20)  # widths: the pools table's columns
@@ -202,6 +217,7 @@ class PoolIn(In):
     node_devices: int | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     quantum: list[QuantumBackendIn] | None = Field(default=None, max_length=64)  # a quantum pool's backends
+    sharing: SharingIn | None = None  # whether and how the pool's cards are shared among fractions
 
 
 class PoolOut(BaseModel):
@@ -218,6 +234,7 @@ class PoolOut(BaseModel):
     cpu_model: str
     scu_per_hour: str
     quantum: list[dict[str, Any]] | None = None  # a quantum pool's backends: qubits, basis gates, coupling
+    sharing: dict[str, Any] | None = None  # how its cards are shared among fractions (None: whole cards only)
     catalogue_warning: str | None = None  # a model the catalogue does not know, and the rate it is metered at
 
 
@@ -257,6 +274,9 @@ class TaskOut(BaseModel):
     tenant: str = ""  # whose job it is: the local executor runs each tenant's jobs as a user of its own
     circuit: str = ""  # quantum jobs: the OpenQASM program
     shots: int = 0
+    device_share: int = 0  # a fraction of one card, milli-cards (0: whole cards)
+    device_memory_gb: float = 0.0  # device memory the fraction holds
+    card: int = -1  # which of the pool's shared cards the fraction was placed on (the agent pins it)
 
 
 class StatusIn(In):

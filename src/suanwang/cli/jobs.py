@@ -34,7 +34,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def submit(
         command: Annotated[list[str] | None, typer.Argument(help="the command, after -- (none for --circuit)")] = None,
-        cores: int = 1, memory_gb: float = 1.0, devices: int = 0,
+        cores: int = 1, memory_gb: float = 1.0,
+        devices: Annotated[float, typer.Option(help="whole cards (2) or a fraction of one card (0.25)")] = 0,
+        device_memory_gb: Annotated[float, typer.Option(help="device memory a fraction holds on its card")] = 0.0,
         resource_class: Annotated[str, typer.Option("--class")] = "general",
         device_model: str = "", duration_s: float = 3600.0, name: str = "",
         deadline: float | None = None, max_price_fen: int | None = None,
@@ -49,7 +51,8 @@ def register(app: typer.Typer) -> None:
         """Submit a job: suanwang submit --cores 2 -- python train.py ; suanwang submit --circuit bell.qasm"""
         c = Client(url, token)
         body: dict[str, Any] = {
-            "command": command or [], "cores": cores, "memory_gb": memory_gb, "devices": devices,
+            "command": command or [], "cores": cores, "memory_gb": memory_gb,
+            "devices": int(devices) if devices == int(devices) else devices, "device_memory_gb": device_memory_gb,
             "resource_class": resource_class, "device_model": device_model, "duration_s": duration_s,
             "name": name, "deadline": deadline, "max_price_fen": max_price_fen,
             "service_level": service_level, "region": region, "on_lost": on_lost,

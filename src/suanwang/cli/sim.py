@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps({"report": str(report), "policies": summaries}))
             return
         table = Table("policy", "cost ¥", "÷ bound", "carbon kg", "misses", "wait p50 s", "p99 s", "p99 dl s",
-                      "p99 no-dl s", "cards", "cores")
+                      "p99 no-dl s", "cards", "GPU frag.", "cores")
         for s in summaries:
             ratio = s.get("cost_ratio_to_bound")
             table.add_row(str(s["policy"]), f"{int(s['cost_fen']) / 100:,.2f}",
@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
                           f"{s['carbon_kg']:,.1f}", str(s["deadline_misses"]), f"{s['wait_p50_s']:,.0f}",
                           f"{s['wait_p99_s']:,.0f}", f"{s['wait_p99_deadline_s']:,.0f}",
                           f"{s['wait_p99_no_deadline_s']:,.0f}", f"{float(s['util_cards_mean']):.1%}",
-                          f"{float(s['util_cores_mean']):.1%}")
+                          f"{float(s['gpu_fragmentation_mean']):.1%}", f"{float(s['util_cores_mean']):.1%}")
         console.print(table)
         if summaries and summaries[0]["refused"]:
             console.print(f"{summaries[0]['refused']} jobs refused at submit (no pool can run them or meet their "

@@ -436,7 +436,10 @@ class FairScheduler:
                  now: float) -> tuple[list[Placement], list[str]]:
         """The pool where evicting the fewest spot jobs (then the first in grid order) makes room for ``job``."""
         ctx = self.inner.ctx
+        if job.spec.device_share:
+            return [], []  # fractions do not preempt (a spot job's card is not known here)
         idx = ctx.candidates(job.spec)
+        idx = idx[[i not in free.shared for i in idx.tolist()]] if free.shared else idx  # nor on shared pools
         priced = self.inner.price_mask(job)  # the price rule holds for preemption too
         if priced is not None:
             idx = idx[priced[idx]]

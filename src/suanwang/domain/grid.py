@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from suanwang.domain.packing import Sharing
 from suanwang.domain.quantum import QuantumBackend
 from suanwang.domain.resources import Engine, ResourceClass
 from suanwang.errors import InvalidSpec
 
 SiteId = str
+NO_SHARING = Sharing()  # whole cards only
 PoolId = str
 
 
@@ -110,6 +112,7 @@ class Pool:
     node: Capacity | None = None
     labels: dict[str, str] = field(default_factory=dict)
     quantum: tuple[QuantumBackend, ...] = ()  # a quantum pool's backends (qubits, basis gates, coupling)
+    sharing: Sharing = NO_SHARING  # whether and how its cards are shared among fractions (domain.packing)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -118,6 +121,8 @@ class Pool:
             raise InvalidSpec(f"pool {self.name}: a quantum pool declares its backends (qubits, basis gates)")
         if self.resource_class is ResourceClass.INTELLIGENT and self.capacity.devices <= 0:
             raise InvalidSpec(f"pool {self.name}: an intelligent pool needs devices")
+        if self.sharing.shares and (self.capacity.devices <= 0 or self.device_memory_gb <= 0):
+            raise InvalidSpec(f"pool {self.name}: shared cards need devices and their device_memory_gb")
         if self.capacity.devices > 0 and not self.device_model:
             raise InvalidSpec(f"pool {self.name}: devices need a device_model")
 

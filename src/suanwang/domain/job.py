@@ -128,11 +128,20 @@ class JobSpec:
     shots: int = 0
     qubits: int = 0
     gates: tuple[str, ...] = ()
+    # Shared accelerators (domain.packing): a fraction of ONE card in milli-cards (1..999, with devices 1), and the
+    # device memory it holds on that card; 0 means whole cards (``devices`` of them, each with all its memory).
+    device_share: int = 0
+    device_memory_gb: float = 0.0
 
     def __post_init__(self) -> None:
         problems = validate_spec(self)
         if problems:
             raise InvalidSpec("; ".join(problems), problems=problems)
+
+    @property
+    def milli_devices(self) -> int:
+        """The accelerator share held, in milli-cards: what usage and standard units are metered by."""
+        return self.device_share or self.devices * WHOLE_CARD
 
     @property
     def demand(self) -> Capacity:
@@ -174,7 +183,52 @@ def validate_spec(spec: JobSpec) -> list[str]:
     if spec.deadline is not None and spec.not_before is not None and spec.deadline <= spec.not_before:
         problems.append("deadline must be after not_before")
     problems += model_set_problems(spec)
+    problems += share_problems(spec)
     return problems
+
+
+MAX_DEVICE_MEMORY_GB = 4096.0  # no card holds more; bounds absurd requests before any pool is asked
+
+
+def share_problems(spec: JobSpec) -> list[str]:
+    """A fraction is of one card (devices 1, 1..999 milli-cards) with its device memory within a card's."""
+    problems = []
+    share = spec.device_share
+    if isinstance(share, bool) or not isinstance(share, int) or not 0 <= share < WHOLE_CARD:
+        problems.append(f"device_share must be 0 (whole cards) or 1..{WHOLE_CARD - 1} milli-cards "
+                        f"(got {str(share)[:30]})")
+    elif share and spec.devices != 1:
+        problems.append("a fraction of a card is of one card (devices 1)")
+    mem = spec.device_memory_gb
+    if not (isinstance(mem, (int, float)) and 0 <= mem <= MAX_DEVICE_MEMORY_GB):  # NaN fails both
+        problems.append(f"device_memory_gb must lie within 0..{MAX_DEVICE_MEMORY_GB:g} (got {str(mem)[:30]})")
+    elif mem and not share:
+        problems.append("device_memory_gb is for a fraction of a card (a whole card holds all its memory)")
+    return problems
+
+
+WHOLE_CARD = 1000  # milli-cards in one card (domain.packing.WHOLE)
+
+
+def parse_devices(value: float | int | str) -> tuple[int, int]:
+    """``devices`` as a consumer writes it (0.25 or 2) -> (devices, device_share in milli-cards).
+
+    A fraction lies strictly between 0 and 1 in steps of 0.001; more than one card is a whole number (no 1.5).
+    """
+    try:
+        f = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidSpec(f"devices must be a number (got {str(value)[:30]!r})") from None
+    if not f == f or f in (float("inf"), float("-inf")) or f < 0 or f > 2**31 - 1:
+        raise InvalidSpec(f"devices must lie within 0..{2**31 - 1} (got {str(value)[:30]})")
+    if f == int(f):
+        return int(f), 0
+    if f > 1:
+        raise InvalidSpec(f"devices must be a fraction of one card (0 < f < 1) or whole cards (got {f:g})")
+    milli = round(f * WHOLE_CARD)
+    if abs(milli - f * WHOLE_CARD) > 1e-6 or milli < 1:
+        raise InvalidSpec(f"a fraction of a card is counted in thousandths (got {f:g})")
+    return 1, milli
 
 
 MAX_MODELS = 32  # device models one job may name in a set

@@ -61,12 +61,47 @@ class Sharing:
     mode: SharingMode = SharingMode.NONE
     profiles: tuple[MigProfile, ...] = ()  # MIG only
     min_share: int = 50  # the smallest fraction a pool hands out (5 % of a card)
+    shards: int = 0  # Slurm: GRES shards per card on the pool's nodes (0: the pool's engine has no shards)
 
     def __post_init__(self) -> None:
         if self.mode is SharingMode.MIG and not self.profiles:
             raise InvalidSpec("MIG sharing needs the card's profiles")
         if not 1 <= self.min_share <= WHOLE:
             raise InvalidSpec(f"min_share must lie within 1..{WHOLE} milli-cards")
+        if not 0 <= self.shards <= 10_000:
+            raise InvalidSpec("shards per card must lie within 0..10000")
+
+    @property
+    def shares(self) -> bool:
+        return self.mode is not SharingMode.NONE
+
+    def to_json(self) -> dict[str, object]:
+        return {"mode": self.mode.value, "min_share": self.min_share, "shards": self.shards,
+                "profiles": [{"name": p.name, "share": p.share, "memory_mib": p.memory_mib} for p in self.profiles]}
+
+    @classmethod
+    def from_json(cls, raw: object) -> Sharing:
+        """A pool's sharing as the site config, registration or store write it (None or {} for none)."""
+        if not raw:
+            return cls()
+        if not isinstance(raw, dict):
+            raise InvalidSpec("sharing must be an object: mode, min_share, shards, profiles")
+        try:
+            mode = SharingMode(str(raw.get("mode", "none")))
+        except ValueError:
+            raise InvalidSpec(f"sharing.mode must be one of {', '.join(m.value for m in SharingMode)}") from None
+        profiles = []
+        for p in raw.get("profiles") or ():
+            if not isinstance(p, dict):
+                raise InvalidSpec("sharing.profiles: each is {name, share, memory_mib}")
+            share, mem = p.get("share"), p.get("memory_mib")
+            if not (isinstance(share, int) and 1 <= share <= WHOLE and isinstance(mem, int) and 1 <= mem <= 2**31):
+                raise InvalidSpec(f"sharing.profiles: share 1..{WHOLE} milli-cards and memory_mib >= 1 (integers)")
+            profiles.append(MigProfile(str(p.get("name", ""))[:40], share, mem))
+        min_share, shards = raw.get("min_share", 50), raw.get("shards", 0)
+        if not (isinstance(min_share, int) and isinstance(shards, int)):
+            raise InvalidSpec("sharing.min_share and sharing.shards are integers")
+        return cls(mode, tuple(profiles), min_share, shards)
 
     def granted(self, share: int, memory_mib: int) -> tuple[int, int] | None:
         """What a request is actually given under this mode (MIG rounds up to a profile), or None."""

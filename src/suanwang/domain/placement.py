@@ -28,6 +28,9 @@ class PoolState:
     free: Capacity
     online: bool = True
     wait_s: float = 0.0  # predicted wait in the site engine's own queue before a job that fits starts
+    # Shared pools: each card fractions hold now, as (card, milli-cards held, device MiB held); ``free.devices``
+    # counts only wholly free cards
+    cards: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class Placement:
     pool: PoolId
     start_at: float
     terms: dict[str, float] = field(default_factory=dict)
+    card: int = -1  # a fraction of a card: which of the pool's cards it shares (the agent pins it); -1 otherwise
 
 
 class Scheduler(Protocol):
@@ -74,6 +78,10 @@ def rule_out(spec: JobSpec, pool: Pool) -> str | None:
         return why
     if spec.resource_class is ResourceClass.QUANTUM:
         why = circuit_rule(spec.qubits, spec.gates, pool.quantum)
+        if why:
+            return why
+    if spec.device_share:
+        why = share_rule(spec, pool)
         if why:
             return why
     if spec.device_memory_gb_min and pool.device_memory_gb < spec.device_memory_gb_min:
@@ -133,3 +141,20 @@ class FirstFit:
                     placements.append(Placement(job.id, state.pool.site, state.pool.name, now))
                     break
         return placements
+
+
+def share_rule(spec: JobSpec, pool: Pool) -> str | None:
+    """Why ``pool`` can never hold ``spec``'s fraction of a card: it does not share, or no card (MIG profile) is
+    big enough for the share and its device memory."""
+    if not pool.sharing.shares:
+        return "pool does not share cards (job asks for a fraction of one)"
+    if spec.device_memory_gb > pool.device_memory_gb:
+        return f"device memory {pool.device_memory_gb:g} GB < {spec.device_memory_gb:g} GB the fraction holds"
+    if pool.sharing.granted(spec.device_share, mib(spec.device_memory_gb)) is None:
+        return "no MIG profile of the pool's cards holds the fraction and its device memory"
+    return None
+
+
+def mib(gb: float) -> int:
+    """Device memory in whole MiB, rounded up (a fraction never gets less than it asked for)."""
+    return -int(-gb * 1024 // 1)

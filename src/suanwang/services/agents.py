@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from suanwang.domain import units
 from suanwang.domain.catalogue import rate_cpu, rate_device
 from suanwang.domain.job import LEASED_STATES, JobState
+from suanwang.domain.packing import WHOLE
 from suanwang.errors import InvalidSpec, NotFound
 from suanwang.services.attempts import (
     AttemptOutcome,
@@ -225,11 +226,13 @@ def record_usage(session: Session, agent: Principal, reports: list[UsageReport],
     for r in fresh:
         job = jobs[r.job_id]
         core_s = job.cores * r.wall_s
+        share = job.device_share or WHOLE  # a fraction of a card is metered by the fraction held
+        device_s = r.device_s if share == WHOLE else float(held_device_s(r.device_s, share))
         added.append(UsageRow(
             job_id=r.job_id, attempt=r.attempt, seq=r.seq, tenant_id=job.tenant_id, site=agent.site or "",
             pool=r.pool, resource_class=job.resource_class, start=r.start, end=r.end, wall_s=r.wall_s,
-            cpu_s=r.cpu_s, core_s=core_s, device_s=r.device_s, peak_memory_bytes=r.peak_memory_bytes,
-            units_nano=units_nano(pools[r.pool], core_s=core_s, device_s=r.device_s), reported_at=now,
+            cpu_s=r.cpu_s, core_s=core_s, device_s=device_s, peak_memory_bytes=r.peak_memory_bytes,
+            units_nano=units_nano(pools[r.pool], core_s=core_s, device_s=r.device_s, share=share), reported_at=now,
             shots=r.shots,
         ))
     session.add_all(added)
@@ -324,8 +327,16 @@ def queue_for_rating(session: Session, usage_ids: Sequence[int]) -> None:
         session.execute(insert(UnratedUsageRow), [{"id": i} for i in usage_ids])
 
 
-def units_nano(pool: PoolRow, *, core_s: float, device_s: float) -> int:
+def held_device_s(device_s: float, share: int) -> Decimal:
+    """Device-seconds of a card times the share of it held (milli-cards), exactly."""
+    return Decimal(str(device_s)) * share / WHOLE
+
+
+def units_nano(pool: PoolRow, *, core_s: float, device_s: float, share: int = WHOLE) -> int:
     """Standard compute units of allocated core- and device-seconds, as integer nano-units.
+
+    ``share``: the milli-cards of each card held (a fraction of a card earns that fraction of the card's units;
+    core-seconds are unchanged).
 
     A quantum pool earns none: the SCU is FP32 throughput, which a qubit has not; its usage is
     metered in shots and circuit-seconds (``device_s``) and priced by the shot."""
@@ -335,7 +346,7 @@ def units_nano(pool: PoolRow, *, core_s: float, device_s: float) -> int:
     # A model the catalogue does not know is metered at its stated conservative rate (flagged at register).
     per_hour = Decimal(str(core_s)) * units.scu_per_hour(rate_cpu(cat, pool.cpu_model or "").spec)
     if device_s:
-        per_hour += Decimal(str(device_s)) * units.scu_per_hour(rate_device(cat, pool.device_model or "").spec)
+        per_hour += held_device_s(device_s, share) * units.scu_per_hour(rate_device(cat, pool.device_model or "").spec)
     return int((per_hour / 3600 * 1_000_000_000).to_integral_value())
 
 

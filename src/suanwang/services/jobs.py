@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from suanwang.clock import SYSTEM_CLOCK, Clock
-from suanwang.domain.job import JobSpec, JobState, check_transition
+from suanwang.domain.job import JobSpec, JobState, check_transition, parse_devices
 from suanwang.domain.placement import check_placeable
 from suanwang.domain.resources import LostPolicy, ResourceClass, ServiceLevel
 from suanwang.errors import InvalidSpec, NotFound
@@ -36,6 +36,8 @@ def spec_from_json(data: dict[str, Any]) -> JobSpec:
                 allowed = ", ".join(m.value for m in enum_type)
                 raise InvalidSpec(f"unknown {key} {values[key]!r} (one of: {allowed})") from None
     values["command"] = tuple(values.get("command") or ())
+    if isinstance(values.get("devices"), float | str):  # a submission: 0.25 is a fraction of one card
+        values["devices"], values["device_share"] = parse_devices(values["devices"])
     for key in _TUPLE_FIELDS:
         if key in values:
             values[key] = tuple(values[key] or ())
@@ -123,7 +125,8 @@ def submit_jobs(
         values = {
             "id": new_id("j"), "tenant_id": actor.tenant_id, "name": spec.name, "state": JobState.PENDING.value,
             "spec": spec_to_json(spec), "resource_class": spec.resource_class.value, "cores": spec.cores,
-            "memory_gb": spec.memory_gb, "devices": spec.devices, "priority": spec.priority, "site": None,
+            "memory_gb": spec.memory_gb, "devices": spec.devices, "device_share": spec.device_share,
+            "priority": spec.priority, "site": None,
             "pool": None, "attempt": 0, "lease_expires_at": None, "cancel_requested": False, "client_key": key,
             "submitted_at": now, "placed_at": None, "started_at": None, "finished_at": None, "exit_code": None,
             "reason": "", "placement": {},

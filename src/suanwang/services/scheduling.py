@@ -18,7 +18,7 @@ from suanwang.domain.explain import explain
 from suanwang.domain.fairness import FairScheduler, RunningJob
 from suanwang.domain.grid import Capacity
 from suanwang.domain.job import LEASED_STATES, JobSpec, JobState, check_transition, state_after_lost_lease
-from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler
+from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler, mib
 from suanwang.domain.resources import Engine, LostPolicy, ServiceLevel
 from suanwang.services import transfers
 from suanwang.services.attempts import AttemptOutcome, end_attempt
@@ -105,12 +105,38 @@ def pool_states(
     )
     for site, pool, cores, mem, devices in rows:
         held[(site, pool)] = Capacity(int(cores or 0), float(mem or 0.0), int(devices or 0))
+    cards = shared_cards(session, held)
     (_, pools, _), online = grid if grid is not None else load_grid(session)
     return [
         PoolState(pool=p, free=placeable_capacity(p.capacity, p.engine, engine_queue) - held[(p.site, p.name)],
-                  online=online.get(p.site, False))
+                  online=online.get(p.site, False), cards=cards.get((p.site, p.name), ()))
         for p in pools
     ]
+
+
+def shared_cards(
+    session: Session, held: dict[tuple[str, str], Capacity]
+) -> dict[tuple[str, str], tuple[tuple[int, int, int], ...]]:
+    """The cards fractions hold, per pool: (card, milli-cards, device MiB).  ``held`` counted each fraction as
+    a whole device; it is corrected to count each card fractions share once."""
+    per: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(dict)
+    rows = session.execute(select(JobRow.site, JobRow.pool, JobRow.device_share, JobRow.spec, JobRow.placement)
+                           .where(JobRow.state.in_(_HOLDING), JobRow.device_share > 0))
+    counted: dict[tuple[str, str], int] = defaultdict(int)
+    for site, pool, share, spec, placement in rows:
+        key = (site, pool)
+        counted[key] += 1
+        card = int((placement or {}).get("card", -1))
+        cards = per[key]
+        if card < 0:  # placed before its card was recorded: count it on a card of its own
+            card = -1 - len(cards)
+        used = cards.setdefault(card, [0, 0])
+        used[0] += int(share)
+        used[1] += mib(float((spec or {}).get("device_memory_gb") or 0.0))
+    for key, n in counted.items():
+        h = held[key]
+        held[key] = Capacity(h.cores, h.memory_gb, h.devices - n + len(per[key]))
+    return {k: tuple((c, u, m) for c, (u, m) in sorted(v.items())) for k, v in per.items()}
 
 
 _QUEUED_COLUMNS = (JobRow.id, JobRow.state, JobRow.spec, JobRow.tenant_id, JobRow.submitted_at, JobRow.attempt,
@@ -216,6 +242,8 @@ def place_waiting_jobs(
         job = by_id[placement.job_id]
         record = {"site": placement.site, "pool": placement.pool, "start_at": placement.start_at,
                   "terms": placement.terms}
+        if placement.card >= 0:  # a fraction: the card it shares, for the agent to pin
+            record["card"] = placement.card
         if placement.job_id in staging:
             if job.placement != record | {"staging": staging[placement.job_id]}:
                 deferred.append({"b_id": job.id, "placement": record | {"staging": staging[placement.job_id]}})

@@ -12,6 +12,7 @@ from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.domain import units
 from suanwang.domain.catalogue import CATALOGUE_LABEL, pool_warnings, rate_cpu, rate_device
 from suanwang.domain.grid import Capacity, Link, Pool, Site
+from suanwang.domain.packing import Sharing
 from suanwang.domain.quantum import backends_of
 from suanwang.domain.resources import Engine, ResourceClass
 from suanwang.errors import Conflict, InvalidSpec, NotFound
@@ -54,6 +55,7 @@ def pool_from_row(row: PoolRow, region: str = "") -> Pool:
         node=node,
         labels=labels,
         quantum=backends_of(row.quantum),
+        sharing=Sharing.from_json(row.sharing),
     )
 
 
@@ -162,6 +164,8 @@ def register_pools(
         row.tier = row.tier or "standard"
         row.labels = row.labels or {}
         row.quantum = [b.to_json() for b in backends_of(p.get("quantum"))]
+        sharing = Sharing.from_json(p.get("sharing"))
+        row.sharing = sharing.to_json() if sharing.shares else None
         flagged = pool_warnings(units.load_catalog(), cpu_model=row.cpu_model or "", cores=row.cores,
                                 device_model=row.device_model or "", devices=row.devices or 0,
                                 quantum=row.resource_class == ResourceClass.QUANTUM.value)
@@ -192,7 +196,9 @@ def _validate_pool(site: str, p: dict[str, Any]) -> None:
             engine=Engine(p["engine"]),
             capacity=Capacity(int(p["cores"]), float(p["memory_gb"]), int(p.get("devices") or 0)),
             device_model=p.get("device_model") or "",
+            device_memory_gb=float(p.get("device_memory_gb") or 0.0),
             quantum=backends_of(p.get("quantum")),
+            sharing=Sharing.from_json(p.get("sharing")),
         )
     except KeyError as exc:
         raise InvalidSpec(f"pool {p.get('name')!r}: missing field {exc}") from exc

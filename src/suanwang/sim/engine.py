@@ -28,6 +28,7 @@ and fractions; carbon is kg CO2 = units x power_kw x hours x kg/kWh.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from collections.abc import Callable
@@ -39,7 +40,9 @@ import numpy as np
 
 from suanwang.domain.fairness import FairScheduler, FairShare, RunningJob, TenantPolicy
 from suanwang.domain.grid import Capacity
-from suanwang.domain.placement import PoolState, QueuedJob
+from suanwang.domain.job import JobSpec
+from suanwang.domain.packing import WHOLE, Sharing, SharingMode, fragmentation
+from suanwang.domain.placement import PoolState, QueuedJob, mib
 from suanwang.domain.scheduler import (
     POLICIES,
     GridContext,
@@ -87,6 +90,7 @@ class SimResult:
     refused: np.ndarray | None = None  # bool per job: refused at submit (no pool can run it / meet its deadline)
     util_cards: np.ndarray | None = None  # [samples] busy share of the grid's cards
     util_cores: np.ndarray | None = None  # [samples] busy share of the cores of CPU pools (cards' cores go with them)
+    frag_cards: np.ndarray | None = None  # [samples] GPU fragmentation of the shared pools (0 without any)
     ended_at: float = math.nan  # simulated time the replay stopped (s, Unix)
     cost_unrounded_fen: np.ndarray | None = None  # per job, before rounding each attempt to whole fen
     extra: dict[str, float | None] = field(default_factory=dict)
@@ -142,6 +146,8 @@ class SimResult:
             "preemptions": self.preemptions,
             "util_cards_mean": round(float(np.mean(cards)), 4),
             "util_cores_mean": round(float(np.mean(cores)), 4),
+            "gpu_fragmentation_mean": round(float(np.mean(self.frag_cards)), 4)
+            if self.frag_cards is not None and len(self.frag_cards) else 0.0,
             "makespan_s": round(float(np.nanmax(self.end) - self.submit.min()), 1) if np.any(~np.isnan(self.end))
             else 0.0,
             **self.extra,
@@ -205,6 +211,9 @@ class Simulator:
         self.busy_cores = 0.0
         self.util_cards: list[float] = []
         self.util_cores: list[float] = []
+        self.frag_cards: list[float] = []  # GPU fragmentation of the shared pools (domain.packing.fragmentation)
+        self.cards: dict[int, dict[int, list[int]]] = {i: {} for i, p in enumerate(ctx.pools) if p.sharing.shares}
+        self.card_of: dict[str, int] = {}
         self.refused = np.zeros(n, dtype=bool)
         self._gate = GridScheduler(ctx)  # the submit check the platform runs, the same for every policy
         self.events: list[tuple[float, int, int, int]] = []
@@ -289,7 +298,31 @@ class Simulator:
             self.push(t, PLAN, 0)
 
     def _states(self) -> list[PoolState]:
-        return [PoolState(pool, self.free[i]) for i, pool in enumerate(self.ctx.pools)]
+        return [PoolState(pool, self.free[i], cards=tuple((c, u, m) for c, (u, m) in sorted(self.cards[i].items()))
+                          if i in self.cards else ()) for i, pool in enumerate(self.ctx.pools)]
+
+    def _hold_card(self, i: int, spec: JobSpec, card: int, sign: int) -> None:
+        """A fraction joins (+1) or leaves (-1) its card; a card that opens or empties is one whole card less or
+        more (``FreeState``'s bookkeeping, as services.scheduling rebuilds it from the jobs)."""
+        cards = self.cards[i]
+        granted = self.ctx.pools[i].sharing.granted(spec.device_share, mib(spec.device_memory_gb))
+        share, held = granted if granted is not None else (spec.device_share, 0)
+        f = self.free[i]
+        if sign > 0 and card not in cards:
+            cards[card] = [0, 0]
+            self.free[i] = Capacity(f.cores, f.memory_gb, f.devices - 1)
+        cards[card][0] += sign * share
+        cards[card][1] += sign * held
+        if cards[card][0] <= 0:
+            del cards[card]
+            self.free[i] = Capacity(f.cores, f.memory_gb, f.devices + 1)
+
+    def gpu_fragmentation(self) -> float:
+        """Share of the shared pools' free card capacity a whole-card job cannot use (domain.packing)."""
+        used: list[int] = []
+        for i, cards in self.cards.items():
+            used += [u for u, _ in cards.values()] + [0] * int(self.free[i].devices)
+        return fragmentation(used)
 
     def _running_view(self) -> list[RunningJob]:
         out = []
@@ -319,24 +352,30 @@ class Simulator:
             job = self.queue.pop(p.job_id)
             i = self.ctx.index[(p.site, p.pool)]
             placed += 1
-            self._start(job, i, now)
+            self._start(job, i, now, p.card)
         if self.queue and self.running:
             pass  # the next finish triggers a new plan
         elif self.queue:
             self._want_plan(now + max(self.tick, 3600.0 - now % 3600.0))  # price hours change; retry hourly
         return placed
 
-    def _start(self, job: QueuedJob, i: int, now: float) -> None:
+    def _start(self, job: QueuedJob, i: int, now: float, card: int = -1) -> None:
         spec = job.spec
+        if spec.device_share:
+            self._hold_card(i, spec, card, +1)
+            self.card_of[job.id] = card
         n = int(job.id[1:])
         net = self.ctx.network
         pool = self.ctx.pools[i]
         transfer = net.transfer_s(spec.data_site, pool.site, spec.data_gb) if spec.data_site in net.index else 0.0
         end = now + transfer + spec.duration_s / float(self.ctx.speed[i])
-        self.free[i] = self.free[i] - spec.demand
+        if not spec.device_share:
+            self.free[i] = self.free[i] - spec.demand
+        else:  # the card's share is booked above; cores and memory as any job's
+            self.free[i] = self.free[i] - Capacity(spec.cores, spec.memory_gb, 0)
         units = job_units(spec)
         self.busy[i] += units
-        self.busy_cards += spec.devices
+        self.busy_cards += spec.milli_devices / WHOLE
         self.busy_cores += spec.cores if spec.devices == 0 else 0
         self.running[job.id] = _Run(job, i, now, end, units, now + transfer)
         if np.isnan(self.start[n]):
@@ -348,9 +387,14 @@ class Simulator:
         r = self.running.pop(jid)
         n = int(jid[1:])
         i = r.pool
-        self.free[i] = self.free[i] + r.job.spec.demand
+        spec = r.job.spec
+        if spec.device_share:
+            self.free[i] = self.free[i] + Capacity(spec.cores, spec.memory_gb, 0)
+            self._hold_card(i, spec, self.card_of.pop(jid), -1)
+        else:
+            self.free[i] = self.free[i] + spec.demand
         self.busy[i] -= r.units
-        self.busy_cards -= r.job.spec.devices
+        self.busy_cards -= spec.milli_devices / WHOLE
         self.busy_cores -= r.job.spec.cores if r.job.spec.devices == 0 else 0
         speed = float(self.ctx.speed[i])
         begin = min(r.billed_from, now)
@@ -392,6 +436,7 @@ class Simulator:
         self.util_t.append(self.clock.now - self.trace.t0)
         self.util.append(np.divide(busy, cap, out=np.zeros_like(busy), where=cap > 0))
         self.util_cards.append(self.busy_cards / self.cards_cap if self.cards_cap else 0.0)
+        self.frag_cards.append(self.gpu_fragmentation() if self.cards else 0.0)
         self.util_cores.append(self.busy_cores / self.cores_cap if self.cores_cap else 0.0)
 
     def _result(self) -> SimResult:
@@ -407,7 +452,7 @@ class Simulator:
             cost_unrounded_fen=self.cost_exact,
             util_t=np.array(self.util_t), util=np.array(self.util).reshape(len(self.util_t), self.n_sites),
             plan_calls=self.plan_calls, refused=self.refused, util_cards=np.array(self.util_cards),
-            util_cores=np.array(self.util_cores), ended_at=now,
+            util_cores=np.array(self.util_cores), ended_at=now, frag_cards=np.array(self.frag_cards),
         )
 
 
@@ -439,6 +484,8 @@ def run_simulation(
         grid = grid.model
     if isinstance(trace, (str, Path)):
         trace = load_trace(trace)
+    if not isinstance(grid, GridContext):
+        grid = shared_for(grid, trace)
     ctx = grid if isinstance(grid, GridContext) else GridContext(grid)
     if isinstance(policy, str):
         if policy not in POLICIES:
@@ -450,3 +497,15 @@ def run_simulation(
     result = Simulator(ctx, trace, sched, tick_s=tick_s, progress=progress, clock=clock).run()
     result.policy = name
     return result
+
+
+def shared_for(grid: GridModel, trace: Trace) -> GridModel:
+    """A trace that asks for fractions of cards replays on a grid whose card pools share them (time-slicing),
+    unless the grid file already says how a pool shares."""
+    frac = trace.devices[(trace.devices > 0) & (trace.devices < 1)]
+    if not len(frac) or any(p.sharing.shares for p in grid.pools):
+        return grid
+    ts = Sharing(SharingMode.TIME_SLICING)
+    pools = tuple(dataclasses.replace(p, sharing=ts) if p.capacity.devices > 0 and p.device_memory_gb > 0 else p
+                  for p in grid.pools)
+    return dataclasses.replace(grid, pools=pools)

@@ -90,6 +90,7 @@ COLUMNS: tuple[tuple[str, str, Callable[[object], str]], ...] = (
     ("wait_p50_no_deadline_s", "p50 no dl", _num),
     ("wait_p99_no_deadline_s", "p99 no dl", _num),
     ("util_cards_mean", "cards busy", _pct),
+    ("gpu_fragmentation_mean", "GPU fragmentation", _pct),
     ("util_cores_mean", "cores busy", _pct),
     ("refused", "refused at submit", _num),
     ("never_started", "never started", _num),

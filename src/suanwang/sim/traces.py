@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from suanwang.domain.job import JobSpec
+from suanwang.domain.job import JobSpec, parse_devices
 from suanwang.domain.placement import QueuedJob
 from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.errors import InvalidSpec
@@ -95,7 +95,7 @@ class Trace:
 
     def spec(self, i: int) -> JobSpec:
         n = self.names
-        devices = int(self.devices[i])
+        devices, share = parse_devices(float(self.devices[i]))
         deadline = float(self.deadline_s[i])
         lat = float(self.latency_ms_max[i])
         consumer = n[self.consumer_site[i]]
@@ -104,6 +104,7 @@ class Trace:
             resource_class=ResourceClass.INTELLIGENT if devices > 0 else ResourceClass.GENERAL,
             device_model=n[self.device_model[i]],
             devices=devices,
+            device_share=share,
             cores=int(self.cores[i]),
             memory_gb=float(self.memory_gb[i]),
             duration_s=float(self.duration_s[i]),
@@ -172,7 +173,9 @@ class _Builder:
         f32 = {"duration_s": np.float64, "submit_s": np.float64, "deadline_s": np.float64}
         cols = {}
         for k in _COLUMNS:
-            if k in ("cores", "devices", "priority", "tenant", "device_model", "data_site", "consumer_site", "region",
+            if k == "devices":  # whole cards, or a fraction of one card (0.25)
+                cols[k] = np.asarray(r[k], dtype=np.float64)
+            elif k in ("cores", "priority", "tenant", "device_model", "data_site", "consumer_site", "region",
                      "service_level"):
                 cols[k] = np.asarray(r[k], dtype=np.int32)
             else:
@@ -253,7 +256,12 @@ def _csv_row(path: Path, line: int, row: dict[str, str | None]) -> dict[str, obj
                                   line=line) from None
             if not math.isfinite(v) or abs(v) > MAX_VALUE:
                 raise InvalidSpec(f"{path}:{line}: column '{col}' out of range: {raw}", column=col, line=line)
-            if col in ("cores", "devices", "priority"):
+            if col == "devices" and 0 < v < 1:  # a fraction of one card, in thousandths
+                try:
+                    parse_devices(v)
+                except InvalidSpec as exc:
+                    raise InvalidSpec(f"{path}:{line}: column 'devices': {exc}", column=col, line=line) from None
+            elif col in ("cores", "devices", "priority"):
                 if v != int(v):
                     raise InvalidSpec(f"{path}:{line}: column '{col}' must be a whole number", column=col, line=line)
                 v = int(v)

@@ -116,6 +116,8 @@ class PoolRow(Base):
     updated_at: Mapped[float] = mapped_column(Float)
     # A quantum pool's backends (migration 0013): [{name, qubits, basis_gates, coupling, provider}]
     quantum: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    # How the pool's cards are shared among fractions (migration 0017): Sharing.to_json(), None for whole cards
+    sharing: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class JobRow(Base):
@@ -136,6 +138,7 @@ class JobRow(Base):
     cores: Mapped[int] = mapped_column(Integer)
     memory_gb: Mapped[float] = mapped_column(Float)
     devices: Mapped[int] = mapped_column(Integer, default=0)
+    device_share: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # milli-cards (0017)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     site: Mapped[str | None] = mapped_column(String(100), nullable=True)
     pool: Mapped[str | None] = mapped_column(String(100), nullable=True)

@@ -29,6 +29,9 @@ class Task:
     tenant: str = ""  # whose job it is: the local executor runs each tenant's jobs as a user of its own
     circuit: str = ""  # quantum: the OpenQASM 2/3 program (the quantum executor runs it)
     shots: int = 0
+    device_share: int = 0  # a fraction of one card in milli-cards (0: whole cards)
+    device_memory_gb: float = 0.0  # device memory the fraction holds on its card
+    card: int = -1  # the pool's card the platform placed the fraction on
 
 
 @enum.unique
@@ -81,6 +84,7 @@ class PoolInfo:
     node_memory_gb: float | None = None
     node_devices: int | None = None
     quantum: list[dict[str, object]] | None = None  # a quantum pool's backends (domain.quantum.QuantumBackend)
+    sharing: dict[str, object] | None = None  # how its cards are shared among fractions (domain.packing.Sharing)
 
 
 class Executor(Protocol):

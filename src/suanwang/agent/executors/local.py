@@ -37,6 +37,7 @@ from suanwang.agent.executors._localwrap import write_result
 from suanwang.agent.executors.base import PoolInfo, Task, TaskPhase, TaskStatus, Usage
 from suanwang.agent.sysinfo import detect_local_pools
 from suanwang.domain.job import carry_problems
+from suanwang.domain.packing import Sharing, SharingMode, share_env
 from suanwang.errors import InvalidSpec
 from suanwang.store.files import private_dir
 
@@ -141,7 +142,7 @@ class LocalExecutor:
             return handle
         meta["cgroup"] = cgroup
         (d / "task.json").write_text(json.dumps(meta))
-        env = self._environment(task, home, user)
+        env = self._environment(task, home, user) | self._share_env(task)
         job = {"command": list(task.command), "env": env, "cwd": os.path.join(home, task.workdir),
                "uid": user.uid if user else None, "gid": user.gid if user else None, "cgroup": cgroup}
         fd = os.open(d / "job.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -181,6 +182,19 @@ class LocalExecutor:
         name = user.name if user is not None else os.environ.get("USER", "")
         env |= {"HOME": str(home), "USER": name, "LOGNAME": name}
         return env | task.env | {"SUANWANG_JOB_ID": task.job_id, "SUANWANG_ATTEMPT": str(task.attempt)}
+
+    def _share_env(self, task: Task) -> dict[str, str]:
+        """A fraction of a card: pinned to the card the platform placed it on, with its MPS share.
+
+        The platform's card numbers are this machine's GPU indices.  Time-slicing only pins (share and device
+        memory are accounted, not enforced); MIG would need the slice's UUID, which is not read here yet, so a
+        MIG fraction is pinned to its card like time-slicing (docs/quantum_and_shared_gpus.md)."""
+        if not task.device_share or task.card < 0:
+            return {}
+        pool = next((p for p in self._pools or () if p.name == task.pool), None)
+        sharing = Sharing.from_json(pool.sharing if pool is not None else None)
+        mode = SharingMode.TIME_SLICING if sharing.mode in (SharingMode.MIG, SharingMode.NONE) else sharing.mode
+        return share_env(mode, [task.card], task.device_share)
 
     def _remember(self, handle: str, devices: int, started: float) -> None:
         self._started[handle] = started

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from suanwang.agent.executors.base import PoolInfo, Task, TaskPhase, TaskStatus, Usage
 from suanwang.agent.executors.errors import EngineError
+from suanwang.domain.packing import slurm_gres
 from suanwang.errors import InvalidSpec
 
 Runner = Callable[[Sequence[str], str | None, Mapping[str, str]], str]
@@ -77,6 +78,8 @@ class PartitionPool:
     device_memory_gb: float = 0.0
     cpu_model: str = ""
     gres_type: str = ""  # if set, ask --gres=gpu:<type>:N instead of gpu:N
+    shards: int = 0  # GRES shards per card on the partition's nodes: a fraction of a card asks for shard:K
+    sharing: dict[str, object] | None = None  # the pool's sharing as declared to the platform (domain.packing)
 
 
 def subprocess_runner(timeout_s: float = 30.0) -> Runner:
@@ -263,6 +266,7 @@ def _pool_info(entry: PartitionPool, nodes: Sequence[Mapping[str, str]]) -> Pool
         node_cores=max(cores, default=None),
         node_memory_gb=max(memory, default=None),
         node_devices=max((c for c, _ in gres), default=None),
+        sharing=entry.sharing if any(c for c, _ in gres) else None,
     )
 
 
@@ -351,7 +355,9 @@ class SlurmExecutor:
             f"--output={self.log_dir}/slurm-%j.out", f"--chdir={task.workdir or self.log_dir}",
             "--no-requeue", "--export=ALL",
         ]
-        if task.devices:
+        if task.device_share and entry.shards:  # Slurm counts shards; it does not limit the job's use of the card
+            argv.append(f"--gres={slurm_gres(task.device_share, entry.shards)}")
+        elif task.devices:  # whole cards (a fraction where the partition has no shards holds its whole card)
             gres = f"gpu:{entry.gres_type}:{task.devices}" if entry.gres_type else f"gpu:{task.devices}"
             argv.append(f"--gres={gres}")
         if self.time_limit_factor:

@@ -70,7 +70,9 @@ def _lease_once(body: LeaseIn, agent: Principal, platform: Platform) -> list[Tas
             TaskOut(job_id=j.id, attempt=j.attempt, pool=j.pool or "", command=j.spec["command"], cores=j.cores,
                     memory_gb=j.memory_gb, devices=j.devices, env=j.spec.get("env", {}),
                     workdir=j.spec.get("workdir", ""), duration_s=j.spec.get("duration_s", 3600.0),
-                    tenant=j.tenant_id, circuit=j.spec.get("circuit", ""), shots=j.spec.get("shots", 0))
+                    tenant=j.tenant_id, circuit=j.spec.get("circuit", ""), shots=j.spec.get("shots", 0),
+                    device_share=j.spec.get("device_share", 0), device_memory_gb=j.spec.get("device_memory_gb", 0.0),
+                    card=int((j.placement or {}).get("card", -1)))
             for j in jobs
         ]
 

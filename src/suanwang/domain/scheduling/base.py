@@ -8,13 +8,16 @@ then ``place_unit`` for each placement unit in order, then ``end_pass``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from suanwang.domain.grid import SiteId
 from suanwang.domain.job import JobSpec
+from suanwang.domain.packing import WHOLE
 from suanwang.domain.placement import Placement, PoolState, QueuedJob, priced_out
+from suanwang.domain.placement import mib as placement_mib
 from suanwang.domain.scheduling.context import GridContext
 from suanwang.domain.scheduling.signals import GridModel
 
@@ -55,6 +58,11 @@ class FreeState:
 
     ``changes[i]`` counts the bookings on pool i (``take`` and ``give``), so what is derived from a pool's
     free capacity can be cached until it changes.
+
+    Shared pools (``Pool.sharing``) also keep their partly used cards (``shared[i]``: card -> [milli-cards,
+    device MiB]); ``dev[i]`` counts wholly free cards.  A fraction (``device_share``) goes best fit onto the
+    busiest card with room for its share and memory, else opens a wholly free card; it never overcommits a
+    card (``domain.packing``'s rule).  ``drain`` is the rule that keeps whole-card jobs from starving.
     """
 
     def __init__(self, ctx: GridContext, pools: Sequence[PoolState]) -> None:
@@ -63,36 +71,141 @@ class FreeState:
         self.mem = np.zeros(n)
         self.dev = np.zeros(n)
         self.wait = np.zeros(n)
+        self.shared: dict[int, dict[int, list[int]]] = {}
+        self.draining: dict[int, set[int]] = {}  # per pool: cards no fraction may join this pass
+        self.drained = False  # one whole-card job drains per pass (packing's rule)
+        self.ctx = ctx
         for state in pools:
             i = ctx.index.get((state.pool.site, state.pool.name))
             if i is None or not state.online:
                 continue
             self.cores[i], self.mem[i], self.dev[i] = state.free.cores, state.free.memory_gb, state.free.devices
             self.wait[i] = state.wait_s
+            if state.pool.sharing.shares:
+                self.shared[i] = {c: [u, m] for c, u, m in state.cards}
         self.any_wait = bool(self.wait.any())
         self.changes = [0] * n
         self.gives = 0  # how often capacity was given back (a rolled-back gang, preemption)
 
     def fits(self, idx: np.ndarray, d: Demand) -> np.ndarray:
+        share = getattr(d, "device_share", 0)
         out: np.ndarray = ((self.cores[idx] >= d.cores) & (self.mem[idx] >= d.memory_gb - 1e-9)
-                           & (self.dev[idx] >= d.devices))
+                           & (self.dev[idx] >= (0 if share else d.devices)))
+        if share:
+            for r in np.flatnonzero(out):
+                out[r] = self._card_for(int(idx[r]), share, getattr(d, "device_memory_gb", 0.0)) is not None
         return out
 
     def fits_one(self, i: int, d: Demand) -> bool:
+        share = getattr(d, "device_share", 0)
+        if share:
+            return bool(self.cores[i] >= d.cores and self.mem[i] >= d.memory_gb - 1e-9
+                        and self._card_for(i, share, getattr(d, "device_memory_gb", 0.0)) is not None)
         return bool(self.cores[i] >= d.cores and self.mem[i] >= d.memory_gb - 1e-9 and self.dev[i] >= d.devices)
 
-    def take(self, i: int, d: Demand) -> None:
+    def take(self, i: int, d: Demand) -> int:
+        """Book ``d`` on pool ``i``; a fraction returns the card it shares (-1 for anything else)."""
         self.cores[i] -= d.cores
         self.mem[i] -= d.memory_gb
-        self.dev[i] -= d.devices
         self.changes[i] += 1
+        share = getattr(d, "device_share", 0)
+        if not share:
+            self.dev[i] -= d.devices
+            return -1
+        pool = self.ctx.pools[i]
+        got = self._card_for(i, share, getattr(d, "device_memory_gb", 0.0))
+        if got is None:
+            raise AssertionError("a fraction booked where it does not fit")  # callers check fits first
+        card, share_held, mib_held = got
+        cards = self.shared[i]
+        if card not in cards:
+            self.dev[i] -= 1  # a wholly free card starts being shared
+            cards[card] = [0, 0]
+        cards[card][0] += share_held
+        cards[card][1] += mib_held
+        if cards[card][0] > WHOLE or cards[card][1] > mib(pool.device_memory_gb):
+            raise AssertionError("packing would overcommit a card")  # unreachable: _card_for checked
+        return card
 
-    def give(self, i: int, d: Demand) -> None:
+    def give(self, i: int, d: Demand, card: int = -1) -> None:
         self.cores[i] += d.cores
         self.mem[i] += d.memory_gb
-        self.dev[i] += d.devices
         self.changes[i] += 1
         self.gives += 1
+        share = getattr(d, "device_share", 0)
+        cards = self.shared.get(i)
+        if share and cards is not None and card in cards:
+            granted = self.ctx.pools[i].sharing.granted(share, mib(getattr(d, "device_memory_gb", 0.0)))
+            s, m = granted if granted is not None else (share, 0)
+            cards[card][0] -= s
+            cards[card][1] -= m
+            if cards[card][0] <= 0:
+                del cards[card]
+                self.dev[i] += 1
+            return
+        self.dev[i] += d.devices
+
+    def _card_for(self, i: int, share: int, memory_gb: float) -> tuple[int, int, int] | None:
+        """The card a fraction goes on (best fit: the busiest with room), and the share and MiB it is granted."""
+        cards = self.shared.get(i)
+        if cards is None:
+            return None
+        pool = self.ctx.pools[i]
+        granted = pool.sharing.granted(share, mib(memory_gb))
+        if granted is None:
+            return None
+        s, m = granted
+        card_mib = mib(pool.device_memory_gb)
+        drained = self.draining.get(i, ())
+        best, key = None, None
+        for c, (used, held) in cards.items():
+            if c in drained or used + s > WHOLE or held + m > card_mib:
+                continue
+            k = (WHOLE - used, c)
+            if key is None or k < key:
+                best, key = c, k
+        if best is not None:
+            return best, s, m
+        if self.dev[i] >= 1 and m <= card_mib:
+            return next(c for c in range(len(cards) + 1) if c not in cards), s, m  # a wholly free card
+        return None
+
+    def drain(self, idx: np.ndarray, devices: int) -> int | None:
+        """A whole-card job that has waited ``DRAIN_AFTER_S`` found no room: on the shared pool among ``idx``
+        that frees ``devices`` cards soonest, hold its wholly free cards and stop fractions joining the least
+        numbered shared ones, for the rest of the pass.  Each pass recomputes this, so the same (emptying) cards
+        stay drained until the job starts; one job drains per pass.  Returns the pool drained, if any."""
+        if self.drained:
+            return None
+        best, key = None, None
+        for i in idx.tolist():
+            cards = self.shared.get(i)
+            if cards is None:
+                continue
+            need = devices - int(self.dev[i])
+            if need > len(cards):
+                continue  # not enough cards even when every fraction ends
+            k = (need, i)  # the fewest cards to empty; stable from pass to pass (the tests' bounded delay)
+            if key is None or k < key:
+                best, key = i, k
+        if best is None:
+            return None
+        self.drained = True
+        cards = self.shared[best]
+        need = devices - int(self.dev[best])
+        self.dev[best] -= min(devices, int(self.dev[best]))  # nobody else takes the free ones this pass
+        self.changes[best] += 1
+        # the lowest-numbered shared cards: the same from pass to pass, and no fraction opens a new card while the
+        # job's free cards are held, so the drained cards only empty (within the longest fraction's run time)
+        self.draining[best] = set(sorted(cards)[:max(need, 0)])
+        return int(best)
+
+
+DRAIN_AFTER_S = 60.0  # a whole-card job that waited this long drains cards (domain.packing's drain rule)
+
+
+def mib(gb: float) -> int:
+    return placement_mib(gb)
 
 
 Urgency = Callable[[QueuedJob], bool]
@@ -177,17 +290,20 @@ class PolicyBase:
             return None
         got = self._choose(job, free, now, None, self.price_mask(job))
         if got is None:
+            self._drain_for(job, free, now)
             return None
         i, placement = got
         if placement.start_at <= now:
-            free.take(i, spec)
+            card = free.take(i, spec)
+            if card >= 0:
+                placement = replace(placement, card=card)
         return placement
 
     def place_unit(
         self, unit: list[QueuedJob], free: FreeState, now: float, guard: Guard | None = None
     ) -> list[Placement]:
         """One job, or a gang's members all-or-nothing, in ``unit``'s order; ``guard`` filters starts now."""
-        taken: list[tuple[int, JobSpec]] = []
+        taken: list[tuple[int, JobSpec, int]] = []
         result: list[Placement] = []
         site: SiteId | None = None
         for job in unit:
@@ -199,15 +315,26 @@ class PolicyBase:
                 break
             i, placement = got
             if placement.start_at <= now:
-                free.take(i, spec)
-                taken.append((i, spec))
+                card = free.take(i, spec)
+                taken.append((i, spec, card))
+                if card >= 0:
+                    placement = replace(placement, card=card)
             site = self.ctx.pools[i].site
             result.append(placement)
         if len(result) < len(unit):
-            for i, d in taken:
-                free.give(i, d)
+            for i, d, card in taken:
+                free.give(i, d, card)
+            if len(unit) == 1:
+                self._drain_for(unit[0], free, now)
             return []
         return result
+
+    def _drain_for(self, job: QueuedJob, free: FreeState, now: float) -> None:
+        """The drain rule: a whole-card job that waited ``DRAIN_AFTER_S`` and found no room drains shared cards."""
+        spec = job.spec
+        if (free.shared and spec.devices and not spec.device_share and not free.drained
+                and now - job.submitted_at >= DRAIN_AFTER_S):
+            free.drain(self.ctx.candidates(spec), spec.devices)
 
     def price_mask(self, job: QueuedJob) -> np.ndarray | None:
         """The price rule (``placement.priced_out``) as a mask over pools; None when it rules nothing out,

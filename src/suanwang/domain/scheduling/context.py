@@ -27,7 +27,7 @@ from suanwang.domain.grid import Pool
 from suanwang.domain.job import JobSpec
 from suanwang.domain.models import model_set_rule
 from suanwang.domain.network import Network
-from suanwang.domain.placement import rule_out
+from suanwang.domain.placement import rule_out, share_rule
 from suanwang.domain.quantum import circuit_rule
 from suanwang.domain.resources import ResourceClass
 from suanwang.domain.scheduling.signals import HOURS, CarbonSignal, GridModel, PoolKey, job_units
@@ -143,7 +143,8 @@ class GridContext:
         if spec.region:
             ok &= ((a["label_region"] == "") | (a["label_region"] == spec.region)) & (a["site_region"] == spec.region)
         ok &= (a["node_cores"] >= spec.cores) & (a["node_mem"] >= spec.memory_gb) & (a["node_dev"] >= spec.devices)
-        if spec.device_models or spec.exclude_device_models or spec.resource_class is ResourceClass.QUANTUM:
+        if (spec.device_models or spec.exclude_device_models or spec.resource_class is ResourceClass.QUANTUM
+                or spec.device_share):
             ok &= extra_rule_mask(spec, self.pools)  # model sets, qubits and gate set (domain.models, .quantum)
         net = self.network
         if spec.latency_ms_max is not None:
@@ -221,14 +222,18 @@ def shape_key(spec: JobSpec) -> tuple[Any, ...]:
         spec.exclude_device_models,
         spec.qubits,
         spec.gates,
+        spec.device_share,
+        spec.device_memory_gb,
     )
 
 
 def extra_rule_mask(spec: JobSpec, pools: Sequence[Pool]) -> np.ndarray:
-    """Device-model sets and the quantum circuit rule over every pool (``placement.rule_out``'s own checks)."""
+    """Device-model sets, the quantum circuit rule and card sharing over every pool (``placement.rule_out``'s
+    own checks)."""
     quantum = spec.resource_class is ResourceClass.QUANTUM
     return np.array([
         not model_set_rule(spec.device_models, spec.exclude_device_models, pool.device_model)
         and not (quantum and circuit_rule(spec.qubits, spec.gates, pool.quantum))
+        and not (spec.device_share and share_rule(spec, pool))
         for pool in pools
     ], dtype=bool).reshape(len(pools))

@@ -140,7 +140,8 @@ class FastPaths(PolicyBase):
             net = self.ctx.network
             origin = spec.consumer_site if spec.consumer_site in net.index else ""
             group = self._intern(("group", self._intern(idx.tobytes()), origin))
-            demand = self._intern(("demand", group, spec.cores, spec.memory_gb, spec.devices))
+            demand = self._intern(("demand", group, spec.cores, spec.memory_gb, spec.devices, spec.device_share,
+                                   spec.device_memory_gb))
             data = bool(spec.data_site and spec.data_gb > 0 and spec.data_site in net.index)
             fastest = float(self.ctx.speed[idx].max()) if len(idx) else 0.0
             info = self._shapes[key] = _Shape(idx, group, demand, data, spec.latency_ms_max is not None, fastest,

@@ -174,7 +174,7 @@ class GridScheduler(FastPaths):
             return None  # a no-bigger demand of this shape found no room; free capacity only shrinks
         if spec.deadline is not None:
             got = self._choose_timed(job, info, free, now, allowed, guard)
-        elif allowed is None and not info.data and not free.any_wait:
+        elif allowed is None and not info.data and not free.any_wait and not spec.device_share:
             got = self._choose_fast(job, info, free, now, w, wk, guard)
         else:
             if guard is not None:  # the guard filters like room now: the scores stay those of every candidate

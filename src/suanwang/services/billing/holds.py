@@ -55,16 +55,17 @@ from suanwang.store.tables import JobRow, UnratedUsageRow, UsageRow
 
 def _job_quantities(spec: JobSpec, pool: Pool) -> dict[PriceUnit, Decimal]:
     """What ``spec`` would consume on ``pool`` over its expected duration, per price unit."""
-    from suanwang.services.agents import units_nano
+    from suanwang.services.agents import held_device_s, units_nano
 
     core_s = spec.cores * spec.duration_s
     device_s = spec.devices * spec.duration_s
-    scu_nano = units_nano(pool, core_s=core_s, device_s=device_s)  # type: ignore[arg-type]
+    share = spec.device_share or 1000  # a fraction of a card is held and charged by the fraction
+    scu_nano = units_nano(pool, core_s=core_s, device_s=device_s, share=share)  # type: ignore[arg-type]
     quantities = {PriceUnit.SCU: Decimal(scu_nano).scaleb(-9)}
     if spec.cores:
         quantities[PriceUnit.CORE_HOUR] = Decimal(str(core_s)) / 3600
     if spec.devices:
-        quantities[PriceUnit.CARD_HOUR] = Decimal(str(device_s)) / 3600
+        quantities[PriceUnit.CARD_HOUR] = held_device_s(device_s, share) / 3600
     if spec.shots:
         quantities[PriceUnit.SHOT] = Decimal(spec.shots)
     return quantities
