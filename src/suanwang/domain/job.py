@@ -128,6 +128,9 @@ class JobSpec:
     shots: int = 0
     qubits: int = 0
     gates: tuple[str, ...] = ()
+    # Market: the contract line (``market_contracts.id``) whose reserved capacity the job runs in; "" = any
+    # of its owner's that fits (docs/market.md), else the price books.
+    contract: str = ""
 
     def __post_init__(self) -> None:
         problems = validate_spec(self)
