@@ -96,3 +96,25 @@ def test_a_job_naming_a_contract_not_its_own_ended_or_of_another_class_is_refuse
     r = grid.consumer.post(f"{API}/jobs", json={"command": ["true"], "contract": CID})
     assert r.status_code == 409 and "ended" in r.text
     assert _jobs(grid) == {}  # nothing written
+
+
+def test_usage_under_a_contract_is_paid_at_the_clear_and_the_price_book_is_the_fallback(grid: Grid) -> None:
+    from suanwang.store.tables import UsageRow
+    from tests.api.test_billing_api import priced, run_with_usage, top_up, wallet
+
+    consumer = priced(grid)  # 1000 fen per core-hour
+    top_up(grid, consumer, 10_000)
+    _contract(grid, consumer, units=2)
+    covered = run_with_usage(grid, 1.0, job={"command": ["true"], "cores": 2, "memory_gb": 1, "contract": CID})
+    assert _jobs(grid)[covered].placement["contract"] == CID
+    assert wallet(grid, consumer)["balance"] == 10_000  # one core-hour, but the contract price was paid at the clear
+    with grid.platform.db.transaction() as s:
+        row = s.get(MarketContractRow, CID)
+        assert row is not None
+        row.slot_end = time.time() - 1  # the contract's slot is over: price books again
+    fallback = run_with_usage(grid, 1.0, job={"command": ["true"], "cores": 2, "memory_gb": 1})
+    assert "contract" not in _jobs(grid)[fallback].placement
+    assert wallet(grid, consumer)["balance"] == 9_000
+    with grid.platform.db.transaction() as s:
+        reasons = dict(s.execute(select(UsageRow.job_id, UsageRow.unbilled_reason)).all())
+    assert reasons == {covered: "contract", fallback: None}
