@@ -9,6 +9,7 @@ pools less the idle reservations, and lets leftover spot work borrow them.  Subm
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,11 +17,15 @@ from sqlalchemy.orm import Session
 from suanwang.domain.fairness import RunningJob
 from suanwang.domain.grid import Capacity
 from suanwang.domain.job import JobSpec
+from suanwang.domain.ledger import ResultCode
+from suanwang.domain.market.contract import ContractLine, settle_line
+from suanwang.domain.market.money import plan_line_settlement
 from suanwang.domain.market.reservations import Reservation
 from suanwang.domain.resources import ResourceClass
 from suanwang.errors import Conflict, InvalidSpec, NotFound
+from suanwang.services.ledger_store import SqlLedger
 from suanwang.store.market_tables import MarketContractRow
-from suanwang.store.tables import JobRow
+from suanwang.store.tables import JobRow, SiteRow
 
 
 def _reservation(row: MarketContractRow) -> Reservation:
@@ -63,3 +68,35 @@ def contract_jobs(session: Session, states: Sequence[str], sites: set[str]) -> t
             of[jid] = str(placement["contract"])
             held.append(RunningJob(jid, tenant, site or "", pool or "", Capacity(cores, mem, devices), 0.0, 0.0))
     return of, held
+
+
+def settle_failed_contracts(session: Session, *, now: float) -> list[str]:
+    """Refund and penalty for contract lines whose site is offline during their slot (delivery failed).
+
+    Triggered by the site status the control loop keeps (``scheduling.mark_offline_sites``): a line whose
+    site is seen offline while its slot runs counts as not delivered in full (the slot is the unit of
+    delivery).  The transfers are keyed by the line (``market:<session>:failed:<line>``), so a retry, a
+    second replica or a later pass in the same slot books nothing again (the ledger answers EXISTS).
+    """
+    offline = set(session.scalars(select(SiteRow.name).where(SiteRow.online.is_(False))))
+    if not offline:
+        return []
+    rows = session.scalars(select(MarketContractRow).where(MarketContractRow.slot_start <= now,
+                                                           MarketContractRow.slot_end > now,
+                                                           MarketContractRow.site.in_(sorted(offline))))
+    at = datetime.fromtimestamp(now, UTC)
+    transfers = []
+    lines = []
+    for row in rows:
+        line = ContractLine(row.id, row.bid_id, row.consumer, row.ask_id, row.provider, row.site,
+                            ResourceClass(row.resource_class), 0, row.units, row.buyer_price_cf, row.seller_price_cf)
+        transfers += plan_line_settlement(row.session_id, line, settle_line(line, delivered=0), at=at,
+                                          actor="system:market")
+        lines.append(row.id)
+    if not transfers:
+        return []
+    results = SqlLedger(session).apply_many(transfers, atomic=True)
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise Conflict(f"contract failure settlement refused: {bad[0].key} {bad[0].code.value}")
+    return [r.key for r in results if r.code is ResultCode.CREATED]
