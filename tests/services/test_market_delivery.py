@@ -47,3 +47,24 @@ def test_an_offline_site_in_a_contracted_slot_refunds_the_buyer_and_pays_the_pen
         assert after[wallet(consumer)] - before[wallet(consumer)] == paid + seller * PENALTY_BPS // 10_000
     clawed = sum(line.units * line.seller_price_cf for line in in_slot) // 100
     assert before[earnings("p1")] - after[earnings("p1")] == clawed + clawed * PENALTY_BPS // 10_000
+
+
+def test_statements_show_the_market_lines_and_they_balance(seeded: Database) -> None:
+    from datetime import UTC, datetime
+
+    from suanwang.domain.settlement import compute_settlement, settlement_csv
+    from suanwang.store.sql_ledger import load_transfers
+
+    _book(seeded)
+    assert market.clear_session(seeded, SESSION.id, now=AFTER)
+    with seeded.transaction() as s:
+        transfers = load_transfers(s, before=datetime(2999, 1, 1, tzinfo=UTC))
+        paid = {c: -b for c, b in ((c, cached_balances(s)[wallet(c)] - 100_000) for c in ("c1", "c2"))}
+    settlement = compute_settlement(transfers, start=datetime(1970, 1, 1, tzinfo=UTC),
+                                    end=datetime(2999, 1, 1, tzinfo=UTC))
+    lines = settlement.market
+    assert {m.item for m in lines} >= {"charge", "earn"}
+    for consumer in ("c1", "c2"):  # each buyer's contract charges are what its wallet paid for them
+        assert -sum(m.fen for m in lines if m.item == "charge" and m.account == f"hold:{consumer}") == paid[consumer]
+    assert sum(m.fen for m in lines) == 0  # the clear's legs net out (its suspense account ends at zero)
+    assert f"market,earnings:p1,,,{SESSION.id} earn" in settlement_csv(settlement)
