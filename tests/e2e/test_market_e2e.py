@@ -84,7 +84,8 @@ def test_contracts_clear_and_are_honoured_by_live_placement(live: LivePlatform, 
     owners = []
     for token, contract in ((t1, mine["id"]), (t2, "")):  # one names its contract, the other is matched
         with live.client(token) as c:
-            body = {"command": ["sleep", "2"], "cores": 1, "memory_gb": 0.1} | ({"contract": contract} if contract else {})
+            body = {"command": ["sleep", "2"], "cores": 1, "memory_gb": 0.1}  # both owners' jobs overlap
+            body |= {"contract": contract} if contract else {}
             r = c.post("/jobs", json=body)
             assert r.status_code == 201, r.text
             owners.append((token, r.json()["id"]))
