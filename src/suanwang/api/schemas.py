@@ -98,6 +98,7 @@ class JobIn(In):
     exclude_device_models: list[str] = Field(default_factory=list, max_length=32)  # none of these
     circuit: str = Field(default="", max_length=MAX_QASM_BYTES)  # quantum: an OpenQASM 2 or 3 program
     shots: int = Field(default=0, ge=0, le=MAX_SHOTS)  # quantum: how many times to run and measure it
+    contract: str = Field(default="", max_length=200)  # market: run in this contract's reservation
 
     @model_validator(mode="after")
     def _carriable(self) -> JobIn:

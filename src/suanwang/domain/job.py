@@ -132,6 +132,9 @@ class JobSpec:
     # device memory it holds on that card; 0 means whole cards (``devices`` of them, each with all its memory).
     device_share: int = 0
     device_memory_gb: float = 0.0
+    # Market: the contract line (``market_contracts.id``) whose reserved capacity the job runs in; "" = any
+    # of its owner's that fits (docs/market.md), else the price books.
+    contract: str = ""
 
     def __post_init__(self) -> None:
         problems = validate_spec(self)

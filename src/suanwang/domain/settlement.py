@@ -35,6 +35,7 @@ from suanwang.domain.ledger import (
     plan_payout,
     wallet,
 )
+from suanwang.domain.market.statement import MarketLine, market_lines
 from suanwang.domain.money import Fen, format_yuan
 from suanwang.errors import Conflict, InvalidSpec
 
@@ -109,6 +110,7 @@ class Settlement:
     providers: tuple[ProviderStatement, ...]
     trial_balance: tuple[AccountLine, ...]
     transfer_count: int
+    market: tuple[MarketLine, ...] = ()  # contract charges, sales, congestion rent, rounding, failures (market)
 
 
 def check_period(settled_until: datetime | None, *, start: datetime, end: datetime, now: datetime) -> None:
@@ -294,6 +296,7 @@ def compute_settlement(
         ),
         tb,
         len(period),
+        market_lines(period),
     )
 
 
@@ -332,6 +335,8 @@ def settlement_csv(settlement: Settlement) -> str:
             row("provider_charge", p.provider, "gross", line.gross_fen, line.job_id, line.resource_class)
             row("provider_charge", p.provider, "fee", line.fee_fen, line.job_id, line.resource_class)
             row("provider_charge", p.provider, "net", line.net_fen, line.job_id, line.resource_class)
+    for m in settlement.market:
+        row("market", m.account, f"{m.session} {m.item} {m.ref}".strip(), m.fen)
     for account_line in settlement.trial_balance:
         row("account", str(account_line.account), "opening", account_line.opening_fen)
         row("account", str(account_line.account), "closing", account_line.closing_fen)

@@ -15,7 +15,7 @@ from suanwang.domain.job import JobSpec, JobState, check_transition, parse_devic
 from suanwang.domain.placement import check_placeable
 from suanwang.domain.resources import LostPolicy, ResourceClass, ServiceLevel
 from suanwang.errors import InvalidSpec, NotFound
-from suanwang.services import billing
+from suanwang.services import billing, market_reservations
 from suanwang.services.attempts import AttemptOutcome, end_attempt
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, new_id
@@ -122,6 +122,8 @@ def submit_jobs(
                 rows.append(existing)
                 continue
         check_placeable(spec, pools)
+        if spec.contract:  # market: the caller's own contract, of this class, not over (else 404/422/409)
+            market_reservations.check_contract(session, actor.tenant_id, spec, now=now)
         values = {
             "id": new_id("j"), "tenant_id": actor.tenant_id, "name": spec.name, "state": JobState.PENDING.value,
             "spec": spec_to_json(spec), "resource_class": spec.resource_class.value, "cores": spec.cores,

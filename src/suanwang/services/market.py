@@ -32,7 +32,7 @@ from suanwang.domain.market.session import Session as MarketSession
 from suanwang.domain.market.session import check_open, open_sessions, session_by_id
 from suanwang.domain.money import format_yuan
 from suanwang.domain.resources import ResourceClass
-from suanwang.errors import Forbidden, InsufficientFunds, InvalidSpec, NotFound
+from suanwang.errors import Forbidden, InsufficientFunds, InvalidSpec, NotFound, StoreConflict
 from suanwang.services.auth import Principal, Role
 from suanwang.services.ledger_store import SqlLedger, cached_balances, credit_limit_of
 from suanwang.store.db import Database
@@ -226,7 +226,7 @@ def clear_session(db: Database, session_id: str, *, now: float | None = None) ->
                     buyer_price_cf=line.buyer_price_cf, seller_price_cf=line.seller_price_cf))
             claim.status, claim.welfare_fen, claim.result = result.status, result.welfare_fen, result.canonical_json()
         return True
-    except IntegrityError:
+    except (IntegrityError, StoreConflict):  # the store translates a driver's IntegrityError to StoreConflict
         return False  # another replica committed the same claim first
 
 

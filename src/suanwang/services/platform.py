@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Scheduler
 from suanwang.observability import metrics
-from suanwang.services import billing, chain, market, scheduling, workflows
+from suanwang.services import billing, chain, market, market_reservations, scheduling, workflows
 from suanwang.services.planner import GridPlanner
 from suanwang.services.wakeups import Listener, Wakeups, channel_for, lease_topic, notify_sql
 from suanwang.settings import LoopSettings as Settings  # the loop's knobs live with the operator's settings
@@ -122,6 +122,7 @@ class Platform:
                 with self.db.transaction() as s:
                     expired = scheduling.reap_expired_leases(s, now=now)
                     scheduling.mark_offline_sites(s, now=now, timeout_s=self.settings.site_timeout_s)
+                    market_reservations.settle_failed_contracts(s, now=now)  # refund + penalty, once per line
                 metrics.LEASE_EXPIRIES.inc(len(expired))
             placed = []
             with metrics.SCHEDULING_PASS.time(), self.db.transaction() as s:

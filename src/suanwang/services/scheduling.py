@@ -18,9 +18,10 @@ from suanwang.domain.explain import explain
 from suanwang.domain.fairness import FairScheduler, RunningJob
 from suanwang.domain.grid import Capacity
 from suanwang.domain.job import LEASED_STATES, JobSpec, JobState, check_transition, state_after_lost_lease
+from suanwang.domain.market import reservations
 from suanwang.domain.placement import Placement, PoolState, QueuedJob, Scheduler, mib
 from suanwang.domain.resources import Engine, LostPolicy, ServiceLevel
-from suanwang.services import transfers
+from suanwang.services import market_reservations, transfers
 from suanwang.services.attempts import AttemptOutcome, end_attempt
 from suanwang.services.billing import price_queue
 from suanwang.services.grid_model import GridShape, load_grid
@@ -229,12 +230,26 @@ def place_waiting_jobs(
         scheduler = scheduler(grid[0])
     pools = pool_states(session, engine_queue, grid=grid)
     queue = price_queue(session, queue, grid[0][1], now=now)  # each limited job's quote per pool: the price rule
+    running: list[RunningJob] | None = None
+    owners, reserved = None, market_reservations.reservations_now(session, now=now)
+    if reserved:  # the market's contracts: owners first, the idle reservations hidden from the rest (lent below)
+        running = running_jobs(session)
+        used = reservations.owner_use(*market_reservations.contract_jobs(session, _HOLDING, {r.site for r in reserved}),
+                                      pools)
+        owners = reservations.place_owners(queue, pools, reserved, running, used, now=now)
+        preempt(session, owners.preempt, now=now)
+        running = [r for r in running if r.id not in owners.preempt]
+        queue = [q for q in queue if q.id not in owners.contract_of]
+        all_pools, pools = pools, reservations.pools_for_others(pools, reserved, owners)
     if isinstance(scheduler, FairScheduler):
-        result = scheduler.plan_with_preemption(queue, pools, now=now, running=running_jobs(session))
+        result = scheduler.plan_with_preemption(queue, pools, now=now,
+                                                running=running if running is not None else running_jobs(session))
         preempt(session, result.preempt, now=now)
         plan = result.placements
     else:
         plan = scheduler.plan(queue, pools, now=now)
+    if owners is not None:
+        plan = owners.placements + plan + _lend(scheduler, queue, plan, all_pools, reserved, owners, now)
     placed, deferred, events = [], [], []
     # a job whose inputs are not yet at its site waits while they are staged (flows; services.transfers)
     staging = transfers.staging_gate(session, {p.job_id: p.site for p in plan if p.start_at <= now + 1.0}, now=now)
@@ -244,6 +259,8 @@ def place_waiting_jobs(
                   "terms": placement.terms}
         if placement.card >= 0:  # a fraction: the card it shares, for the agent to pin
             record["card"] = placement.card
+        if owners is not None and placement.job_id in owners.contract_of:
+            record["contract"] = owners.contract_of[placement.job_id]
         if placement.job_id in staging:
             if job.placement != record | {"staging": staging[placement.job_id]}:
                 deferred.append({"b_id": job.id, "placement": record | {"staging": staging[placement.job_id]}})
@@ -268,6 +285,22 @@ def place_waiting_jobs(
             placed_at=bindparam("placed_at"), placement=bindparam("placement")), placed)
         session.execute(insert(JobEventRow.__table__), events)
     return [p for p in plan if p.start_at <= now + 1.0 and p.job_id not in staging]
+
+
+def _lend(scheduler: Scheduler, queue: list[QueuedJob], plan: list[Placement], pools: list[PoolState],
+          reserved: list[reservations.Reservation], owners: reservations.OwnerPlan, now: float) -> list[Placement]:
+    """Spot work the main pass left waiting may borrow the reservations' idle part (preempted when owners come)."""
+    done = {p.job_id for p in plan}
+    spot = [q for q in queue if q.id not in done and q.spec.service_level is ServiceLevel.SPOT]
+    if not spot:
+        return []
+    demand = {q.id: q.spec.demand for q in queue}
+    taken: dict[tuple[str, str], Capacity] = defaultdict(Capacity)
+    for p in plan:
+        if p.start_at <= now + 1.0:
+            taken[(p.site, p.pool)] = taken[(p.site, p.pool)] + demand[p.job_id]
+    lend = reservations.lendable_pools(pools, reserved, owners, taken)
+    return [p for p in scheduler.plan(spot, lend, now=now) if p.start_at <= now + 1.0]
 
 
 def explain_job(session: Session, planner: GridPlanner, job: JobRow, *, now: float) -> dict[str, Any]:

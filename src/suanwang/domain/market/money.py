@@ -46,7 +46,7 @@ CONGESTION = Account(AccountKind.FEES, "congestion")  # the links' owners: conge
 
 def market_clearing(session_id: str) -> Account:
     """The suspense account one session's money passes through; zero once its clear is applied."""
-    return Account(AccountKind.FUNDING, f"market-{session_id}")
+    return Account(AccountKind.FUNDING, f"market-{session_id.replace(':', '')}")  # an owner has no ':' (intraday ids)
 
 
 def bid_hold_id(session_id: str, bid_id: str) -> str:

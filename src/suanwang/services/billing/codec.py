@@ -263,7 +263,8 @@ def settlement_json(row: SettlementRow) -> dict[str, Any]:
     return {"id": row.id, "start": from_us(row.start_us).isoformat(), "end": from_us(row.end_us).isoformat(),
             "transfer_count": row.transfer_count, "consumers": statements.get("consumers", []),
             "providers": statements.get("providers", []), "trial_balance": statements.get("trial_balance", []),
-            "payouts": statements.get("payouts", []), "unbilled": statements.get("unbilled", [])}
+            "payouts": statements.get("payouts", []), "unbilled": statements.get("unbilled", []),
+            "market": statements.get("market", [])}
 
 
 # A settlement period lies in [1970, 9999): the ledger has nothing earlier, and every instant in that range

@@ -46,6 +46,7 @@ from suanwang.services.attempts import AttemptOutcome, end_attempt, lost_attempt
 from suanwang.services.audit import record_audit
 from suanwang.services.billing.books import load_books
 from suanwang.services.billing.common import SYSTEM, log, retrying
+from suanwang.services.billing.contract_rating import COVERED_BY_CONTRACT, contract_covered
 from suanwang.services.billing.holds import release_rated_holds
 from suanwang.services.billing.vouchers import load_programmes
 from suanwang.services.billing.wallets import contracts
@@ -106,9 +107,12 @@ def rate_pending_usage(session: Session, *, limit: int = 1000, fast: bool = True
     lost = lost_attempts(session, {r[1] for r in rows})
     items: list[tuple[Any, PricedUsage | Charge]] = []
     free, unbilled = 0, []
+    covered = contract_covered(session, rows, {r[1] for r in rows})  # market: paid at the clear (take-or-pay)
     for row in rows:  # first what needs no ledger state: price, split, request digest
         if lost and (row[1], row[2]) in lost:
             unbilled.append(row[0])  # declared lost: not the consumer's to pay for (DESIGN.md)
+            continue
+        if row[0] in covered:
             continue
         priced = price_row(row, ctx) if fast else None
         if priced == FREE or (priced is None and _is_free(row, ctx)):
@@ -120,6 +124,9 @@ def rate_pending_usage(session: Session, *, limit: int = 1000, fast: bool = True
     if unbilled:
         session.execute(update(UsageRow).where(UsageRow.id.in_(unbilled)).values(unbilled_reason=LOST_ATTEMPT)
                         .execution_options(synchronize_session=False))
+    if covered:
+        session.execute(update(UsageRow).where(UsageRow.id.in_(sorted(covered)))
+                        .values(unbilled_reason=COVERED_BY_CONTRACT).execution_options(synchronize_session=False))
     charged, over, late = _charge(session, items, ctx) if items else (0, set(), 0)
     return RatingReport(len(rows), charged, free, tuple(sorted(over)), len(unbilled), late)
 

@@ -1,0 +1,120 @@
+"""Contracts honoured by placement, through the routes and the control loop (SQLite and PostgreSQL).
+
+The contract row is written directly (as a clear writes it: ``services.market.clear_session``); the clear
+itself is tested in tests/services/test_market_service.py.  Spot work of another tenant borrows the idle
+reservation, the owner's job naming its contract reclaims it by preempting spot, others never see it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from suanwang.store.market_tables import MarketContractRow
+from suanwang.store.tables import JobRow, TenantRow
+from tests.api.conftest import Grid
+
+API = "/api/v1"
+CID = "da-2026-12-09/b-1/a-1/0"
+
+
+def _contract(grid: Grid, consumer: str, units: int = 4, *, cls: str = "general", ends_in: float = 3600.0) -> None:
+    now = time.time()
+    with grid.platform.db.transaction() as s:
+        s.add(MarketContractRow(id=CID, session_id="da-2026-12-09", bid_id="b-1", consumer=consumer, ask_id="a-1",
+                                provider="p", site="local", resource_class=cls, slot_start=now - 60,
+                                slot_end=now + ends_in, units=units, buyer_price_cf=12_000, seller_price_cf=10_000))
+
+
+def _demo(grid: Grid) -> str:
+    with grid.platform.db.transaction() as s:
+        return str(s.scalar(select(TenantRow.id).where(TenantRow.name == "demo")))
+
+
+def _jobs(grid: Grid) -> dict[str, JobRow]:
+    with grid.platform.db.transaction() as s:
+        rows = list(s.scalars(select(JobRow)))
+        s.expunge_all()
+    return {r.id: r for r in rows}
+
+
+def _submit(client, **spec: object) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    r = client.post(f"{API}/jobs", json={"command": ["true"], "cores": 1, "memory_gb": 1, **spec})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_spot_borrows_the_idle_reservation_and_the_owner_reclaims_it(grid: Grid) -> None:
+    grid.register()  # local/cpu: 8 cores, 32 GiB
+    _contract(grid, _demo(grid), units=4)
+    other = grid.new_consumer("spotter")
+    spot = [_submit(other, service_level="spot")["id"] for _ in range(8)]
+    grid.tick()
+    jobs = _jobs(grid)
+    assert all(jobs[j].state == "placed" for j in spot)  # 4 free + 4 lent from the idle reservation
+    leased = grid.agent.post(f"{API}/agent/lease", json={"max_jobs": 16, "wait_s": 0})
+    assert leased.status_code == 200, leased.text
+    waiting = _submit(other)["id"]  # standard work of a non-owner: never sees the reservation
+    mine = _submit(grid.consumer, cores=2, contract=CID)["id"]
+    grid.tick()
+    jobs = _jobs(grid)
+    assert jobs[mine].state == "placed" and jobs[mine].placement["contract"] == CID
+    assert jobs[mine].placement["terms"]["contract_price_cf"] == 12_000
+    requeued = [j for j in spot if jobs[j].state in ("requeued", "pending")]
+    assert len(requeued) == 2  # exactly the owner's two cores of spot work, no more
+    assert jobs[waiting].state in ("pending", "requeued")
+    auto = _submit(grid.consumer, cores=2)["id"]  # names no contract: matched to its owner's automatically
+    grid.tick()
+    jobs = _jobs(grid)
+    assert jobs[auto].state == "placed" and jobs[auto].placement["contract"] == CID
+    over = _submit(grid.consumer, cores=1, contract=CID)["id"]  # the reservation is used up: it waits
+    grid.tick()
+    assert _jobs(grid)[over].state == "pending"
+
+
+def test_a_job_naming_a_contract_not_its_own_ended_or_of_another_class_is_refused(grid: Grid) -> None:
+    grid.register()
+    _contract(grid, _demo(grid), units=4)
+    other = grid.new_consumer("someone")
+    r = other.post(f"{API}/jobs", json={"command": ["true"], "contract": CID})
+    assert r.status_code == 404 and "contract" in r.text  # another tenant's: as if it did not exist
+    r = grid.consumer.post(f"{API}/jobs", json={"command": ["true"], "contract": "no/such/thing"})
+    assert r.status_code == 404
+    r = grid.consumer.post(f"{API}/jobs", json={"command": ["true"], "contract": "x" * 201})
+    assert r.status_code == 422
+    r = grid.consumer.post(f"{API}/jobs", json={"command": ["true"], "contract": "a\x00b"})
+    assert r.status_code == 422
+    with grid.platform.db.transaction() as s:
+        s.get(MarketContractRow, CID).resource_class = "intelligent"  # type: ignore[union-attr]
+    r = grid.consumer.post(f"{API}/jobs", json={"command": ["true"], "contract": CID})
+    assert r.status_code == 422 and "class" in r.text
+    with grid.platform.db.transaction() as s:
+        row = s.get(MarketContractRow, CID)
+        assert row is not None
+        row.resource_class, row.slot_end = "general", time.time() - 1
+    r = grid.consumer.post(f"{API}/jobs", json={"command": ["true"], "contract": CID})
+    assert r.status_code == 409 and "ended" in r.text
+    assert _jobs(grid) == {}  # nothing written
+
+
+def test_usage_under_a_contract_is_paid_at_the_clear_and_the_price_book_is_the_fallback(grid: Grid) -> None:
+    from suanwang.store.tables import UsageRow
+    from tests.api.test_billing_api import priced, run_with_usage, top_up, wallet
+
+    consumer = priced(grid)  # 1000 fen per core-hour
+    top_up(grid, consumer, 10_000)
+    _contract(grid, consumer, units=2)
+    covered = run_with_usage(grid, 1.0, job={"command": ["true"], "cores": 2, "memory_gb": 1, "contract": CID})
+    assert _jobs(grid)[covered].placement["contract"] == CID
+    assert wallet(grid, consumer)["balance"] == 10_000  # one core-hour, but the contract price was paid at the clear
+    with grid.platform.db.transaction() as s:
+        row = s.get(MarketContractRow, CID)
+        assert row is not None
+        row.slot_end = time.time() - 1  # the contract's slot is over: price books again
+    fallback = run_with_usage(grid, 1.0, job={"command": ["true"], "cores": 2, "memory_gb": 1})
+    assert "contract" not in _jobs(grid)[fallback].placement
+    assert wallet(grid, consumer)["balance"] == 9_000
+    with grid.platform.db.transaction() as s:
+        reasons = dict(s.execute(select(UsageRow.job_id, UsageRow.unbilled_reason)).all())
+    assert reasons == {covered: "contract", fallback: None}
