@@ -106,6 +106,13 @@ class JobIn(In):
         return self
 
 
+class JobSubmitIn(JobIn):
+    """``POST /jobs``: a job, and the datasets it reads and writes (docs/workflows.md, "Jobs and data")."""
+
+    inputs: list[str] = Field(default_factory=list, max_length=32)  # dataset refs, name[@version]
+    output: str = Field(default="", max_length=100)  # a dataset name: a new version at the job's site
+
+
 class JobBatchIn(In):
     jobs: list[JobIn] = Field(min_length=1, max_length=10_000)
 
@@ -257,6 +264,8 @@ class TaskOut(BaseModel):
     tenant: str = ""  # whose job it is: the local executor runs each tenant's jobs as a user of its own
     circuit: str = ""  # quantum jobs: the OpenQASM program
     shots: int = 0
+    inputs: list[dict[str, Any]] = Field(default_factory=list)  # datasets it reads: {dataset_id, name, version}
+    output: dict[str, str] = Field(default_factory=dict)  # what it writes: {dataset_id, name}
 
 
 class StatusIn(In):

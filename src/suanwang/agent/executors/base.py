@@ -29,6 +29,7 @@ class Task:
     tenant: str = ""  # whose job it is: the local executor runs each tenant's jobs as a user of its own
     circuit: str = ""  # quantum: the OpenQASM 2/3 program (the quantum executor runs it)
     shots: int = 0
+    output_dataset: str = ""  # the dataset id reserved for its declared output (agent/job_data.py)
 
 
 @enum.unique
