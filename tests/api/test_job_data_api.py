@@ -40,8 +40,8 @@ def _register(c: TestClient, name: str = "corpus", **extra: object) -> dict:  # 
 
 def test_inputs_are_the_callers_or_shared_and_bad_names_are_refused(grid: Grid) -> None:
     c = grid.consumer
-    assert grid.agent.post(f"{API}/agent/register", json={"pools": [
-        {"name": "cpu", "resource_class": "general", "engine": "local", "cores": 4, "memory_gb": 8}]}).status_code == 200
+    pool = {"name": "cpu", "resource_class": "general", "engine": "local", "cores": 4, "memory_gb": 8}
+    assert grid.agent.post(f"{API}/agent/register", json={"pools": [pool]}).status_code == 200
     job = {"command": ["true"], "cores": 1, "memory_gb": 0.1, "duration_s": 60}
     r = c.post(f"{API}/jobs", json=job | {"inputs": ["nothing"]})
     assert r.status_code == 404 and "nothing" in r.json()["detail"]
