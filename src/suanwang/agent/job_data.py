@@ -36,12 +36,14 @@ def prepare(root: Path, job_id: str, attempt: int, inputs: list[dict[str, Any]],
             output: dict[str, str]) -> dict[str, str]:
     """The environment that points the job at its inputs and output; the output's directory made for it."""
     store = DatasetStore(root)
+    os.chmod(root, 0o711)  # jobs reach their inputs by id; none lists what else the site holds
     env: dict[str, str] = {}
     paths = []
     for i in inputs:
         path = store.path(str(i["dataset_id"]))
         if not path.is_file():
             raise InputMissing(f"input {i.get('name')}@{i.get('version')} ({i['dataset_id']}) is not at this site")
+        os.chmod(path, 0o644)  # the job runs as its tenant's uid; whatever the agent's umask was
         paths.append(str(path))
         env[_var(str(i.get("name", i["dataset_id"])))] = str(path)
     if paths:
