@@ -27,9 +27,12 @@ from typing import Any
 import httpx
 
 from suanwang import __version__
+from suanwang.agent import job_data
 from suanwang.agent.executors.base import Executor, Task, TaskPhase, TaskStatus, Usage
 from suanwang.agent.executors.errors import EngineError
+from suanwang.agent.job_data import InputMissing
 from suanwang.agent.outbox import Outbox, TaskRecord
+from suanwang.agent.transfer import TransferError
 from suanwang.observability.logs import HEADER, REQUEST_ID, new_request_id
 
 log = logging.getLogger("suanwang.agent")
@@ -55,8 +58,10 @@ class Agent:
         usage_interval_s: float = 10.0,
         max_tasks: int = 64,
         idle_s: float = 10.0,
+        datasets_root: Path | None = None,
     ) -> None:
         self.executor = executor
+        self.datasets_root = datasets_root  # declared inputs are read and outputs written here (job_data)
         self.outbox = Outbox(Path(workdir) / "agent.db")
         self.http = httpx.Client(base_url=url.rstrip("/") + "/api/v1", headers={"Authorization": f"Bearer {token}"},
                                  timeout=TIMEOUT_S)
@@ -251,7 +256,8 @@ class Agent:
                             circuit=t.get("circuit", ""), shots=t.get("shots", 0),
                             device_share=t.get("device_share", 0), device_memory_gb=t.get("device_memory_gb", 0.0),
                             card=t.get("card", -1))
-            except (KeyError, TypeError) as exc:  # a task this agent cannot read fails alone
+                task = self._with_data(task, t.get("inputs") or [], t.get("output") or {})
+            except (KeyError, TypeError, OSError, InputMissing, TransferError) as exc:  # fails alone
                 task = Task(job_id=str(t.get("job_id")), attempt=int(t.get("attempt", 0)), command=(), pool="")
                 rec = TaskRecord(task.job_id, task.attempt, "", dataclasses.asdict(task), 0, {}, time.time(), 0, False)
                 self.outbox.commit(rec, self._final_reports(rec, _failed(f"agent could not read the task: {exc!r}")),
@@ -281,6 +287,15 @@ class Agent:
             rec.handle = outcome
             self.outbox.add_task(rec)
             self.tasks[(rec.job_id, rec.attempt)] = rec
+
+    def _with_data(self, task: Task, inputs: list[dict[str, Any]], output: dict[str, str]) -> Task:
+        """The task pointed at its declared inputs and output (agent/job_data.py)."""
+        if not inputs and not output:
+            return task
+        if self.datasets_root is None:
+            raise InputMissing("the task declares datasets but this agent has no datasets root (--datasets-root)")
+        env = job_data.prepare(self.datasets_root, task.job_id, task.attempt, inputs, output)
+        return dataclasses.replace(task, env={**task.env, **env}, output_dataset=output.get("dataset_id", ""))
 
     def _start(self, task: Task) -> str | Exception:
         try:
@@ -373,6 +388,15 @@ class Agent:
 
     def _final_reports(self, rec: TaskRecord, status: TaskStatus) -> list[tuple[str, dict[str, Any]]]:
         reports = self._usage_reports(rec, status)
+        out_id = rec.task.get("output_dataset") or ""
+        if out_id and status.phase is TaskPhase.SUCCEEDED and self.datasets_root is not None:
+            try:  # hashed here, before the success is reported: the platform numbers the version on success
+                size, sha = job_data.collect(self.datasets_root, rec.job_id, rec.attempt, out_id)
+                reports.append((f"/agent/jobs/{rec.job_id}/output",
+                                {"attempt": rec.attempt, "size_bytes": size, "sha256": sha}))
+            except (OSError, TransferError) as exc:
+                status = dataclasses.replace(status, phase=TaskPhase.FAILED,
+                                             reason=f"declared output not written at $SUANWANG_OUTPUT: {exc}"[:500])
         reports.append((f"/agent/jobs/{rec.job_id}/status",
                         {"attempt": rec.attempt, "phase": status.phase.value, "exit_code": status.exit_code,
                          "reason": status.reason, "started_at": status.started_at}))

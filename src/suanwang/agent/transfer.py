@@ -19,12 +19,14 @@ import hashlib
 import hmac
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -152,8 +154,13 @@ class Serving:
             return any(hmac.compare_digest(secret, s) for s in self._allowed.get(dataset_id, ()))
 
 
-def make_server(store: DatasetStore, serving: Serving, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    """An HTTP server for ``GET /datasets/<id>`` with ``Range: bytes=N-`` (206), one secret per transfer."""
+def make_server(store: DatasetStore, serving: Serving, host: str = "127.0.0.1", port: int = 0, *,
+                rate_bps: int = 0) -> ThreadingHTTPServer:
+    """An HTTP server for ``GET /datasets/<id>`` with ``Range: bytes=N-`` (206), one secret per transfer.
+
+    ``rate_bps`` > 0 caps each response at that many bytes a second (a site shaping what it serves over a
+    link, and tests that must catch a transfer mid-way); 0 sends at full speed with ``sendfile``.
+    """
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -200,7 +207,10 @@ def make_server(store: DatasetStore, serving: Serving, host: str = "127.0.0.1", 
             with open(path, "rb") as f:
                 try:
                     self.wfile.flush()
-                    self.connection.sendfile(f, offset=start, count=size - start)  # zero-copy where the OS can
+                    if rate_bps > 0:
+                        _paced(self.connection, f, start, size - start, rate_bps)
+                    else:
+                        self.connection.sendfile(f, offset=start, count=size - start)  # zero-copy where it can
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the receiver went away; it resumes with a range
             return None
@@ -210,3 +220,19 @@ def make_server(store: DatasetStore, serving: Serving, host: str = "127.0.0.1", 
     server.block_on_close = False
     return server
 
+
+
+def _paced(sock: socket.socket, f: BinaryIO, offset: int, count: int, rate_bps: int) -> None:
+    """Send ``count`` bytes from ``offset`` at no more than ``rate_bps`` (slices of a tenth of a second)."""
+    f.seek(offset)
+    step = max(1, rate_bps // 10)
+    began, sent = time.monotonic(), 0
+    while sent < count:
+        chunk = f.read(min(step, count - sent))
+        if not chunk:
+            return
+        sock.sendall(chunk)
+        sent += len(chunk)
+        ahead = sent / rate_bps - (time.monotonic() - began)
+        if ahead > 0:
+            time.sleep(ahead)

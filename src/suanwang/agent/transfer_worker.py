@@ -9,6 +9,7 @@ that fails is reported and ordered again by the platform, and resumes from its p
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -26,11 +27,13 @@ class TransferWorker:
     """One site's transfer agent.  ``platform`` is an httpx client holding the agent's token and base URL."""
 
     def __init__(self, platform: httpx.Client, root: Path, *, host: str = "127.0.0.1", port: int = 0,
-                 advertise: str = "") -> None:
+                 advertise: str = "", rate_bps: int | None = None) -> None:
         self.platform = platform
         self.store = DatasetStore(root)
         self.serving = Serving()
-        self.server = make_server(self.store, self.serving, host, port)
+        if rate_bps is None:  # SUANWANG_TRANSFER_RATE_BPS: cap what this agent serves, bytes/s per transfer
+            rate_bps = int(os.environ.get("SUANWANG_TRANSFER_RATE_BPS", "0") or 0)
+        self.server = make_server(self.store, self.serving, host, port, rate_bps=max(0, rate_bps))
         self.serve_url = advertise or f"http://{host}:{self.server.server_address[1]}"
         self.peer = httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
         self._stop = threading.Event()

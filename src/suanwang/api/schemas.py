@@ -109,6 +109,13 @@ class JobIn(In):
         return self
 
 
+class JobSubmitIn(JobIn):
+    """``POST /jobs``: a job, and the datasets it reads and writes (docs/workflows.md, "Jobs and data")."""
+
+    inputs: list[str] = Field(default_factory=list, max_length=32)  # dataset refs, name[@version]
+    output: str = Field(default="", max_length=100)  # a dataset name: a new version at the job's site
+
+
 class JobBatchIn(In):
     jobs: list[JobIn] = Field(min_length=1, max_length=10_000)
 
@@ -278,6 +285,8 @@ class TaskOut(BaseModel):
     device_share: int = 0  # a fraction of one card, milli-cards (0: whole cards)
     device_memory_gb: float = 0.0  # device memory the fraction holds
     card: int = -1  # which of the pool's shared cards the fraction was placed on (the agent pins it)
+    inputs: list[dict[str, Any]] = Field(default_factory=list)  # datasets it reads: {dataset_id, name, version}
+    output: dict[str, str] = Field(default_factory=dict)  # what it writes: {dataset_id, name}
 
 
 class StatusIn(In):

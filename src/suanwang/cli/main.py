@@ -222,7 +222,7 @@ def agent(
     private_dir(s.workdir)
     executor = _local_or_exit(lambda: _executor(s.site_config, s.workdir, jobs_root, insecure_shared_user))
     runner = Agent(s.url, s.agent_token, executor, s.workdir, heartbeat_s=s.heartbeat_s, poll_s=s.poll_s,
-                   usage_interval_s=s.usage_interval_s, max_tasks=s.max_tasks)
+                   usage_interval_s=s.usage_interval_s, max_tasks=s.max_tasks, datasets_root=datasets_root)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     transfers = _transfer_worker(s.url, s.agent_token, datasets_root, transfer_listen) if datasets_root else None
     try:

@@ -42,7 +42,7 @@ def _check_sites(session: Session, sites: Sequence[str], region: str) -> None:
 
 def register(
     session: Session, actor: Principal, ds: Dataset, *, sites: Sequence[str] = (), source_job: str | None = None,
-    now: float | None = None,
+    dataset_id: str | None = None, now: float | None = None,
 ) -> DatasetRow:
     """Register one version.  ``sites`` hold a replica already (the consumer uploaded it there)."""
     at = time.time() if now is None else now
@@ -50,7 +50,7 @@ def register(
                                                   DatasetRow.name == ds.name, DatasetRow.version == ds.version)):
         raise Conflict(f"dataset {ds.name}@{ds.version} already exists")
     _check_sites(session, sites, ds.region)
-    row = DatasetRow(id=new_id("d"), tenant_id=actor.tenant_id, name=ds.name, version=ds.version,
+    row = DatasetRow(id=dataset_id or new_id("d"), tenant_id=actor.tenant_id, name=ds.name, version=ds.version,
                      size_bytes=ds.size_bytes, sha256=ds.sha256, region=ds.region, shared_with=[],
                      source_job=source_job, created_at=at)
     session.add(row)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Scheduler
 from suanwang.observability import metrics
-from suanwang.services import billing, chain, market, market_reservations, scheduling, workflows
+from suanwang.services import billing, chain, job_data, market, market_reservations, scheduling, workflows
 from suanwang.services.planner import GridPlanner
 from suanwang.services.wakeups import Listener, Wakeups, channel_for, lease_topic, notify_sql
 from suanwang.settings import LoopSettings as Settings  # the loop's knobs live with the operator's settings
@@ -137,6 +137,7 @@ class Platform:
                 self.wakeups.notify(lease_topic(site))
             metrics.PLACEMENTS.inc(len(placed))
             with self.db.transaction() as s:
+                job_data.settle(s)  # declared outputs of ended jobs become dataset versions
                 workflows.advance_all(s)  # workflow steps whose inputs now exist start; ended steps retry or fail
             batches = 10
             rated = billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=batches)  # own transactions

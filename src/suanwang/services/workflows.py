@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from suanwang.domain.datasets import GB, Dataset, parse_ref
+from suanwang.domain.datasets import GB, parse_ref
 from suanwang.domain.job import JobState
 from suanwang.domain.workflow import (
     RunState,
@@ -29,7 +29,7 @@ from suanwang.domain.workflow import (
     validate,
 )
 from suanwang.errors import Conflict, InvalidSpec, NotFound
-from suanwang.services import datasets, jobs, transfers
+from suanwang.services import datasets, job_data, jobs
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, new_id
 from suanwang.store.ledger_tables import PostingRow as LedgerPostingRow
@@ -154,15 +154,9 @@ def advance(session: Session, actor: Principal | None, run: WorkflowRunRow, *, n
 
 def _register_output(session: Session, owner: Principal, run: WorkflowRunRow, step: Step, job: JobRow,
                      at: float) -> bool:
-    """The step's output becomes a new dataset version at its job's site, as its agent reported it (size and
-    hash, ``datasets.report_output``); without that report the output is unknown: False."""
-    out = (job.placement or {}).get("output") or {}
-    if not out.get("sha256") or job.site is None:
-        return False
-    ds = Dataset(name=step.output, version=datasets.next_version(session, run.tenant_id, step.output),
-                 size_bytes=int(out.get("size_bytes", 0)), sha256=str(out["sha256"]))
-    datasets.register(session, owner, ds, sites=[job.site], source_job=job.id, now=at)
-    return True
+    """The step's output is its job's declared output (``job_data``): a new dataset version at its job's site,
+    as its agent reported it (size and hash); without that report the output is unknown: False."""
+    return job_data.settle_one(session, job, now=at) is not None
 
 
 def _start(session: Session, owner: Principal, run: WorkflowRunRow, step: Step, row: WorkflowStepRow,
@@ -185,7 +179,7 @@ def _start(session: Session, owner: Principal, run: WorkflowRunRow, step: Step, 
     if held and spec.data_gb > 0:  # the scheduler prices the move from where the data is
         spec = jobs.spec_from_json({**jobs.spec_to_json(spec), "data_site": held[0]})
     [job] = jobs.submit_jobs(session, owner, [spec])
-    transfers.record_inputs(session, job.id, [d.id for d in inputs.values()])
+    job_data.record(session, job.id, list(inputs.values()), step.output)
     row.job_id = job.id
     row.jobs = [*(row.jobs or []), job.id]
     row.attempts += 1

@@ -360,6 +360,18 @@ class JobInputRow(Base):
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
 
 
+class JobOutputRow(Base):
+    """A job's declared output (migration 0016): the dataset id reserved at submit; ``settled`` once its job ended
+    (registered as a new version if it succeeded with its output reported)."""
+
+    __tablename__ = "job_outputs"
+    __table_args__ = (Index("ix_job_outputs_settled", "settled"), UniqueConstraint("dataset_id"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    dataset_id: Mapped[str] = mapped_column(String(40))
+    settled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class WorkflowRunRow(Base):
     """One run of a workflow: its validated steps and their states (migration 0012)."""
 

@@ -32,6 +32,7 @@ class Task:
     device_share: int = 0  # a fraction of one card in milli-cards (0: whole cards)
     device_memory_gb: float = 0.0  # device memory the fraction holds on its card
     card: int = -1  # the pool's card the platform placed the fraction on
+    output_dataset: str = ""  # the dataset id reserved for its declared output (agent/job_data.py)
 
 
 @enum.unique

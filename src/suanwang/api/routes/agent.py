@@ -13,7 +13,7 @@ from suanwang.api.deps import CurrentPrincipal, PlatformDep, SessionDep
 from suanwang.api.schemas import HeartbeatIn, LeaseIn, LogChunkIn, RegisterIn, StatusIn, TaskOut, UsageBatchIn
 from suanwang.domain.catalogue import CATALOGUE_LABEL
 from suanwang.errors import InvalidSpec
-from suanwang.services import agents, sites
+from suanwang.services import agents, job_data, sites
 from suanwang.services.auth import Principal
 from suanwang.services.platform import Platform
 from suanwang.services.wakeups import lease_topic
@@ -66,13 +66,14 @@ def _lease_once(body: LeaseIn, agent: Principal, platform: Platform) -> list[Tas
     with platform.db.transaction() as session:
         jobs = agents.lease_jobs(session, agent, max_jobs=body.max_jobs, lease_s=platform.settings.lease_s,
                                  request_id=body.request_id, now=platform.now())
+        data = job_data.task_data(session, [j.id for j in jobs])  # declared inputs and output (flows)
         return [
             TaskOut(job_id=j.id, attempt=j.attempt, pool=j.pool or "", command=j.spec["command"], cores=j.cores,
                     memory_gb=j.memory_gb, devices=j.devices, env=j.spec.get("env", {}),
                     workdir=j.spec.get("workdir", ""), duration_s=j.spec.get("duration_s", 3600.0),
                     tenant=j.tenant_id, circuit=j.spec.get("circuit", ""), shots=j.spec.get("shots", 0),
                     device_share=j.spec.get("device_share", 0), device_memory_gb=j.spec.get("device_memory_gb", 0.0),
-                    card=int((j.placement or {}).get("card", -1)))
+                    card=int((j.placement or {}).get("card", -1)), **data.get(j.id, {}))
             for j in jobs
         ]
 

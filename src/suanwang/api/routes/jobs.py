@@ -8,8 +8,8 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import PlainTextResponse
 
 from suanwang.api.deps import ClockDep, CurrentPrincipal, PlatformDep, SessionDep
-from suanwang.api.schemas import INT32, JobBatchIn, JobIn, JobListOut, JobOut, UsageOut
-from suanwang.services import jobs, scheduling, transfers
+from suanwang.api.schemas import INT32, JobBatchIn, JobListOut, JobOut, JobSubmitIn, UsageOut
+from suanwang.services import job_data, jobs, scheduling, transfers
 from suanwang.store.tables import JobRow, UsageRow
 
 router = APIRouter(tags=["jobs"])
@@ -28,15 +28,20 @@ def usage_out(row: UsageRow) -> UsageOut:
 
 @router.post("/jobs", status_code=201)
 def submit_job(
-    body: JobIn, actor: CurrentPrincipal, platform: PlatformDep,
+    body: JobSubmitIn, actor: CurrentPrincipal, platform: PlatformDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,  # jobs.client_key's width
 ) -> JobOut:
-    spec = jobs.spec_from_json(body.model_dump())
+    data = body.model_dump(exclude={"inputs", "output"})
+    job_data.check_output_name(body.output)
     # The transaction is opened here rather than through SessionDep: the hottest route saves
     # the generator dependency's extra threadpool round trips.
     with platform.db.transaction() as session:
+        inputs = job_data.resolve_inputs(session, actor, body.inputs) if body.inputs else {}
+        spec = jobs.spec_from_json(job_data.with_data_terms(data, inputs, session) if inputs else data)
         platform.check_submit(session, [spec])
         [row] = jobs.submit_jobs(session, actor, [spec], client_keys=[idempotency_key])
+        if inputs or body.output:
+            job_data.record(session, row.id, list(inputs.values()), body.output)
     platform.wake()
     return job_out(row)
 

@@ -1,14 +1,14 @@
 """shared accelerators: a pool's card sharing, and the fraction of a card a job holds
 
 Revision ID: 0017_fractions
-Revises: 0014_jobs_submitted
+Revises: 0016_data2
 Create Date: 2026-12-07 21:40:00
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0017_fractions'
-down_revision = '0014_jobs_submitted'
+down_revision = '0016_data2'
 branch_labels = None
 depends_on = None
 

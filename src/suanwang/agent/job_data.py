@@ -1,0 +1,88 @@
+"""A job's declared datasets at the agent: where it finds its inputs, where it writes its output, and the
+output's hash reported when it ends (docs/workflows.md, "Jobs and data").
+
+The job is told paths in its environment: ``SUANWANG_INPUTS`` (every input, ``os.pathsep``-separated),
+``SUANWANG_INPUT_<NAME>`` (one per input, the name upper-cased, other characters ``_``) and
+``SUANWANG_OUTPUT`` (a file to write).  Inputs are the verified replicas at ``<datasets root>/<id>``: a
+staged file is renamed there only after its hash matched, so a job never reads a partial one.  The output
+is read without following links (a job cannot make the agent publish a file it could not read itself),
+copied into the store while hashed and fsynced, and only then renamed to ``<root>/<reserved id>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+from pathlib import Path
+from typing import Any
+
+from suanwang.agent.transfer import CHUNK, DatasetStore
+
+OUT_DIR = ".out"
+
+
+class InputMissing(Exception):
+    """An input the platform said is here is not: the attempt fails with this reason."""
+
+
+def _var(name: str) -> str:
+    return "SUANWANG_INPUT_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def prepare(root: Path, job_id: str, attempt: int, inputs: list[dict[str, Any]],
+            output: dict[str, str]) -> dict[str, str]:
+    """The environment that points the job at its inputs and output; the output's directory made for it."""
+    store = DatasetStore(root)
+    os.chmod(root, 0o711)  # jobs reach their inputs by id; none lists what else the site holds
+    env: dict[str, str] = {}
+    paths = []
+    for i in inputs:
+        path = store.path(str(i["dataset_id"]))
+        if not path.is_file():
+            raise InputMissing(f"input {i.get('name')}@{i.get('version')} ({i['dataset_id']}) is not at this site")
+        os.chmod(path, 0o644)  # the job runs as its tenant's uid; whatever the agent's umask was
+        paths.append(str(path))
+        env[_var(str(i.get("name", i["dataset_id"])))] = str(path)
+    if paths:
+        env["SUANWANG_INPUTS"] = os.pathsep.join(paths)
+    if output:
+        store.path(output["dataset_id"])  # a well-formed id, or TransferError
+        out = output_dir(root, job_id, attempt)
+        out.parent.mkdir(mode=0o711, exist_ok=True)
+        os.chmod(out.parent, 0o711)  # jobs enter their own directory by its name; none lists the others
+        out.mkdir(exist_ok=True)
+        os.chmod(out, 0o777)  # written by the job's own user (each tenant has a uid of its own)
+        env["SUANWANG_OUTPUT"] = str(out / "data")
+    return env
+
+
+def output_dir(root: Path, job_id: str, attempt: int) -> Path:
+    return Path(root) / OUT_DIR / f"{DatasetStore(root).path(job_id).name}-{int(attempt)}"
+
+
+def collect(root: Path, job_id: str, attempt: int, dataset_id: str) -> tuple[int, str]:
+    """The written output copied into the store as ``dataset_id``: (size, sha256).  OSError if not written."""
+    store = DatasetStore(root)
+    out = output_dir(root, job_id, attempt)
+    fd = os.open(out / "data", os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{out / 'data'} is not a regular file")
+        tmp = store.partial / f"{store.path(dataset_id).name}.out"
+        digest, size = hashlib.sha256(), 0
+        with os.fdopen(os.dup(fd), "rb") as src, open(tmp, "wb") as dst:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                dst.write(chunk)
+                size += len(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, store.path(dataset_id))
+    finally:
+        os.close(fd)
+    shutil.rmtree(out, ignore_errors=True)
+    return size, digest.hexdigest()
