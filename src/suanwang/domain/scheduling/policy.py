@@ -35,7 +35,11 @@ pool is contended when, in this pass or the one before, a job without a
 deadline that could use it found no room (or was held back by the backfill
 guard).  On a contended grid the job starts now where there is room, else
 it waits in the queue like any job (and goes first once urgent).  No rule
-depends on a trace: only on what the passes themselves saw.
+depends on a trace: only on what the passes themselves saw.  Contention
+sees only the present; ``deferral.DeferralBounds`` adds what bounds a later
+burst's harm: a minimum slack of 2 run times, a forecast use of the job's
+pools (busy now, or the last hour's arrivals for them) of at most 70 %, and
+at most a quarter of a pool's capacity deferred onto it per pass.
 
 Urgent jobs (``urgency``): a deadline job whose slack, deadline - now - its
 run time on its fastest candidate, is at most its margin ``max(run, 1 h)``
