@@ -19,6 +19,12 @@ bench/results/scheduler.json (the whole run only); the last stdout line is one J
     replays the same instance; total cost, carbon, waits, deadline misses (the simulator plans every
     min(60 s, median run time), at least every 1 s), and the ratio of each policy's cost (before
     rounding each attempt to whole fen) to the HiGHS LP lower bound.
+(d) Matrix: ``suanwang.sim.matrix.run_matrix`` (every policy on every shipped trace x variant x load x seed;
+    its docstring states the cells, the tuning/held-out halves and the tolerances): per workload, each
+    policy's deadline misses, p99 wait with and without a deadline, cost as a ratio to the HiGHS bound (full
+    run only: the bound is not computed in ``--quick``) and carbon; ``matrix_losses`` in the JSON line.
+    ``--quick`` runs the live pass, the plan throughput, memory and the quick matrix only (the quality and
+    pressure instances belong to the full run).
 (c) Pressure: the same traces at ``--pressure-load`` (default 100 %) offered load, where queues form and
     deadlines are at risk; the same figures per policy.  The baselines know nothing of deadlines; the
     ablation row ``cheapest-first+urgent`` gives cheapest-first the grid scheduler's urgent-first order,
@@ -59,6 +65,7 @@ from suanwang.domain.scheduler import (  # noqa: E402
     PriceSignal,
 )
 from suanwang.sim import load_alibaba_dlrm, load_azure_llm, load_grid, load_swf, run_simulation  # noqa: E402
+from suanwang.sim.matrix import run_matrix  # noqa: E402
 from suanwang.sim.sizing import at_load, offered_load  # noqa: E402
 from suanwang.sim.traces import with_placement_hints  # noqa: E402
 
@@ -282,20 +289,43 @@ def quality(quick: bool, load: float, ablation: bool = False) -> dict[str, objec
             "cost_ratio_to_bound": policies["grid"]["cost_ratio_to_bound"]}
 
 
+def _fmt(v: object, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def matrix(quick: bool) -> dict[str, object]:
+    """The evaluation matrix; prints one block per workload (cell), a row per policy."""
+    t0 = time.perf_counter()
+    res = run_matrix(quick, progress=lambda d, n, name: print(f"[matrix {d}/{n}] {name}", file=sys.stderr))
+    wall = time.perf_counter() - t0
+    head = (f"{'policy':16s} {'misses':>6s} {'p99 dl s':>10s} {'p99 no-dl s':>11s} {'cost/bound':>10s}"
+            f" {'carbon kg':>10s}")
+    for c in res["cells"]:
+        loss = f"  LOSS: {', '.join(c['losses'])}" if c["losses"] else ""
+        print(f"{c['cell']} ({c['half']}, {c['jobs']} jobs){loss}")
+        print("  " + head)
+        for pol, r in c["policies"].items():
+            print(f"  {pol:16s} {r['deadline_misses']:6d} {r['wait_p99_deadline_s']:10.0f}"
+                  f" {r['wait_p99_no_deadline_s']:11.0f} {_fmt(r['cost_ratio_to_bound'], '10.3f'):>10s}"
+                  f" {r['carbon_kg']:10.1f}")
+    return {**res, "wall_s": round(wall, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--load", type=float, default=0.7,
                     help="offered load as a share of the sliced grid's capacity (0: the whole grid)")
     ap.add_argument("--pressure-load", type=float, default=1.0, help="offered load of the pressure instances")
-    ap.add_argument("--part", choices=("all", "live", "throughput", "memory", "quality"), default="all",
+    ap.add_argument("--part", choices=("all", "live", "throughput", "memory", "quality", "matrix"), default="all",
                     help="run one part only (written to bench/results/scheduler_<part>.json)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     sites, jobs, mem_jobs = (20, 20_000, 100_000) if args.quick else (100, 100_000, 1_000_000)
     if args.part != "all":
         part = {"live": lambda: live(sites, jobs), "throughput": lambda: throughput(sites, jobs),
-                "memory": lambda: memory(mem_jobs), "quality": lambda: quality(args.quick, args.load)}[args.part]()
+                "memory": lambda: memory(mem_jobs), "quality": lambda: quality(args.quick, args.load),
+                "matrix": lambda: matrix(args.quick)}[args.part]()
         part = {"quick": args.quick, **part, "wall_s": round(time.perf_counter() - t0, 1)}
         path = ROOT / f"bench/results/scheduler_{args.part}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -303,29 +333,39 @@ def main() -> None:
         if args.part == "live":
             part = {**{k: v for k, v in part.items() if k != "passes"},
                     "placements_per_s_live": part["placements_per_s"]["median"]}  # type: ignore[index]
+        if args.part == "matrix":
+            part = {k: v for k, v in part.items() if k != "cells"}
         print(json.dumps(part))
         return
     lv = live(sites, jobs)
     tp = throughput(sites, jobs)
     mem = memory(mem_jobs)
-    q = quality(args.quick, args.load)
-    hot = quality(args.quick, args.pressure_load, ablation=True)
-    pressure = {"offered_load": args.pressure_load, "cost_ratio_to_bound": hot["cost_ratio_to_bound"],
-                "policies": hot["policies"], "instances": hot["instances"]}
-    out = {"quick": args.quick, "offered_load": args.load, **tp, **mem, "live": lv,
-           "placements_per_s_live": lv["placements_per_s"]["median"],  # type: ignore[index]
-           "placements_per_s_plan": tp["placements_per_s_plan"]["median"],  # type: ignore[index]
-           "cost_ratio_to_bound": q["cost_ratio_to_bound"],
-           "policies": q["policies"], "instances": q["instances"], "pressure": pressure,
-           "wall_s": round(time.perf_counter() - t0, 1)}
+    mx = matrix(args.quick)
+    out: dict[str, object] = {
+        "quick": args.quick, "offered_load": args.load, **tp, **mem, "live": lv,
+        "placements_per_s_live": lv["placements_per_s"]["median"],  # type: ignore[index]
+        "placements_per_s_plan": tp["placements_per_s_plan"]["median"],  # type: ignore[index]
+        "matrix_losses": mx["matrix_losses"], "matrix_losses_tuning": mx["matrix_losses_tuning"],
+        "matrix_losses_heldout": mx["matrix_losses_heldout"], "matrix": mx}
+    if not args.quick:
+        q = quality(args.quick, args.load)
+        hot = quality(args.quick, args.pressure_load, ablation=True)
+        out["pressure"] = {"offered_load": args.pressure_load, "cost_ratio_to_bound": hot["cost_ratio_to_bound"],
+                           "policies": hot["policies"], "instances": hot["instances"]}
+        out.update(cost_ratio_to_bound=q["cost_ratio_to_bound"], policies=q["policies"], instances=q["instances"])
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
     path = ROOT / "bench/results/scheduler.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
-    summary = {k: out[k] for k in ("quick", "placements_per_s_live", "placements_per_s_plan", "placements_per_s",
+    summary = {k: out[k] for k in ("quick", "matrix_losses", "matrix_losses_tuning", "matrix_losses_heldout",
+                                   "placements_per_s_live", "placements_per_s_plan", "placements_per_s",
                                    "pools", "queued_jobs", "placements", "plan_s",
                                    "memory_jobs", "bytes_per_queued_job", "cost_ratio_to_bound", "policies",
-                                   "wall_s")}
-    summary["pressure"] = {k: pressure[k] for k in ("offered_load", "cost_ratio_to_bound", "policies")}
+                                   "wall_s") if k in out}
+    summary["matrix_policies"] = mx["policies"]
+    if "pressure" in out:
+        p = out["pressure"]
+        summary["pressure"] = {k: p[k] for k in ("offered_load", "cost_ratio_to_bound", "policies")}  # type: ignore[index]
     print(json.dumps(summary))
 
 

@@ -36,13 +36,13 @@ def test_a_job_without_deadline_is_never_deferred(prices, hour, run_s) -> None:
     assert p.start_at == now
 
 
-def _one_pool(prices: list[int]):
+def _one_pool(prices: list[int], free_cards: int = 1):
     from suanwang.domain.grid import Capacity
     from suanwang.domain.placement import PoolState
 
     g = grid([pool("a", "qingyang", devices=16)], prices={"a": tuple(prices)})
     p = g.pools[0]
-    free = [PoolState(p, Capacity(p.capacity.cores, p.capacity.memory_gb, 1))]  # one card free
+    free = [PoolState(p, Capacity(p.capacity.cores, p.capacity.memory_gb, free_cards))]
     return g, free
 
 
@@ -63,10 +63,10 @@ def test_no_deferral_where_work_without_a_deadline_found_no_room(prices, hour) -
 def test_deferral_returns_once_the_queue_has_drained() -> None:
     from tests.domain.sched_helpers import NOON, VALLEY
 
-    g, free = _one_pool(list(VALLEY))
+    g, free = _one_pool(list(VALLEY), free_cards=12)  # 25 % busy: under the forecast bound
     d = job("dl", devices=1, duration_s=600, deadline=NOON + 40 * 3600, submitted=NOON)
     s = GridScheduler(g)
-    s.plan([job("nd", devices=2, duration_s=600, submitted=NOON), d], free, now=NOON)
+    s.plan([job("nd", devices=13, duration_s=600, submitted=NOON), d], free, now=NOON)
     s.plan([d], free, now=NOON + 60)  # no blocked job in this pass; the last one still counts
     [p] = s.plan([d], free, now=NOON + 120)  # two passes without a blocked job: the valley hours again
     assert p.start_at > NOON + 3600

@@ -101,12 +101,13 @@ def test_run_simulation_accepts_file_paths(tmp_path: Path) -> None:
 
 
 def test_a_deferred_job_whose_hour_is_taken_is_planned_again_and_still_meets_its_deadline(tmp_path: Path) -> None:
-    g = grid([pool("a", "qingyang", devices=3, node_devices=2)], prices={"a": VALLEY})
+    # 4 devices: the deferral cap (a quarter of a pool's cards per pass) allows one card deferred
+    g = grid([pool("a", "qingyang", devices=4, node_devices=2)], prices={"a": VALLEY})
     h = 3600
-    rows = [f"0,{48 * h},8,2,32,x,,standard,"]  # x holds 2 of 3 devices: its dominant share stays above y's
+    rows = [f"0,{48 * h},8,2,32,x,,standard,"]  # x holds 2 of 4 devices: its dominant share stays above y's
     rows.append(f"{12 * h},{h},4,1,16,x,{27 * h},standard,")  # j1: due 03:00; the valley starts at 23:00
-    rows += [f"{22 * h + 1800 + k * 1800},{h},4,1,16,y,,standard," for k in range(24)]  # y keeps the last device busy
+    rows += [f"{22 * h + 1800 + k * 900},{h},4,1,16,y,,standard," for k in range(48)]  # y keeps the last devices busy
     r = run_simulation(g, trace(tmp_path, rows), "grid")
-    assert r.start[1] >= T0 + 23 * h  # held for the valley at noon
+    assert r.start[1] >= T0 + 22 * h  # held for the valley at noon (given up once y fills the pool past 70 %)
     assert r.end[1] <= T0 + 27 * h  # y's stream took its hour; planned again, it went first once its slack ran low
     assert r.deadline_misses == 0

@@ -211,17 +211,17 @@ def losses(rows: dict[str, dict[str, Any]], ours: str = OURS) -> list[str]:
 
 
 def run_matrix(quick: bool, *, progress: Progress | None = None, cells: Sequence[Cell] | None = None,
-               jobs: int | None = None) -> dict[str, Any]:
+               jobs: int | None = None, bound: bool | None = None) -> dict[str, Any]:
     """Run the matrix; per-cell table, ``matrix_losses`` and the losses of each half.
 
-    ``quick`` is the plan of ``plan(True)``; ``cells`` and ``jobs`` override it (tests).
+    ``quick`` is the plan of ``plan(True)``; ``cells``, ``jobs`` and ``bound`` override it.
     """
     p = plan(quick)
     todo = tuple(cells) if cells is not None else p.cells
     n = jobs or p.jobs
     table = []
     for k, cell in enumerate(todo):
-        table.append(run_cell(cell, n, bound=p.bound))
+        table.append(run_cell(cell, n, bound=p.bound if bound is None else bound))
         if progress:
             progress(k + 1, len(todo), cell.name)
     by_half = {h: sum(len(c["losses"]) for c in table if c["half"] == h) for h in ("tuning", "heldout")}

@@ -35,7 +35,11 @@ pool is contended when, in this pass or the one before, a job without a
 deadline that could use it found no room (or was held back by the backfill
 guard).  On a contended grid the job starts now where there is room, else
 it waits in the queue like any job (and goes first once urgent).  No rule
-depends on a trace: only on what the passes themselves saw.
+depends on a trace: only on what the passes themselves saw.  Contention
+sees only the present; ``deferral.DeferralBounds`` adds what bounds a later
+burst's harm: a minimum slack of 2 run times, a forecast use of the job's
+pools (busy now, or the last hour's arrivals for them) of at most 70 %, and
+at most a quarter of a pool's capacity deferred onto it per pass.
 
 Urgent jobs (``urgency``): a deadline job whose slack, deadline - now - its
 run time on its fastest candidate, is at most its margin ``max(run, 1 h)``
@@ -60,6 +64,7 @@ from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Placement, PoolState, QueuedJob
 from suanwang.domain.scheduling.base import FreeState, Guard, Urgency
 from suanwang.domain.scheduling.context import GridContext
+from suanwang.domain.scheduling.deferral import DeferralBounds
 from suanwang.domain.scheduling.fast_paths import FastPaths, _Shape
 from suanwang.domain.scheduling.scoring import (
     DEFAULT_WEIGHTS,
@@ -92,6 +97,7 @@ class GridScheduler(FastPaths):
         self.job_weights = dict(job_weights or {})
         self.horizon_h = horizon_h
         self.keep_order = keep_order
+        self.deferral = DeferralBounds(self.ctx)
 
     def weights_for(self, job: QueuedJob) -> Weights:
         if not self.job_weights and not self.tenant_weights:
@@ -105,6 +111,13 @@ class GridScheduler(FastPaths):
         self._contended = last if last is not None and len(last) == n else np.zeros(n, dtype=bool)
         self._contended_now = np.zeros(n, dtype=bool)
         self._marked: set[int] = set()  # shapes whose pools are marked contended in this pass
+        self._now = now
+        if hasattr(self, "deferral"):
+            self.deferral.start_pass(now)
+
+    def _prepare(self, ordered: Sequence[QueuedJob]) -> None:
+        super()._prepare(ordered)
+        self.deferral.record(ordered, lambda spec: self._info(spec).idx, self._now)
 
     def _mark_contended(self, info: _Shape, idx: np.ndarray, whole: bool) -> None:
         """A job without a deadline found no room on ``idx``: deferral there would starve it."""
@@ -221,7 +234,10 @@ class GridScheduler(FastPaths):
             if self.contended(t.idx):
                 later = math.inf  # deferral only into idle hours (module docstring)
             if later < score or (later == score and lr * len(t.starts) + lc < r * len(t.starts)):
-                score, r, c = later, lr, lc
+                li = int(t.idx[lr])
+                if self.deferral.may_defer(spec, spec.duration_s / info.fastest, now, info.idx, li, free):
+                    score, r, c = later, lr, lc
+                    self.deferral.book(spec, li)
             if not math.isfinite(score):
                 return None
         else:
