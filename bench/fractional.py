@@ -78,32 +78,26 @@ def summary(values: list[float]) -> dict[str, object]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="400 jobs a run instead of 2,000")
-    ap.add_argument("--jobs", type=int, default=0)
-    ap.add_argument("--cards", type=int, default=32)
-    ap.add_argument("--load", type=float, default=0.9)
-    ap.add_argument("--fraction-share", type=float, default=0.7)
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
-    if args.fraction_share < 0.6 or args.runs < 3:
-        ap.error("at least 60 % fractional jobs and 3 runs")
-    n = args.jobs or (400 if args.quick else 2_000)
+def run_fractional(n: int, cards: int = 32, load: float = 0.9, fraction_share: float = 0.7, runs: int = 3
+                   ) -> dict[str, object]:
+    """Each policy replays the same fractional workloads ``runs`` times; figures as median/min/max/runs.
+
+    Also ``bench/scheduler.py``'s fractional section (``--part fractional``).
+    """
     raw: dict[str, dict[str, list[float]]] = {p: {} for p in (*POLICIES, "whole-cards")}
     below = []
     with tempfile.TemporaryDirectory() as tmp:
-        for run in range(args.runs):
+        for run in range(runs):
             for name in raw:
                 whole = name == "whole-cards"
                 path = Path(tmp) / f"r{run}-{whole}.csv"
                 if not path.exists():
-                    path.write_text(workload(n, args.cards, args.load, args.fraction_share, run, whole))
+                    path.write_text(workload(n, cards, load, fraction_share, run, whole))
                 trace = load_csv(path)
                 if not whole and name == POLICIES[0]:
                     below.append(float(np.mean((trace.devices > 0) & (trace.devices < 1))))
                 started = time.perf_counter()
-                r = run_simulation(grid_model(args.cards, not whole), trace, "grid" if whole else name)
+                r = run_simulation(grid_model(cards, not whole), trace, "grid" if whole else name)
                 wall = time.perf_counter() - started
                 s = r.summary()
                 wait = r.start - r.submit
@@ -116,13 +110,28 @@ def main() -> None:
                            "placements": placed}
                 for k, v in figures.items():
                     raw[name].setdefault(k, []).append(round(v, 6))
-                print(f"run {run + 1}/{args.runs} {name:15s} {figures['placements_per_s']:8.0f} placements/s  "
+                print(f"run {run + 1}/{runs} {name:15s} {figures['placements_per_s']:8.0f} placements/s  "
                       f"allocated {figures['allocated_share']:.3f}  fragmentation {figures['gpu_fragmentation']:.3f}"
                       f"  mean wait {figures['mean_wait_s']:.0f} s  whole wait max {figures['max_whole_wait_s']:.0f} s",
                       file=sys.stderr)
-    result = {"bench": "fractional", "path": "sim.run_simulation: FairScheduler + FreeState (the live pass)",
-              "jobs": n, "cards": args.cards, "load": args.load, "fraction_below_one_card": summary(below),
-              "policies": {p: {k: summary(v) for k, v in figs.items()} for p, figs in raw.items()}}
+    return {"bench": "fractional", "path": "sim.run_simulation: FairScheduler + FreeState (the live pass)",
+            "jobs": n, "cards": cards, "load": load, "fraction_below_one_card": summary(below),
+            "policies": {p: {k: summary(v) for k, v in figs.items()} for p, figs in raw.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="400 jobs a run instead of 2,000")
+    ap.add_argument("--jobs", type=int, default=0)
+    ap.add_argument("--cards", type=int, default=32)
+    ap.add_argument("--load", type=float, default=0.9)
+    ap.add_argument("--fraction-share", type=float, default=0.7)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    if args.fraction_share < 0.6 or args.runs < 3:
+        ap.error("at least 60 % fractional jobs and 3 runs")
+    n = args.jobs or (400 if args.quick else 2_000)
+    result = run_fractional(n, args.cards, args.load, args.fraction_share, args.runs)
     out = ROOT / "bench" / "results" / "fractional.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

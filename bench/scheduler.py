@@ -311,13 +311,22 @@ def matrix(quick: bool) -> dict[str, object]:
     return {**res, "wall_s": round(wall, 1)}
 
 
+def fractional(quick: bool) -> dict[str, object]:
+    """Card fractions (≥ 60 % of jobs below one card) replayed through the live pass by every policy and by
+    whole cards only: placements/s, allocated-share utilisation, GPU fragmentation (``bench/fractional.py``)."""
+    from fractional import run_fractional  # bench/ is on sys.path when a bench runs as a script
+
+    return run_fractional(200 if quick else 2_000)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--load", type=float, default=0.7,
                     help="offered load as a share of the sliced grid's capacity (0: the whole grid)")
     ap.add_argument("--pressure-load", type=float, default=1.0, help="offered load of the pressure instances")
-    ap.add_argument("--part", choices=("all", "live", "throughput", "memory", "quality", "matrix"), default="all",
+    ap.add_argument("--part", choices=("all", "live", "throughput", "memory", "quality", "matrix", "fractional"),
+                    default="all",
                     help="run one part only (written to bench/results/scheduler_<part>.json)")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -325,7 +334,7 @@ def main() -> None:
     if args.part != "all":
         part = {"live": lambda: live(sites, jobs), "throughput": lambda: throughput(sites, jobs),
                 "memory": lambda: memory(mem_jobs), "quality": lambda: quality(args.quick, args.load),
-                "matrix": lambda: matrix(args.quick)}[args.part]()
+                "matrix": lambda: matrix(args.quick), "fractional": lambda: fractional(args.quick)}[args.part]()
         part = {"quick": args.quick, **part, "wall_s": round(time.perf_counter() - t0, 1)}
         path = ROOT / f"bench/results/scheduler_{args.part}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -341,12 +350,13 @@ def main() -> None:
     tp = throughput(sites, jobs)
     mem = memory(mem_jobs)
     mx = matrix(args.quick)
+    fr = fractional(args.quick)
     out: dict[str, object] = {
         "quick": args.quick, "offered_load": args.load, **tp, **mem, "live": lv,
         "placements_per_s_live": lv["placements_per_s"]["median"],  # type: ignore[index]
         "placements_per_s_plan": tp["placements_per_s_plan"]["median"],  # type: ignore[index]
         "matrix_losses": mx["matrix_losses"], "matrix_losses_tuning": mx["matrix_losses_tuning"],
-        "matrix_losses_heldout": mx["matrix_losses_heldout"], "matrix": mx}
+        "matrix_losses_heldout": mx["matrix_losses_heldout"], "matrix": mx, "fractional": fr}
     if not args.quick:
         q = quality(args.quick, args.load)
         hot = quality(args.quick, args.pressure_load, ablation=True)
@@ -363,6 +373,9 @@ def main() -> None:
                                    "memory_jobs", "bytes_per_queued_job", "cost_ratio_to_bound", "policies",
                                    "wall_s") if k in out}
     summary["matrix_policies"] = mx["policies"]
+    shown = ("placements_per_s", "allocated_share", "gpu_fragmentation")
+    summary["fractional"] = {p: {k: f[k]["median"] for k in shown}
+                             for p, f in fr["policies"].items()}  # type: ignore[attr-defined]
     if "pressure" in out:
         p = out["pressure"]
         summary["pressure"] = {k: p[k] for k in ("offered_load", "cost_ratio_to_bound", "policies")}  # type: ignore[index]
