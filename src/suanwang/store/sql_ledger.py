@@ -395,9 +395,15 @@ class SqlLedger:
         if c.hold is not None:
             self._holds[c.hold.id] = c.hold
             self._staged.dirty_holds.add(c.hold.id)
+        if c.voucher_fen:
+            slot = (c.voucher_programme, p.consumer)
+            used = self._voucher[slot]  # plan_row read it (voucher_used)
+            (self._staged.new_slots if used is None else self._staged.dirty_slots).add(slot)
+            self._voucher[slot] = (used or 0) + c.voucher_fen
         self._known[p.key] = (p.request, c.over_limit)
         self._staged.transfers.append((
-            p.key, "charge", p.booked_us, time.time(), p.request, c.hold_id, "", 0, "", p.consumer, p.provider,
+            p.key, "charge", p.booked_us, time.time(), p.request, c.hold_id, c.voucher_programme, c.voucher_fen, "",
+            p.consumer, p.provider,
             p.job_id, p.key, p.version, c.actor[:100], c.over_limit, c.body))
 
     def _checkpoint(self) -> tuple[Any, ...]:
