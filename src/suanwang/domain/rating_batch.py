@@ -49,7 +49,7 @@ from suanwang.domain.pricing import BooksInForce, PriceBreakdown, PriceUnit, fin
 from suanwang.domain.rating import booking_time, usage_key, usage_request
 from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.domain.tou import band_microseconds
-from suanwang.domain.voucher import VoucherProgramme, pick_programme, voucher_share
+from suanwang.domain.voucher import VoucherProgramme
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -97,7 +97,7 @@ class PricedUsage(NamedTuple):
     fee_fen: Fen
     provider_fen: Fen
     rounding_fen: Fen
-    programme: VoucherProgramme | None = None  # the voucher programme covering it (pick_programme), if any
+    programme: tuple[VoucherProgramme, int, int] | None = None  # its voucher programme and share (ratio of %)
 
 
 # A per-record price: (net numerator, net denominator, price version to record) in fen, or None for the book's.
@@ -117,6 +117,22 @@ class RatingContext:
     programmes: Sequence[VoucherProgramme] = ()
     price_source: PriceSource | None = None  # plug-in for prices the book does not give (see the docstring)
     _terms: dict[tuple[Any, ...], tuple[Any, ...] | None] = field(default_factory=dict)
+    _offers: dict[tuple[str, ResourceClass], tuple[tuple[VoucherProgramme, int, int], ...]] = field(
+        default_factory=dict)
+
+    def programme(self, consumer: str, cls: ResourceClass, at: datetime) -> tuple[VoucherProgramme, int, int] | None:
+        """``pick_programme``'s answer with its share as an integer ratio of percent, or None: the programmes
+        open to this consumer and class are sorted once per batch (largest share, then id), and the first
+        valid at ``at`` wins."""
+        offers = self._offers.get((consumer, cls))
+        if offers is None:
+            open_to = sorted((p for p in self.programmes if cls in p.resource_classes
+                              and (p.consumers is None or consumer in p.consumers)), key=lambda p: (-p.share_pct, p.id))
+            offers = self._offers[(consumer, cls)] = tuple((p, *p.share_pct.as_integer_ratio()) for p in open_to)
+        for offer in offers:
+            if offer[0].valid_from <= at < offer[0].valid_until:
+                return offer
+        return None
 
     def terms(self, book: Any, cls: ResourceClass, tier: str, level: ServiceLevel, site: str, pool: str,
               units: tuple[PriceUnit, ...]) -> tuple[Any, ...] | None:
@@ -151,8 +167,7 @@ def price_row(row: Sequence[Any], ctx: RatingContext) -> PricedUsage | str | Non
     for _, q in measured:
         if not q.is_finite() or q < 0:
             return None
-    programme = pick_programme(ctx.programmes, consumer=consumer, resource_class=cls,
-                               at=start) if ctx.programmes else None
+    programme = ctx.programme(consumer, cls, start) if ctx.programmes else None
     book = ctx.books.at(start)
     tier = ctx.tiers.get((site, pool), "standard")
     plugged = ctx.price_source(row) if ctx.price_source is not None else None
@@ -207,12 +222,16 @@ def plan_row(priced: PricedUsage, *, hold: Hold | None, view: LedgerView, actor:
     """The CHARGE of ``priced`` (voucher first, as apply_voucher makes it against ``view``; then the open
     hold, then the wallet) as plan_charge and check_transfer make it, or None where the rule book might
     refuse it (the general path then answers why)."""
-    consumer, gross, programme = priced.consumer, priced.gross_fen, priced.programme
-    voucher, cap, fund = 0, 0, ""
-    if programme is not None:
+    consumer, gross, offer = priced.consumer, priced.gross_fen, priced.programme
+    voucher, cap, fund, programme = 0, 0, "", None
+    if offer is not None and gross > 0:  # voucher_share in integers: round(gross * share / 100), then cut
+        programme, share_n, share_d = offer
         cap, fund = programme.cap_per_consumer_fen, str(voucher_fund(programme.id))
-        voucher = voucher_share(programme, gross_fen=gross, used_fen=view.voucher_used(programme.id, consumer),
-                                fund_fen=view.balance(voucher_fund(programme.id)))
+        voucher = max(0, min(round_ratio(gross * share_n, share_d * 100),
+                             cap - view.voucher_used(programme.id, consumer), view.balance(voucher_fund(programme.id)),
+                             gross))
+    elif offer is not None:
+        programme, cap = offer[0], offer[0].cap_per_consumer_fen
     owed = gross - voucher
     from_hold, after = 0, None
     if hold is not None and hold.state is HoldState.OPEN:
