@@ -40,6 +40,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import OperationalError
 
 from suanwang.domain.ledger import (
+    PLATFORM_FEES,
     Hold,
     Posting,
     Transfer,
@@ -141,8 +142,8 @@ def _check_rating(db: Database, expected: int) -> dict[str, int]:
         vouchered = s.scalar(select(func.count()).select_from(TransferRow).where(
             TransferRow.kind == TransferKind.CHARGE.value, TransferRow.voucher_fen > 0)) or 0
         ledger = SqlLedger(s)
-        ledger.lock_accounts([billing.PLATFORM_FEES, earnings(PROVIDER)])  # loads their balances
-        fees = ledger.balance(billing.PLATFORM_FEES)
+        ledger.lock_accounts([PLATFORM_FEES, earnings(PROVIDER)])  # loads their balances
+        fees = ledger.balance(PLATFORM_FEES)
         provider = ledger.balance(earnings(PROVIDER))
     assert charges == expected, f"{charges} charges for {expected} records"
     assert from_hold == charges and vouchered > 0 and fees > 0 and provider > 0, (from_hold, vouchered, fees)

@@ -16,7 +16,7 @@ from suanwang.store.db import Database, is_postgres
 from suanwang.store.ledger_tables import PostingRow, TransferRow
 from suanwang.store.tables import AuditRow, ChainGapRow, ChainLinkRow
 from tests.domain.money_builders import at
-from tests.services.test_rating_fast import _seed
+from tests.services.test_rating_fast import SME, _seed
 
 
 def _audit(db: Database, n: int, start: int = 0) -> None:
@@ -145,7 +145,7 @@ def test_a_changed_or_added_posting_breaks_its_transfer(db: Database) -> None:
 def test_charges_from_the_rating_fast_path_seal_and_verify(db: Database) -> None:
     _seed(db, {"usage": [(0, 10.0, 3600.0, 7200.0, 0.0, 10**9), (1, 20.0, 60.0, 1.0, 0.0, 5),
                          (2, 0.0, 9000.5, 0.0, 100.25, 7)], "funds": [2_000_000] * 3, "credit": [0, 500, 0],
-               "holds": [50_000, 0, 300, 0, 0, 0], "voucher": True, "settled": False, "charged_before": 1,
+               "holds": [50_000, 0, 300, 0, 0, 0], "vouchers": [SME], "settled": False, "charged_before": 1,
                "fee_bps": 250})
     billing.rate_all(db)
     with db.transaction() as s:

@@ -203,14 +203,15 @@ class SqlLedger:
     def load_holds(self, hold_ids: Iterable[HoldId]) -> None:
         ids = sorted(set(hold_ids) - self._holds.keys() - {""})
         for chunk in _chunks(ids):
-            query = select(HoldRow).where(among(HoldRow.id, chunk, pg=self.pg)).order_by(HoldRow.id)
+            query = (select(HoldRow.id, HoldRow.consumer, HoldRow.amount_fen, HoldRow.captured_fen,
+                            HoldRow.released_fen, HoldRow.state, HoldRow.expires_us, HoldRow.job_id)
+                     .where(among(HoldRow.id, chunk, pg=self.pg)).order_by(HoldRow.id))
             if self.pg:
                 query = query.with_for_update()
-            for row in self.session.scalars(query):
-                self._holds[row.id] = Hold(row.id, row.consumer, row.amount_fen, row.captured_fen, row.released_fen,
-                                           HoldState(row.state),
-                                           from_us(row.expires_us) if row.expires_us is not None else None)
-                self._holds_job[row.id] = row.job_id
+            for hold_id, consumer, amount, captured, released, state, expires, job_id in self.session.execute(query):
+                self._holds[hold_id] = Hold(hold_id, consumer, amount, captured, released, HoldState(state),
+                                            from_us(expires) if expires is not None else None)
+                self._holds_job[hold_id] = job_id
         for hold_id in ids:
             self._holds.setdefault(hold_id, None)
 
@@ -395,9 +396,15 @@ class SqlLedger:
         if c.hold is not None:
             self._holds[c.hold.id] = c.hold
             self._staged.dirty_holds.add(c.hold.id)
+        if c.voucher_fen:
+            slot = (c.voucher_programme, p.consumer)
+            used = self._voucher[slot]  # plan_row read it (voucher_used)
+            (self._staged.new_slots if used is None else self._staged.dirty_slots).add(slot)
+            self._voucher[slot] = (used or 0) + c.voucher_fen
         self._known[p.key] = (p.request, c.over_limit)
         self._staged.transfers.append((
-            p.key, "charge", p.booked_us, time.time(), p.request, c.hold_id, "", 0, "", p.consumer, p.provider,
+            p.key, "charge", p.booked_us, time.time(), p.request, c.hold_id, c.voucher_programme, c.voucher_fen, "",
+            p.consumer, p.provider,
             p.job_id, p.key, p.version, c.actor[:100], c.over_limit, c.body))
 
     def _checkpoint(self) -> tuple[Any, ...]:

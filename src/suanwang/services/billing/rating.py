@@ -210,7 +210,7 @@ def _charge(session: Session, items: Sequence[tuple[Any, PricedUsage | Charge]],
                 ledger.stage_charge(planned)
                 charged += 1
                 if planned.over_limit or _next_report_would_pass_the_line(ledger, item.job_id, item.consumer,
-                                                                          item.gross_fen):
+                                                                          planned.consumer_fen):
                     over.add(item.job_id)
                 continue
             charge = _rate(session, _record(row, ctx), ctx)  # the rule book may refuse it: say why the general way
@@ -278,13 +278,15 @@ def _stop_overspent(session: Session, job_id: str) -> bool:
     return True
 
 
-def rate_all(db: Any, *, limit: int = 1000, max_batches: int = 1_000_000, clock: Clock = SYSTEM_CLOCK) -> int:
-    """Rate until nothing is pending, one transaction per batch (the control loop's step)."""
+def rate_all(db: Any, *, limit: int = 1000, max_batches: int = 1_000_000, clock: Clock = SYSTEM_CLOCK,
+             fast: bool = True) -> int:
+    """Rate until nothing is pending, one transaction per batch (the control loop's step); then release
+    the holds of jobs that ended (``fast`` as in :func:`rate_pending_usage`)."""
     total = 0
     for _ in range(max_batches):
         def step() -> RatingReport:
             with db.transaction() as s:
-                return rate_pending_usage(s, limit=limit)
+                return rate_pending_usage(s, limit=limit, fast=fast)
         report = retrying(step)
         if report.over_limit_jobs:
             def stop(ids: tuple[str, ...] = report.over_limit_jobs) -> list[str]:
