@@ -136,6 +136,14 @@ def index(request: Request) -> HTMLResponse:
                   chart=json.dumps(chart))
 
 
+@router.get("/market")
+def market_board(request: Request) -> HTMLResponse:
+    with _db(request).sessions() as s:
+        board, books = data.market_board(s), data.books_in_force(s)
+    return render(request, "market.html", actor=_maybe_actor(request), board=board, books=books,
+                  chart=json.dumps(board["chart"]))
+
+
 def _maybe_actor(request: Request) -> Principal | None:
     token = session.unseal(request.cookies.get(session.COOKIE))
     found = request.app.state.auth.lookup(token) if token else None
@@ -205,7 +213,8 @@ def wallet_page(request: Request) -> HTMLResponse:
     with _db(request).sessions() as s:
         money = data.wallet(s, actor)
         page = data.jobs_page(s, actor, state=None, site=None, before=None)
-    return render(request, "consumer.html", actor=actor, money=money, page=page, filters={})
+        own = data.own_market(s, actor)
+    return render(request, "consumer.html", actor=actor, money=money, page=page, filters={}, market=own)
 
 
 @router.get("/console/jobs")
@@ -309,7 +318,8 @@ def provider_page(request: Request) -> HTMLResponse:
         mine = [x for x in grid["sites"] if owned is None or x["name"] in owned]
         earnings = data.earnings(s, actor)
         books = data.books_in_force(s)
-    return render(request, "provider.html", actor=actor, sites=mine, earnings=earnings, books=books,
+        own = data.own_market(s, actor)
+    return render(request, "provider.html", actor=actor, sites=mine, earnings=earnings, books=books, market=own,
                   chart=json.dumps({"days": [e["day"] for e in earnings], "fen": [e["fen"] for e in earnings]}))
 
 

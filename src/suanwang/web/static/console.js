@@ -27,10 +27,18 @@
     echarts.init(el).setOption({ animation: false, xAxis: { type: "category", data: d.days }, yAxis: { type: "value" },
       series: [{ type: "bar", data: d.fen.map(function (f) { return f / 100; }) }] });
   }
+  function lines(el) {
+    // one line per named series of [time, value] points (time axis); the page's table holds the same figures
+    var d = read(el.getAttribute("data-source")); if (!d || !window.echarts) return;
+    var names = Object.keys(d.series);
+    echarts.init(el).setOption({ animation: false, tooltip: { trigger: "axis" }, legend: { data: names },
+      xAxis: { type: "time" }, yAxis: { type: "value", scale: true, name: d.unit || "" },
+      series: names.map(function (n) { return { name: n, type: "line", step: d.step ? "end" : false, data: d.series[n] }; }) });
+  }
   window.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-chart]").forEach(function (el) {
       var kind = el.getAttribute("data-chart");
-      if (kind === "grid") gridMap(el); else if (kind === "bars") bars(el);
+      if (kind === "grid") gridMap(el); else if (kind === "bars") bars(el); else if (kind === "lines") lines(el);
     });
   });
 })();
