@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from suanwang.services import market
-from suanwang.web import data
+from suanwang.web import data, session
 from tests.api.conftest import Grid
 from tests.web.test_console_http import signed_in
 
@@ -27,7 +27,7 @@ def test_board_shows_depth_prices_and_volumes_but_never_who(grid: Grid) -> None:
            "quantity": 8, "rate_per_slot": 4, "limit_fen": 300}
     bid_id = grid.consumer.post(f"{API}/market/bids", json=bid).json()["id"]
     anon = TestClient(grid.client.app, raise_server_exceptions=False)
-    anon.cookies.set("suanwang_lang", "en")
+    anon.cookies.set(session.LANG, "en")
     data._memo.clear()  # the board is memoised per process for FRESH_S; another test's grid may be in it
     page = anon.get("/market")
     assert page.status_code == 200, page.text
@@ -41,13 +41,16 @@ def test_board_shows_depth_prices_and_volumes_but_never_who(grid: Grid) -> None:
     assert consumer not in page and bid_id not in page and 'data-chart="lines"' in page
     # the consumer sees its own bid and contract; another consumer sees neither
     c, _ = signed_in(grid, grid.token("consumer"))
+    c.cookies.set(session.LANG, "en")
     wallet = c.get("/console/wallet").text
     assert bid_id in wallet and sid in wallet and "No contract." not in wallet
     other = grid.new_consumer("other-co")
     token = other.headers["authorization"].split()[1]
     o, _ = signed_in(grid, token)
+    o.cookies.set(session.LANG, "en")
     page = o.get("/console/wallet").text
     assert bid_id not in page and "No market order." in page and "No contract." in page
     # the provider (here the operator, who owns the site) sees its ask and what it sold
     p, _ = signed_in(grid, grid.token("operator"))
+    p.cookies.set(session.LANG, "en")
     assert "No contract." not in p.get("/console/provider").text

@@ -137,11 +137,23 @@ def wallet(session: Session, actor: Principal) -> dict[str, Any]:
     return {"wallet": view, "vouchers": vouchers, "charges": charges[-20:]}
 
 
-def earnings(session: Session, actor: Principal) -> list[dict[str, Any]]:
-    """A provider's payouts and charges, summed per day (UTC) from its ledger transfers."""
+PERIODS = ("day", "week", "month")
+
+
+def _period_of(booked_at: str, period: str) -> str:
+    if period == "month":
+        return booked_at[:7]
+    if period == "week":
+        year, week, _ = datetime.fromisoformat(booked_at[:10]).isocalendar()
+        return f"{year}-W{week:02d}"
+    return booked_at[:10]
+
+
+def earnings(session: Session, actor: Principal, period: str = "day") -> list[dict[str, Any]]:
+    """A provider's payouts and charges, summed per day, ISO week or month (UTC) from its ledger transfers."""
     by_day: dict[str, int] = {}
     for t in billing.ledger_transfers(session, actor, limit=10_000):
-        day = t["booked_at"][:10]
+        day = _period_of(t["booked_at"], period)
         for leg in t["postings"].split("; "):
             account, _, amount = leg.rpartition(" ")
             if actor.tenant_id in account and amount.lstrip("+-").isdigit():

@@ -27,7 +27,7 @@ from suanwang.api.schemas import JobIn
 from suanwang.errors import SuanwangError
 from suanwang.services import billing, jobs, scheduling
 from suanwang.services.auth import Principal, Role
-from suanwang.web import data, i18n, session
+from suanwang.web import data, history, i18n, session
 
 HERE = Path(__file__).parent
 router = APIRouter(include_in_schema=False)
@@ -310,16 +310,20 @@ async def quote(request: Request) -> HTMLResponse:
 
 
 @router.get("/console/provider")
-def provider_page(request: Request) -> HTMLResponse:
+def provider_page(request: Request, period: str = "day") -> HTMLResponse:
     actor, _ = signed_in(request, "GET", "/console/provider")
+    if period not in data.PERIODS:
+        raise Refused(422, f"period: one of {', '.join(data.PERIODS)}")
     with _db(request).sessions() as s:
         grid = data.grid(s)
-        owned = {p["site"] for p in data.pools(s)} if actor.role is Role.OPERATOR else None
-        mine = [x for x in grid["sites"] if owned is None or x["name"] in owned]
-        earnings = data.earnings(s, actor)
+        owned = history.owned_sites(s, actor)
+        mine = [x for x in grid["sites"] if x["name"] in owned]
+        earnings = data.earnings(s, actor, period)
         books = data.books_in_force(s)
         own = data.own_market(s, actor)
+        cap = history.capacity(s, actor)
     return render(request, "provider.html", actor=actor, sites=mine, earnings=earnings, books=books, market=own,
+                  period=period, cap=cap, cap_chart=json.dumps(cap["chart"]),
                   chart=json.dumps({"days": [e["day"] for e in earnings], "fen": [e["fen"] for e in earnings]}))
 
 
@@ -347,7 +351,9 @@ def operator_page(request: Request) -> HTMLResponse:
     actor, _ = signed_in(request, "GET", "/console/operator")
     with _db(request).sessions() as s:
         view = data.operator(s, actor)
-    return render(request, "operator.html", actor=actor, v=view)
+        placed, carbon = history.placements(s), history.carbon(s)
+    return render(request, "operator.html", actor=actor, v=view, placed=placed, carbon=carbon,
+                  placed_chart=json.dumps(placed["chart"]), carbon_chart=json.dumps(carbon["chart"]))
 
 
 @router.get("/console/auditor")
