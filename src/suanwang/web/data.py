@@ -69,6 +69,12 @@ def books_in_force(session: Session, now: datetime | None = None) -> list[dict[s
     return out
 
 
+def location_unknown(site: dict[str, Any]) -> bool:
+    """A site registered without coordinates keeps the column defaults (0, 0), in the Gulf of Guinea, where no
+    site of this network stands: it is listed as "location unknown", never drawn there."""
+    return not site["lat"] and not site["lon"]
+
+
 def grid(session: Session) -> dict[str, Any]:
     """The public grid: sites at their coordinates, links, capacity per class and job counts by state."""
     return _recent("grid", lambda: _grid(session))  # type: ignore[no-any-return]

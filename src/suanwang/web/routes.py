@@ -131,9 +131,21 @@ def _db(request: Request) -> Any:
 def index(request: Request) -> HTMLResponse:
     with _db(request).sessions() as s:
         grid, books, pools = data.grid(s), data.books_in_force(s), data.pools(s)
-    chart = {"sites": grid["sites"], "links": grid["links"]}
+    placed = [x for x in grid["sites"] if not data.location_unknown(x)]
+    chart = {"sites": placed, "links": grid["links"],
+             "background": "/map.geojson" if getattr(request.app.state, "map_geojson", None) else None}
     return render(request, "public.html", actor=_maybe_actor(request), grid=grid, books=books, pools=pools,
                   chart=json.dumps(chart))
+
+
+@router.get("/map.geojson")
+def map_background(request: Request) -> Response:
+    """The operator's approved map background (checked at start-up, ``web/geo.py``); 404 when none is set."""
+    body = getattr(request.app.state, "map_geojson", None)
+    if body is None:
+        raise Refused(404, "no map background is configured")
+    headers = {**session.HEADERS, "Cache-Control": "max-age=3600"}
+    return Response(body, media_type="application/geo+json", headers=headers)
 
 
 @router.get("/market")
