@@ -2,9 +2,10 @@
 
 No table keeps capacity or carbon history, so each series says where it comes from:
 
-* used capacity: usage records (core- and card-seconds each attempt reported), spread over hours; an
-  attempt counts once it has reported.  Pool sizes are today's registered pools (their history is not
-  kept): free = today's size - used, an estimate for past hours.
+* used capacity: usage records (core- and card-seconds each attempt reported), summed per hour in the
+  database (a record in the hour it starts); an attempt counts once it has reported.  Pool sizes are
+  today's registered pools (their history is not kept): free = today's size - used, an estimate for past
+  hours.
 * placements and waits: job events (``placed``), the newest ``EVENTS`` of them.
 * energy and carbon: estimated — card- or core-hours x the pool's power (catalogue TDP, else a default) x
   the site's one recorded carbon intensity and green-power share (no hourly grid data is recorded).
@@ -17,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from suanwang.services.auth import Principal, Role
@@ -25,11 +26,10 @@ from suanwang.services.grid_model import load_grid_model
 from suanwang.services.sites import list_pools, list_sites
 from suanwang.store.tables import JobEventRow, JobRow, UsageRow
 from suanwang.web.data import _recent
-from suanwang.web.series import bucketed, counts, percentile
+from suanwang.web.series import counts, percentile
 
 HOUR = 3600
 HOURS = 24
-USAGE_ROWS = 50_000  # the newest usage records read for a chart (by id, the primary key's order)
 EVENTS = 5_000  # the newest placements read for the operator's charts
 MINUTES = 60
 
@@ -39,11 +39,25 @@ def _hours(now: float) -> tuple[float, list[str]]:
     return t0, [datetime.fromtimestamp(t0 + k * HOUR, UTC).isoformat() for k in range(HOURS)]
 
 
+def _hour_of(session: Session, column: Any) -> Any:
+    """The whole hour (since the epoch) of a time column, in SQL: floor on PostgreSQL; SQLite's CAST truncates,
+    which is the floor for the positive times stored here."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.floor(column / HOUR), Integer)
+    return cast(column / HOUR, Integer)
+
+
 def _usage(session: Session, since: float) -> list[Any]:
-    rows = session.execute(select(UsageRow.site, UsageRow.pool, UsageRow.resource_class, UsageRow.start,
-                                  UsageRow.end, UsageRow.core_s, UsageRow.device_s)
-                           .order_by(UsageRow.id.desc()).limit(USAGE_ROWS)).all()
-    return [r for r in rows if r.end >= since]
+    """Core- and card-seconds per (site, pool, class, hour) since ``since``, summed in the database.
+
+    A record counts in the hour it starts: agents report every ``usage_interval_s`` (10 s by default), so a
+    record rarely spans an hour's end and the error is at most one report."""
+    hour = _hour_of(session, UsageRow.start).label("hour")
+    query = (select(UsageRow.site, UsageRow.pool, UsageRow.resource_class, hour,
+                    func.sum(UsageRow.core_s).label("core_s"), func.sum(UsageRow.device_s).label("device_s"))
+             .where(UsageRow.start >= since)
+             .group_by(UsageRow.site, UsageRow.pool, UsageRow.resource_class, hour))
+    return list(session.execute(query).all())
 
 
 def _held(k: int, t0: float, now: float) -> float:
@@ -57,7 +71,11 @@ def owned_sites(session: Session, actor: Principal) -> set[str]:
 
 def capacity(session: Session, actor: Principal, now: float | None = None) -> dict[str, Any]:
     """Used and free cores and cards by class per hour of the last day, at the caller's own sites."""
-    now = time.time() if now is None else now
+    key = f"capacity:{actor.role.value}:{actor.tenant_id}"
+    return _recent(key, lambda: _capacity(session, actor, time.time() if now is None else now))  # type: ignore[no-any-return]
+
+
+def _capacity(session: Session, actor: Principal, now: float) -> dict[str, Any]:
     mine = owned_sites(session, actor)
     size: dict[str, list[int]] = {}
     for p in list_pools(session):
@@ -66,9 +84,13 @@ def capacity(session: Session, actor: Principal, now: float | None = None) -> di
             c[0] += p.cores
             c[1] += p.devices
     t0, labels = _hours(now)
-    rows = [r for r in _usage(session, t0) if r.site in mine]
-    cores = bucketed(((r.resource_class, r.start, r.end, r.core_s) for r in rows), t0=t0, bucket_s=HOUR, n=HOURS)
-    cards = bucketed(((r.resource_class, r.start, r.end, r.device_s) for r in rows), t0=t0, bucket_s=HOUR, n=HOURS)
+    first = int(t0 // HOUR)
+    cores: dict[str, list[float]] = {}
+    cards: dict[str, list[float]] = {}
+    for r in _usage(session, t0):
+        if r.site in mine and 0 <= r.hour - first < HOURS:
+            cores.setdefault(r.resource_class, [0.0] * HOURS)[r.hour - first] += float(r.core_s or 0)
+            cards.setdefault(r.resource_class, [0.0] * HOURS)[r.hour - first] += float(r.device_s or 0)
     table, series = [], {}
     for cls, (n_cores, n_cards) in sorted(size.items()):
         used_c = [v / _held(k, t0, now) for k, v in enumerate(cores.get(cls, [0.0] * HOURS))]
@@ -118,17 +140,20 @@ def _carbon(session: Session, now: float) -> dict[str, Any]:
     sites = {s.name: s for s in list_sites(session)}
     devices = {(p.site, p.name): p.devices for p in list_pools(session)}
     t0, labels = _hours(now)
-    kwh: list[tuple[str, float, float, float]] = []
+    first = int(t0 // HOUR)
+    b = {x: [0.0] * HOURS for x in ("kwh", "kg", "green")}
     for r in _usage(session, t0):
+        k = r.hour - first
+        if not 0 <= k < HOURS:
+            continue
         sig = model.signals.get((r.site, r.pool))
         power = sig.power_kw if sig is not None else 0.0
-        energy = (r.device_s if devices.get((r.site, r.pool)) else r.core_s) / HOUR * power
+        energy = float((r.device_s if devices.get((r.site, r.pool)) else r.core_s) or 0) / HOUR * power
         site = sites.get(r.site)
-        kwh += [("kwh", r.start, r.end, energy),
-                ("kg", r.start, r.end, energy * (site.carbon_kg_per_kwh if site else 0.0)),
-                ("green", r.start, r.end, energy * (site.green_share if site else 0.0))]
-    b = bucketed(kwh, t0=t0, bucket_s=HOUR, n=HOURS)
-    e, kg, g = (b.get(x, [0.0] * HOURS) for x in ("kwh", "kg", "green"))
+        b["kwh"][k] += energy
+        b["kg"][k] += energy * (site.carbon_kg_per_kwh if site else 0.0)
+        b["green"][k] += energy * (site.green_share if site else 0.0)
+    e, kg, g = b["kwh"], b["kg"], b["green"]
     share = [round(100 * g[k] / e[k], 1) if e[k] else None for k in range(HOURS)]
     table = [{"at": labels[k], "kwh": round(e[k], 3), "kg_co2": round(kg[k], 3), "green_pct": share[k]}
              for k in range(HOURS) if e[k]]
