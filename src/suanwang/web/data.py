@@ -30,12 +30,12 @@ FRESH_S = 2.0  # public and operator aggregates are read at most this often per 
 _memo: dict[str, tuple[float, Any]] = {}
 
 
-def _recent(key: str, compute: Callable[[], Any]) -> Any:
+def _recent(key: str, compute: Callable[[], Any], fresh_s: float = FRESH_S) -> Any:
     """``compute()``, or its value from under ``FRESH_S`` ago: an anonymous visitor cannot make every page view
     a scan of the jobs table, and a busy page costs one scan per two seconds."""
     hit = _memo.get(key)
     now = time.monotonic()
-    if hit is not None and now - hit[0] < FRESH_S:
+    if hit is not None and now - hit[0] < fresh_s:
         return hit[1]
     value = compute()
     _memo[key] = (now, value)

@@ -32,6 +32,7 @@ HOUR = 3600
 HOURS = 24
 EVENTS = 5_000  # the newest placements read for the operator's charts
 MINUTES = 60
+CHART_FRESH_S = 15.0  # hourly and per-minute charts are read at most this often per process (they sum a day)
 
 
 def _hours(now: float) -> tuple[float, list[str]]:
@@ -72,7 +73,8 @@ def owned_sites(session: Session, actor: Principal) -> set[str]:
 def capacity(session: Session, actor: Principal, now: float | None = None) -> dict[str, Any]:
     """Used and free cores and cards by class per hour of the last day, at the caller's own sites."""
     key = f"capacity:{actor.role.value}:{actor.tenant_id}"
-    return _recent(key, lambda: _capacity(session, actor, time.time() if now is None else now))  # type: ignore[no-any-return]
+    return _recent(key, lambda: _capacity(session, actor, time.time() if now is None else now),  # type: ignore[no-any-return]
+                   CHART_FRESH_S)
 
 
 def _capacity(session: Session, actor: Principal, now: float) -> dict[str, Any]:
@@ -106,7 +108,8 @@ def _capacity(session: Session, actor: Principal, now: float) -> dict[str, Any]:
 
 def placements(session: Session, now: float | None = None) -> dict[str, Any]:
     """Placements per second and waits (submission to first placement) per minute of the last hour."""
-    return _recent("placements", lambda: _placements(session, time.time() if now is None else now))  # type: ignore[no-any-return]
+    return _recent("placements", lambda: _placements(session, time.time() if now is None else now),  # type: ignore[no-any-return]
+                   CHART_FRESH_S)
 
 
 def _placements(session: Session, now: float) -> dict[str, Any]:
@@ -132,7 +135,8 @@ def _placements(session: Session, now: float) -> dict[str, Any]:
 
 def carbon(session: Session, now: float | None = None) -> dict[str, Any]:
     """Estimated energy, carbon and green-power share per hour of the last day, over all sites."""
-    return _recent("carbon", lambda: _carbon(session, time.time() if now is None else now))  # type: ignore[no-any-return]
+    return _recent("carbon", lambda: _carbon(session, time.time() if now is None else now),  # type: ignore[no-any-return]
+                   CHART_FRESH_S)
 
 
 def _carbon(session: Session, now: float) -> dict[str, Any]:
