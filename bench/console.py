@@ -3,8 +3,9 @@
     python bench/console.py [--quick] [--jobs N] [--requests N] [--runs N]
 
 Builds a SQLite platform (bootstrap, one registered pool, a price book), inserts N jobs across three tenants
-and every state in bulk (half of them the signed-in consumer's), signs each role in through the real
-sign-in form, then requests each page through the whole ASGI stack (the gate, the session check, the
+and every state in bulk (half of them the signed-in consumer's; a placement event for each placed job and a
+usage record for each succeeded one, what the operator's and provider's charts read), signs each role in
+through the real sign-in form, then requests each page through the whole ASGI stack (the gate, the session check, the
 services and the templates: what production runs, less the socket).  Each run times ``--requests``
 requests per page; the figure per page is the p95 of a run, reported over ``--runs`` runs (median, min,
 max and each run's value).  Results go to bench/results/console.json; the last line of stdout is JSON.
@@ -27,7 +28,7 @@ from suanwang.api.app import create_app
 from suanwang.services.bootstrap import bootstrap
 from suanwang.services.platform import Platform, Settings
 from suanwang.store.db import Database
-from suanwang.store.tables import JobRow
+from suanwang.store.tables import JobEventRow, JobRow, UsageRow
 from suanwang.web import session
 
 STATES = ("succeeded", "succeeded", "succeeded", "failed", "cancelled", "pending", "running", "placed")
@@ -46,9 +47,18 @@ def fill(db: Database, consumer: str, others: list[str], n: int) -> str:
                      "resource_class": "general", "cores": 1, "memory_gb": 1.0,
                      "site": None if state == "pending" else "local", "pool": None if state == "pending" else "cpu",
                      "submitted_at": now - (n - i)})
+    # what the operator's and provider's charts read: a placement event per placed job, a usage record per
+    # succeeded one (over the last day, so the charts have every hour to sum)
+    events = [{"job_id": r["id"], "at": r["submitted_at"] + 1, "attempt": 1, "from_state": "pending",
+               "to_state": "placed", "reason": ""} for r in rows if r["site"]]
+    usage = [{"job_id": r["id"], "attempt": 1, "seq": 0, "tenant_id": r["tenant_id"], "site": "local", "pool": "cpu",
+              "resource_class": "general", "start": r["submitted_at"] + 2, "end": r["submitted_at"] + 62,
+              "wall_s": 60.0, "cpu_s": 30.0, "core_s": 60.0, "device_s": 0.0, "peak_memory_bytes": 2**20,
+              "units_nano": 10**9, "reported_at": r["submitted_at"] + 62} for r in rows if r["state"] == "succeeded"]
     with db.transaction() as s:
-        for start in range(0, n, 5000):
-            s.execute(JobRow.__table__.insert(), rows[start:start + 5000])
+        for table, batch in ((JobRow.__table__, rows), (JobEventRow.__table__, events), (UsageRow.__table__, usage)):
+            for start in range(0, len(batch), 5000):
+                s.execute(table.insert(), batch[start:start + 5000])
     return f"j-bench{(n - 1) - ((n - 1) % len(tenants)):09d}"  # the newest of the consumer's
 
 
@@ -94,6 +104,7 @@ def main() -> None:
         older = re.search(r"before=([\w-]+)", users["consumer"].get("/console/jobs").text)
         pages = {
             "public /": ("public", "/"),
+            "public /market": ("public", "/market"),
             "consumer /console/wallet": ("consumer", "/console/wallet"),
             "consumer /console/jobs": ("consumer", "/console/jobs"),
             "consumer /console/jobs?state=failed": ("consumer", "/console/jobs?state=failed"),

@@ -146,6 +146,7 @@ class PlatformSettings(_Base):
     loop_stale_s: float = Field(_LOOP.loop_stale_s, gt=0, le=86_400, allow_inf_nan=False)  # or no pass this long
     reconcile_s: float = Field(_LOOP.reconcile_s, ge=0, le=30 * 86_400, allow_inf_nan=False)  # 0: never
     migrate: bool = False  # serve: bring the schema to head (under the migration lock) instead of refusing
+    map_geojson: Path | None = None  # the operator's approved map background (web/geo.py); None: no borders
 
     @field_validator("database_url")
     @classmethod

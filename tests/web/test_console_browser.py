@@ -186,3 +186,49 @@ def test_provider_operator_auditor(page: Any, console: Console) -> None:
             break
         page.wait_for_timeout(200)
     assert "/signin" in page.url
+
+
+def test_market_board_and_own_orders(page: Any, console: Console) -> None:
+    from suanwang.services import market
+    from suanwang.store.db import Database
+
+    with console.api("consumer") as c:
+        sid = next(s for s in c.get("/market/sessions").json() if s["kind"] == "day-ahead")["id"]
+        bid = c.post("/market/bids", json={"session": sid, "sites": ["qingyang"], "resource_class": "general",
+                                            "start_slot": 8, "end_slot": 12, "quantity": 12, "rate_per_slot": 4,
+                                            "limit_fen": 90})
+        assert bid.status_code == 201, bid.text
+    with console.api("provider") as p:
+        ask = p.post("/market/asks", json={"session": sid, "site": "qingyang", "resource_class": "general",
+                                            "start_slot": 8, "end_slot": 12, "units_per_slot": 6, "floor_fen": 40})
+        assert ask.status_code == 201, ask.text
+    wait_text(page, console.url + "/market", r"<td>qingyang</td>")  # depth (the board is at most 2 s old)
+    html = page.content()
+    for private in (bid.json()["id"], ask.json()["id"], console.tenants["consumer_a"]):
+        assert private not in html  # never who (a provider's id shows only as the owner of its public price book)
+    axe_clean(page)
+    # the session clears (as the platform's loop does at the gate): prices and volumes, chart with its table
+    db = Database(console.live.db_url)
+    try:
+        assert market.clear_session(db, sid, now=market.session_by_id(sid).gate_at + 1)
+    finally:
+        db.engine.dispose()
+    wait_text(page, console.url + "/market", r"12 unit-slots traded")
+    assert page.locator("[data-chart=lines] canvas").count() >= 1
+    assert bid.json()["id"] not in page.content()
+    axe_clean(page)
+    shot(page, "market-en")
+    page.goto(console.url + "/lang/zh_CN?next=/market")
+    assert "市场行情" in page.content()
+    shot(page, "market-zh")
+    page.goto(console.url + "/lang/en?next=/")
+    assert "location unknown" in page.content()  # the agent's local site has no coordinates: listed, not drawn
+    sign_in(page, console, "consumer")
+    assert bid.json()["id"] in page.content() and "No contract." not in page.content()
+    axe_clean(page)
+    page.context.clear_cookies()
+    sign_in(page, console, "provider")
+    html = page.content()
+    assert ask.json()["id"] in html and "No contract." not in html and "Estimated:" in html
+    assert "No pool at your sites." in html  # qingyang has no pool: no chart drawn over nothing
+    axe_clean(page)

@@ -55,7 +55,8 @@ def _declare_json_errors(app: FastAPI) -> None:
 
 
 def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSettings | None = None,
-               clock: Clock = SYSTEM_CLOCK) -> FastAPI:
+               clock: Clock = SYSTEM_CLOCK, map_geojson: bytes | None = None) -> FastAPI:
+    """The API and console; ``map_geojson``: the operator's checked map background (``web.geo.load``)."""
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_loop:
@@ -71,6 +72,7 @@ def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSetting
     app.state.platform = platform
     app.state.auth = auth
     app.state.clock = clock  # what routes read the time from (api.deps.ClockDep)
+    app.state.map_geojson = map_geojson
 
     @app.exception_handler(SuanwangError)
     async def _domain_error(request: Request, exc: SuanwangError) -> Response:

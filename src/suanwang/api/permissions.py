@@ -64,6 +64,8 @@ READERS = (O, A)
 # (method, path template) -> rule.  HEAD is checked as GET.
 TABLE: dict[tuple[str, str], Rule] = {
     # meta, docs and the overview page
+    ("GET", "/map.geojson"): public("the operator's approved map background (a file it chose), 404 when none"),
+    ("GET", "/market"): public("the market board: depth, clearing prices and volumes, price books (never who)"),
     ("GET", "/"): public("the public grid map: sites, links, capacity, prices in force, job counts (no jobs)"),
     # the console (session cookie; POSTs need the session's CSRF token)
     ("GET", "/signin"): public("the sign-in form"),

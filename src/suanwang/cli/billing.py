@@ -18,6 +18,7 @@ from rich.table import Table
 
 from suanwang.cli.client import Client, _read, console, default_data_dir, print_json
 from suanwang.cli.jobs import Json, Token, Url
+from suanwang.domain.money import format_yuan
 
 price_book = typer.Typer(help="Price books: publish a new version, list versions.", no_args_is_help=True)
 voucher = typer.Typer(help="Compute voucher (算力券) programmes.", no_args_is_help=True)
@@ -126,8 +127,9 @@ def register(app: typer.Typer) -> None:
         c = Client(url, token)
         if reconcile:
             r = c.call("GET", "/ledger/reconcile")
+            total = format_yuan(int(r["total_fen"]))
             print_json(r) if json else console.print(f"reconciled: {r['ok']} ({r['transfers']} transfers, "
-                                                     f"{r['accounts']} accounts, total {r['total_fen']} fen)")
+                                                     f"{r['accounts']} accounts, total ¥{total})")
             if not r["ok"]:
                 raise typer.Exit(1)
             return
@@ -161,14 +163,14 @@ def _time(value: str) -> str | float:
 
 def _print_settlement(s: dict[str, Any]) -> None:
     console.print(f"settlement {s['id']}: {s['start']} .. {s['end']} ({s['transfer_count']} transfers)")
-    table = Table("consumer", "opening", "top-ups", "charged", "vouchers", "closing", "held")
+    table = Table("consumer", "opening ¥", "top-ups ¥", "charged ¥", "vouchers ¥", "closing ¥", "held ¥")
     for c in s["consumers"]:
-        table.add_row(c["consumer"], *(str(c[k]) for k in ("opening_fen", "topups_fen", "charged_fen", "voucher_fen",
-                                                            "closing_fen", "closing_held_fen")))
+        table.add_row(c["consumer"], *(format_yuan(int(c[k])) for k in (
+            "opening_fen", "topups_fen", "charged_fen", "voucher_fen", "closing_fen", "closing_held_fen")))
     console.print(table)
-    table = Table("provider", "fee bps", "opening", "gross", "fee", "earned", "payouts", "closing")
+    table = Table("provider", "fee bps", "opening ¥", "gross ¥", "fee ¥", "earned ¥", "payouts ¥", "closing ¥")
     for p in s["providers"]:
-        table.add_row(p["provider"], str(p["fee_bps"]), *(str(p[k]) for k in (
+        table.add_row(p["provider"], str(p["fee_bps"]), *(format_yuan(int(p[k])) for k in (
             "opening_fen", "gross_fen", "fee_fen", "earned_fen", "payouts_fen", "closing_fen")))
     console.print(table)
     for p in s["payouts"]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from suanwang.cli.client import Client, console, print_json
@@ -24,6 +26,45 @@ def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
         table.add_row(j["id"], j["state"], j["site"] or "-", j["pool"] or "-", str(j["attempt"]),
                       " ".join(j["spec"]["command"])[:60])
     return table
+
+
+def usage_table(records: list[dict[str, Any]]) -> Table:
+    """Usage records in 80 columns: the job with attempt.seq, where, seconds, peak memory, SCU (exact in --json);
+    the cards column only when a record used cards, and site/pool folds rather than losing characters."""
+    cards = any(r["device_s"] for r in records)
+    n = len(records)
+    caption = f"{n} record{'s' * (n != 1)}, {_scu_total(records)} SCU" if records else "no usage yet"
+    table = Table(box=box.SIMPLE_HEAD, padding=0, pad_edge=False, show_edge=False, collapse_padding=True,
+                  caption=caption)
+    table.add_column("job#attempt.seq", no_wrap=True)
+    table.add_column("site/pool", overflow="fold", min_width=8)
+    for name in ("wall s", "cpu s", *(("card s",) if cards else ()), "peak MB", "SCU"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    for r in records:
+        seconds = [r["wall_s"], r["cpu_s"], *((r["device_s"],) if cards else ())]
+        table.add_row(f"{r['job_id']}#{r['attempt']}.{r['seq']}", f"{r['site']}/{r['pool']}",
+                      *(_short(v) for v in seconds), _short(r["peak_memory_bytes"] / 2**20), _scu(r["units"]))
+    return table
+
+
+def _short(v: float) -> str:
+    """A number in at most 7 characters: 12.35, 1234.5, 123457, 1.2e+07."""
+    return f"{v:.2f}" if abs(v) < 100 else f"{v:.1f}" if abs(v) < 10_000 else f"{v:.0f}" if abs(v) < 1e6 else f"{v:.1e}"
+
+
+def _scu(units: str) -> str:
+    """SCU to 6 places (the record keeps nano-units; --json has them exact)."""
+    try:
+        return str(Decimal(units).quantize(Decimal("0.000001")))
+    except (InvalidOperation, ValueError):
+        return str(units)[:12]
+
+
+def _scu_total(records: list[dict[str, Any]]) -> str:
+    try:
+        return _scu(str(sum((Decimal(r["units"]) for r in records), Decimal(0))))
+    except (InvalidOperation, ValueError):
+        return "?"
 
 
 def _names(text: str) -> list[str]:
@@ -125,13 +166,7 @@ def register(app: typer.Typer) -> None:
         if json:
             print_json(records)
             return
-        table = Table("job", "attempt", "seq", "site/pool", "wall s", "cpu s", "device s", "peak MB", "units (SCU)")
-        for r in records:
-            table.add_row(r["job_id"], str(r["attempt"]), str(r["seq"]), f"{r['site']}/{r['pool']}",
-                          f"{r['wall_s']:.2f}",
-                          f"{r['cpu_s']:.2f}", f"{r['device_s']:.2f}", f"{r['peak_memory_bytes'] / 2**20:.1f}",
-                          r["units"])
-        console.print(table)
+        console.print(usage_table(records))
 
     @app.command()
     def sites(url: Url = None, token: Token = None, json: Json = False) -> None:

@@ -78,15 +78,28 @@ def _platform(settings, *, migrate: bool):  # type: ignore[no-untyped-def]
     return Platform(db, settings.loop())
 
 
-def _server(platform, host: str, port: int, guard=None):  # type: ignore[no-untyped-def]
+def _map_background(settings):  # type: ignore[no-untyped-def]
+    """The operator's approved GeoJSON, checked now: a bad file stops start-up with the reason."""
+    from suanwang.web.geo import BadGeoJson, load
+
+    if settings.map_geojson is None:
+        return None
+    try:
+        return load(settings.map_geojson)
+    except BadGeoJson as exc:
+        typer.echo(f"suanwang: refusing to start: setting map_geojson: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _server(platform, host: str, port: int, guard=None, map_geojson=None):  # type: ignore[no-untyped-def]
     import uvicorn
 
     from suanwang.api.app import create_app
     from suanwang.api.server import QuietServer
 
     # log_config=None: uvicorn's own lines go through our handler and format (observability.logs)
-    config = uvicorn.Config(create_app(platform, guard=guard), host=host, port=port, log_level="warning",
-                            access_log=False, log_config=None)
+    config = uvicorn.Config(create_app(platform, guard=guard, map_geojson=map_geojson), host=host, port=port,
+                            log_level="warning", access_log=False, log_config=None)
     return QuietServer(config)
 
 
@@ -116,6 +129,7 @@ def serve(
                          host=host, port=port, lease_s=lease_s, tick_s=tick_s, engine_queue=engine_queue,
                          migrate=migrate, log_format=log_format, log_level=log_level)
     configure_logging(settings.log_format, settings.log_level or "INFO")
+    background = _map_background(settings)  # a bad map file stops start-up before anything else
     platform = _platform(settings, migrate=settings.migrate)
     url = f"http://{settings.host}:{settings.port}"
     (settings.data_dir / "url").write_text(url + "\n")
@@ -123,7 +137,7 @@ def serve(
     log = logging.getLogger("suanwang.platform")
     log.info("suanwang platform on %s", url, extra={"operator_token_file": token_file})
     guard = GuardSettings(rate_per_s=rate_per_s, burst=rate_burst, max_body_bytes=max_body_bytes)
-    _server(platform, settings.host, settings.port, guard).run()
+    _server(platform, settings.host, settings.port, guard, background).run()
 
 
 JobsRoot = Annotated[Path | None, typer.Option(
@@ -153,7 +167,7 @@ def up(
     platform = _platform(settings, migrate=True)  # the single-process quick start migrates by itself
     url = f"http://{settings.host}:{settings.port}"
     (d / "url").write_text(url + "\n")
-    server = _server(platform, settings.host, settings.port)
+    server = _server(platform, settings.host, settings.port, map_geojson=_map_background(settings))
     # Not root: the quick start still works, with jobs under this user and a warning saying what that means.
     shared = os.geteuid() != 0
     if shared:

@@ -12,6 +12,7 @@ import yaml
 from rich.table import Table
 
 from suanwang.cli.client import Client, console, err, print_json
+from suanwang.domain.money import format_yuan
 
 Url = Annotated[str | None, typer.Option("--url", help="platform URL (or SUANWANG_URL)")]
 Token = Annotated[str | None, typer.Option("--token", help="bearer token (or SUANWANG_TOKEN)")]
@@ -20,13 +21,14 @@ DONE = {"succeeded", "failed", "cancelled"}
 
 
 def _steps_table(run: dict[str, Any]) -> Table:
-    table = Table("step", "state", "site", "job", "attempts", "compute (fen)", "transfer (fen)", "carbon (kg)",
+    table = Table("step", "state", "site", "job", "attempts", "compute ¥", "transfer ¥", "carbon (kg)",
                   "reason",
-                  title=f"{run['id']} {run['name']}: {run['state']}  cost {run['cost_fen']} fen, "
+                  title=f"{run['id']} {run['name']}: {run['state']}  cost ¥{format_yuan(int(run['cost_fen']))}, "
                         f"carbon {run['carbon_kg']:.3f} kg")
     for s in run["steps"]:
         table.add_row(s["name"], s["state"], s["site"] or "-", s["job_id"] or "-", str(s["attempts"]),
-                      str(s["compute_fen"]), str(s.get("transfer_fen", 0)), f"{s['carbon_kg']:.3f}",
+                      format_yuan(int(s["compute_fen"])), format_yuan(int(s.get("transfer_fen", 0))),
+                      f"{s['carbon_kg']:.3f}",
                       (s["reason"] or "")[:60])
     return table
 

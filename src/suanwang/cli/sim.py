@@ -35,11 +35,11 @@ def register(app: typer.Typer) -> None:
                 table.add_row(pool, why)
             console.print(table)
         if e["best"]:
-            table = Table("candidate", "score", "fits now", "cost fen", "carbon kg", "finish in s", "latency ms")
+            table = Table("candidate", "score", "fits now", "cost ¥", "carbon kg", "finish in s", "latency ms")
             for c in e["best"]:
                 t = c["terms"]
                 table.add_row(f"{c['site']}/{c['pool']}", f"{c['score']:.3f}", "yes" if c["fits_now"] else "no",
-                              f"{t.get('cost_fen', 0):.0f}", f"{t.get('carbon_kg', 0):.2f}",
+                              f"{float(t.get('cost_fen', 0)) / 100:,.2f}", f"{t.get('carbon_kg', 0):.2f}",
                               f"{t.get('finish_at', 0) - t.get('now', 0):.0f}" if "now" in t else "-",
                               f"{t.get('latency_ms', 0):.1f}")
             console.print(table)

@@ -11,16 +11,18 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanwang.domain.tou import TouTariff
-from suanwang.services import billing, jobs
+from suanwang.services import billing, jobs, market
 from suanwang.services.auth import Principal, Role, list_tokens, token_json
 from suanwang.services.overview import free_capacity_by_class, job_counts, queue_depth, rating_lag
 from suanwang.services.sites import grid_capacity, list_links, list_pools, list_sites
+from suanwang.store.market_tables import MarketClearRow
 from suanwang.store.tables import AuditRow
 
 PAGE = 25
@@ -28,12 +30,12 @@ FRESH_S = 2.0  # public and operator aggregates are read at most this often per 
 _memo: dict[str, tuple[float, Any]] = {}
 
 
-def _recent(key: str, compute: Callable[[], Any]) -> Any:
+def _recent(key: str, compute: Callable[[], Any], fresh_s: float = FRESH_S) -> Any:
     """``compute()``, or its value from under ``FRESH_S`` ago: an anonymous visitor cannot make every page view
     a scan of the jobs table, and a busy page costs one scan per two seconds."""
     hit = _memo.get(key)
     now = time.monotonic()
-    if hit is not None and now - hit[0] < FRESH_S:
+    if hit is not None and now - hit[0] < fresh_s:
         return hit[1]
     value = compute()
     _memo[key] = (now, value)
@@ -65,6 +67,12 @@ def books_in_force(session: Session, now: datetime | None = None) -> list[dict[s
         out.append({"owner": owner or "operator", "version": book.version,
                     "effective_from": book.effective_from.isoformat(), "entries": entries})
     return out
+
+
+def location_unknown(site: dict[str, Any]) -> bool:
+    """A site registered without coordinates keeps the column defaults (0, 0), in the Gulf of Guinea, where no
+    site of this network stands: it is listed as "location unknown", never drawn there."""
+    return not site["lat"] and not site["lon"]
 
 
 def grid(session: Session) -> dict[str, Any]:
@@ -135,11 +143,23 @@ def wallet(session: Session, actor: Principal) -> dict[str, Any]:
     return {"wallet": view, "vouchers": vouchers, "charges": charges[-20:]}
 
 
-def earnings(session: Session, actor: Principal) -> list[dict[str, Any]]:
-    """A provider's payouts and charges, summed per day (UTC) from its ledger transfers."""
+PERIODS = ("day", "week", "month")
+
+
+def _period_of(booked_at: str, period: str) -> str:
+    if period == "month":
+        return booked_at[:7]
+    if period == "week":
+        year, week, _ = datetime.fromisoformat(booked_at[:10]).isocalendar()
+        return f"{year}-W{week:02d}"
+    return booked_at[:10]
+
+
+def earnings(session: Session, actor: Principal, period: str = "day") -> list[dict[str, Any]]:
+    """A provider's payouts and charges, summed per day, ISO week or month (UTC) from its ledger transfers."""
     by_day: dict[str, int] = {}
     for t in billing.ledger_transfers(session, actor, limit=10_000):
-        day = t["booked_at"][:10]
+        day = _period_of(t["booked_at"], period)
         for leg in t["postings"].split("; "):
             account, _, amount = leg.rpartition(" ")
             if actor.tenant_id in account and amount.lstrip("+-").isdigit():
@@ -171,3 +191,49 @@ def audit_rows(session: Session, *, limit: int = 100) -> list[dict[str, Any]]:
 
 def is_role(actor: Principal, *roles: Role) -> bool:
     return actor.role in roles
+
+
+BOARD_ROWS = 400  # rows per table on the board (a session holds at most sites x classes x slots of them)
+
+
+def _slot_at(m: dict[str, Any], slot: int) -> str:
+    return datetime.fromtimestamp(m["first_slot_at"] + slot * m["slot_s"], UTC).isoformat()
+
+
+def market_board(session: Session, now: float | None = None) -> dict[str, Any]:
+    """The public market board (aggregates only, never who): depth of each open session per (site, class, slot)
+    and the prices and volumes of the last cleared sessions, read through ``services.market``."""
+    return _recent("board", lambda: _board(session, time.time() if now is None else now))  # type: ignore[no-any-return]
+
+
+def _board(session: Session, now: float) -> dict[str, Any]:
+    open_ = []
+    for s in market.sessions_json(now):
+        d = market.market_data(session, s["id"])
+        if not d["offered"] and not d["wanted"]:
+            continue
+        open_.append({"session": d["session"], "kind": d["kind"], "gate_at": d["gate_at"],
+                      "offered": [{**o, "at": _slot_at(d, o["slot"])} for o in d["offered"][:BOARD_ROWS]],
+                      "wanted": [{**w, "at": _slot_at(d, w["slot"])} for w in d["wanted"][:BOARD_ROWS]]})
+    cleared = []
+    ids = session.scalars(select(MarketClearRow.session_id).order_by(MarketClearRow.cleared_at.desc()).limit(3))
+    for sid in ids:
+        d = market.market_data(session, sid)
+        prices = [{"site": p["site"], "resource_class": p["resource_class"], "slot": p["slot"],
+                   "at": _slot_at(d, p["slot"]), "price_fen": str(Decimal(p["price_cf"]) / 100), "volume": p["volume"]}
+                  for p in d["prices"][:BOARD_ROWS]]
+        cleared.append({"session": d["session"], "kind": d["kind"], "prices": prices,
+                        "volume": sum(p["volume"] for p in d["prices"])})
+    series: dict[str, list[list[Any]]] = {}
+    if cleared:
+        for p in cleared[0]["prices"]:
+            series.setdefault(f'{p["site"]} · {p["resource_class"]}', []).append([p["at"], float(p["price_fen"])])
+    return {"open": open_, "cleared": cleared, "chart": {"series": series}}
+
+
+def own_market(session: Session, actor: Principal) -> dict[str, Any]:
+    """The caller's own orders and contracts (a consumer's bids, a provider's asks), as the API returns them."""
+    contracts = [{**c, "price_fen": str(Decimal(c["buyer_price_cf"] if c["consumer"] == actor.tenant_id
+                                                else c["seller_price_cf"]) / 100)}
+                 for c in market.contracts_json(session, actor)[-200:]]
+    return {"orders": market.orders_json(session, actor)[:200], "contracts": contracts}

@@ -23,4 +23,8 @@ LABELS = (
     # ledger transfer kinds
     N_("topup"), N_("hold_place"), N_("hold_release"), N_("hold_void"), N_("charge"), N_("voucher_fund"),
     N_("payout"), N_("reversal"), N_("adjustment"),
+    # market: order sides and states, session kinds
+    N_("ask"), N_("bid"), N_("live"), N_("withdrawn"), N_("day-ahead"), N_("intraday"),
+    # earnings periods
+    N_("day"), N_("week"), N_("month"),
 )

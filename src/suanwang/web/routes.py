@@ -27,7 +27,7 @@ from suanwang.api.schemas import JobIn
 from suanwang.errors import SuanwangError
 from suanwang.services import billing, jobs, scheduling
 from suanwang.services.auth import Principal, Role
-from suanwang.web import data, i18n, session
+from suanwang.web import data, history, i18n, session
 
 HERE = Path(__file__).parent
 router = APIRouter(include_in_schema=False)
@@ -131,9 +131,29 @@ def _db(request: Request) -> Any:
 def index(request: Request) -> HTMLResponse:
     with _db(request).sessions() as s:
         grid, books, pools = data.grid(s), data.books_in_force(s), data.pools(s)
-    chart = {"sites": grid["sites"], "links": grid["links"]}
+    placed = [x for x in grid["sites"] if not data.location_unknown(x)]
+    chart = {"sites": placed, "links": grid["links"],
+             "background": "/map.geojson" if getattr(request.app.state, "map_geojson", None) else None}
     return render(request, "public.html", actor=_maybe_actor(request), grid=grid, books=books, pools=pools,
                   chart=json.dumps(chart))
+
+
+@router.get("/map.geojson")
+def map_background(request: Request) -> Response:
+    """The operator's approved map background (checked at start-up, ``web/geo.py``); 404 when none is set."""
+    body = getattr(request.app.state, "map_geojson", None)
+    if body is None:
+        raise Refused(404, "no map background is configured")
+    headers = {**session.HEADERS, "Cache-Control": "max-age=3600"}
+    return Response(body, media_type="application/geo+json", headers=headers)
+
+
+@router.get("/market")
+def market_board(request: Request) -> HTMLResponse:
+    with _db(request).sessions() as s:
+        board, books = data.market_board(s), data.books_in_force(s)
+    return render(request, "market.html", actor=_maybe_actor(request), board=board, books=books,
+                  chart=json.dumps(board["chart"]))
 
 
 def _maybe_actor(request: Request) -> Principal | None:
@@ -205,7 +225,8 @@ def wallet_page(request: Request) -> HTMLResponse:
     with _db(request).sessions() as s:
         money = data.wallet(s, actor)
         page = data.jobs_page(s, actor, state=None, site=None, before=None)
-    return render(request, "consumer.html", actor=actor, money=money, page=page, filters={})
+        own = data.own_market(s, actor)
+    return render(request, "consumer.html", actor=actor, money=money, page=page, filters={}, market=own)
 
 
 @router.get("/console/jobs")
@@ -301,15 +322,20 @@ async def quote(request: Request) -> HTMLResponse:
 
 
 @router.get("/console/provider")
-def provider_page(request: Request) -> HTMLResponse:
+def provider_page(request: Request, period: str = "day") -> HTMLResponse:
     actor, _ = signed_in(request, "GET", "/console/provider")
+    if period not in data.PERIODS:
+        raise Refused(422, f"period: one of {', '.join(data.PERIODS)}")
     with _db(request).sessions() as s:
         grid = data.grid(s)
-        owned = {p["site"] for p in data.pools(s)} if actor.role is Role.OPERATOR else None
-        mine = [x for x in grid["sites"] if owned is None or x["name"] in owned]
-        earnings = data.earnings(s, actor)
+        owned = history.owned_sites(s, actor)
+        mine = [x for x in grid["sites"] if x["name"] in owned]
+        earnings = data.earnings(s, actor, period)
         books = data.books_in_force(s)
-    return render(request, "provider.html", actor=actor, sites=mine, earnings=earnings, books=books,
+        own = data.own_market(s, actor)
+        cap = history.capacity(s, actor)
+    return render(request, "provider.html", actor=actor, sites=mine, earnings=earnings, books=books, market=own,
+                  period=period, cap=cap, cap_chart=json.dumps(cap["chart"]),
                   chart=json.dumps({"days": [e["day"] for e in earnings], "fen": [e["fen"] for e in earnings]}))
 
 
@@ -337,7 +363,9 @@ def operator_page(request: Request) -> HTMLResponse:
     actor, _ = signed_in(request, "GET", "/console/operator")
     with _db(request).sessions() as s:
         view = data.operator(s, actor)
-    return render(request, "operator.html", actor=actor, v=view)
+        placed, carbon = history.placements(s), history.carbon(s)
+    return render(request, "operator.html", actor=actor, v=view, placed=placed, carbon=carbon,
+                  placed_chart=json.dumps(placed["chart"]), carbon_chart=json.dumps(carbon["chart"]))
 
 
 @router.get("/console/auditor")
