@@ -102,8 +102,16 @@ def _populate(w: World) -> World:
         time.sleep(0.05)
     assert op.get(f"/jobs/{job['id']}").json()["site"] == "local"
     _post(live.client(w.tokens["far-agent"]), "/agent/register", {"pools": POOLS})  # after: the job is local's
+    theirs = live.client(w.tokens["other"])
+    dataset = _post(theirs, "/datasets", {"name": "theirs", "size_bytes": 3, "sha256": "a" * 64, "sites": ["local"]})
+    run = _post(theirs, "/workflows", {"name": "theirs", "steps": [
+        {"name": "s", "job": {"command": ["true"], "cores": 1, "memory_gb": 1, "resource_class": "general"}}]})
+    _post(theirs, f"/workflows/{run['id']}/cancel", {})  # kept as an object, but its step leases to no agent
     w.ids.update(job_id=job["id"], consumer=other["id"], name="local", token_id=revoked["id"], provider=prov["id"],
-                 programme="nope", settlement_id="1")
+                 programme="nope", settlement_id="1", dataset_id=dataset["id"], run_id=run["id"],
+                 # no order, session or transfer of another's is needed to show 404: ids that name nothing
+                 # answer as another's do (the services look them up scoped to the caller)
+                 order_id="o-nope", session_id="da-2999-01-01", transfer_id="x-nope")
     return w
 
 
@@ -142,6 +150,22 @@ CROSS_TENANT: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("GET", f"{API}/wallets/{{consumer}}"): ("consumer", {}),
     ("POST", f"{API}/sites/{{name}}/enrolments"): ("provider", {}),
     ("POST", f"{API}/agent/jobs/{{job_id}}/status"): ("far-agent", {}),
+    ("GET", f"{API}/datasets/{{dataset_id}}"): ("consumer", {}),
+    ("POST", f"{API}/datasets/{{dataset_id}}/shares"): ("consumer", {}),
+    ("GET", f"{API}/workflows/{{run_id}}"): ("consumer", {}),
+    ("POST", f"{API}/workflows/{{run_id}}/cancel"): ("consumer", {}),
+    ("PATCH", f"{API}/market/orders/{{order_id}}"): ("consumer", {}),
+    ("DELETE", f"{API}/market/orders/{{order_id}}"): ("consumer", {}),
+    ("GET", f"{API}/market/sessions/{{session_id}}/result"): ("consumer", {}),
+    ("POST", f"{API}/agent/jobs/{{job_id}}/output"): ("far-agent", {}),
+    ("POST", f"{API}/agent/transfers/{{transfer_id}}/done"): ("far-agent", {}),
+    ("POST", f"{API}/agent/transfers/{{transfer_id}}/failed"): ("far-agent", {}),
+}
+# a valid body where the route reads one, so the answer is about the object, not the body
+BODIES: dict[str, dict[str, Any]] = {
+    "/status": {"attempt": 1, "phase": "failed"}, "/shares": {"tenant": "t-operator"},
+    "/output": {"attempt": 1, "size_bytes": 1, "sha256": "a" * 64}, "/done": {"sha256": "a" * 64, "seconds": 1},
+    "/failed": {"reason": "no"}, "/orders/{order_id}": {"quantity": 1},
 }
 
 
@@ -155,7 +179,7 @@ def test_another_tenants_object_is_404(world: World, method: str, path: str) -> 
         assert rule.roles <= {Role.OPERATOR, Role.AUDITOR} or path == f"{API}/sites/{{name}}", (method, path)
         pytest.skip("operator/auditor only, or a public grid object")
     who, params = case
-    body: dict[str, Any] = {"attempt": 1, "phase": "failed"} if "status" in path else {}
+    body = next((b for tail, b in BODIES.items() if path.endswith(tail)), {})
     token = world.tokens[who]
     values = {**world.ids, **params}
     url = world.live.url + re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
