@@ -175,6 +175,7 @@ class UsageRow(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "attempt", "seq"),
         Index("ix_usage_tenant", "tenant_id", "end"),
+        Index("ix_usage_start", "start"),  # the console's last-day charts read usage by start (0018)
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
