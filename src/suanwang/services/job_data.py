@@ -94,7 +94,7 @@ def settle_one(session: Session, job: JobRow, *, now: float | None = None) -> Da
     out = (job.placement or {}).get("output") or {}
     if job.state != JobState.SUCCEEDED.value or not out.get("sha256") or job.site is None:
         return None
-    owner = Principal(token_id="job-output", role=Role.CONSUMER, tenant_id=job.tenant_id)
+    owner = Principal(token_id="job-output", role=Role.CONSUMER, tenant_id=job.tenant_id)  # nosec B106  # an actor label
     ds = Dataset(name=row.name, version=datasets.next_version(session, job.tenant_id, row.name),
                  size_bytes=int(out.get("size_bytes", 0)), sha256=str(out["sha256"]))
     return datasets.register(session, owner, ds, sites=[job.site], source_job=job.id, dataset_id=row.dataset_id,
