@@ -50,6 +50,8 @@ class LivePlatform:
         return httpx.Client(base_url=self.url + "/api/v1",
                             headers={"Authorization": f"Bearer {token or self.token('consumer')}"}, timeout=30)
 
+    start_timeout_s = 60.0  # seconds for /health to answer after start
+
     def start_server(self, lease_s: float = 2.0) -> None:
         port = int(self.url.rsplit(":", 1)[1])
         cmd = [sys.executable, "-m", "suanwang", "serve", "--data-dir", str(self.data_dir), "--database-url",
@@ -57,7 +59,7 @@ class LivePlatform:
         with open(self.data_dir / "server.log", "ab") as log:  # the child holds its own copy of the descriptor
             self.server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
         self.procs.append(self.server)
-        deadline = time.time() + 60
+        deadline = time.time() + self.start_timeout_s
         while time.time() < deadline:
             try:
                 if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:

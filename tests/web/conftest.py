@@ -4,16 +4,12 @@ books, money and four roles' tokens; and Debian's Chromium driven by Playwright 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.api.conftest import grid  # noqa: F401  (the in-process platform, for test_console_http.py)
@@ -26,22 +22,7 @@ SHOTS = os.environ.get("SUANWANG_CONSOLE_SHOTS", "")  # a folder: the tests also
 class SlowStartPlatform(LivePlatform):
     """The e2e platform, given three minutes to answer /health (on a loaded two-core box start-up takes >60 s)."""
 
-    def start_server(self, lease_s: float = 2.0) -> None:
-        port = int(self.url.rsplit(":", 1)[1])
-        cmd = [sys.executable, "-m", "suanwang", "serve", "--data-dir", str(self.data_dir), "--database-url",
-               self.db_url, "--port", str(port), "--lease-s", str(lease_s), "--tick-s", "0.2", "--migrate"]
-        self.server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.data_dir / "server.log", "ab"))  # noqa: SIM115 — the server keeps it for its life
-        self.procs.append(self.server)
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.server.poll() is None, (self.data_dir / "server.log").read_text()[-3000:]
-            time.sleep(0.1)
-        raise AssertionError("platform did not start")
+    start_timeout_s = 180.0
 
 
 @dataclass
