@@ -184,3 +184,27 @@ def test_statements_show_the_own_tenants_lines_only_and_another_tenants_answer_4
     # the operator and auditor read settlements over the API; the statement pages are the tenant's own
     o, _ = signed_in(grid, grid.token("operator"))
     assert o.get(f"/console/statements/{sid}").status_code == 403
+
+
+def _accruing(html: str) -> list[str]:
+    section = html.split('id="accruing"', 1)[1].split("</section>", 1)[0]
+    return re.findall(r'<td class="n">([^<]*)</td>', section)
+
+
+def test_spend_accruing_counts_the_own_active_jobs_and_unrated_usage(grid: Grid) -> None:
+    grid.register()
+    job = grid.consumer.post("/api/v1/jobs", json={"command": ["sleep", "60"], "cores": 2}).json()
+    grid.tick()
+    [task] = grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 1}).json()
+    start = time.time()
+    usage = {"job_id": job["id"], "attempt": task["attempt"], "seq": 0, "pool": "cpu", "start": start,
+             "end": start + 1800, "wall_s": 1800, "cpu_s": 1.0, "peak_memory_bytes": 1}
+    assert grid.agent.post("/api/v1/agent/usage", json={"records": [usage]}).json()["new"] == 1
+    c, _ = signed_in(grid, grid.token("consumer"))
+    active, _held, records, units = _accruing(c.get("/console/wallet").text)
+    assert (active, records) == ("1", "1") and float(units) > 0  # reported, not yet rated
+    other = grid.new_consumer("acme-idle")
+    b, _ = signed_in(grid, other.headers["Authorization"].removeprefix("Bearer "))
+    assert _accruing(b.get("/console/wallet").text)[0::2] == ["0", "0"]  # another tenant's work is not counted
+    grid.tick()  # rating prices the record: it no longer accrues
+    assert _accruing(c.get("/console/wallet").text)[2] == "0"
