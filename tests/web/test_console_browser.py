@@ -96,9 +96,23 @@ def test_consumer_submits_watches_pays_and_cancels(page: Any, console: Console) 
     page.wait_for_selector("#explain pre")  # the explanation loads after the page (htmx)
     wait_text(page, job_url, r">charge<")  # rated: its usage record, charge and ledger postings
     axe_clean(page)
+    # the operator settles the period up to now; the consumer reads its statement with the job's charge line
+    with console.api("operator") as op:
+        r = op.post("/settlements", json={"start": 0, "end": time.time() - 0.5})
+        assert r.status_code == 201, r.text
+    page.goto(console.url + "/console/statements")
+    axe_clean(page)
+    page.locator("#statements-table a").first.click()
+    page.wait_for_url(re.compile(r"/console/statements/\d+$"))
+    job_id = job_url.rsplit("/", 1)[-1]
+    assert job_id in page.locator("#statement-lines").inner_text()
+    assert "¥" in page.locator("#statement-totals").inner_text()
+    assert page.locator("a[href$='/csv']").count() == 1
+    axe_clean(page)
     # the quote form answers in place (htmx)
     page.goto(console.url + "/console/wallet")
     page.wait_for_function("() => window.htmx !== undefined")
+    assert "Spend accruing now" in page.locator("#accruing").inner_text()
     page.locator("#q-cores").fill("2")
     page.get_by_role("button", name="Price it at every eligible pool").click()
     page.wait_for_selector("#quote table, #quote p", timeout=90_000)
@@ -158,9 +172,17 @@ def test_provider_operator_auditor(page: Any, console: Console) -> None:
     shot(page, "provider-zh")
     page.goto(console.url + "/lang/en?next=/")
     page.context.clear_cookies()
+    with console.api("operator") as op:  # a voucher programme and its fund, shown read-only to the operator
+        now = time.time()
+        r = op.post("/vouchers", json={"id": "compute-voucher-b", "share_pct": 30, "cap_per_consumer_fen": 5000,
+                                       "valid_from": now - 10, "valid_until": now + 3600,
+                                       "resource_classes": ["general"], "fund_fen": 4321})
+        assert r.status_code == 201, r.text
     sign_in(page, console, "operator")
     assert "/console/operator" in page.url
     assert "Ledger reconciliation" in page.content()
+    funds = page.locator("#voucher-funds").inner_text()
+    assert "compute-voucher-b" in funds and "43.21" in funds and "50.00" in funds
     axe_clean(page)
     shot(page, "operator-en")
     page.goto(console.url + "/lang/zh_CN?next=/console/operator")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from babel.messages.mofile import read_mo
@@ -12,6 +13,7 @@ from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 
 from suanwang.api.permissions import TABLE
+from suanwang.clock import ManualClock
 from suanwang.web import i18n, session
 from tests.api.conftest import Grid
 
@@ -139,3 +141,70 @@ def test_every_console_route_refuses_without_a_session(grid: Grid) -> None:
     for method, path in routes:
         r = c.request(method, path.replace("{job_id}", "j-1"), follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/signin", (method, path)
+
+
+def test_statements_show_the_own_tenants_lines_only_and_another_tenants_answer_404(grid: Grid) -> None:
+    grid.register()
+    mine = grid.consumer.get("/api/v1/whoami").json()["tenant_id"]
+    other_client = grid.new_consumer("acme-statement-lab")
+    other = other_client.get("/api/v1/whoami").json()["tenant_id"]
+    for consumer, fen, key in ((mine, 12_345, "s1"), (other, 777, "s2")):
+        r = grid.operator.post("/api/v1/topups", json={"consumer": consumer, "amount_fen": fen},
+                               headers={"Idempotency-Key": key})
+        assert r.status_code == 201, r.text
+    end = time.time() + 0.01
+    grid.set_clock(ManualClock(end))
+    settled = grid.operator.post("/api/v1/settlements", json={"start": 0, "end": end})
+    assert settled.status_code == 201, settled.text
+    sid = settled.json()["id"]
+    c, _ = signed_in(grid, grid.token("consumer"))
+    listing = c.get("/console/statements")
+    assert listing.status_code == 200 and f"/console/statements/{sid}" in listing.text
+    page = c.get(f"/console/statements/{sid}")
+    assert page.status_code == 200 and "123.45" in page.text and f"/console/statements/{sid}/csv" in page.text
+    assert other not in page.text and "7.77" not in page.text
+    csv = c.get(f"/console/statements/{sid}/csv")
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert f"consumer,{mine},,,topups,12345,123.45" in csv.text and other not in csv.text
+    # the other tenant sees its own lines, never mine; a tenant with no statement there gets 404
+    b, _ = signed_in(grid, other_client.headers["Authorization"].removeprefix("Bearer "))
+    theirs = b.get(f"/console/statements/{sid}")
+    assert theirs.status_code == 200 and "7.77" in theirs.text
+    assert mine not in theirs.text and "123.45" not in theirs.text
+    assert mine not in b.get(f"/console/statements/{sid}/csv").text
+    third = grid.new_consumer("acme-no-money")
+    t, _ = signed_in(grid, third.headers["Authorization"].removeprefix("Bearer "))
+    assert t.get(f"/console/statements/{sid}").status_code == 404
+    assert t.get(f"/console/statements/{sid}/csv").status_code == 404
+    assert f"/console/statements/{sid}" not in t.get("/console/statements").text
+    for bad in (str(sid + 1), "-1", "1e999999", str(2**70), "abc", "NaN"):
+        assert c.get(f"/console/statements/{bad}").status_code == 404, bad
+        assert c.get(f"/console/statements/{bad}/csv").status_code == 404, bad
+    assert c.get("/console/statements/1%00").status_code == 422  # a NUL byte is refused before any route
+    # the operator and auditor read settlements over the API; the statement pages are the tenant's own
+    o, _ = signed_in(grid, grid.token("operator"))
+    assert o.get(f"/console/statements/{sid}").status_code == 403
+
+
+def _accruing(html: str) -> list[str]:
+    section = html.split('id="accruing"', 1)[1].split("</section>", 1)[0]
+    return re.findall(r'<td class="n">([^<]*)</td>', section)
+
+
+def test_spend_accruing_counts_the_own_active_jobs_and_unrated_usage(grid: Grid) -> None:
+    grid.register()
+    job = grid.consumer.post("/api/v1/jobs", json={"command": ["sleep", "60"], "cores": 2}).json()
+    grid.tick()
+    [task] = grid.agent.post("/api/v1/agent/lease", json={"max_jobs": 1}).json()
+    start = time.time()
+    usage = {"job_id": job["id"], "attempt": task["attempt"], "seq": 0, "pool": "cpu", "start": start,
+             "end": start + 1800, "wall_s": 1800, "cpu_s": 1.0, "peak_memory_bytes": 1}
+    assert grid.agent.post("/api/v1/agent/usage", json={"records": [usage]}).json()["new"] == 1
+    c, _ = signed_in(grid, grid.token("consumer"))
+    active, _held, records, units = _accruing(c.get("/console/wallet").text)
+    assert (active, records) == ("1", "1") and float(units) > 0  # reported, not yet rated
+    other = grid.new_consumer("acme-idle")
+    b, _ = signed_in(grid, other.headers["Authorization"].removeprefix("Bearer "))
+    assert _accruing(b.get("/console/wallet").text)[0::2] == ["0", "0"]  # another tenant's work is not counted
+    grid.tick()  # rating prices the record: it no longer accrues
+    assert _accruing(c.get("/console/wallet").text)[2] == "0"

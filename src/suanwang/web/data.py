@@ -7,6 +7,7 @@ so a consumer sees its own tenant's objects and another tenant's id answers 404 
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Callable
@@ -14,16 +15,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanwang.domain.tou import TouTariff
+from suanwang.errors import NotFound
 from suanwang.services import billing, jobs, market
 from suanwang.services.auth import Principal, Role, list_tokens, token_json
 from suanwang.services.overview import free_capacity_by_class, job_counts, queue_depth, rating_lag
 from suanwang.services.sites import grid_capacity, list_links, list_pools, list_sites
 from suanwang.store.market_tables import MarketClearRow
-from suanwang.store.tables import AuditRow
+from suanwang.store.tables import AuditRow, JobRow, UnratedUsageRow, UsageRow
 
 PAGE = 25
 FRESH_S = 2.0  # public and operator aggregates are read at most this often per process (they scan all jobs)
@@ -237,3 +239,56 @@ def own_market(session: Session, actor: Principal) -> dict[str, Any]:
                                                 else c["seller_price_cf"]) / 100)}
                  for c in market.contracts_json(session, actor)[-200:]]
     return {"orders": market.orders_json(session, actor)[:200], "contracts": contracts}
+
+
+def _own_statement(settlement: dict[str, Any], actor: Principal) -> dict[str, Any] | None:
+    """The caller's own statement in a settlement (consumer or provider), never another party's."""
+    side, key = ("consumers", "consumer") if actor.role is Role.CONSUMER else ("providers", "provider")
+    return next((s for s in settlement[side] if s.get(key) == actor.tenant_id), None)
+
+
+def statements(session: Session, actor: Principal) -> list[dict[str, Any]]:
+    """Settlement periods in which the caller's tenant has a statement (newest first), with its closing."""
+    found = []
+    for s in billing.list_settlements(session, actor):
+        own = _own_statement(s, actor)
+        if own is not None:
+            found.append({"id": s["id"], "start": s["start"], "end": s["end"], "closing_fen": own["closing_fen"]})
+    return found[::-1]
+
+
+def statement(session: Session, actor: Principal, settlement_id: int) -> dict[str, Any]:
+    """One settlement's statement of the caller's tenant; NotFound when it has none there (as for an id
+    that does not exist: another tenant's statement is not told apart from none)."""
+    try:
+        s = billing.settlement_view(session, actor, settlement_id)
+    except NotFound:
+        s = None
+    own = _own_statement(s, actor) if s is not None else None
+    if s is None or own is None:
+        raise NotFound(f"statement {settlement_id} not found")
+    return {"id": s["id"], "start": s["start"], "end": s["end"], "own": own,
+            "kind": "consumer" if actor.role is Role.CONSUMER else "provider"}
+
+
+def statement_csv(session: Session, actor: Principal, settlement_id: int) -> str:
+    """The settled CSV cut to the caller's own lines (header kept; the party column is the tenant)."""
+    statement(session, actor, settlement_id)  # 404 unless the tenant has a statement there
+    text = billing.settlement_csv_text(session, actor, settlement_id)
+    sections = ("consumer", "consumer_charge") if actor.role is Role.CONSUMER else ("provider", "provider_charge")
+    lines = text.splitlines()
+    kept = [line for line in lines[1:] if tuple(next(csv.reader([line]))[:2]) in
+            {(sec, actor.tenant_id) for sec in sections}]
+    return "\n".join([lines[0], *kept]) + "\n"
+
+
+def accruing(session: Session, actor: Principal) -> dict[str, Any]:
+    """Spend accruing now: the hold on the tenant's running jobs (an upper bound set at submission, not a
+    charge) and usage its jobs reported that rating has not priced yet (records and units, no price)."""
+    rows = session.execute(
+        select(func.count(), func.sum(UsageRow.units_nano)).join(UnratedUsageRow, UnratedUsageRow.id == UsageRow.id)
+        .where(UsageRow.tenant_id == actor.tenant_id)).one()
+    running = session.scalar(select(func.count()).select_from(JobRow).where(
+        JobRow.tenant_id == actor.tenant_id, JobRow.state.in_(("placed", "queued_at_site", "running"))))
+    return {"unrated_records": int(rows[0] or 0), "unrated_units": f"{Decimal(int(rows[1] or 0)).scaleb(-9):.6f}",
+            "active_jobs": int(running or 0)}

@@ -226,7 +226,9 @@ def wallet_page(request: Request) -> HTMLResponse:
         money = data.wallet(s, actor)
         page = data.jobs_page(s, actor, state=None, site=None, before=None)
         own = data.own_market(s, actor)
-    return render(request, "consumer.html", actor=actor, money=money, page=page, filters={}, market=own)
+        accruing = data.accruing(s, actor)
+    return render(request, "consumer.html", actor=actor, money=money, page=page, filters={}, market=own,
+                  accruing=accruing)
 
 
 @router.get("/console/jobs")
@@ -424,3 +426,38 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     """The refusal as a page, or as a fragment where htmx asked (it swaps 4xx answers in: see base.html)."""
     name = "error_fragment.html" if request.headers.get("hx-request") else "error.html"
     return render(request, name, status=status, message=message, actor=_maybe_actor(request))
+
+
+# ---- statements (consumer and provider: own statement lines only) ---------------------------------------------
+
+
+@router.get("/console/statements")
+def statements_page(request: Request) -> HTMLResponse:
+    actor, _ = signed_in(request, "GET", "/console/statements")
+    with _db(request).sessions() as s:
+        found = data.statements(s, actor)
+    return render(request, "statements.html", actor=actor, statements=found)
+
+
+def _settlement_id(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 18:
+        raise Refused(404, "no such statement")
+    return int(raw)
+
+
+@router.get("/console/statements/{settlement_id}")
+def statement_page(request: Request, settlement_id: str) -> HTMLResponse:
+    actor, _ = signed_in(request, "GET", "/console/statements/{settlement_id}")
+    with _db(request).sessions() as s:
+        st = data.statement(s, actor, _settlement_id(settlement_id))
+    return render(request, "statement.html", actor=actor, st=st)
+
+
+@router.get("/console/statements/{settlement_id}/csv")
+def statement_csv(request: Request, settlement_id: str) -> Response:
+    actor, _ = signed_in(request, "GET", "/console/statements/{settlement_id}/csv")
+    sid = _settlement_id(settlement_id)
+    with _db(request).sessions() as s:
+        text = data.statement_csv(s, actor, sid)
+    headers = {**session.HEADERS, "Content-Disposition": f'attachment; filename="statement-{sid}.csv"'}
+    return Response(text, media_type="text/csv; charset=utf-8", headers=headers)

@@ -12,8 +12,9 @@ def counts(times: Iterable[float], *, t0: float, bucket_s: float, n: int) -> lis
     if bucket_s <= 0 or not math.isfinite(t0):
         return out
     for t in times:
-        if math.isfinite(t):
-            k = math.floor((t - t0) / bucket_s)
+        x = (t - t0) / bucket_s if math.isfinite(t) else math.nan
+        if math.isfinite(x):  # a huge t over a small bucket overflows to infinity: outside the window
+            k = math.floor(x)
             if 0 <= k < n:
                 out[k] += 1
     return out
