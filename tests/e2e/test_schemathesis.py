@@ -38,6 +38,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import ignored_auth, response_schema_conformance
 
+from suanwang.api.permissions import TABLE
 from tests.e2e.conftest import LivePlatform
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +47,9 @@ pytestmark = pytest.mark.e2e
 MAX_EXAMPLES = {"operator": 25, "agent": 15, "consumer": 15, "consumer_b": 10}
 BUDGET_S = float(os.environ.get("SUANWANG_SCHEMATHESIS_S", "100"))
 CHECKS = [not_a_server_error, response_schema_conformance, ignored_auth]
-PUBLIC = {"GET /api/v1/health", "POST /api/v1/agent/enrol"}  # enrol: its one-use token is in the body
+# the API's public routes, as the permission table declares them (health; enrol, whose one-use token is in
+# the body; the market's public data: depth, prices and volumes, never who)
+PUBLIC = {f"{method} {path}" for (method, path), rule in TABLE.items() if rule.public and path.startswith("/api/")}
 
 
 def bearer_schema(raw: dict[str, Any]) -> dict[str, Any]:
