@@ -46,6 +46,7 @@ class LoopSettings:
     loop_failures_max: int = 3  # /health fails once this many passes in a row failed
     loop_stale_s: float = 60.0  # ... or once no pass succeeded for this long
     reconcile_s: float = 3600.0  # reconcile the ledger this often for the metric (0: only on demand)
+    replica_grace_s: float = 86_400.0  # a staged replica nobody needs is deleted this long after its last use
 
 
 _LOOP = LoopSettings()
@@ -145,6 +146,7 @@ class PlatformSettings(_Base):
     loop_failures_max: int = Field(_LOOP.loop_failures_max, ge=1, le=1000)  # /health fails after this many
     loop_stale_s: float = Field(_LOOP.loop_stale_s, gt=0, le=86_400, allow_inf_nan=False)  # or no pass this long
     reconcile_s: float = Field(_LOOP.reconcile_s, ge=0, le=30 * 86_400, allow_inf_nan=False)  # 0: never
+    replica_grace_s: float = Field(_LOOP.replica_grace_s, ge=0, le=366 * 86_400, allow_inf_nan=False)
     migrate: bool = False  # serve: bring the schema to head (under the migration lock) instead of refusing
     map_geojson: Path | None = None  # the operator's approved map background (web/geo.py); None: no borders
 
@@ -167,6 +169,7 @@ class PlatformSettings(_Base):
                             site_timeout_s=self.site_timeout_s or max(2 * self.lease_s, 5.0),
                             rating_batch=self.rating_batch, loop_failures_max=self.loop_failures_max,
                             loop_stale_s=self.loop_stale_s, reconcile_s=self.reconcile_s,
+                            replica_grace_s=self.replica_grace_s,
                             usage_clock_skew_s=self.usage_clock_skew_s)
 
 

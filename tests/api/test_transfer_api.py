@@ -56,7 +56,7 @@ def test_a_step_at_west_waits_for_its_input_staged_from_east_and_is_billed_once(
     grid.tick()
     job = grid.consumer.get(f"{API}/jobs/{job_id}").json()
     assert job["state"] == "pending" and "staging corpus@1 from east" in job["placement"]["staging"]
-    assert west.post(f"{API}/agent/transfers", json={}).json() == {"fetch": [], "serve": []}  # east unreachable yet
+    assert west.post(f"{API}/agent/transfers", json={}).json() == {"fetch": [], "serve": [], "delete": []}  # east away
     serve = east.post(f"{API}/agent/transfers", json={"serve_url": "http://127.0.0.1:9"}).json()["serve"]
     [order] = west.post(f"{API}/agent/transfers", json={"serve_url": "http://127.0.0.1:8"}).json()["fetch"]
     assert (order["transfer_id"], order["secret"]) == (serve[0]["transfer_id"], serve[0]["secret"])

@@ -1,5 +1,5 @@
 """The agent's transfer side: serve this site's datasets to other agents, fetch what the platform orders,
-report verified arrivals, and report the replicas this site holds.
+report verified arrivals, report the replicas this site holds, and delete staged ones the platform collected.
 
 Runs beside the job loop (``suanwang agent --datasets-root DIR``) on its own thread and its own HTTP
 port, so the job long-poll is untouched.  Each poll is one call (``POST /agent/transfers``); a fetch
@@ -88,9 +88,30 @@ class TransferWorker:
                 self.platform.post(f"{API}/agent/transfers/{f['transfer_id']}/failed",
                                    json={"reason": str(exc)[:2000] or type(exc).__name__})
                 continue
-            body = {"sha256": f["sha256"], "seconds": round(time.perf_counter() - start, 6)}
+            body = {"sha256": f["sha256"], "seconds": round(time.perf_counter() - start, 6),
+                    "generation": f.get("generation")}
             done.append(_ok(self.platform.post(f"{API}/agent/transfers/{f['transfer_id']}/done", json=body)).json())
+        self.delete_collected(orders.get("delete", []))
         return done
+
+    def delete_collected(self, orders: list[dict[str, Any]]) -> int:
+        """Delete the staged replicas the platform collected as unused, and report each; the number deleted.
+
+        Only ``<root>/<dataset id>`` (an id checked against the store's pattern, so no path escapes the root);
+        a file already gone counts as deleted, so a repeated order, or a report whose answer was lost, ends the
+        same way.
+        """
+        n = 0
+        for d in orders:
+            try:
+                self.store.path(str(d["dataset_id"])).unlink(missing_ok=True)
+            except (TransferError, OSError) as exc:
+                log.warning("deleting collected replica %s failed: %s", d.get("dataset_id"), exc)
+                continue
+            _ok(self.platform.post(f"{API}/agent/replicas/{d['dataset_id']}/deleted",
+                                   json={"generation": int(d["generation"])}))
+            n += 1
+        return n
 
 
 def _ok(resp: httpx.Response) -> httpx.Response:

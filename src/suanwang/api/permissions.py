@@ -137,6 +137,8 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("GET", f"{API}/datasets/{{dataset_id}}"): allow((C, O, A), DATA),
     ("POST", f"{API}/datasets/{{dataset_id}}/shares"): allow((C, O), "consumer: own datasets only (another's → 404)"),
     ("POST", f"{API}/agent/replicas"): allow((G,), REPLICAS),
+    ("POST", f"{API}/agent/replicas/{{dataset_id}}/deleted"): allow(
+        (G,), "agent: a staged replica at its own site that the platform ordered deleted"),
     ("POST", f"{API}/agent/jobs/{{job_id}}/output"): allow((G,), OWN_SITE + "; the job's current attempt"),
     ("POST", f"{API}/agent/transfers"): allow((G,), "agent: transfers to or from its own site", metered=False),
     ("POST", f"{API}/agent/transfers/{{transfer_id}}/done"): allow((G,), "agent: transfers to its own site"),

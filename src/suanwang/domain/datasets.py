@@ -119,3 +119,46 @@ def predicted_transfer_s(size_bytes: int, bandwidth_gbps: float, latency_ms: flo
     if bandwidth_gbps <= 0:
         return float("inf")
     return latency_ms / 1000.0 + size_bytes * 8 / (bandwidth_gbps * 1e9)
+
+
+HOUR_S = 3600.0  # staged replicas' storage is metered in hours from their arrival
+
+
+@dataclass(frozen=True, slots=True)
+class StoragePeriod:
+    """One metered stretch of a staged replica's storage: hour ``hour`` from its arrival, ``[start, end)``."""
+
+    hour: int
+    start: float
+    end: float
+
+
+def storage_periods(arrived_at: float, metered_until: float, now: float, end_at: float | None, *,
+                    limit: int = 1000) -> list[StoragePeriod]:
+    """The storage hours to meter now, after ``metered_until`` (where the last sweep stopped).
+
+    Hour ``n`` is ``[arrived_at + n h, arrived_at + (n+1) h)``; it is metered once it has ended by ``now``.
+    ``end_at`` (the time the replica's deletion was ordered) cuts the last hour short, and nothing after it is
+    metered.  The hours are computed from the arrival, never from the sweeps' times, so the same hour has the
+    same bounds however often, or late, the sweeps run (the ledger key of hour ``n`` names one fixed amount).
+    """
+    out: list[StoragePeriod] = []
+    if end_at is not None and metered_until >= end_at:
+        return out  # metered to the end (the last, short hour included)
+    n = max(0, round((metered_until - arrived_at) / HOUR_S))  # metered_until sits on an hour's boundary
+    while len(out) < limit:
+        start, end = arrived_at + n * HOUR_S, arrived_at + (n + 1) * HOUR_S
+        if end_at is not None:
+            if end_at <= start:
+                break
+            end = min(end, end_at)
+        if end > now:
+            break
+        out.append(StoragePeriod(n, start, end))
+        n += 1
+    return out
+
+
+def collectable(last_used_at: float, now: float, grace_s: float, *, needed: bool) -> bool:
+    """A staged replica nobody needs is collected once ``grace_s`` has passed since it was last needed."""
+    return not needed and now - last_used_at >= grace_s

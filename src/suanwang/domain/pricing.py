@@ -61,6 +61,7 @@ class PriceUnit(enum.StrEnum):
     NODE_HOUR = "node_hour"  # super: one HPC node for one hour
     SHOT = "shot"  # quantum: one circuit execution
     GB_TRANSFER = "gb_transfer"  # a staged transfer: one decimal gigabyte moved over a link between two sites
+    GB_HOUR_STORAGE = "gb_hour_storage"  # a staged replica held at a site: one decimal gigabyte for one hour
 
 
 @dataclass(frozen=True, slots=True)

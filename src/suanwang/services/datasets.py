@@ -158,7 +158,11 @@ def report_replicas(session: Session, agent: Principal, held: Sequence[tuple[str
         if row is None:
             row = ReplicaRow(dataset_id=dataset_id, site=site.name, state="present", reported_at=at)
             session.add(row)
-        row.state, row.reported_at = "present", at
+        if row.transfer_id is not None and row.state != "present":
+            row.state = "deleting"  # a collected staged copy the agent still holds: deleted again, not billed
+        else:
+            row.state = "present"
+        row.reported_at = at
         out.append(row)
     if out:
         record_audit(session, agent, "dataset.replicas", agent.site or "", datasets=[d for d, _ in held])

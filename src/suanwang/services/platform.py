@@ -23,7 +23,16 @@ from sqlalchemy.orm import Session
 from suanwang.domain.job import JobSpec
 from suanwang.domain.placement import Scheduler
 from suanwang.observability import metrics
-from suanwang.services import billing, chain, job_data, market, market_reservations, scheduling, workflows
+from suanwang.services import (
+    billing,
+    chain,
+    job_data,
+    market,
+    market_reservations,
+    replica_gc,
+    scheduling,
+    workflows,
+)
 from suanwang.services.planner import GridPlanner
 from suanwang.services.wakeups import Listener, Wakeups, channel_for, lease_topic, notify_sql
 from suanwang.settings import LoopSettings as Settings  # the loop's knobs live with the operator's settings
@@ -124,6 +133,8 @@ class Platform:
                     scheduling.mark_offline_sites(s, now=now, timeout_s=self.settings.site_timeout_s)
                     market_reservations.settle_failed_contracts(s, now=now)  # refund + penalty, once per line
                 metrics.LEASE_EXPIRIES.inc(len(expired))
+                with self.db.transaction() as s:  # staged replicas: storage hours metered, the unneeded collected
+                    replica_gc.sweep(s, now=now, grace_s=self.settings.replica_grace_s)
             placed = []
             with metrics.SCHEDULING_PASS.time(), self.db.transaction() as s:
                 if scheduling.claim_scheduling_pass(s):

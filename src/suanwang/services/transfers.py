@@ -5,8 +5,9 @@ The scheduling pass asks :func:`staging_gate` before placing a job: a job whose 
 site chosen for it is placed; otherwise the transfers it needs are ordered (one per dataset and target
 site, however many jobs wait on it) and the job waits, with the reason readable in its placement
 record.  A transfer is billed in the price books' native unit ``gb_transfer``, keyed
-``usage:<transfer id>:0:0`` in the ledger: a repeated completion report, a retry after a crash or a
-resumed transfer all end in one charge, for the bytes of the dataset.
+``usage:<transfer id>:<generation>:0`` in the ledger: a repeated completion report, a retry after a crash or a
+resumed transfer all end in one charge, for the bytes of the dataset.  A staged replica collected as unused
+(:mod:`suanwang.services.replica_gc`) and staged again is the transfer's next generation: a new charge.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from suanwang.services.auth import Principal, new_id
 from suanwang.store.tables import DatasetRow, DataTransferRow, JobInputRow, LinkRow, ReplicaRow, SiteRow
 
 ORDERED, DONE, FAILED = "ordered", "done", "failed"
+PRESENT, DELETING, GONE = "present", "deleting", "gone"  # a replica's states
 MAX_TRIES = 5
+FREE, UNPRICED = "free", "unpriced"  # charge(): nothing to book
 
 
 def record_inputs(session: Session, job_id: str, dataset_ids: Iterable[str]) -> None:
@@ -86,9 +89,14 @@ def staging_gate(session: Session, placements: Mapping[str, str], *, now: float)
                                       latency_ms={k: v[0] for k, v in links.items()})
         reasons = list(blocked)
         for need in needs:
-            t = _order(session, data[need.dataset_id], need.source, need.target, job_id, links, now)
-            reasons.append(f"staging {data[need.dataset_id].name}@{data[need.dataset_id].version} from "
-                           f"{t.source} ({t.state}{': ' + t.reason if t.reason else ''})")
+            ds = data[need.dataset_id]
+            t = _order(session, ds, need.source, need.target, job_id, links, now)
+            if t.state == DONE:  # its replica is being collected: staged again once the agent has deleted it
+                reasons.append(f"{ds.name}@{ds.version} at {site} is being deleted as unused; staged again "
+                               "once it is gone")
+                continue
+            reasons.append(f"staging {ds.name}@{ds.version} from {t.source} "
+                           f"({t.state}{': ' + t.reason if t.reason else ''})")
         if reasons:
             waiting[job_id] = "waiting for inputs: " + "; ".join(reasons)
     return waiting
@@ -101,6 +109,15 @@ def _order(session: Session, ds: DatasetRow, source: str, target: str, job_id: s
     if existing is not None:
         if existing.state == FAILED and existing.attempts < MAX_TRIES:  # try again, perhaps from another source
             existing.state, existing.source = ORDERED, source
+        if existing.state == DONE:
+            rep = session.get(ReplicaRow, (ds.id, target))
+            if rep is not None and rep.state == GONE:  # collected, needed again: a new generation, a new charge
+                existing.generation += 1
+                existing.state, existing.source, existing.attempts = ORDERED, source, 0  # job: still the first's
+                existing.bytes_moved, existing.measured_s, existing.finished_at, existing.reason = 0, None, None, ""
+                existing.created_at, existing.secret = now, secrets.token_urlsafe(32)
+                record_audit(session, None, "transfer.order", existing.id, dataset=ds.id, source=source,
+                             target=target, job=job_id, generation=existing.generation)
         return existing
     latency, bandwidth = links.get((source, target), (0.0, 0.0))
     t = DataTransferRow(id=new_id("x"), dataset_id=ds.id, tenant_id=ds.tenant_id, job_id=job_id, source=source,
@@ -114,10 +131,13 @@ def _order(session: Session, ds: DatasetRow, source: str, target: str, job_id: s
 
 
 def orders_for(session: Session, agent: Principal, serve_url: str) -> dict[str, list[dict[str, Any]]]:
-    """An agent's poll: the transfers it must fetch (it is the target) and those it must serve (the source).
+    """An agent's poll: the transfers it must fetch (it is the target), those it must serve (the source), and
+    the staged replicas it must delete (collected as unused: :func:`replica_gc.deletions_for`).
 
     The agent's serving address is recorded with its site, so the other end can reach it.
     """
+    from suanwang.services import replica_gc
+
     site = session.get(SiteRow, agent.site)
     if site is None:
         raise NotFound(f"site {agent.site} not found")
@@ -135,9 +155,9 @@ def orders_for(session: Session, agent: Principal, serve_url: str) -> dict[str, 
             serve.append({"transfer_id": t.id, "dataset_id": t.dataset_id, "secret": t.secret})
         if t.target == site.name and urls.get(t.source):
             fetch.append({"transfer_id": t.id, "dataset_id": t.dataset_id, "sha256": ds.sha256,
-                          "size_bytes": ds.size_bytes, "secret": t.secret,
+                          "size_bytes": ds.size_bytes, "secret": t.secret, "generation": t.generation,
                           "url": f"{urls[t.source].rstrip('/')}/datasets/{t.dataset_id}"})
-    return {"fetch": fetch, "serve": serve}
+    return {"fetch": fetch, "serve": serve, "delete": replica_gc.deletions_for(session, site.name)}
 
 
 def _mine(session: Session, agent: Principal, transfer_id: str) -> DataTransferRow:
@@ -148,25 +168,32 @@ def _mine(session: Session, agent: Principal, transfer_id: str) -> DataTransferR
 
 
 def complete(session: Session, agent: Principal, transfer_id: str, *, sha256: str, seconds: float,
-             now: float | None = None) -> DataTransferRow:
+             now: float | None = None, generation: int | None = None) -> DataTransferRow:
     """The target agent verified the bytes and renamed them into place: the replica is present, the transfer
-    billed (once).  A repeated report changes nothing."""
+    billed (once per generation).  A repeated report changes nothing, nor does a late one for an earlier
+    generation (``generation``, when the agent says which order it fetched)."""
     at = time.time() if now is None else now
     t = _mine(session, agent, transfer_id)
     ds = session.get(DatasetRow, t.dataset_id)
     assert ds is not None
-    if t.state == DONE:
+    if t.state == DONE or (generation is not None and generation < t.generation):
         return t
+    if generation is not None and generation > t.generation:
+        raise Conflict(f"transfer {transfer_id}: generation {generation} was never ordered")
     if sha256 != ds.sha256:
         raise InvalidSpec(f"transfer {transfer_id}: sha256 does not match dataset {ds.id}")
     if not 0 <= seconds <= 366 * 86_400:
         raise InvalidSpec("seconds must be within 0..31622400")
     t.state, t.bytes_moved, t.measured_s, t.finished_at, t.reason = DONE, ds.size_bytes, seconds, at, ""
     rep = session.get(ReplicaRow, (ds.id, t.target))
+    fresh = rep is None
     if rep is None:
-        session.add(ReplicaRow(dataset_id=ds.id, site=t.target, state="present", reported_at=at))
-    else:
-        rep.state, rep.reported_at = "present", at
+        rep = ReplicaRow(dataset_id=ds.id, site=t.target, state=PRESENT, reported_at=at)
+        session.add(rep)
+    if fresh or rep.transfer_id is not None or rep.state != PRESENT:  # staged here (not a home copy): metered
+        rep.transfer_id, rep.generation, rep.arrived_at, rep.last_used_at = t.id, t.generation, at, at
+        rep.metered_until, rep.gc_at = at, None
+    rep.state, rep.reported_at = PRESENT, at
     bill(session, t)
     record_audit(session, agent, "transfer.done", t.id, bytes=ds.size_bytes, seconds=seconds)
     return t
@@ -183,38 +210,45 @@ def fail(session: Session, agent: Principal, transfer_id: str, reason: str, *, n
     record_audit(session, agent, "transfer.failed", t.id, reason=reason[:500])
 
 
-def bill(session: Session, t: DataTransferRow) -> bool:
-    """Book the transfer's charge in the ledger under its usage key (``usage:<transfer>:0:0``); True if
-    charged.  No book in force (the free platform), or no ``gb_transfer`` price: nothing, audited."""
+def bill(session: Session, t: DataTransferRow) -> str:
+    """Book the transfer's charge in the ledger under its usage key (``usage:<transfer>:<generation>:0``) (what
+    :func:`charge` answers).  No book in force (the free platform), or no ``gb_transfer`` price: nothing."""
+    start = datetime.fromtimestamp(t.created_at, UTC)
+    end = datetime.fromtimestamp(max(t.finished_at or t.created_at, t.created_at), UTC)
+    return charge(session, t.id, t.generation, 0, t.tenant_id, t.source, link_pool(t.source, t.target), start, end,
+                  (PriceUnit.GB_TRANSFER, Decimal(t.size_bytes) / GB))
+
+
+def charge(session: Session, key_id: str, generation: int, seq: int, consumer: str, site: str, pool: str,
+           start: datetime, end: datetime, quantity: tuple[PriceUnit, Decimal]) -> str:
+    """Rate one usage record of staged data (``usage:<key_id>:<generation>:<seq>``) and book it once; the
+    provider is the tenant of ``site``.  What happened: ``created``, ``exists`` (booked before), ``free`` (no
+    book in force), ``unpriced`` (no price for the unit: audited), or the ledger's refusal."""
     from suanwang.services.billing import contracts, load_books  # public functions; billing imports services
     from suanwang.services.ledger_store import SqlLedger
 
     books = BooksInForce(load_books(session))
-    start = datetime.fromtimestamp(t.created_at, UTC)
-    end = datetime.fromtimestamp(max(t.finished_at or t.created_at, t.created_at), UTC)
     first = books.first_effective()
     if first is None or start < first:
-        return False
-    src = session.get(SiteRow, t.source)
-    provider = src.tenant_id if src is not None else t.source
-    record = UsageRecord(t.id, 0, 0, t.tenant_id, provider, t.source, link_pool(t.source, t.target),
-                         ResourceClass.GENERAL, "standard", ServiceLevel.STANDARD, start, end,
-                         ((PriceUnit.GB_TRANSFER, Decimal(t.size_bytes) / GB),))
+        return FREE
+    src = session.get(SiteRow, site)
+    provider = src.tenant_id if src is not None else site
+    record = UsageRecord(key_id, generation, seq, consumer, provider, site, pool, ResourceClass.GENERAL, "standard",
+                         ServiceLevel.STANDARD, start, end, (quantity,))
     try:
         charge = rate_usage(record, books.at(start), contract=ProviderContract(provider, contracts(session).get(
             provider, 0)), settled_until=SqlLedger(session).settled_until())
     except InvalidSpec as exc:
-        record_audit(session, None, "transfer.unpriced", t.id, reason=exc.message)
-        return False
-    result = SqlLedger(session).apply(plan_charge(charge, hold=None, actor="system"))
-    return bool(result.ok)
+        record_audit(session, None, "transfer.unpriced", key_id, reason=exc.message, unit=quantity[0].value)
+        return UNPRICED
+    return str(SqlLedger(session).apply(plan_charge(charge, hold=None, actor="system")).code.value)
 
 
 def view(t: DataTransferRow) -> dict[str, Any]:
     return {"id": t.id, "dataset_id": t.dataset_id, "job_id": t.job_id, "source": t.source, "target": t.target,
             "state": t.state, "size_bytes": t.size_bytes, "bytes_moved": t.bytes_moved, "predicted_s": t.predicted_s,
             "measured_s": t.measured_s, "reason": t.reason, "attempts": t.attempts, "created_at": t.created_at,
-            "finished_at": t.finished_at}
+            "finished_at": t.finished_at, "generation": t.generation}
 
 
 def for_job(session: Session, job_id: str) -> list[dict[str, Any]]:

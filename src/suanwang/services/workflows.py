@@ -29,7 +29,7 @@ from suanwang.domain.workflow import (
     validate,
 )
 from suanwang.errors import Conflict, InvalidSpec, NotFound
-from suanwang.services import datasets, job_data, jobs
+from suanwang.services import datasets, job_data, jobs, replica_gc
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, new_id
 from suanwang.store.ledger_tables import PostingRow as LedgerPostingRow
@@ -259,6 +259,7 @@ def run_view(session: Session, run: WorkflowRunRow) -> dict[str, Any]:
                                            .where(DataTransferRow.job_id.in_(all_jobs))):
             moved.setdefault(job_id, []).append(tid)
     fen = charged_fen(session, all_jobs + [t for ts in moved.values() for t in ts])
+    held = replica_gc.storage_fen(session, [t for ts in moved.values() for t in ts])  # in fen, apart from the move
     steps = []
     total_fen, total_kg = 0, 0.0
     for name in (s.name for s in workflow_from_json(run.spec).steps):
@@ -268,13 +269,15 @@ def run_view(session: Session, run: WorkflowRunRow) -> dict[str, Any]:
         terms = (job.placement or {}).get("terms", {}) if job is not None else {}
         kg = float(terms.get("carbon_kg", 0.0) or 0.0)
         step_tids = [t for j in (r.jobs or []) for t in moved.get(j, [])]
-        transfer_fen = sum(fen.get(t, 0) for t in step_tids)
-        total_fen += step_fen + transfer_fen
+        storage_fen = sum(held.get(t, 0) for t in step_tids)
+        transfer_fen = sum(fen.get(t, 0) for t in step_tids) - storage_fen
+        total_fen += step_fen + transfer_fen + storage_fen
         total_kg += kg
         steps.append({"name": name, "state": r.state, "job_id": r.job_id, "jobs": list(r.jobs or []),
                       "attempts": r.attempts, "site": job.site if job else None,
                       "job_state": job.state if job else None, "reason": r.reason,
-                      "compute_fen": step_fen, "transfer_fen": transfer_fen, "transfers": step_tids,
+                      "compute_fen": step_fen, "transfer_fen": transfer_fen, "storage_fen": storage_fen,
+                      "transfers": step_tids,
                       "carbon_kg": kg})
     return {"id": run.id, "name": run.name, "state": run.state, "created_at": run.created_at,
             "finished_at": run.finished_at, "reason": run.reason, "steps": steps,

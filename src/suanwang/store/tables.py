@@ -323,14 +323,23 @@ class ReplicaRow(Base):
     __tablename__ = "dataset_replicas"
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
     site: Mapped[str] = mapped_column(ForeignKey("sites.name"), primary_key=True)
-    state: Mapped[str] = mapped_column(String(20))  # present | staging
+    state: Mapped[str] = mapped_column(String(20))  # present | deleting (GC ordered) | gone
     reported_at: Mapped[float] = mapped_column(Float)
+    # A staged replica (migration 0020): made by ``transfer_id`` in its ``generation``; its storage is metered
+    # hour by hour from ``arrived_at`` up to ``metered_until``, and ends at ``gc_at`` (the deletion ordered).
+    # A home replica (registered, reported, an output) has no transfer and is never collected.
+    transfer_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    arrived_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    metered_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gc_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class DataTransferRow(Base):
     """A staged transfer between two sites' agents for a job (migration 0012).
 
-    Billed once: its usage key is ``transfer:<id>``, and the charge's idempotency key follows it.
+    Billed once per generation: its charge's key is ``usage:<id>:<generation>:0``.
     """
 
     __tablename__ = "transfers"
@@ -351,6 +360,28 @@ class DataTransferRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed tries so far
     created_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Staged again after its replica was collected: a new generation, a new charge (migration 0020).
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class StorageUsageRow(Base):
+    """One hour (or the last part of one) a staged replica was held: the storage meter (migration 0020).
+
+    Keyed (transfer, generation, hour): a sweep repeated after a crash finds the row and the ledger
+    charge ``usage:<transfer>:<generation>:<hour + 1>`` already there, so no hour is lost or doubled.
+    """
+
+    __tablename__ = "storage_usage"
+    transfer_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0: the hour from arrival
+    dataset_id: Mapped[str] = mapped_column(String(40))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    recorded_at: Mapped[float] = mapped_column(Float)
 
 
 class JobInputRow(Base):

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from suanwang.api.deps import CurrentPrincipal, PlatformDep, SessionDep
+from suanwang.api.deps import ClockDep, CurrentPrincipal, PlatformDep, SessionDep
 from suanwang.api.schemas import INT32, In
 from suanwang.domain.datasets import MAX_SIZE_BYTES, Dataset
-from suanwang.services import datasets, transfers
+from suanwang.services import datasets, replica_gc, transfers
 from suanwang.store.tables import DatasetRow
 
 router = APIRouter(tags=["datasets"])
@@ -92,9 +92,22 @@ def share_dataset(dataset_id: str, body: ShareIn, session: SessionDep, actor: Cu
 
 
 @router.post("/agent/replicas")
-def report_replicas(body: ReplicasIn, session: SessionDep, actor: CurrentPrincipal) -> dict[str, int]:
-    rows = datasets.report_replicas(session, actor, [(h.dataset_id, h.sha256) for h in body.held])
-    return {"present": len(rows)}
+def report_replicas(body: ReplicasIn, session: SessionDep, actor: CurrentPrincipal,
+                    clock: ClockDep) -> dict[str, int]:
+    rows = datasets.report_replicas(session, actor, [(h.dataset_id, h.sha256) for h in body.held], now=clock.time())
+    return {"present": sum(r.state == "present" for r in rows)}
+
+
+class DeletedIn(In):
+    generation: int = Field(ge=0, le=INT32)
+
+
+@router.post("/agent/replicas/{dataset_id}/deleted")
+def replica_deleted(dataset_id: str, body: DeletedIn, session: SessionDep, actor: CurrentPrincipal,
+                    clock: ClockDep) -> dict[str, Any]:
+    """The agent deleted a staged replica the platform collected (its transfer poll's ``delete``)."""
+    rep = replica_gc.deleted(session, actor, dataset_id, body.generation, now=clock.time())
+    return {"dataset_id": rep.dataset_id, "site": rep.site, "state": rep.state, "generation": rep.generation}
 
 
 class OutputIn(In):
@@ -116,6 +129,7 @@ class TransferPollIn(In):
 class TransferDoneIn(In):
     sha256: str = Field(min_length=64, max_length=64)
     seconds: float = Field(ge=0, le=366 * 86_400)
+    generation: int | None = Field(default=None, ge=0, le=INT32)  # the order fetched (a late report of an old one)
 
 
 class TransferFailedIn(In):
@@ -130,16 +144,17 @@ def transfer_orders(body: TransferPollIn, session: SessionDep, actor: CurrentPri
 
 @router.post("/agent/transfers/{transfer_id}/done")
 def transfer_done(transfer_id: str, body: TransferDoneIn, session: SessionDep, actor: CurrentPrincipal,
-                  platform: PlatformDep) -> dict[str, Any]:
-    t = transfers.complete(session, actor, transfer_id, sha256=body.sha256, seconds=body.seconds)
+                  platform: PlatformDep, clock: ClockDep) -> dict[str, Any]:
+    t = transfers.complete(session, actor, transfer_id, sha256=body.sha256, seconds=body.seconds,
+                           now=clock.time(), generation=body.generation)
     platform.wake()  # jobs waiting on it may be placed now
     return transfers.view(t)
 
 
 @router.post("/agent/transfers/{transfer_id}/failed")
 def transfer_failed(transfer_id: str, body: TransferFailedIn, session: SessionDep,
-                    actor: CurrentPrincipal) -> dict[str, bool]:
-    transfers.fail(session, actor, transfer_id, body.reason)
+                    actor: CurrentPrincipal, clock: ClockDep) -> dict[str, bool]:
+    transfers.fail(session, actor, transfer_id, body.reason, now=clock.time())
     return {"applied": True}
 
 
