@@ -187,3 +187,32 @@ def test_home_replicas_are_never_collected_and_agents_cannot_delete_them(grid: G
         assert s.scalar(select(func.count()).select_from(StorageUsageRow)) == 0
     assert east.post(f"{API}/agent/replicas/{ds}/deleted", json={"generation": 0}).status_code == 404
     assert east.post(f"{API}/agent/transfers", json={}).json()["delete"] == []
+
+
+def test_the_agents_stage_it_and_the_holding_agent_deletes_it_once_collected(grid: Grid, tmp_path: Any) -> None:
+    """Real transfer workers (HTTP between them) against the in-process platform: staged, collected, deleted."""
+    from suanwang.agent.transfer_worker import TransferWorker
+
+    clock = ManualClock()
+    east, west, ds = _setup(grid, clock, grace_s=H)
+    east_w, west_w = TransferWorker(east, tmp_path / "east"), TransferWorker(west, tmp_path / "west")
+    east_w.start(poll_s=None)
+    try:
+        (tmp_path / "upload").write_bytes(DATA)
+        assert east_w.store.put_file(ds, tmp_path / "upload") == SHA
+        job = _job(grid)
+        grid.tick()
+        east_w.poll_once()
+        [done] = west_w.poll_once()
+        assert done["state"] == "done" and west_w.store.path(ds).read_bytes() == DATA
+        _end(grid, job, clock)
+        clock.advance(H)
+        grid.tick()
+        assert _replica(grid, ds).state == "deleting" and west_w.store.has(ds)  # ordered, not yet done
+        west_w.poll_once()
+        assert not west_w.store.has(ds) and _replica(grid, ds).state == "gone"
+        assert east_w.store.has(ds)  # the home copy stays
+        assert west_w.report_held({ds: SHA}) == 0  # nothing left to report
+    finally:
+        east_w.stop()
+        west_w.stop()
