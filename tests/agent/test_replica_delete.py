@@ -9,7 +9,6 @@ import httpx
 
 from suanwang.agent.transfer_worker import TransferWorker
 
-
 Orders = dict[str, list[dict[str, object]]]
 
 
