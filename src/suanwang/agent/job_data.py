@@ -33,8 +33,12 @@ def _var(name: str) -> str:
 
 
 def prepare(root: Path, job_id: str, attempt: int, inputs: list[dict[str, Any]],
-            output: dict[str, str]) -> dict[str, str]:
-    """The environment that points the job at its inputs and output; the output's directory made for it."""
+            output: dict[str, str], *, owner: tuple[int, int] | None = None) -> dict[str, str]:
+    """The environment that points the job at its inputs and output; the output's directory made for it.
+
+    ``owner`` (uid, gid) is the user the job runs as (the local executor's per-tenant uid when the agent is
+    root); None: the agent's own user (an engine that runs jobs as the agent's user, or a shared-user agent).
+    """
     store = DatasetStore(root)
     os.chmod(root, 0o711)  # nosec B103  # traverse only: jobs reach their inputs by id; none lists the rest
     env: dict[str, str] = {}
@@ -53,12 +57,24 @@ def prepare(root: Path, job_id: str, attempt: int, inputs: list[dict[str, Any]],
         out = output_dir(root, job_id, attempt)
         out.parent.mkdir(mode=0o711, exist_ok=True)
         os.chmod(out.parent, 0o711)  # nosec B103  # traverse only: a job enters its own directory; none lists others
-        out.mkdir(exist_ok=True)
-        # written by the job's own user (each tenant has a uid of its own, not known here yet); reachable only by
-        # its name, which holds the job's random id, under an unlistable parent. To do: chown to the job's uid.
-        os.chmod(out, 0o777)  # nosec B103
+        _private_dir(out, owner)
         env["SUANWANG_OUTPUT"] = str(out / "data")
     return env
+
+
+def _private_dir(path: Path, owner: tuple[int, int] | None) -> None:
+    """``path`` a directory only the job's user may enter (0700, owned by it).
+
+    Made by the agent inside a parent only the agent may write (``.out``, 0711), so nobody can plant a link
+    there first; checked anyway, and chowned without following links.
+    """
+    path.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputMissing(f"{path} is not a directory")
+    if owner is not None:
+        os.chown(path, owner[0], owner[1], follow_symlinks=False)
+    os.chmod(path, 0o700)
 
 
 def output_dir(root: Path, job_id: str, attempt: int) -> Path:

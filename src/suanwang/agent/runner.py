@@ -294,7 +294,8 @@ class Agent:
             return task
         if self.datasets_root is None:
             raise InputMissing("the task declares datasets but this agent has no datasets root (--datasets-root)")
-        env = job_data.prepare(self.datasets_root, task.job_id, task.attempt, inputs, output)
+        owner = getattr(self.executor, "job_owner", lambda _task: None)(task)  # the uid the job will run as
+        env = job_data.prepare(self.datasets_root, task.job_id, task.attempt, inputs, output, owner=owner)
         return dataclasses.replace(task, env={**task.env, **env}, output_dataset=output.get("dataset_id", ""))
 
     def _start(self, task: Task) -> str | Exception:

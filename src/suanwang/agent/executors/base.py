@@ -92,7 +92,9 @@ class Executor(Protocol):
     """What the agent needs from an engine.  ``handle`` is the engine's id for a task.
 
     An executor may also offer ``poll_many(handles) -> dict[handle, TaskStatus]``: the agent
-    then asks once per step for all its tasks (handles left out are polled one by one).
+    then asks once per step for all its tasks (handles left out are polled one by one); and
+    ``job_owner(task) -> (uid, gid) | None``, the user a task runs as when it is not the agent's own
+    (the job's output directory is made that user's, mode 0700).
     """
 
     engine: str

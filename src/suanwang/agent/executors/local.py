@@ -157,6 +157,16 @@ class LocalExecutor:
         self._procs[handle] = proc
         return handle
 
+    def job_owner(self, task: Task) -> tuple[int, int] | None:
+        """(uid, gid) the task will run as; None when it runs as this agent's own user (not root)."""
+        if self.users is None:
+            return None
+        try:
+            user = self.users.user_for(task.tenant)
+        except ValueError:  # no tenant: start() refuses the task with the reason
+            return None
+        return user.uid, user.gid
+
     def _make_home(self, home: Path, user: JobUser | None) -> None:
         """The attempt's own 0700 working directory, owned by the job's user."""
         home.mkdir(mode=0o700, exist_ok=True)
