@@ -69,5 +69,5 @@ def test_the_output_directory_is_the_jobs_own_and_no_other_tenant_reads_it(
     log = ex.read_log(h, 0).decode()
     assert status.phase is TaskPhase.SUCCEEDED and "ALLOWED" not in log and log.count("DENIED") == 3, log
 
-    size, sha = job_data.collect(datasets_root, "ja", 1, "d-out")  # the agent (root) still reads it
-    assert (size, sha) == (11, hashlib.sha256(b"alice model").hexdigest())
+    got = job_data.collect(datasets_root, "ja", 1, "d-out")  # the agent (root) still reads it
+    assert (got.kind, got.size_bytes, got.sha256) == ("file", 11, hashlib.sha256(b"alice model").hexdigest())

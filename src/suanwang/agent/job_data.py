@@ -3,10 +3,12 @@ output's hash reported when it ends (docs/workflows.md, "Jobs and data").
 
 The job is told paths in its environment: ``SUANWANG_INPUTS`` (every input, ``os.pathsep``-separated),
 ``SUANWANG_INPUT_<NAME>`` (one per input, the name upper-cased, other characters ``_``) and
-``SUANWANG_OUTPUT`` (a file to write).  Inputs are the verified replicas at ``<datasets root>/<id>``: a
-staged file is renamed there only after its hash matched, so a job never reads a partial one.  The output
-is read without following links (a job cannot make the agent publish a file it could not read itself),
-copied into the store while hashed and fsynced, and only then renamed to ``<root>/<reserved id>``.
+``SUANWANG_OUTPUT`` (a file, or a directory of files, to write: :mod:`suanwang.agent.outputs`).  Inputs are
+the verified replicas at ``<datasets root>/<id>`` (a directory's unpacked under ``.dirs/<id>``): a staged
+file is renamed there only after its hash matched, so a job never reads a partial one.  The output is read
+without following links (a job cannot make the agent publish a file it could not read itself), copied (or
+packed) into the store while hashed and fsynced, and only then renamed to ``<root>/<reserved id>``.  The
+output's directory is the job's own user's, mode 0700: only it and the agent (root) may enter it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import os
 import re
 import shutil
 import stat
+import tarfile
 from pathlib import Path
 from typing import Any
 
+from suanwang.agent.outputs import Collected, OutputRefused, check_file, limits, pack_dir, unpacked
 from suanwang.agent.transfer import CHUNK, DatasetStore
 
 OUT_DIR = ".out"
@@ -48,6 +52,11 @@ def prepare(root: Path, job_id: str, attempt: int, inputs: list[dict[str, Any]],
         if not path.is_file():
             raise InputMissing(f"input {i.get('name')}@{i.get('version')} ({i['dataset_id']}) is not at this site")
         os.chmod(path, 0o644)  # the job runs as its tenant's uid; whatever the agent's umask was
+        if i.get("kind") == "dir":  # a set of files: the job reads them unpacked, its manifest checked
+            try:
+                path = unpacked(root, str(i["dataset_id"]), path, str(i.get("sha256", "")), store.partial)
+            except (OutputRefused, tarfile.TarError) as exc:
+                raise InputMissing(f"input {i.get('name')}@{i.get('version')}: {exc}") from exc
         paths.append(str(path))
         env[_var(str(i.get("name", i["dataset_id"])))] = str(path)
     if paths:
@@ -81,26 +90,43 @@ def output_dir(root: Path, job_id: str, attempt: int) -> Path:
     return Path(root) / OUT_DIR / f"{DatasetStore(root).path(job_id).name}-{int(attempt)}"
 
 
-def collect(root: Path, job_id: str, attempt: int, dataset_id: str) -> tuple[int, str]:
-    """The written output copied into the store as ``dataset_id``: (size, sha256).  OSError if not written."""
+def collect(root: Path, job_id: str, attempt: int, dataset_id: str) -> Collected:
+    """The written output stored as ``dataset_id``: a file copied while hashed, or a directory packed
+    (:mod:`suanwang.agent.outputs`); fsynced, then renamed into place.  OSError if nothing was written,
+    OutputRefused if what was written may not be exported."""
     store = DatasetStore(root)
     out = output_dir(root, job_id, attempt)
-    fd = os.open(out / "data", os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    owner_uid = os.lstat(out).st_uid
+    owner = None if owner_uid == os.geteuid() else owner_uid  # the job's own user (not the agent's): its files only
+    tmp = store.partial / f"{store.path(dataset_id).name}.out"
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{out / 'data'} is not a regular file")
-        tmp = store.partial / f"{store.path(dataset_id).name}.out"
-        digest, size = hashlib.sha256(), 0
-        with os.fdopen(os.dup(fd), "rb") as src, open(tmp, "wb") as dst:
-            while chunk := src.read(CHUNK):
-                digest.update(chunk)
-                dst.write(chunk)
-                size += len(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
+        if stat.S_ISDIR(os.lstat(out / "data").st_mode):
+            got = pack_dir(out / "data", tmp, owner_uid=owner)
+        else:
+            got = _copy_file(out / "data", tmp, owner)
         os.chmod(tmp, 0o644)
         os.replace(tmp, store.path(dataset_id))
     finally:
+        tmp.unlink(missing_ok=True)
+        shutil.rmtree(out, ignore_errors=True)  # stored or refused: the attempt's directory is done with
+    return got
+
+
+def _copy_file(path: Path, tmp: Path, owner: int | None) -> Collected:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    try:
+        check_file(os.fstat(fd), "$SUANWANG_OUTPUT", owner)
+        _, max_bytes = limits()
+        digest, size = hashlib.sha256(), 0
+        with os.fdopen(os.dup(fd), "rb") as src, open(tmp, "wb") as dst:
+            while chunk := src.read(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise OutputRefused(f"output is larger than {max_bytes} bytes (SUANWANG_OUTPUT_MAX_BYTES)")
+                digest.update(chunk)
+                dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+    finally:
         os.close(fd)
-    shutil.rmtree(out, ignore_errors=True)
-    return size, digest.hexdigest()
+    return Collected("file", size, digest.hexdigest())

@@ -32,6 +32,7 @@ from suanwang.agent.executors.base import Executor, Task, TaskPhase, TaskStatus,
 from suanwang.agent.executors.errors import EngineError
 from suanwang.agent.job_data import InputMissing
 from suanwang.agent.outbox import Outbox, TaskRecord
+from suanwang.agent.outputs import OutputRefused
 from suanwang.agent.transfer import TransferError
 from suanwang.observability.logs import HEADER, REQUEST_ID, new_request_id
 
@@ -392,9 +393,14 @@ class Agent:
         out_id = rec.task.get("output_dataset") or ""
         if out_id and status.phase is TaskPhase.SUCCEEDED and self.datasets_root is not None:
             try:  # hashed here, before the success is reported: the platform numbers the version on success
-                size, sha = job_data.collect(self.datasets_root, rec.job_id, rec.attempt, out_id)
-                reports.append((f"/agent/jobs/{rec.job_id}/output",
-                                {"attempt": rec.attempt, "size_bytes": size, "sha256": sha}))
+                got = job_data.collect(self.datasets_root, rec.job_id, rec.attempt, out_id)
+                body = {"attempt": rec.attempt, "size_bytes": got.size_bytes, "sha256": got.sha256}
+                if got.kind == "dir":
+                    body |= {"kind": "dir", "archive_sha256": got.archive_sha256, "files": got.files}
+                reports.append((f"/agent/jobs/{rec.job_id}/output", body))
+            except OutputRefused as exc:
+                status = dataclasses.replace(status, phase=TaskPhase.FAILED,
+                                             reason=f"declared output refused: {exc}"[:500])
             except (OSError, TransferError) as exc:
                 status = dataclasses.replace(status, phase=TaskPhase.FAILED,
                                              reason=f"declared output not written at $SUANWANG_OUTPUT: {exc}"[:500])

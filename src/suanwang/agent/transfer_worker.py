@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from suanwang.agent import outputs
 from suanwang.agent.transfer import DatasetStore, Serving, TransferError, fetch, make_server, sha256_file
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class TransferWorker:
         for d in orders:
             try:
                 self.store.path(str(d["dataset_id"])).unlink(missing_ok=True)
+                outputs.forget(self.store.root, str(d["dataset_id"]))  # and its unpacked copy, if a directory
             except (TransferError, OSError) as exc:
                 log.warning("deleting collected replica %s failed: %s", d.get("dataset_id"), exc)
                 continue

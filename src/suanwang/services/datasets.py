@@ -42,7 +42,7 @@ def _check_sites(session: Session, sites: Sequence[str], region: str) -> None:
 
 def register(
     session: Session, actor: Principal, ds: Dataset, *, sites: Sequence[str] = (), source_job: str | None = None,
-    dataset_id: str | None = None, now: float | None = None,
+    dataset_id: str | None = None, now: float | None = None, kind: str = "file", archive_sha256: str | None = None,
 ) -> DatasetRow:
     """Register one version.  ``sites`` hold a replica already (the consumer uploaded it there)."""
     at = time.time() if now is None else now
@@ -52,7 +52,7 @@ def register(
     _check_sites(session, sites, ds.region)
     row = DatasetRow(id=dataset_id or new_id("d"), tenant_id=actor.tenant_id, name=ds.name, version=ds.version,
                      size_bytes=ds.size_bytes, sha256=ds.sha256, region=ds.region, shared_with=[],
-                     source_job=source_job, created_at=at)
+                     source_job=source_job, created_at=at, kind=kind, archive_sha256=archive_sha256)
     session.add(row)
     session.flush()
     for name in sorted(set(sites)):
@@ -150,7 +150,7 @@ def report_replicas(session: Session, agent: Principal, held: Sequence[tuple[str
         ds = session.get(DatasetRow, dataset_id)
         if ds is None:
             raise NotFound(f"dataset {dataset_id} not found")
-        if ds.sha256 != sha:
+        if sha not in (ds.sha256, ds.archive_sha256):
             raise InvalidSpec(f"dataset {dataset_id}: reported sha256 does not match the registered one")
         if not site_allowed(ds.region, site.region):
             raise InvalidSpec(f"dataset {dataset_id} must stay in region {ds.region}; site {site.name} is not")
@@ -169,7 +169,13 @@ def report_replicas(session: Session, agent: Principal, held: Sequence[tuple[str
     return out
 
 
-def report_output(session: Session, agent: Principal, job_id: str, attempt: int, size_bytes: int, sha256: str) -> None:
+def wire_sha256(ds: DatasetRow) -> str:
+    """What the stored bytes hash to (a directory's archive; a file's own hash): what a transfer verifies."""
+    return ds.archive_sha256 or ds.sha256
+
+
+def report_output(session: Session, agent: Principal, job_id: str, attempt: int, size_bytes: int, sha256: str,
+                  *, kind: str = "file", archive_sha256: str = "", files: int = 1) -> None:
     """An agent's word on what an attempt it ran wrote as its output (size and content hash, verified at the site).
 
     Kept with the job until the job succeeds; the workflow then registers it as a new dataset version at
@@ -181,6 +187,12 @@ def report_output(session: Session, agent: Principal, job_id: str, attempt: int,
     if attempt != job.attempt:
         raise Conflict(f"job {job_id}: attempt {attempt} is not its current attempt {job.attempt}")
     Dataset("output", 1, size_bytes, sha256)  # the same bounds as a registered version
-    job.placement = {**(job.placement or {}), "output": {"size_bytes": size_bytes, "sha256": sha256,
-                                                         "attempt": attempt}}
+    if kind == "dir":
+        Dataset("output", 1, size_bytes, archive_sha256)  # a directory comes with its archive's hash
+    elif archive_sha256:
+        raise InvalidSpec("archive_sha256 is for a directory output (kind dir) only")
+    out: dict[str, object] = {"size_bytes": size_bytes, "sha256": sha256, "attempt": attempt}
+    if kind == "dir":
+        out |= {"kind": "dir", "archive_sha256": archive_sha256, "files": files}
+    job.placement = {**(job.placement or {}), "output": out}
     record_audit(session, agent, "dataset.output", job_id, size_bytes=size_bytes)

@@ -70,12 +70,15 @@ def task_data(session: Session, job_ids: Sequence[str]) -> dict[str, dict[str, A
     if not job_ids:
         return out
     ids = list(job_ids)
-    q = (select(JobInputRow.job_id, DatasetRow.id, DatasetRow.name, DatasetRow.version)
+    q = (select(JobInputRow.job_id, DatasetRow.id, DatasetRow.name, DatasetRow.version, DatasetRow.kind,
+                DatasetRow.sha256)
          .join(DatasetRow, DatasetRow.id == JobInputRow.dataset_id).where(JobInputRow.job_id.in_(ids))
          .order_by(DatasetRow.name, DatasetRow.version))
-    for job_id, did, name, version in session.execute(q):
-        out.setdefault(job_id, {}).setdefault("inputs", []).append({"dataset_id": did, "name": name,
-                                                                    "version": version})
+    for job_id, did, name, version, kind, sha in session.execute(q):
+        item = {"dataset_id": did, "name": name, "version": version}
+        if kind == "dir":  # the agent unpacks it for the job and checks the manifest hash
+            item |= {"kind": "dir", "sha256": sha}
+        out.setdefault(job_id, {}).setdefault("inputs", []).append(item)
     for row in session.scalars(select(JobOutputRow).where(JobOutputRow.job_id.in_(ids))):
         out.setdefault(row.job_id, {})["output"] = {"dataset_id": row.dataset_id, "name": row.name}
     return out
@@ -97,8 +100,10 @@ def settle_one(session: Session, job: JobRow, *, now: float | None = None) -> Da
     owner = Principal(token_id="job-output", role=Role.CONSUMER, tenant_id=job.tenant_id)  # nosec B106  # an actor label
     ds = Dataset(name=row.name, version=datasets.next_version(session, job.tenant_id, row.name),
                  size_bytes=int(out.get("size_bytes", 0)), sha256=str(out["sha256"]))
+    kind = "dir" if out.get("kind") == "dir" else "file"
     return datasets.register(session, owner, ds, sites=[job.site], source_job=job.id, dataset_id=row.dataset_id,
-                             now=time.time() if now is None else now)
+                             now=time.time() if now is None else now, kind=kind,
+                             archive_sha256=str(out["archive_sha256"]) if kind == "dir" else None)
 
 
 def settle(session: Session, *, limit: int = 200, now: float | None = None) -> int:

@@ -29,6 +29,7 @@ from suanwang.domain.resources import ResourceClass, ServiceLevel
 from suanwang.errors import Conflict, InvalidSpec, NotFound
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, new_id
+from suanwang.services.datasets import wire_sha256
 from suanwang.store.tables import DatasetRow, DataTransferRow, JobInputRow, LinkRow, ReplicaRow, SiteRow
 
 ORDERED, DONE, FAILED = "ordered", "done", "failed"
@@ -154,7 +155,7 @@ def orders_for(session: Session, agent: Principal, serve_url: str) -> dict[str, 
         if t.source == site.name:
             serve.append({"transfer_id": t.id, "dataset_id": t.dataset_id, "secret": t.secret})
         if t.target == site.name and urls.get(t.source):
-            fetch.append({"transfer_id": t.id, "dataset_id": t.dataset_id, "sha256": ds.sha256,
+            fetch.append({"transfer_id": t.id, "dataset_id": t.dataset_id, "sha256": wire_sha256(ds),
                           "size_bytes": ds.size_bytes, "secret": t.secret, "generation": t.generation,
                           "url": f"{urls[t.source].rstrip('/')}/datasets/{t.dataset_id}"})
     return {"fetch": fetch, "serve": serve, "delete": replica_gc.deletions_for(session, site.name)}
@@ -180,7 +181,7 @@ def complete(session: Session, agent: Principal, transfer_id: str, *, sha256: st
         return t
     if generation is not None and generation > t.generation:
         raise Conflict(f"transfer {transfer_id}: generation {generation} was never ordered")
-    if sha256 != ds.sha256:
+    if sha256 != wire_sha256(ds):
         raise InvalidSpec(f"transfer {transfer_id}: sha256 does not match dataset {ds.id}")
     if not 0 <= seconds <= 366 * 86_400:
         raise InvalidSpec("seconds must be within 0..31622400")

@@ -315,6 +315,10 @@ class DatasetRow(Base):
     shared_with: Mapped[list[str]] = mapped_column(JSON, default=list)  # tenant ids that may read it
     source_job: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the job that wrote it
     created_at: Mapped[float] = mapped_column(Float)
+    # "dir": a set of files (migration 0020): ``sha256`` is its manifest hash, ``size_bytes`` its archive's
+    # length and ``archive_sha256`` the archive's hash, which transfers verify (agent/outputs.py).
+    kind: Mapped[str] = mapped_column(String(10), default="file", server_default="file")
+    archive_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ReplicaRow(Base):

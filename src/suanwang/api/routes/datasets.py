@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -56,6 +56,8 @@ class DatasetOut(BaseModel):
     region: str
     source_job: str | None
     created_at: float
+    kind: str  # "file", or "dir": a set of files (sha256 its manifest hash, size_bytes its archive's length)
+    archive_sha256: str | None
     replicas: list[ReplicaOut]
 
 
@@ -112,13 +114,17 @@ def replica_deleted(dataset_id: str, body: DeletedIn, session: SessionDep, actor
 
 class OutputIn(In):
     attempt: int = Field(ge=1, le=INT32)
-    size_bytes: int = Field(ge=0, le=MAX_SIZE_BYTES)
-    sha256: str = Field(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=0, le=MAX_SIZE_BYTES)  # a directory: its archive's length
+    sha256: str = Field(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")  # a directory: its manifest hash
+    kind: Literal["file", "dir"] = "file"
+    archive_sha256: str = Field(default="", max_length=64, pattern="^$|^[0-9a-f]{64}$")
+    files: int = Field(default=1, ge=0, le=10**7)
 
 
 @router.post("/agent/jobs/{job_id}/output")
 def report_output(job_id: str, body: OutputIn, session: SessionDep, actor: CurrentPrincipal) -> dict[str, bool]:
-    datasets.report_output(session, actor, job_id, body.attempt, body.size_bytes, body.sha256)
+    datasets.report_output(session, actor, job_id, body.attempt, body.size_bytes, body.sha256, kind=body.kind,
+                           archive_sha256=body.archive_sha256, files=body.files)
     return {"applied": True}
 
 

@@ -1,4 +1,5 @@
-"""staged replicas collected when nobody needs them, their storage metered by the hour; transfer generations
+"""staged replicas collected when nobody needs them, their storage metered by the hour; transfer generations;
+directory datasets (a manifest hash, an archive that transfers verify)
 
 Revision ID: 0020_storage
 Revises: 0018_usage_start
@@ -23,6 +24,9 @@ def upgrade() -> None:
         b.add_column(sa.Column('gc_at', sa.Float(), nullable=True))
     with op.batch_alter_table('transfers') as b:
         b.add_column(sa.Column('generation', sa.Integer(), server_default='0', nullable=False))
+    with op.batch_alter_table('datasets') as b:
+        b.add_column(sa.Column('kind', sa.String(length=10), server_default='file', nullable=False))
+        b.add_column(sa.Column('archive_sha256', sa.String(length=64), nullable=True))
     op.create_table('storage_usage',
     sa.Column('transfer_id', sa.String(length=40), nullable=False),
     sa.Column('generation', sa.Integer(), nullable=False),
@@ -40,6 +44,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('storage_usage')
+    with op.batch_alter_table('datasets') as b:
+        b.drop_column('archive_sha256')
+        b.drop_column('kind')
     with op.batch_alter_table('transfers') as b:
         b.drop_column('generation')
     with op.batch_alter_table('dataset_replicas') as b:
