@@ -136,7 +136,11 @@ def pack_dir(top: Path, archive: Path, *, owner_uid: int | None) -> Collected:
                 _check_path(rel)
                 if len(lines) >= max_files:
                     raise OutputRefused(f"output has more than {max_files} files (SUANWANG_OUTPUT_MAX_FILES)")
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
+                check_file(os.stat(name, dir_fd=dirfd, follow_symlinks=False), rel, owner_uid)
+                try:  # checked again on the open file: it may have been swapped since
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
+                except OSError as exc:
+                    raise OutputRefused(f"{rel} cannot be opened without following a link: {exc.strerror}") from exc
                 with os.fdopen(fd, "rb") as f:
                     st = os.fstat(fd)
                     check_file(st, rel, owner_uid)
