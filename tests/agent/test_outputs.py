@@ -114,3 +114,15 @@ def test_an_archive_from_another_site_is_unpacked_only_as_plain_files(tmp_path: 
         unpacked(root, "d-x", root / "d-x", manifest_hash([]), root / ".partial")
     assert not (tmp_path / "escaped").exists() and not (root / "escaped").exists()
     assert not (root / ".dirs" / "d-x").exists()
+
+
+def test_an_output_that_is_itself_a_link_is_refused(tmp_path: Path) -> None:
+    from suanwang.agent import job_data
+
+    root = tmp_path / "store"
+    job_data.prepare(root, "j-1", 1, [], {"dataset_id": "d-out"})
+    out = job_data.output_dir(root, "j-1", 1)
+    (out / "data").symlink_to("/etc")
+    with pytest.raises(OutputRefused, match="is a symbolic link"):
+        job_data.collect(root, "j-1", 1, "d-out")
+    assert not (root / "d-out").exists() and not out.exists()

@@ -100,7 +100,10 @@ def collect(root: Path, job_id: str, attempt: int, dataset_id: str) -> Collected
     owner = None if owner_uid == os.geteuid() else owner_uid  # the job's own user (not the agent's): its files only
     tmp = store.partial / f"{store.path(dataset_id).name}.out"
     try:
-        if stat.S_ISDIR(os.lstat(out / "data").st_mode):
+        mode = os.lstat(out / "data").st_mode
+        if stat.S_ISLNK(mode):
+            raise OutputRefused("$SUANWANG_OUTPUT is a symbolic link; links are not exported")
+        if stat.S_ISDIR(mode):
             got = pack_dir(out / "data", tmp, owner_uid=owner)
         else:
             got = _copy_file(out / "data", tmp, owner)
