@@ -216,3 +216,18 @@ def test_the_agents_stage_it_and_the_holding_agent_deletes_it_once_collected(gri
     finally:
         east_w.stop()
         west_w.stop()
+
+
+def test_a_runs_statement_lists_storage_apart_from_the_move(grid: Grid) -> None:
+    clock = ManualClock()
+    east, west, _ds = _setup(grid, clock, grace_s=100 * H)
+    run = grid.consumer.post(f"{API}/workflows", json={"name": "f", "steps": [
+        {"name": "train", "job": {"command": ["true"], "cores": 4, "memory_gb": 1, "duration_s": 60},
+         "inputs": ["corpus"]}]})
+    assert run.status_code == 201, run.text
+    grid.tick()
+    tid = _stage(grid, east, west, 0)
+    clock.advance(2 * H)
+    grid.tick()
+    [step] = grid.consumer.get(f"{API}/workflows/{run.json()['id']}").json()["steps"]
+    assert (step["transfers"], step["transfer_fen"], step["storage_fen"]) == ([tid], 50, 100)
