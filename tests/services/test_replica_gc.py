@@ -10,10 +10,11 @@ import dataclasses
 import hashlib
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from suanwang.clock import ManualClock
-from suanwang.services import replica_gc
+from suanwang.services import replica_gc, scheduling
 from suanwang.store.ledger_tables import PostingRow, TransferRow
 from suanwang.store.tables import JobRow, ReplicaRow, StorageUsageRow
 from tests.api.conftest import Grid
@@ -27,6 +28,13 @@ BOOK = {"entries": [
     {**PRICE, "unit": "core_hour", "unit_price_fen": 10},
     {**PRICE, "unit": "gb_transfer", "unit_price_fen": 5_000_000},        # the 10 kB move: 50 fen
     {**PRICE, "unit": "gb_hour_storage", "unit_price_fen": 5_000_000}]}   # 10 kB held an hour: 50 fen
+
+
+@pytest.fixture(autouse=True)
+def _own_scheduling_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tick here places: the PostgreSQL advisory lock that keeps one replica scheduling is database-wide,
+    so another test run on the same server (each in its own schema) could make a tick skip its pass."""
+    monkeypatch.setattr(scheduling, "claim_scheduling_pass", lambda _session: True)
 
 
 def _site(grid: Grid, name: str, cores: int) -> Any:
