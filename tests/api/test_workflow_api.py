@@ -137,3 +137,27 @@ def test_a_wide_workflow_is_submitted_in_as_many_statements_as_a_narrow_one(grid
     grid.tick()
     view = grid.consumer.get(f"/api/v1/workflows/{r.json()['id']}").json()
     assert {s["job_state"] for s in view["steps"]} == {"placed"}
+
+
+def test_a_step_started_by_the_loop_wakes_it_to_place_its_job(grid: Grid) -> None:
+    """The next step's job is placed by the very next pass, not a safety tick (seconds) later."""
+    grid.register()
+    run = _run(grid, [{"name": "a", "job": JOB}, {"name": "b", "job": JOB, "after": ["a"]}]).json()
+    _end(grid, _lease_one(grid))
+    grid.platform._wake.clear()
+    grid.tick()  # a's end is seen, b's job submitted (placement ran earlier in this pass)
+    view = grid.consumer.get(f"/api/v1/workflows/{run['id']}").json()
+    assert view["steps"][1]["job_state"] == "pending" and grid.platform._wake.is_set()
+    grid.platform._wake.clear()
+    grid.tick()
+    assert grid.consumer.get(f"/api/v1/workflows/{run['id']}").json()["steps"][1]["job_state"] == "placed"
+    assert not grid.platform._wake.is_set()  # nothing started: no needless pass
+
+
+def test_reading_a_run_that_starts_a_step_wakes_the_loop(grid: Grid) -> None:
+    grid.register()
+    run = _run(grid, [{"name": "a", "job": JOB}, {"name": "b", "job": JOB, "after": ["a"]}]).json()
+    _end(grid, _lease_one(grid))
+    grid.platform._wake.clear()
+    view = grid.consumer.get(f"/api/v1/workflows/{run['id']}").json()  # the read moves the run on first
+    assert view["steps"][1]["state"] == "submitted" and grid.platform._wake.is_set()

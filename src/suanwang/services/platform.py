@@ -138,7 +138,8 @@ class Platform:
             metrics.PLACEMENTS.inc(len(placed))
             with self.db.transaction() as s:
                 job_data.settle(s)  # declared outputs of ended jobs become dataset versions
-                workflows.advance_all(s)  # workflow steps whose inputs now exist start; ended steps retry or fail
+                if workflows.advance_all(s):  # steps whose inputs now exist start; ended steps retry or fail
+                    self._wake.set()  # their jobs are placed by the next pass, not a safety tick later
             batches = 10
             rated = billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=batches)  # own transactions
             if rated >= self.settings.rating_batch * batches:

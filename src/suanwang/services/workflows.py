@@ -117,15 +117,17 @@ def _owner(session: Session, run: WorkflowRunRow) -> Principal:
     return Principal(token_id="workflow", role=Role.CONSUMER, tenant_id=run.tenant_id)  # nosec B106
 
 
-def advance(session: Session, actor: Principal | None, run: WorkflowRunRow, *, now: float | None = None) -> None:
-    """Move one run on: end steps whose jobs ended (retry or fail), start steps now ready, close the run."""
+def advance(session: Session, actor: Principal | None, run: WorkflowRunRow, *, now: float | None = None) -> int:
+    """Move one run on: end steps whose jobs ended (retry or fail), start steps now ready, close the run.
+    How many steps' jobs it submitted."""
     if run.state != _LIVE:
-        return
-    _advance(session, run, workflow_from_json(run.spec), _steps(session, run.id), time.time() if now is None else now)
+        return 0
+    return _advance(session, run, workflow_from_json(run.spec), _steps(session, run.id),
+                    time.time() if now is None else now)
 
 
 def _advance(session: Session, run: WorkflowRunRow, wf: Workflow, rows: Mapping[str, WorkflowStepRow],
-             at: float) -> None:
+             at: float) -> int:
     by_name = {s.name: s for s in wf.steps}
     owner = _owner(session, run)
     live = [r.job_id for r in rows.values() if r.state == StepState.SUBMITTED.value and r.job_id]
@@ -146,12 +148,14 @@ def _advance(session: Session, run: WorkflowRunRow, wf: Workflow, rows: Mapping[
     if ready:
         _start(session, owner, run, [(by_name[n], rows[n]) for n in ready], frozenset(by_name), at)
         states.update((n, StepState(rows[n].state)) for n in ready)
+    started = sum(states[n] is StepState.SUBMITTED for n in ready)
     final = run_state(list(states.values()))
     if final is not RunState.RUNNING:
         if final is RunState.FAILED:
             _stop_live(session, owner, rows, StepState.CANCELLED, "another step failed")
             run.reason = "; ".join(f"step {n}: {r.reason}" for n, r in rows.items() if r.state == "failed")[:2000]
         run.state, run.finished_at = final.value, at
+    return started
 
 
 def _jobs(session: Session, job_ids: list[str]) -> dict[str, JobRow]:
@@ -250,12 +254,11 @@ def list_runs(session: Session, actor: Principal, *, limit: int = 100) -> list[W
 
 
 def advance_all(session: Session, *, limit: int = 100) -> int:
-    """The control loop's part: advance every live run (oldest first)."""
+    """The control loop's part: advance every live run (oldest first).  How many steps' jobs it submitted:
+    the loop then runs its next pass at once to place them, rather than a safety tick later."""
     runs = list(session.scalars(select(WorkflowRunRow).where(WorkflowRunRow.state == _LIVE)
                                 .order_by(WorkflowRunRow.created_at).limit(limit)))
-    for run in runs:
-        advance(session, None, run)
-    return len(runs)
+    return sum(advance(session, None, run) for run in runs)
 
 
 def charged_fen(session: Session, job_ids: list[str]) -> dict[str, int]:
