@@ -13,11 +13,12 @@ both ends) are reported beside the wall time, because on a loaded machine the wa
 ratio (the transfer must hash every byte; the copy hashes none).
 
 Step overhead: ``POST /workflows`` of N independent steps through the in-process API on SQLite (validation,
-run and step rows, N job submits, each quoted
-and held against a price book), divided by N, after one warm-up request (a server
-serves many); and the control loop's next pass, which places those N jobs, divided by N
-(``schedule_ms_per_step``).  Every figure over >= 3 runs; the load average before and after is recorded;
-results in bench/results/flows.json; the last stdout line is one JSON object.
+run and step rows, N job submits, each quoted and held against a price book), divided by N, after one warm-up
+request (a server serves many); the control loop's next pass, which places those N jobs, divided by N
+(``schedule_ms_per_step``); and a chain of steps with the control loop running and an agent that ends each
+job at once, from the submit to the last job's end, per step (``chain_ms_per_step``: the latency each link
+adds).  Every figure over >= 3 runs; the load average before and after is recorded; results in
+bench/results/flows.json; the last stdout line is one JSON object.
 """
 
 from __future__ import annotations
@@ -139,6 +140,44 @@ def step_overhead_runs(steps: int, runs: int, tmp: Path) -> tuple[list[float], l
     return submit, place
 
 
+def chain_runs(steps: int, runs: int, tmp: Path) -> list[float]:
+    """A chain s0 -> s1 -> ... with the control loop running and an agent that ends each job as soon as it holds
+    it: milliseconds from the submit to the last job's end, per step (placement, lease and the loop starting
+    the next step, each link; nothing reads the run meanwhile, which would move it on itself)."""
+    from fastapi.testclient import TestClient
+
+    from suanwang.api.app import create_app
+    from suanwang.services.bootstrap import bootstrap
+    from suanwang.services.platform import Platform
+    from suanwang.store.db import Database
+
+    out = []
+    for i in range(runs):
+        d = tmp / f"c{i}"
+        d.mkdir()
+        db = Database(f"sqlite:///{d / 'db.sqlite'}")
+        db.migrate()
+        bootstrap(db, d)
+        with TestClient(create_app(Platform(db))) as agent, TestClient(agent.app) as consumer:
+            agent.headers["Authorization"] = f"Bearer {(d / 'agent.token').read_text().strip()}"
+            consumer.headers["Authorization"] = f"Bearer {(d / 'consumer.token').read_text().strip()}"
+            agent.post("/api/v1/agent/register", json={"pools": [{"name": "cpu", "resource_class": "general",
+                                                                  "engine": "local", "cores": 8, "memory_gb": 32}]})
+            chain = [{"name": f"s{k}", "job": {"command": ["true"]}, "after": [f"s{k - 1}"] if k else []}
+                     for k in range(steps)]
+            t0, ended = time.perf_counter(), 0
+            assert consumer.post("/api/v1/workflows", json={"name": "chain", "steps": chain}).status_code == 201
+            while ended < steps and time.perf_counter() - t0 < 120:
+                for task in agent.post("/api/v1/agent/lease", json={"max_jobs": 8, "wait_s": 5}).json():
+                    agent.post(f"/api/v1/agent/jobs/{task['job_id']}/status",
+                               json={"attempt": task["attempt"], "phase": "succeeded", "exit_code": 0})
+                    ended += 1
+            out.append((time.perf_counter() - t0) * 1000 / steps)
+            assert ended == steps, f"{ended} of {steps} steps ran in 120 s"
+        db.dispose()
+    return out
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     size, runs, steps = (64 << 20, 5, 50) if quick else (256 << 20, 7, 200)
@@ -146,6 +185,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as t:
         moves = transfer_runs(size, runs, Path(t))
         submit, place = step_overhead_runs(steps, 3 if quick else 5, Path(t))
+        chain = chain_runs(5 if quick else 20, 3, Path(t))
     ratios = [c / m for c, m in zip(moves["copy"], moves["move"], strict=True)]
     cpu_ratios = [c / m for c, m in zip(moves["copy_cpu"], moves["move_cpu"], strict=True)]
     result = {
@@ -155,15 +195,16 @@ def main() -> None:
         "copy_cpu_s": summary(moves["copy_cpu"]), "transfer_cpu_s": summary(moves["move_cpu"]),
         "transfer_mb_s": summary([size / m / 1e6 for m in moves["move"]]),
         "transfer_ratio": summary(ratios), "transfer_cpu_ratio": summary(cpu_ratios),
-        "step_overhead": summary(submit), "schedule_per_step": summary(place),
+        "step_overhead": summary(submit), "schedule_per_step": summary(place), "chain_per_step": summary(chain),
         "transfer_ratio_to_copy": statistics.median(ratios), "step_overhead_ms": statistics.median(submit),
-        "schedule_ms_per_step": statistics.median(place),
+        "schedule_ms_per_step": statistics.median(place), "chain_ms_per_step": statistics.median(chain),
     }
     out = Path(__file__).resolve().parent / "results" / "flows.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"transfer {result['transfer_mb_s']['median']:.0f} MB/s, ratio to copy "  # type: ignore[index]
           f"{result['transfer_ratio_to_copy']:.2f} (CPU {statistics.median(cpu_ratios):.2f}); step overhead "
-          f"{result['step_overhead_ms']:.2f} ms, placing {result['schedule_ms_per_step']:.2f} ms per step; "
+          f"{result['step_overhead_ms']:.2f} ms, placing {result['schedule_ms_per_step']:.2f} ms per step, "
+          f"a chain {result['chain_ms_per_step']:.0f} ms per step; "
           f"load {load_before[0]:.1f} on {os.cpu_count()} CPUs")
     print(json.dumps({"transfer_ratio_to_copy": result["transfer_ratio_to_copy"],
                       "step_overhead_ms": result["step_overhead_ms"]}))

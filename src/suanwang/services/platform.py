@@ -124,6 +124,9 @@ class Platform:
                     scheduling.mark_offline_sites(s, now=now, timeout_s=self.settings.site_timeout_s)
                     market_reservations.settle_failed_contracts(s, now=now)  # refund + penalty, once per line
                 metrics.LEASE_EXPIRIES.inc(len(expired))
+            with self.db.transaction() as s:  # before placement: a step started now is placed in this same pass
+                job_data.settle(s)  # declared outputs of ended jobs become dataset versions
+                workflows.advance_all(s)  # steps whose inputs now exist start; ended steps retry or fail
             placed = []
             with metrics.SCHEDULING_PASS.time(), self.db.transaction() as s:
                 if scheduling.claim_scheduling_pass(s):
@@ -136,10 +139,6 @@ class Platform:
             for site in {p.site for p in placed}:  # committed: this process's long-polls find the jobs
                 self.wakeups.notify(lease_topic(site))
             metrics.PLACEMENTS.inc(len(placed))
-            with self.db.transaction() as s:
-                job_data.settle(s)  # declared outputs of ended jobs become dataset versions
-                if workflows.advance_all(s):  # steps whose inputs now exist start; ended steps retry or fail
-                    self._wake.set()  # their jobs are placed by the next pass, not a safety tick later
             batches = 10
             rated = billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=batches)  # own transactions
             if rated >= self.settings.rating_batch * batches:
