@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 
-from suanwang.store.tables import JobRow, WorkflowStepRow
+import pytest
+
+from suanwang.store.tables import JobRow, WorkflowRunRow, WorkflowStepRow
 from tests.api.conftest import Grid
 
 SHA = hashlib.sha256(b"raw").hexdigest()
@@ -159,3 +161,24 @@ def test_reading_a_run_that_starts_a_step_wakes_the_loop(grid: Grid) -> None:
     grid.platform._wake.clear()
     view = grid.consumer.get(f"/api/v1/workflows/{run['id']}").json()  # the read moves the run on first
     assert view["steps"][1]["state"] == "submitted" and grid.platform._wake.is_set()
+
+
+def test_a_run_being_advanced_is_not_advanced_twice_at_once(grid: Grid) -> None:
+    """Two replicas' passes (or a pass and a read) never both start a step: the run's row is locked while it
+    moves on, and the loop skips a run another transaction holds (PostgreSQL; SQLite has one writer)."""
+    from suanwang.services import workflows
+
+    if grid.platform.db.engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL (SQLite runs one write transaction at a time)")
+    grid.register()
+    run = _run(grid, [{"name": "a", "job": JOB}, {"name": "b", "job": JOB, "after": ["a"]}]).json()
+    _end(grid, _lease_one(grid))
+    with grid.platform.db.transaction() as holder:
+        row = holder.get(WorkflowRunRow, run["id"], with_for_update=True)  # another pass is moving it on
+        assert row is not None
+        with grid.platform.db.transaction() as other:
+            assert workflows.advance_all(other) == 0  # skipped, not started a second time
+    with grid.platform.db.transaction() as s:
+        assert workflows.advance_all(s) == 1
+    view = grid.consumer.get(f"/api/v1/workflows/{run['id']}").json()
+    assert len(view["steps"][1]["jobs"]) == 1

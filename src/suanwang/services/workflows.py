@@ -122,6 +122,9 @@ def advance(session: Session, actor: Principal | None, run: WorkflowRunRow, *, n
     How many steps' jobs it submitted."""
     if run.state != _LIVE:
         return 0
+    session.refresh(run, with_for_update=True)  # one advance of a run at a time: a step is never started twice
+    if run.state != _LIVE:
+        return 0
     return _advance(session, run, workflow_from_json(run.spec), _steps(session, run.id),
                     time.time() if now is None else now)
 
@@ -227,6 +230,7 @@ def _stop_live(session: Session, owner: Principal, rows: Mapping[str, WorkflowSt
 
 def cancel_run(session: Session, actor: Principal, run_id: str, *, now: float | None = None) -> WorkflowRunRow:
     run = get_run(session, actor, run_id, advance_it=False)
+    session.refresh(run, with_for_update=True)  # not while a pass is starting its steps
     if run.state != _LIVE:
         raise Conflict(f"workflow run {run_id} is already {run.state}")
     _stop_live(session, _owner(session, run), _steps(session, run.id), StepState.CANCELLED,
@@ -256,9 +260,11 @@ def list_runs(session: Session, actor: Principal, *, limit: int = 100) -> list[W
 def advance_all(session: Session, *, limit: int = 100) -> int:
     """The control loop's part: advance every live run (oldest first).  How many steps' jobs it submitted:
     the loop then runs its next pass at once to place them, rather than a safety tick later."""
-    runs = list(session.scalars(select(WorkflowRunRow).where(WorkflowRunRow.state == _LIVE)
-                                .order_by(WorkflowRunRow.created_at).limit(limit)))
-    return sum(advance(session, None, run) for run in runs)
+    runs = session.scalars(select(WorkflowRunRow).where(WorkflowRunRow.state == _LIVE)
+                           .order_by(WorkflowRunRow.created_at).limit(limit)
+                           .with_for_update(skip_locked=True))  # one being advanced elsewhere: its turn comes
+    return sum(_advance(session, run, workflow_from_json(run.spec), _steps(session, run.id), time.time())
+               for run in list(runs))
 
 
 def charged_fen(session: Session, job_ids: list[str]) -> dict[str, int]:
