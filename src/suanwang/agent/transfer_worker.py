@@ -36,7 +36,6 @@ class TransferWorker:
             rate_bps = int(os.environ.get("SUANWANG_TRANSFER_RATE_BPS", "0") or 0)
         self.server = make_server(self.store, self.serving, host, port, rate_bps=max(0, rate_bps))
         self.serve_url = advertise or f"http://{host}:{self.server.server_address[1]}"
-        self.peer = httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -52,7 +51,6 @@ class TransferWorker:
 
     def stop(self) -> None:
         self._stop.set()
-        self.peer.close()
         if self._threads:  # shutdown() waits for serve_forever: only when it runs
             self.server.shutdown()
         self.server.server_close()
@@ -82,7 +80,7 @@ class TransferWorker:
         for f in orders["fetch"]:
             start = time.perf_counter()
             try:
-                fetch(self.peer, f["url"], self.store, dataset_id=f["dataset_id"], transfer_id=f["transfer_id"],
+                fetch(f["url"], self.store, dataset_id=f["dataset_id"], transfer_id=f["transfer_id"],
                       sha256=f["sha256"], size_bytes=f["size_bytes"], secret=f["secret"])
             except (TransferError, httpx.HTTPError, OSError) as exc:
                 log.warning("transfer %s failed: %s", f["transfer_id"], exc)

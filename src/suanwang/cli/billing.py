@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         body = {"command": command, "cores": cores, "memory_gb": memory_gb, "devices": devices,
                 "resource_class": resource_class, "device_model": device_model, "duration_s": duration_s,
                 "service_level": service_level, "region": region}
-        q = Client(url, token).call("POST", "/quotes", json=body)
+        q = Client(url, token).quote(body)
         if json:
             print_json(q)
             return
@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
     def wallet(consumer: Annotated[str | None, typer.Argument(help="tenant id (default: your own)")] = None,
                url: Url = None, token: Token = None, json: Json = False) -> None:
         """Your wallet (or a consumer's, for operators): balance, held, credit line, available."""
-        w = Client(url, token).call("GET", f"/wallets/{consumer}" if consumer else "/wallet")
+        w = Client(url, token).wallet(consumer or None)
         print_json(w) if json else console.print(_wallet_line(w))
 
     @app.command()

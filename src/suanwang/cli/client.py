@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,27 +12,14 @@ import httpx
 import typer
 from rich.console import Console
 
+import suanwang.client as sdk
+from suanwang.client import ApiError
+from suanwang.client._config import POINTER, find_platform, home_dir
+from suanwang.client._config import default_data_dir as default_data_dir  # the commands' (and tests') names
+from suanwang.client._config import read_text as _read  # noqa: F401  (billing and audit commands use it)
+
 console = Console()
 err = Console(stderr=True)
-
-
-POINTER = "last-data-dir"  # in ~/.suanwang: the data directory the last `up --data-dir` or `demo` used
-
-
-def home_dir() -> Path:
-    return Path(os.environ.get("SUANWANG_HOME") or Path.home() / ".suanwang")
-
-
-def default_data_dir() -> Path:
-    """SUANWANG_HOME, else the data directory of the last `up --data-dir` or `demo` while it still holds a
-    platform's url, else ~/.suanwang: so the hints those commands print work as printed."""
-    if os.environ.get("SUANWANG_HOME"):
-        return home_dir()
-    home = home_dir()
-    pointed = _read(home / POINTER)
-    if pointed and (Path(pointed) / "url").is_file():
-        return Path(pointed)
-    return home
 
 
 def remember_data_dir(d: Path) -> None:
@@ -49,46 +37,31 @@ def remember_data_dir(d: Path) -> None:
         err.print(f"[yellow]could not note the data directory in {home}: {exc}[/yellow]")
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
-
-
-class Client:
-    """A thin httpx wrapper that turns API errors into one clear line and exit code 1."""
+class Client(sdk.Client):
+    """The SDK's client (``suanwang.client``: the same calls, HTTP layer and errors) as a command uses it: the
+    platform found from flags, environment or the data directory (a consumer's token, else the operator's),
+    and a refused call (:class:`ApiError`) or an unreachable platform turned into one red line and exit 1."""
 
     def __init__(self, url: str | None, token: str | None, data_dir: Path | None = None) -> None:
-        d = data_dir or default_data_dir()
-        self.url = (url or os.environ.get("SUANWANG_URL") or _read(d / "url") or "http://127.0.0.1:8600").rstrip("/")
-        self.token = (token or os.environ.get("SUANWANG_TOKEN") or _read(d / "consumer.token")
-                      or _read(d / "operator.token"))
+        self.url, self.token = find_platform(url, token, data_dir, ("consumer.token", "operator.token"))
         if not self.token:
             err.print("[red]no token: pass --token, set SUANWANG_TOKEN, or run `suanwang up` first[/red]")
             raise typer.Exit(2)
-        self.http = httpx.Client(base_url=self.url + "/api/v1", headers={"Authorization": f"Bearer {self.token}"},
-                                 timeout=30.0)
-        self.replayed = False  # the last answer was the stored first answer to its Idempotency-Key
+        super().__init__(http_client=httpx.Client(base_url=self.url + "/api/v1",
+                                                  headers={"Authorization": f"Bearer {self.token}"}, timeout=30.0))
 
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
+                headers: Mapping[str, str] | None = None, content: bytes | None = None) -> Any:
         try:
-            resp = self.http.request(method, path, **kwargs)
+            return super().request(method, path, json=json, params=params, headers=headers, content=content)
+        except ApiError as exc:
+            err.print(f"[red]error {exc.status}: {exc.message}[/red]")
+            raise typer.Exit(1) from None
         except httpx.HTTPError as exc:
             err.print(f"[red]cannot reach {self.url}: {exc}[/red]")
             raise typer.Exit(1) from exc
-        if resp.status_code >= 400:
-            try:
-                detail = resp.json().get("detail", resp.text)
-            except json.JSONDecodeError:
-                detail = resp.text
-            err.print(f"[red]error {resp.status_code}: {detail}[/red]")
-            raise typer.Exit(1)
-        self.replayed = resp.headers.get("idempotent-replayed") == "true"
-        if resp.headers.get("content-type", "").startswith("application/json"):
-            return resp.json()
-        return resp.text
+
+    call = request  # the operator commands' form: ``call("POST", "/tenants", json=...)``
 
 
 def print_json(data: Any) -> None:

@@ -100,19 +100,19 @@ def register(app: typer.Typer) -> None:
             "device_models": _names(device_models), "exclude_device_models": _names(exclude_device_models)}
         if circuit is not None:
             body |= {"resource_class": "quantum", "circuit": circuit.read_text(), "shots": shots}
-        job = c.call("POST", "/jobs", json=body)
+        job = c.submit(body)
         if wait:
             with console.status(f"{job['id']}: {job['state']}") as status:
                 while job["state"] not in TERMINAL:
                     time.sleep(0.3)
-                    job = c.call("GET", f"/jobs/{job['id']}")
+                    job = c.job(job["id"])
                     status.update(f"{job['id']}: {job['state']}")
         if json:
             print_json(job)
         else:
             console.print(f"{job['id']} {job['state']}")
             if wait:
-                typer.echo(c.call("GET", f"/jobs/{job['id']}/logs"), nl=False)
+                typer.echo(c.logs(job["id"]), nl=False)
         if wait and job["state"] != "succeeded":
             raise typer.Exit(1)
 
@@ -120,16 +120,15 @@ def register(app: typer.Typer) -> None:
     def list_jobs(state: str | None = None, site: str | None = None, limit: int = 50,
                   url: Url = None, token: Token = None, json: Json = False) -> None:
         """List jobs, newest first."""
-        params = {k: v for k, v in {"state": state, "site": site, "limit": limit}.items() if v is not None}
-        page = Client(url, token).call("GET", "/jobs", params=params)
+        page = Client(url, token).jobs_page(state=state, site=site, limit=limit)
         print_json(page) if json else console.print(_jobs_table(page["jobs"]))
 
     @app.command()
     def show(job_id: str, url: Url = None, token: Token = None, json: Json = False) -> None:
         """Show one job and its events."""
         c = Client(url, token)
-        job = c.call("GET", f"/jobs/{job_id}")
-        events = c.call("GET", f"/jobs/{job_id}/events")
+        job: dict[str, Any] = dict(c.job(job_id))
+        events = c.job_events(job_id)
         if json:
             print_json(job | {"events": events})
             return
@@ -149,20 +148,18 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def logs(job_id: str, attempt: int | None = None, url: Url = None, token: Token = None) -> None:
         """Print a job's output (latest attempt unless --attempt)."""
-        params = {"attempt": attempt} if attempt else {}
-        typer.echo(Client(url, token).call("GET", f"/jobs/{job_id}/logs", params=params), nl=False)
+        typer.echo(Client(url, token).logs(job_id, attempt=attempt or None), nl=False)
 
     @app.command()
     def cancel(job_id: str, url: Url = None, token: Token = None, json: Json = False) -> None:
         """Cancel a job; one leased to a site (queued_at_site or running) is killed there."""
-        job = Client(url, token).call("POST", f"/jobs/{job_id}/cancel")
+        job = Client(url, token).cancel(job_id)
         print_json(job) if json else console.print(f"{job['id']} {job['state']}")
 
     @app.command()
     def usage(job_id: str | None = None, url: Url = None, token: Token = None, json: Json = False) -> None:
         """Usage records (what ran, measured), with standard compute units."""
-        params = {"job_id": job_id} if job_id else {}
-        records = Client(url, token).call("GET", "/usage", params=params)
+        records = Client(url, token).usage(job_id=job_id or None)
         if json:
             print_json(records)
             return
@@ -171,7 +168,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def sites(url: Url = None, token: Token = None, json: Json = False) -> None:
         """Sites of the grid and whether their agents are online."""
-        rows = Client(url, token).call("GET", "/sites")
+        rows = Client(url, token).sites()
         if json:
             print_json(rows)
             return
@@ -184,7 +181,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def pools(site: str | None = None, url: Url = None, token: Token = None, json: Json = False) -> None:
         """Pools and their capacity in standard compute units per hour."""
-        rows = Client(url, token).call("GET", "/pools", params={"site": site} if site else {})
+        rows = Client(url, token).pools(site=site or None)
         if json:
             print_json(rows)
             return
@@ -198,7 +195,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def capacity(url: Url = None, token: Token = None, json: Json = False) -> None:
         """Grid capacity in standard units per hour and in P (PFLOPS, FP32-equivalent)."""
-        cap = Client(url, token).call("GET", "/capacity")
+        cap = Client(url, token).capacity()
         if json:
             print_json(cap)
             return

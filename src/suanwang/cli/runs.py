@@ -43,20 +43,22 @@ def register(app: typer.Typer) -> None:
         """Submit a workflow (YAML: name, steps: [{name, job, inputs, output, retries, after}]), or show/cancel one."""
         c = Client(url, token)
         if what[0] in ("show", "cancel") and len(what) == 2:
-            out = c.call("POST" if what[0] == "cancel" else "GET",
-                         f"/workflows/{what[1]}" + ("/cancel" if what[0] == "cancel" else ""))
+            out = c.cancel_run(what[1]) if what[0] == "cancel" else c.run_status(what[1])
         elif len(what) == 1:
             try:
                 spec = yaml.safe_load(Path(what[0]).read_text())
             except (OSError, yaml.YAMLError) as exc:
                 err.print(f"[red]cannot read {what[0]}: {exc}[/red]")
                 raise typer.Exit(2) from exc
-            out = c.call("POST", "/workflows", json=spec)
+            if not isinstance(spec, dict):
+                err.print(f"[red]{what[0]} is not a workflow (a mapping with name and steps)[/red]")
+                raise typer.Exit(2)
+            out = c.run(spec)
             if wait:
                 with console.status(f"{out['id']}: {out['state']}") as status:
                     while out["state"] not in DONE:
                         time.sleep(0.5)
-                        out = c.call("GET", f"/workflows/{out['id']}")
+                        out = c.run_status(out["id"])
                         done = sum(s["state"] == "succeeded" for s in out["steps"])
                         status.update(f"{out['id']}: {out['state']} ({done}/{len(out['steps'])} steps)")
         else:
@@ -69,7 +71,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def runs(limit: int = 50, url: Url = None, token: Token = None, json: Json = False) -> None:
         """List workflow runs, newest first."""
-        rows = Client(url, token).call("GET", "/workflows", params={"limit": limit})
+        rows = Client(url, token).runs(limit=limit)
         if json:
             return print_json(rows)
         table = Table("id", "name", "state", "created")
@@ -82,7 +84,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def datasets(name: str | None = None, url: Url = None, token: Token = None, json: Json = False) -> None:
         """List the datasets you may read, with their replicas."""
-        rows = Client(url, token).call("GET", "/datasets", params={"name": name} if name else None)
+        rows = Client(url, token).datasets(name=name or None)
         if json:
             return print_json(rows)
         table = Table("id", "name", "version", "bytes", "region", "replicas", "sha256")

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
     def explain(job_id: str, url: str | None = None, token: str | None = None,
                 json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Why a job is placed where it is, or still waits: pools considered, ruled out, best scores."""
-        e = Client(url, token).call("GET", f"/jobs/{job_id}/explain")
+        e = Client(url, token).explain(job_id)
         if json_out:
             print_json(e)
             return

@@ -7,6 +7,7 @@ a hash chain (``services.chain``), so this insert takes no lock and stays off th
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -31,6 +32,22 @@ def record_audit(
         "at": time.time(), "actor": actor.token_id if actor else "system",
         "tenant_id": actor.tenant_id if actor else "", "action": action, "object": obj, "detail": detail,
     })
+
+
+def record_audits(session: Session, actor: Principal | None, action: str,
+                  entries: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """One row per ``(object, detail)``, in one INSERT: a batch (a workflow's steps) audited item by item."""
+    if not entries:
+        return
+    at = time.time()
+    rows = []
+    for obj, detail in entries:
+        if len(obj) > OBJECT_CHARS:
+            detail = {**detail, "object": obj}
+            obj = obj[: OBJECT_CHARS - 1] + "…"
+        rows.append({"at": at, "actor": actor.token_id if actor else "system",
+                     "tenant_id": actor.tenant_id if actor else "", "action": action, "object": obj, "detail": detail})
+    session.execute(insert(AuditRow.__table__), rows)
 
 
 def audit_page(session: Session, *, limit: int, before: int | None = None) -> dict[str, Any]:

@@ -135,6 +135,9 @@ class Platform:
                 metrics.LEASE_EXPIRIES.inc(len(expired))
                 with self.db.transaction() as s:  # staged replicas: storage hours metered, the unneeded collected
                     replica_gc.sweep(s, now=now, grace_s=self.settings.replica_grace_s)
+            with self.db.transaction() as s:  # before placement: a step started now is placed in this same pass
+                job_data.settle(s)  # declared outputs of ended jobs become dataset versions
+                workflows.advance_all(s)  # steps whose inputs now exist start; ended steps retry or fail
             placed = []
             with metrics.SCHEDULING_PASS.time(), self.db.transaction() as s:
                 if scheduling.claim_scheduling_pass(s):
@@ -147,9 +150,6 @@ class Platform:
             for site in {p.site for p in placed}:  # committed: this process's long-polls find the jobs
                 self.wakeups.notify(lease_topic(site))
             metrics.PLACEMENTS.inc(len(placed))
-            with self.db.transaction() as s:
-                job_data.settle(s)  # declared outputs of ended jobs become dataset versions
-                workflows.advance_all(s)  # workflow steps whose inputs now exist start; ended steps retry or fail
             batches = 10
             rated = billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=batches)  # own transactions
             if rated >= self.settings.rating_batch * batches:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanwang.domain.datasets import GB, parse_ref
-from suanwang.domain.job import JobState
+from suanwang.domain.job import JobSpec, JobState
 from suanwang.domain.workflow import (
     RunState,
     Step,
@@ -30,7 +30,7 @@ from suanwang.domain.workflow import (
 )
 from suanwang.errors import Conflict, InvalidSpec, NotFound
 from suanwang.services import datasets, job_data, jobs, replica_gc
-from suanwang.services.audit import record_audit
+from suanwang.services.audit import record_audit, record_audits
 from suanwang.services.auth import Principal, Role, new_id
 from suanwang.store.ledger_tables import PostingRow as LedgerPostingRow
 from suanwang.store.ledger_tables import TransferRow as LedgerTransferRow
@@ -81,13 +81,13 @@ def submit_run(session: Session, actor: Principal, data: Mapping[str, Any], *,
     run = WorkflowRunRow(id=new_id("r"), tenant_id=actor.tenant_id, name=wf.name[:200], state=_LIVE,
                          spec=dict(data), created_at=at, reason="")
     session.add(run)
-    session.flush()
-    for s in wf.steps:
-        session.add(WorkflowStepRow(run_id=run.id, name=s.name, state=StepState.WAITING.value, attempts=0, jobs=[],
-                                    reason=""))
-    session.flush()
+    session.flush()  # the run's row before its steps' (their foreign key)
+    rows = {s.name: WorkflowStepRow(run_id=run.id, name=s.name, state=StepState.WAITING.value, attempts=0,
+                                    jobs=[], reason="") for s in wf.steps}
+    session.add_all(rows.values())
     record_audit(session, actor, "workflow.submit", run.id, steps=len(wf.steps))
-    advance(session, actor, run, now=at)
+    with session.no_autoflush:  # the steps are written once, already started, in one INSERT at commit
+        _advance(session, run, wf, rows, at)
     return run
 
 
@@ -117,19 +117,26 @@ def _owner(session: Session, run: WorkflowRunRow) -> Principal:
     return Principal(token_id="workflow", role=Role.CONSUMER, tenant_id=run.tenant_id)  # nosec B106
 
 
-def advance(session: Session, actor: Principal | None, run: WorkflowRunRow, *, now: float | None = None) -> None:
-    """Move one run on: end steps whose jobs ended (retry or fail), start steps now ready, close the run."""
+def advance(session: Session, actor: Principal | None, run: WorkflowRunRow, *, now: float | None = None) -> int:
+    """Move one run on: end steps whose jobs ended (retry or fail), start steps now ready, close the run.
+    How many steps' jobs it submitted."""
     if run.state != _LIVE:
-        return
-    at = time.time() if now is None else now
-    wf = workflow_from_json(run.spec)
+        return 0
+    session.refresh(run, with_for_update=True)  # one advance of a run at a time: a step is never started twice
+    if run.state != _LIVE:
+        return 0
+    return _advance(session, run, workflow_from_json(run.spec), _steps(session, run.id),
+                    time.time() if now is None else now)
+
+
+def _advance(session: Session, run: WorkflowRunRow, wf: Workflow, rows: Mapping[str, WorkflowStepRow],
+             at: float) -> int:
     by_name = {s.name: s for s in wf.steps}
-    rows = _steps(session, run.id)
     owner = _owner(session, run)
+    live = [r.job_id for r in rows.values() if r.state == StepState.SUBMITTED.value and r.job_id]
+    step_jobs = _jobs(session, live)
     for name, row in rows.items():
-        if row.state != StepState.SUBMITTED.value or row.job_id is None:
-            continue
-        job = session.get(JobRow, row.job_id)
+        job = step_jobs.get(row.job_id or "") if row.state == StepState.SUBMITTED.value else None
         if job is None or not JobState(job.state).is_terminal:
             continue
         ok = job.state == JobState.SUCCEEDED.value
@@ -140,16 +147,25 @@ def advance(session: Session, actor: Principal | None, run: WorkflowRunRow, *, n
         row.state = after_job_end(step, row.attempts, ok).value
         row.reason = "" if ok else why[:2000]
     states = {n: StepState(r.state) for n, r in rows.items()}
-    deps = dependencies(wf)
-    for name in ready_steps(deps, states):
-        _start(session, owner, run, by_name[name], rows[name], at)
-        states[name] = StepState(rows[name].state)
+    ready = ready_steps(dependencies(wf), states)
+    if ready:
+        _start(session, owner, run, [(by_name[n], rows[n]) for n in ready], frozenset(by_name), at)
+        states.update((n, StepState(rows[n].state)) for n in ready)
+    started = sum(states[n] is StepState.SUBMITTED for n in ready)
     final = run_state(list(states.values()))
     if final is not RunState.RUNNING:
         if final is RunState.FAILED:
             _stop_live(session, owner, rows, StepState.CANCELLED, "another step failed")
             run.reason = "; ".join(f"step {n}: {r.reason}" for n, r in rows.items() if r.state == "failed")[:2000]
         run.state, run.finished_at = final.value, at
+    return started
+
+
+def _jobs(session: Session, job_ids: list[str]) -> dict[str, JobRow]:
+    """The jobs of these ids, in one query (a run's steps are read together, not one SELECT each)."""
+    if not job_ids:
+        return {}
+    return {j.id: j for j in session.scalars(select(JobRow).where(JobRow.id.in_(job_ids)))}
 
 
 def _register_output(session: Session, owner: Principal, run: WorkflowRunRow, step: Step, job: JobRow,
@@ -159,34 +175,45 @@ def _register_output(session: Session, owner: Principal, run: WorkflowRunRow, st
     return job_data.settle_one(session, job, now=at) is not None
 
 
-def _start(session: Session, owner: Principal, run: WorkflowRunRow, step: Step, row: WorkflowStepRow,
-           at: float) -> None:
-    inputs: dict[str, DatasetRow] = {}
-    for ref in step.inputs:
-        up = ref.partition(".")[0] if "." in ref else ""
-        name = ref[len(up) + 1:] if up and up in _steps(session, run.id) else ref
-        try:
-            inputs[ref] = datasets.resolve(session, owner, parse_ref(name))
-        except NotFound:
-            row.state, row.reason = StepState.FAILED.value, f"input {ref} does not exist"
-            return
-    spec = jobs.spec_from_json(_job_body(step, inputs))
-    present = datasets.present_sites(session, [d.id for d in inputs.values()])
-    if inputs and not any(present.values()):
-        row.reason = "waiting: no site holds its inputs yet"
+def _start(session: Session, owner: Principal, run: WorkflowRunRow, ready: list[tuple[Step, WorkflowStepRow]],
+           step_names: frozenset[str], at: float) -> None:
+    """Submit the jobs of the steps now ready, together: one submit (one hold, bulk inserts) for all of them."""
+    starting: list[tuple[Step, WorkflowStepRow, dict[str, DatasetRow], JobSpec]] = []
+    for step, row in ready:
+        inputs: dict[str, DatasetRow] = {}
+        for ref in step.inputs:
+            up = ref.partition(".")[0] if "." in ref else ""
+            name = ref[len(up) + 1:] if up and up in step_names else ref
+            try:
+                inputs[ref] = datasets.resolve(session, owner, parse_ref(name))
+            except NotFound:
+                row.state, row.reason = StepState.FAILED.value, f"input {ref} does not exist"
+                break
+        if row.state == StepState.FAILED.value:
+            continue
+        spec = jobs.spec_from_json(_job_body(step, inputs))
+        present = datasets.present_sites(session, [d.id for d in inputs.values()]) if inputs else {}
+        if inputs and not any(present.values()):
+            row.reason = "waiting: no site holds its inputs yet"
+            continue
+        held = sorted(set().union(*present.values())) if present else []
+        if held and spec.data_gb > 0:  # the scheduler prices the move from where the data is
+            spec = jobs.spec_from_json({**jobs.spec_to_json(spec), "data_site": held[0]})
+        starting.append((step, row, inputs, spec))
+    if not starting:
         return
-    held = sorted(set().union(*present.values())) if present else []
-    if held and spec.data_gb > 0:  # the scheduler prices the move from where the data is
-        spec = jobs.spec_from_json({**jobs.spec_to_json(spec), "data_site": held[0]})
-    [job] = jobs.submit_jobs(session, owner, [spec])
-    job_data.record(session, job.id, list(inputs.values()), step.output)
-    row.job_id = job.id
-    row.jobs = [*(row.jobs or []), job.id]
-    row.attempts += 1
-    row.state, row.reason = StepState.SUBMITTED.value, ""
-    run_inputs = {ref: d.id for ref, d in inputs.items()}
-    session.flush()
-    record_audit(session, owner, "workflow.step", run.id, step=step.name, job=job.id, inputs=run_inputs)
+    submitted = jobs.submit_jobs(session, owner, [spec for *_, spec in starting])
+    audit = []
+    for (step, row, inputs, _), job in zip(starting, submitted, strict=True):
+        if inputs or step.output:
+            job_data.record(session, job.id, list(inputs.values()), step.output)
+        row.job_id = job.id
+        row.jobs = [*(row.jobs or []), job.id]
+        row.attempts += 1
+        row.state, row.reason = StepState.SUBMITTED.value, ""
+        audit.append((run.id, {"step": step.name, "job": job.id,
+                               "inputs": {ref: d.id for ref, d in inputs.items()}}))
+    record_audits(session, owner, "workflow.step", audit)
 
 
 def _stop_live(session: Session, owner: Principal, rows: Mapping[str, WorkflowStepRow], to: StepState,
@@ -203,6 +230,7 @@ def _stop_live(session: Session, owner: Principal, rows: Mapping[str, WorkflowSt
 
 def cancel_run(session: Session, actor: Principal, run_id: str, *, now: float | None = None) -> WorkflowRunRow:
     run = get_run(session, actor, run_id, advance_it=False)
+    session.refresh(run, with_for_update=True)  # not while a pass is starting its steps
     if run.state != _LIVE:
         raise Conflict(f"workflow run {run_id} is already {run.state}")
     _stop_live(session, _owner(session, run), _steps(session, run.id), StepState.CANCELLED,
@@ -230,12 +258,13 @@ def list_runs(session: Session, actor: Principal, *, limit: int = 100) -> list[W
 
 
 def advance_all(session: Session, *, limit: int = 100) -> int:
-    """The control loop's part: advance every live run (oldest first)."""
-    runs = list(session.scalars(select(WorkflowRunRow).where(WorkflowRunRow.state == _LIVE)
-                                .order_by(WorkflowRunRow.created_at).limit(limit)))
-    for run in runs:
-        advance(session, None, run)
-    return len(runs)
+    """The control loop's part: advance every live run (oldest first).  How many steps' jobs it submitted:
+    the loop then runs its next pass at once to place them, rather than a safety tick later."""
+    runs = session.scalars(select(WorkflowRunRow).where(WorkflowRunRow.state == _LIVE)
+                           .order_by(WorkflowRunRow.created_at).limit(limit)
+                           .with_for_update(skip_locked=True))  # one being advanced elsewhere: its turn comes
+    return sum(_advance(session, run, workflow_from_json(run.spec), _steps(session, run.id), time.time())
+               for run in list(runs))
 
 
 def charged_fen(session: Session, job_ids: list[str]) -> dict[str, int]:
@@ -260,11 +289,12 @@ def run_view(session: Session, run: WorkflowRunRow) -> dict[str, Any]:
             moved.setdefault(job_id, []).append(tid)
     fen = charged_fen(session, all_jobs + [t for ts in moved.values() for t in ts])
     held = replica_gc.storage_fen(session, [t for ts in moved.values() for t in ts])  # in fen, apart from the move
+    step_jobs = _jobs(session, [r.job_id for r in rows.values() if r.job_id])
     steps = []
     total_fen, total_kg = 0, 0.0
     for name in (s.name for s in workflow_from_json(run.spec).steps):
         r = rows[name]
-        job = session.get(JobRow, r.job_id) if r.job_id else None
+        job = step_jobs.get(r.job_id) if r.job_id else None
         step_fen = sum(fen.get(j, 0) for j in (r.jobs or []))
         terms = (job.placement or {}).get("terms", {}) if job is not None else {}
         kg = float(terms.get("carbon_kg", 0.0) or 0.0)

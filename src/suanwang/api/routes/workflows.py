@@ -55,8 +55,11 @@ def list_workflows(session: SessionDep, actor: CurrentPrincipal,
 
 
 @router.get("/workflows/{run_id}")
-def get_workflow(run_id: str, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
-    return workflows.run_view(session, workflows.get_run(session, actor, run_id))
+def get_workflow(run_id: str, session: SessionDep, actor: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]:
+    run = workflows.get_run(session, actor, run_id, advance_it=False)
+    if workflows.advance(session, actor, run):  # reading a run moves it on; jobs it submitted are placed soon
+        platform.wake()
+    return workflows.run_view(session, run)
 
 
 @router.post("/workflows/{run_id}/cancel")
