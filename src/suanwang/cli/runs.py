@@ -21,14 +21,15 @@ DONE = {"succeeded", "failed", "cancelled"}
 
 
 def _steps_table(run: dict[str, Any]) -> Table:
-    table = Table("step", "state", "site", "job", "attempts", "compute ¥", "transfer ¥", "carbon (kg)",
+    table = Table("step", "state", "site", "job", "attempts", "compute ¥", "transfer ¥", "storage ¥",
+                  "carbon (kg)",
                   "reason",
                   title=f"{run['id']} {run['name']}: {run['state']}  cost ¥{format_yuan(int(run['cost_fen']))}, "
                         f"carbon {run['carbon_kg']:.3f} kg")
     for s in run["steps"]:
         table.add_row(s["name"], s["state"], s["site"] or "-", s["job_id"] or "-", str(s["attempts"]),
                       format_yuan(int(s["compute_fen"])), format_yuan(int(s.get("transfer_fen", 0))),
-                      f"{s['carbon_kg']:.3f}",
+                      format_yuan(int(s.get("storage_fen", 0))), f"{s['carbon_kg']:.3f}",
                       (s["reason"] or "")[:60])
     return table
 
