@@ -186,6 +186,11 @@ class SqlLedger:
             account = Account.parse(account_id)
             rows.append({"id": account_id, "kind": account.kind.value, "owner": account.owner, "currency": "CNY",
                          "balance_fen": 0, "credit_limit_fen": 0})
+        if self.pg:  # one multi-row statement per chunk, in sorted order (an executemany sends one per row)
+            for start in range(0, len(rows), 1000):
+                table = AccountRow.__table__
+                self.session.execute(postgresql.insert(table).values(rows[start:start + 1000]).on_conflict_do_nothing())
+            return
         self.session.execute(_upsert_ignore(self.session, AccountRow.__table__), rows)
 
     def _select_accounts(self, ids: Sequence[str]) -> set[str]:
