@@ -98,8 +98,10 @@ class Quoter:
         self._vouchers: dict[str, tuple[dict[str, Fen], dict[str, Fen]]] = {}
         self._cache: dict[tuple[object, ...], list[PoolQuote] | None] = {}
         self._ranges: dict[tuple[object, ...], list[PriceRange]] = {}
-        self._changes = changes_of(self.books)
-        self._tou = has_tou(self.books)
+        ahead = [b for b in self.books if at < b.effective_from <= at + QUEUE_HORIZON]
+        in_force = _in_force(self.books, at)
+        self._changes = changes_of(ahead)  # the books that may price a start within the horizon
+        self._tou = has_tou([*ahead, *([in_force] if in_force is not None else [])])
 
     def quotes(self, consumer: str, spec: JobSpec, pools: Sequence[Pool]) -> list[PoolQuote] | None:
         """Per eligible priced pool, what ``spec`` would cost now; None when no book is in force (free)."""
@@ -138,6 +140,8 @@ class Quoter:
                listed: bool = False) -> list[PriceRange]:
         """Per eligible priced pool, the cheapest and dearest quote of ``spec`` for a start within the
         queueing horizon (under the operator's book alone with ``listed``); empty when no book is in force."""
+        if listed and len(self.operator_books) == len(self.books):  # the operator's book alone is all there is
+            listed = False
         books = self.operator_books if listed else self.books
         if not (self.operator_priced if listed else self.priced):
             return []
