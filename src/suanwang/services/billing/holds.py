@@ -129,7 +129,6 @@ class Quoter:
             self._cache[key] = sorted(quotes, key=lambda q: (q.total_fen, q.site, q.pool))
         return self._cache[key]
 
-
     def starts(self, spec: JobSpec) -> list[datetime]:
         """Where ``spec``'s window may be dearest or cheapest within the queueing horizon
         (``price_horizon.window_starts``)."""
