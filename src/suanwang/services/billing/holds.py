@@ -84,32 +84,28 @@ class Quoter:
     """Quotes for many jobs in one transaction: books, programmes and voucher state are read once.
 
     ``quotes`` prices a job at each eligible pool with the books in force
-    (providers' for their own sites first, then the operator's); ``list_quotes``
-    with the operator's book alone, the platform's list price.
+    (providers' for their own sites first, then the operator's); ``ranges`` its cheapest and dearest
+    window over the queueing horizon, also with the operator's book alone (``listed``: the list price).
     """
 
     def __init__(self, session: Session, at: datetime) -> None:
         self.session, self.at = session, at
         self.books = load_books(session)
         self.operator_books = [b for b in self.books if b.owner == OPERATOR]
-        self.priced = _in_force(self.books, at) is not None
+        in_force = _in_force(self.books, at)
+        self.priced = in_force is not None
         self.operator_priced = _in_force(self.operator_books, at) is not None
         self.programmes = load_programmes(session) if self.priced else []
         self._vouchers: dict[str, tuple[dict[str, Fen], dict[str, Fen]]] = {}
         self._cache: dict[tuple[object, ...], list[PoolQuote] | None] = {}
         self._ranges: dict[tuple[object, ...], list[PriceRange]] = {}
         ahead = [b for b in self.books if at < b.effective_from <= at + QUEUE_HORIZON]
-        in_force = _in_force(self.books, at)
         self._changes = changes_of(ahead)  # the books that may price a start within the horizon
         self._tou = has_tou([*ahead, *([in_force] if in_force is not None else [])])
 
     def quotes(self, consumer: str, spec: JobSpec, pools: Sequence[Pool]) -> list[PoolQuote] | None:
         """Per eligible priced pool, what ``spec`` would cost now; None when no book is in force (free)."""
         return self._quote(consumer, spec, pools, self.books) if self.priced else None
-
-    def list_quotes(self, consumer: str, spec: JobSpec, pools: Sequence[Pool]) -> list[PoolQuote]:
-        """The same under the operator's book alone (empty when it is not in force)."""
-        return self._quote(consumer, spec, pools, self.operator_books) or [] if self.operator_priced else []
 
     def _quote(self, consumer: str, spec: JobSpec, pools: Sequence[Pool],
                books: list[PriceBook]) -> list[PoolQuote] | None:
