@@ -29,7 +29,16 @@ from datetime import UTC, datetime, timedelta
 
 from suanwang.domain.grid import Pool, PoolId, SiteId
 from suanwang.domain.money import Fen
-from suanwang.domain.pricing import PoolQuote, PriceBook, QuoteRequest, quote
+from suanwang.domain.pricing import (
+    BooksInForce,
+    PoolQuote,
+    PriceBook,
+    QuoteRequest,
+    find_price,
+    preferred_units,
+    price_interval,
+    quote,
+)
 from suanwang.domain.voucher import VoucherProgramme
 
 QUEUE_HORIZON = timedelta(hours=24)
@@ -88,36 +97,51 @@ class PriceRange:
     dearest_at: datetime
 
 
-def _rank(q: PoolQuote) -> Fen:
-    """Gross decides, as the limit is gross; on a tie the earliest start wins, so a voucher that ends within the
-    horizon does not raise the hold of a job that would run now (the hold is what it expects to pay)."""
-    return q.gross_fen
-
-
 def quote_range(request: QuoteRequest, pools: Sequence[Pool], books: Sequence[PriceBook],
                 starts: Sequence[datetime], *, programmes: Iterable[VoucherProgramme] = (),
                 voucher_used_fen: Mapping[str, Fen] | None = None,
                 voucher_fund_fen: Mapping[str, Fen] | None = None) -> dict[tuple[SiteId, PoolId], PriceRange]:
     """Per priced pool, the cheapest and dearest of its quotes at each of ``starts`` (:func:`window_starts`;
     the first is the request's start, and raises InvalidSpec as :func:`pricing.quote` when no book is in
-    force then).  Ties keep the earliest start."""
-    programmes = tuple(programmes)
-    found: dict[tuple[SiteId, PoolId], PriceRange] = {}
+    force then).
+
+    Each start is priced as an exact ratio (no Fraction, no voucher) and only the two extremes are quoted
+    in full.  Gross decides (the limit is gross); a tie keeps the earliest start, so a voucher that ends
+    within the horizon does not raise the hold of a job that would run now."""
+    in_force = BooksInForce(books)
+    in_force.at(request.start)  # InvalidSpec when none is: as quote() says it
+    extremes: dict[int, tuple[int, int, datetime, int, int, datetime]] = {}  # pool -> low n, d, at; high …
     for at in starts:
         if at < request.start:
             continue
-        for q in quote(replace(request, start=at), pools, books, programmes=programmes,
-                       voucher_used_fen=voucher_used_fen, voucher_fund_fen=voucher_fund_fen):
-            key = (q.site, q.pool)
-            seen = found.get(key)
-            if seen is None:
-                found[key] = PriceRange(q, at, q, at)
+        book = in_force.at(at)
+        for i, pool in enumerate(pools):
+            quantities = request.units_by_pool.get(pool.name)
+            if pool.resource_class is not request.resource_class or not quantities:
                 continue
-            if _rank(q) < _rank(seen.cheapest):
-                seen = replace(seen, cheapest=q, cheapest_at=at)
-            if _rank(q) > _rank(seen.dearest):
-                seen = replace(seen, dearest=q, dearest_at=at)
-            found[key] = seen
+            entry = find_price(book, resource_class=pool.resource_class, tier=pool.tier,
+                               service_level=request.service_level, site=pool.site, pool=pool.name,
+                               units=preferred_units(quantities))
+            if entry is None:
+                continue
+            n, d = price_interval(book, entry, quantities[entry.unit], at, at + request.duration).net_ratio()
+            seen = extremes.get(i)
+            if seen is None:
+                extremes[i] = (n, d, at, n, d, at)
+                continue
+            low_n, low_d, low_at, high_n, high_d, high_at = seen
+            if n * low_d < low_n * d:
+                low_n, low_d, low_at = n, d, at
+            if n * high_d > high_n * d:
+                high_n, high_d, high_at = n, d, at
+            extremes[i] = (low_n, low_d, low_at, high_n, high_d, high_at)
+    found: dict[tuple[SiteId, PoolId], PriceRange] = {}
+    for i, (_, _, low_at, _, _, high_at) in extremes.items():
+        pool = pools[i]
+        low, high = (quote(replace(request, start=at), [pool], books, programmes=programmes,
+                           voucher_used_fen=voucher_used_fen, voucher_fund_fen=voucher_fund_fen)[0]
+                     for at in (low_at, high_at))
+        found[(pool.site, pool.name)] = PriceRange(low, low_at, high, high_at)
     return found
 
 
