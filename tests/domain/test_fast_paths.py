@@ -318,3 +318,30 @@ def test_a_charge_body_reuses_its_times_correctly() -> None:
         t = plan_charge(charge, hold=None, actor="system")
         assert transfer_json(t) == json.dumps(transfer_to_row(t))
         assert t.request == digest(record) == reference_digest(record)
+
+
+MEASURES = st.sampled_from([0, 0.0, -0.0, 3600, 3600.0, 1e-9, -1.0, float("inf"), float("nan"), 7200.5])
+
+
+@given(st.lists(st.tuples(MEASURES, MEASURES, st.integers(-1, 3) | st.just(10**12), st.sampled_from([(), (0,), (5,)])),
+                max_size=30))
+def test_measures_worked_out_once_per_batch_are_the_records_own(rows: list[tuple[float, float, int, tuple[int, ...]]]
+                                                                 ) -> None:
+    """The integer path's per-batch memo of quantities (``RatingContext.measured``): a repeated measure, or an
+    equal one of another type (3600 and 3600.0, 0.0 and -0.0), gets what the row would get on its own."""
+    from suanwang.domain.pricing import BooksInForce, preferred_units
+    from suanwang.domain.rating_batch import RatingContext, quantities
+
+    ctx = RatingContext(BooksInForce([]), {}, {}, {}, {}, None)
+    for core_s, device_s, nano, more in rows:
+        alone = quantities(core_s, device_s, nano, *more)
+        ok = all(q.is_finite() and q >= 0 for _, q in alone)
+        got = ctx.measured(core_s, device_s, nano, more)
+        if not ok:
+            assert got is None
+            continue
+        assert got is not None
+        measured, units = got
+        assert [(u, q.normalize(), q.as_integer_ratio()) for u, q in measured] == \
+            [(u, q.normalize(), q.as_integer_ratio()) for u, q in alone]
+        assert units == preferred_units(dict(alone))

@@ -20,11 +20,11 @@ pytestmark = pytest.mark.e2e
 JOBS = 8
 ROUNDS = 6
 PER_ROUND = 150  # usage records reported per round (spread over the jobs)
-# A flat book: with time-of-use bands a job quoted (and held) just before a dearer band starts is priced
-# above its hold seconds later and waits (the price rule, placement.priced_out); that is the scheduler's
-# business, not this crash test's (tests/services/test_rating_fast.py rates under time-of-use books).
+# A time-of-use book: a job held just before a dearer band is not priced above its hold a moment later (its
+# hold is its dearest window over the next day, domain.price_horizon), so the test does not depend on the hour.
 BOOK = {"entries": [{"resource_class": "general", "tier": "standard", "service_level": "standard",
-                     "unit": "core_hour", "unit_price_fen": "1000.5"}]}
+                     "unit": "core_hour", "unit_price_fen": "1000.5",
+                     "tou": {"province": "Gansu"}}]}
 
 
 def _kill(live: LivePlatform) -> None:

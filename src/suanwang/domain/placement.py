@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from suanwang.domain.grid import Capacity, Pool, PoolId, SiteId
 from suanwang.domain.job import JobId, JobSpec
 from suanwang.domain.models import model_set_rule
+from suanwang.domain.price_horizon import QUEUE_HORIZON
 from suanwang.domain.quantum import circuit_rule
 from suanwang.domain.resources import ResourceClass
+from suanwang.domain.tou import CHINA_TZ
 from suanwang.errors import Unplaceable
 
 
@@ -47,6 +50,10 @@ class QueuedJob:
     # (site, pool) -> what the job would cost there now (gross fen, before vouchers), for pools a price book
     # prices: with the job's max_price_fen the price rule (priced_out); the service quotes, the core stays pure
     prices_fen: Mapping[tuple[SiteId, PoolId], int] | None = None
+    # (site, pool) -> from when (Unix seconds) a pool that prices the job out now is within its limit, for a
+    # start within the queueing horizon (domain.price_horizon); a priced-out pool absent is not within it then.
+    # None: not computed (only ``explain`` asks)
+    within_limit_at: Mapping[tuple[SiteId, PoolId], float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +105,33 @@ def rule_out(spec: JobSpec, pool: Pool) -> str | None:
 
 
 def priced_out(job: QueuedJob) -> dict[tuple[SiteId, PoolId], str]:
-    """Pools where ``job`` would cost more than its ``max_price_fen`` (the bound the consumer accepted at
+    """Pools where ``job`` would cost more than its ``max_price_fen`` now (the bound the consumer accepted at
     submit, and its hold's), with why.
 
     A hold is what the consumer agreed to risk; a provider's price cannot inflate it, so a pool whose
     quote is above the job's limit never runs the job, whatever its score.  Pools with no price are free.
+    Under time-of-use bands a pool above the limit now may be within it in a cheaper band: the reason says
+    from when, where ``within_limit_at`` knows it (the job waits for price).
     """
     limit = job.spec.max_price_fen
     if limit is None or not job.prices_fen:
         return {}
-    return {key: f"price {fen} fen > the job's limit {limit} fen (its hold)"
+    return {key: f"price {fen} fen > the job's limit {limit} fen (its hold){_until(job, key)}"
             for key, fen in job.prices_fen.items() if fen > limit}
+
+
+def _until(job: QueuedJob, key: tuple[SiteId, PoolId]) -> str:
+    if job.within_limit_at is None:
+        return ""
+    at = job.within_limit_at.get(key)
+    if at is None:
+        return f"; not within it at any start in the next {QUEUE_HORIZON.total_seconds() / 3600:g} h"
+    return f"; waiting for price: within it from {china_time(at)}"
+
+
+def china_time(at: float) -> str:
+    """Unix seconds as China time to the minute, as consumers read band hours."""
+    return datetime.fromtimestamp(at, CHINA_TZ).strftime("%Y-%m-%d %H:%M China time")
 
 
 def check_placeable(spec: JobSpec, pools: Sequence[Pool]) -> None:

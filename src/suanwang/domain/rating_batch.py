@@ -119,6 +119,8 @@ class RatingContext:
     _terms: dict[tuple[Any, ...], tuple[Any, ...] | None] = field(default_factory=dict)
     _offers: dict[tuple[str, ResourceClass], tuple[tuple[VoucherProgramme, int, int], ...]] = field(
         default_factory=dict)
+    _measures: dict[tuple[Any, ...], tuple[tuple[tuple[PriceUnit, Decimal], ...], tuple[PriceUnit, ...]] | None] = (
+        field(default_factory=dict))
 
     def programme(self, consumer: str, cls: ResourceClass, at: datetime) -> tuple[VoucherProgramme, int, int] | None:
         """``pick_programme``'s answer with its share as an integer ratio of percent, or None: the programmes
@@ -133,6 +135,18 @@ class RatingContext:
             if offer[0].valid_from <= at < offer[0].valid_until:
                 return offer
         return None
+
+    def measured(self, core_s: float, device_s: float, units_nano: int, more: Sequence[int]
+                 ) -> tuple[tuple[tuple[PriceUnit, Decimal], ...], tuple[PriceUnit, ...]] | None:
+        """:func:`quantities` and their preferred units, or None when a quantity is not a finite amount >= 0:
+        worked out once per batch for each distinct measure (an agent's reports of a job repeat them)."""
+        key = (core_s, device_s, units_nano, *more)
+        if key in self._measures:
+            return self._measures[key]
+        measured = quantities(core_s, device_s, units_nano, *more)
+        ok = all(q.is_finite() and q >= 0 for _, q in measured)
+        found = self._measures[key] = (measured, preferred_units(dict(measured))) if ok else None
+        return found
 
     def terms(self, book: Any, cls: ResourceClass, tier: str, level: ServiceLevel, site: str, pool: str,
               units: tuple[PriceUnit, ...]) -> tuple[Any, ...] | None:
@@ -163,10 +177,10 @@ def price_row(row: Sequence[Any], ctx: RatingContext) -> PricedUsage | str | Non
     if (cls is None or level is None or not job_id or ":" in job_id or end < start
             or type(attempt) is not int or type(seq) is not int or attempt < 0 or seq < 0):
         return None
-    measured = quantities(core_s, device_s, units_nano, *more)
-    for _, q in measured:
-        if not q.is_finite() or q < 0:
-            return None
+    found = ctx.measured(core_s, device_s, units_nano, more)
+    if found is None:
+        return None
+    measured, units = found
     programme = ctx.programme(consumer, cls, start) if ctx.programmes else None
     book = ctx.books.at(start)
     tier = ctx.tiers.get((site, pool), "standard")
@@ -174,7 +188,7 @@ def price_row(row: Sequence[Any], ctx: RatingContext) -> PricedUsage | str | Non
     if plugged is not None:  # a per-record price (the plug-in point): the book's entry is not asked
         net_n, net_d, version = plugged
     else:
-        terms = ctx.terms(book, cls, tier, level, site, pool, preferred_units(dict(measured)))
+        terms = ctx.terms(book, cls, tier, level, site, pool, units)
         if terms is None:
             return None
         entry, price_n, price_d, green_n, green_d = terms

@@ -312,6 +312,6 @@ def explain_job(session: Session, planner: GridPlanner, job: JobRow, *, now: flo
     queued = QueuedJob(id=job.id, spec=spec_from_json(job.spec), tenant=job.tenant_id, submitted_at=job.submitted_at,
                        attempt=job.attempt)
     states = pool_states(session)
-    [queued] = price_queue(session, [queued], [s.pool for s in states], now=now)
+    [queued] = price_queue(session, [queued], [s.pool for s in states], now=now, when=True)
     result = explain(planner.grid_scheduler(session), queued, states, now=now, placed=placed).as_dict()
     return result | {"state": job.state, "deferred": bool(job.placement.get("deferred"))}

@@ -186,6 +186,11 @@ class SqlLedger:
             account = Account.parse(account_id)
             rows.append({"id": account_id, "kind": account.kind.value, "owner": account.owner, "currency": "CNY",
                          "balance_fen": 0, "credit_limit_fen": 0})
+        if self.pg:  # one multi-row statement per chunk, in sorted order (an executemany sends one per row)
+            for start in range(0, len(rows), 1000):
+                table = AccountRow.__table__
+                self.session.execute(postgresql.insert(table).values(rows[start:start + 1000]).on_conflict_do_nothing())
+            return
         self.session.execute(_upsert_ignore(self.session, AccountRow.__table__), rows)
 
     def _select_accounts(self, ids: Sequence[str]) -> set[str]:
@@ -429,7 +434,12 @@ class SqlLedger:
         dirty = [{"k": k, "b": a.balance} for k, a in self._accounts.items() if a.dirty]
         if dirty:
             table = AccountRow.__table__
-            conn.execute(update(table).where(table.c.id == bindparam("k")).values(balance_fen=bindparam("b")), dirty)
+            if self.pg:
+                _update_from_arrays(conn, "ledger_accounts", ("id",), ("balance_fen",), ("text", "bigint"),
+                                    [(d["k"], d["b"]) for d in dirty])
+            else:
+                conn.execute(update(table).where(table.c.id == bindparam("k")).values(balance_fen=bindparam("b")),
+                             dirty)
             for k in self._accounts:
                 self._accounts[k].dirty = False
         self._flush_holds(conn)
@@ -465,7 +475,11 @@ class SqlLedger:
         if s.new_holds:
             conn.execute(insert(HoldRow.__table__), [self._hold_row(h) for h in sorted(s.new_holds)])
         changed = [h for h in (self._holds[i] for i in sorted(s.dirty_holds - s.new_holds)) if h is not None]
-        if changed:
+        if changed and self.pg:
+            _update_from_arrays(conn, "ledger_holds", ("id",), ("captured_fen", "released_fen", "state"),
+                                ("text", "bigint", "bigint", "text"),
+                                [(h.id, h.captured_fen, h.released_fen, h.state.value) for h in changed])
+        elif changed:
             table = HoldRow.__table__
             conn.execute(update(table).where(table.c.id == bindparam("k")).values(
                 captured_fen=bindparam("c"), released_fen=bindparam("r"), state=bindparam("s")),
@@ -484,7 +498,10 @@ class SqlLedger:
             conn.execute(insert(VoucherUsageRow.__table__), [
                 {"programme": p, "consumer": c, "used_fen": self._voucher[(p, c)]} for p, c in sorted(s.new_slots)])
         changed = sorted(s.dirty_slots - s.new_slots)
-        if changed:
+        if changed and self.pg:
+            _update_from_arrays(conn, "ledger_voucher_usage", ("programme", "consumer"), ("used_fen",),
+                                ("text", "text", "bigint"), [(p, c, self._voucher[(p, c)]) for p, c in changed])
+        elif changed:
             table = VoucherUsageRow.__table__
             conn.execute(update(table).where(table.c.programme == bindparam("p"), table.c.consumer == bindparam("c"))
                          .values(used_fen=bindparam("u")),
@@ -667,3 +684,16 @@ class DbLedgerStore:
 
     def accounts(self, kind: AccountKind | None = None) -> list[Account]:
         return sorted(self._run(lambda s: cached_balances(s, kind)))
+
+
+def _update_from_arrays(conn: Any, table: str, keys: Sequence[str], values: Sequence[str], types: Sequence[str],
+                        rows: Sequence[tuple[Any, ...]]) -> None:
+    """PostgreSQL: update many rows in one statement, ``UPDATE … FROM unnest(arrays)``, one array per column
+    (an executemany sends a statement per row).  Names are the mapped tables' own; the values are bound."""
+    columns = [*keys, *values]
+    arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+    sets = ", ".join(f'"{c}" = v."{c}"' for c in values)
+    match = " AND ".join(f't."{c}" = v."{c}"' for c in keys)
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = f'UPDATE "{table}" AS t SET {sets} FROM unnest({arrays}) AS v({names}) WHERE {match}'  # nosec B608
+    conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*rows, strict=True)))

@@ -25,6 +25,15 @@ from suanwang.domain.ledger import (
 )
 from suanwang.domain.money import Fen, format_yuan
 from suanwang.domain.placement import QueuedJob, rule_out
+from suanwang.domain.price_horizon import (
+    QUEUE_HORIZON,
+    PriceRange,
+    changes_of,
+    first_within,
+    has_tou,
+    quote_range,
+    window_starts,
+)
 from suanwang.domain.pricing import (
     OPERATOR,
     PoolQuote,
@@ -75,27 +84,28 @@ class Quoter:
     """Quotes for many jobs in one transaction: books, programmes and voucher state are read once.
 
     ``quotes`` prices a job at each eligible pool with the books in force
-    (providers' for their own sites first, then the operator's); ``list_quotes``
-    with the operator's book alone, the platform's list price.
+    (providers' for their own sites first, then the operator's); ``ranges`` its cheapest and dearest
+    window over the queueing horizon, also with the operator's book alone (``listed``: the list price).
     """
 
     def __init__(self, session: Session, at: datetime) -> None:
         self.session, self.at = session, at
         self.books = load_books(session)
         self.operator_books = [b for b in self.books if b.owner == OPERATOR]
-        self.priced = _in_force(self.books, at) is not None
+        in_force = _in_force(self.books, at)
+        self.priced = in_force is not None
         self.operator_priced = _in_force(self.operator_books, at) is not None
         self.programmes = load_programmes(session) if self.priced else []
         self._vouchers: dict[str, tuple[dict[str, Fen], dict[str, Fen]]] = {}
         self._cache: dict[tuple[object, ...], list[PoolQuote] | None] = {}
+        self._ranges: dict[tuple[object, ...], list[PriceRange]] = {}
+        ahead = [b for b in self.books if at < b.effective_from <= at + QUEUE_HORIZON]
+        self._changes = changes_of(ahead)  # the books that may price a start within the horizon
+        self._tou = has_tou([*ahead, *([in_force] if in_force is not None else [])])
 
     def quotes(self, consumer: str, spec: JobSpec, pools: Sequence[Pool]) -> list[PoolQuote] | None:
         """Per eligible priced pool, what ``spec`` would cost now; None when no book is in force (free)."""
         return self._quote(consumer, spec, pools, self.books) if self.priced else None
-
-    def list_quotes(self, consumer: str, spec: JobSpec, pools: Sequence[Pool]) -> list[PoolQuote]:
-        """The same under the operator's book alone (empty when it is not in force)."""
-        return self._quote(consumer, spec, pools, self.operator_books) or [] if self.operator_priced else []
 
     def _quote(self, consumer: str, spec: JobSpec, pools: Sequence[Pool],
                books: list[PriceBook]) -> list[PoolQuote] | None:
@@ -114,6 +124,44 @@ class Quoter:
                                     voucher_fund_fen=fund))
             self._cache[key] = sorted(quotes, key=lambda q: (q.total_fen, q.site, q.pool))
         return self._cache[key]
+
+    def starts(self, spec: JobSpec) -> list[datetime]:
+        """Where ``spec``'s window may be dearest or cheapest within the queueing horizon
+        (``price_horizon.window_starts``)."""
+        return window_starts(self.at, timedelta(seconds=spec.duration_s), horizon=QUEUE_HORIZON,
+                             changes=self._changes, tou=self._tou)
+
+    def ranges(self, consumer: str, spec: JobSpec, pools: Sequence[Pool], *,
+               listed: bool = False) -> list[PriceRange]:
+        """Per eligible priced pool, the cheapest and dearest quote of ``spec`` for a start within the
+        queueing horizon (under the operator's book alone with ``listed``); empty when no book is in force."""
+        if listed and len(self.operator_books) == len(self.books):  # the operator's book alone is all there is
+            listed = False
+        books = self.operator_books if listed else self.books
+        if not (self.operator_priced if listed else self.priced):
+            return []
+        key = (consumer, _signature(spec), listed, len(pools))
+        if key not in self._ranges:
+            if consumer not in self._vouchers:
+                self._vouchers[consumer] = _voucher_state(self.session, consumer)
+            used, fund = self._vouchers[consumer]
+            starts = self.starts(spec)
+            found: list[PriceRange] = []
+            for pool in pools:
+                if rule_out(spec, pool) is not None:
+                    continue
+                request = QuoteRequest(consumer, spec.resource_class, spec.service_level, self.at,
+                                       timedelta(seconds=spec.duration_s), {pool.name: _job_quantities(spec, pool)})
+                found.extend(quote_range(request, [pool], books, starts, programmes=self.programmes,
+                                         voucher_used_fen=used, voucher_fund_fen=fund).values())
+            self._ranges[key] = sorted(found, key=lambda r: (r.dearest.site, r.dearest.pool))
+        return self._ranges[key]
+
+    def within_from(self, spec: JobSpec, pool: Pool, limit_fen: Fen) -> datetime | None:
+        """When, within the queueing horizon, ``pool`` first prices ``spec`` within ``limit_fen`` (gross)."""
+        request = QuoteRequest("", spec.resource_class, spec.service_level, self.at,
+                               timedelta(seconds=spec.duration_s), {pool.name: _job_quantities(spec, pool)})
+        return first_within(request, pool, self.books, self.starts(spec), limit_fen)
 
 
 def _in_force(books: list[PriceBook], at: datetime) -> PriceBook | None:
@@ -176,11 +224,16 @@ class HoldBound:
 def hold_bound(quoter: Quoter, consumer: str, spec: JobSpec, pools: Sequence[Pool]) -> HoldBound | None:
     """What a job is held for at submit, and the most it may cost where it runs (None: it runs free).
 
-    A hold is what the consumer agreed to risk; a provider's price cannot inflate it:
-    - with ``max_price_fen``, that: the consumer said so;
-    - without, the dearest eligible quote at the operator's list prices, or the cheapest eligible quote
-      if that is more (so some pool is always within it).  A provider pricing its own pool above the
-      list raises neither: that pool only stops running jobs whose bound it exceeds.
+    A hold is what the consumer agreed to risk; a provider's price cannot inflate it.  A queued job starts
+    later than its quote, and under time-of-use bands its window's price moves with the clock, so both are
+    taken over the queueing horizon (``price_horizon``: every start within 24 h of now):
+    - with ``max_price_fen``, that: the consumer said so.  Accepted when some pool is within it for some
+      start in the horizon (the job then waits for that band); refused only when none is at any start;
+    - without, the dearest eligible quote over the horizon at the operator's list prices, or the least of
+      the pools' dearest quotes if that is more (so some pool is within it at every start in the horizon),
+      like a card pre-authorisation: the clock moving into a dearer band never prices the job out, and
+      what it does not use is released at the end.  A provider pricing its own pool above the list raises
+      neither: that pool only stops running jobs whose bound it exceeds.
     Raises InvalidSpec when no pool could run the job within ``max_price_fen``, or (as before) when the
     operator's book is in force and prices no pool that could run it.
     """
@@ -193,15 +246,21 @@ def hold_bound(quoter: Quoter, consumer: str, spec: JobSpec, pools: Sequence[Poo
         raise InvalidSpec(f"no pool that could run this job has a price in the price book in force "
                           f"(class {spec.resource_class}, level {spec.service_level}); ask the operator")
     if spec.max_price_fen is not None:
-        cheapest = min(quotes, key=lambda q: (q.gross_fen, q.site, q.pool), default=None)
-        if cheapest is not None and not free and cheapest.gross_fen > spec.max_price_fen:
-            raise InvalidSpec(f"no pool can run this job within max_price_fen {spec.max_price_fen}: the cheapest "
-                              f"quote is {cheapest.gross_fen} fen ({cheapest.site}/{cheapest.pool})")
+        if quotes and not free:
+            best = min(quoter.ranges(consumer, spec, pools), default=None,
+                       key=lambda r: (r.cheapest.gross_fen, r.cheapest_at, r.cheapest.site, r.cheapest.pool))
+            if best is not None and best.cheapest.gross_fen > spec.max_price_fen:
+                hours = QUEUE_HORIZON.total_seconds() / 3600
+                raise InvalidSpec(f"no pool can run this job within max_price_fen {spec.max_price_fen} at any start "
+                                  f"in the next {hours:g} h: the cheapest quote is {best.cheapest.gross_fen} fen "
+                                  f"({best.cheapest.site}/{best.cheapest.pool}, starting "
+                                  f"{best.cheapest_at.isoformat(timespec='seconds')})")
         return HoldBound(spec.max_price_fen, spec.max_price_fen)
     if not quotes:
         return None  # only unpriced pools could run it: they are free
-    listed = quoter.list_quotes(consumer, spec, pools)
-    least = [] if free else [min(quotes, key=lambda q: (q.gross_fen, q.total_fen))]
+    listed = [r.dearest for r in quoter.ranges(consumer, spec, pools, listed=True)]
+    least = [] if free else [min((r.dearest for r in quoter.ranges(consumer, spec, pools)),
+                                 key=lambda q: (q.gross_fen, q.total_fen))]
     return HoldBound(max((q.total_fen for q in [*listed, *least]), default=0),
                      max((q.gross_fen for q in [*listed, *least]), default=0))
 
@@ -245,10 +304,14 @@ def hold_for_submit(session: Session, actor: Principal, jobs: Sequence[tuple[str
 
 
 def price_queue(session: Session, queue: Sequence[QueuedJob], pools: Sequence[Pool], *,
-                now: float) -> list[QueuedJob]:
+                now: float, when: bool = False) -> list[QueuedJob]:
     """The queue with each limited job's quote per pool now (``QueuedJob.prices_fen``) where some pool is
     quoted above its limit, for the scheduler's price rule (``placement.priced_out``); a job no pool
-    prices out is left as it is (the scheduler's fast paths).  Unchanged when no book is in force."""
+    prices out is left as it is (the scheduler's fast paths).  Unchanged when no book is in force.
+
+    With ``when`` (``explain``), also when each pool that prices a job out comes within its limit, for a
+    start within the queueing horizon (``QueuedJob.within_limit_at``): it waits for price, not for ever.
+    """
     if not queue or not _any_book(session):
         return list(queue)
     quoter: Quoter | None = None
@@ -266,7 +329,16 @@ def price_queue(session: Session, queue: Sequence[QueuedJob], pools: Sequence[Po
             over[key] = {(q.site, q.pool): q.gross_fen for q in quotes} \
                 if any(q.gross_fen > limit for q in quotes) else None  # gross: as the limit
         prices = over[key]
-        out.append(job if prices is None else replace(job, prices_fen=prices))
+        if prices is None:
+            out.append(job)
+            continue
+        job = replace(job, prices_fen=prices)
+        if when and quoter is not None:
+            by_key = {(p.site, p.name): p for p in pools}
+            later = {k: quoter.within_from(job.spec, by_key[k], limit) for k, fen in prices.items()
+                     if fen > limit and k in by_key}
+            job = replace(job, within_limit_at={k: at.timestamp() for k, at in later.items() if at is not None})
+        out.append(job)
     return out
 
 
