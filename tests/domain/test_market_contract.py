@@ -112,3 +112,20 @@ def test_spot_borrows_idle_reserved_capacity_and_is_preempted_only_as_far_as_the
     free_after = capacity - owner_running - (spot_running - preempt)
     assert free_after >= entitled  # the owner fits after the preemption
     assert preempt == 0 or free_after - 1 < entitled  # and not one unit more was taken than needed
+
+
+@given(paid=st.integers(0, 10**9), lent=st.integers(0, 8), extra=st.integers(0, 8),
+       start=st.integers(-5_000, 5_000), length=st.integers(0, 10_000))
+def test_lent_revenue_is_a_pro_rata_share_never_above_what_was_paid(paid: int, lent: int, extra: int, start: int,
+                                                                   length: int) -> None:
+    from suanwang.domain.market.contract import lent_revenue_fen
+
+    units = max(1, lent + extra)
+    lent = min(lent, units)
+    got = lent_revenue_fen(paid, lent_units=lent, job_units=units, start_ms=start, end_ms=start + length,
+                           slot_start_ms=0, slot_end_ms=3_600)
+    assert 0 <= got <= paid
+    if start >= 0 and start + length <= 3_600 and lent == units and length > 0:
+        assert got == paid  # wholly inside the slot, wholly on lent units: all of it
+    if (start + length <= 0 and length > 0) or start >= 3_600:
+        assert got == 0  # outside the slot: nothing
