@@ -264,8 +264,12 @@ def place_waiting_jobs(
             record["card"] = placement.card
         if owners is not None and placement.job_id in owners.contract_of:
             record["contract"] = owners.contract_of[placement.job_id]
-        if placement.job_id in lent_of:  # borrowed a contract's idle units: its buyer is owed a share (rating)
-            record["lent"] = [list(part) for part in lent_of[placement.job_id]]
+        lent_history = job.placement.get("lent") if isinstance(job.placement, dict) else None
+        lent_history = dict(lent_history) if isinstance(lent_history, dict) else {}
+        if placement.job_id in lent_of:  # borrowed contracts' idle units: their buyers are owed a share (rating)
+            lent_history[str(job.attempt + 1)] = [list(part) for part in lent_of[placement.job_id]]
+        if lent_history:  # by the attempt the lease will start, kept across requeues for late usage reports
+            record["lent"] = lent_history
         if placement.job_id in staging:
             if job.placement != record | {"staging": staging[placement.job_id]}:
                 deferred.append({"b_id": job.id, "placement": record | {"staging": staging[placement.job_id]}})

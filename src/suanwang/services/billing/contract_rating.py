@@ -6,10 +6,11 @@ contract's site) owes nothing more.  The rating path (``rating.rate_pending_usag
 :func:`contract_covered` once per batch and marks those usage records ``unbilled_reason = "contract"``,
 as it marks usage of lost attempts; nothing is charged twice.  Kept apart from the price-book fast path.
 
-Lent capacity: a spot job the scheduling pass placed in contracts' idle units records them
-(``placement.lent``: ``[[contract line, units], ...]``); once its usage is charged by the price books,
-:func:`book_lent_credits` credits each line's buyer ``LENT_SHARE_BPS`` of the part of that charge that paid
-for the line's units within its slot, from the line's provider, one transfer per (line, usage record).
+Lent capacity: a spot job the scheduling pass placed in contracts' idle units records them by the attempt
+its lease starts (``placement.lent``: ``{attempt: [[contract line, units], ...]}``, kept across requeues);
+once that attempt's usage is charged by the price books, :func:`book_lent_credits` credits each line's
+buyer ``LENT_SHARE_BPS`` of the part of that charge that paid for the line's units within its slot, from
+the line's provider, one transfer per (line, usage record).
 """
 
 from __future__ import annotations
@@ -69,18 +70,19 @@ keys created now.
     """
     if not charged or session.scalar(select(MarketContractRow.id).limit(1)) is None:
         return []
-    lent = {jid: p["lent"] for jid, p in session.execute(select(JobRow.id, JobRow.placement).where(
-        JobRow.id.in_(sorted({row[1] for row, _ in charged})))) if isinstance(p, dict) and p.get("lent")}
+    jobs = select(JobRow.id, JobRow.placement).where(JobRow.id.in_(sorted({row[1] for row, _ in charged})))
+    lent = {jid: p["lent"] for jid, p in session.execute(jobs)
+            if isinstance(p, dict) and isinstance(p.get("lent"), dict)}
     if not lent:
         return []
-    wanted = {cid for parts in lent.values() for cid, _ in parts}
+    wanted = {cid for by_attempt in lent.values() for parts in by_attempt.values() for cid, _ in parts}
     lines = {c.id: c for c in session.scalars(select(MarketContractRow)
                                               .where(MarketContractRow.id.in_(sorted(wanted))))}
-    keys = {usage_key(*row[1:4]) for row, _ in charged if row[1] in lent}
+    keys = {usage_key(*row[1:4]) for row, _ in charged if str(row[2]) in lent.get(row[1], {})}
     booked = set(session.scalars(select(TransferRow.key).where(TransferRow.key.in_(sorted(keys)))))
     transfers: list[Transfer] = []
     for row, paid in charged:
-        parts = lent.get(row[1])
+        parts = lent.get(row[1], {}).get(str(row[2]))  # what the attempt that reported this usage borrowed
         if not parts or usage_key(*row[1:4]) not in booked:
             continue
         units = sum(int(u) for _, u in parts)
