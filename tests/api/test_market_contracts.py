@@ -170,3 +170,25 @@ def test_spot_on_lent_capacity_credits_the_buyer_half_of_what_it_paid_once(grid:
     assert {m.account for m in credits} == {f"wallet:{buyer}", f"earnings:{owner}"}  # on the buyer's and the seller's
     assert sum(m.fen for m in credits if m.account == f"wallet:{buyer}") == 1000
     assert all(m.session == "da-2026-12-09" and m.ref.startswith(CID + "#") for m in credits)
+
+
+def test_lending_over_several_passes_attributes_each_line_only_what_it_left_idle(grid: Grid) -> None:
+    grid.register()  # local/cpu: 8 cores
+    demo = _demo(grid)
+    _contract(grid, demo, units=2)
+    now = time.time()
+    second = "da-2026-12-09/b-2/a-1/0"
+    with grid.platform.db.transaction() as s:
+        s.add(MarketContractRow(id=second, session_id="da-2026-12-09", bid_id="b-2", consumer=demo,
+                                ask_id="a-1", provider="p", site="local", resource_class="general",
+                                slot_start=now - 60, slot_end=now + 3600, units=2, buyer_price_cf=12_000,
+                                seller_price_cf=10_000))
+    other = grid.new_consumer("spotter")
+    first_wave = [_submit(other, service_level="spot")["id"] for _ in range(6)]
+    grid.tick()  # 4 free cores, then 2 lent: the first line's
+    later = [_submit(other, service_level="spot")["id"] for _ in range(3)]
+    grid.tick()  # 2 more lent: the second line's (the first has none idle), the last waits
+    jobs = _jobs(grid)
+    lent = [jobs[j].placement.get("lent_now") for j in first_wave + later]
+    assert [x for x in lent if x] == [[[CID, 1]], [[CID, 1]], [[second, 1]], [[second, 1]]]
+    assert jobs[later[-1]].state == "pending"

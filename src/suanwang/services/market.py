@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from suanwang.domain.ledger import HoldState, ResultCode, plan_release, wallet
 from suanwang.domain.market import Ask, Bid, canonical_book, clear_book, validate_ask, validate_bid
 from suanwang.domain.market.contract import plan_contracts
 from suanwang.domain.market.money import bid_hold_id, plan_bid_hold, plan_clear
+from suanwang.domain.market.order import Link, link_key
 from suanwang.domain.market.session import DEFAULT_SCHEDULE, Schedule, check_open, open_sessions, session_by_id
 from suanwang.domain.market.session import Session as MarketSession
 from suanwang.domain.money import format_yuan
@@ -38,7 +40,7 @@ from suanwang.services.auth import Principal, Role
 from suanwang.services.ledger_store import SqlLedger, cached_balances, credit_limit_of
 from suanwang.store.db import Database
 from suanwang.store.market_tables import MarketClearRow, MarketContractRow, MarketOrderRow
-from suanwang.store.tables import SiteRow
+from suanwang.store.tables import LinkRow, SiteRow
 
 ACTOR = "market"
 log = logging.getLogger(__name__)
@@ -200,6 +202,17 @@ def _orders(session: Session, session_id: str) -> tuple[list[Ask], list[Bid]]:
     return asks, bids
 
 
+def market_links(session: Session, slot_s: int) -> list[Link]:
+    """The grid's links as the clear sees them: each link's bandwidth in whole GB per slot (Gbit/s x slot / 8,
+    rounded down), so data that must cross a link is priced where it binds (congestion)."""
+    best: dict[tuple[str, str], int] = {}
+    for a, b, gbps in session.execute(select(LinkRow.a, LinkRow.b, LinkRow.bandwidth_gbps)):
+        if a != b and math.isfinite(gbps) and gbps >= 0:
+            key, gb = link_key(a, b), min(10**12, int(gbps * slot_s / 8))
+            best[key] = min(best.get(key, gb), gb)  # a pair entered both ways counts once, the narrower
+    return [Link(a, b, gb) for (a, b), gb in sorted(best.items())]
+
+
 def clear_session(db: Database, session_id: str, *, now: float | None = None,
                   schedule: Schedule = DEFAULT_SCHEDULE) -> bool:
     """Clear a session whose gate has closed, once.  Returns whether this call cleared it."""
@@ -215,14 +228,15 @@ def clear_session(db: Database, session_id: str, *, now: float | None = None,
             session.add(claim)
             session.flush()  # the claim first: a concurrent replica waits on this key, then fails on it
             asks, bids = _orders(session, market.id)
-            result = clear_book(asks, bids)
+            links = market_links(session, market.slot_s)
+            result = clear_book(asks, bids, links)
             at = datetime.fromtimestamp(max(now, market.gate_at), UTC)
             transfers = plan_clear(market.id, bids, result, at=at, actor=ACTOR)
             outcomes = SqlLedger(session).apply_many(transfers, atomic=True)
             bad = [r for r in outcomes if not r.ok]
             if bad:
                 raise InvalidSpec(f"session {market.id}: the clear's ledger transfers were refused: {bad[0].code}")
-            for line in plan_contracts(canonical_book(asks, bids), result):
+            for line in plan_contracts(canonical_book(asks, bids, links), result):
                 start = market.slot_start(line.slot)
                 session.add(MarketContractRow(
                     id=f"{market.id}/{line.id}", session_id=market.id, bid_id=line.bid_id, consumer=line.consumer,

@@ -251,7 +251,9 @@ def place_waiting_jobs(
     lent_of: dict[str, tuple[tuple[str, int], ...]] = {}
     if owners is not None:
         lent = _lend(scheduler, queue, plan, all_pools, reserved, owners, now)
-        lent_of = _lent_lines(lent, queue, all_pools, reserved, owners)
+        lent_of = _lent_lines(lent, queue, all_pools, reserved, owners,
+                              market_reservations.lent_use(session, _HOLDING, {r.site for r in reserved},
+                                                           set(owners.room)))
         plan = owners.placements + plan + lent
     placed, deferred, events = [], [], []
     # a job whose inputs are not yet at its site waits while they are staged (flows; services.transfers)
@@ -267,7 +269,7 @@ def place_waiting_jobs(
         lent_history = job.placement.get("lent") if isinstance(job.placement, dict) else None
         lent_history = dict(lent_history) if isinstance(lent_history, dict) else {}
         if placement.job_id in lent_of:  # borrowed contracts' idle units: their buyers are owed a share (rating)
-            lent_history[str(job.attempt + 1)] = [list(part) for part in lent_of[placement.job_id]]
+            lent_history[str(job.attempt + 1)] = record["lent_now"] = [list(p) for p in lent_of[placement.job_id]]
         if lent_history:  # by the attempt the lease will start, kept across requeues for late usage reports
             record["lent"] = lent_history
         if placement.job_id in staging:
@@ -313,15 +315,17 @@ def _lend(scheduler: Scheduler, queue: list[QueuedJob], plan: list[Placement], p
 
 
 def _lent_lines(lent: list[Placement], queue: list[QueuedJob], pools: list[PoolState],
-               reserved: list[reservations.Reservation], owners: reservations.OwnerPlan
+               reserved: list[reservations.Reservation], owners: reservations.OwnerPlan, lent_now: dict[str, int]
                ) -> dict[str, tuple[tuple[str, int], ...]]:
-    """The contract lines each lent placement borrowed from (``reservations.attribute_lent``)."""
+    """The contract lines each lent placement borrowed from (``reservations.attribute_lent``), of what the
+    spot work already borrowing (``lent_now``) left idle."""
     specs = {q.id: q.spec for q in queue}
     by_key = {(p.pool.site, p.pool.name): p.pool for p in pools}
     return reservations.attribute_lent(
         [(p.job_id, p.site, specs[p.job_id].resource_class,
           reservations.units_of(specs[p.job_id], by_key[(p.site, p.pool)]))
-         for p in lent if (p.site, p.pool) in by_key], reserved, owners.room)
+         for p in lent if (p.site, p.pool) in by_key], reserved,
+        {cid: n - lent_now.get(cid, 0) for cid, n in owners.room.items()})
 
 
 def explain_job(session: Session, planner: GridPlanner, job: JobRow, *, now: float) -> dict[str, Any]:

@@ -124,6 +124,7 @@ def plan_lent_credit(session_id: str, line_id: str, *, consumer: str, provider: 
     fen = apply_bps(spot_revenue_fen, share_bps)
     if fen <= 0:
         return None
-    return plan_adjustment(lent_credit_key(session_id, line_id, usage_ref), postings=(
-        Posting(earnings(provider), -fen), Posting(wallet(consumer), fen)), at=at, actor=actor,
-        reason=f"contract {line_id}: share of spot revenue on lent capacity")
+    audit = Audit(actor, f"contract {line_id}: share of spot revenue on lent capacity", consumer=consumer,
+                  provider=provider)  # both parties find it in their own ledger view
+    return Transfer(lent_credit_key(session_id, line_id, usage_ref), TransferKind.ADJUSTMENT,
+                    (Posting(earnings(provider), -fen), Posting(wallet(consumer), fen)), at, audit)
