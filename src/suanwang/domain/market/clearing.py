@@ -144,25 +144,29 @@ def _solve(book: Book, time_limit_s: float) -> tuple[Solved, int]:
     n_orders = len(book.asks) + len(book.bids)
     capacity = {link.key: link.gb_per_slot for link in book.links}
     active: set[LinkSlot] = set()
-    cache: dict[PartKey, Solved] = {}
+    cache: dict[tuple[PartKey, bool], Solved] = {}
+    relax = bool(capacity) and any(b.all_or_nothing for b in book.bids)  # rounds on the relaxation, then whole
     while True:
         parts = _components(book, active, capacity)
         solved: list[Solved] = []
-        fresh: dict[PartKey, Solved] = {}
+        fresh: dict[tuple[PartKey, bool], Solved] = {}
         for pa, pb, pn in parts:
             links = _part_links(book, pb, pn, active, capacity)
-            key = (tuple(pa), tuple(pb), tuple(sorted(links)))
+            key = ((tuple(pa), tuple(pb), tuple(sorted(links))), relax and any(book.bids[i].all_or_nothing for i in pb))
             part = cache.get(key)
             if part is None:
                 part = solve_group(asks=[(i, book.asks[i]) for i in pa], bids=[(i, book.bids[i]) for i in pb],
                                    nodes=pn, n_asks=len(book.asks), n_orders=n_orders, links=links,
-                                   time_limit_s=time_limit_s)
+                                   time_limit_s=time_limit_s, relax=key[1])
             fresh[key] = part
             solved.append(part)
         cache = fresh
         merged = _merge(solved)
         over, near = _overloaded(book, merged, capacity)
         if not over - active:
+            if relax:  # the link rows the relaxation needs are in: now the whole-number programmes, once
+                relax = False
+                continue
             return merged, len(parts)
         active |= over | near  # rows for nearly full link-slots too: they tend to overload next round
 
