@@ -132,7 +132,7 @@ class _Model:
 
 def solve_group(*, asks: Sequence[tuple[int, Ask]], bids: Sequence[tuple[int, Bid]], nodes: set[Node] | None = None,
                 n_asks: int, n_orders: int, links: dict[tuple[LinkKey, Slot], int], time_limit_s: float,
-                relax: bool = False) -> Solved:
+                relax: bool = False, keep: list[Warm] | None = None) -> Solved:
     """Clear one connected part of the book.
 
     ``asks``/``bids`` carry their index in the canonical book; an ask's rank is its index, a bid's
@@ -140,6 +140,7 @@ def solve_group(*, asks: Sequence[tuple[int, Ask]], bids: Sequence[tuple[int, Bi
     every node the asks supply) limits the programme to one part of the book: columns elsewhere
     belong to another part.  ``relax``: all-or-nothing decisions continuous (row generation's rounds; the
     whole-number programme is solved once the link rows are known), any fraction counted as taken.
+    ``keep``: where a programme with no integer decision enforced is kept for :func:`add_link_rows`.
     """
     started = time.perf_counter()
     m = _Model(links)
@@ -165,10 +166,11 @@ def solve_group(*, asks: Sequence[tuple[int, Ask]], bids: Sequence[tuple[int, Bi
                 m.z_cols[col] = (a_index, t)
     if not has_demand:
         return Solved("empty", 0.0, 0.0, time.perf_counter() - started, {}, {}, {}, dict.fromkeys(rows, 0.0), {})
-    return _run(m, rows, started, time_limit_s, relax)
+    return _run(m, rows, started, time_limit_s, relax, keep)
 
 
-def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float, relax: bool) -> Solved:
+def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float, relax: bool,
+         keep: list[Warm] | None = None) -> Solved:
     n = len(m.cost)
     h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
@@ -206,6 +208,13 @@ def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float,
     if bound is not None:  # relax-and-fix: its gap to the relaxation's bound, stated
         gap = max(0.0, (bound - float(h.getInfo().objective_function_value)) / max(1.0, abs(bound)))
         status = "feasible" if gap > 1e-9 and status == "optimal" else status
+    if keep is not None and (relax or not m.integer):  # a linear programme: the next round may extend it
+        keep.append(Warm(h, m, nodes))
+    return _extract(h, m, nodes, started, status, gap, relax)
+
+
+def _extract(h: highspy.Highs, m: _Model, nodes: dict[Node, int], started: float, status: str, gap: float,
+             relax: bool) -> Solved:
     sol = h.getSolution()
     value = np.asarray(sol.col_value)
     dual = np.asarray(sol.row_dual)
@@ -216,6 +225,67 @@ def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float,
     congestion = {key: max(0.0, float(dual[row])) for key, row in m.link_rows.items()}
     welfare = float(np.dot(np.asarray(m.true_cost), value))
     return Solved(status, gap, welfare, time.perf_counter() - started, x, y, z, prices, congestion)
+
+
+@dataclass(slots=True)
+class Warm:
+    """A part's solved linear programme kept between rounds of row generation (no integer decisions
+    enforced): the next round adds its new link rows and re-solves from the last basis."""
+
+    h: highspy.Highs
+    m: _Model
+    nodes: dict[Node, int]
+
+
+def add_link_rows(warm: Warm, links: dict[tuple[LinkKey, Slot], int], bids: Sequence[Bid], *,
+                  relax: bool, fix_whole: bool = False) -> Solved:
+    """Re-solve a kept part with ``links`` (a superset of its link rows): the new rows in one ``addRows``.
+
+    ``fix_whole``: then relax-and-fix its all-or-nothing decisions (as :func:`solve_group` does for a part
+    over ``RELAX_AND_FIX_OVER``), from the warm relaxation; the part stays a relaxation for the next round."""
+    started = time.perf_counter()
+    m = warm.m
+    new = sorted(ks for ks in links if ks not in m.link_rows)
+    at = {ks: i for i, ks in enumerate(new)}
+    entries: list[list[tuple[int, float]]] = [[] for _ in new]
+    for c, (b, site, t) in m.x_cols.items():
+        bid = bids[b]
+        key = bid.link_to(site)
+        if key is not None and (key, t) in at:
+            entries[at[(key, t)]].append((c, float(bid.data_gb_per_unit)))
+    for c, (b, site) in m.y_cols.items():
+        bid = bids[b]
+        key = bid.link_to(site)
+        if key is not None:
+            for t in range(bid.start_slot, bid.end_slot):
+                if (key, t) in at:
+                    entries[at[(key, t)]].append((c, float(bid.rate_per_slot * bid.data_gb_per_unit)))
+    m.links = links
+    for ks in new:
+        m.link_rows[ks] = m.add_row(float(links[ks]))
+    starts = np.cumsum([0] + [len(e) for e in entries[:-1]]).astype(np.int32) if new else np.zeros(0, np.int32)
+    index = np.asarray([c for e in entries for c, _ in e], dtype=np.int32)
+    value = np.asarray([v for e in entries for _, v in e], dtype=np.float64)
+    if new:
+        warm.h.addRows(len(new), np.full(len(new), -INF), np.asarray([float(links[ks]) for ks in new]),
+                       len(index), starts, index, value)
+    h = warm.h
+    h.run()
+    status = h.modelStatusToString(h.getModelStatus()).lower()
+    if not (fix_whole and m.integer and h.getModelStatus() == highspy.HighsModelStatus.kOptimal):
+        return _extract(h, m, warm.nodes, started, status, 0.0, relax)
+    cols = np.asarray(m.integer, dtype=np.int32)
+    bound = float(h.getInfo().objective_function_value)
+    relaxed = np.asarray(h.getSolution().col_value)[cols]
+    fixed = np.where(np.abs(relaxed - np.round(relaxed)) <= INTEGRAL_TOL, np.round(relaxed), 0.0).clip(0, 1)
+    h.changeColsBounds(len(cols), cols, fixed, fixed)
+    h.run()
+    status = h.modelStatusToString(h.getModelStatus()).lower()
+    gap = max(0.0, (bound - float(h.getInfo().objective_function_value)) / max(1.0, abs(bound)))
+    solved = _extract(h, m, warm.nodes, started, "feasible" if gap > 1e-9 and status == "optimal" else status, gap,
+                      relax=False)
+    h.changeColsBounds(len(cols), cols, np.zeros(len(cols)), np.ones(len(cols)))  # a relaxation again
+    return solved
 
 
 def _divisible_cols(m: _Model, bid: Bid, b_index: int, eps: float, nodes: dict[Node, int]) -> None:
