@@ -161,3 +161,11 @@ def test_a_large_book_of_gangs_and_links_is_relaxed_and_fixed_within_every_rule(
     rnd.shuffle(asks)
     rnd.shuffle(bids)
     assert clear_book(asks, bids, links[::-1]).canonical_json() == result.canonical_json()
+
+
+def test_one_bid_in_a_part_per_slot_gets_each_slots_link_row() -> None:
+    """The same orders form one part per slot: each part keeps its own solution between rounds."""
+    asks = [an_ask("a1", units=10, floor=100)]
+    bids = [a_bid("b1", quantity=12, rate=6, limit=300, data_site="wuhu", data_gb=1)]
+    result = clear_book(asks, bids, [Link("qingyang", "wuhu", 1)])
+    assert result.bids[0].filled == 2 and [c.flow_gb for c in result.congestion] == [1, 1]

@@ -133,7 +133,8 @@ def clear_book(asks: Iterable[Ask], bids: Iterable[Bid], links: Iterable[Link] =
 
 LinkSlot = tuple[LinkKey, Slot]
 Part = tuple[list[int], list[int], set[Node]]  # ask indexes, bid indexes, the nodes it prices
-PartKey = tuple[tuple[int, ...], tuple[int, ...], tuple[LinkSlot, ...]]
+PartId = tuple[tuple[int, ...], tuple[int, ...], tuple[Node, ...]]  # asks, bids, nodes: one bid may span parts
+PartKey = tuple[tuple[int, ...], tuple[int, ...], tuple[Node, ...], tuple[LinkSlot, ...]]
 
 
 def _solve(book: Book, time_limit_s: float) -> tuple[Solved, int]:
@@ -145,18 +146,18 @@ def _solve(book: Book, time_limit_s: float) -> tuple[Solved, int]:
     capacity = {link.key: link.gb_per_slot for link in book.links}
     active: set[LinkSlot] = set()
     cache: dict[tuple[PartKey, bool], Solved] = {}
-    warm: dict[tuple[tuple[int, ...], tuple[int, ...]], Warm] = {}  # linear parts kept for the next round's rows
+    warm: dict[PartId, Warm] = {}  # linear parts kept for the next round's rows
     gangs_and_links = relax = bool(capacity) and any(b.all_or_nothing for b in book.bids)  # relaxation's rounds
     while True:
         parts = _components(book, active, capacity)
         solved: list[Solved] = []
         fresh: dict[tuple[PartKey, bool], Solved] = {}
-        kept: dict[tuple[tuple[int, ...], tuple[int, ...]], Warm] = {}
+        kept: dict[PartId, Warm] = {}
         for pa, pb, pn in parts:
             links = _part_links(book, pb, pn, active, capacity)
             gangs = any(book.bids[i].all_or_nothing for i in pb)
-            key = ((tuple(pa), tuple(pb), tuple(sorted(links))), relax and gangs)
-            orders = key[0][:2]
+            orders: PartId = (tuple(pa), tuple(pb), tuple(sorted(pn)))  # the same orders may form a part per slot
+            key = ((*orders, tuple(sorted(links))), relax and gangs)
             part = cache.get(key)
             linear = relax or not gangs
             kept_part = warm.get(orders)
