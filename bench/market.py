@@ -4,7 +4,8 @@
 
 Books: 20 sites, 6 resource classes, 24 hourly slots, 20 % asks (a site and class, 4-24 slots,
 10-200 units per slot, a floor by class), 80 % bids (1-5 acceptable sites, a 1-4 slot window,
-1-16 units per slot for the whole window, a limit around the class's floors).  The link case gives
+1-16 units per slot for the whole window, a limit around the class's floors; 5 % of them
+all-or-nothing, which makes the parts they touch MIPs).  The link case gives
 half the bids a data site (1-4 GB per unit-slot) and every pair of sites a link of 40-400 GB per
 slot.  Each figure is ``clear_book`` end to end (canonical order, programmes, whole-unit fills,
 prices, money) as a session's clear runs it, over >= 3 runs (median, min, max, runs).  Welfare
@@ -35,6 +36,7 @@ SITES = [f"site{i:02d}" for i in range(20)]
 CLASSES = ["general", "intelligent", "super", "quantum", "edge", "storage"]
 BASE_FEN = {c: 100 * (i + 1) for i, c in enumerate(CLASSES)}
 SLOTS = 24
+AON_SHARE = 0.05  # bids that are all-or-nothing (gangs: rate units at one site in every slot of the window)
 
 
 def make_book(n_orders: int, *, links: bool, seed: int) -> tuple[list[Ask], list[Bid], list[Link]]:
@@ -54,8 +56,9 @@ def make_book(n_orders: int, *, links: bool, seed: int) -> tuple[list[Ask], list
         end = min(SLOTS, start + rnd.randint(1, 4))
         rate = rnd.randint(1, 16)
         data_site = rnd.choice(SITES) if links and rnd.random() < 0.5 else None
+        gang = rnd.random() < AON_SHARE
         bids.append(Bid(f"b{i:06d}", f"c{i % 500}", cls, tuple(rnd.sample(SITES, rnd.randint(1, 5))), start, end,
-                        rate * (end - start), rate, int(BASE_FEN[cls] * rnd.uniform(0.4, 1.8)),
+                        rate * (end - start), rate, int(BASE_FEN[cls] * rnd.uniform(0.4, 1.8)), gang,
                         data_site=data_site, data_gb_per_unit=rnd.randint(1, 4) if data_site else 0))
     link_list = [Link(a, b, rnd.randint(40, 400)) for i, a in enumerate(SITES) for b in SITES[i + 1:]] if links else []
     return asks, bids, link_list
@@ -63,6 +66,7 @@ def make_book(n_orders: int, *, links: bool, seed: int) -> tuple[list[Ask], list
 
 def timed(n_orders: int, *, links: bool, runs: int) -> dict[str, Any]:
     asks, bids, link_list = make_book(n_orders, links=links, seed=n_orders + links)
+    bids_by_id = {b.id: b for b in bids}
     values, cpu = [], []
     result = None
     for _ in range(runs):
@@ -76,6 +80,9 @@ def timed(n_orders: int, *, links: bool, runs: int) -> dict[str, Any]:
             "cpu_median_s": statistics.median(cpu), "cpu_runs": cpu, "status": result.status, "parts": result.parts,
             "welfare_fen": result.welfare_fen, "traded_unit_slots": sum(b.filled for b in result.bids),
             "binding_link_slots": sum(1 for c in result.congestion if c.price_cf > 0),
+            "all_or_nothing_bids": sum(1 for b in bids if b.all_or_nothing),
+            "all_or_nothing_filled": sum(1 for b in result.bids if b.filled and bids_by_id[b.bid_id].all_or_nothing),
+            "make_whole_fen": result.make_whole_fen, "gap": result.gap,
             "congestion_rent_fen": result.congestion_rent_fen, "rounding_fen": result.rounding_fen}
 
 

@@ -47,6 +47,7 @@ class LoopSettings:
     loop_stale_s: float = 60.0  # ... or once no pass succeeded for this long
     reconcile_s: float = 3600.0  # reconcile the ledger this often for the metric (0: only on demand)
     replica_grace_s: float = 86_400.0  # a staged replica nobody needs is deleted this long after its last use
+    market: tuple[tuple[str, int], ...] = ()  # market session schedule overrides (domain.market.session.Schedule)
 
 
 _LOOP = LoopSettings()
@@ -147,6 +148,14 @@ class PlatformSettings(_Base):
     loop_stale_s: float = Field(_LOOP.loop_stale_s, gt=0, le=86_400, allow_inf_nan=False)  # or no pass this long
     reconcile_s: float = Field(_LOOP.reconcile_s, ge=0, le=30 * 86_400, allow_inf_nan=False)  # 0: never
     replica_grace_s: float = Field(_LOOP.replica_grace_s, ge=0, le=366 * 86_400, allow_inf_nan=False)
+    # The market's session schedule (docs/market.md); unset: production's (hourly day-ahead gated 12:00 UTC,
+    # quarter-hour intraday).  Shortened for tests and demos, e.g. a 10 s intraday cadence with a 120 s slot.
+    market_da_gate_s: int | None = Field(None, ge=0, le=86_400)
+    market_da_slot_s: int | None = Field(None, ge=1, le=86_400)
+    market_intraday_every_s: int | None = Field(None, ge=1, le=86_400)
+    market_intraday_slot_s: int | None = Field(None, ge=1, le=86_400)
+    market_intraday_slots: int | None = Field(None, ge=1, le=1000)
+    market_intraday_lead_s: int | None = Field(None, ge=0, le=86_400)
     migrate: bool = False  # serve: bring the schema to head (under the migration lock) instead of refusing
     map_geojson: Path | None = None  # the operator's approved map background (web/geo.py); None: no borders
 
@@ -157,6 +166,13 @@ class PlatformSettings(_Base):
             return None
         if value is not None and "://" not in value:
             raise ValueError("expected a URL such as sqlite:///path/suanwang.db or postgresql://user@host:5432/db")
+        return value
+
+    @field_validator("market_da_slot_s")
+    @classmethod
+    def _divides_a_day(cls, value: int | None) -> int | None:
+        if value is not None and 86_400 % value:
+            raise ValueError("must divide a day (86400 s)")
         return value
 
     def resolved_database_url(self) -> str:
@@ -170,7 +186,13 @@ class PlatformSettings(_Base):
                             rating_batch=self.rating_batch, loop_failures_max=self.loop_failures_max,
                             loop_stale_s=self.loop_stale_s, reconcile_s=self.reconcile_s,
                             replica_grace_s=self.replica_grace_s,
-                            usage_clock_skew_s=self.usage_clock_skew_s)
+                            usage_clock_skew_s=self.usage_clock_skew_s,
+                            market=tuple((name.removeprefix("market_"), value) for name in _MARKET
+                                         if (value := getattr(self, name)) is not None))
+
+
+_MARKET = ("market_da_gate_s", "market_da_slot_s", "market_intraday_every_s", "market_intraday_slot_s",
+           "market_intraday_slots", "market_intraday_lead_s")
 
 
 class AgentSettings(_Base):

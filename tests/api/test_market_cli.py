@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from suanwang.cli.market import yuan_cf
 from suanwang.services import market
 from tests.api.conftest import Grid
 from tests.api.test_billing_cli import cli  # noqa: F401  (the fixture)
@@ -31,4 +32,16 @@ def test_market_commands_end_to_end(grid: Grid, cli) -> None:  # type: ignore[no
     assert result["bids"][0]["filled"] == 8
     contracts = json.loads(cli("consumer", "market", "contracts", "--json"))
     assert sum(c["units"] for c in contracts) == 8
-    assert "prices" in cli("consumer", "market", "result", sid)  # the Rich tables render
+    table = cli("consumer", "market", "result", sid)  # the Rich tables render, money in yuan
+    assert "prices" in table and "price (yuan)" in table and "pays (yuan)" in table
+    price = result["prices"][0]["price_cf"]
+    assert yuan_cf(price) in table and str(price) not in table
+    assert str(result["bids"][0]["pays_fen"]) == str(int(result["bids"][0]["pays_fen"]))  # --json: exact fen
+    said = cli("operator", "market", "ask", "--session", sid, "--site", site, "--slots", "0", "1", "--units", "1",
+               "--floor-fen", "12345")
+    assert "123.45 yuan per unit-slot" in " ".join(said.split())  # the console may wrap the line
+
+
+def test_centi_fen_print_as_yuan_to_the_tick() -> None:
+    assert [yuan_cf(v) for v in (0, 1, 99, 100, 12_345, 10**9, -250)] == [
+        "0.0000", "0.0001", "0.0099", "0.0100", "1.2345", "100000.0000", "-0.0250"]

@@ -91,3 +91,17 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path), "--log-format", "plain"])
     assert r.exit_code == 3
     assert "run `suanwang migrate`" in r.output
+
+
+def test_the_market_schedule_is_a_setting_and_defaults_to_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    from suanwang.domain.market.session import DEFAULT_SCHEDULE, Schedule
+
+    assert PlatformSettings.load().loop().market == ()  # production's schedule
+    assert Schedule(**dict(PlatformSettings.load().loop().market)) == DEFAULT_SCHEDULE
+    monkeypatch.setenv("SUANWANG_MARKET_INTRADAY_EVERY_S", "10")
+    monkeypatch.setenv("SUANWANG_MARKET_INTRADAY_SLOT_S", "120")
+    loop = PlatformSettings.load(market_intraday_slots=1).loop()
+    assert Schedule(**dict(loop.market)) == Schedule(intraday_every_s=10, intraday_slot_s=120, intraday_slots=1)
+    for name, value in (("market_da_slot_s", 7), ("market_intraday_every_s", 0), ("market_intraday_slots", 10**6)):
+        with pytest.raises(SettingsError, match=name):
+            PlatformSettings.load(**{name: value})

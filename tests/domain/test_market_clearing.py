@@ -132,3 +132,40 @@ def test_equal_bids_are_split_by_canonical_rank() -> None:
 def test_a_bad_order_is_refused_naming_the_field(bid, field: str) -> None:
     with pytest.raises(InvalidSpec, match=field):
         clear_book([an_ask("a1")], [bid])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_large_book_of_gangs_and_links_is_relaxed_and_fixed_within_every_rule(seed: int) -> None:
+    """More all-or-nothing bids in a part than RELAX_AND_FIX_OVER: no search, the relaxation's whole decisions
+    kept (row generation warm-started); every rule still holds, the gap is stated, a shuffle changes nothing."""
+    from suanwang.domain.market.lp import RELAX_AND_FIX_OVER
+
+    rnd = random.Random(seed)
+    sites = ["s1", "s2", "s3", "s4"]
+    asks = [an_ask(f"a{i:03d}", site=rnd.choice(sites), start=rnd.randrange(0, 3), end=rnd.randrange(3, 6),
+                   units=rnd.randint(2, 20), floor=rnd.randint(50, 150)) for i in range(40)]
+    bids = []
+    for i in range(240):
+        start = rnd.randrange(0, 5)
+        end = min(6, start + rnd.randint(1, 3))
+        rate, gang = rnd.randint(1, 6), i % 2 == 0
+        data = rnd.choice(sites) if rnd.random() < 0.5 else None
+        bids.append(a_bid(f"b{i:03d}", sites=tuple(sorted(rnd.sample(sites, rnd.randint(1, 3)))), start=start,
+                          end=end, rate=rate, quantity=rate * (end - start), limit=rnd.randint(60, 300), gang=gang,
+                          data_site=data, data_gb=rnd.randint(1, 3) if data else 0))
+    links = [Link(a, b, rnd.randint(2, 12)) for i, a in enumerate(sites) for b in sites[i + 1:]]
+    assert sum(b.all_or_nothing for b in bids) > RELAX_AND_FIX_OVER
+    result = clear_book(asks, bids, links)
+    check_rules(canonical_book(asks, bids, links), result)
+    assert result.status in ("optimal", "feasible") and 0 <= result.gap < 1
+    rnd.shuffle(asks)
+    rnd.shuffle(bids)
+    assert clear_book(asks, bids, links[::-1]).canonical_json() == result.canonical_json()
+
+
+def test_one_bid_in_a_part_per_slot_gets_each_slots_link_row() -> None:
+    """The same orders form one part per slot: each part keeps its own solution between rounds."""
+    asks = [an_ask("a1", units=10, floor=100)]
+    bids = [a_bid("b1", quantity=12, rate=6, limit=300, data_site="wuhu", data_gb=1)]
+    result = clear_book(asks, bids, [Link("qingyang", "wuhu", 1)])
+    assert result.bids[0].filled == 2 and [c.flow_gb for c in result.congestion] == [1, 1]

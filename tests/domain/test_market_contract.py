@@ -112,3 +112,54 @@ def test_spot_borrows_idle_reserved_capacity_and_is_preempted_only_as_far_as_the
     free_after = capacity - owner_running - (spot_running - preempt)
     assert free_after >= entitled  # the owner fits after the preemption
     assert preempt == 0 or free_after - 1 < entitled  # and not one unit more was taken than needed
+
+
+@given(paid=st.integers(0, 10**9), lent=st.integers(0, 8), extra=st.integers(0, 8),
+       start=st.integers(-5_000, 5_000), length=st.integers(0, 10_000))
+def test_lent_revenue_is_a_pro_rata_share_never_above_what_was_paid(paid: int, lent: int, extra: int, start: int,
+                                                                   length: int) -> None:
+    from suanwang.domain.market.contract import lent_revenue_fen
+
+    units = max(1, lent + extra)
+    lent = min(lent, units)
+    got = lent_revenue_fen(paid, lent_units=lent, job_units=units, start_ms=start, end_ms=start + length,
+                           slot_start_ms=0, slot_end_ms=3_600)
+    assert 0 <= got <= paid
+    if start >= 0 and start + length <= 3_600 and lent == units and length > 0:
+        assert got == paid  # wholly inside the slot, wholly on lent units: all of it
+    if (start + length <= 0 and length > 0) or start >= 3_600:
+        assert got == 0  # outside the slot: nothing
+
+
+@given(every=st.integers(1, 600), slot=st.integers(1, 3600), slots=st.integers(1, 50), lead=st.integers(0, 600),
+       start=st.integers(1_700_000_000, 1_900_000_000), span=st.integers(1, 3600))
+@settings(max_examples=100, deadline=None)
+def test_a_short_schedule_gives_every_gate_its_own_canonical_id(every: int, slot: int, slots: int, lead: int,
+                                                                start: int, span: int) -> None:
+    from suanwang.domain.market.session import Schedule, session_by_id
+
+    schedule = Schedule(intraday_every_s=every, intraday_slot_s=slot, intraday_slots=slots, intraday_lead_s=lead)
+    due = [s for s in due_sessions(start + span, start, schedule=schedule) if s.kind is SessionKind.INTRADAY]
+    assert len({s.id for s in due}) == len(due) == len({s.gate_at for s in due})  # no two gates share an id
+    for s in due:
+        assert session_by_id(s.id, schedule) == s  # the id names the session, under the same schedule
+        assert (s.first_slot_at, s.slot_s, s.slots) == (s.gate_at + lead, slot, slots)
+
+
+def test_session_ids_are_canonical_and_the_default_schedule_is_production() -> None:
+    from suanwang.domain.market.session import DEFAULT_SCHEDULE, Schedule, session_by_id
+
+    assert Schedule(12 * 3600, 3600, 900, 900, 16, 0) == DEFAULT_SCHEDULE
+    assert session_by_id("id-2026-12-07T20:15").gate_at == datetime(2026, 12, 7, 20, 15, tzinfo=UTC).timestamp()
+    short = Schedule(intraday_every_s=10, intraday_slot_s=120, intraday_slots=1)
+    assert session_by_id("id-2026-12-07T20:15:10", short).slot_s == 120
+    for bad, schedule in (("id-2026-12-07T20:15:00", DEFAULT_SCHEDULE),  # another spelling of a session: refused
+                          ("id-2026-12-07T20:15", short), ("id-2026-12-07T20:15:05", short),
+                          ("da-2026-12-7", DEFAULT_SCHEDULE), ("id-9999-12-31T23:59:59", short),
+                          ("id-2026-12-07T20:15:1\x00", short), (12, DEFAULT_SCHEDULE)):
+        with pytest.raises(InvalidSpec, match="session"):
+            session_by_id(bad, schedule)
+    for fields in ({"da_slot_s": 7}, {"intraday_every_s": 0}, {"intraday_slots": 10**6}, {"da_gate_s": -1},
+                   {"intraday_slot_s": True}):
+        with pytest.raises(InvalidSpec, match="market_"):
+            Schedule(**fields)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from suanwang.domain.grid import Capacity, Pool
 from suanwang.domain.job import JobSpec
 from suanwang.domain.market.reservations import (
     Reservation,
+    attribute_lent,
     lendable_pools,
     owner_use,
     place_owners,
@@ -105,3 +106,18 @@ def test_owners_stay_inside_their_reservation_and_only_spot_is_preempted(
     (seen,) = pools_for_others(pools, [res], plan)
     (lend,) = lendable_pools(pools, [res], plan, {})
     assert seen.free.devices + lend.free.devices <= plan.free[("qingyang", "gpu")].devices
+
+
+@settings(max_examples=200, deadline=None)
+@given(rooms=st.lists(st.integers(0, 5), min_size=1, max_size=4), jobs=st.lists(st.integers(1, 4), max_size=8))
+def test_lent_units_are_attributed_to_lines_never_beyond_their_idle_room(rooms: list[int], jobs: list[int]) -> None:
+    lines = [_res(f"s/b{i}/a1/0", units=10) for i in range(len(rooms))]
+    room = {r.contract_id: n for r, n in zip(lines, rooms, strict=True)}
+    lent = [(f"j{i}", "qingyang", ResourceClass.INTELLIGENT, u) for i, u in enumerate(jobs)]
+    got = attribute_lent(lent, lines, room)
+    for cid, n in room.items():  # no line lends more than it left idle
+        assert sum(u for parts in got.values() for c, u in parts if c == cid) <= n
+    for jid, _, _, units in lent:  # no job borrows more than it takes; the idle room is used before any is left
+        assert sum(u for _, u in got.get(jid, ())) <= units
+    assert sum(u for parts in got.values() for _, u in parts) == min(sum(rooms), sum(jobs))
+    assert attribute_lent([("x", "wuhu", ResourceClass.INTELLIGENT, 2)], lines, room) == {}  # another site's lines

@@ -52,12 +52,14 @@ class LivePlatform:
 
     start_timeout_s = 60.0  # seconds for /health to answer after start
 
-    def start_server(self, lease_s: float = 2.0) -> None:
+    def start_server(self, lease_s: float = 2.0, env: dict[str, str] | None = None) -> None:
+        """``env``: extra settings for the server (``SUANWANG_<NAME>``), e.g. a short market schedule."""
         port = int(self.url.rsplit(":", 1)[1])
         cmd = [sys.executable, "-m", "suanwang", "serve", "--data-dir", str(self.data_dir), "--database-url",
                self.db_url, "--port", str(port), "--lease-s", str(lease_s), "--tick-s", "0.2", "--migrate"]
         with open(self.data_dir / "server.log", "ab") as log:  # the child holds its own copy of the descriptor
-            self.server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+            self.server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log,
+                                           env={**os.environ, **env} if env else None)
         self.procs.append(self.server)
         deadline = time.time() + self.start_timeout_s
         while time.time() < deadline:

@@ -68,3 +68,31 @@ def test_statements_show_the_market_lines_and_they_balance(seeded: Database) -> 
         assert -sum(m.fen for m in lines if m.item == "charge" and m.account == f"hold:{consumer}") == paid[consumer]
     assert sum(m.fen for m in lines) == 0  # the clear's legs net out (its suspense account ends at zero)
     assert f"market,earnings:p1,,,{SESSION.id} earn" in settlement_csv(settlement)
+
+
+def test_a_link_of_limited_bandwidth_prices_congestion_and_the_rent_reaches_the_statements(seeded: Database) -> None:
+    from datetime import UTC, datetime
+
+    from suanwang.domain.market.money import CONGESTION
+    from suanwang.domain.settlement import compute_settlement
+    from suanwang.store.sql_ledger import load_transfers
+    from suanwang.store.tables import LinkRow
+    from tests.services.test_market_service import C1, P1, _post
+
+    with seeded.transaction() as s:  # 0.0025 Gbit/s: 1 whole GB in an hourly slot
+        s.add(LinkRow(a="wuhu", b="qingyang", latency_ms=20.0, bandwidth_gbps=0.0025))
+    _post(seeded, P1, "ask", site="qingyang", units_per_slot=10, floor_fen=100)
+    _post(seeded, C1, "bid", sites=["qingyang"], quantity=12, rate_per_slot=6, limit_fen=300, data_site="wuhu",
+          data_gb_per_unit=1)  # its data is at wuhu: each unit run at qingyang moves 1 GB over the link
+    assert market.clear_session(seeded, SESSION.id, now=AFTER)
+    with seeded.transaction() as s:
+        result = market.result_json(s, C1, SESSION.id)
+        rent = cached_balances(s).get(CONGESTION, 0)
+        assert reconcile(s).ok
+        transfers = load_transfers(s, before=datetime(2999, 1, 1, tzinfo=UTC))
+    assert result["bids"][0]["filled"] == 2  # one unit per slot: the link carries 1 GB a slot
+    assert {c["slot"] for c in result["congestion"]} == {0, 1} and all(c["price_cf"] > 0 for c in result["congestion"])
+    assert rent > 0
+    lines = compute_settlement(transfers, start=datetime(1970, 1, 1, tzinfo=UTC),
+                               end=datetime(2999, 1, 1, tzinfo=UTC)).market
+    assert sum(m.fen for m in lines if m.item == "congestion" and m.account == str(CONGESTION)) == rent

@@ -14,6 +14,8 @@ ledger (``SqlLedger``).  One database transaction per state change:
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -28,8 +30,9 @@ from suanwang.domain.ledger import HoldState, ResultCode, plan_release, wallet
 from suanwang.domain.market import Ask, Bid, canonical_book, clear_book, validate_ask, validate_bid
 from suanwang.domain.market.contract import plan_contracts
 from suanwang.domain.market.money import bid_hold_id, plan_bid_hold, plan_clear
+from suanwang.domain.market.order import Link, link_key
+from suanwang.domain.market.session import DEFAULT_SCHEDULE, Schedule, check_open, open_sessions, session_by_id
 from suanwang.domain.market.session import Session as MarketSession
-from suanwang.domain.market.session import check_open, open_sessions, session_by_id
 from suanwang.domain.money import format_yuan
 from suanwang.domain.resources import ResourceClass
 from suanwang.errors import Forbidden, InsufficientFunds, InvalidSpec, NotFound, StoreConflict
@@ -37,9 +40,10 @@ from suanwang.services.auth import Principal, Role
 from suanwang.services.ledger_store import SqlLedger, cached_balances, credit_limit_of
 from suanwang.store.db import Database
 from suanwang.store.market_tables import MarketClearRow, MarketContractRow, MarketOrderRow
-from suanwang.store.tables import SiteRow
+from suanwang.store.tables import LinkRow, SiteRow
 
 ACTOR = "market"
+log = logging.getLogger(__name__)
 _ASK_FIELDS = {"session", "site", "resource_class", "start_slot", "end_slot", "units_per_slot", "floor_fen"}
 _BID_FIELDS = {"session", "sites", "resource_class", "start_slot", "end_slot", "quantity", "rate_per_slot",
                "limit_fen", "all_or_nothing", "data_site", "data_gb_per_unit"}
@@ -81,7 +85,8 @@ def _class(value: object) -> str:
                           f"(one of {', '.join(c.value for c in ResourceClass)})") from exc
 
 
-def post_order(session: Session, actor: Principal, side: str, data: Mapping[str, Any], *, now: float) -> dict[str, Any]:
+def post_order(session: Session, actor: Principal, side: str, data: Mapping[str, Any], *, now: float,
+               schedule: Schedule = DEFAULT_SCHEDULE) -> dict[str, Any]:
     """Post an ask (provider, for its own site) or a bid (consumer; places its hold)."""
     if side not in ("ask", "bid"):
         raise NotFound(f"no order side {side[:10]!r}")
@@ -89,7 +94,7 @@ def post_order(session: Session, actor: Principal, side: str, data: Mapping[str,
     extra = sorted(set(data) - fields)
     if extra:
         raise InvalidSpec(f"{extra[0][:40]}: unknown field")
-    market = session_by_id(data.get("session"))
+    market = session_by_id(data.get("session"), schedule)
     check_open(market, now)
     cls = _class(data.get("resource_class"))
     start, end = _field(data, "start_slot", int), _field(data, "end_slot", int)
@@ -162,12 +167,13 @@ def order_json(order_id: str, session_id: str, side: str, state: str, body: Mapp
     return {"id": order_id, "session": session_id, "side": side, "state": state, **body}
 
 
-def withdraw_order(session: Session, actor: Principal, order_id: str, *, now: float) -> dict[str, Any]:
+def withdraw_order(session: Session, actor: Principal, order_id: str, *, now: float,
+                   schedule: Schedule = DEFAULT_SCHEDULE) -> dict[str, Any]:
     """Withdraw a live order before its gate; a bid's hold goes back to the wallet at once."""
     row = session.get(MarketOrderRow, order_id, with_for_update=True)
     if row is None or (not actor.sees_all and row.tenant_id != actor.tenant_id):
         raise NotFound(f"no order {order_id[:80]!r}")
-    check_open(session_by_id(row.session_id), now)
+    check_open(session_by_id(row.session_id, schedule), now)
     if row.state == "live" and row.side == "bid":
         ledger = SqlLedger(session)
         hold = ledger.hold(bid_hold_id(row.session_id, row.id))
@@ -196,9 +202,21 @@ def _orders(session: Session, session_id: str) -> tuple[list[Ask], list[Bid]]:
     return asks, bids
 
 
-def clear_session(db: Database, session_id: str, *, now: float | None = None) -> bool:
+def market_links(session: Session, slot_s: int) -> list[Link]:
+    """The grid's links as the clear sees them: each link's bandwidth in whole GB per slot (Gbit/s x slot / 8,
+    rounded down), so data that must cross a link is priced where it binds (congestion)."""
+    best: dict[tuple[str, str], int] = {}
+    for a, b, gbps in session.execute(select(LinkRow.a, LinkRow.b, LinkRow.bandwidth_gbps)):
+        if a != b and math.isfinite(gbps) and gbps >= 0:
+            key, gb = link_key(a, b), min(10**12, int(gbps * slot_s / 8))
+            best[key] = min(best.get(key, gb), gb)  # a pair entered both ways counts once, the narrower
+    return [Link(a, b, gb) for (a, b), gb in sorted(best.items())]
+
+
+def clear_session(db: Database, session_id: str, *, now: float | None = None,
+                  schedule: Schedule = DEFAULT_SCHEDULE) -> bool:
     """Clear a session whose gate has closed, once.  Returns whether this call cleared it."""
-    market = session_by_id(session_id)
+    market = session_by_id(session_id, schedule)
     now = time.time() if now is None else now
     if now < market.gate_at:
         raise InvalidSpec(f"session: {session_id} is still open")
@@ -210,14 +228,15 @@ def clear_session(db: Database, session_id: str, *, now: float | None = None) ->
             session.add(claim)
             session.flush()  # the claim first: a concurrent replica waits on this key, then fails on it
             asks, bids = _orders(session, market.id)
-            result = clear_book(asks, bids)
+            links = market_links(session, market.slot_s)
+            result = clear_book(asks, bids, links)
             at = datetime.fromtimestamp(max(now, market.gate_at), UTC)
             transfers = plan_clear(market.id, bids, result, at=at, actor=ACTOR)
             outcomes = SqlLedger(session).apply_many(transfers, atomic=True)
             bad = [r for r in outcomes if not r.ok]
             if bad:
                 raise InvalidSpec(f"session {market.id}: the clear's ledger transfers were refused: {bad[0].code}")
-            for line in plan_contracts(canonical_book(asks, bids), result):
+            for line in plan_contracts(canonical_book(asks, bids, links), result):
                 start = market.slot_start(line.slot)
                 session.add(MarketContractRow(
                     id=f"{market.id}/{line.id}", session_id=market.id, bid_id=line.bid_id, consumer=line.consumer,
@@ -230,20 +249,31 @@ def clear_session(db: Database, session_id: str, *, now: float | None = None) ->
         return False  # another replica committed the same claim first
 
 
-def clear_due(db: Database, *, now: float) -> list[str]:
+def clear_due(db: Database, *, now: float, schedule: Schedule = DEFAULT_SCHEDULE) -> list[str]:
     """The control loop's step: clear every session with orders whose gate has closed and that no replica
     has cleared yet (oldest first).  A session nobody posted to has nothing to clear and leaves no row."""
     with db.sessions() as session:
         pending = sorted(set(session.scalars(
             select(MarketOrderRow.session_id).where(~select(MarketClearRow.session_id).where(
                 MarketClearRow.session_id == MarketOrderRow.session_id).exists()).distinct())))
-    due = sorted((session_by_id(sid) for sid in pending), key=lambda m: (m.gate_at, m.id))
-    return [m.id for m in due if m.gate_at <= now and clear_session(db, m.id, now=now)]
+    due = sorted((m for sid in pending if (m := _known(sid, schedule)) is not None), key=lambda m: (m.gate_at, m.id))
+    return [m.id for m in due if m.gate_at <= now and clear_session(db, m.id, now=now, schedule=schedule)]
 
 
-def result_json(session: Session, actor: Principal, session_id: str) -> dict[str, Any]:
+def _known(session_id: str, schedule: Schedule) -> MarketSession | None:
+    """The session an order's id names under the current schedule; None (left alone, logged) if the schedule
+    changed under a board that still held orders (their sessions are not this schedule's)."""
+    try:
+        return session_by_id(session_id, schedule)
+    except InvalidSpec:
+        log.warning("market session %s is not one of the current schedule's: not cleared", session_id)
+        return None
+
+
+def result_json(session: Session, actor: Principal, session_id: str,
+                schedule: Schedule = DEFAULT_SCHEDULE) -> dict[str, Any]:
     """A cleared session's result: public prices and volumes for everyone; fills only one's own."""
-    row = session.get(MarketClearRow, session_by_id(session_id).id)
+    row = session.get(MarketClearRow, session_by_id(session_id, schedule).id)
     if row is None:
         raise NotFound(f"session {session_id[:40]!r} has not cleared")
     body = json.loads(row.result)
@@ -268,19 +298,20 @@ def contracts_json(session: Session, actor: Principal) -> list[dict[str, Any]]:
                                           "seller_price_cf")} for row in session.scalars(query.limit(10_000))]
 
 
-def orders_json(session: Session, actor: Principal, session_id: str | None = None) -> list[dict[str, Any]]:
+def orders_json(session: Session, actor: Principal, session_id: str | None = None,
+                schedule: Schedule = DEFAULT_SCHEDULE) -> list[dict[str, Any]]:
     """The caller's own orders (operator and auditor: everyone's), newest first."""
     query = select(MarketOrderRow).order_by(MarketOrderRow.id.desc()).limit(1000)
     if session_id is not None:
-        query = query.where(MarketOrderRow.session_id == session_by_id(session_id).id)
+        query = query.where(MarketOrderRow.session_id == session_by_id(session_id, schedule).id)
     if not actor.sees_all:
         query = query.where(MarketOrderRow.tenant_id == actor.tenant_id)
     return [order_json(r.id, r.session_id, r.side, r.state, r.body) for r in session.scalars(query)]
 
 
-def market_data(session: Session, session_id: str) -> dict[str, Any]:
+def market_data(session: Session, session_id: str, schedule: Schedule = DEFAULT_SCHEDULE) -> dict[str, Any]:
     """Public data of a session: depth of live orders, and its prices and volumes once cleared; never who."""
-    market = session_by_id(session_id)
+    market = session_by_id(session_id, schedule)
     asks, bids = _orders(session, market.id)
     offered: dict[tuple[str, str, int], int] = {}
     for a in asks:
@@ -301,13 +332,13 @@ def market_data(session: Session, session_id: str) -> dict[str, Any]:
             "prices": body["prices"] if body else [], "congestion": body["congestion"] if body else []}
 
 
-def sessions_json(now: float) -> list[dict[str, Any]]:
+def sessions_json(now: float, schedule: Schedule = DEFAULT_SCHEDULE) -> list[dict[str, Any]]:
     return [{"id": s.id, "kind": s.kind.value, "gate_at": s.gate_at, "first_slot_at": s.first_slot_at,
-             "slot_s": s.slot_s, "slots": s.slots} for s in open_sessions(now)]
+             "slot_s": s.slot_s, "slots": s.slots} for s in open_sessions(now, schedule=schedule)]
 
 
 def amend_order(session: Session, actor: Principal, order_id: str, changes: Mapping[str, Any], *,
-                now: float) -> dict[str, Any]:
+                now: float, schedule: Schedule = DEFAULT_SCHEDULE) -> dict[str, Any]:
     """Amend a live order before its gate: withdraw it and post the amended one in this one transaction.
 
     The amended order gets a new id (it loses time priority, as on an exchange); a bid's old hold is
@@ -321,5 +352,5 @@ def amend_order(session: Session, actor: Principal, order_id: str, changes: Mapp
     if "session" in changes and changes["session"] != row.session_id:
         raise InvalidSpec("session: an order stays in its session; withdraw it and post a new one")
     side, body = row.side, {**row.body, **changes}
-    withdraw_order(session, actor, order_id, now=now)
-    return {**post_order(session, actor, side, body, now=now), "replaces": order_id}
+    withdraw_order(session, actor, order_id, now=now, schedule=schedule)
+    return {**post_order(session, actor, side, body, now=now, schedule=schedule), "replaces": order_id}

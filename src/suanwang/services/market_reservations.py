@@ -70,6 +70,18 @@ def contract_jobs(session: Session, states: Sequence[str], sites: set[str]) -> t
     return of, held
 
 
+def lent_use(session: Session, states: Sequence[str], sites: set[str], contracts: set[str]) -> dict[str, int]:
+    """Units of each contract line that spot jobs holding capacity at ``sites`` borrow now
+    (``placement.lent_now``), so the next lending pass attributes only what is still idle."""
+    rows = session.scalars(select(JobRow.placement).where(JobRow.state.in_(states), JobRow.site.in_(sorted(sites))))
+    used: dict[str, int] = {}
+    for placement in rows:
+        for cid, units in (placement.get("lent_now") or ()) if isinstance(placement, dict) else ():
+            if cid in contracts:
+                used[cid] = used.get(cid, 0) + int(units)
+    return used
+
+
 def settle_failed_contracts(session: Session, *, now: float) -> list[str]:
     """Refund and penalty for contract lines whose site is offline during their slot (delivery failed).
 

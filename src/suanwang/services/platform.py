@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.orm import Session
 
 from suanwang.domain.job import JobSpec
+from suanwang.domain.market.session import Schedule
 from suanwang.domain.placement import Scheduler
 from suanwang.observability import metrics
 from suanwang.services import (
@@ -87,6 +88,7 @@ class Platform:
         self.channel = channel_for(db.url) if is_postgres(db.engine) else None
         self.listener: Listener | None = None
         self.settings = settings or Settings()
+        self.market_schedule = Schedule(**dict(self.settings.market))  # the market's sessions (docs/market.md)
         self.planner = GridPlanner()
         self.fixed_scheduler = scheduler
         self._wake = threading.Event()
@@ -155,7 +157,8 @@ class Platform:
             if rated >= self.settings.rating_batch * batches:
                 self._wake.set()  # a backlog: the next pass goes on with it
             chain.seal_all(self.db)  # after rating, off its path: hash-chain what has committed (own transactions)
-            market.clear_due(self.db, now=now)  # sessions whose gate closed, once each (own transactions)
+            # sessions whose gate closed, once each (own transactions)
+            market.clear_due(self.db, now=now, schedule=self.market_schedule)
 
     def run_pass(self) -> None:
         """One pass of the loop as the loop runs it: a failure is logged and counted, never raised."""

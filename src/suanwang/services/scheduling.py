@@ -248,8 +248,13 @@ def place_waiting_jobs(
         plan = result.placements
     else:
         plan = scheduler.plan(queue, pools, now=now)
+    lent_of: dict[str, tuple[tuple[str, int], ...]] = {}
     if owners is not None:
-        plan = owners.placements + plan + _lend(scheduler, queue, plan, all_pools, reserved, owners, now)
+        lent = _lend(scheduler, queue, plan, all_pools, reserved, owners, now)
+        lent_of = _lent_lines(lent, queue, all_pools, reserved, owners,
+                              market_reservations.lent_use(session, _HOLDING, {r.site for r in reserved},
+                                                           set(owners.room)))
+        plan = owners.placements + plan + lent
     placed, deferred, events = [], [], []
     # a job whose inputs are not yet at its site waits while they are staged (flows; services.transfers)
     staging = transfers.staging_gate(session, {p.job_id: p.site for p in plan if p.start_at <= now + 1.0}, now=now)
@@ -261,6 +266,12 @@ def place_waiting_jobs(
             record["card"] = placement.card
         if owners is not None and placement.job_id in owners.contract_of:
             record["contract"] = owners.contract_of[placement.job_id]
+        lent_history = job.placement.get("lent") if isinstance(job.placement, dict) else None
+        lent_history = dict(lent_history) if isinstance(lent_history, dict) else {}
+        if placement.job_id in lent_of:  # borrowed contracts' idle units: their buyers are owed a share (rating)
+            lent_history[str(job.attempt + 1)] = record["lent_now"] = [list(p) for p in lent_of[placement.job_id]]
+        if lent_history:  # by the attempt the lease will start, kept across requeues for late usage reports
+            record["lent"] = lent_history
         if placement.job_id in staging:
             if job.placement != record | {"staging": staging[placement.job_id]}:
                 deferred.append({"b_id": job.id, "placement": record | {"staging": staging[placement.job_id]}})
@@ -301,6 +312,20 @@ def _lend(scheduler: Scheduler, queue: list[QueuedJob], plan: list[Placement], p
             taken[(p.site, p.pool)] = taken[(p.site, p.pool)] + demand[p.job_id]
     lend = reservations.lendable_pools(pools, reserved, owners, taken)
     return [p for p in scheduler.plan(spot, lend, now=now) if p.start_at <= now + 1.0]
+
+
+def _lent_lines(lent: list[Placement], queue: list[QueuedJob], pools: list[PoolState],
+               reserved: list[reservations.Reservation], owners: reservations.OwnerPlan, lent_now: dict[str, int]
+               ) -> dict[str, tuple[tuple[str, int], ...]]:
+    """The contract lines each lent placement borrowed from (``reservations.attribute_lent``), of what the
+    spot work already borrowing (``lent_now``) left idle."""
+    specs = {q.id: q.spec for q in queue}
+    by_key = {(p.pool.site, p.pool.name): p.pool for p in pools}
+    return reservations.attribute_lent(
+        [(p.job_id, p.site, specs[p.job_id].resource_class,
+          reservations.units_of(specs[p.job_id], by_key[(p.site, p.pool)]))
+         for p in lent if (p.site, p.pool) in by_key], reserved,
+        {cid: n - lent_now.get(cid, 0) for cid, n in owners.room.items()})
 
 
 def explain_job(session: Session, planner: GridPlanner, job: JobRow, *, now: float) -> dict[str, Any]:

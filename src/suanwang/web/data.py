@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from suanwang.domain.market.session import DEFAULT_SCHEDULE, Schedule
 from suanwang.domain.tou import TouTariff
-from suanwang.errors import NotFound
+from suanwang.errors import InvalidSpec, NotFound
 from suanwang.services import billing, jobs, market
 from suanwang.services.auth import Principal, Role, list_tokens, token_json
 from suanwang.services.overview import free_capacity_by_class, job_counts, queue_depth, rating_lag
@@ -202,16 +203,17 @@ def _slot_at(m: dict[str, Any], slot: int) -> str:
     return datetime.fromtimestamp(m["first_slot_at"] + slot * m["slot_s"], UTC).isoformat()
 
 
-def market_board(session: Session, now: float | None = None) -> dict[str, Any]:
+def market_board(session: Session, now: float | None = None, schedule: Schedule = DEFAULT_SCHEDULE) -> dict[str, Any]:
     """The public market board (aggregates only, never who): depth of each open session per (site, class, slot)
     and the prices and volumes of the last cleared sessions, read through ``services.market``."""
-    return _recent("board", lambda: _board(session, time.time() if now is None else now))  # type: ignore[no-any-return]
+    return _recent("board", lambda: _board(session, time.time() if now is None else now,  # type: ignore[no-any-return]
+                                           schedule))
 
 
-def _board(session: Session, now: float) -> dict[str, Any]:
+def _board(session: Session, now: float, schedule: Schedule) -> dict[str, Any]:
     open_ = []
-    for s in market.sessions_json(now):
-        d = market.market_data(session, s["id"])
+    for s in market.sessions_json(now, schedule):
+        d = market.market_data(session, s["id"], schedule)
         if not d["offered"] and not d["wanted"]:
             continue
         open_.append({"session": d["session"], "kind": d["kind"], "gate_at": d["gate_at"],
@@ -220,7 +222,10 @@ def _board(session: Session, now: float) -> dict[str, Any]:
     cleared = []
     ids = session.scalars(select(MarketClearRow.session_id).order_by(MarketClearRow.cleared_at.desc()).limit(3))
     for sid in ids:
-        d = market.market_data(session, sid)
+        try:
+            d = market.market_data(session, sid, schedule)
+        except InvalidSpec:
+            continue  # cleared under an earlier schedule: not this schedule's session any more
         prices = [{"site": p["site"], "resource_class": p["resource_class"], "slot": p["slot"],
                    "at": _slot_at(d, p["slot"]), "price_fen": str(Decimal(p["price_cf"]) / 100), "volume": p["volume"]}
                   for p in d["prices"][:BOARD_ROWS]]

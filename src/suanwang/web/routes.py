@@ -151,7 +151,8 @@ def map_background(request: Request) -> Response:
 @router.get("/market")
 def market_board(request: Request) -> HTMLResponse:
     with _db(request).sessions() as s:
-        board, books = data.market_board(s), data.books_in_force(s)
+        board = data.market_board(s, schedule=request.app.state.platform.market_schedule)
+        books = data.books_in_force(s)
     return render(request, "market.html", actor=_maybe_actor(request), board=board, books=books,
                   chart=json.dumps(board["chart"]))
 

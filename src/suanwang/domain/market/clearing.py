@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from suanwang.domain.market.lp import Node, Solved, solve_group
+from suanwang.domain.market.lp import RELAX_AND_FIX_OVER, Node, Solved, Warm, add_link_rows, solve_group
 from suanwang.domain.market.order import Ask, Bid, Book, Link, LinkKey, ResourceClass, SiteId, Slot, canonical_book
 from suanwang.domain.money import round_ratio
 
@@ -133,7 +133,8 @@ def clear_book(asks: Iterable[Ask], bids: Iterable[Bid], links: Iterable[Link] =
 
 LinkSlot = tuple[LinkKey, Slot]
 Part = tuple[list[int], list[int], set[Node]]  # ask indexes, bid indexes, the nodes it prices
-PartKey = tuple[tuple[int, ...], tuple[int, ...], tuple[LinkSlot, ...]]
+PartId = tuple[tuple[int, ...], tuple[int, ...], tuple[Node, ...]]  # asks, bids, nodes: one bid may span parts
+PartKey = tuple[tuple[int, ...], tuple[int, ...], tuple[Node, ...], tuple[LinkSlot, ...]]
 
 
 def _solve(book: Book, time_limit_s: float) -> tuple[Solved, int]:
@@ -144,27 +145,49 @@ def _solve(book: Book, time_limit_s: float) -> tuple[Solved, int]:
     n_orders = len(book.asks) + len(book.bids)
     capacity = {link.key: link.gb_per_slot for link in book.links}
     active: set[LinkSlot] = set()
-    cache: dict[PartKey, Solved] = {}
+    cache: dict[tuple[PartKey, bool], Solved] = {}
+    warm: dict[PartId, Warm] = {}  # linear parts kept for the next round's rows
+    gangs_and_links = relax = bool(capacity) and any(b.all_or_nothing for b in book.bids)  # relaxation's rounds
     while True:
         parts = _components(book, active, capacity)
         solved: list[Solved] = []
-        fresh: dict[PartKey, Solved] = {}
+        fresh: dict[tuple[PartKey, bool], Solved] = {}
+        kept: dict[PartId, Warm] = {}
         for pa, pb, pn in parts:
             links = _part_links(book, pb, pn, active, capacity)
-            key = (tuple(pa), tuple(pb), tuple(sorted(links)))
+            gangs = any(book.bids[i].all_or_nothing for i in pb)
+            orders: PartId = (tuple(pa), tuple(pb), tuple(sorted(pn)))  # the same orders may form a part per slot
+            key = ((*orders, tuple(sorted(links))), relax and gangs)
             part = cache.get(key)
-            if part is None:
+            linear = relax or not gangs
+            kept_part = warm.get(orders)
+            if kept_part is not None and not kept_part.m.link_rows.keys() <= links.keys():
+                kept_part = None
+            big = kept_part is not None and len(kept_part.m.integer) > RELAX_AND_FIX_OVER
+            if part is None and kept_part is not None and (linear or big):  # warm: add the new link rows
+                part = add_link_rows(kept_part, links, book.bids, relax=key[1], fix_whole=not linear)
+                kept[orders] = kept_part
+            elif part is None:
+                keep: list[Warm] = []
                 part = solve_group(asks=[(i, book.asks[i]) for i in pa], bids=[(i, book.bids[i]) for i in pb],
                                    nodes=pn, n_asks=len(book.asks), n_orders=n_orders, links=links,
-                                   time_limit_s=time_limit_s)
+                                   time_limit_s=time_limit_s, relax=key[1], keep=keep if capacity else None)
+                if keep:
+                    kept[orders] = keep[0]
+            elif orders in warm:
+                kept[orders] = warm[orders]
             fresh[key] = part
             solved.append(part)
-        cache = fresh
+        cache, warm = fresh, {**warm, **kept}
         merged = _merge(solved)
         over, near = _overloaded(book, merged, capacity)
         if not over - active:
+            if relax:  # the link rows the relaxation needs are in: now the whole-number programmes
+                relax = False
+                continue
             return merged, len(parts)
         active |= over | near  # rows for nearly full link-slots too: they tend to overload next round
+        relax = gangs_and_links  # whole fills overloaded a link-slot: back to the (warm) relaxation's rounds
 
 
 def _part_links(book: Book, bids: list[int], nodes: set[Node], active: set[LinkSlot],

@@ -108,6 +108,20 @@ def settle_line(line: ContractLine, *, delivered: int, spot_revenue_fen: int = 0
                           apply_bps(spot_revenue_fen, lent_share_bps))
 
 
+def lent_revenue_fen(paid_fen: int, *, lent_units: int, job_units: int, start_ms: int, end_ms: int,
+                     slot_start_ms: int, slot_end_ms: int) -> int:
+    """The part of one spot usage record's price that paid for a contract line's lent units: pro rata to the
+    units it borrowed from the line and to the time the record overlaps the line's slot (rounded once, half
+    to even).  A record of zero length counts in full if it starts inside the slot."""
+    if paid_fen < 0 or not 0 <= lent_units <= job_units or job_units <= 0:
+        raise ValueError("lent revenue needs paid >= 0 and 0 <= lent units <= job units (> 0)")
+    if end_ms <= start_ms:
+        inside = slot_start_ms <= start_ms < slot_end_ms
+        return round_ratio(paid_fen * lent_units, job_units) if inside else 0
+    overlap = max(0, min(end_ms, slot_end_ms) - max(start_ms, slot_start_ms))
+    return round_ratio(paid_fen * lent_units * overlap, job_units * (end_ms - start_ms))
+
+
 def spot_room(*, capacity: int, reserved: int, owner_running: int, spot_running: int) -> int:
     """Units spot work may still start at a (site, class) in a slot with ``reserved`` units under contract.
 

@@ -37,6 +37,10 @@ from suanwang.domain.market.order import Ask, Bid, LinkKey, ResourceClass, SiteI
 
 Node = tuple[SiteId, ResourceClass, Slot]
 EPS_FEN = 1e-4
+INTEGRAL_TOL = 1e-9  # a relaxed all-or-nothing decision this close to 0 or 1 is taken as whole
+# Parts with more all-or-nothing decisions than this are not searched (a MIP that size costs seconds): the
+# relaxation's whole decisions are kept and its fractional ones refused, and the gap to its bound is stated.
+RELAX_AND_FIX_OVER = 64
 INF = highspy.kHighsInf
 
 
@@ -127,13 +131,16 @@ class _Model:
 
 
 def solve_group(*, asks: Sequence[tuple[int, Ask]], bids: Sequence[tuple[int, Bid]], nodes: set[Node] | None = None,
-                n_asks: int, n_orders: int, links: dict[tuple[LinkKey, Slot], int], time_limit_s: float) -> Solved:
+                n_asks: int, n_orders: int, links: dict[tuple[LinkKey, Slot], int], time_limit_s: float,
+                relax: bool = False, keep: list[Warm] | None = None) -> Solved:
     """Clear one connected part of the book.
 
     ``asks``/``bids`` carry their index in the canonical book; an ask's rank is its index, a bid's
     ``n_asks`` + its index (the tie-break).  Solution keys use those indexes.  ``nodes`` (default:
     every node the asks supply) limits the programme to one part of the book: columns elsewhere
-    belong to another part.
+    belong to another part.  ``relax``: all-or-nothing decisions continuous (row generation's rounds; the
+    whole-number programme is solved once the link rows are known), any fraction counted as taken.
+    ``keep``: where a programme with no integer decision enforced is kept for :func:`add_link_rows`.
     """
     started = time.perf_counter()
     m = _Model(links)
@@ -159,10 +166,11 @@ def solve_group(*, asks: Sequence[tuple[int, Ask]], bids: Sequence[tuple[int, Bi
                 m.z_cols[col] = (a_index, t)
     if not has_demand:
         return Solved("empty", 0.0, 0.0, time.perf_counter() - started, {}, {}, {}, dict.fromkeys(rows, 0.0), {})
-    return _run(m, rows, started, time_limit_s)
+    return _run(m, rows, started, time_limit_s, relax, keep)
 
 
-def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float) -> Solved:
+def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float, relax: bool,
+         keep: list[Warm] | None = None) -> Solved:
     n = len(m.cost)
     h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
@@ -170,33 +178,114 @@ def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float)
     h.setOptionValue("random_seed", 0)
     h.setOptionValue("time_limit", float(time_limit_s))
     h.passModel(m.to_lp())
-    status, gap = "", 0.0
-    if m.integer:
+    status, gap, bound = "", 0.0, None
+    if m.integer and not relax:
         cols = np.asarray(m.integer, dtype=np.int32)
-        h.changeColsIntegrality(len(cols), cols, np.full(len(cols), highspy.HighsVarType.kInteger))
-        h.setOptionValue("mip_rel_gap", 1e-9)
-        h.run()
-        status = h.modelStatusToString(h.getModelStatus()).lower()
-        info = h.getInfo()
-        gap = float(info.mip_gap) if np.isfinite(info.mip_gap) else 1.0
-        has_solution = info.primal_solution_status == 2
-        values = np.asarray(h.getSolution().col_value) if has_solution else np.zeros(n)
-        fixed = np.round(values[cols]).clip(0, 1)
-        h.changeColsIntegrality(len(cols), cols, np.full(len(cols), highspy.HighsVarType.kContinuous))
+        h.run()  # the relaxation first: when it is already whole, it is the MIP's optimum and no search is needed
+        relaxed = np.asarray(h.getSolution().col_value)[cols]
+        solved = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        if solved and np.all(np.abs(relaxed - np.round(relaxed)) <= INTEGRAL_TOL):
+            status, fixed = "optimal", np.round(relaxed).clip(0, 1)
+        elif solved and len(cols) > RELAX_AND_FIX_OVER:  # large: keep its whole decisions, refuse the fractional
+            bound = float(h.getInfo().objective_function_value)  # no whole solution does better than the relaxation
+            whole = np.abs(relaxed - np.round(relaxed)) <= INTEGRAL_TOL
+            fixed = np.where(whole, np.round(relaxed), 0.0).clip(0, 1)
+        else:
+            h.changeColsIntegrality(len(cols), cols, np.full(len(cols), highspy.HighsVarType.kInteger))
+            h.setOptionValue("mip_rel_gap", 1e-9)
+            h.run()
+            status = h.modelStatusToString(h.getModelStatus()).lower()
+            info = h.getInfo()
+            gap = float(info.mip_gap) if np.isfinite(info.mip_gap) else 1.0
+            has_solution = info.primal_solution_status == 2
+            values = np.asarray(h.getSolution().col_value) if has_solution else np.zeros(n)
+            fixed = np.round(values[cols]).clip(0, 1)
+            h.changeColsIntegrality(len(cols), cols, np.full(len(cols), highspy.HighsVarType.kContinuous))
         h.changeColsBounds(len(cols), cols, fixed, fixed)  # prices: the LP with integers fixed
     h.run()
     lp_status = h.modelStatusToString(h.getModelStatus()).lower()
     status = status or lp_status
+    if bound is not None:  # relax-and-fix: its gap to the relaxation's bound, stated
+        gap = max(0.0, (bound - float(h.getInfo().objective_function_value)) / max(1.0, abs(bound)))
+        status = "feasible" if gap > 1e-9 and status == "optimal" else status
+    if keep is not None and (relax or not m.integer):  # a linear programme: the next round may extend it
+        keep.append(Warm(h, m, nodes))
+    return _extract(h, m, nodes, started, status, gap, relax)
+
+
+def _extract(h: highspy.Highs, m: _Model, nodes: dict[Node, int], started: float, status: str, gap: float,
+             relax: bool) -> Solved:
     sol = h.getSolution()
     value = np.asarray(sol.col_value)
     dual = np.asarray(sol.row_dual)
     x = {key: float(value[c]) for c, key in m.x_cols.items() if value[c] > 1e-9}
-    y = {key: 1.0 for c, key in m.y_cols.items() if value[c] > 0.5}
+    y = {key: 1.0 for c, key in m.y_cols.items() if value[c] > (1e-9 if relax else 0.5)}
     z = {key: float(value[c]) for c, key in m.z_cols.items() if value[c] > 1e-9}
     prices = {node: float(dual[row]) for node, row in nodes.items()}
     congestion = {key: max(0.0, float(dual[row])) for key, row in m.link_rows.items()}
     welfare = float(np.dot(np.asarray(m.true_cost), value))
     return Solved(status, gap, welfare, time.perf_counter() - started, x, y, z, prices, congestion)
+
+
+@dataclass(slots=True)
+class Warm:
+    """A part's solved linear programme kept between rounds of row generation (no integer decisions
+    enforced): the next round adds its new link rows and re-solves from the last basis."""
+
+    h: highspy.Highs
+    m: _Model
+    nodes: dict[Node, int]
+
+
+def add_link_rows(warm: Warm, links: dict[tuple[LinkKey, Slot], int], bids: Sequence[Bid], *,
+                  relax: bool, fix_whole: bool = False) -> Solved:
+    """Re-solve a kept part with ``links`` (a superset of its link rows): the new rows in one ``addRows``.
+
+    ``fix_whole``: then relax-and-fix its all-or-nothing decisions (as :func:`solve_group` does for a part
+    over ``RELAX_AND_FIX_OVER``), from the warm relaxation; the part stays a relaxation for the next round."""
+    started = time.perf_counter()
+    m = warm.m
+    new = sorted(ks for ks in links if ks not in m.link_rows)
+    at = {ks: i for i, ks in enumerate(new)}
+    entries: list[list[tuple[int, float]]] = [[] for _ in new]
+    for c, (b, site, t) in m.x_cols.items():
+        bid = bids[b]
+        key = bid.link_to(site)
+        if key is not None and (key, t) in at:
+            entries[at[(key, t)]].append((c, float(bid.data_gb_per_unit)))
+    for c, (b, site) in m.y_cols.items():
+        bid = bids[b]
+        key = bid.link_to(site)
+        if key is not None:
+            for t in range(bid.start_slot, bid.end_slot):
+                if (key, t) in at:
+                    entries[at[(key, t)]].append((c, float(bid.rate_per_slot * bid.data_gb_per_unit)))
+    m.links = links
+    for ks in new:
+        m.link_rows[ks] = m.add_row(float(links[ks]))
+    starts = np.cumsum([0] + [len(e) for e in entries[:-1]]).astype(np.int32) if new else np.zeros(0, np.int32)
+    index = np.asarray([c for e in entries for c, _ in e], dtype=np.int32)
+    value = np.asarray([v for e in entries for _, v in e], dtype=np.float64)
+    if new:
+        warm.h.addRows(len(new), np.full(len(new), -INF), np.asarray([float(links[ks]) for ks in new]),
+                       len(index), starts, index, value)
+    h = warm.h
+    h.run()
+    status = h.modelStatusToString(h.getModelStatus()).lower()
+    if not (fix_whole and m.integer and h.getModelStatus() == highspy.HighsModelStatus.kOptimal):
+        return _extract(h, m, warm.nodes, started, status, 0.0, relax)
+    cols = np.asarray(m.integer, dtype=np.int32)
+    bound = float(h.getInfo().objective_function_value)
+    relaxed = np.asarray(h.getSolution().col_value)[cols]
+    fixed = np.where(np.abs(relaxed - np.round(relaxed)) <= INTEGRAL_TOL, np.round(relaxed), 0.0).clip(0, 1)
+    h.changeColsBounds(len(cols), cols, fixed, fixed)
+    h.run()
+    status = h.modelStatusToString(h.getModelStatus()).lower()
+    gap = max(0.0, (bound - float(h.getInfo().objective_function_value)) / max(1.0, abs(bound)))
+    solved = _extract(h, m, warm.nodes, started, "feasible" if gap > 1e-9 and status == "optimal" else status, gap,
+                      relax=False)
+    h.changeColsBounds(len(cols), cols, np.zeros(len(cols)), np.ones(len(cols)))  # a relaxation again
+    return solved
 
 
 def _divisible_cols(m: _Model, bid: Bid, b_index: int, eps: float, nodes: dict[Node, int]) -> None:

@@ -38,8 +38,9 @@ from suanwang.domain.ledger import (
     wallet,
 )
 from suanwang.domain.market.clearing import Clearing
-from suanwang.domain.market.contract import ContractLine, LineSettlement
+from suanwang.domain.market.contract import LENT_SHARE_BPS, ContractLine, LineSettlement
 from suanwang.domain.market.order import Bid
+from suanwang.domain.money import apply_bps
 
 CONGESTION = Account(AccountKind.FEES, "congestion")  # the links' owners: congestion rent
 
@@ -109,3 +110,21 @@ def plan_line_settlement(session_id: str, line: ContractLine, settled: LineSettl
             Posting(provider, -settled.lent_credit_fen), Posting(buyer, settled.lent_credit_fen)),
             at=at, actor=actor, reason=f"contract {line.id}: share of spot revenue on lent capacity"))
     return out
+
+
+def lent_credit_key(session_id: str, line_id: str, usage_ref: str) -> str:
+    """One credit per (contract line, spot usage record): a retried rating batch books nothing again."""
+    return f"market:{session_id}:lent:{line_id}#{usage_ref}"
+
+
+def plan_lent_credit(session_id: str, line_id: str, *, consumer: str, provider: str, usage_ref: str,
+                     spot_revenue_fen: int, at: datetime, actor: str,
+                     share_bps: int = LENT_SHARE_BPS) -> Transfer | None:
+    """The buyer's share of what one spot usage record paid for the line's lent capacity (provider -> buyer)."""
+    fen = apply_bps(spot_revenue_fen, share_bps)
+    if fen <= 0:
+        return None
+    audit = Audit(actor, f"contract {line_id}: share of spot revenue on lent capacity", consumer=consumer,
+                  provider=provider)  # both parties find it in their own ledger view
+    return Transfer(lent_credit_key(session_id, line_id, usage_ref), TransferKind.ADJUSTMENT,
+                    (Posting(earnings(provider), -fen), Posting(wallet(consumer), fen)), at, audit)

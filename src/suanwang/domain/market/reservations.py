@@ -199,6 +199,31 @@ def lendable_pools(pools: Sequence[PoolState], reservations: Sequence[Reservatio
     return out
 
 
+def attribute_lent(lent: Sequence[tuple[str, str, ResourceClass, int]], reservations: Sequence[Reservation],
+                   room: Mapping[str, int]) -> dict[str, tuple[tuple[str, int], ...]]:
+    """Which contract lines' idle units each borrowing spot job runs in (what the lent credit is owed on).
+
+    ``lent``: (job id, site, class, units) of the lending pass's placements, in placement order; ``room``:
+    each line's idle units (``OwnerPlan.room``).  Lines at the same (site, class) lend in contract id order,
+    each at most its idle units, so a line is never credited for more than it left idle.
+    """
+    left = dict(room)
+    out: dict[str, tuple[tuple[str, int], ...]] = {}
+    for job_id, site, cls, units in lent:
+        parts: list[tuple[str, int]] = []
+        for r in sorted(reservations, key=lambda r: r.contract_id):
+            if units <= 0:
+                break
+            take = min(units, left.get(r.contract_id, 0)) if (r.site, r.resource_class) == (site, cls) else 0
+            if take > 0:
+                parts.append((r.contract_id, take))
+                left[r.contract_id] -= take
+                units -= take
+        if parts:
+            out[job_id] = tuple(parts)
+    return out
+
+
 def contract_cost_fen_per_s(price_cf: float, units: int, slot_s: float) -> float:
     """What a job of ``units`` pays per second at a contract price of ``price_cf`` centi-fen per unit-slot."""
     if slot_s <= 0 or not math.isfinite(slot_s):

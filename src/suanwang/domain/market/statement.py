@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from suanwang.domain.ledger import AccountKind, Transfer
 from suanwang.domain.money import Fen
 
-_KEY = re.compile(r"^market:(?P<session>(?:da|id)-[0-9T-]+(?::\d\d)?):"
+_KEY = re.compile(r"^market:(?P<session>(?:da|id)-[0-9T-]+(?::\d\d){0,2}):"
                   r"(?P<item>charge|earn|congestion|rounding|uplift|failed-congestion|failed|lent)(?::(?P<ref>.*))?$")
 ITEMS = {"charge": "contract charge", "earn": "contract sale", "congestion": "congestion rent",
          "rounding": "rounding", "uplift": "make-whole uplift", "failed": "failed delivery: refund and penalty",

@@ -46,7 +46,7 @@ from suanwang.services.attempts import AttemptOutcome, end_attempt, lost_attempt
 from suanwang.services.audit import record_audit
 from suanwang.services.billing.books import load_books
 from suanwang.services.billing.common import SYSTEM, log, retrying
-from suanwang.services.billing.contract_rating import COVERED_BY_CONTRACT, contract_covered
+from suanwang.services.billing.contract_rating import COVERED_BY_CONTRACT, book_lent_credits, contract_covered
 from suanwang.services.billing.holds import release_rated_holds
 from suanwang.services.billing.vouchers import load_programmes
 from suanwang.services.billing.wallets import contracts
@@ -128,6 +128,7 @@ def rate_pending_usage(session: Session, *, limit: int = 1000, fast: bool = True
         session.execute(update(UsageRow).where(UsageRow.id.in_(sorted(covered)))
                         .values(unbilled_reason=COVERED_BY_CONTRACT).execution_options(synchronize_session=False))
     charged, over, late = _charge(session, items, ctx) if items else (0, set(), 0)
+    book_lent_credits(session, [(row, item.gross_fen) for row, item in items])  # market: spot on lent capacity
     return RatingReport(len(rows), charged, free, tuple(sorted(over)), len(unbilled), late)
 
 
