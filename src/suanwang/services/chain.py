@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, text
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from suanwang.clock import SYSTEM_CLOCK, Clock
@@ -41,6 +41,7 @@ from suanwang.domain.chain import (
     postings_of_body,
     transfer_record,
 )
+from suanwang.store import locks
 from suanwang.store.db import is_postgres
 from suanwang.store.ledger_tables import PostingRow, TransferRow
 from suanwang.store.tables import AuditRow, ChainGapRow, ChainLinkRow
@@ -88,7 +89,7 @@ def claim_sealing(session: Session) -> bool:
     """On PostgreSQL only one replica seals at a time (the lock ends with the transaction)."""
     if not is_postgres(session.get_bind()):
         return True
-    return bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK}))
+    return bool(session.scalar(locks.TRY_XACT, {"k": CHAIN_LOCK}))
 
 
 def _head(session: Session, chain: str) -> tuple[int, str, int]:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from suanwang.domain.explain import explain
@@ -27,6 +27,7 @@ from suanwang.services.billing import price_queue
 from suanwang.services.grid_model import GridShape, load_grid
 from suanwang.services.jobs import move, spec_from_json
 from suanwang.services.planner import GridPlanner
+from suanwang.store import locks
 from suanwang.store.db import is_postgres
 from suanwang.store.tables import JobEventRow, JobRow, SiteRow
 
@@ -53,7 +54,7 @@ def claim_scheduling_pass(session: Session) -> bool:
     """On PostgreSQL, only one API replica schedules at a time; SQLite has one writer anyway."""
     if not is_postgres(session.get_bind()):
         return True
-    return bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SCHEDULING_LOCK}))
+    return bool(session.scalar(locks.TRY_XACT, {"k": SCHEDULING_LOCK}))
 
 
 def reap_expired_leases(session: Session, *, now: float) -> list[str]:

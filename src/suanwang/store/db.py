@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanwang.errors import StoreBusy, StoreConflict, StoreUnavailable
+from suanwang.store import locks
 from suanwang.store.cache import ReadCaches
 from suanwang.store.files import private_dir, private_sqlite_file  # noqa: F401 - re-exported
 
@@ -162,12 +163,12 @@ class Database:
     def migration_lock(self) -> Iterator[None]:
         if is_postgres(self.engine):
             with self.engine.connect() as conn:
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+                conn.execute(locks.SESSION, {"k": MIGRATION_LOCK})
                 conn.commit()  # the lock is the session's; leave no transaction open while holding it
                 try:
                     yield
                 finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+                    conn.execute(locks.SESSION_UNLOCK, {"k": MIGRATION_LOCK})
                     conn.commit()
             return
         path = self.engine.url.database

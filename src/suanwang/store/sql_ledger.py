@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, func, insert, literal_column, select, text, update
+from sqlalchemy import String, any_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
@@ -64,6 +64,7 @@ from suanwang.domain.money import CURRENCY, Fen, check_fen
 from suanwang.domain.rating_batch import ChargeRow
 from suanwang.domain.settlement import Settlement, check_period, compute_settlement, settlement_csv
 from suanwang.errors import InvalidSpec
+from suanwang.store import locks
 from suanwang.store.db import is_postgres
 from suanwang.store.ledger_tables import (
     AccountRow,
@@ -160,7 +161,7 @@ class SqlLedger:
     # ---- loading (and locking) -------------------------------------------------------------------------
     def _take_shared_lock(self) -> None:
         if self.pg and not self._shared_lock:
-            self.session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": SETTLE_LOCK})
+            self.session.execute(locks.XACT_SHARED, {"k": SETTLE_LOCK})
         self._shared_lock = True
 
     def lock_accounts(self, accounts: Iterable[Account | str]) -> None:
@@ -590,7 +591,7 @@ def reconcile(session: Session) -> Reconciliation:
 def lock_for_settlement(session: Session) -> None:
     """Keep bookers out while a period is closed (PostgreSQL; SQLite's write lock already does)."""
     if is_postgres(session.get_bind()):
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SETTLE_LOCK})
+        session.execute(locks.XACT, {"k": SETTLE_LOCK})
 
 
 class DbLedgerStore:
