@@ -101,6 +101,18 @@ class Platform:
         """There is work for the control loop (a submit, a freed slot, usage to rate): run a pass soon."""
         self._wake.set()
 
+    def lease_poll_s(self, wait_s: float) -> float:
+        """How long an agent's long-poll waits for a wake-up before it looks at the database by itself.
+
+        SQLite: the whole call (one process, whose own placements wake it).  PostgreSQL with this
+        process's listener connected: the whole call too, since every placement's NOTIFY wakes it and
+        a listener that loses its connection wakes every waiter, which then looks again on the safety
+        timer; without a connected listener, every ``lease_poll_s``.
+        """
+        if self.channel is None or (self.listener is not None and self.listener.connected.is_set()):
+            return wait_s
+        return min(wait_s, self.settings.lease_poll_s)
+
     def _notify_replicas(self, session: Session, sites: set[str]) -> None:
         """Wake the long-polls of these sites' agents on every replica once ``session`` commits.
 

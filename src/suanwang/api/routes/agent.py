@@ -44,20 +44,20 @@ async def lease(body: LeaseIn, agent: CurrentPrincipal, platform: PlatformDep) -
     """Hand out placed jobs; with ``wait_s`` the call waits (long-poll) until work arrives.
 
     It waits without a thread or a database query: placing a job at this site wakes it
-    (``Platform.wakeups``; on PostgreSQL across replicas by NOTIFY).  There it still looks every
-    ``lease_poll_s``, so a NOTIFY that went missing delays a job by at most that.  SQLite has one
-    process, whose own placements always wake it: one look per call.
+    (``Platform.wakeups``; on PostgreSQL across replicas by NOTIFY).  An idle call looks at the
+    database once; only while this process has no connected NOTIFY listener does it look again
+    every ``lease_poll_s`` (``Platform.lease_poll_s``), so a NOTIFY that went missing delays a job
+    by at most that.
     """
     topic = lease_topic(agent.site or "")
     deadline = time.monotonic() + body.wait_s
-    poll_s = platform.settings.lease_poll_s if platform.channel is not None else body.wait_s
     while True:
         mark = platform.wakeups.mark(topic)  # before looking: a placement after the look moves it
         tasks = await run_in_threadpool(_lease_once, body, agent, platform)
         left = deadline - time.monotonic()
         if tasks or left <= 0:
             return tasks
-        woken = await platform.wakeups.wait_async(topic, mark, min(left, poll_s))
+        woken = await platform.wakeups.wait_async(topic, mark, platform.lease_poll_s(left))
         if not woken and time.monotonic() >= deadline:
             return []  # the time is up and nothing came: the agent's next call looks first thing
 
