@@ -21,12 +21,13 @@ transfer (migration 0005 dropped it to keep rating fast).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, delete, exists, func, insert, or_, select, text
+from sqlalchemy import Select, Table, delete, exists, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from suanwang.clock import SYSTEM_CLOCK, Clock
@@ -165,11 +166,17 @@ def _anything_to_seal(session: Session, sources: Sequence[Source]) -> bool:
     One query for every chain, without the claim, so an idle pass does not pay for each chain's head
     (four queries a chain).  ``seal_chain`` finds nothing to do exactly when this is false.
     """
+    return bool(session.scalar(_probe(tuple(sources))))
+
+
+@functools.cache
+def _probe(sources: tuple[Source, ...]) -> Select[tuple[bool]]:
+    """``_anything_to_seal``'s statement, built once (building it cost as much as running it)."""
     newer = [select(func.coalesce(func.max(src.id_col), 0)).scalar_subquery()
              > select(func.coalesce(func.max(LINKS.c.row_id), 0)).where(LINKS.c.chain == src.chain).scalar_subquery()
              for src in sources]
     gaps = exists().where(GAPS.c.chain.in_([src.chain for src in sources]))
-    return bool(session.scalar(select(or_(*newer, gaps))))
+    return select(or_(*newer, gaps))
 
 
 def seal_all(
