@@ -240,3 +240,36 @@ def test_a_listener_that_loses_its_connection_sends_waiters_back_to_the_safety_p
     answered, tasks = poll.result(timeout=40)
     assert [t["job_id"] for t in tasks] == [job["id"]]
     assert answered - placed < 10.0  # by the safety poll, well before the call's own 30 s
+
+
+def test_a_submit_after_a_long_books_pass_is_placed_without_waiting_out_its_pause(
+        db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop paces placement and the books apart: a slow rating pass delays the next rating pass
+    (by twice its length, ``loop_share``), not the placement of a job submitted just after it."""
+    from suanwang.services import platform as platform_module
+
+    bootstrap(db, tmp_path)
+    p = Platform(db, Settings(lease_s=30.0, tick_s=60.0, lease_poll_s=60.0), scheduler=FirstFit())
+    real, slow_once, slow_done = platform_module.billing.rate_all, threading.Event(), threading.Event()
+
+    def rate_all(*args: Any, **kwargs: Any) -> int:
+        if slow_once.is_set() and not slow_done.is_set():
+            time.sleep(3.0)  # a long rating pass: the books' next turn is 6 s after it ends
+            slow_done.set()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(platform_module.billing, "rate_all", rate_all)
+    with TestClient(create_app(p, run_loop=True), raise_server_exceptions=False) as client:
+        agent, consumer = _as(client, tmp_path, "agent"), _as(client, tmp_path, "consumer")
+        assert agent.post("/api/v1/agent/register", json={"pools": [POOL]}).status_code == 200
+        time.sleep(0.3)  # the start-up passes and the register's wake-up go by
+        slow_once.set()
+        p.wake()
+        assert slow_done.wait(20), "the books pass never ran"
+        job = consumer.post("/api/v1/jobs", json=JOB).json()
+        submitted = time.monotonic()
+        deadline = submitted + 20
+        while consumer.get(f"/api/v1/jobs/{job['id']}").json()["state"] == "pending":
+            assert time.monotonic() < deadline, "the job was never placed"
+            time.sleep(0.02)
+        assert time.monotonic() - submitted < 4.0  # not after the books' 6 s pause
