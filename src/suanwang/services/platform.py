@@ -99,9 +99,14 @@ class Platform:
                 if spec.deadline is not None:
                     self.planner.check_submit(session, spec, now=now)
 
-    def wake(self) -> None:
-        """There is work for the control loop (a submit, a freed slot, usage to rate): run a pass soon."""
-        self._due(place=True, books=True)
+    def wake(self, *, place: bool = True, books: bool = True) -> None:
+        """There is work for the control loop (a submit, a freed slot, usage to rate): run a pass soon.
+
+        A caller that knows which half has work says so (a submit: ``books=False``), so a submit's
+        placement and its agent's lease do not wait behind a books pass that had nothing to do; what the
+        other half would have found (an audit row to seal) waits at most for the safety tick.
+        """
+        self._due(place=place, books=books)
 
     def lease_poll_s(self, wait_s: float) -> float:
         """How long an agent's long-poll waits for a wake-up before it looks at the database by itself.

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/agent", tags=["agent"])
 @router.post("/register")
 def register(body: RegisterIn, session: SessionDep, agent: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]:
     rows = sites.register_pools(session, agent, [p.model_dump() for p in body.pools], body.info)
-    platform.wake()
+    platform.wake(books=False)  # new capacity: work for placement
     warnings = [f"pool {r.name}: {r.labels[CATALOGUE_LABEL]}" for r in rows if CATALOGUE_LABEL in (r.labels or {})]
     return {"site": agent.site, "pools": [r.name for r in rows], "lease_s": platform.settings.lease_s,
             "site_timeout_s": platform.settings.site_timeout_s, "warnings": warnings}
@@ -84,7 +84,8 @@ def status(job_id: str, body: StatusIn, session: SessionDep, agent: CurrentPrinc
     applied = agents.report_status(session, agent, job_id=job_id, attempt=body.attempt, phase=body.phase,
                                    exit_code=body.exit_code, reason=body.reason, started_at=body.started_at,
                                    now=platform.now())
-    platform.wake()
+    if body.phase != "started":  # an ended attempt freed capacity and may have outputs to settle; a start, neither
+        platform.wake()
     return {"applied": applied}
 
 
@@ -94,7 +95,7 @@ def usage(body: UsageBatchIn, session: SessionDep, agent: CurrentPrincipal, plat
     new = agents.record_usage(session, agent, reports, clock_skew_s=platform.settings.usage_clock_skew_s,
                               now=platform.now())
     if new:
-        platform.wake()  # usage to rate
+        platform.wake(place=False)  # usage to rate
     return {"accepted": len(reports), "new": new}
 
 
