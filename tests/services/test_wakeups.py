@@ -273,3 +273,24 @@ def test_a_submit_after_a_long_books_pass_is_placed_without_waiting_out_its_paus
             assert time.monotonic() < deadline, "the job was never placed"
             time.sleep(0.02)
         assert time.monotonic() - submitted < 4.0  # not after the books' 6 s pause
+
+
+def test_placement_keeps_its_safety_tick_while_only_the_books_are_woken(db: Database, tmp_path: Path) -> None:
+    """Lapsed leases are reaped by the placement half: usage waking the books all the time must not starve it."""
+    bootstrap(db, tmp_path)
+    p = Platform(db, Settings(lease_s=30.0, tick_s=0.5, lease_poll_s=60.0), scheduler=FirstFit())
+    places: list[float] = []
+    real = p.place_pass
+
+    def counted(*, reap: bool = False) -> None:
+        places.append(time.monotonic())
+        real(reap=reap)
+
+    p.place_pass = counted  # type: ignore[method-assign]
+    with TestClient(create_app(p, run_loop=True), raise_server_exceptions=False):
+        time.sleep(0.3)  # the start-up passes go by
+        started, count = time.monotonic(), len(places)
+        while time.monotonic() - started < 3.0:
+            p.wake(place=False)  # usage to rate, over and over
+            time.sleep(0.05)
+        assert len(places) - count >= 2  # about one a tick_s (0.5 s), not none

@@ -177,11 +177,12 @@ class Platform:
             chain.seal_all(self.db)  # after rating, off its path: hash-chain what has committed (own transactions)
             market.clear_due(self.db, now=now)  # sessions whose gate closed, once each (own transactions)
 
-    def _due(self, *, place: bool = False, books: bool = False) -> None:
+    def _due(self, *, place: bool = False, books: bool = False, signal: bool = True) -> None:
         with self._due_lock:
             self._place_due |= place
             self._books_due |= books
-        self._wake.set()
+        if signal:
+            self._wake.set()
 
     def run_pass(self) -> None:
         """One whole pass of the loop as the loop runs it: a failure is logged and counted, never raised."""
@@ -252,13 +253,16 @@ class Platform:
         share = min(max(self.settings.loop_share, 0.01), 1.0)
         paces = {"place": _Pace(), "books": _Pace()}
         while not self._stop.is_set():
+            now = time.monotonic()
+            # The safety tick, per half: a half not run for ``tick_s`` runs, however often the other is woken
+            # (placement reaps lapsed leases while only usage keeps waking the books).
+            self._due(place=now - paces["place"].end >= self.settings.tick_s,
+                      books=now - paces["books"].end >= self.settings.tick_s, signal=False)
             with self._due_lock:
                 due = {"place": self._place_due, "books": self._books_due}
-            now = time.monotonic()
             ready = {k: paces[k].ready_at(share, self.settings.min_tick_s) for k, d in due.items() if d}
             if not ready:
-                if not self._wake.wait(self.settings.tick_s):
-                    self._due(place=True, books=True)  # the safety tick (it also reaps leases)
+                self._wake.wait(min(p.end for p in paces.values()) + self.settings.tick_s - now)
                 self._wake.clear()
                 continue
             kind = min(ready, key=lambda k: (ready[k] > now, k != "place"))  # placement first among the ready
