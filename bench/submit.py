@@ -38,7 +38,9 @@ from suanwang.store.db import scratch_schema
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _live import Live
 
-JOB = {"command": ["true"], "cores": 1, "memory_gb": 0.01, "duration_s": 1}
+# An hour declared (``true`` ends at once): the hold covers the declared time, and at the book's 35.5 fen a
+# core-hour a second's job was held 0 fen, so no hold was written and the bench measured submits without one.
+JOB = {"command": ["true"], "cores": 1, "memory_gb": 0.01, "duration_s": 3600}
 BIG_POOL = {"name": "bench", "resource_class": "general", "engine": "local", "cores": 10_000_000, "memory_gb": 1e9}
 # a price book in force (every submit then quotes its job and places a hold) and a funded wallet
 PRICE_BOOK = {"entries": [{"resource_class": "general", "tier": "standard", "service_level": "standard",
@@ -46,11 +48,15 @@ PRICE_BOOK = {"entries": [{"resource_class": "general", "tier": "standard", "ser
 
 
 def price(live: Live) -> None:
-    """Publish a price book and fund the demo consumer, as a priced platform runs."""
+    """Publish a price book and fund the demo consumer, as a priced platform runs; check a submit holds money."""
     with live.client("operator") as op, live.client() as c:
         op.post("/price-books", json=PRICE_BOOK).raise_for_status()
         consumer = c.get("/wallet").json()["consumer"]
         op.post("/topups", json={"consumer": consumer, "amount_fen": 10**12}).raise_for_status()
+        held = c.get("/wallet").json()
+        c.post("/jobs", json=JOB).raise_for_status()
+        if c.get("/wallet").json() == held:
+            raise SystemExit(f"a submit placed no hold (wallet {held}): the bench would not measure holds")
 
 
 def bench_single(live: Live, n: int, clients: int, progress: Progress) -> float:
@@ -93,7 +99,7 @@ def bench_latency(live: Live, n: int, progress: Progress) -> list[float]:
                 if j["started_at"]:  # set by the agent's "started" (or final) report: the spawn time
                     latencies.append(j["started_at"] - sent)
                     break
-                time.sleep(0.005)
+                time.sleep(0.02)  # when we notice does not change the figure (started_at); polling costs the server
             progress.advance(task)
     return latencies
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, event, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from suanwang.domain.ledger import plan_topup
@@ -269,3 +269,27 @@ def test_the_walk_names_the_one_record_changed_and_only_it() -> None:
         assert walk.broken == 1 and walk.first_break is not None and walk.first_break.row_id == (victim + 1) * 10
 
     check()
+
+
+def test_an_idle_pass_is_one_query_and_a_new_row_after_it_is_still_sealed(db: Database) -> None:
+    _audit(db, 2)
+    _topups(db, 1)
+    assert chain.seal_all(db) == 3
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if statement != "BEGIN IMMEDIATE":  # SQLite's own BEGIN (store.db)
+            statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        assert chain.seal_all(db) == 0
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert len(statements) == 1, statements  # no claim, no chain heads: nothing was there to seal
+    with db.transaction() as s:  # only the ledger chain moves
+        SqlLedger(s).apply_many([plan_topup("t-later", consumer="acme", fen=7, at=at(0), actor="op")])
+    assert chain.seal_all(db) == 1
+    _audit(db, 1, start=5)
+    assert chain.seal_all(db) == 1
+    assert chain.verify(db).ok

@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from suanwang.api.app import create_app
 from suanwang.domain.placement import FirstFit
 from suanwang.services import scheduling
 from suanwang.services.bootstrap import bootstrap
 from suanwang.services.platform import Platform, Settings
-from suanwang.services.wakeups import ALL, Wakeups, lease_topic
+from suanwang.services.wakeups import ALL, Listener, Wakeups, lease_topic
 from suanwang.store.db import Database, is_postgres
 
 JOB = {"command": ["true"], "cores": 1, "memory_gb": 0.5, "duration_s": 60}
@@ -168,3 +169,128 @@ def test_the_control_loop_sleeps_until_work_wakes_it(db: Database, tmp_path: Pat
         assert [t["job_id"] for t in tasks] == [job["id"]]
         assert answered - submitted < 5.0
         assert p.pass_count - passes <= 3  # woken by the submit, not spinning on a timer
+
+
+# ---- PostgreSQL: the listener is the wake-up; the safety poll covers only a lost listener ----------
+
+
+@pytest.fixture
+def listening(db: Database, tmp_path: Path) -> Iterator[tuple[Platform, TestClient, Listener]]:
+    """A platform on PostgreSQL whose NOTIFY listener is connected (it never reconnects by itself)."""
+    if not is_postgres(db.engine):
+        pytest.skip("SQLite: one process, no NOTIFY listener")
+    bootstrap(db, tmp_path)
+    p = Platform(db, Settings(lease_s=30.0, lease_poll_s=0.1), scheduler=FirstFit())
+    assert p.channel is not None
+    listener = p.listener = Listener(db.url, p.wakeups, p.channel, retry_s=600.0)
+    listener.start()
+    try:
+        assert listener.connected.wait(20), "the listener never connected"
+        with TestClient(create_app(p, run_loop=False), raise_server_exceptions=False) as client:
+            yield p, client, listener
+    finally:
+        listener.stop()
+
+
+def _count_looks(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    from suanwang.api.routes import agent as agent_routes
+
+    looks: list[float] = []
+    real = agent_routes._lease_once
+
+    def counted(*args: Any) -> Any:
+        looks.append(time.monotonic())
+        return real(*args)
+
+    monkeypatch.setattr(agent_routes, "_lease_once", counted)
+    return looks
+
+
+def test_with_its_listener_connected_an_idle_long_poll_looks_at_the_database_once(
+        listening, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    _, client, _ = listening
+    agent = _as(client, tmp_path, "agent")
+    assert agent.post("/api/v1/agent/register", json={"pools": [POOL]}).status_code == 200
+    looks = _count_looks(monkeypatch)
+    r = agent.post("/api/v1/agent/lease", json={"max_jobs": 8, "wait_s": 1.0})
+    assert r.status_code == 200 and r.json() == []
+    assert len(looks) == 1  # not one per lease_poll_s (0.1 s): the NOTIFY is the wake-up
+
+
+def test_a_listener_that_loses_its_connection_sends_waiters_back_to_the_safety_poll(
+        listening, db: Database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    p, client, listener = listening
+    agent, consumer = _as(client, tmp_path, "agent"), _as(client, tmp_path, "consumer")
+    assert agent.post("/api/v1/agent/register", json={"pools": [POOL]}).status_code == 200
+    poll = _long_poll(agent, wait_s=30.0)
+    _wait_until_waiting(p)
+    with db.engine.connect() as conn:  # the server drops the listener's connection
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'"
+                          " AND pid <> pg_backend_pid()"))
+        conn.commit()
+    deadline = time.monotonic() + 20
+    while listener.connected.is_set():
+        assert time.monotonic() < deadline, "the listener never noticed its connection was gone"
+        time.sleep(0.01)
+    assert p.lease_poll_s(30.0) == 0.1
+    job = consumer.post("/api/v1/jobs", json=JOB).json()
+    with db.transaction() as s:  # placed behind the platform's back: no wake-up, and no listener to hear one
+        assert scheduling.place_waiting_jobs(s, FirstFit(), now=time.time())
+    placed = time.monotonic()
+    answered, tasks = poll.result(timeout=40)
+    assert [t["job_id"] for t in tasks] == [job["id"]]
+    assert answered - placed < 10.0  # by the safety poll, well before the call's own 30 s
+
+
+def test_a_submit_after_a_long_books_pass_is_placed_without_waiting_out_its_pause(
+        db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop paces placement and the books apart: a slow rating pass delays the next rating pass
+    (by twice its length, ``loop_share``), not the placement of a job submitted just after it."""
+    from suanwang.services import platform as platform_module
+
+    bootstrap(db, tmp_path)
+    p = Platform(db, Settings(lease_s=30.0, tick_s=60.0, lease_poll_s=60.0), scheduler=FirstFit())
+    real, slow_once, slow_done = platform_module.billing.rate_all, threading.Event(), threading.Event()
+
+    def rate_all(*args: Any, **kwargs: Any) -> int:
+        if slow_once.is_set() and not slow_done.is_set():
+            time.sleep(3.0)  # a long rating pass: the books' next turn is 6 s after it ends
+            slow_done.set()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(platform_module.billing, "rate_all", rate_all)
+    with TestClient(create_app(p, run_loop=True), raise_server_exceptions=False) as client:
+        agent, consumer = _as(client, tmp_path, "agent"), _as(client, tmp_path, "consumer")
+        assert agent.post("/api/v1/agent/register", json={"pools": [POOL]}).status_code == 200
+        time.sleep(0.3)  # the start-up passes and the register's wake-up go by
+        slow_once.set()
+        p.wake()
+        assert slow_done.wait(20), "the books pass never ran"
+        job = consumer.post("/api/v1/jobs", json=JOB).json()
+        submitted = time.monotonic()
+        deadline = submitted + 20
+        while consumer.get(f"/api/v1/jobs/{job['id']}").json()["state"] == "pending":
+            assert time.monotonic() < deadline, "the job was never placed"
+            time.sleep(0.02)
+        assert time.monotonic() - submitted < 4.0  # not after the books' 6 s pause
+
+
+def test_placement_keeps_its_safety_tick_while_only_the_books_are_woken(db: Database, tmp_path: Path) -> None:
+    """Lapsed leases are reaped by the placement half: usage waking the books all the time must not starve it."""
+    bootstrap(db, tmp_path)
+    p = Platform(db, Settings(lease_s=30.0, tick_s=0.5, lease_poll_s=60.0), scheduler=FirstFit())
+    places: list[float] = []
+    real = p.place_pass
+
+    def counted(*, reap: bool = False) -> None:
+        places.append(time.monotonic())
+        real(reap=reap)
+
+    p.place_pass = counted  # type: ignore[method-assign]
+    with TestClient(create_app(p, run_loop=True), raise_server_exceptions=False):
+        time.sleep(0.3)  # the start-up passes go by
+        started, count = time.monotonic(), len(places)
+        while time.monotonic() - started < 3.0:
+            p.wake(place=False)  # usage to rate, over and over
+            time.sleep(0.05)
+        assert len(places) - count >= 2  # about one a tick_s (0.5 s), not none

@@ -91,7 +91,9 @@ class Platform:
         self.market_schedule = Schedule(**dict(self.settings.market))  # the market's sessions (docs/market.md)
         self.planner = GridPlanner()
         self.fixed_scheduler = scheduler
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # set by _due: the loop has work, which of it in the flags below
+        self._due_lock = threading.Lock()
+        self._place_due = self._books_due = True  # the first passes of a started loop run at once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -108,9 +110,26 @@ class Platform:
                 if spec.deadline is not None:
                     self.planner.check_submit(session, spec, now=now)
 
-    def wake(self) -> None:
-        """There is work for the control loop (a submit, a freed slot, usage to rate): run a pass soon."""
-        self._wake.set()
+    def wake(self, *, place: bool = True, books: bool = True) -> None:
+        """There is work for the control loop (a submit, a freed slot, usage to rate): run a pass soon.
+
+        A caller that knows which half has work says so (a submit: ``books=False``), so a submit's
+        placement and its agent's lease do not wait behind a books pass that had nothing to do; what the
+        other half would have found (an audit row to seal) waits at most for the safety tick.
+        """
+        self._due(place=place, books=books)
+
+    def lease_poll_s(self, wait_s: float) -> float:
+        """How long an agent's long-poll waits for a wake-up before it looks at the database by itself.
+
+        SQLite: the whole call (one process, whose own placements wake it).  PostgreSQL with this
+        process's listener connected: the whole call too, since every placement's NOTIFY wakes it and
+        a listener that loses its connection wakes every waiter, which then looks again on the safety
+        timer; without a connected listener, every ``lease_poll_s``.
+        """
+        if self.channel is None or (self.listener is not None and self.listener.connected.is_set()):
+            return wait_s
+        return min(wait_s, self.settings.lease_poll_s)
 
     def _notify_replicas(self, session: Session, sites: set[str]) -> None:
         """Wake the long-polls of these sites' agents on every replica once ``session`` commits.
@@ -122,10 +141,15 @@ class Platform:
             notify_sql(session, self.channel, {lease_topic(site) for site in sites})
 
     def tick(self, *, reap: bool = False) -> None:
-        """One pass of the control loop, each step in its own transaction.
+        """One whole pass of the control loop (placement, then the books), each step in its own transaction.
 
         Lapsed leases are reaped at most once per ``tick_s`` unless ``reap`` forces it.
         """
+        self.place_pass(reap=reap)
+        self.books_pass()
+
+    def place_pass(self, *, reap: bool = False) -> None:
+        """Reap lapsed leases when due, place waiting jobs and wake their sites' long-polls."""
         with self._lock:
             now = self.now()
             if reap or now >= self._next_reap:  # leases are coarse; placement is what a wake-up is for
@@ -148,23 +172,38 @@ class Platform:
                                                            engine_queue=self.settings.engine_queue)
                     self._notify_replicas(s, {p.site for p in placed})
                 else:
-                    self._wake.set()  # another replica is placing: look again after it, not a tick later
+                    self._due(place=True)  # another replica is placing: look again after it, not a tick later
             for site in {p.site for p in placed}:  # committed: this process's long-polls find the jobs
                 self.wakeups.notify(lease_topic(site))
             metrics.PLACEMENTS.inc(len(placed))
+
+    def books_pass(self) -> None:
+        """Rate usage, seal the chains and clear market sessions (outputs and workflows move with placement)."""
+        with self._lock:
+            now = self.now()
             batches = 10
             rated = billing.rate_all(self.db, limit=self.settings.rating_batch, max_batches=batches)  # own transactions
             if rated >= self.settings.rating_batch * batches:
-                self._wake.set()  # a backlog: the next pass goes on with it
+                self._due(books=True)  # a backlog: the next pass goes on with it
             chain.seal_all(self.db)  # after rating, off its path: hash-chain what has committed (own transactions)
             # sessions whose gate closed, once each (own transactions)
             market.clear_due(self.db, now=now, schedule=self.market_schedule)
 
+    def _due(self, *, place: bool = False, books: bool = False, signal: bool = True) -> None:
+        with self._due_lock:
+            self._place_due |= place
+            self._books_due |= books
+        if signal:
+            self._wake.set()
+
     def run_pass(self) -> None:
-        """One pass of the loop as the loop runs it: a failure is logged and counted, never raised."""
+        """One whole pass of the loop as the loop runs it: a failure is logged and counted, never raised."""
+        self._guarded(self.tick)
+
+    def _guarded(self, step: Callable[[], None]) -> None:
         self.pass_count += 1
         try:
-            self.tick()
+            step()
             if self.settings.reconcile_s and self.health.clock() >= self._next_reconcile:
                 self._next_reconcile = self.health.clock() + self.settings.reconcile_s
                 self.reconcile_ledger()
@@ -215,22 +254,55 @@ class Platform:
             self.listener.stop()
 
     def _run(self) -> None:
-        last_pass_s, last_end = 0.0, float("-inf")
+        """Placement and the books are paced apart, so a submit is placed at once after a long rating pass.
+
+        Each runs when it is due (woken, or the safety tick), at most once per pause, and the pause grows
+        with its own last run: under load each takes at most ``loop_share`` of the process and the API keeps
+        the rest, and a burst of wake-ups coalesces into one pass over a bigger batch (cheaper per job than
+        many small ones).  A wake-up after a quiet spell runs at once: a lone submit is not delayed.
+        Placement goes first when both may run; a submit waits at most for one books pass to end.
+        """
+        share = min(max(self.settings.loop_share, 0.01), 1.0)
+        paces = {"place": _Pace(), "books": _Pace()}
         while not self._stop.is_set():
-            self._wake.wait(self.settings.tick_s)  # work wakes it; the tick is a safety net (and reaps leases)
-            # Passes come at most once per pause.  The pause grows with the last pass, so under load the loop
-            # takes at most ``loop_share`` of the process and the API keeps the rest, and a burst of wake-ups
-            # coalesces into one pass over a bigger batch (cheaper per job than many small ones).  A wake-up
-            # after a quiet spell runs at once: a lone submit is not delayed.
-            share = min(max(self.settings.loop_share, 0.01), 1.0)
-            pause = max(self.settings.min_tick_s, last_pass_s * (1 - share) / share)
-            delay = last_end + pause - time.monotonic()
-            if delay > 0 and self._stop.wait(delay):
-                break
-            self._wake.clear()
+            now = time.monotonic()
+            # The safety tick, per half: a half not run for ``tick_s`` runs, however often the other is woken
+            # (placement reaps lapsed leases while only usage keeps waking the books).
+            self._due(place=now - paces["place"].end >= self.settings.tick_s,
+                      books=now - paces["books"].end >= self.settings.tick_s, signal=False)
+            with self._due_lock:
+                due = {"place": self._place_due, "books": self._books_due}
+            ready = {k: paces[k].ready_at(share, self.settings.min_tick_s) for k, d in due.items() if d}
+            if not ready:
+                self._wake.wait(min(p.end for p in paces.values()) + self.settings.tick_s - now)
+                self._wake.clear()
+                continue
+            kind = min(ready, key=lambda k: (ready[k] > now, k != "place"))  # placement first among the ready
+            if ready[kind] > now:
+                if self._stop.wait(min(ready.values()) - now):
+                    break
+                continue
+            with self._due_lock:
+                if kind == "place":
+                    self._place_due = False
+                else:
+                    self._books_due = False
+            self._wake.clear()  # what is due is in the flags; a wake-up from here on sets them again
             if self._stop.is_set():
                 break
             started = time.perf_counter()
-            self.run_pass()
-            last_pass_s = time.perf_counter() - started
-            last_end = time.monotonic()
+            self._guarded(self.place_pass if kind == "place" else self.books_pass)
+            paces[kind].ran(time.perf_counter() - started)
+
+
+class _Pace:
+    """When one kind of loop work may run again: a pause after its last run that grows with that run."""
+
+    def __init__(self) -> None:
+        self.last_s, self.end = 0.0, float("-inf")
+
+    def ran(self, took_s: float) -> None:
+        self.last_s, self.end = took_s, time.monotonic()
+
+    def ready_at(self, share: float, min_pause_s: float) -> float:
+        return self.end + max(min_pause_s, self.last_s * (1 - share) / share)

@@ -10,8 +10,11 @@ Across platform replicas on PostgreSQL the topics travel by LISTEN/NOTIFY:
 delivered only if that transaction commits), and a ``Listener`` per process turns
 each one into a local wake-up.  SQLite has one process, so the local wake-up is
 the whole story.  A NOTIFY can still be missed (the listener's connection dropped):
-every waiter also looks at the database on a slow safety timer, and a listener
-that reconnects wakes everyone once.
+a listener that loses its connection wakes everyone once, and so does one that
+reconnects, and while no listener is connected waiters also look at the database
+on a safety timer (``Platform.lease_poll_s``).  A healthy listener is the whole
+wake-up: its waiters look only when woken or when their own wait ends.  TCP
+keepalives on its connection notice a server that vanished without a word.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import select
 import threading
 from collections.abc import Callable
+from typing import ClassVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -108,7 +113,16 @@ def notify_sql(session: Session, channel: str, topics: set[str]) -> None:
 
 
 class Listener:
-    """One PostgreSQL connection per process that LISTENs and turns NOTIFYs into local wake-ups."""
+    """One PostgreSQL connection per process that LISTENs and turns NOTIFYs into local wake-ups.
+
+    It sleeps in ``select`` on the connection's socket, so a quiet listener costs nothing: psycopg's own
+    ``notifies(timeout=...)`` wakes every 100 ms to look for a Ctrl-C, a sixth of an idle platform's CPU.
+    """
+
+    # Dead-peer detection by the kernel: a server gone without closing the connection is noticed
+    # within about keepalives_idle + keepalives_interval * keepalives_count seconds (60 s here).
+    KEEPALIVES: ClassVar[dict[str, int]] = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                                            "keepalives_count": 3}
 
     def __init__(self, url: str, wakeups: Wakeups, channel: str, *, retry_s: float = 2.0,
                  check_s: float = 5.0) -> None:
@@ -128,7 +142,7 @@ class Listener:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=1.0)  # a daemon: one still inside notifies() ends with the process
+            self._thread.join(timeout=1.0)  # a daemon: one still inside select ends with the process
 
     def _run(self) -> None:
         import psycopg
@@ -136,18 +150,22 @@ class Listener:
         dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
         while not self._stop.is_set():
             try:
-                with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+                with psycopg.connect(dsn, autocommit=True, connect_timeout=10, **self.KEEPALIVES) as conn:
                     conn.execute(f'LISTEN "{self.channel}"')
                     self.connected.set()
                     self.wakeups.notify(ALL)  # anything sent while we were not listening is found by looking
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=self.check_s):
-                            self.wakeups.notify(note.payload)
+                        readable, _, _ = select.select([conn.fileno()], [], [], self.check_s)
+                        if readable:  # notifications, or the server closing: notifies() then raises
+                            for note in conn.notifies(timeout=0):
+                                self.wakeups.notify(note.payload)
             except Exception as exc:  # the server went away: waiters fall back to their safety timer
                 if self._stop.is_set():
                     break
                 log.warning("NOTIFY listener lost its connection (%s); retrying in %.0f s", type(exc).__name__,
                             self.retry_s)
             finally:
-                self.connected.clear()
+                if self.connected.is_set():
+                    self.connected.clear()  # first: the waiters woken below look again on the safety timer
+                    self.wakeups.notify(ALL)  # what a waiter relying on us missed is found by looking
             self._stop.wait(self.retry_s)

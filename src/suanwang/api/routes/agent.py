@@ -24,7 +24,7 @@ router = APIRouter(prefix="/agent", tags=["agent"])
 @router.post("/register")
 def register(body: RegisterIn, session: SessionDep, agent: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]:
     rows = sites.register_pools(session, agent, [p.model_dump() for p in body.pools], body.info)
-    platform.wake()
+    platform.wake(books=False)  # new capacity: work for placement
     warnings = [f"pool {r.name}: {r.labels[CATALOGUE_LABEL]}" for r in rows if CATALOGUE_LABEL in (r.labels or {})]
     return {"site": agent.site, "pools": [r.name for r in rows], "lease_s": platform.settings.lease_s,
             "site_timeout_s": platform.settings.site_timeout_s, "warnings": warnings}
@@ -44,20 +44,20 @@ async def lease(body: LeaseIn, agent: CurrentPrincipal, platform: PlatformDep) -
     """Hand out placed jobs; with ``wait_s`` the call waits (long-poll) until work arrives.
 
     It waits without a thread or a database query: placing a job at this site wakes it
-    (``Platform.wakeups``; on PostgreSQL across replicas by NOTIFY).  There it still looks every
-    ``lease_poll_s``, so a NOTIFY that went missing delays a job by at most that.  SQLite has one
-    process, whose own placements always wake it: one look per call.
+    (``Platform.wakeups``; on PostgreSQL across replicas by NOTIFY).  An idle call looks at the
+    database once; only while this process has no connected NOTIFY listener does it look again
+    every ``lease_poll_s`` (``Platform.lease_poll_s``), so a NOTIFY that went missing delays a job
+    by at most that.
     """
     topic = lease_topic(agent.site or "")
     deadline = time.monotonic() + body.wait_s
-    poll_s = platform.settings.lease_poll_s if platform.channel is not None else body.wait_s
     while True:
         mark = platform.wakeups.mark(topic)  # before looking: a placement after the look moves it
         tasks = await run_in_threadpool(_lease_once, body, agent, platform)
         left = deadline - time.monotonic()
         if tasks or left <= 0:
             return tasks
-        woken = await platform.wakeups.wait_async(topic, mark, min(left, poll_s))
+        woken = await platform.wakeups.wait_async(topic, mark, platform.lease_poll_s(left))
         if not woken and time.monotonic() >= deadline:
             return []  # the time is up and nothing came: the agent's next call looks first thing
 
@@ -84,7 +84,8 @@ def status(job_id: str, body: StatusIn, session: SessionDep, agent: CurrentPrinc
     applied = agents.report_status(session, agent, job_id=job_id, attempt=body.attempt, phase=body.phase,
                                    exit_code=body.exit_code, reason=body.reason, started_at=body.started_at,
                                    now=platform.now())
-    platform.wake()
+    if body.phase != "started":  # an ended attempt freed capacity and may have outputs to settle; a start, neither
+        platform.wake()
     return {"applied": applied}
 
 
@@ -94,7 +95,7 @@ def usage(body: UsageBatchIn, session: SessionDep, agent: CurrentPrincipal, plat
     new = agents.record_usage(session, agent, reports, clock_skew_s=platform.settings.usage_clock_skew_s,
                               now=platform.now())
     if new:
-        platform.wake()  # usage to rate
+        platform.wake(place=False)  # usage to rate
     return {"accepted": len(reports), "new": new}
 
 
