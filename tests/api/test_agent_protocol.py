@@ -61,6 +61,24 @@ def test_heartbeat_asks_agent_to_kill_a_cancelled_attempt(grid: Grid) -> None:
     assert hb.json()["kill"] == [{"job_id": task["job_id"], "attempt": 1}]
 
 
+def test_a_started_report_after_cancel_is_not_the_final_one(grid: Grid) -> None:
+    """A cancelled attempt's late "started" report leaves the hold waiting for its usage; its final report ends it."""
+    from suanwang.services.attempts import may_still_report
+
+    task = _leased(grid)
+    grid.consumer.post(f"/api/v1/jobs/{task['job_id']}/cancel")
+    status = f"/api/v1/agent/jobs/{task['job_id']}/status"
+    grid.agent.post(status, json={"attempt": 1, "phase": "started", "started_at": time.time()})
+
+    def still() -> bool:
+        with grid.platform.db.transaction() as s:
+            return may_still_report(s, s.get(JobRow, task["job_id"]), now=time.time(), grace_s=3600)
+
+    assert still(), "usage of the attempt may still arrive after a started report"
+    grid.agent.post(status, json={"attempt": 1, "phase": "cancelled", "exit_code": None})
+    assert not still(), "the final report says no more usage is on the way"
+
+
 def _expire(grid: Grid, job_id: str) -> None:
     with grid.platform.db.transaction() as s:
         s.execute(update(JobRow).where(JobRow.id == job_id).values(lease_expires_at=time.time() - 1))

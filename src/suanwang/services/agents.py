@@ -143,8 +143,9 @@ def report_status(
 
         raise NotFound(f"job {job_id} not found")
     now = time.time() if now is None else now
-    if attempt <= job.attempt:
-        # Its usage was sent before this: the hold of a cancelled job need not wait for more (billing).
+    if attempt <= job.attempt and phase != "started":
+        # A final report: its usage was sent before it, so the hold of a cancelled job need not wait for more
+        # (billing).  "started" is not final: the attempt may still run and report usage after it.
         record_final_report(session, job_id, attempt, now=now)
     if job.attempt != attempt or job.state not in _LEASED:
         return False
