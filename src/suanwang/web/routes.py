@@ -255,10 +255,10 @@ def job_explain(request: Request, job_id: str) -> HTMLResponse:
     actor, _ = signed_in(request, "GET", "/console/jobs/{job_id}/explain")
     platform = request.app.state.platform
     with platform.db.sessions() as s:
-        row = jobs.get_job(s, actor, job_id[:40])
-        explain = scheduling.explain_job(s, platform.planner, row, now=time.time())
+        job = jobs.show_job(s, actor, job_id[:40])
+        explain = scheduling.explain_job(s, platform.planner, job, now=time.time())
     name = "explain.html" if request.headers.get("hx-request") else "explain_page.html"
-    return render(request, name, actor=actor, job_id=row.id,
+    return render(request, name, actor=actor, job_id=job.id,
                   explain_json=json.dumps(explain, indent=1, default=str)[:20_000])
 
 
