@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from suanwang import __version__
 from suanwang.api.permissions import rule_for
+from suanwang.api.price_books import draft_from_json
 from suanwang.api.schemas import JobIn
 from suanwang.errors import SuanwangError
 from suanwang.services import billing, jobs, scheduling
@@ -354,7 +355,7 @@ async def publish_price_book(request: Request) -> Response:
 
     def run() -> None:
         with _db(request).transaction() as s:
-            billing.set_price_book(s, actor, body)
+            billing.set_price_book(s, actor, draft_from_json(body))
 
     await run_in_threadpool(run)
     return RedirectResponse("/console/provider?published=1", status_code=303)
