@@ -14,10 +14,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from suanwang.domain.money import check_currency
-from suanwang.domain.pricing import MAX_ENTRIES, check_version
+from suanwang.domain.pricing import check_version
 from suanwang.errors import InvalidSpec
 from suanwang.services.billing import PriceBookDraft, PublishedBook
-from suanwang.services.billing.codec import entry_from_json, parse_time
+from suanwang.services.billing.codec import entries_from_json, parse_time
 
 FIELDS = frozenset({"version", "effective_from", "entries", "currency"})
 
@@ -36,18 +36,12 @@ def draft_from_json(data: Mapping[str, Any]) -> PriceBookDraft:
     extra = set(data) - FIELDS
     if extra:
         raise InvalidSpec(f"unknown price book fields: {sorted(map(str, extra))[:5]}")
-    entries = data.get("entries")
-    if not isinstance(entries, list) or not entries:
-        raise InvalidSpec("a price book needs a non-empty 'entries' list")
-    if len(entries) > MAX_ENTRIES:
-        raise InvalidSpec(f"a price book has at most {MAX_ENTRIES} entries, got {len(entries)}")
-    if not all(isinstance(e, Mapping) for e in entries):
-        raise InvalidSpec("every price book entry must be an object")
+    entries = entries_from_json(data.get("entries"))
     if "currency" in data:
         check_currency(str(data["currency"])[:10])
     version = check_version(data["version"]) if "version" in data else None
     start = parse_time(data["effective_from"], "effective_from") if "effective_from" in data else None
-    return PriceBookDraft(tuple(entry_from_json(e) for e in entries), entries, version, start)
+    return PriceBookDraft(entries, data["entries"], version, start)
 
 
 def price_book_out(published: PublishedBook) -> PriceBookOut:

@@ -166,17 +166,22 @@ def entry_from_json(data: Mapping[str, Any]) -> PriceEntry:
 def book_from_json(data: Mapping[str, Any], owner: str = OPERATOR) -> PriceBook:
     """A book from its stored JSON body (what ``books.set_price_book`` wrote); every number bounded before it
     is used (see domain.pricing): a body stored before today's bounds is refused, not trusted."""
-    entries = data.get("entries")
+    entries = entries_from_json(data.get("entries"))
+    if "currency" in data:
+        check_currency(str(data["currency"])[:10])
+    return PriceBook(check_version(data.get("version")), parse_time(data.get("effective_from"), "effective_from"),
+                     entries, owner=owner)
+
+
+def entries_from_json(entries: object) -> tuple[PriceEntry, ...]:
+    """A price book's ``entries``: a non-empty list of at most ``MAX_ENTRIES`` objects, each bounded."""
     if not isinstance(entries, list) or not entries:
         raise InvalidSpec("a price book needs a non-empty 'entries' list")
     if len(entries) > MAX_ENTRIES:
         raise InvalidSpec(f"a price book has at most {MAX_ENTRIES} entries, got {len(entries)}")
     if not all(isinstance(e, Mapping) for e in entries):
         raise InvalidSpec("every price book entry must be an object")
-    if "currency" in data:
-        check_currency(str(data["currency"])[:10])
-    return PriceBook(check_version(data.get("version")), parse_time(data.get("effective_from"), "effective_from"),
-                     tuple(entry_from_json(e) for e in entries), owner=owner)
+    return tuple(entry_from_json(e) for e in entries)
 
 
 def _plain(value: Any) -> Any:
