@@ -165,11 +165,12 @@ def served_operations(live: LivePlatform, token: str) -> list[Any]:
     return sorted((r.ok() for r in schema.get_all_operations()), key=lambda o: o.label)
 
 
-def examples_for(max_examples: int, *, left_s: float, operations_left: int, per_example_s: float) -> int:
-    """Requests for the next operation: its even share of what is left of the budget, within
+def examples_for(max_examples: int, *, left_s: float, operations_left: int, run_s: float, per_example_s: float) -> int:
+    """Requests for the next operation: as many as its even share of what is left of the budget pays for (a
+    run costs ``run_s`` however few requests it makes, and ``per_example_s`` a request), within
     [``MIN_EXAMPLES``, ``max_examples``], so the identity's last operation is still reached."""
-    share = left_s / max(1, operations_left) / max(per_example_s, 1e-3)
-    return max(MIN_EXAMPLES, min(max_examples, int(share)))
+    share = left_s / max(1, operations_left) - run_s
+    return max(MIN_EXAMPLES, min(max_examples, int(share / max(per_example_s, 1e-3))))
 
 
 @dataclass
@@ -226,20 +227,26 @@ def test_schemathesis_finds_no_server_error_and_no_ignored_auth(served: Served, 
     started = time.monotonic()
     spent: dict[str, float] = {}
     failures: list[str] = []
-    refused, cut, requests_s, requested = 0, 0, 0.0, 0
+    refused, cut = 0, 0
+    # what a run costs beside its requests (a run that ends at its first request, a 403, is nearly all that),
+    # and what a request costs (from runs that made all theirs); guesses until the first runs say
+    run_s, runs_at_403_s, full_s, full_runs, requested = 0.05, 0.0, 0.0, 0, 0
     for i, operation in enumerate(operations):
+        per_example_s = max(0.0, full_s - run_s * full_runs) / requested if requested else 0.2
         examples = examples_for(max_examples, left_s=started + budget_s - time.monotonic(),
-                                operations_left=len(operations) - i,
-                                per_example_s=requests_s / requested if requested else 0.2)
+                                operations_left=len(operations) - i, run_s=run_s, per_example_s=per_example_s)
         cut += examples < max_examples
         began = time.monotonic()
         try:
             fuzz(operation, strategy_for(operation, known), url=live.url, token=tokens[who], examples=examples,
                  session=session, extra_check=isolation)
-            requested += examples  # the cost of a request is learnt from the runs that made them all
-            requests_s += time.monotonic() - began
-        except Refused:  # a 403 ends the run at once: it tells nothing of what a request costs
+            requested += examples
+            full_s += time.monotonic() - began
+            full_runs += 1
+        except Refused:
             refused += 1
+            runs_at_403_s += time.monotonic() - began
+            run_s = runs_at_403_s / refused
         except (Exception, BaseExceptionGroup) as exc:  # one failure must not hide the next (and
             # schemathesis' FailureGroup is a BaseExceptionGroup)
             failures.append(f"{operation.label} as {who}: {exc}"[:3000])
