@@ -48,9 +48,10 @@ from tests.e2e.conftest import LivePlatform, _stop, free_port
 pytestmark = pytest.mark.e2e
 
 # identity -> (requests per operation at most, share of the budget).  The operator reaches the most code, so
-# gets the most; the second consumer is there for isolation (a 2xx on the first consumer's ids), which its
+# gets the most; the agent and the second consumer end most runs at their first 403 (62 and 36 of 77
+# operations), and the second consumer is there for isolation (a 2xx on the first consumer's ids), which its
 # first requests already aim at.
-IDENTITIES = {"operator": (25, 0.35), "agent": (15, 0.2), "consumer": (15, 0.25), "consumer_b": (8, 0.2)}
+IDENTITIES = {"operator": (25, 0.45), "agent": (15, 0.15), "consumer": (15, 0.25), "consumer_b": (8, 0.15)}
 MIN_EXAMPLES = 2  # requests per operation and identity however little budget is left
 BUDGET_S = float(os.environ.get("SUANWANG_SCHEMATHESIS_S", "200"))  # per database, all identities together
 CHECKS = [not_a_server_error, response_schema_conformance, ignored_auth]
