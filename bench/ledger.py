@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import OperationalError
 
+from suanwang.api.price_books import draft_from_json
 from suanwang.domain.ledger import (
     PLATFORM_FEES,
     Hold,
@@ -92,7 +93,7 @@ def _seed(db: Database) -> None:
             "spec": {"command": ["true"], "service_level": "standard"}, "resource_class": "general", "cores": 2,
             "memory_gb": 1.0, "devices": 0, "priority": 0, "site": "qingyang", "pool": "cpu", "attempt": 1,
             "submitted_at": now, "reason": "", "placement": {}, "cancel_requested": False} for j in range(JOBS)])
-        billing.set_price_book(s, OPERATOR, BOOK)
+        billing.set_price_book(s, OPERATOR, draft_from_json(BOOK))
         billing.set_contract(s, OPERATOR, PROVIDER, 700)
         ledger = SqlLedger(s)
         ledger.apply_many([plan_topup(f"seed{i}", consumer=f"c{i}", fen=10**12, at=at, actor="bench")

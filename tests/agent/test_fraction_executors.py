@@ -6,32 +6,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-from suanwang.agent.executors.base import Task, TaskStatus
-from suanwang.agent.executors.local import LocalExecutor
+from suanwang.agent.executors.base import Task
 from suanwang.agent.executors.slurm import PartitionPool, SlurmExecutor
 from suanwang.agent.sysinfo import detect_local_pools
+from tests.agent.conftest import MakeExecutor, wait_final
 
 PRINT_ENV = ("python3", "-c", "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES'), "
              "os.environ.get('CUDA_MPS_ACTIVE_THREAD_PERCENTAGE'))")
 
 
-def _wait(ex: LocalExecutor, handle: str, timeout: float = 20) -> TaskStatus:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = ex.poll(handle)
-        if status.phase.is_final:
-            return status
-        time.sleep(0.05)
-    raise AssertionError("task did not finish")
-
-
 @pytest.mark.parametrize(("mode", "want"), [("mps", b"1 25"), ("time-slicing", b"1 None")])
-def test_local_executor_pins_the_card_and_the_mps_share(tmp_path: Path, jobs_root: Path, mode: str, want: bytes,
+def test_local_executor_pins_the_card_and_the_mps_share(tmp_path: Path, make: MakeExecutor, mode: str, want: bytes,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "bin" / "nvidia-smi"
     fake.parent.mkdir()
@@ -39,15 +28,15 @@ def test_local_executor_pins_the_card_and_the_mps_share(tmp_path: Path, jobs_roo
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     pools = [dataclasses.replace(p, sharing={"mode": mode}) if p.name == "gpu" else p for p in detect_local_pools()]
-    ex = LocalExecutor(tmp_path / "agent", pools, jobs_root=jobs_root, shared_user=os.geteuid() != 0)
+    ex = make(tmp_path / "agent", pools)
     frac = Task(job_id="f1", attempt=1, command=PRINT_ENV, pool="gpu", devices=1, device_share=250,
                 device_memory_gb=8.0, card=1, tenant="t-alice")
     h = ex.start(frac)
-    _wait(ex, h)
+    wait_final(ex, h)
     assert want in ex.read_log(h, 0)
     whole = dataclasses.replace(frac, job_id="w1", device_share=0, card=-1)
     h = ex.start(whole)
-    _wait(ex, h)
+    wait_final(ex, h)
     assert b"None None" in ex.read_log(h, 0)  # whole cards are not pinned by the platform (docs say so)
 
 

@@ -7,31 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
-from suanwang.agent.executors.base import Task, TaskPhase, TaskStatus
-from suanwang.agent.executors.local import LocalExecutor
-
-# Jobs run as a tenant's uid, which may not reach this test's own interpreter (under /root here):
-# they find "python3" on PATH as a consumer's job would.
-PY = "python3"
-
-
-@pytest.fixture
-def make(jobs_root: Path):  # type: ignore[no-untyped-def]
-    def build(workdir: Path, **kw: object) -> LocalExecutor:
-        return LocalExecutor(workdir, jobs_root=jobs_root, shared_user=os.geteuid() != 0, **kw)  # type: ignore[arg-type]
-    return build
-
-
-def _wait(ex: LocalExecutor, handle: str, timeout: float = 20) -> TaskStatus:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = ex.poll(handle)
-        if status.phase.is_final:
-            return status
-        time.sleep(0.05)
-    raise AssertionError("task did not finish")
+from suanwang.agent.executors.base import Task, TaskPhase
+from tests.agent.conftest import PY, wait_final
 
 
 def _task(*cmd: str, job: str = "j1", **kw: object) -> Task:
@@ -42,7 +19,7 @@ def _task(*cmd: str, job: str = "j1", **kw: object) -> Task:
 def test_success_captures_output_and_cpu_time(tmp_path: Path, make) -> None:
     ex = make(tmp_path)
     h = ex.start(_task(PY, "-c", "sum(range(3_000_000)); print('hi'); import sys; print('err', file=sys.stderr)"))
-    status = _wait(ex, h)
+    status = wait_final(ex, h)
     assert status.phase is TaskPhase.SUCCEEDED and status.exit_code == 0
     assert status.usage.cpu_s > 0 and status.usage.wall_s > 0 and status.usage.peak_memory_bytes > 0
     log = ex.read_log(h, 0)
@@ -52,13 +29,13 @@ def test_success_captures_output_and_cpu_time(tmp_path: Path, make) -> None:
 
 def test_nonzero_exit_is_failed_with_reason(tmp_path: Path, make) -> None:
     ex = make(tmp_path)
-    status = _wait(ex, ex.start(_task(PY, "-c", "raise SystemExit(3)")))
+    status = wait_final(ex, ex.start(_task(PY, "-c", "raise SystemExit(3)")))
     assert (status.phase, status.exit_code, status.reason) == (TaskPhase.FAILED, 3, "exit code 3")
 
 
 def test_missing_program_fails_cleanly(tmp_path: Path, make) -> None:
     ex = make(tmp_path)
-    status = _wait(ex, ex.start(_task("/no/such/program")))
+    status = wait_final(ex, ex.start(_task("/no/such/program")))
     assert status.phase is TaskPhase.FAILED and status.exit_code == 127
     assert "/no/such/program" in status.reason
 
@@ -69,7 +46,7 @@ def test_env_and_workdir_are_applied(tmp_path: Path, make) -> None:
     work.chmod(0o755)
     h = ex.start(_task(PY, "-c", "import os; print(os.getcwd(), os.environ['GREETING'])",
                        env={"GREETING": "ni-hao"}, workdir=str(work)))
-    _wait(ex, h)
+    wait_final(ex, h)
     assert f"{work} ni-hao".encode() in ex.read_log(h, 0)
 
 
@@ -80,7 +57,7 @@ def test_cancel_kills_the_whole_process_group(tmp_path: Path, make) -> None:
     time.sleep(0.5)
     t0 = time.time()
     ex.cancel(h)
-    status = _wait(ex, h, timeout=10)
+    status = wait_final(ex, h, timeout=10)
     assert status.phase is TaskPhase.CANCELLED
     assert time.time() - t0 < 2.5
 
@@ -91,7 +68,7 @@ def test_a_new_executor_adopts_a_running_task(tmp_path: Path, make) -> None:
     h = first.start(task)
     second = make(tmp_path)  # as after an agent restart
     assert second.adopt(h, task)
-    status = _wait(second, h)
+    status = wait_final(second, h)
     assert status.phase is TaskPhase.SUCCEEDED
     assert b"adopted" in second.read_log(h, 0)
     assert not second.adopt("j-unknown-1", task)
@@ -110,7 +87,7 @@ def test_a_restarted_agent_kills_a_task_from_its_pid_file_alone(tmp_path: Path, 
     job = (tmp_path / "tasks" / h / "job.pid").read_text()
     fresh = make(tmp_path)  # no memory of the process: as after an agent restart
     fresh.cancel(h)
-    assert _wait(fresh, h, timeout=10).phase is TaskPhase.CANCELLED
+    assert wait_final(fresh, h, timeout=10).phase is TaskPhase.CANCELLED
     groups = {int(pid), int(job)}
     assert not [p for p in psutil.process_iter() if _pgid(p.pid) in groups and p.status() != psutil.STATUS_ZOMBIE]
 
@@ -120,7 +97,7 @@ def test_a_pid_reused_by_another_process_is_never_signalled(tmp_path: Path, make
 
     ex = make(tmp_path)
     h = ex.start(_task(PY, "-c", "pass"))
-    _wait(ex, h)
+    wait_final(ex, h)
     import psutil
 
     bystander = subprocess.Popen(["sleep", "30"], start_new_session=True)
@@ -141,7 +118,6 @@ def test_a_pid_reused_by_another_process_is_never_signalled(tmp_path: Path, make
 
 
 def _pgid(pid: int) -> int | None:
-    import os
 
     try:
         return os.getpgid(pid)

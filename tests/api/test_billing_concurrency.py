@@ -14,7 +14,7 @@ from suanwang.services.agents import queue_for_rating
 from suanwang.services.auth import Principal, Role
 from suanwang.services.ledger_store import cached_balances, reconcile
 from suanwang.store.ledger_tables import TransferRow
-from suanwang.store.tables import UnratedUsageRow, UsageRow
+from suanwang.store.tables import JobRow, UnratedUsageRow, UsageRow
 from tests.api.conftest import Grid
 from tests.api.test_billing_api import API, JOB, priced, top_up
 
@@ -63,7 +63,9 @@ def test_workers_rating_at_once_charge_each_usage_record_exactly_once(grid: Grid
     top_up(grid, consumer, 10**9)
     with grid.platform.db.transaction() as s:
         [job] = jobs.submit_jobs(s, principal, [jobs.spec_from_json(JOB)])
-        job.site, job.pool, job.attempt, job.state = "local", "cpu", 1, "running"
+        row = s.get(JobRow, job.id)  # submit returns a plain value: the row is what runs
+        assert row is not None
+        row.site, row.pool, row.attempt, row.state = "local", "cpu", 1, "running"
         now = time.time()
         usage = [UsageRow(job_id=job.id, attempt=1, seq=i, tenant_id=consumer, site="local", pool="cpu",
                           resource_class="general", start=now + i, end=now + i + 1, wall_s=1.0, cpu_s=1.0,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from suanwang.api.price_books import draft_from_json
 from suanwang.clock import ManualClock
 from suanwang.errors import StoreConflict
 from suanwang.services import billing
@@ -60,7 +61,7 @@ def test_a_second_replica_sees_a_new_price_book_within_the_cache_time(db_url: st
         with second.transaction() as s:
             assert caches_of(s) is second.caches and billing.books._any_book(s) is False
         with first.transaction() as s:
-            billing.set_price_book(s, OPERATOR, BOOK)
+            billing.set_price_book(s, OPERATOR, draft_from_json(BOOK))
         with first.transaction() as s:
             assert billing.books._any_book(s) is True  # invalidated by the publish, on this replica
         with second.transaction() as s:

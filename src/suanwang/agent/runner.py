@@ -350,7 +350,7 @@ class Agent:
         return dict(poll_many([rec.handle for rec in self.tasks.values()]))
 
     def _log_reports(self, rec: TaskRecord) -> list[tuple[str, dict[str, Any]]]:
-        out = []
+        out: list[tuple[str, dict[str, Any]]] = []
         while True:
             data = self.executor.read_log(rec.handle, rec.log_offset)
             if not data:
@@ -416,7 +416,8 @@ class Agent:
             items = self.outbox.pending()
             if not items:
                 return statuses
-            batch_ids, batch = [], []
+            batch_ids: list[int] = []
+            batch: list[dict[str, Any]] = []
             for item_id, path, body in items:
                 if path == "/agent/usage" and len(batch) < 500:
                     batch_ids.append(item_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
@@ -138,6 +138,6 @@ def create_app(platform: Platform, *, run_loop: bool = True, guard: GuardSetting
     return app
 
 
-def _database_gauges(platform: Platform) -> tuple[list[tuple[tuple[str, ...], float]], int, float]:
+def _database_gauges(platform: Platform) -> tuple[Sequence[tuple[tuple[str, ...], float]], int, float]:
     with platform.db.sessions() as session:
         return (overview.queue_depth(session), *overview.rating_lag(session))

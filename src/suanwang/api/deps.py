@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.types import Scope
 
 from suanwang.api.guard import PRINCIPAL_KEY, AuthState
 from suanwang.clock import Clock
@@ -57,7 +58,7 @@ async def get_principal(request: Request) -> Principal:
     return principal
 
 
-async def tenant_of(scope: dict[str, object]) -> str | None:
+async def tenant_of(scope: Scope) -> str | None:
     """The caller's tenant for a raw ASGI request, as the gate authenticated it (None on a public route)."""
     principal = scope.get(PRINCIPAL_KEY)
     return principal.tenant_id if isinstance(principal, Principal) else None

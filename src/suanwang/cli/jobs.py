@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +21,7 @@ Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
 
 
-def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
+def _jobs_table(jobs: Sequence[Mapping[str, Any]]) -> Table:
     table = Table("id", "state", "site", "pool", "attempt", "command")
     for j in jobs:
         table.add_row(j["id"], j["state"], j["site"] or "-", j["pool"] or "-", str(j["attempt"]),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 DONE = {"succeeded", "failed", "cancelled"}
 
 
-def _steps_table(run: dict[str, Any]) -> Table:
+def _steps_table(run: Mapping[str, Any]) -> Table:
     table = Table("step", "state", "site", "job", "attempts", "compute ¥", "transfer ¥", "storage ¥",
                   "carbon (kg)",
                   "reason",

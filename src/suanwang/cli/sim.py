@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from suanwang.cli.client import Client, console, err, print_json
@@ -92,9 +92,11 @@ def register(app: typer.Typer) -> None:
         with Progress(*columns, console=console) as bar:
             for name in policies:
                 task = bar.add_task(name, total=len(jobs))
-                results.append(run_simulation(ctx, jobs, name,
-                                              progress=lambda done, _n, _t, task=task: bar.update(task,
-                                                                                                completed=done)))
+
+                def advance(done: int, _total: int, _sim_s: float, task: TaskID = task) -> None:
+                    bar.update(task, completed=done)
+
+                results.append(run_simulation(ctx, jobs, name, progress=advance))
                 bar.update(task, completed=len(jobs))
             if len(jobs) <= bound_jobs:
                 bar.add_task("HiGHS cost bound", total=None)

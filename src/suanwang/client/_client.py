@@ -52,6 +52,8 @@ class WorkflowRun(TypedDict, total=False):
     cost_fen: int
     carbon_kg: float
     reason: str
+    created_at: float
+    finished_at: float | None
 
 
 class _Req(NamedTuple):

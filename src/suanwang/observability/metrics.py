@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -46,7 +46,7 @@ Sample = tuple[tuple[str, ...], float]
 class PlatformCollector(Collector):
     """Gauges read from the database at scrape time.  ``read`` returns (queue rows, rating backlog, oldest age)."""
 
-    def __init__(self, read: Callable[[], tuple[list[Sample], int, float]]) -> None:
+    def __init__(self, read: Callable[[], tuple[Sequence[Sample], int, float]]) -> None:
         self.read = read
 
     def collect(self) -> Iterator[Any]:

@@ -316,10 +316,10 @@ def _check_no_overlap(session: Session, fresh: Sequence[UsageReport], leased: di
         wall, starts, ends = claimed.setdefault((r.job_id, r.attempt), (0.0, [], []))
         claimed[(r.job_id, r.attempt)] = (wall + r.wall_s, [*starts, r.start], [*ends, r.end])
     for (job_id, attempt), (wall, starts, ends) in claimed.items():
-        span = max(ends) - min(starts)
-        if wall > span + wall_tolerance_s(span):
+        reach_s = max(ends) - min(starts)
+        if wall > reach_s + wall_tolerance_s(reach_s):
             raise InvalidSpec(f"usage of job {job_id} attempt {attempt} claims {wall:.3f} s of wall time "
-                              f"within {span:.3f} s")
+                              f"within {reach_s:.3f} s")
 
 
 def queue_for_rating(session: Session, usage_ids: Sequence[int]) -> None:

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from prometheus_client import Counter
 from sqlalchemy import select, update
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.errors import Conflict, InvalidSpec, NotFound
+from suanwang.store.db import rowcount
 from suanwang.store.tables import EnrolmentRow, SiteRow, TenantRow, TokenRow
 
 TOKEN_PREFIX = "sw_"  # nosec B105  # a marker that makes leaked tokens greppable, not a secret
@@ -87,22 +88,60 @@ def check_lifetime(lifetime_s: float | None, *, limit_s: float = MAX_LIFETIME_S)
         raise InvalidSpec(f"lifetime_s must be more than 0 and at most {limit_s:.0f} s, not {lifetime_s!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str
+    name: str
+    kind: str  # operator | provider | consumer | auditor
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A token as listed: never its hash or plaintext."""
+
+    id: str
+    role: str
+    tenant_id: str
+    site: str | None
+    name: str
+    created_at: float
+    expires_at: float | None  # None: no expiry
+    revoked: bool
+    revoked_at: float | None
+    rotated_to: str | None  # the token that replaced this one
+
+    @classmethod
+    def of(cls, row: TokenRow) -> Token:
+        return cls(id=row.id, role=row.role, tenant_id=row.tenant_id, site=row.site, name=row.name,
+                   created_at=row.created_at, expires_at=row.expires_at, revoked=row.revoked,
+                   revoked_at=row.revoked_at, rotated_to=row.rotated_to)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """A one-use enrolment token of a site (its plaintext is returned beside it, once)."""
+
+    id: str
+    site: str
+    expires_at: float
+
+
 def create_tenant(
     session: Session, *, name: str, kind: str, tenant_id: str | None = None, clock: Clock = SYSTEM_CLOCK
-) -> TenantRow:
+) -> Tenant:
     if session.scalar(select(TenantRow).where(TenantRow.name == name)) is not None:
         raise Conflict(f"a tenant named {name!r} already exists")
     row = TenantRow(id=tenant_id or new_id("t"), name=name, kind=kind, created_at=clock.time(), attrs={})
     session.add(row)
     session.flush()
-    return row
+    return Tenant(id=row.id, name=row.name, kind=row.kind)
 
 
 def issue_token(
     session: Session, *, role: Role, tenant_id: str, site: str | None = None, name: str = "",
     lifetime_s: float | None = None, now: float | None = None, clock: Clock = SYSTEM_CLOCK,
-) -> tuple[TokenRow, str]:
-    """Create a token; returns the row and the plaintext, which is never stored."""
+) -> tuple[Token, str]:
+    """Create a token; returns it and its plaintext, which is never stored."""
     if session.get(TenantRow, tenant_id) is None:
         raise NotFound(f"tenant {tenant_id} not found")
     if role is Role.AGENT and not site:
@@ -116,7 +155,7 @@ def issue_token(
     )
     session.add(row)
     session.flush()
-    return row, plaintext
+    return Token.of(row), plaintext
 
 
 def authenticate(session: Session, token: str, *, now: float) -> Principal | Refusal:
@@ -133,18 +172,19 @@ def authenticate(session: Session, token: str, *, now: float) -> Principal | Ref
                      expires_at=row.expires_at)
 
 
-def token_json(row: TokenRow) -> dict[str, object]:
-    """A token as listed: never its hash or plaintext."""
-    return {"id": row.id, "role": row.role, "tenant_id": row.tenant_id, "site": row.site, "name": row.name,
-            "created_at": row.created_at, "expires_at": row.expires_at, "revoked": row.revoked,
-            "revoked_at": row.revoked_at, "rotated_to": row.rotated_to}
+def token_json(token: Token) -> dict[str, object]:
+    """A token as the API lists it (its fields, in their order)."""
+    return {f: getattr(token, f) for f in _TOKEN_FIELDS}
 
 
-def list_tokens(session: Session, *, tenant_id: str | None = None, limit: int = 1000) -> list[TokenRow]:
+_TOKEN_FIELDS = tuple(f.name for f in fields(Token))
+
+
+def list_tokens(session: Session, *, tenant_id: str | None = None, limit: int = 1000) -> list[Token]:
     query = select(TokenRow).order_by(TokenRow.created_at, TokenRow.id).limit(limit)
     if tenant_id:
         query = query.where(TokenRow.tenant_id == tenant_id)
-    return list(session.scalars(query))
+    return [Token.of(row) for row in session.scalars(query)]
 
 
 def _live_token(session: Session, token_id: str) -> TokenRow:
@@ -156,16 +196,16 @@ def _live_token(session: Session, token_id: str) -> TokenRow:
     return row
 
 
-def revoke_token(session: Session, token_id: str, *, now: float) -> TokenRow:
+def revoke_token(session: Session, token_id: str, *, now: float) -> Token:
     row = _live_token(session, token_id)
     row.revoked, row.revoked_at = True, now
     session.flush()
-    return row
+    return Token.of(row)
 
 
 def rotate_token(
     session: Session, token_id: str, *, now: float, lifetime_s: float | None = None
-) -> tuple[TokenRow, str]:
+) -> tuple[Token, str]:
     """A new token with the old one's role, tenant, site and name; the old one is revoked in the same transaction.
 
     Without ``lifetime_s`` the new token lives as long as the old one was issued for (or forever, if it was).
@@ -182,7 +222,7 @@ def rotate_token(
 
 def issue_enrolment(
     session: Session, actor: Principal, site: str, *, now: float, lifetime_s: float | None = None
-) -> tuple[EnrolmentRow, str]:
+) -> tuple[Enrolment, str]:
     """A one-use enrolment token for ``site``; a provider may enrol agents only for its own sites."""
     row = session.get(SiteRow, site)
     if row is None or (actor.role is Role.PROVIDER and row.tenant_id != actor.tenant_id):
@@ -194,10 +234,10 @@ def issue_enrolment(
                              issued_by=actor.token_id, created_at=now, expires_at=now + lifetime_s)
     session.add(enrolment)
     session.flush()
-    return enrolment, plaintext
+    return Enrolment(id=enrolment.id, site=enrolment.site, expires_at=enrolment.expires_at), plaintext
 
 
-def redeem_enrolment(session: Session, enrol_token: str, *, now: float, name: str = "") -> tuple[TokenRow, str] | None:
+def redeem_enrolment(session: Session, enrol_token: str, *, now: float, name: str = "") -> tuple[Token, str] | None:
     """Trade an enrolment token for a fresh agent token, once; ``None`` when it is unknown, used or expired.
 
     The UPDATE that marks it used is also the check, so two agents racing with one token get one agent
@@ -212,7 +252,7 @@ def redeem_enrolment(session: Session, enrol_token: str, *, now: float, name: st
         .where(EnrolmentRow.id == row.id, EnrolmentRow.used_at.is_(None), EnrolmentRow.expires_at > now)
         .values(used_at=now)
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(claimed) != 1:
         return None
     token, plaintext = issue_token(session, role=Role.AGENT, tenant_id=row.tenant_id, site=row.site,
                                    name=name or f"agent of {row.site} (enrolled)", now=now)

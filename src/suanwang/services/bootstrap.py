@@ -32,23 +32,23 @@ def _write_secret(path: Path, text: str) -> None:
 def bootstrap(db: Database, data_dir: Path, *, local_site: bool = True) -> None:
     """Create what a fresh platform needs; idempotent, and re-issues a token whose file is missing."""
     with db.transaction() as s:
-        op = s.scalar(select(TenantRow).where(TenantRow.name == OPERATOR_TENANT))
-        if op is None:
-            op = create_tenant(s, name=OPERATOR_TENANT, kind="operator", tenant_id="t-operator")
+        op_id = s.scalar(select(TenantRow.id).where(TenantRow.name == OPERATOR_TENANT))
+        if op_id is None:
+            op_id = create_tenant(s, name=OPERATOR_TENANT, kind="operator", tenant_id="t-operator").id
         if not (data_dir / "operator.token").exists():
-            _, token = issue_token(s, role=Role.OPERATOR, tenant_id=op.id, name="bootstrap operator")
+            _, token = issue_token(s, role=Role.OPERATOR, tenant_id=op_id, name="bootstrap operator")
             _write_secret(data_dir / "operator.token", token)
         if not local_site:
             return
-        operator = Principal(token_id="bootstrap", role=Role.OPERATOR, tenant_id=op.id)  # nosec B106  # an actor
+        operator = Principal(token_id="bootstrap", role=Role.OPERATOR, tenant_id=op_id)  # nosec B106  # an actor
         if s.get(SiteRow, LOCAL_SITE) is None:
-            create_site(s, operator, Site(name=LOCAL_SITE, region="local", province="", provider=op.id))
+            create_site(s, operator, Site(name=LOCAL_SITE, region="local", province="", provider=op_id))
         if not (data_dir / "agent.token").exists():
-            _, token = issue_token(s, role=Role.AGENT, tenant_id=op.id, site=LOCAL_SITE, name="local agent")
+            _, token = issue_token(s, role=Role.AGENT, tenant_id=op_id, site=LOCAL_SITE, name="local agent")
             _write_secret(data_dir / "agent.token", token)
-        consumer = s.scalar(select(TenantRow).where(TenantRow.name == "demo"))
-        if consumer is None:
-            consumer = create_tenant(s, name="demo", kind="consumer")
+        consumer_id = s.scalar(select(TenantRow.id).where(TenantRow.name == "demo"))
+        if consumer_id is None:
+            consumer_id = create_tenant(s, name="demo", kind="consumer").id
         if not (data_dir / "consumer.token").exists():
-            _, token = issue_token(s, role=Role.CONSUMER, tenant_id=consumer.id, name="demo consumer")
+            _, token = issue_token(s, role=Role.CONSUMER, tenant_id=consumer_id, name="demo consumer")
             _write_secret(data_dir / "consumer.token", token)

@@ -25,9 +25,9 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, exists, func, insert, or_, select
+from sqlalchemy import Row, Select, Table, delete, exists, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from suanwang.clock import SYSTEM_CLOCK, Clock
@@ -101,11 +101,16 @@ def _head(session: Session, chain: str) -> tuple[int, str, int]:
     return (last[0], last[1], top) if last else (0, GENESIS, 0)
 
 
+def _by_name(rows: Iterable[Row[Any]]) -> list[Mapping[str, Any]]:
+    """Each row as a mapping of its column names (a RowMapping also takes Column keys, never used here)."""
+    return [cast("Mapping[str, Any]", r._mapping) for r in rows]
+
+
 def _rows_by_id(session: Session, source: Source, ids: Sequence[int]) -> list[Mapping[str, Any]]:
     rows: list[Mapping[str, Any]] = []
     for i in range(0, len(ids), _CHUNK):
         chunk = ids[i : i + _CHUNK]
-        rows += [r._mapping for r in session.execute(select(source.table).where(source.id_col.in_(chunk)))]
+        rows += _by_name(session.execute(select(source.table).where(source.id_col.in_(chunk))))
     return rows
 
 
@@ -118,8 +123,8 @@ def seal_chain(session: Session, source: Source, *, now: float, limit: int = 500
     gaps = dict(session.execute(
         select(GAPS.c.row_id, GAPS.c.seen_at).where(GAPS.c.chain == source.chain)).all())
     filled = sorted(_rows_by_id(session, source, sorted(gaps)), key=lambda r: r[source.id_name])
-    new = [r._mapping for r in session.execute(
-        select(source.table).where(source.id_col > top).order_by(source.id_col).limit(limit))]
+    new = _by_name(session.execute(
+        select(source.table).where(source.id_col > top).order_by(source.id_col).limit(limit)))
     skipped: list[int] = []
     last = top
     for row in new:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from suanwang.domain.quantum import MAX_QASM_BYTES, MAX_QUBITS
 from suanwang.errors import InvalidSpec
@@ -38,8 +39,8 @@ def analyse(qasm: str) -> CircuitNeeds:
     return CircuitNeeds(circuit.num_qubits, tuple(sorted(circuit.count_ops())), version)
 
 
-def parse(qasm: str) -> tuple[object, int]:
-    """A ``qiskit.QuantumCircuit`` and the program's OpenQASM major version."""
+def parse(qasm: str) -> tuple[Any, int]:
+    """A ``qiskit.QuantumCircuit`` (qiskit ships no type information) and the program's OpenQASM major version."""
     if not isinstance(qasm, str) or not qasm.strip():
         raise InvalidSpec("circuit: an OpenQASM program is required")
     size = len(qasm.encode("utf-8", "surrogatepass"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -20,6 +19,7 @@ from suanwang.services.attempts import AttemptOutcome, end_attempt
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role, new_id
 from suanwang.services.sites import cached_pools
+from suanwang.services.views import Job, JobEvent, UsageRecord
 from suanwang.store.tables import JobEventRow, JobRow, LogChunkRow, UsageRow
 
 _ENUM_FIELDS = {"resource_class": ResourceClass, "service_level": ServiceLevel, "on_lost": LostPolicy}
@@ -76,10 +76,6 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
     return data
 
 
-class SubmittedJob(SimpleNamespace):
-    """A job as just accepted: its row's values as attributes, without the ORM's bookkeeping per object."""
-
-
 def move(
     session: Session, job: JobRow, new: JobState, reason: str = "", *, now: float | None = None,
     clock: Clock = SYSTEM_CLOCK
@@ -102,7 +98,7 @@ def move(
 def submit_jobs(
     session: Session, actor: Principal, specs: Sequence[JobSpec], *, client_keys: Sequence[str | None] | None = None,
     clock: Clock = SYSTEM_CLOCK
-) -> list[JobRow | SubmittedJob]:
+) -> list[Job]:
     """Accept jobs (all or none): each must be placeable on some registered pool.
 
     Rows are written with bulk INSERTs (one statement per table for the whole
@@ -111,7 +107,7 @@ def submit_jobs(
     pools = cached_pools(session)
     keys = list(client_keys) if client_keys else [None] * len(specs)
     now = clock.time()
-    rows: list[JobRow] = []
+    rows: list[Job] = []
     new: list[dict[str, Any]] = []
     priced: list[tuple[str, JobSpec]] = []
     for spec, key in zip(specs, keys, strict=True):
@@ -119,13 +115,14 @@ def submit_jobs(
             existing = session.scalar(select(JobRow).where(JobRow.tenant_id == actor.tenant_id,
                                                            JobRow.client_key == key))
             if existing is not None:
-                rows.append(existing)
+                rows.append(Job.of(existing))
                 continue
         check_placeable(spec, pools)
         if spec.contract:  # market: the caller's own contract, of this class, not over (else 404/422/409)
             market_reservations.check_contract(session, actor.tenant_id, spec, now=now)
-        values = {
-            "id": new_id("j"), "tenant_id": actor.tenant_id, "name": spec.name, "state": JobState.PENDING.value,
+        job_id = new_id("j")
+        values: dict[str, Any] = {
+            "id": job_id, "tenant_id": actor.tenant_id, "name": spec.name, "state": JobState.PENDING.value,
             "spec": spec_to_json(spec), "resource_class": spec.resource_class.value, "cores": spec.cores,
             "memory_gb": spec.memory_gb, "devices": spec.devices, "device_share": spec.device_share,
             "priority": spec.priority, "site": None,
@@ -134,8 +131,8 @@ def submit_jobs(
             "reason": "", "placement": {},
         }
         new.append(values)
-        priced.append((values["id"], spec))
-        rows.append(SubmittedJob(**values))
+        priced.append((job_id, spec))
+        rows.append(Job.of_values(values))  # shares ``spec``: the price limit set below shows in it
     limits = billing.hold_for_submit(session, actor, priced, pools, now=now)  # money: 402 if it cannot be covered
     for values in new if limits else ():  # the hold's bound becomes the job's price limit (scheduler's price rule)
         if values["id"] in limits:
@@ -179,7 +176,7 @@ def list_jobs(
     site: str | None = None,
     limit: int = 100,
     before: str | None = None,
-) -> list[JobRow]:
+) -> list[Job]:
     """Newest first; ``before`` is the last id of the previous page (keyset pagination)."""
     query = select(JobRow)
     if not actor.sees_all:
@@ -199,10 +196,15 @@ def list_jobs(
             | ((JobRow.submitted_at == anchor.submitted_at) & (JobRow.id < anchor.id))
         )
     query = query.order_by(JobRow.submitted_at.desc(), JobRow.id.desc()).limit(limit)
-    return list(session.scalars(query))
+    return [Job.of(row) for row in session.scalars(query)]
 
 
-def cancel_job(session: Session, actor: Principal, job_id: str) -> JobRow:
+def show_job(session: Session, actor: Principal, job_id: str) -> Job:
+    """The job as the caller may see it (404 otherwise)."""
+    return Job.of(get_job(session, actor, job_id))
+
+
+def cancel_job(session: Session, actor: Principal, job_id: str) -> Job:
     """Cancel at once in the platform; a leased attempt (queued at its site or running) is killed by its agent
     on its next heartbeat."""
     job = get_job(session, actor, job_id, for_update=True)
@@ -215,12 +217,13 @@ def cancel_job(session: Session, actor: Principal, job_id: str) -> JobRow:
     end_attempt(session, job, AttemptOutcome.CANCELLED)  # before move: the hold waits for its last usage
     move(session, job, JobState.CANCELLED, f"cancelled by {actor.role}")
     record_audit(session, actor, "job.cancel", job_id)
-    return job
+    return Job.of(job)
 
 
-def job_events(session: Session, actor: Principal, job_id: str) -> list[JobEventRow]:
+def job_events(session: Session, actor: Principal, job_id: str) -> list[JobEvent]:
     get_job(session, actor, job_id)
-    return list(session.scalars(select(JobEventRow).where(JobEventRow.job_id == job_id).order_by(JobEventRow.id)))
+    query = select(JobEventRow).where(JobEventRow.job_id == job_id).order_by(JobEventRow.id)
+    return [JobEvent.of(row) for row in session.scalars(query)]
 
 
 def read_logs(session: Session, actor: Principal, job_id: str, *, attempt: int | None = None) -> tuple[int, bytes]:
@@ -240,7 +243,7 @@ def read_logs(session: Session, actor: Principal, job_id: str, *, attempt: int |
 
 def list_usage(
     session: Session, actor: Principal, *, job_id: str | None = None, limit: int = 1000
-) -> list[UsageRow]:
+) -> list[UsageRecord]:
     query = select(UsageRow)
     if job_id:
         get_job(session, actor, job_id)
@@ -249,7 +252,7 @@ def list_usage(
         query = query.where(UsageRow.site == actor.site)
     elif not actor.sees_all:
         query = query.where(UsageRow.tenant_id == actor.tenant_id)
-    return list(session.scalars(query.order_by(UsageRow.id).limit(limit)))
+    return [UsageRecord.of(row) for row in session.scalars(query.order_by(UsageRow.id).limit(limit))]
 
 
 def count_by_state(session: Session) -> dict[str, int]:

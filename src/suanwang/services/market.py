@@ -79,7 +79,7 @@ def _known_sites(session: Session, names: list[str]) -> None:
 
 def _class(value: object) -> str:
     try:
-        return ResourceClass(value).value
+        return ResourceClass(value if isinstance(value, str) else "").value
     except ValueError as exc:
         raise InvalidSpec(f"resource_class: unknown class {str(value)[:40]!r} "
                           f"(one of {', '.join(c.value for c in ResourceClass)})") from exc

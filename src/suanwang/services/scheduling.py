@@ -27,8 +27,9 @@ from suanwang.services.billing import price_queue
 from suanwang.services.grid_model import GridShape, load_grid
 from suanwang.services.jobs import move, spec_from_json
 from suanwang.services.planner import GridPlanner
+from suanwang.services.views import Job
 from suanwang.store import locks
-from suanwang.store.db import is_postgres
+from suanwang.store.db import is_postgres, rowcount
 from suanwang.store.tables import JobEventRow, JobRow, SiteRow
 
 _LEASED = tuple(s.value for s in LEASED_STATES)  # queued_at_site or running: an agent holds the lease
@@ -81,7 +82,7 @@ def extend_leases_after_restart(session: Session, *, now: float, lease_s: float)
         .where(JobRow.state.in_(_LEASED), JobRow.lease_expires_at < now + lease_s)
         .values(lease_expires_at=now + lease_s)
     )
-    return int(result.rowcount or 0)
+    return rowcount(result)
 
 
 def mark_offline_sites(session: Session, *, now: float, timeout_s: float) -> list[str]:
@@ -106,7 +107,7 @@ def pool_states(
         .group_by(JobRow.site, JobRow.pool)
     )
     for site, pool, cores, mem, devices in rows:
-        held[(site, pool)] = Capacity(int(cores or 0), float(mem or 0.0), int(devices or 0))
+        held[(site or "", pool or "")] = Capacity(int(cores or 0), float(mem or 0.0), int(devices or 0))
     cards = shared_cards(session, held)
     (_, pools, _), online = grid if grid is not None else load_grid(session)
     return [
@@ -329,7 +330,7 @@ def _lent_lines(lent: list[Placement], queue: list[QueuedJob], pools: list[PoolS
         {cid: n - lent_now.get(cid, 0) for cid, n in owners.room.items()})
 
 
-def explain_job(session: Session, planner: GridPlanner, job: JobRow, *, now: float) -> dict[str, Any]:
+def explain_job(session: Session, planner: GridPlanner, job: JobRow | Job, *, now: float) -> dict[str, Any]:
     """The scheduler's reasons for one job, as it would decide now (with its recorded placement, if any)."""
     placed = None
     if job.placement.get("site"):

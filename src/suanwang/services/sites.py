@@ -18,6 +18,7 @@ from suanwang.domain.resources import Engine, ResourceClass
 from suanwang.errors import Conflict, InvalidSpec, NotFound
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role
+from suanwang.services.views import PoolView, SiteView
 from suanwang.store.cache import caches_of
 from suanwang.store.tables import LinkRow, PoolRow, SiteRow, TenantRow
 
@@ -61,7 +62,7 @@ def pool_from_row(row: PoolRow, region: str = "") -> Pool:
 
 def create_site(
     session: Session, actor: Principal, site: Site, *, owner: str | None = None, clock: Clock = SYSTEM_CLOCK
-) -> SiteRow:
+) -> SiteView:
     if session.get(SiteRow, site.name) is not None:
         raise Conflict(f"site {site.name!r} already exists")
     tenant = owner if actor.role is Role.OPERATOR and owner else actor.tenant_id
@@ -84,7 +85,7 @@ def create_site(
     session.add(row)
     record_audit(session, actor, "site.create", site.name)
     session.flush()
-    return row
+    return SiteView.of(row)
 
 
 def get_site(session: Session, name: str) -> SiteRow:
@@ -98,7 +99,15 @@ def list_sites(session: Session) -> list[SiteRow]:
     return list(session.scalars(select(SiteRow).order_by(SiteRow.name)))
 
 
-def create_link(session: Session, actor: Principal, link: Link) -> LinkRow:
+def show_site(session: Session, name: str) -> SiteView:
+    return SiteView.of(get_site(session, name))
+
+
+def site_views(session: Session) -> list[SiteView]:
+    return [SiteView.of(row) for row in list_sites(session)]
+
+
+def create_link(session: Session, actor: Principal, link: Link) -> None:
     for end in (link.a, link.b):
         get_site(session, end)
     pair = ((LinkRow.a == link.a) & (LinkRow.b == link.b)) | ((LinkRow.a == link.b) & (LinkRow.b == link.a))
@@ -109,11 +118,16 @@ def create_link(session: Session, actor: Principal, link: Link) -> LinkRow:
     session.add(row)
     record_audit(session, actor, "link.create", f"{link.a}-{link.b}")
     session.flush()
-    return row
 
 
 def list_links(session: Session) -> list[LinkRow]:
     return list(session.scalars(select(LinkRow).order_by(LinkRow.id)))
+
+
+def link_views(session: Session) -> list[Link]:
+    """Every link, in the order they were created."""
+    return [Link(a=r.a, b=r.b, latency_ms=r.latency_ms, bandwidth_gbps=r.bandwidth_gbps, direct=r.direct)
+            for r in list_links(session)]
 
 
 def list_pools(session: Session, *, site: str | None = None) -> list[PoolRow]:
@@ -121,6 +135,16 @@ def list_pools(session: Session, *, site: str | None = None) -> list[PoolRow]:
     if site:
         query = query.where(PoolRow.site == site)
     return list(session.scalars(query))
+
+
+def pool_views(session: Session, *, site: str | None = None) -> list[PoolView]:
+    """The pools (of one site, or all) with their worth in standard compute units per hour."""
+    return [PoolView(site=r.site, name=r.name, resource_class=r.resource_class, engine=r.engine, tier=r.tier,
+                     cores=r.cores, memory_gb=r.memory_gb, devices=r.devices, device_model=r.device_model,
+                     device_memory_gb=r.device_memory_gb, cpu_model=r.cpu_model,
+                     scu_per_hour=str(pool_scu_per_hour(pool_from_row(r))), quantum=r.quantum, sharing=r.sharing,
+                     catalogue_warning=(r.labels or {}).get(CATALOGUE_LABEL))
+            for r in list_pools(session, site=site)]
 
 
 def all_pools(session: Session) -> list[Pool]:

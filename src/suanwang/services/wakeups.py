@@ -25,7 +25,7 @@ import logging
 import select
 import threading
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -121,7 +121,7 @@ class Listener:
 
     # Dead-peer detection by the kernel: a server gone without closing the connection is noticed
     # within about keepalives_idle + keepalives_interval * keepalives_count seconds (60 s here).
-    KEEPALIVES: ClassVar[dict[str, int]] = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+    KEEPALIVES: ClassVar[dict[str, Any]] = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
                                             "keepalives_count": 3}
 
     def __init__(self, url: str, wakeups: Wakeups, channel: str, *, retry_s: float = 2.0,

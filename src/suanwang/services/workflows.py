@@ -282,7 +282,7 @@ def run_view(session: Session, run: WorkflowRunRow) -> dict[str, Any]:
     """The run with each step's state, job, site, cost and predicted carbon, and their sums."""
     rows = _steps(session, run.id)
     all_jobs = [j for r in rows.values() for j in (r.jobs or [])]
-    moved: dict[str, list[str]] = {}  # job -> the transfers ordered for it (billed under the transfer's id)
+    moved: dict[str | None, list[str]] = {}  # job -> the transfers ordered for it (billed under the transfer's id)
     if all_jobs:
         for tid, job_id in session.execute(select(DataTransferRow.id, DataTransferRow.job_id)
                                            .where(DataTransferRow.job_id.in_(all_jobs))):

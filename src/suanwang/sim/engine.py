@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,7 @@ class SimResult:
         late = np.isnan(self.end) | (self.end > self.deadline + 1e-6)
         return int(np.sum(has & late))
 
-    def summary(self) -> dict[str, float | int | str]:
+    def summary(self) -> dict[str, Any]:  # numbers and names; None where a figure is not computable
         """Figures of the replay; waits count accepted jobs, those never started with their wait so far."""
         w = self.censored_wait_s
         ok = ~np.isnan(w)

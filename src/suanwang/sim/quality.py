@@ -54,4 +54,4 @@ def with_bound_ratio(results: Sequence[SimResult], bound_fen: float | None) -> N
     """Put ``cost_ratio_to_bound`` (None where there is no bound) into each result's summary."""
     for r in results:
         exact = float(r.cost_unrounded_fen.sum()) if r.cost_unrounded_fen is not None else float(r.cost_fen.sum())
-        r.extra["cost_ratio_to_bound"] = round(exact / bound_fen, 4) if bound_fen else None  # type: ignore[assignment]
+        r.extra["cost_ratio_to_bound"] = round(exact / bound_fen, 4) if bound_fen else None

@@ -50,10 +50,11 @@ import gzip
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -155,7 +156,7 @@ class _Builder:
     def code(self, s: str) -> int:
         return self.table.setdefault(s, len(self.table))
 
-    def add(self, *, submit_s: float, duration_s: float, cores: int, devices: int = 0, memory_gb: float = 1.0,
+    def add(self, *, submit_s: float, duration_s: float, cores: int, devices: float = 0, memory_gb: float = 1.0,
             data_gb: float = 0.0, deadline_s: float = math.nan, latency_ms_max: float = math.nan,
             priority: int = 0, tenant: str = "default", device_model: str = "", data_site: str = "",
             consumer_site: str = "", region: str = "", service_level: str = "standard") -> None:
@@ -164,9 +165,9 @@ class _Builder:
                      ("memory_gb", memory_gb), ("data_gb", data_gb), ("deadline_s", deadline_s),
                      ("latency_ms_max", latency_ms_max), ("priority", priority)):
             r[k].append(v)
-        for k, v in (("tenant", tenant), ("device_model", device_model), ("data_site", data_site),
-                     ("consumer_site", consumer_site), ("region", region), ("service_level", service_level)):
-            r[k].append(self.code(v))
+        for k, name in (("tenant", tenant), ("device_model", device_model), ("data_site", data_site),
+                        ("consumer_site", consumer_site), ("region", region), ("service_level", service_level)):
+            r[k].append(self.code(name))
 
     def build(self, name: str, t0: float = T0_DEFAULT) -> Trace:
         r = self.rows
@@ -234,12 +235,13 @@ def load_jsonl(path: str | Path, *, t0: float = T0_DEFAULT) -> Trace:
                     raise InvalidSpec(f"{path}:{lineno}: key '{k}' must be a number or a string", column=str(k),
                                       line=lineno)
                 row[str(k)] = "" if v is None else str(v)
-            b.add(**_csv_row(path, lineno, row))  # type: ignore[arg-type]
+            b.add(**_csv_row(path, lineno, row))
     return b.build(path.stem, t0)
 
 
-def _csv_row(path: Path, line: int, row: dict[str, str | None]) -> dict[str, object]:
-    out: dict[str, object] = {}
+def _csv_row(path: Path, line: int, row: Mapping[str | None, str | None]) -> dict[str, Any]:
+    """The keyword arguments of ``_Builder.add`` (numbers checked, text as given)."""
+    out: dict[str, Any] = {}
     for col, raw in row.items():
         if col is None:
             raise InvalidSpec(f"{path}:{line}: more values than columns", line=line)

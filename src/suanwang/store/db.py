@@ -20,8 +20,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -119,6 +120,13 @@ def make_engine(url: str) -> Engine:
         return engine
     # A bounded connect: /health and start-up report an unreachable server instead of hanging on it.
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched.  ``Session.execute`` is typed to return a Result; for DML it is a
+    CursorResult, which alone carries the count."""
+    assert isinstance(result, CursorResult), type(result)
+    return int(result.rowcount or 0)
 
 
 def is_postgres(engine: Engine | Connection) -> bool:

@@ -7,7 +7,7 @@ nano-SCU so that no float ever enters a quantity that is billed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -19,13 +19,17 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    pass
+    if TYPE_CHECKING:
+        # Every row class here maps one Table (DeclarativeBase types ``__table__`` as any FromClause, which
+        # insert/update/delete and ``.c`` lookups would then refuse).
+        __table__: ClassVar[Table]
 
 
 class TenantRow(Base):

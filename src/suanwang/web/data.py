@@ -15,18 +15,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanwang.domain.market.session import DEFAULT_SCHEDULE, Schedule
 from suanwang.domain.tou import TouTariff
 from suanwang.errors import InvalidSpec, NotFound
-from suanwang.services import billing, jobs, market
+from suanwang.services import audit, billing, console, jobs, market
 from suanwang.services.auth import Principal, Role, list_tokens, token_json
 from suanwang.services.overview import free_capacity_by_class, job_counts, queue_depth, rating_lag
-from suanwang.services.sites import grid_capacity, list_links, list_pools, list_sites
-from suanwang.store.market_tables import MarketClearRow
-from suanwang.store.tables import AuditRow, JobRow, UnratedUsageRow, UsageRow
+from suanwang.services.sites import grid_capacity, link_views, pool_views, site_views
 
 PAGE = 25
 FRESH_S = 2.0  # public and operator aggregates are read at most this often per process (they scan all jobs)
@@ -87,11 +84,11 @@ def _grid(session: Session) -> dict[str, Any]:
     cap = grid_capacity(session)
     sites = [{"name": s.name, "region": s.region, "province": s.province, "lat": s.lat, "lon": s.lon,
               "online": s.online, "green_share": s.green_share, "carbon": s.carbon_kg_per_kwh,
-              "scu_per_hour": cap["sites"].get(s.name, {}).get("scu_per_hour", "0")} for s in list_sites(session)]
+              "scu_per_hour": cap["sites"].get(s.name, {}).get("scu_per_hour", "0")} for s in site_views(session)]
     where = {s["name"]: s for s in sites}
     links = [{"a": k.a, "b": k.b, "latency_ms": k.latency_ms, "bandwidth_gbps": k.bandwidth_gbps,
               "green_share": min(where[k.a]["green_share"], where[k.b]["green_share"]) if k.a in where and k.b in where
-              else 0.0} for k in list_links(session)]
+              else 0.0} for k in link_views(session)]
     classes = [{"resource_class": c.resource_class, "free_cores": c.free_cores, "cores": c.cores,
                 "free_devices": c.free_devices, "devices": c.devices,
                 "scu_per_hour": cap["classes"].get(c.resource_class, "0")} for c in free_capacity_by_class(session)]
@@ -102,7 +99,7 @@ def _grid(session: Session) -> dict[str, Any]:
 def pools(session: Session, site: str | None = None) -> list[dict[str, Any]]:
     return [{"site": p.site, "name": p.name, "resource_class": p.resource_class, "engine": p.engine,
              "cores": p.cores, "memory_gb": p.memory_gb, "devices": p.devices, "device_model": p.device_model}
-            for p in list_pools(session, site=site)]
+            for p in pool_views(session, site=site)]
 
 
 def job_row(j: Any) -> dict[str, Any]:
@@ -123,7 +120,7 @@ def jobs_page(session: Session, actor: Principal, *, state: str | None, site: st
 
 def job_detail(session: Session, actor: Principal, job_id: str) -> dict[str, Any]:
     """One job (404 when not the caller's): events, logs, usage and its ledger transfers."""
-    row = jobs.get_job(session, actor, job_id)
+    row = jobs.show_job(session, actor, job_id)
     events = [{"at": e.at, "attempt": e.attempt, "from": e.from_state, "to": e.to_state, "reason": e.reason}
               for e in jobs.job_events(session, actor, job_id)]
     try:
@@ -187,9 +184,9 @@ def _operator(session: Session, actor: Principal) -> dict[str, Any]:
 
 def audit_rows(session: Session, *, limit: int = 100) -> list[dict[str, Any]]:
     """The newest audit rows (operator and auditor only, as the API's ``GET /audit``)."""
-    rows = session.scalars(select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)).all()
-    return [{"id": r.id, "at": r.at, "actor": r.actor, "tenant_id": r.tenant_id, "action": r.action,
-             "object": r.object, "detail": json.dumps(r.detail, ensure_ascii=False, default=str)[:300]} for r in rows]
+    rows = audit.audit_page(session, limit=limit)["rows"]
+    return [{k: r[k] for k in ("id", "at", "actor", "tenant_id", "action", "object")}
+            | {"detail": json.dumps(r["detail"], ensure_ascii=False, default=str)[:300]} for r in rows]
 
 
 def is_role(actor: Principal, *roles: Role) -> bool:
@@ -220,8 +217,7 @@ def _board(session: Session, now: float, schedule: Schedule) -> dict[str, Any]:
                       "offered": [{**o, "at": _slot_at(d, o["slot"])} for o in d["offered"][:BOARD_ROWS]],
                       "wanted": [{**w, "at": _slot_at(d, w["slot"])} for w in d["wanted"][:BOARD_ROWS]]})
     cleared = []
-    ids = session.scalars(select(MarketClearRow.session_id).order_by(MarketClearRow.cleared_at.desc()).limit(3))
-    for sid in ids:
+    for sid in console.cleared_sessions(session, limit=3):
         try:
             d = market.market_data(session, sid, schedule)
         except InvalidSpec:
@@ -290,10 +286,6 @@ def statement_csv(session: Session, actor: Principal, settlement_id: int) -> str
 def accruing(session: Session, actor: Principal) -> dict[str, Any]:
     """Spend accruing now: the hold on the tenant's running jobs (an upper bound set at submission, not a
     charge) and usage its jobs reported that rating has not priced yet (records and units, no price)."""
-    rows = session.execute(
-        select(func.count(), func.sum(UsageRow.units_nano)).join(UnratedUsageRow, UnratedUsageRow.id == UsageRow.id)
-        .where(UsageRow.tenant_id == actor.tenant_id)).one()
-    running = session.scalar(select(func.count()).select_from(JobRow).where(
-        JobRow.tenant_id == actor.tenant_id, JobRow.state.in_(("placed", "queued_at_site", "running"))))
-    return {"unrated_records": int(rows[0] or 0), "unrated_units": f"{Decimal(int(rows[1] or 0)).scaleb(-9):.6f}",
-            "active_jobs": int(running or 0)}
+    spend = console.accruing(session, actor.tenant_id)
+    return {"unrated_records": spend.unrated_records,
+            "unrated_units": f"{Decimal(spend.unrated_units_nano).scaleb(-9):.6f}", "active_jobs": spend.active_jobs}

@@ -18,17 +18,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from suanwang.services.auth import Principal, Role
+from suanwang.services.console import HOUR, recent_placements, usage_by_hour
 from suanwang.services.grid_model import load_grid_model
-from suanwang.services.sites import list_pools, list_sites
-from suanwang.store.tables import JobEventRow, JobRow, UsageRow
+from suanwang.services.sites import pool_views, site_views
 from suanwang.web.data import _recent
 from suanwang.web.series import counts, percentile
 
-HOUR = 3600
 HOURS = 24
 EVENTS = 5_000  # the newest placements read for the operator's charts
 MINUTES = 60
@@ -40,34 +38,13 @@ def _hours(now: float) -> tuple[float, list[str]]:
     return t0, [datetime.fromtimestamp(t0 + k * HOUR, UTC).isoformat() for k in range(HOURS)]
 
 
-def _hour_of(session: Session, column: Any) -> Any:
-    """The whole hour (since the epoch) of a time column, in SQL: floor on PostgreSQL; SQLite's CAST truncates,
-    which is the floor for the positive times stored here."""
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(func.floor(column / HOUR), Integer)
-    return cast(column / HOUR, Integer)
-
-
-def _usage(session: Session, since: float) -> list[Any]:
-    """Core- and card-seconds per (site, pool, class, hour) since ``since``, summed in the database.
-
-    A record counts in the hour it starts: agents report every ``usage_interval_s`` (10 s by default), so a
-    record rarely spans an hour's end and the error is at most one report."""
-    hour = _hour_of(session, UsageRow.start).label("hour")
-    query = (select(UsageRow.site, UsageRow.pool, UsageRow.resource_class, hour,
-                    func.sum(UsageRow.core_s).label("core_s"), func.sum(UsageRow.device_s).label("device_s"))
-             .where(UsageRow.start >= since)
-             .group_by(UsageRow.site, UsageRow.pool, UsageRow.resource_class, hour))
-    return list(session.execute(query).all())
-
-
 def _held(k: int, t0: float, now: float) -> float:
     """Seconds of bucket ``k`` that have passed (the current hour is partly over)."""
     return max(1.0, min(HOUR, now - (t0 + k * HOUR)))
 
 
 def owned_sites(session: Session, actor: Principal) -> set[str]:
-    return {s.name for s in list_sites(session) if actor.role is Role.OPERATOR or s.tenant_id == actor.tenant_id}
+    return {s.name for s in site_views(session) if actor.role is Role.OPERATOR or s.tenant_id == actor.tenant_id}
 
 
 def capacity(session: Session, actor: Principal, now: float | None = None) -> dict[str, Any]:
@@ -80,7 +57,7 @@ def capacity(session: Session, actor: Principal, now: float | None = None) -> di
 def _capacity(session: Session, actor: Principal, now: float) -> dict[str, Any]:
     mine = owned_sites(session, actor)
     size: dict[str, list[int]] = {}
-    for p in list_pools(session):
+    for p in pool_views(session):
         if p.site in mine:
             c = size.setdefault(p.resource_class, [0, 0])
             c[0] += p.cores
@@ -89,10 +66,10 @@ def _capacity(session: Session, actor: Principal, now: float) -> dict[str, Any]:
     first = int(t0 // HOUR)
     cores: dict[str, list[float]] = {}
     cards: dict[str, list[float]] = {}
-    for r in _usage(session, t0):
+    for r in usage_by_hour(session, t0):
         if r.site in mine and 0 <= r.hour - first < HOURS:
-            cores.setdefault(r.resource_class, [0.0] * HOURS)[r.hour - first] += float(r.core_s or 0)
-            cards.setdefault(r.resource_class, [0.0] * HOURS)[r.hour - first] += float(r.device_s or 0)
+            cores.setdefault(r.resource_class, [0.0] * HOURS)[r.hour - first] += r.core_s
+            cards.setdefault(r.resource_class, [0.0] * HOURS)[r.hour - first] += r.device_s
     table, series = [], {}
     for cls, (n_cores, n_cards) in sorted(size.items()):
         used_c = [v / _held(k, t0, now) for k, v in enumerate(cores.get(cls, [0.0] * HOURS))]
@@ -114,10 +91,7 @@ def placements(session: Session, now: float | None = None) -> dict[str, Any]:
 
 def _placements(session: Session, now: float) -> dict[str, Any]:
     t0 = (math.floor(now / 60) - MINUTES + 1) * 60
-    rows = session.execute(select(JobEventRow.at, JobEventRow.attempt, JobRow.submitted_at)
-                           .join(JobRow, JobRow.id == JobEventRow.job_id)
-                           .where(JobEventRow.to_state == "placed").order_by(JobEventRow.id.desc())
-                           .limit(EVENTS)).all()
+    rows = recent_placements(session, limit=EVENTS)
     n = counts((r.at for r in rows), t0=t0, bucket_s=60, n=MINUTES)
     waits: list[list[float]] = [[] for _ in range(MINUTES)]
     for r in rows:
@@ -141,18 +115,18 @@ def carbon(session: Session, now: float | None = None) -> dict[str, Any]:
 
 def _carbon(session: Session, now: float) -> dict[str, Any]:
     model = load_grid_model(session)
-    sites = {s.name: s for s in list_sites(session)}
-    devices = {(p.site, p.name): p.devices for p in list_pools(session)}
+    sites = {s.name: s for s in site_views(session)}
+    devices = {(p.site, p.name): p.devices for p in pool_views(session)}
     t0, labels = _hours(now)
     first = int(t0 // HOUR)
     b = {x: [0.0] * HOURS for x in ("kwh", "kg", "green")}
-    for r in _usage(session, t0):
+    for r in usage_by_hour(session, t0):
         k = r.hour - first
         if not 0 <= k < HOURS:
             continue
         sig = model.signals.get((r.site, r.pool))
         power = sig.power_kw if sig is not None else 0.0
-        energy = float((r.device_s if devices.get((r.site, r.pool)) else r.core_s) or 0) / HOUR * power
+        energy = (r.device_s if devices.get((r.site, r.pool)) else r.core_s) / HOUR * power
         site = sites.get(r.site)
         b["kwh"][k] += energy
         b["kg"][k] += energy * (site.carbon_kg_per_kwh if site else 0.0)

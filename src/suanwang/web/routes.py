@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from suanwang import __version__
 from suanwang.api.permissions import rule_for
+from suanwang.api.price_books import draft_from_json
 from suanwang.api.schemas import JobIn
 from suanwang.errors import SuanwangError
 from suanwang.services import billing, jobs, scheduling
@@ -256,10 +257,10 @@ def job_explain(request: Request, job_id: str) -> HTMLResponse:
     actor, _ = signed_in(request, "GET", "/console/jobs/{job_id}/explain")
     platform = request.app.state.platform
     with platform.db.sessions() as s:
-        row = jobs.get_job(s, actor, job_id[:40])
-        explain = scheduling.explain_job(s, platform.planner, row, now=time.time())
+        job = jobs.show_job(s, actor, job_id[:40])
+        explain = scheduling.explain_job(s, platform.planner, job, now=time.time())
     name = "explain.html" if request.headers.get("hx-request") else "explain_page.html"
-    return render(request, name, actor=actor, job_id=row.id,
+    return render(request, name, actor=actor, job_id=job.id,
                   explain_json=json.dumps(explain, indent=1, default=str)[:20_000])
 
 
@@ -355,7 +356,7 @@ async def publish_price_book(request: Request) -> Response:
 
     def run() -> None:
         with _db(request).transaction() as s:
-            billing.set_price_book(s, actor, body)
+            billing.set_price_book(s, actor, draft_from_json(body))
 
     await run_in_threadpool(run)
     return RedirectResponse("/console/provider?published=1", status_code=303)

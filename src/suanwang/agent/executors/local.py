@@ -126,9 +126,10 @@ class LocalExecutor:
         d = self.root / handle
         d.mkdir(exist_ok=True, mode=0o700)
         home = self.jobs_root / handle
-        meta = {"devices": task.devices, "started": time.time(), "home": str(home), "cgroup": None}
+        started = time.time()
+        meta = {"devices": task.devices, "started": started, "home": str(home), "cgroup": None}
         (d / "task.json").write_text(json.dumps(meta))
-        self._remember(handle, task.devices, meta["started"])
+        self._remember(handle, task.devices, started)
         try:
             problems = carry_problems(task.command, task.env, task.workdir)
             if problems:  # the platform refuses these at submit; a task that still carries one fails alone
@@ -206,7 +207,7 @@ class LocalExecutor:
         mode = SharingMode.TIME_SLICING if sharing.mode in (SharingMode.MIG, SharingMode.NONE) else sharing.mode
         return share_env(mode, [task.card], task.device_share)
 
-    def _remember(self, handle: str, devices: int, started: float) -> None:
+    def _remember(self, handle: str, devices: float, started: float) -> None:
         self._started[handle] = started
         self._devices[handle] = devices
 
@@ -288,7 +289,7 @@ class LocalExecutor:
             return TaskStatus(TaskPhase.CANCELLED, usage, reason="killed on cancel", started_at=started)
         return TaskStatus(TaskPhase.LOST, usage, reason="process vanished without a result", started_at=started)
 
-    def _usage(self, handle: str, wall: float, devices: int) -> Usage:
+    def _usage(self, handle: str, wall: float, devices: float) -> Usage:
         return Usage(wall_s=wall, cpu_s=self._cpu.get(handle, 0.0), peak_memory_bytes=self._peak.get(handle, 0),
                      device_s=devices * wall)
 

@@ -13,7 +13,7 @@ from suanwang.api.schemas import In, TenantIn, TokenIn
 from suanwang.services import auth
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Refusal, Role, create_tenant, issue_token, token_json
-from suanwang.services.sites import get_site
+from suanwang.services.sites import show_site
 
 router = APIRouter(tags=["admin"])
 
@@ -44,7 +44,7 @@ def new_tenant(body: TenantIn, session: SessionDep, actor: CurrentPrincipal) -> 
 def new_token(body: TokenIn, session: SessionDep, actor: CurrentPrincipal) -> dict[str, Any]:
     """Issue a token; its plaintext is in this response only."""
     if body.site:
-        get_site(session, body.site)
+        show_site(session, body.site)  # 404 for an unknown site
     row, plaintext = issue_token(session, role=Role(body.role), tenant_id=body.tenant_id, site=body.site,
                                  name=body.name, lifetime_s=body.lifetime_s)
     record_audit(session, actor, "token.issue", row.id, role=body.role, tenant_id=body.tenant_id)

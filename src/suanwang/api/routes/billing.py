@@ -18,6 +18,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import Field, StrictInt
 
 from suanwang.api.deps import ClockDep, CurrentPrincipal, SessionDep
+from suanwang.api.price_books import PriceBookOut, draft_from_json, price_book_out
 from suanwang.api.schemas import INT64, In, JobIn
 from suanwang.errors import InvalidSpec
 from suanwang.observability.metrics import record_reconciliation
@@ -101,13 +102,13 @@ def top_up(body: TopUpIn, session: SessionDep, actor: CurrentPrincipal, clock: C
 
 
 @router.get("/price-books")
-def list_price_books(session: SessionDep, actor: CurrentPrincipal) -> list[dict[str, Any]]:
-    return billing.list_price_books(session)
+def list_price_books(session: SessionDep, actor: CurrentPrincipal) -> list[PriceBookOut]:
+    return [price_book_out(b) for b in billing.list_price_books(session)]
 
 
 @router.post("/price-books", status_code=201)
-def set_price_book(body: ExactBody, session: SessionDep, actor: CurrentPrincipal, clock: ClockDep) -> dict[str, Any]:
-    return billing.set_price_book(session, actor, _object(body), clock=clock)
+def set_price_book(body: ExactBody, session: SessionDep, actor: CurrentPrincipal, clock: ClockDep) -> PriceBookOut:
+    return price_book_out(billing.set_price_book(session, actor, draft_from_json(_object(body)), clock=clock))
 
 
 @router.get("/contracts")

@@ -10,19 +10,19 @@ from fastapi.responses import PlainTextResponse
 from suanwang.api.deps import ClockDep, CurrentPrincipal, PlatformDep, SessionDep
 from suanwang.api.schemas import INT32, JobBatchIn, JobListOut, JobOut, JobSubmitIn, UsageOut
 from suanwang.services import job_data, jobs, scheduling, transfers
-from suanwang.store.tables import JobRow, UsageRow
+from suanwang.services.views import Job, UsageRecord
 
 router = APIRouter(tags=["jobs"])
 
 
-def job_out(row: JobRow) -> JobOut:
-    return JobOut.model_validate(row, from_attributes=True)
+def job_out(job: Job) -> JobOut:
+    return JobOut.model_validate(job, from_attributes=True)
 
 
-def usage_out(row: UsageRow) -> UsageOut:
+def usage_out(record: UsageRecord) -> UsageOut:
     return UsageOut(
-        **{k: getattr(row, k) for k in UsageOut.model_fields if k != "units"},
-        units=f"{row.units_nano / 1_000_000_000:.9f}",
+        **{k: getattr(record, k) for k in UsageOut.model_fields if k != "units"},
+        units=f"{record.units_nano / 1_000_000_000:.9f}",
     )
 
 
@@ -66,7 +66,7 @@ def list_jobs(
 
 @router.get("/jobs/{job_id}")
 def get_job(job_id: str, session: SessionDep, actor: CurrentPrincipal) -> JobOut:
-    return job_out(jobs.get_job(session, actor, job_id))
+    return job_out(jobs.show_job(session, actor, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel")
@@ -78,7 +78,7 @@ def cancel_job(job_id: str, session: SessionDep, actor: CurrentPrincipal) -> Job
 def explain_job(job_id: str, session: SessionDep, actor: CurrentPrincipal, platform: PlatformDep,
                 clock: ClockDep) -> dict[str, Any]:
     """Why a job is where it is: pools considered, ruled out and by what, and the best few scores."""
-    job = jobs.get_job(session, actor, job_id)
+    job = jobs.show_job(session, actor, job_id)
     out = scheduling.explain_job(session, platform.planner, job, now=clock.time())
     # staged inputs: the scheduler's predicted transfer time beside the measured one (flows)
     return out | {"staging": job.placement.get("staging", ""), "transfers": transfers.for_job(session, job_id)}

@@ -30,7 +30,13 @@ share.  Every name is re-exported here, so ``from suanwang.services import billi
 
 from __future__ import annotations
 
-from suanwang.services.billing.books import list_price_books, load_books, set_price_book
+from suanwang.services.billing.books import (
+    PriceBookDraft,
+    PublishedBook,
+    list_price_books,
+    load_books,
+    set_price_book,
+)
 from suanwang.services.billing.codec import (
     PERIOD_EARLIEST,
     PERIOD_LATEST,
@@ -39,7 +45,6 @@ from suanwang.services.billing.codec import (
     money_json,
     parse_period,
     parse_time,
-    price_book_json,
     programme_from_json,
     quote_json,
     settlement_json,
@@ -86,6 +91,8 @@ __all__ = [
     "PERIOD_LATEST",
     "SYSTEM",
     "HoldBound",
+    "PriceBookDraft",
+    "PublishedBook",
     "Quoter",
     "RatingReport",
     "accounts_view",
@@ -107,7 +114,6 @@ __all__ = [
     "now_utc",
     "parse_period",
     "parse_time",
-    "price_book_json",
     "price_queue",
     "programme_from_json",
     "programme_json",

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -14,12 +14,13 @@ from suanwang.clock import SYSTEM_CLOCK, Clock
 from suanwang.domain.pricing import (
     OPERATOR,
     PriceBook,
+    PriceEntry,
     check_new_price_book,
 )
 from suanwang.errors import InvalidSpec
 from suanwang.services.audit import record_audit
 from suanwang.services.auth import Principal, Role
-from suanwang.services.billing.codec import _plain, book_from_json, price_book_json
+from suanwang.services.billing.codec import _plain, book_from_json
 from suanwang.services.billing.common import _actor, log, now_utc
 from suanwang.store.cache import caches_of
 from suanwang.store.ledger_tables import (
@@ -49,8 +50,33 @@ def load_books(session: Session) -> list[PriceBook]:
     return books
 
 
-def set_price_book(session: Session, actor: Principal, data: Mapping[str, Any], *,
-                   clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class PriceBookDraft:
+    """A price book as a request names it, parsed at the edge: its entries, and the version and start that
+    default to the owner's next version and now.  ``published`` is the entries' JSON as sent: stored and
+    listed verbatim (a ``{"province": ...}`` tariff stays so), and read back into ``entries`` on load."""
+
+    entries: tuple[PriceEntry, ...]
+    published: list[Any]
+    version: int | None = None
+    effective_from: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedBook:
+    """A stored price book and its entries as their owner published them."""
+
+    book: PriceBook
+    published: list[Any]
+
+    @property
+    def stand_in_tou(self) -> list[str]:
+        """The time-of-use tariffs of its entries that are the documented stand-in, not a published tariff."""
+        return sorted({e.tou.name for e in self.book.entries if e.tou is not None and e.tou.is_stand_in})
+
+
+def set_price_book(session: Session, actor: Principal, draft: PriceBookDraft, *,
+                   clock: Clock = SYSTEM_CLOCK) -> PublishedBook:
     """Publish the next book of the actor's own series: the operator's, or a provider's for its own sites.
 
     Each owner's versions and start times only move forward, and only against
@@ -60,41 +86,38 @@ def set_price_book(session: Session, actor: Principal, data: Mapping[str, Any], 
     owner = OPERATOR if actor.role is Role.OPERATOR else actor.tenant_id
     books = load_books(session)
     now = now_utc(clock)
-    extra = set(data) - {"version", "effective_from", "entries", "currency"}
-    if extra:
-        raise InvalidSpec(f"unknown price book fields: {sorted(map(str, extra))[:5]}")
-    body = dict(data)
-    body.setdefault("version", max((b.version for b in books if b.owner == owner), default=0) + 1)
-    body.setdefault("effective_from", now.isoformat())
     if owner != OPERATOR:
-        _check_own_sites(session, actor, body.get("entries"))
-    book = book_from_json(body, owner)  # every number checked before any is formatted or computed with
+        _check_own_sites(session, actor, draft.entries)
+    version = draft.version
+    if version is None:
+        version = max((b.version for b in books if b.owner == owner), default=0) + 1
+    book = PriceBook(version, draft.effective_from or now, draft.entries, owner=owner)
     check_new_price_book(books, book, now=now - timedelta(seconds=1))
-    body = _plain(body)
+    published = _plain(draft.published)
     caches_of(session).any_book.invalidate()  # this replica at once; others within the cache's second
     session.add(PriceBookRow(owner=owner, version=book.version, effective_us=to_us(book.effective_from),
-                             created_at=clock.time(), created_by=_actor(actor), body=body))
+                             created_at=clock.time(), created_by=_actor(actor),
+                             body={"version": book.version, "effective_from": book.effective_from.isoformat(),
+                                   "entries": published}))
     session.flush()
     record_audit(session, actor, "price_book.set", f"{owner or 'operator'}:{book.version}", entries=len(book.entries))
-    return price_book_json(body, book)
+    return PublishedBook(book, published)
 
 
-def _check_own_sites(session: Session, actor: Principal, entries: object) -> None:
+def _check_own_sites(session: Session, actor: Principal, entries: tuple[PriceEntry, ...]) -> None:
     own = set(session.scalars(select(SiteRow.name).where(SiteRow.tenant_id == actor.tenant_id)))
-    if not isinstance(entries, list) or not entries:
-        raise InvalidSpec("a price book needs a non-empty 'entries' list")
     for e in entries:
-        if not isinstance(e, Mapping) or e.get("site") not in own:
-            shown = repr(e)[:200]
+        if e.site not in own:
+            shown = f"site={e.site!r} pool={e.pool!r} {e.resource_class.value}"[:200]
             raise InvalidSpec(f"a provider may only price its own sites ({sorted(own)[:20]}); entry {shown}")
 
 
-def list_price_books(session: Session) -> list[dict[str, Any]]:
+def list_price_books(session: Session) -> list[PublishedBook]:
     """Every owner's books: the operator's series first, then each provider's, oldest version first."""
     books = {(b.owner, b.version): b for b in load_books(session)}
     rows = session.execute(select(PriceBookRow.owner, PriceBookRow.version, PriceBookRow.body)
                            .order_by(PriceBookRow.owner, PriceBookRow.version))
-    return [price_book_json(body, books[(owner, version)]) for owner, version, body in rows
+    return [PublishedBook(books[(owner, version)], body.get("entries", [])) for owner, version, body in rows
             if (owner, version) in books]  # a stored book that fails today's bounds is ignored (load_books)
 
 

@@ -1,5 +1,9 @@
-"""Billing's JSON at the edge: request bodies parsed into domain values (every number bounded before use)
-and domain values rendered for answers.  Pure: no session, no clock."""
+"""Billing's JSON: request bodies parsed into domain values (every number bounded before use) and domain
+values rendered for answers.  Pure: no session, no clock.
+
+A price book's entries are stored as their owner published them, so ``entry_from_json`` reads both a
+request (``api/price_books.py``, the edge that parses and renders price books) and a stored body
+(``book_from_json``, for ``books.load_books``)."""
 
 from __future__ import annotations
 
@@ -160,18 +164,24 @@ def entry_from_json(data: Mapping[str, Any]) -> PriceEntry:
 
 
 def book_from_json(data: Mapping[str, Any], owner: str = OPERATOR) -> PriceBook:
-    """A book from its JSON body; every number bounded before it is used (see domain.pricing)."""
-    entries = data.get("entries")
+    """A book from its stored JSON body (what ``books.set_price_book`` wrote); every number bounded before it
+    is used (see domain.pricing): a body stored before today's bounds is refused, not trusted."""
+    entries = entries_from_json(data.get("entries"))
+    if "currency" in data:
+        check_currency(str(data["currency"])[:10])
+    return PriceBook(check_version(data.get("version")), parse_time(data.get("effective_from"), "effective_from"),
+                     entries, owner=owner)
+
+
+def entries_from_json(entries: object) -> tuple[PriceEntry, ...]:
+    """A price book's ``entries``: a non-empty list of at most ``MAX_ENTRIES`` objects, each bounded."""
     if not isinstance(entries, list) or not entries:
         raise InvalidSpec("a price book needs a non-empty 'entries' list")
     if len(entries) > MAX_ENTRIES:
         raise InvalidSpec(f"a price book has at most {MAX_ENTRIES} entries, got {len(entries)}")
     if not all(isinstance(e, Mapping) for e in entries):
         raise InvalidSpec("every price book entry must be an object")
-    if "currency" in data:
-        check_currency(str(data["currency"])[:10])
-    return PriceBook(check_version(data.get("version")), parse_time(data.get("effective_from"), "effective_from"),
-                     tuple(entry_from_json(e) for e in entries), owner=owner)
+    return tuple(entry_from_json(e) for e in entries)
 
 
 def _plain(value: Any) -> Any:
@@ -183,13 +193,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
-
-
-def price_book_json(body: Mapping[str, Any], book: PriceBook) -> dict[str, Any]:
-    stand_ins = sorted({e.tou.name for e in book.entries if e.tou is not None and e.tou.is_stand_in})
-    return {"owner": book.owner or "operator", "version": book.version,
-            "effective_from": book.effective_from.isoformat(), "entries": body.get("entries", []),
-            "stand_in_tou": stand_ins}
 
 
 _PROGRAMME_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from suanwang.clock import SYSTEM_CLOCK, Clock
@@ -78,7 +78,7 @@ def _claim(session: Session, limit: int) -> list[Any]:
     tuples.  The claim commits only with the charges (the caller's transaction), so a crash leaves them
     queued; PostgreSQL workers skip ids another worker claimed, so they share the queue (the charge key
     alone makes it exactly once)."""
-    queue = cast(Table, UnratedUsageRow.__table__)
+    queue = UnratedUsageRow.__table__
     pending = select(queue.c.id).order_by(queue.c.id).limit(limit)
     pg = is_postgres(session.get_bind())
     if pg:

@@ -11,7 +11,10 @@ target_metadata = Base.metadata
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:  # suanwang.store.migrate sets it; alembic run by hand without it has nothing to migrate
+        raise RuntimeError("alembic: no sqlalchemy.url set (run migrations through suanwang.store.migrate)")
+    engine = make_engine(url)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
