@@ -28,7 +28,7 @@ def usage_out(record: UsageRecord) -> UsageOut:
 
 @router.post("/jobs", status_code=201)
 def submit_job(
-    body: JobSubmitIn, actor: CurrentPrincipal, platform: PlatformDep,
+    body: JobSubmitIn, actor: CurrentPrincipal, platform: PlatformDep, clock: ClockDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,  # jobs.client_key's width
 ) -> JobOut:
     data = body.model_dump(exclude={"inputs", "output"})
@@ -39,7 +39,7 @@ def submit_job(
         inputs = job_data.resolve_inputs(session, actor, body.inputs) if body.inputs else {}
         spec = jobs.spec_from_json(job_data.with_data_terms(data, inputs, session) if inputs else data)
         platform.check_submit(session, [spec])
-        [row] = jobs.submit_jobs(session, actor, [spec], client_keys=[idempotency_key])
+        [row] = jobs.submit_jobs(session, actor, [spec], client_keys=[idempotency_key], clock=clock)
         if inputs or body.output:
             job_data.record(session, row.id, list(inputs.values()), body.output)
     platform.wake(books=False)  # work for placement only: the books (sealing its audit row) can wait
@@ -47,10 +47,11 @@ def submit_job(
 
 
 @router.post("/jobs/batch", status_code=201)
-def submit_batch(body: JobBatchIn, session: SessionDep, actor: CurrentPrincipal, platform: PlatformDep) -> list[JobOut]:
+def submit_batch(body: JobBatchIn, session: SessionDep, actor: CurrentPrincipal, platform: PlatformDep,
+                 clock: ClockDep) -> list[JobOut]:
     specs = [jobs.spec_from_json(j.model_dump()) for j in body.jobs]
     platform.check_submit(session, specs)
-    rows = jobs.submit_jobs(session, actor, specs)
+    rows = jobs.submit_jobs(session, actor, specs, clock=clock)
     platform.wake(books=False)
     return [job_out(r) for r in rows]
 
