@@ -1,4 +1,5 @@
-"""Best fit among the near-best pools (``GridScheduler(best_fit=True)``, the default)."""
+"""Best fit among the near-best pools (``GridScheduler(best_fit=True)``, the default): no slower, no dearer,
+tighter; and gangs pick their site as a whole."""
 
 from __future__ import annotations
 
@@ -28,14 +29,22 @@ def _left(free: Capacity, d: Capacity) -> float:
                (free.devices - d.devices) // d.devices)
 
 
-def test_a_job_goes_to_the_tight_pool_not_the_empty_cheaper_one() -> None:
-    g = best_fit_grid([100, 120], [1.0, 1.0])
+def test_a_job_fills_the_tight_pool_and_keeps_the_empty_one_whole() -> None:
+    g = best_fit_grid([100, 100], [1.0, 1.0])
     states = [PoolState(g.pools[0], g.pools[0].capacity), PoolState(g.pools[1], Capacity(32, 256.0, 2))]
     j = job("j", devices=2, cores=32, memory_gb=256.0, duration_s=3600.0)
     [p] = GridScheduler(g).plan([j], states, now=NOON)
     assert p.pool == "p1"  # fills the 2-card hole and keeps the 16-card pool whole for a larger job
     [q] = GridScheduler(g, best_fit=False).plan([j], states, now=NOON)
-    assert q.pool == "p0"  # price order alone: the cheaper pool
+    assert q.pool == "p0"  # score order alone: a tie, the first pool
+
+
+def test_best_fit_never_picks_a_dearer_pool() -> None:
+    g = best_fit_grid([100, 120], [1.0, 1.0])
+    states = [PoolState(g.pools[0], g.pools[0].capacity), PoolState(g.pools[1], Capacity(32, 256.0, 2))]
+    [p] = GridScheduler(g).plan([job("j", devices=2, cores=32, memory_gb=256.0, duration_s=3600.0)], states,
+                                now=NOON)
+    assert p.pool == "p0"  # the fit is not worth a higher price
 
 
 def test_best_fit_never_picks_a_slower_pool() -> None:
@@ -67,6 +76,18 @@ def test_best_fit_is_no_slower_and_no_looser_than_the_best_scored_pool(
     assert len(fit) == 1
     free = {s.pool.name: s.free for s in states}
     assert fit[0].terms["finish_at"] <= plain[0].terms["finish_at"] + 1e-6  # never finishes later
+    price = {p.name: prices[k] for k, p in enumerate(g.pools)}
+    assert price[fit[0].pool] <= price[plain[0].pool]  # never on a dearer pool
     d = j.spec.demand
     assert _left(free[fit[0].pool], d) <= _left(free[plain[0].pool], d)  # never leaves a looser fit
     assert PACK_LOOK >= 1
+
+
+def test_a_gang_takes_the_site_that_holds_it_whole_when_its_first_members_best_fit_does_not() -> None:
+    g = best_fit_grid([100, 100], [1.0, 1.0])
+    states = [PoolState(p, p.capacity) for p in g.pools]
+    states[1] = PoolState(g.pools[1], Capacity(64, 512.0, 4))  # the tighter site, too small for the gang
+    members = [job(f"g{k}", devices=2, cores=32, memory_gb=256.0, duration_s=600.0) for k in range(3)]
+    gang = [type(m)(m.id, m.spec, m.tenant, m.submitted_at, gang="G", gang_size=3) for m in members]
+    placed = GridScheduler(g).plan(gang, states, now=NOON)
+    assert len(placed) == 3 and {p.pool for p in placed} == {"p0"}

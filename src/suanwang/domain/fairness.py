@@ -254,6 +254,8 @@ class _Running:
         self._by_pool: dict[int, list[RunningJob]] | None = None
         self._releases: dict[int, list[tuple[float, Capacity]]] | None = None
         self._spot: np.ndarray | None = None  # [cores, memory, devices] x pools held by spot jobs not evicted
+        self.hopeless: dict[int, list[tuple[int, float, int]]] = {}  # candidate set -> demands no preemption serves
+        self.keep: list[np.ndarray] = []
 
     def by_pool(self) -> dict[int, list[RunningJob]]:
         if self._by_pool is None:
@@ -456,11 +458,18 @@ class FairScheduler:
         if job.spec.device_share:
             return [], []  # fractions do not preempt (a spot job's card is not known here)
         idx = ctx.candidates(job.spec)
-        idx = idx[[i not in free.shared for i in idx.tolist()]] if free.shared else idx  # nor on shared pools
         priced = self.inner.price_mask(job)  # the price rule holds for preemption too
+        d = job.spec.demand
+        # free plus spot capacity only shrinks during a pass, so a demand that free plus spot covers on none of its
+        # candidates rules out every no-smaller demand over the same candidates for the rest of the pass
+        key = id(idx) if priced is None else None
+        if key is not None and any(c <= d.cores and m <= d.memory_gb and v <= d.devices
+                                   for c, m, v in held.hopeless.get(key, ())):
+            return [], []
+        cands = idx
+        idx = idx[[i not in free.shared for i in idx.tolist()]] if free.shared else idx  # nor on shared pools
         if priced is not None:
             idx = idx[priced[idx]]
-        d = job.spec.demand
         spot = held.spot()  # free plus every spot job left must cover the job, or preemption_set finds none
         could = ((free.cores[idx] + spot[0, idx] >= d.cores - 1e-6)
                  & (free.mem[idx] + spot[1, idx] >= d.memory_gb - 1e-6)
@@ -476,6 +485,9 @@ class FairScheduler:
                 if len(chosen) == 1:
                     break  # no pool needs fewer; ties go to the first in grid order
         if best is None:
+            if key is not None and not could.any():  # free plus spot covers it nowhere (a pool it fits as is may
+                held.hopeless.setdefault(key, []).append((d.cores, d.memory_gb, d.devices))  # need eviction later)
+                held.keep.append(cands)  # its id stays its own for the pass
             return [], []
         _, i, chosen = best
         for v in by_pool[i]:
