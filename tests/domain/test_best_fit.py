@@ -1,5 +1,5 @@
-"""Best fit among the near-best pools (``GridScheduler(best_fit=True)``, the default): no slower, no dearer,
-tighter; and gangs pick their site as a whole."""
+"""Best fit among the near-best pools (``GridScheduler(best_fit=True)``, the default): no slower, tighter; and
+gangs pick their site as a whole."""
 
 from __future__ import annotations
 
@@ -39,14 +39,6 @@ def test_a_job_fills_the_tight_pool_and_keeps_the_empty_one_whole() -> None:
     assert q.pool == "p0"  # score order alone: a tie, the first pool
 
 
-def test_best_fit_never_picks_a_dearer_pool() -> None:
-    g = best_fit_grid([100, 120], [1.0, 1.0])
-    states = [PoolState(g.pools[0], g.pools[0].capacity), PoolState(g.pools[1], Capacity(32, 256.0, 2))]
-    [p] = GridScheduler(g).plan([job("j", devices=2, cores=32, memory_gb=256.0, duration_s=3600.0)], states,
-                                now=NOON)
-    assert p.pool == "p0"  # the fit is not worth a higher price
-
-
 def test_best_fit_never_picks_a_slower_pool() -> None:
     g = best_fit_grid([100, 120], [2.0, 1.0])
     states = [PoolState(g.pools[0], g.pools[0].capacity), PoolState(g.pools[1], Capacity(32, 256.0, 2))]
@@ -76,8 +68,6 @@ def test_best_fit_is_no_slower_and_no_looser_than_the_best_scored_pool(
     assert len(fit) == 1
     free = {s.pool.name: s.free for s in states}
     assert fit[0].terms["finish_at"] <= plain[0].terms["finish_at"] + 1e-6  # never finishes later
-    price = {p.name: prices[k] for k, p in enumerate(g.pools)}
-    assert price[fit[0].pool] <= price[plain[0].pool]  # never on a dearer pool
     d = j.spec.demand
     assert _left(free[fit[0].pool], d) <= _left(free[plain[0].pool], d)  # never leaves a looser fit
     assert PACK_LOOK >= 1

@@ -19,9 +19,8 @@ terms are computed exactly, for all placements of a pass in one pass at its
 end.
 
 With ``best_fit`` the pool chosen is then the tightest fit among the first
-with room and the next ``PACK_LOOK`` with room that run the job no slower at
-no higher price this hour (``_tightest_walk`` along a walk, ``_tightest``
-over score rows).
+with room and the next ``PACK_LOOK`` with room that run the job no slower
+(``_tightest_walk`` along a walk, ``_tightest`` over score rows).
 
 ``FastPaths`` holds these caches; ``policy.GridScheduler`` decides with them.
 """
@@ -174,8 +173,6 @@ class FastPaths(PolicyBase):
         return len(self._info(spec).idx) > 0
 
     def _begin(self, now: float) -> None:
-        hour = math.floor(now / 3600.0 + self.ctx.grid.utc_offset_h) % 24
-        self._price_now: list[float] = self.ctx.price[:, hour].tolist()  # per pool, this local hour
         if len(self._static) > 50_000 or getattr(self, "_static_waits", False):
             self._static.clear()
         if len(self._ids) > 200_000 or len(self._wkeys) > 10_000:  # the cached tables' keys are renumbered
@@ -386,11 +383,11 @@ class FastPaths(PolicyBase):
     def _tightest_walk(self, spec: JobSpec, walk: _Walk, pos: int, r: int, free: FreeState, now: float,
                        guard: Guard | None = None, ends: dict[int, tuple[int, int, float]] | None = None) -> int:
         """Best fit along the walk: from the first pool with room (``order[pos]`` = ``r``) and the next
-        ``PACK_LOOK`` pools with room that run the job no slower at no higher price this hour, the one that leaves
+        ``PACK_LOOK`` pools with room that run the job no slower, the one that leaves
         room for the fewest further copies of the job's demand (ties: the better ranked)."""
         order, idx, dead = walk.order, walk.idx, walk.dead
-        speed, price = self.ctx.speed_list, self._price_now
-        floor, ceiling = speed[idx[r]], price[idx[r]]
+        speed = self.ctx.speed_list
+        floor = speed[idx[r]]
         best_r, best_k = r, copies_left(free, idx[r], spec)
         if best_k == 0:
             return r
@@ -401,7 +398,7 @@ class FastPaths(PolicyBase):
             if dead[q]:
                 continue
             i = idx[q]
-            if speed[i] < floor or price[i] > ceiling or not free.fits_one(i, spec):
+            if speed[i] < floor or not free.fits_one(i, spec):
                 continue
             if guard is not None and ends is not None:  # the guard's leave, cached as the guarded walk caches it
                 hit = ends.get(i)
@@ -544,12 +541,11 @@ class FastPaths(PolicyBase):
     def _tightest(self, spec: JobSpec, idx: np.ndarray, free: FreeState, score: np.ndarray, r: int,
                   finish: np.ndarray | None = None) -> int:
         """Best fit among the ``PACK_LOOK`` + 1 best-scored candidates with room that finish no later than
-        candidate ``r`` (the best one with room) at no higher price this hour: the one leaving room for the fewest
+        candidate ``r`` (the best one with room): the one leaving room for the fewest
         further copies of the job's demand; ties go to the better score."""
         if finish is None:
             finish = free.wait[idx] + self._transfer_s(spec, idx) + spec.duration_s / self.ctx.speed[idx]
-        price = np.asarray(self._price_now)[idx]
-        ok = np.isfinite(score) & (finish <= finish[r] + 1e-6) & (price <= price[r])
+        ok = np.isfinite(score) & (finish <= finish[r] + 1e-6)
         ok[r] = True
         rows = np.flatnonzero(ok)
         if len(rows) > 1:
