@@ -1,7 +1,9 @@
 """Scheduler benchmark: throughput and memory at scale, and quality on real traces against a HiGHS bound.
 
 Run: ``PYTHONPATH=src python bench/scheduler.py [--quick] [--part throughput|memory|quality]``.  Writes
-bench/results/scheduler.json (the whole run only); the last stdout line is one JSON object.
+bench/results/scheduler[_part][_quick].json; the last stdout line is one JSON object.  ``--quick`` is a smoke
+run (under a minute: a 200-pool grid, 10,000 jobs for plan throughput and memory, the 24-cell quick matrix);
+the full run is the reference.
 
 (a) Throughput: a synthetic grid of S sites x 10 pools (A10 / A100 / H800 / CPU mixes, ToU prices, carbon
     shapes, a random geometric network) and Q queued jobs (1-8 devices or 1-64 cores, lognormal run
@@ -345,7 +347,7 @@ def main() -> None:
                 "memory": lambda: memory(mem_jobs), "quality": lambda: quality(args.quick, args.load),
                 "matrix": lambda: matrix(args.quick), "fractional": lambda: fractional(args.quick)}[args.part]()
         part = {"quick": args.quick, **part, "wall_s": round(time.perf_counter() - t0, 1)}
-        path = ROOT / f"bench/results/scheduler_{args.part}.json"
+        path = ROOT / f"bench/results/scheduler_{args.part}{'_quick' if args.quick else ''}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(part, indent=2))
         if args.part == "live":
@@ -373,7 +375,7 @@ def main() -> None:
                            "policies": hot["policies"], "instances": hot["instances"]}
         out.update(cost_ratio_to_bound=q["cost_ratio_to_bound"], policies=q["policies"], instances=q["instances"])
     out["wall_s"] = round(time.perf_counter() - t0, 1)
-    path = ROOT / "bench/results/scheduler.json"
+    path = ROOT / f"bench/results/scheduler{'_quick' if args.quick else ''}.json"  # quick never clobbers the full
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     summary = {k: out[k] for k in ("quick", "matrix_losses", "matrix_losses_tuning", "matrix_losses_heldout",
