@@ -355,22 +355,16 @@ class _Backfill:
             return None
         spec = job.spec
         ends = self.now + spec.duration_s / self.speed[idx]
-        risky = np.flatnonzero(ends > self._min_shadow[idx])  # only where the job outlasts some head's shadow
-        if not len(risky):
-            return None
-        sub = idx[risky]
-        shadow = self._shadow[:, sub]
-        ok = ~np.isfinite(shadow) | (ends[risky] <= shadow)
+        if not (ends > self._min_shadow[idx]).any():
+            return None  # the job ends before every head's shadow wherever it could start
+        shadow = self._shadow[:, idx]
+        ok = ~np.isfinite(shadow) | (ends <= shadow)
         free = self.free
-        rel = self._released[:, :, sub]
-        left = np.stack((free.cores[sub] - spec.cores, free.mem[sub] - spec.memory_gb, free.dev[sub] - spec.devices))
+        rel = self._released[:, :, idx]
+        left = np.stack((free.cores[idx] - spec.cores, free.mem[idx] - spec.memory_gb, free.dev[idx] - spec.devices))
         ok |= ((left[:, None, :] + rel) >= self._need).all(axis=0)
-        fine = ok.all(axis=0)
-        if fine.all():
-            return None
-        allowed = np.ones(len(idx), dtype=bool)
-        allowed[risky] = fine
-        return allowed
+        allowed = ok.all(axis=0)
+        return None if allowed.all() else allowed
 
 
 class FairScheduler:

@@ -54,18 +54,6 @@ from suanwang.domain.scheduling.signals import GridModel, job_units
 PACK_LOOK = 8  # best fit looks at this many pools with room past the first (a shortlist, as ``_short``'s 8)
 
 
-def copies_left(free: FreeState, i: int, spec: JobSpec) -> float:
-    """How many more jobs of ``spec``'s demand pool ``i`` would still hold after this one (best fit's measure)."""
-    k = math.inf
-    if spec.cores:
-        k = (free.cores[i] - spec.cores) // spec.cores
-    if spec.memory_gb > 0:
-        k = min(k, (free.mem[i] - spec.memory_gb + 1e-9) // spec.memory_gb)
-    if spec.devices:
-        k = min(k, (free.dev[i] - spec.devices) // spec.devices)
-    return float(k)
-
-
 @dataclass(slots=True)
 class _Shape:
     """What the scheduler works out once per job shape (the fields ``shape_key`` reads)."""
@@ -383,22 +371,38 @@ class FastPaths(PolicyBase):
     def _tightest_walk(self, spec: JobSpec, walk: _Walk, pos: int, r: int, free: FreeState, now: float,
                        guard: Guard | None = None, ends: dict[int, tuple[int, int, float]] | None = None) -> int:
         """Best fit along the walk: from the first pool with room (``order[pos]`` = ``r``) and the next
-        ``PACK_LOOK`` pools with room that run the job no slower, the one that leaves
-        room for the fewest further copies of the job's demand (ties: the better ranked)."""
+        ``PACK_LOOK`` pools with room that run the job no slower, the one that leaves room for the fewest further
+        copies of the job's demand (ties: the better ranked).  Inlined: it runs once per placement."""
         order, idx, dead = walk.order, walk.idx, walk.dead
         speed = self.ctx.speed_list
-        floor = speed[idx[r]]
-        best_r, best_k = r, copies_left(free, idx[r], spec)
-        if best_k == 0:
+        cores, mem, dev = free.cores, free.mem, free.dev
+        c, m, g = spec.cores, spec.memory_gb, spec.devices
+        inf = math.inf
+
+        def left(i: int) -> float:
+            k = (float(cores[i]) - c) // c if c else inf
+            if m > 0:
+                k = min(k, (float(mem[i]) - m + 1e-9) // m)
+            if g:
+                k = min(k, (float(dev[i]) - g) // g)
+            return k
+
+        best_r, best_k = r, left(idx[r])
+        if best_k <= 0:
             return r
+        floor = speed[idx[r]]
         seen = 0
         d = spec.duration_s
+        need_m = m - 1e-9
         for p in range(pos + 1, len(order)):
             q = order[p]
             if dead[q]:
                 continue
             i = idx[q]
-            if speed[i] < floor or not free.fits_one(i, spec):
+            if not (cores[i] >= c and mem[i] >= need_m and dev[i] >= g):
+                dead[q] = 1  # full for this demand for the rest of the plan call, as the walk itself marks it
+                continue
+            if speed[i] < floor:
                 continue
             if guard is not None and ends is not None:  # the guard's leave, cached as the guarded walk caches it
                 hit = ends.get(i)
@@ -407,10 +411,10 @@ class FastPaths(PolicyBase):
                 if now + d / speed[i] > hit[2]:
                     continue
             seen += 1
-            k = copies_left(free, i, spec)
+            k = left(i)
             if k < best_k:
                 best_r, best_k = q, k
-                if k == 0:
+                if k <= 0:
                     break
             if seen >= PACK_LOOK:
                 break
