@@ -88,6 +88,15 @@ def test_fractions_share_a_card_and_the_placement_names_it() -> None:
     assert sorted(cards) == [0, 0, 0, 0, 1, 1]  # best fit: the first card fills before the second opens
 
 
+def test_candidates_see_room_for_a_fraction_on_a_partly_used_card() -> None:
+    g = grid([shared_pool(cards=1)])
+    state = PoolState(g.pools[0], Capacity(64, 512.0, 0), cards=((0, 250, mib(8.0)),))  # no wholly free card
+    [c] = GridScheduler(g).candidates(frac("f", 250, 8.0, NOON), [state], now=NOON)
+    assert c.fits_now  # three quarters of the card are free: the fraction fits now
+    [w] = GridScheduler(g).candidates(whole("w", 1, NOON), [state], now=NOON)
+    assert not w.fits_now
+
+
 class Live:
     """A pool over time: running fractions and whole jobs, PoolStates built as services.scheduling builds them."""
 

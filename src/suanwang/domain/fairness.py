@@ -254,6 +254,8 @@ class _Running:
         self._by_pool: dict[int, list[RunningJob]] | None = None
         self._releases: dict[int, list[tuple[float, Capacity]]] | None = None
         self._spot: np.ndarray | None = None  # [cores, memory, devices] x pools held by spot jobs not evicted
+        self.hopeless: dict[int, list[tuple[int, float, int]]] = {}  # candidate set -> demands no preemption serves
+        self.keep: list[np.ndarray] = []
 
     def by_pool(self) -> dict[int, list[RunningJob]]:
         if self._by_pool is None:
@@ -305,16 +307,29 @@ class _Backfill:
         self.free = free
         self.now = now
         self.heads: list[_Head] = []
-        self._lists: list[tuple[list[float], list[float], list[float], list[float], int, float, int]] = []
-        self._shadow = np.empty((0, len(speed)))
-        self._released = np.empty((3, 0, len(speed)))
+        n = len(speed)
+        # per pool: (shadow, released cores, memory, devices, needed cores, memory, devices) of the heads that could
+        # start there, earliest shadow first; most pools have none, and ``latest_end`` stops at the first it leaves
+        # short
+        self._at: list[list[tuple[float, float, float, float, int, float, int]]] = [[] for _ in range(n)]
+        self._min_shadow = np.full(n, np.inf)  # earliest shadow over the heads, per pool
+        self._shadow = np.empty((0, n))
+        self._released = np.empty((3, 0, n))
         self._need = np.empty((3, 0, 1))
         self.version = 0
 
     def add(self, head: _Head) -> None:
         self.heads.append(head)
         d = head.job.spec
-        self._lists.append((head.shadow.tolist(), *head.released.tolist(), d.cores, d.memory_gb, d.devices))
+        at = self._at
+        rc, rm, rd = head.released.tolist()
+        shadow = head.shadow
+        for i in np.flatnonzero(np.isfinite(shadow)).tolist():
+            row = at[i]
+            row.append((float(shadow[i]), rc[i], rm[i], rd[i], d.cores, d.memory_gb, d.devices))
+            if len(row) > 1:
+                row.sort(key=lambda x: x[0])  # stable: equal shadows keep the heads' order
+        np.minimum(self._min_shadow, shadow, out=self._min_shadow)
         self._shadow = np.stack([h.shadow for h in self.heads])
         self._released = np.stack([h.released for h in self.heads], axis=1)
         self._need = np.array([[h.job.spec.cores, h.job.spec.memory_gb - 1e-9, h.job.spec.devices]
@@ -324,28 +339,26 @@ class _Backfill:
     def latest_end(self, spec: JobSpec, i: int) -> float:
         """The latest end a job of ``spec``'s demand may have on pool i: for every head it would leave short
         at the head's shadow time, the job must end by that shadow time (inf: it may run as long as it likes)."""
+        row = self._at[i]
+        if not row:
+            return math.inf  # no head could start here: nothing to delay
         free = self.free
-        c, m, d = float(free.cores[i]), float(free.mem[i]), float(free.dev[i])
-        cores, memory_gb, devices = spec.cores, spec.memory_gb, spec.devices
-        latest = math.inf
-        for shadow, rc, rm, rd, hc, hm, hd in self._lists:
-            at = shadow[i]
-            if at >= latest:
-                continue  # never runs there (inf), or a head already asks for an earlier end
-            if c - cores + rc[i] >= hc and m - memory_gb + rm[i] >= hm - 1e-9 and d - devices + rd[i] >= hd:
-                continue  # what the job takes leaves enough for this head at its shadow time
-            latest = at
-        return latest
+        c, m, d = float(free.cores[i]) - spec.cores, float(free.mem[i]) - spec.memory_gb, \
+            float(free.dev[i]) - spec.devices
+        for at, rc, rm, rd, hc, hm, hd in row:  # earliest shadow first: the first head left short decides
+            if not (c + rc >= hc and m + rm >= hm - 1e-9 and d + rd >= hd):
+                return at
+        return math.inf
 
     def mask(self, job: QueuedJob, idx: np.ndarray) -> np.ndarray | None:
         if not self.heads:
             return None
         spec = job.spec
-        shadow = self._shadow[:, idx]
         ends = self.now + spec.duration_s / self.speed[idx]
+        if not (ends > self._min_shadow[idx]).any():
+            return None  # the job ends before every head's shadow wherever it could start
+        shadow = self._shadow[:, idx]
         ok = ~np.isfinite(shadow) | (ends <= shadow)
-        if ok.all():
-            return None
         free = self.free
         rel = self._released[:, :, idx]
         left = np.stack((free.cores[idx] - spec.cores, free.mem[idx] - spec.memory_gb, free.dev[idx] - spec.devices))
@@ -439,11 +452,18 @@ class FairScheduler:
         if job.spec.device_share:
             return [], []  # fractions do not preempt (a spot job's card is not known here)
         idx = ctx.candidates(job.spec)
-        idx = idx[[i not in free.shared for i in idx.tolist()]] if free.shared else idx  # nor on shared pools
         priced = self.inner.price_mask(job)  # the price rule holds for preemption too
+        d = job.spec.demand
+        # free plus spot capacity only shrinks during a pass, so a demand that free plus spot covers on none of its
+        # candidates rules out every no-smaller demand over the same candidates for the rest of the pass
+        key = id(idx) if priced is None else None
+        if key is not None and any(c <= d.cores and m <= d.memory_gb and v <= d.devices
+                                   for c, m, v in held.hopeless.get(key, ())):
+            return [], []
+        cands = idx
+        idx = idx[[i not in free.shared for i in idx.tolist()]] if free.shared else idx  # nor on shared pools
         if priced is not None:
             idx = idx[priced[idx]]
-        d = job.spec.demand
         spot = held.spot()  # free plus every spot job left must cover the job, or preemption_set finds none
         could = ((free.cores[idx] + spot[0, idx] >= d.cores - 1e-6)
                  & (free.mem[idx] + spot[1, idx] >= d.memory_gb - 1e-6)
@@ -459,6 +479,9 @@ class FairScheduler:
                 if len(chosen) == 1:
                     break  # no pool needs fewer; ties go to the first in grid order
         if best is None:
+            if key is not None and not could.any():  # free plus spot covers it nowhere (a pool it fits as is may
+                held.hopeless.setdefault(key, []).append((d.cores, d.memory_gb, d.devices))  # need eviction later)
+                held.keep.append(cands)  # its id stays its own for the pass
             return [], []
         _, i, chosen = best
         for v in by_pool[i]:

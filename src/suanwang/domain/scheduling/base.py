@@ -302,15 +302,43 @@ class PolicyBase:
     def place_unit(
         self, unit: list[QueuedJob], free: FreeState, now: float, guard: Guard | None = None
     ) -> list[Placement]:
-        """One job, or a gang's members all-or-nothing, in ``unit``'s order; ``guard`` filters starts now."""
+        """One job, or a gang's members all-or-nothing, in ``unit``'s order; ``guard`` filters starts now.
+
+        A gang goes to one site: the site its first member's choice names, and when the whole gang does not fit
+        there, the next site its first member would choose with the sites tried ruled out (the gang as a whole
+        picks the site, not one member's best pool), until every site that could take the first member is tried.
+        """
+        result, first_site = self._try_unit(unit, free, now, guard, None)
+        if result or len(unit) == 1 or first_site is None:
+            if not result and len(unit) == 1:
+                self._drain_for(unit[0], free, now)
+            return result
+        tried = {first_site}
+        net = self.ctx.network
+        for _ in range(len(net.sites) - 1):
+            mask = ~np.isin(self.ctx.site_idx, [net.index[s] for s in tried])
+            result, first_site = self._try_unit(unit, free, now, guard, mask)
+            if result or first_site is None:
+                return result
+            tried.add(first_site)
+        return []
+
+    def _try_unit(self, unit: list[QueuedJob], free: FreeState, now: float, guard: Guard | None,
+                  exclude: np.ndarray | None) -> tuple[list[Placement], SiteId | None]:
+        """``unit`` placed all-or-nothing, the first member among pools ``exclude`` keeps (None: all); the
+        placements (empty: rolled back) and the site the first member went to (None: it found none)."""
         taken: list[tuple[int, JobSpec, int]] = []
         result: list[Placement] = []
         site: SiteId | None = None
+        first: SiteId | None = None
         for job in unit:
             spec = job.spec
             if spec.not_before is not None and spec.not_before > now:
                 break
-            got = self._choose(job, free, now, site if job.gang else None, self.price_mask(job), guard)
+            mask = self.price_mask(job)
+            if exclude is not None and site is None:
+                mask = exclude if mask is None else mask & exclude
+            got = self._choose(job, free, now, site if job.gang else None, mask, guard)
             if got is None:
                 break
             i, placement = got
@@ -320,14 +348,14 @@ class PolicyBase:
                 if card >= 0:
                     placement = replace(placement, card=card)
             site = self.ctx.pools[i].site
+            if first is None:
+                first = site
             result.append(placement)
         if len(result) < len(unit):
             for i, d, card in taken:
                 free.give(i, d, card)
-            if len(unit) == 1:
-                self._drain_for(unit[0], free, now)
-            return []
-        return result
+            return [], first
+        return result, first
 
     def _drain_for(self, job: QueuedJob, free: FreeState, now: float) -> None:
         """The drain rule: a whole-card job that waited ``DRAIN_AFTER_S`` and found no room drains shared cards."""

@@ -18,6 +18,10 @@ factor-2 steps), one matrix per group and step.  The chosen placements'
 terms are computed exactly, for all placements of a pass in one pass at its
 end.
 
+With ``best_fit`` the pool chosen is then the tightest fit among the first
+with room and the next ``PACK_LOOK`` with room that run the job no slower
+(``_tightest_walk`` along a walk, ``_tightest`` over score rows).
+
 ``FastPaths`` holds these caches; ``policy.GridScheduler`` decides with them.
 """
 
@@ -46,6 +50,8 @@ from suanwang.domain.scheduling.scoring import (
     score_many,
 )
 from suanwang.domain.scheduling.signals import GridModel, job_units
+
+PACK_LOOK = 8  # best fit looks at this many pools with room past the first (a shortlist, as ``_short``'s 8)
 
 
 @dataclass(slots=True)
@@ -94,6 +100,7 @@ class FastPaths(PolicyBase):
 
     weights: Weights
     horizon_h: int
+    best_fit: bool = False  # pack best fit among the near-best pools (``_tightest``; the policy decides)
 
     def __init__(self, grid: GridModel | GridContext) -> None:
         super().__init__(grid)
@@ -148,6 +155,10 @@ class FastPaths(PolicyBase):
                                               idx.tolist())
         self._by_spec[id(spec)] = (spec, info)
         return info
+
+    def can_ever_run(self, spec: JobSpec) -> bool:
+        """``PolicyBase.can_ever_run`` through the per-pass shape lookup (the pass asks about the spec again)."""
+        return len(self._info(spec).idx) > 0
 
     def _begin(self, now: float) -> None:
         if len(self._static) > 50_000 or getattr(self, "_static_waits", False):
@@ -350,9 +361,64 @@ class FastPaths(PolicyBase):
                 continue
             i = idx[r]
             if cores[i] >= need_c and mem[i] >= need_m and dev[i] >= need_d:
+                if self.best_fit:
+                    r = self._tightest_walk(spec, walk, pos, r, free, now)
+                    i = idx[r]
                 return i, self._walk_placement(job, info, walk, r, i, now, w)
             dead[r] = 1
         return None
+
+    def _tightest_walk(self, spec: JobSpec, walk: _Walk, pos: int, r: int, free: FreeState, now: float,
+                       guard: Guard | None = None, ends: dict[int, tuple[int, int, float]] | None = None) -> int:
+        """Best fit along the walk: from the first pool with room (``order[pos]`` = ``r``) and the next
+        ``PACK_LOOK`` pools with room that run the job no slower, the one that leaves room for the fewest further
+        copies of the job's demand (ties: the better ranked).  Inlined: it runs once per placement."""
+        order, idx, dead = walk.order, walk.idx, walk.dead
+        speed = self.ctx.speed_list
+        cores, mem, dev = free.cores, free.mem, free.dev
+        c, m, g = spec.cores, spec.memory_gb, spec.devices
+        inf = math.inf
+
+        def left(i: int) -> float:
+            k = (float(cores[i]) - c) // c if c else inf
+            if m > 0:
+                k = min(k, (float(mem[i]) - m + 1e-9) // m)
+            if g:
+                k = min(k, (float(dev[i]) - g) // g)
+            return k
+
+        best_r, best_k = r, left(idx[r])
+        if best_k <= 0:
+            return r
+        floor = speed[idx[r]]
+        seen = 0
+        d = spec.duration_s
+        need_m = m - 1e-9
+        for p in range(pos + 1, len(order)):
+            q = order[p]
+            if dead[q]:
+                continue
+            i = idx[q]
+            if not (cores[i] >= c and mem[i] >= need_m and dev[i] >= g):
+                dead[q] = 1  # full for this demand for the rest of the plan call, as the walk itself marks it
+                continue
+            if speed[i] < floor:
+                continue
+            if guard is not None and ends is not None:  # the guard's leave, cached as the guarded walk caches it
+                hit = ends.get(i)
+                if hit is None or hit[0] != free.changes[i] or hit[1] != guard.version:
+                    hit = ends[i] = (free.changes[i], guard.version, guard.latest_end(spec, i))
+                if now + d / speed[i] > hit[2]:
+                    continue
+            seen += 1
+            k = left(i)
+            if k < best_k:
+                best_r, best_k = q, k
+                if k <= 0:
+                    break
+            if seen >= PACK_LOOK:
+                break
+        return best_r
 
     def _walk_guarded(self, job: QueuedJob, info: _Shape, walk: _Walk, free: FreeState, now: float, w: Weights,
                       guard: Guard) -> tuple[int, Placement] | None:
@@ -392,6 +458,9 @@ class FastPaths(PolicyBase):
                     if hit[2] <= now:
                         blocked[r] = 1
                     continue  # not for this job; a shorter one may start there
+                if self.best_fit:
+                    r = self._tightest_walk(spec, walk, pos, r, free, now, guard, ends)
+                    i = idx[r]
                 return i, self._walk_placement(job, info, walk, r, i, now, w)
             dead[r] = 1
         return None
@@ -449,12 +518,16 @@ class FastPaths(PolicyBase):
             score = np.where(dead, np.inf, score)
         if allowed is not None:
             score = np.where(allowed, score, np.inf)
+        packing = self.best_fit and not spec.device_share
         for _ in range(8):
             r = int(np.argmin(score))
             if not np.isfinite(score[r]):
                 return None
             i = int(idx[r])
             if free.fits_one(i, spec):
+                if packing:
+                    r = self._tightest(spec, idx, free, score, r)
+                    i = int(idx[r])
                 return i, self._pending_placement(job, i, free, now, now, self._transfer_one(spec, i), float(score[r]))
             score[r] = np.inf
             dead[r] = True  # full for this demand for the rest of this plan call
@@ -464,8 +537,35 @@ class FastPaths(PolicyBase):
         r = int(np.argmin(score))
         if not np.isfinite(score[r]):
             return None
+        if packing:
+            r = self._tightest(spec, idx, free, score, r)
         i = int(idx[r])
         return i, self._pending_placement(job, i, free, now, now, self._transfer_one(spec, i), float(score[r]))
+
+    def _tightest(self, spec: JobSpec, idx: np.ndarray, free: FreeState, score: np.ndarray, r: int,
+                  finish: np.ndarray | None = None) -> int:
+        """Best fit among the ``PACK_LOOK`` + 1 best-scored candidates with room that finish no later than
+        candidate ``r`` (the best one with room): the one leaving room for the fewest
+        further copies of the job's demand; ties go to the better score."""
+        if finish is None:
+            finish = free.wait[idx] + self._transfer_s(spec, idx) + spec.duration_s / self.ctx.speed[idx]
+        ok = np.isfinite(score) & (finish <= finish[r] + 1e-6)
+        ok[r] = True
+        rows = np.flatnonzero(ok)
+        if len(rows) > 1:
+            rows = rows[free.fits(idx[rows], spec)]
+        if len(rows) <= 1:
+            return r
+        rows = rows[np.argsort(score[rows], kind="stable")[:PACK_LOOK + 1]]
+        i = idx[rows]
+        left = np.full(len(rows), np.inf)
+        if spec.cores:
+            left = np.minimum(left, (free.cores[i] - spec.cores) // spec.cores)
+        if spec.memory_gb > 0:
+            left = np.minimum(left, (free.mem[i] - spec.memory_gb + 1e-9) // spec.memory_gb)
+        if spec.devices:
+            left = np.minimum(left, (free.dev[i] - spec.devices) // spec.devices)
+        return int(rows[int(np.argmin(left))])  # argmin: the first (best-scored) of the tightest
 
     def _transfer_one(self, spec: JobSpec, i: int) -> float:
         if not (spec.data_site and spec.data_gb > 0 and spec.data_site in self.ctx.network.index):
