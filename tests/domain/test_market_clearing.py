@@ -169,3 +169,15 @@ def test_one_bid_in_a_part_per_slot_gets_each_slots_link_row() -> None:
     bids = [a_bid("b1", quantity=12, rate=6, limit=300, data_site="wuhu", data_gb=1)]
     result = clear_book(asks, bids, [Link("qingyang", "wuhu", 1)])
     assert result.bids[0].filled == 2 and [c.flow_gb for c in result.congestion] == [1, 1]
+
+
+def test_a_solver_failure_raises_instead_of_clearing_to_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HiGHS refusing to run (e.g. a thread count the process's scheduler was not started with) must fail the
+    clear, to be tried again, never book a session as cleared with no fills."""
+    import highspy
+
+    from suanwang.domain.market import lp
+
+    monkeypatch.setattr(highspy.Highs, "run", lambda self: highspy.HighsStatus.kError)
+    with pytest.raises(lp.SolverError, match="HiGHS failed"):
+        clear_book([an_ask("a0")], [a_bid("b0")])

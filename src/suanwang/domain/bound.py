@@ -72,6 +72,9 @@ def cost_lower_bound(ctx: GridContext, jobs: Sequence[QueuedJob], *, integral: b
         return Bound(0.0, len(jobs), 0, "empty", integral)
     h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy's class has no annotated __init__
     h.setOptionValue("output_flag", False)
+    # One thread, as the market's clearing runs it: HiGHS keeps one task scheduler per process, and a solve
+    # asking for another thread count than the first one did fails without solving (status "not set").
+    h.setOptionValue("threads", 1)
     h.setOptionValue("time_limit", float(time_limit_s))
     h.addVars(n, np.zeros(n), np.ones(n))
     h.changeColsCost(n, np.arange(n, dtype=np.int32), np.asarray(cols_cost, dtype=float))

@@ -181,7 +181,7 @@ def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float,
     status, gap, bound = "", 0.0, None
     if m.integer and not relax:
         cols = np.asarray(m.integer, dtype=np.int32)
-        h.run()  # the relaxation first: when it is already whole, it is the MIP's optimum and no search is needed
+        _solve(h)  # the relaxation first: when it is already whole, it is the MIP's optimum and no search is needed
         relaxed = np.asarray(h.getSolution().col_value)[cols]
         solved = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
         if solved and np.all(np.abs(relaxed - np.round(relaxed)) <= INTEGRAL_TOL):
@@ -193,7 +193,7 @@ def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float,
         else:
             h.changeColsIntegrality(len(cols), cols, np.full(len(cols), highspy.HighsVarType.kInteger))
             h.setOptionValue("mip_rel_gap", 1e-9)
-            h.run()
+            _solve(h)
             status = h.modelStatusToString(h.getModelStatus()).lower()
             info = h.getInfo()
             gap = float(info.mip_gap) if np.isfinite(info.mip_gap) else 1.0
@@ -202,7 +202,7 @@ def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float,
             fixed = np.round(values[cols]).clip(0, 1)
             h.changeColsIntegrality(len(cols), cols, np.full(len(cols), highspy.HighsVarType.kContinuous))
         h.changeColsBounds(len(cols), cols, fixed, fixed)  # prices: the LP with integers fixed
-    h.run()
+    _solve(h)
     lp_status = h.modelStatusToString(h.getModelStatus()).lower()
     status = status or lp_status
     if bound is not None:  # relax-and-fix: its gap to the relaxation's bound, stated
@@ -211,6 +211,15 @@ def _run(m: _Model, nodes: dict[Node, int], started: float, time_limit_s: float,
     if keep is not None and (relax or not m.integer):  # a linear programme: the next round may extend it
         keep.append(Warm(h, m, nodes))
     return _extract(h, m, nodes, started, status, gap, relax)
+
+
+class SolverError(RuntimeError):
+    """HiGHS refused to solve (not a verdict on the book): the clear fails and is tried again, never booked empty."""
+
+
+def _solve(h: highspy.Highs) -> None:
+    if h.run() == highspy.HighsStatus.kError:
+        raise SolverError(f"HiGHS failed to solve the clearing programme ({h.modelStatusToString(h.getModelStatus())})")
 
 
 def _extract(h: highspy.Highs, m: _Model, nodes: dict[Node, int], started: float, status: str, gap: float,
@@ -270,7 +279,7 @@ def add_link_rows(warm: Warm, links: dict[tuple[LinkKey, Slot], int], bids: Sequ
         warm.h.addRows(len(new), np.full(len(new), -INF), np.asarray([float(links[ks]) for ks in new]),
                        len(index), starts, index, value)
     h = warm.h
-    h.run()
+    _solve(h)
     status = h.modelStatusToString(h.getModelStatus()).lower()
     if not (fix_whole and m.integer and h.getModelStatus() == highspy.HighsModelStatus.kOptimal):
         return _extract(h, m, warm.nodes, started, status, 0.0, relax)
@@ -279,7 +288,7 @@ def add_link_rows(warm: Warm, links: dict[tuple[LinkKey, Slot], int], bids: Sequ
     relaxed = np.asarray(h.getSolution().col_value)[cols]
     fixed = np.where(np.abs(relaxed - np.round(relaxed)) <= INTEGRAL_TOL, np.round(relaxed), 0.0).clip(0, 1)
     h.changeColsBounds(len(cols), cols, fixed, fixed)
-    h.run()
+    _solve(h)
     status = h.modelStatusToString(h.getModelStatus()).lower()
     gap = max(0.0, (bound - float(h.getInfo().objective_function_value)) / max(1.0, abs(bound)))
     solved = _extract(h, m, warm.nodes, started, "feasible" if gap > 1e-9 and status == "optimal" else status, gap,
