@@ -160,12 +160,13 @@ CROSS_TENANT: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("POST", f"{API}/agent/jobs/{{job_id}}/output"): ("far-agent", {}),
     ("POST", f"{API}/agent/transfers/{{transfer_id}}/done"): ("far-agent", {}),
     ("POST", f"{API}/agent/transfers/{{transfer_id}}/failed"): ("far-agent", {}),
+    ("POST", f"{API}/agent/replicas/{{dataset_id}}/deleted"): ("far-agent", {}),  # no replica of it at its site
 }
 # a valid body where the route reads one, so the answer is about the object, not the body
 BODIES: dict[str, dict[str, Any]] = {
     "/status": {"attempt": 1, "phase": "failed"}, "/shares": {"tenant": "t-operator"},
     "/output": {"attempt": 1, "size_bytes": 1, "sha256": "a" * 64}, "/done": {"sha256": "a" * 64, "seconds": 1},
-    "/failed": {"reason": "no"}, "/orders/{order_id}": {"quantity": 1},
+    "/failed": {"reason": "no"}, "/orders/{order_id}": {"quantity": 1}, "/deleted": {"generation": 0},
 }
 
 

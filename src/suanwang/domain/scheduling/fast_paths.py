@@ -52,6 +52,15 @@ from suanwang.domain.scheduling.scoring import (
 from suanwang.domain.scheduling.signals import GridModel, job_units
 
 PACK_LOOK = 8  # best fit looks at this many pools with room past the first (a shortlist, as ``_short``'s 8)
+# ... and only at those scored within this share of the best pool with room: packing may move a job to a pool
+# somewhat dearer (or dirtier) for the holes it saves, never to one the price book makes much dearer (unbounded,
+# a job went to a pool 3x the price of an idle one; bounded at 5 %, two more matrix cells lost a tick of wait).
+PACK_SLACK = 0.25
+
+
+def within_slack(score: float, best: float) -> bool:
+    """``score`` (lower is better) is near enough to ``best`` for best fit to pick it."""
+    return score <= best + PACK_SLACK * abs(best) + 1e-9
 
 
 @dataclass(slots=True)
@@ -391,6 +400,7 @@ class FastPaths(PolicyBase):
         if best_k <= 0:
             return r
         floor = speed[idx[r]]
+        static, best = walk.static, walk.static[r]
         seen = 0
         d = spec.duration_s
         need_m = m - 1e-9
@@ -403,6 +413,8 @@ class FastPaths(PolicyBase):
                 dead[q] = 1  # full for this demand for the rest of the plan call, as the walk itself marks it
                 continue
             if speed[i] < floor:
+                continue
+            if not within_slack(static[q], best):
                 continue
             if guard is not None and ends is not None:  # the guard's leave, cached as the guarded walk caches it
                 hit = ends.get(i)
@@ -549,7 +561,7 @@ class FastPaths(PolicyBase):
         further copies of the job's demand; ties go to the better score."""
         if finish is None:
             finish = free.wait[idx] + self._transfer_s(spec, idx) + spec.duration_s / self.ctx.speed[idx]
-        ok = np.isfinite(score) & (finish <= finish[r] + 1e-6)
+        ok = np.isfinite(score) & (finish <= finish[r] + 1e-6) & (score <= score[r] + PACK_SLACK * abs(score[r]) + 1e-9)
         ok[r] = True
         rows = np.flatnonzero(ok)
         if len(rows) > 1:

@@ -44,7 +44,7 @@ at most a quarter of a pool's capacity deferred onto it per pass.
 Best fit among the near-best pools (``best_fit``, on by default).  A job
 starting now goes, of the best-scored pool with room and the next
 ``fast_paths.PACK_LOOK`` (8) pools with room that run it no slower (finish
-no later), to the one that leaves room for the fewest further jobs of its
+no later) and score within ``fast_paths.PACK_SLACK`` (25 %) of it, to the one that leaves room for the fewest further jobs of its
 demand (ties: the better score).  Why: on a busy grid the waits of large
 jobs are set by how many holes their size is left, and score order alone
 scatters small jobs over the pools (two 64-core jobs in one 554-core pool
