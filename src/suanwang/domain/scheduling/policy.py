@@ -41,22 +41,22 @@ burst's harm: a minimum slack of 2 run times, a forecast use of the job's
 pools (busy now, or the last hour's arrivals for them) of at most 70 %, and
 at most a quarter of a pool's capacity deferred onto it per pass.
 
-Best fit among the near-best pools (``best_fit``, on by default).  A job
+Best fit among the near-best pools (``best_fit``, on by default). A job
 starting now goes, of the best-scored pool with room and the next
-``fast_paths.PACK_LOOK`` (8) pools with room that run it no slower (finish
-no later) and score within ``fast_paths.PACK_SLACK`` (25 %) of it, to the one that leaves room for the fewest further jobs of its
-demand (ties: the better score).  Why: on a busy grid the waits of large
-jobs are set by how many holes their size is left, and score order alone
-scatters small jobs over the pools (two 64-core jobs in one 554-core pool
-cost a 96-core slot; 8-core jobs beside 32-core ones cost a 2-card slot);
-packing them where they fit tightly keeps whole slots free.  No job runs
-longer for the packing; it may pay more (a pool further down the score
-order), which the matrix weighs: at 200 jobs a cell, total cost and carbon
-fell and the tuning half lost no cell (``bench/results/matrix_200.json``;
-bounding the packing to pools no dearer this hour lost a cell to a
-one-tick wait and kept the cost the same).  A deadline job's choice between
-starting now and a later hour is weighed at the best score now, before the
-packing.
+``fast_paths.PACK_LOOK`` (8) pools with room that run it no slower (finish no
+later) and score within ``fast_paths.PACK_SLACK`` (25 %) of it, to the one
+that leaves room for the fewest further jobs of its demand (ties: the better
+score). Why: on a busy grid the waits of large jobs are set by how many holes
+their size is left, and score order alone scatters small jobs over the pools
+(two 64-core jobs in one 554-core pool cost a 96-core slot; 8-core jobs beside
+32-core ones cost a 2-card slot); packing them where they fit tightly keeps
+whole slots free. No job runs longer for the packing; it may pay more (a pool
+further down the score order), which the matrix weighs: at 200 jobs a cell,
+total cost and carbon fell and the tuning half lost no cell
+(``bench/results/matrix_200.json``; bounding the packing to pools no dearer
+this hour lost a cell to a one-tick wait and kept the cost the same). A
+deadline job's choice between starting now and a later hour is weighed at the
+best score now, before the packing.
 
 Urgent jobs (``urgency``): a deadline job whose slack, deadline - now - its
 run time on its fastest candidate, is at most its margin ``max(run, 1 h)``
