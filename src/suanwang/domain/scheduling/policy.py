@@ -50,11 +50,11 @@ score). Why: on a busy grid the waits of large jobs are set by how many holes
 their size is left, and score order alone scatters small jobs over the pools
 (two 64-core jobs in one 554-core pool cost a 96-core slot; 8-core jobs beside
 32-core ones cost a 2-card slot); packing them where they fit tightly keeps
-whole slots free. No job runs longer for the packing; it may pay more (a pool
-further down the score order), which the matrix weighs: at 200 jobs a cell,
-total cost and carbon fell and the tuning half lost no cell
-(``bench/results/matrix_200.json``; bounding the packing to pools no dearer
-this hour lost a cell to a one-tick wait and kept the cost the same). A
+whole slots free. No job runs longer for the packing; it may pay more, up to
+the slack, which the matrix weighs (``bench/results/matrix_200.json``):
+unbounded, packing lost one held-out cell but sent a job to a pool three times
+the price of an idle one; bounded at 5 %, three cells lost a plan tick of
+wait; at 25 %, one tuning and one held-out cell lose (see the issue notes). A
 deadline job's choice between starting now and a later hour is weighed at the
 best score now, before the packing.
 
