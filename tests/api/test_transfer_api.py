@@ -4,6 +4,7 @@ sites' agents, its completion is verified and billed once, and explain shows pre
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -20,7 +21,7 @@ BOOK = {"entries": [
      "unit_price_fen": 5_000_000}]}  # 50,000 yuan per GB: DATA (10 kB) costs 50 fen
 
 
-def _site(grid: Grid, name: str, cores: int, region: str = "cn") -> object:
+def _site(grid: Grid, name: str, cores: int, region: str = "cn") -> Any:
     op = grid.operator
     assert op.post(f"{API}/sites", json={"name": name, "region": region}).status_code == 201
     me = op.get(f"{API}/whoami").json()["tenant_id"]
@@ -32,17 +33,24 @@ def _site(grid: Grid, name: str, cores: int, region: str = "cn") -> object:
     return agent
 
 
-def _setup(grid: Grid):  # type: ignore[no-untyped-def]
+def east_west_with_corpus(grid: Grid, book: dict, topup_fen: int) -> tuple[Any, Any, Any]:
+    """Sites east (1 core) and west (8) joined by a link, ``book`` in force, the consumer topped up, and the
+    dataset ``corpus`` (DATA) registered at east: the agents of both sites and the dataset's answer."""
     east, west = _site(grid, "east", 1), _site(grid, "west", 8)
     assert grid.operator.post(f"{API}/links", json={"a": "east", "b": "west", "latency_ms": 30,
                                                     "bandwidth_gbps": 10}).status_code == 201
-    assert grid.operator.post(f"{API}/price-books", json=BOOK).status_code == 201
+    assert grid.operator.post(f"{API}/price-books", json=book).status_code == 201
     consumer = grid.consumer.get(f"{API}/whoami").json()["tenant_id"]
-    assert grid.operator.post(f"{API}/topups", json={"consumer": consumer, "amount_fen": 10**6},
+    assert grid.operator.post(f"{API}/topups", json={"consumer": consumer, "amount_fen": topup_fen},
                               headers={"Idempotency-Key": "t1"}).status_code == 201
     d = grid.consumer.post(f"{API}/datasets", json={"name": "corpus", "size_bytes": len(DATA), "sha256": SHA,
                                                     "sites": ["east"]})
     assert d.status_code == 201, d.text
+    return east, west, d
+
+
+def _setup(grid: Grid):  # type: ignore[no-untyped-def]
+    east, west, d = east_west_with_corpus(grid, BOOK, 10**6)
     run = grid.consumer.post(f"{API}/workflows", json={"name": "f", "steps": [
         {"name": "train", "job": {"command": ["true"], "cores": 4, "memory_gb": 1, "duration_s": 60},
          "inputs": ["corpus"]}]})  # 4 cores: only west can run it

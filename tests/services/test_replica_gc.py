@@ -7,21 +7,19 @@ On both databases, on a ManualClock: the platform's control loop and the routes 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from suanwang.clock import ManualClock
-from suanwang.services import replica_gc, scheduling
+from suanwang.services import replica_gc
 from suanwang.store.ledger_tables import PostingRow, TransferRow
 from suanwang.store.tables import JobRow, ReplicaRow, StorageUsageRow
 from tests.api.conftest import Grid
+from tests.api.test_transfer_api import DATA, SHA, east_west_with_corpus
 
 API = "/api/v1"
-DATA = b"east data " * 1000  # 10 kB = 1e-5 GB
-SHA = hashlib.sha256(DATA).hexdigest()
+# DATA (10 kB = 1e-5 GB) and SHA come from the transfer API tests' corpus
 H = 3600.0
 PRICE = {"resource_class": "general", "tier": "standard", "service_level": "standard"}
 BOOK = {"entries": [
@@ -30,38 +28,11 @@ BOOK = {"entries": [
     {**PRICE, "unit": "gb_hour_storage", "unit_price_fen": 5_000_000}]}   # 10 kB held an hour: 50 fen
 
 
-@pytest.fixture(autouse=True)
-def _own_scheduling_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every tick here places: the PostgreSQL advisory lock that keeps one replica scheduling is database-wide,
-    so another test run on the same server (each in its own schema) could make a tick skip its pass."""
-    monkeypatch.setattr(scheduling, "claim_scheduling_pass", lambda _session: True)
-
-
-def _site(grid: Grid, name: str, cores: int) -> Any:
-    op = grid.operator
-    assert op.post(f"{API}/sites", json={"name": name, "region": "cn"}).status_code == 201
-    me = op.get(f"{API}/whoami").json()["tenant_id"]
-    agent = grid.as_(op.post(f"{API}/tokens", json={"role": "agent", "tenant_id": me, "site": name}).json()["token"])
-    r = agent.post(f"{API}/agent/register", json={"pools": [
-        {"name": "cpu", "resource_class": "general", "engine": "local", "cores": cores, "memory_gb": 16}]})
-    assert r.status_code == 200, r.text
-    return agent
-
-
 def _setup(grid: Grid, clock: ManualClock, grace_s: float) -> tuple[Any, Any, str]:
     grid.set_clock(clock)
     grid.platform.now = clock.time
     grid.platform.settings = dataclasses.replace(grid.platform.settings, replica_grace_s=grace_s)
-    east, west = _site(grid, "east", 1), _site(grid, "west", 8)
-    assert grid.operator.post(f"{API}/links", json={"a": "east", "b": "west", "latency_ms": 30,
-                                                    "bandwidth_gbps": 10}).status_code == 201
-    assert grid.operator.post(f"{API}/price-books", json=BOOK).status_code == 201
-    consumer = grid.consumer.get(f"{API}/whoami").json()["tenant_id"]
-    assert grid.operator.post(f"{API}/topups", json={"consumer": consumer, "amount_fen": 10**7},
-                              headers={"Idempotency-Key": "t1"}).status_code == 201
-    d = grid.consumer.post(f"{API}/datasets", json={"name": "corpus", "size_bytes": len(DATA), "sha256": SHA,
-                                                    "sites": ["east"]})
-    assert d.status_code == 201, d.text
+    east, west, d = east_west_with_corpus(grid, BOOK, 10**7)
     return east, west, d.json()["id"]
 
 
